@@ -1,0 +1,1 @@
+"""Pure domain code for goldrl: never imports dagster (enforced by import-linter)."""

@@ -1,0 +1,1 @@
+"""Market-data types shared by ingestion, features, backtests and the live engine."""
