@@ -72,13 +72,15 @@ def load_settings() -> Settings:
             "GOLDRL_DATABASE_URL must be a postgresql:// URL "
             f"(got {database_url.split('@')[-1]!r}); unset it to use the embedded server"
         )
-    artifact_root = Path(
-        os.environ.get("GOLDRL_ARTIFACT_ROOT", str(home / "artifacts"))
-    ).expanduser().resolve()
+    artifact_root = (
+        Path(os.environ.get("GOLDRL_ARTIFACT_ROOT", str(home / "artifacts"))).expanduser().resolve()
+    )
     return Settings(
         home=home,
         database_url=database_url,
         artifact_root=artifact_root,
-        bingx_base_url=_url("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL, ("http://", "https://")),
+        bingx_base_url=_url(
+            "GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL, ("http://", "https://")
+        ),
         bingx_ws_url=_url("GOLDRL_BINGX_WS_URL", DEFAULT_BINGX_WS_URL, ("ws://", "wss://")),
     )

@@ -57,12 +57,12 @@ class InstrumentSpec:
     @property
     def price_increment(self) -> float:
         """Smallest price step."""
-        return 10.0 ** -self.price_precision
+        return 10.0**-self.price_precision
 
     @property
     def quantity_increment(self) -> float:
         """Smallest quantity step."""
-        return 10.0 ** -self.quantity_precision
+        return 10.0**-self.quantity_precision
 
     def content_sha256(self) -> str:
         """Checksum of the trading rules (not the raw record), to detect metadata changes."""

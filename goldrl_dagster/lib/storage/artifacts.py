@@ -1,8 +1,8 @@
 """Content-addressed artifact store: files are named by their sha256 and verified on load.
 
-The default backend is a local folder (``GOLDRL_ARTIFACT_ROOT``, default ``$GOLDRL_HOME/artifacts``).
-Writes go to a temporary file that is renamed into place, so a crash never leaves a partial
-artifact under a valid name.
+The default backend is a local folder (``GOLDRL_ARTIFACT_ROOT``, default
+``$GOLDRL_HOME/artifacts``). Writes go to a temporary file that is renamed into place, so a
+crash never leaves a partial artifact under a valid name.
 """
 
 from __future__ import annotations

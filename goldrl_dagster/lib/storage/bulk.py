@@ -91,7 +91,7 @@ def upsert_frame(
         # The staging table copies the target's column types so the COPY cannot coerce silently.
         cur.execute(
             f'CREATE TEMPORARY TABLE "{staging}" ON COMMIT DROP AS '
-            f'SELECT {", ".join(f"{chr(34)}{c}{chr(34)}" for c in frame.columns)} '
+            f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in frame.columns)} "
             f'FROM "{table}" WITH NO DATA'
         )
         cur.adbc_ingest(staging, frame.to_arrow(), mode="append", temporary=True)

@@ -1,0 +1,116 @@
+"""Reads and writes of market data: versioned instrument metadata and candles."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import polars as pl
+
+from goldrl_dagster.lib.market.candles import CANDLE_KEY, CANDLE_SCHEMA, conform_candles
+from goldrl_dagster.lib.market.instrument import InstrumentSpec
+from goldrl_dagster.lib.storage.bulk import read_frame, upsert_frame
+from goldrl_dagster.lib.storage.server import Database
+
+_SPEC_COLUMNS = (
+    "contract_id", "asset", "display_name", "currency", "price_precision", "quantity_precision",
+    "contract_size", "min_quantity", "min_notional", "maker_fee_rate", "taker_fee_rate",
+    "max_long_leverage", "max_short_leverage", "status", "launch_time",
+)  # fmt: skip
+
+
+def sync_instruments(
+    db: Database, specs: list[InstrumentSpec], source: str, now: datetime | None = None
+) -> list[str]:
+    """Store contract metadata as validity-stamped versions.
+
+    A symbol whose trading rules changed gets a new row valid from ``now`` and its previous row
+    is closed at ``now``, so a backtest can ask for the rules valid at any past time.
+
+    Args:
+        db: The database.
+        specs: Current contract metadata from the exchange.
+        source: Where the metadata came from (``bingx_rest`` or ``simulator``).
+        now: Validity timestamp of new versions (defaults to the current time).
+
+    Returns:
+        The symbols for which a new version was written.
+    """
+    now = now or datetime.now(UTC)
+    changed: list[str] = []
+    with db.connect() as conn:
+        for spec in specs:
+            digest = spec.content_sha256()
+            current = conn.execute(
+                "SELECT content_sha256 FROM instruments WHERE symbol = %s AND valid_to IS NULL "
+                "FOR UPDATE",
+                (spec.symbol,),
+            ).fetchone()
+            if current is not None and current[0] == digest:
+                continue
+            conn.execute(
+                "UPDATE instruments SET valid_to = %s WHERE symbol = %s AND valid_to IS NULL",
+                (now, spec.symbol),
+            )
+            values = asdict(spec)
+            conn.execute(
+                f"INSERT INTO instruments (symbol, valid_from, {', '.join(_SPEC_COLUMNS)}, "
+                "source, content_sha256, raw) VALUES (%s, %s, "
+                f"{', '.join(['%s'] * len(_SPEC_COLUMNS))}, %s, %s, %s)",
+                (
+                    spec.symbol,
+                    now,
+                    *(values[c] for c in _SPEC_COLUMNS),
+                    source,
+                    digest,
+                    json.dumps(spec.raw, sort_keys=True),
+                ),
+            )
+            changed.append(spec.symbol)
+        conn.commit()
+    return changed
+
+
+def instrument_at(db: Database, symbol: str, at: datetime | None = None) -> InstrumentSpec:
+    """Return the contract metadata valid at a time (the current version by default).
+
+    Raises:
+        LookupError: If no metadata for the symbol was valid then (run the instruments asset).
+    """
+    with db.connect() as conn:
+        row = conn.execute(
+            f"SELECT symbol, {', '.join(_SPEC_COLUMNS)}, raw FROM instruments "
+            "WHERE symbol = %s AND valid_from <= %s AND (valid_to IS NULL OR valid_to > %s) "
+            "ORDER BY valid_from DESC LIMIT 1",
+            (symbol, at or datetime.now(UTC), at or datetime.now(UTC)),
+        ).fetchone()
+    if row is None:
+        raise LookupError(
+            f"no contract metadata for {symbol} valid at {at or 'now'}; "
+            "materialize the market/instruments asset first"
+        )
+    fields = dict(zip(("symbol", *_SPEC_COLUMNS, "raw"), row, strict=True))
+    return InstrumentSpec(**fields)
+
+
+def write_candles(db: Database, candles: pl.DataFrame) -> int:
+    """Idempotently upsert canonical candles (same key → row replaced).
+
+    Returns:
+        The number of rows written.
+    """
+    return upsert_frame(db, "candles", conform_candles(candles), CANDLE_KEY)
+
+
+def read_candles(
+    db: Database, instrument: str, interval: str, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """Read candles with ``start <= open_time < end`` as a canonical frame, sorted by time."""
+    frame = read_frame(
+        db,
+        f"SELECT {', '.join(CANDLE_SCHEMA)} FROM candles WHERE instrument = $1 AND interval = $2 "
+        "AND open_time >= $3 AND open_time < $4 ORDER BY open_time",
+        [instrument, interval, start, end],
+    )
+    return conform_candles(frame) if frame.height else pl.DataFrame(schema=CANDLE_SCHEMA)

@@ -1,0 +1,263 @@
+"""Registry rows that tie artifacts to their lineage: datasets, models, evaluations, promotions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from goldrl_dagster.lib.storage.artifacts import StoredArtifact
+from goldrl_dagster.lib.storage.server import Database
+
+CHAMPION_SLOT = "champion"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def register_artifact(conn: psycopg.Connection, artifact: StoredArtifact, kind: str) -> None:
+    """Record an artifact's location and checksum (no-op if already registered)."""
+    conn.execute(
+        "INSERT INTO artifacts (sha256, uri, size_bytes, kind) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (sha256) DO NOTHING",
+        (artifact.sha256, artifact.uri, artifact.size_bytes, kind),
+    )
+
+
+def artifact_by_sha(db: Database, sha256: str) -> StoredArtifact:
+    """Look an artifact up by checksum.
+
+    Raises:
+        LookupError: If no artifact with that checksum is registered.
+    """
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT sha256, uri, size_bytes FROM artifacts WHERE sha256 = %s", (sha256,)
+        ).fetchone()
+    if row is None:
+        raise LookupError(f"no artifact registered with sha256 {sha256}")
+    return StoredArtifact(sha256=row[0], uri=row[1], size_bytes=row[2])
+
+
+def register_feature_set(
+    db: Database, fingerprint: str, name: str, version: int, names: list[str], spec: str
+) -> None:
+    """Record a feature-set version by fingerprint (idempotent)."""
+    with db.connect() as conn:
+        conn.execute(
+            "INSERT INTO feature_sets (fingerprint, name, version, feature_names, spec) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (fingerprint) DO NOTHING",
+            (fingerprint, name, version, names, spec),
+        )
+        conn.commit()
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A dataset version's registry row."""
+
+    dataset_hash: str
+    instruments: list[str]
+    interval: str
+    window_start: datetime
+    window_end: datetime
+    feature_fingerprint: str
+    row_count: int
+    artifact: StoredArtifact
+    config: dict[str, Any]
+    lineage: dict[str, Any]
+
+
+def record_dataset(db: Database, record: DatasetRecord) -> bool:
+    """Register a dataset version and its artifact.
+
+    Returns:
+        True if the version is new, False if the same hash was already registered.
+    """
+    with db.connect() as conn:
+        register_artifact(conn, record.artifact, "dataset")
+        cur = conn.execute(
+            "INSERT INTO dataset_versions (dataset_hash, instruments, interval, window_start, "
+            "window_end, feature_fingerprint, row_count, artifact_sha256, config, lineage) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                record.dataset_hash,
+                record.instruments,
+                record.interval,
+                record.window_start,
+                record.window_end,
+                record.feature_fingerprint,
+                record.row_count,
+                record.artifact.sha256,
+                _json(record.config),
+                _json(record.lineage),
+            ),
+        )
+        conn.commit()
+        return cur.rowcount == 1
+
+
+def load_dataset_record(db: Database, dataset_hash: str) -> DatasetRecord:
+    """Fetch a dataset version by hash.
+
+    Raises:
+        LookupError: If the hash is unknown.
+    """
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT d.dataset_hash, d.instruments, d.interval, d.window_start, d.window_end, "
+            "d.feature_fingerprint, d.row_count, a.sha256, a.uri, a.size_bytes, d.config, "
+            "d.lineage FROM dataset_versions d JOIN artifacts a ON a.sha256 = d.artifact_sha256 "
+            "WHERE d.dataset_hash = %s",
+            (dataset_hash,),
+        ).fetchone()
+    if row is None:
+        raise LookupError(f"unknown dataset version {dataset_hash}")
+    return DatasetRecord(
+        dataset_hash=row[0],
+        instruments=row[1],
+        interval=row[2],
+        window_start=row[3],
+        window_end=row[4],
+        feature_fingerprint=row[5],
+        row_count=row[6],
+        artifact=StoredArtifact(sha256=row[7], uri=row[8], size_bytes=row[9]),
+        config=row[10],
+        lineage=row[11],
+    )
+
+
+def record_model(
+    db: Database,
+    *,
+    model_id: str,
+    artifact: StoredArtifact,
+    dataset_hash: str,
+    feature_fingerprint: str,
+    algorithm: str,
+    seed: int,
+    card: dict[str, Any],
+) -> None:
+    """Register a trained model and its artifact (idempotent on model id)."""
+    with db.connect() as conn:
+        register_artifact(conn, artifact, "model")
+        conn.execute(
+            "INSERT INTO models (model_id, artifact_sha256, dataset_hash, feature_fingerprint, "
+            "algorithm, seed, card) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (model_id) DO NOTHING",
+            (model_id, artifact.sha256, dataset_hash, feature_fingerprint, algorithm, seed,
+             _json(card)),
+        )  # fmt: skip
+        conn.commit()
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A registered model with the provenance the live engine records per decision."""
+
+    model_id: str
+    artifact: StoredArtifact
+    dataset_hash: str
+    feature_fingerprint: str
+    card: dict[str, Any]
+
+
+def load_model_record(db: Database, model_id: str) -> ModelRecord:
+    """Fetch a model by id.
+
+    Raises:
+        LookupError: If the model id is unknown.
+    """
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT m.model_id, a.sha256, a.uri, a.size_bytes, m.dataset_hash, "
+            "m.feature_fingerprint, m.card FROM models m "
+            "JOIN artifacts a ON a.sha256 = m.artifact_sha256 WHERE m.model_id = %s",
+            (model_id,),
+        ).fetchone()
+    if row is None:
+        raise LookupError(f"unknown model {model_id!r}")
+    return ModelRecord(
+        model_id=row[0],
+        artifact=StoredArtifact(sha256=row[1], uri=row[2], size_bytes=row[3]),
+        dataset_hash=row[4],
+        feature_fingerprint=row[5],
+        card=row[6],
+    )
+
+
+def record_evaluation(
+    db: Database,
+    *,
+    report_id: str,
+    model_id: str,
+    dataset_hash: str,
+    window_start: datetime,
+    window_end: datetime,
+    policy_metrics: dict[str, Any],
+    baseline_metrics: dict[str, Any],
+    trades_sha256: str,
+) -> None:
+    """Store an evaluation report (idempotent on report id)."""
+    with db.connect() as conn:
+        conn.execute(
+            "INSERT INTO evaluation_reports (report_id, model_id, dataset_hash, window_start, "
+            "window_end, policy_metrics, baseline_metrics, trades_sha256) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (report_id) DO NOTHING",
+            (report_id, model_id, dataset_hash, window_start, window_end,
+             _json(policy_metrics), _json(baseline_metrics), trades_sha256),
+        )  # fmt: skip
+        conn.commit()
+
+
+def current_champion(db: Database) -> str | None:
+    """Return the champion model id, or None if no model was ever promoted."""
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT model_id FROM champion WHERE slot = %s", (CHAMPION_SLOT,)
+        ).fetchone()
+    return row[0] if row else None
+
+
+def record_promotion_decision(
+    db: Database,
+    *,
+    model_id: str,
+    report_id: str,
+    promoted: bool,
+    reasons: list[dict[str, Any]],
+) -> tuple[int, str | None]:
+    """Store a promotion decision and, if promoted, move the champion pointer atomically.
+
+    The champion row is locked while deciding so two concurrent promotions cannot both read the
+    same previous champion.
+
+    Returns:
+        The decision id and the previous champion's model id.
+    """
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT model_id FROM champion WHERE slot = %s FOR UPDATE", (CHAMPION_SLOT,)
+        ).fetchone()
+        previous = row[0] if row else None
+        decision = conn.execute(
+            "INSERT INTO promotion_decisions (model_id, report_id, previous_champion, promoted, "
+            "reasons) VALUES (%s, %s, %s, %s, %s) RETURNING decision_id",
+            (model_id, report_id, previous, promoted, _json(reasons)),
+        ).fetchone()
+        assert decision is not None
+        if promoted:
+            conn.execute(
+                "INSERT INTO champion (slot, model_id, decision_id) VALUES (%s, %s, %s) "
+                "ON CONFLICT (slot) DO UPDATE SET model_id = EXCLUDED.model_id, "
+                "decision_id = EXCLUDED.decision_id, updated_at = now()",
+                (CHAMPION_SLOT, model_id, decision[0]),
+            )
+            # Wake the live engine's model watcher (LISTEN goldrl_champion).
+            conn.execute("SELECT pg_notify('goldrl_champion', %s)", (model_id,))
+        conn.commit()
+    return decision[0], previous
