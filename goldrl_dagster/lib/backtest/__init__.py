@@ -1,0 +1,1 @@
+"""Nautilus Trader backtests: instruments from exchange metadata, policy evaluation, plots."""
