@@ -1,0 +1,129 @@
+"""``goldrl``: one command line for every operator action."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from live_engine.cli import live as live_cli
+
+app = typer.Typer(
+    help="goldrl: a continuously learning RL agent for BingX gold perpetuals, on Dagster.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="Manage goldrl's PostgreSQL (embedded by default).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start (or reuse) the database and apply migrations; print where it lives."""
+    from goldrl_dagster.lib.runtime import open_runtime
+
+    runtime = open_runtime()
+    kind = "embedded" if runtime.db.embedded else "external"
+    typer.echo(f"{kind} PostgreSQL ready, schema {runtime.db.schema}: {runtime.db.url}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL (starting the embedded server if needed), e.g. for psql."""
+    from goldrl_dagster.lib.runtime import open_runtime
+
+    typer.echo(open_runtime().db.url)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server under GOLDRL_HOME."""
+    from goldrl_dagster.lib.config import load_settings
+    from goldrl_dagster.lib.storage.server import stop_embedded
+
+    stopped = stop_embedded(load_settings())
+    typer.echo("embedded server stopped" if stopped else "no embedded server was running")
+
+
+@app.command()
+def sim(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port on 127.0.0.1.")] = 8765,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated price process.")] = 7,
+    speed: Annotated[
+        float, typer.Option(min=0.001, help="Simulated seconds per real second (60 = 1 bar/s).")
+    ] = 1.0,
+) -> None:
+    """Serve the local BingX simulator (REST + WebSocket, BingX's wire protocol) on loopback."""
+    from goldrl_dagster.lib.bingx.simulator.server import serve
+
+    typer.echo(
+        f"BingX simulator (SIMULATED data) on http://127.0.0.1:{port} and "
+        f"ws://127.0.0.1:{port}/swap-market; point GOLDRL_BINGX_BASE_URL and "
+        "GOLDRL_BINGX_WS_URL at it"
+    )
+    serve("127.0.0.1", port, seed=seed, speed=speed)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Webserver port.")] = 3000,
+) -> None:
+    """Start the Dagster webserver and daemon on localhost (asset graph, runs, checks)."""
+    from goldrl_dagster.instance import ensure_dagster_home
+    from goldrl_dagster.lib.runtime import open_runtime
+
+    runtime = open_runtime()
+    home = ensure_dagster_home(runtime)
+    env = {**os.environ, "DAGSTER_HOME": str(home), **runtime.dbt_env()}
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    bin_dir = Path(sys.executable).parent
+    daemon = subprocess.Popen([bin_dir / "dagster-daemon", "run", "-w", workspace], env=env)
+    typer.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops webserver and daemon)")
+    try:
+        subprocess.run(
+            [bin_dir / "dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", workspace],
+            env=env,
+            check=False,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+app.command("live")(live_cli)
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option(min=2, max=30, help="Simulated days to ingest.")] = 3,
+    timesteps: Annotated[int, typer.Option(min=256, help="PPO training steps.")] = 8192,
+    live_seconds: Annotated[
+        float, typer.Option(min=5, help="How long the live engine trades the stream.")
+    ] = 20.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run everything on embedded defaults: simulator → assets → dbt → live engine; summarise."""
+    from goldrl_dagster.demo import run_demo
+
+    _logging(verbose)
+    run_demo(days=days, timesteps=timesteps, live_seconds=live_seconds)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,154 @@
+"""Market-data assets: contract metadata and 1m candles per instrument × day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from expectations.candles import validate_candles
+from expectations.dagster_adapter import to_check_result
+from goldrl_dagster.defs.keys import (
+    CANDLES,
+    CANDLES_QUALITY_CHECK,
+    INSTRUMENTS,
+    MARKET_GROUP,
+)
+from goldrl_dagster.defs.market_data.partitions import (
+    instrument_day,
+    market_instrument_day_partitions,
+)
+from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
+from goldrl_dagster.lib.bingx.models import klines_to_frame
+from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments, write_candles
+
+BASE_INTERVAL = "1m"
+
+
+def source_label(simulated: bool) -> str:
+    """The ``source`` column value for data fetched over REST from BingX or the simulator."""
+    return "simulator" if simulated else "bingx_rest"
+
+
+@dg.asset(key=INSTRUMENTS, group_name=MARKET_GROUP, kinds={"postgres"})
+def instruments(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
+) -> dg.MaterializeResult:
+    """Contract metadata of the gold perpetuals (precision, minimums, fees, leverage, listing).
+
+    Stored as validity-stamped versions: a change of trading rules adds a row, so backtests use
+    the rules that were valid at their time. Rows fetched from the local simulator are marked
+    ``source = simulator``.
+    """
+    runtime = storage.runtime()
+    with bingx.client() as client:
+        contracts = client.contracts()
+        simulated = client.simulated
+    wanted = [c for c in contracts if c.symbol in GOLD_SYMBOLS]
+    missing = sorted(set(GOLD_SYMBOLS) - {c.symbol for c in wanted})
+    if missing:
+        raise dg.Failure(f"exchange lists no contract for {missing}; check the symbols")
+    changed = sync_instruments(runtime.db, wanted, source_label(simulated))
+    context.log.info("synced %d contracts, %d new versions", len(wanted), len(changed))
+    return dg.MaterializeResult(
+        metadata={
+            "symbols": [c.symbol for c in wanted],
+            "new_versions": changed,
+            "simulated": simulated,
+            "rules": dg.MetadataValue.json(
+                {
+                    c.symbol: {
+                        "price_precision": c.price_precision,
+                        "quantity_precision": c.quantity_precision,
+                        "min_quantity": c.min_quantity,
+                        "min_notional": c.min_notional,
+                        "taker_fee_rate": c.taker_fee_rate,
+                        "maker_fee_rate": c.maker_fee_rate,
+                    }
+                    for c in wanted
+                }
+            ),
+        }
+    )
+
+
+@dg.asset(
+    key=CANDLES,
+    group_name=MARKET_GROUP,
+    deps=[INSTRUMENTS],
+    partitions_def=market_instrument_day_partitions,
+    kinds={"postgres"},
+    check_specs=[dg.AssetCheckSpec(CANDLES_QUALITY_CHECK, asset=CANDLES, blocking=True)],
+)
+def candles(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
+) -> dg.MaterializeResult:
+    """Closed 1m OHLCV candles of one instrument for one UTC day, upserted idempotently.
+
+    Only candles whose bar has closed by the exchange's clock are stored. A day before the
+    contract's listing completes empty with a note. The blocking ``candles_quality`` check runs
+    the Great Expectations candle suite (OHLC consistency, unique and contiguous open times,
+    positive prices) on the partition; features never build on a failed partition.
+    """
+    runtime = storage.runtime()
+    symbol, day = instrument_day(context)
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    end = start + timedelta(days=1)
+    spec = instrument_at(runtime.db, symbol)
+    listed = spec.launch_time or start
+    step = INTERVAL_MS[BASE_INTERVAL]
+    with bingx.client() as client:
+        now_ms = client.server_time_ms()
+        fetch_start = max(start, listed)
+        # Exclude the still-open bar: a candle is final once its close time has passed.
+        fetch_end_ms = min(int(end.timestamp() * 1000), now_ms - now_ms % step)
+        start_ms = int(fetch_start.timestamp() * 1000)
+        klines = (
+            client.klines_range(symbol, BASE_INTERVAL, start_ms, fetch_end_ms)
+            if fetch_end_ms > start_ms
+            else []
+        )
+        simulated = client.simulated
+    frame = klines_to_frame(klines, symbol, BASE_INTERVAL, source_label(simulated))
+    if frame.height == 0:
+        note = (
+            f"{day} is before {symbol} was listed ({listed:%Y-%m-%d %H:%M}); nothing to fetch"
+            if end <= listed
+            else f"no closed candles for {symbol} on {day} yet"
+        )
+        context.log.info(note)
+        return dg.MaterializeResult(
+            metadata={"rows": 0, "note": note},
+            check_results=[
+                dg.AssetCheckResult(
+                    asset_key=CANDLES,
+                    check_name=CANDLES_QUALITY_CHECK,
+                    passed=end <= listed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"note": note},
+                )
+            ],
+        )
+    suite = validate_candles(frame, interval_ms=step)
+    written = write_candles(runtime.db, frame) if suite.success else 0
+    expected = (fetch_end_ms - start_ms) // step
+    context.log.info(
+        "%s %s: fetched %d candles (%d expected), wrote %d", symbol, day, frame.height,
+        expected, written,
+    )  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "rows_written": written,
+            "expected_rows": expected,
+            "first_open_time": str(frame["open_time"].min()),
+            "last_open_time": str(frame["open_time"].max()),
+            "source": source_label(simulated),
+            "last_close": float(frame["close"][-1]),
+        },
+        check_results=[
+            to_check_result(suite, asset_key=CANDLES, check_name=CANDLES_QUALITY_CHECK)
+        ],
+    )

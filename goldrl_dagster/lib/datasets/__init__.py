@@ -1,0 +1,1 @@
+"""Dataset versions: hashed, lineage-tracked training/evaluation tables."""

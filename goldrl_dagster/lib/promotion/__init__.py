@@ -1,0 +1,1 @@
+"""Champion/challenger promotion rules."""

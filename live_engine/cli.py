@@ -1,0 +1,53 @@
+"""Command line of the live engine (``goldrl live`` and ``python -m live_engine``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+
+def live(
+    instrument: Annotated[str, typer.Option(help="Symbol or alias, e.g. XAUT-USDT.")] = "XAUT-USDT",
+    model_id: Annotated[
+        str, typer.Option(help="Model to run instead of the champion (paper mode only).")
+    ] = "",
+    duration: Annotated[
+        float, typer.Option(min=0, help="Stop after this many seconds (0 = run until signalled).")
+    ] = 0.0,
+    order_quantity: Annotated[
+        float, typer.Option(min=0.0, help="Full position size in base units.")
+    ] = 1.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Paper-trade the champion (or --model-id) on the BingX (or simulator) kline stream.
+
+    Stops cleanly on SIGINT/SIGTERM or after --duration seconds.
+    """
+    # Imported here so `goldrl --help` does not pay for torch and Nautilus imports.
+    from live_engine.service import LiveEngineError, run_live_engine
+    from live_engine.settings import LiveSettings
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = LiveSettings.from_environment(
+            instrument=instrument,
+            model_id=model_id or None,
+            duration_seconds=duration or None,
+            order_quantity=order_quantity,
+        )
+        summary = asyncio.run(run_live_engine(settings))
+    except (LiveEngineError, ValueError, LookupError) as exc:
+        typer.echo(f"live engine refused to start: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(summary.describe())
+
+
+def main() -> None:
+    """Entry point of ``python -m live_engine``."""
+    typer.run(live)

@@ -1,0 +1,295 @@
+"""The live engine: stream → same feature code → promoted policy → paper broker → Postgres.
+
+One ``asyncio.TaskGroup`` supervises the market feed, the decision loop, the heartbeat and the
+stop watcher: a crash in one cancels the others and surfaces; SIGINT/SIGTERM (or the configured
+duration) set a stop event, the decision in flight completes, then everything is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from goldrl_dagster.lib.bingx.stream import KlineStream
+
+from goldrl_dagster.lib.bingx.models import Kline, klines_to_frame
+from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
+from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
+from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
+from goldrl_dagster.lib.runtime import Runtime, open_runtime
+from goldrl_dagster.lib.storage.market_store import instrument_at
+from goldrl_dagster.lib.storage.registry import ModelRecord, current_champion, load_model_record
+from live_engine.paper_broker import PaperBroker
+from live_engine.settings import LiveSettings
+from live_engine.store import DecisionRow, record_decision, start_session, stop_session
+
+log = logging.getLogger("goldrl.live")
+
+
+class LiveEngineError(RuntimeError):
+    """A fatal condition: the engine refuses to trade (fails closed)."""
+
+
+@dataclass
+class LiveSummary:
+    """What a live session did, for the operator."""
+
+    session_id: str
+    model_id: str
+    instrument: str
+    decisions: int = 0
+    fills: int = 0
+    skipped_warmup: int = 0
+    last_equity: float | None = None
+    position: float = 0.0
+    stop_reason: str = ""
+    actions: list[int] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One paragraph for the terminal."""
+        equity = f"{self.last_equity:,.2f}" if self.last_equity is not None else "n/a"
+        return (
+            f"live session {self.session_id} ({self.instrument}, model {self.model_id}): "
+            f"{self.decisions} decisions, {self.fills} paper fills, position {self.position}, "
+            f"equity {equity}; stopped: {self.stop_reason}"
+        )
+
+
+def feature_set_for(fingerprint: str) -> FeatureSetSpec:
+    """Find the feature set a model was trained on; the engine refuses any other.
+
+    Raises:
+        LiveEngineError: If this code does not know the fingerprint.
+    """
+    for spec in FEATURE_SETS.values():
+        if spec.fingerprint == fingerprint:
+            return spec
+    raise LiveEngineError(
+        f"model needs feature set {fingerprint[:12]}, which this build does not compute"
+    )
+
+
+def select_model(runtime: Runtime, settings: LiveSettings) -> ModelRecord:
+    """The champion, or an explicitly named model for a paper session.
+
+    Raises:
+        LiveEngineError: If there is no champion and no model was named.
+    """
+    model_id = settings.model_id or current_champion(runtime.db)
+    if model_id is None:
+        raise LiveEngineError(
+            "no champion model: promote one (materialize models/promoted_model) or pass "
+            "--model-id to paper-trade a candidate"
+        )
+    return load_model_record(runtime.db, model_id)
+
+
+class DecisionLoop:
+    """Turns closed candles into decisions; holds the rolling window and the paper account."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: LiveSettings,
+        model: ModelRecord,
+        policy: LoadedPolicy,
+        spec: FeatureSetSpec,
+        broker: PaperBroker,
+        summary: LiveSummary,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.model = model
+        self.policy = policy
+        self.spec = spec
+        self.broker = broker
+        self.summary = summary
+        self.window: deque[Kline] = deque(maxlen=settings.history_bars)
+
+    def seed_history(self, klines: list[Kline]) -> None:
+        """Fill the window with closed history so the first streamed bar can be decided."""
+        for kline in sorted(klines, key=lambda k: k.open_time_ms):
+            self._append(kline)
+
+    def _append(self, kline: Kline) -> bool:
+        if self.window and kline.open_time_ms <= self.window[-1].open_time_ms:
+            return False  # replayed or out-of-order bar: already accounted for
+        self.window.append(kline)
+        return True
+
+    def on_closed_kline(self, kline: Kline) -> None:
+        """Decide on one closed bar (with the same feature code as training) and record it."""
+        if not self._append(kline):
+            return
+        frame = klines_to_frame(
+            list(self.window), self.settings.instrument, self.settings.interval, "bingx_ws"
+        )
+        features = compute_features(frame, self.spec)
+        if bool(features["is_warmup"][-1]):
+            self.summary.skipped_warmup += 1
+            log.info("bar %s: features warming up, no decision", kline.open_time_ms)
+            return
+        row = feature_matrix(features.tail(1), self.spec)[0]
+        position = self.broker.position_sign
+        observation = build_observation(row, position)
+        action = self.policy.act(observation)
+        target = ACTION_TO_POSITION[action]
+        fill = self.broker.rebalance(target, self.settings.order_quantity, kline.close)
+        bar_time = datetime.fromtimestamp(kline.open_time_ms / 1000, tz=UTC)
+        equity = self.broker.equity(kline.close)
+        decision = DecisionRow(
+            session_id=self.summary.session_id,
+            instrument=self.settings.instrument,
+            bar_open_time=bar_time,
+            model_id=self.model.model_id,
+            model_sha256=self.model.artifact.sha256,
+            dataset_hash=self.model.dataset_hash,
+            feature_fingerprint=self.spec.fingerprint,
+            observation_sha256=hashlib.sha256(observation.tobytes()).hexdigest(),
+            action=action,
+            target_position=target,
+            price=kline.close,
+            position_after=self.broker.position,
+            cash_after=self.broker.cash,
+            equity_after=equity,
+        )
+        record_decision(self.runtime.db, decision, fill)
+        self.summary.decisions += 1
+        self.summary.fills += fill is not None
+        self.summary.last_equity = equity
+        self.summary.position = self.broker.position
+        self.summary.actions.append(action)
+        log.info(
+            "bar %s close %.2f: target %+d, %s, equity %.2f", bar_time.isoformat(), kline.close,
+            target, f"{fill.side} {fill.quantity}" if fill else "no order", equity,
+        )  # fmt: skip
+
+
+async def run_live_engine(
+    settings: LiveSettings, *, stop: asyncio.Event | None = None, install_signals: bool = True
+) -> LiveSummary:
+    """Run a paper session until ``stop`` is set, a signal arrives or the duration elapses.
+
+    Args:
+        settings: What to trade and where.
+        stop: Event that ends the session (one is created if omitted).
+        install_signals: Install SIGINT/SIGTERM handlers that set ``stop``.
+
+    Returns:
+        The session summary.
+
+    Raises:
+        LiveEngineError: If no model can be traded or the feature set is unknown.
+    """
+    stop = stop or asyncio.Event()
+    runtime = await asyncio.to_thread(open_runtime)
+    model = await asyncio.to_thread(select_model, runtime, settings)
+    spec = feature_set_for(model.feature_fingerprint)
+    policy = await asyncio.to_thread(load_policy, runtime.artifacts.path_for(model.artifact))
+    instrument = await asyncio.to_thread(instrument_at, runtime.db, settings.instrument)
+    broker = PaperBroker(instrument, CostModel.from_instrument(instrument), settings.starting_cash)
+    summary = LiveSummary(
+        session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument
+    )
+    loop = DecisionLoop(runtime, settings, model, policy, spec, broker, summary)
+
+    with BingXRestClient(settings.rest_url) as rest:
+        now_ms = await asyncio.to_thread(rest.server_time_ms)
+        step = INTERVAL_MS[settings.interval]
+        history = await asyncio.to_thread(
+            rest.klines,
+            settings.instrument,
+            settings.interval,
+            end_ms=now_ms - now_ms % step - 1,
+            limit=min(settings.history_bars, 1440),
+        )
+        loop.seed_history([k for k in history if k.open_time_ms + step <= now_ms])
+        await asyncio.to_thread(
+            start_session, runtime.db, summary.session_id, "paper", settings.instrument,
+            settings.ws_url,
+        )  # fmt: skip
+        log.info(
+            "session %s: paper trading %s with %s, %d bars of history",
+            summary.session_id, settings.instrument, model.model_id, len(loop.window),
+        )  # fmt: skip
+        event_loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                event_loop.add_signal_handler(sig, stop.set)
+        stream = KlineStream(
+            settings.ws_url, settings.instrument, settings.interval, rest_client=rest
+        )
+        queue: asyncio.Queue[Kline] = asyncio.Queue()
+        reason = "stopped"
+        try:
+            async with asyncio.TaskGroup() as group:
+                feed = group.create_task(_feed(stream, queue), name="feed")
+                decide = group.create_task(_decide(loop, queue), name="decisions")
+                beat = group.create_task(_heartbeat(summary, settings), name="heartbeat")
+                timed_out = await _wait_for_stop(stop, settings.duration_seconds)
+                reason = "duration elapsed" if timed_out else "stop requested"
+                feed.cancel()
+                await _drain(queue)
+                decide.cancel()
+                beat.cancel()
+        except BaseException as exc:
+            reason = f"crashed: {exc!r}"
+            raise
+        finally:
+            if install_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    event_loop.remove_signal_handler(sig)
+            summary.stop_reason = reason
+            await asyncio.to_thread(stop_session, runtime.db, summary.session_id, reason)
+    log.info(summary.describe())
+    return summary
+
+
+async def _feed(stream: KlineStream, queue: asyncio.Queue[Kline]) -> None:
+    async for kline in stream.closed_klines():
+        await queue.put(kline)
+
+
+async def _decide(loop: DecisionLoop, queue: asyncio.Queue[Kline]) -> None:
+    while True:
+        kline = await queue.get()
+        # Decisions hit PostgreSQL and torch: run them off the event loop so the feed keeps
+        # answering Pings.
+        await asyncio.to_thread(loop.on_closed_kline, kline)
+        queue.task_done()
+
+
+async def _drain(queue: asyncio.Queue[Kline], timeout: float = 5.0) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(queue.join(), timeout)
+
+
+async def _heartbeat(summary: LiveSummary, settings: LiveSettings) -> None:
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(settings.heartbeat_seconds)
+        log.info(
+            "heartbeat: %.0fs up, %d decisions, position %s, equity %s",
+            time.monotonic() - started, summary.decisions, summary.position, summary.last_equity,
+        )  # fmt: skip
+
+
+async def _wait_for_stop(stop: asyncio.Event, duration: float | None) -> bool:
+    """Wait for the stop event; True when the duration elapsed first."""
+    try:
+        await asyncio.wait_for(stop.wait(), duration)
+    except TimeoutError:
+        return True
+    return False
