@@ -1,0 +1,282 @@
+"""Great Expectations suite for the canonical candle frame.
+
+The suite checks what every consumer of candles silently assumes: OHLC consistency, positive
+prices, non-negative volume, no nulls, one bar per (instrument, interval, open time) and a
+gap-free, strictly increasing time axis. Contiguity is expressed as an ordinary GX column
+expectation on a derived ``gap_ms`` column (the distance to the previous bar of the same
+instrument and interval), so the report names the bar that follows a hole.
+
+GX is slow to import and to build a context, so the ephemeral context, the pandas data source
+and the suite are built once per process and reused; the bar interval reaches the suite as a
+suite parameter rather than by rebuilding it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+# Set before GX is imported so no code path of it ever sends usage events; the context below
+# also disables analytics explicitly.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import polars as pl
+from great_expectations.core.batch_definition import BatchDefinition
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS, SOURCES
+
+SUITE_NAME = "candles"
+GAP_COLUMN = "gap_ms"
+NO_ROWS = "no rows"
+PRICE_COLUMNS = ("open", "high", "low", "close")
+# How many offending open times a failure carries; enough to find the problem, small enough
+# for Dagster metadata.
+SAMPLE_SIZE = 5
+
+_ROW_INDEX = "__row__"
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ExpectationFailure:
+    """One expectation of the suite that the frame violated.
+
+    Attributes:
+        expectation: GX expectation type, e.g. ``expect_column_values_to_be_unique``, or
+            ``"no rows"`` for an empty frame.
+        column: The column checked; ``"a,b"`` for pair/compound expectations; None when the
+            check is about the whole table.
+        unexpected_count: Number of offending rows.
+        sample: Open times (ISO 8601, UTC) of up to ``SAMPLE_SIZE`` offending rows; ``"null"``
+            where the open time itself is missing.
+    """
+
+    expectation: str
+    column: str | None
+    unexpected_count: int
+    sample: list[str]
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """Outcome of validating a frame against a suite.
+
+    Attributes:
+        suite: Name of the suite.
+        success: True when every expectation held.
+        evaluated: Number of expectations evaluated.
+        successful: Number of expectations that held.
+        failures: The violated expectations, in suite order.
+    """
+
+    suite: str
+    success: bool
+    evaluated: int
+    successful: int
+    failures: tuple[ExpectationFailure, ...]
+
+    def to_metadata(self) -> dict[str, Any]:
+        """Return a JSON-ready summary (e.g. for Dagster asset-check metadata).
+
+        Returns:
+            A mapping of plain str/int/bool/list values.
+        """
+        return {
+            "suite": self.suite,
+            "success": self.success,
+            "evaluated": self.evaluated,
+            "successful": self.successful,
+            "failures": [
+                {
+                    "expectation": f.expectation,
+                    "column": f.column,
+                    "unexpected_count": f.unexpected_count,
+                    "sample": list(f.sample),
+                }
+                for f in self.failures
+            ],
+        }
+
+
+def candles_suite() -> gx.ExpectationSuite:
+    """Build the ``candles`` expectation suite.
+
+    The contiguity and interval-label expectations take the suite parameters ``interval_ms``
+    and ``interval_names`` (supplied by :func:`validate_candles`), so one suite serves every bar
+    interval. It also expects the derived column ``gap_ms`` that :func:`validate_candles` adds.
+
+    Returns:
+        A new, unsaved suite named ``candles``.
+    """
+    suite = gx.ExpectationSuite(name=SUITE_NAME)
+    for column in CANDLE_SCHEMA:
+        suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    # Nulls are reported by the not-null expectations above, not a second time here.
+    for a, b in (("high", "open"), ("high", "close"), ("high", "low"), ("open", "low")):
+        suite.add_expectation(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A=a, column_B=b, or_equal=True, ignore_row_if="either_value_is_missing"
+            )
+        )
+    suite.add_expectation(
+        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A="close", column_B="low", or_equal=True, ignore_row_if="either_value_is_missing"
+        )
+    )
+    for column in PRICE_COLUMNS:
+        suite.add_expectation(
+            gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True)
+        )
+    suite.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
+    suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="source", value_set=list(SOURCES)))
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeInSet(
+            column="interval", value_set={"$PARAMETER": "interval_names"}
+        )
+    )
+    suite.add_expectation(
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["instrument", "interval", "open_time"])
+    )
+    # The first bar of each series has no predecessor: its gap is null, which column-map
+    # expectations skip; a duplicate gives 0 and an out-of-order bar a negative gap, so this
+    # also enforces strictly increasing open times.
+    suite.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(
+            column=GAP_COLUMN,
+            min_value={"$PARAMETER": "interval_ms"},
+            max_value={"$PARAMETER": "interval_ms"},
+        )
+    )
+    return suite
+
+
+@lru_cache(maxsize=1)
+def _engine() -> tuple[BatchDefinition, gx.ExpectationSuite]:
+    context = gx.get_context(mode="ephemeral")
+    context.enable_analytics(False)
+    # The per-metric tqdm bars would flood Dagster's captured stderr on every validation.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    asset = context.data_sources.add_pandas("goldrl_candles").add_dataframe_asset("candles")
+    return asset.add_batch_definition_whole_dataframe("whole_frame"), candles_suite()
+
+
+def _prepared(candles: pl.DataFrame) -> pl.DataFrame:
+    gap = pl.col("open_time").dt.epoch("ms").diff().over(["instrument", "interval"])
+    return candles.select(list(CANDLE_SCHEMA)).with_columns(gap.cast(pl.Float64).alias(GAP_COLUMN))
+
+
+def _column_of(kwargs: dict[str, Any]) -> str | None:
+    if "column" in kwargs:
+        return str(kwargs["column"])
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']},{kwargs['column_B']}"
+    if "column_list" in kwargs:
+        return ",".join(kwargs["column_list"])
+    return None
+
+
+def _sample(open_times: list[str], result: dict[str, Any]) -> list[str]:
+    rows = result.get("partial_unexpected_index_list") or []
+    sample: list[str] = []
+    for row in rows:
+        # The batch is indexed 0..n-1 (RangeIndex), so GX's index is the row number.
+        label = open_times[int(row)]
+        if label not in sample:
+            sample.append(label)
+    return sample[:SAMPLE_SIZE]
+
+
+def validate_candles(candles: pl.DataFrame, interval_ms: int = 60_000) -> SuiteResult:
+    """Validate a canonical candle frame against the ``candles`` suite.
+
+    Rows are checked in frame order (``conform_candles`` sorts them), and contiguity is judged
+    per (instrument, interval) series. An empty frame does not pass: it yields
+    ``success=False`` with a single ``"no rows"`` failure, because a partition that produced no
+    bars is a data problem, not vacuous quality.
+
+    Args:
+        candles: Frame with the canonical candle columns (extra columns are ignored).
+        interval_ms: Expected spacing of consecutive bars in milliseconds; the frame's
+            ``interval`` labels must denote this spacing.
+
+    Returns:
+        The validation summary, with the open times of offending rows in each failure.
+
+    Raises:
+        ValueError: If a canonical column is missing or ``interval_ms`` is not a known interval.
+    """
+    missing = [c for c in CANDLE_SCHEMA if c not in candles.columns]
+    if missing:
+        raise ValueError(f"candle frame lacks column(s) {missing}")
+    interval_names = [name for name, ms in INTERVAL_MS.items() if ms == interval_ms]
+    if not interval_names:
+        raise ValueError(
+            f"interval_ms={interval_ms} is not a known bar interval; expected one of "
+            f"{sorted(set(INTERVAL_MS.values()))}"
+        )
+    if candles.height == 0:
+        failure = ExpectationFailure(
+            expectation=NO_ROWS, column=None, unexpected_count=0, sample=[]
+        )
+        return SuiteResult(SUITE_NAME, False, 0, 0, (failure,))
+
+    frame = _prepared(candles)
+    open_times = ["null" if t is None else t.isoformat() for t in frame["open_time"].to_list()]
+    parameters: dict[str, Any] = {
+        "interval_ms": float(interval_ms),
+        "interval_names": interval_names,
+    }
+    result_format = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
+    with _lock:  # a GX context is not meant to be shared by threads
+        batch_definition, suite = _engine()
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+        outcome = batch.validate(
+            suite, result_format=result_format, expectation_parameters=parameters
+        )
+
+    # GX reports results grouped by metric, not in suite order; sort for a stable report.
+    # (type, columns) identifies an expectation of this suite uniquely; ids are unset because
+    # the suite is never saved to a store.
+    position = {
+        (e.expectation_type, _column_of(e.configuration.kwargs)): i
+        for i, e in enumerate(suite.expectations)
+    }
+    results = sorted(
+        outcome.results,
+        key=lambda r: position[
+            (r.expectation_config.type, _column_of(r.expectation_config.kwargs))
+        ],
+    )
+    failures: list[ExpectationFailure] = []
+    for item in results:
+        if item.success:
+            continue
+        config = item.expectation_config
+        exception = item.exception_info or {}
+        if exception.get("raised_exception"):
+            # Surface GX errors instead of reporting them as data defects.
+            raise RuntimeError(
+                f"expectation {config.type} raised: {exception.get('exception_message')}"
+            )
+        failures.append(
+            ExpectationFailure(
+                expectation=config.type,
+                column=_column_of(config.kwargs),
+                unexpected_count=int(item.result.get("unexpected_count") or 0),
+                sample=_sample(open_times, item.result),
+            )
+        )
+    evaluated = len(outcome.results)
+    return SuiteResult(
+        suite=SUITE_NAME,
+        success=not failures,
+        evaluated=evaluated,
+        successful=evaluated - len(failures),
+        failures=tuple(failures),
+    )
