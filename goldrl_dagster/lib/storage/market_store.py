@@ -13,6 +13,7 @@ from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.storage.bulk import read_frame, upsert_frame
 from goldrl_dagster.lib.storage.server import Database
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SPEC_COLUMNS = (
     "contract_id", "asset", "display_name", "currency", "price_precision", "quantity_precision",
     "contract_size", "min_quantity", "min_notional", "maker_fee_rate", "taker_fee_rate",
@@ -53,6 +54,9 @@ def sync_instruments(
                 "UPDATE instruments SET valid_to = %s WHERE symbol = %s AND valid_to IS NULL",
                 (now, spec.symbol),
             )
+            # The first version seen is taken as valid since listing, so backtests over history
+            # find rules; later changes are only known from the moment they were observed.
+            valid_from = now if current is not None else (spec.launch_time or _EPOCH)
             values = asdict(spec)
             conn.execute(
                 f"INSERT INTO instruments (symbol, valid_from, {', '.join(_SPEC_COLUMNS)}, "
@@ -60,7 +64,7 @@ def sync_instruments(
                 f"{', '.join(['%s'] * len(_SPEC_COLUMNS))}, %s, %s, %s)",
                 (
                     spec.symbol,
-                    now,
+                    valid_from,
                     *(values[c] for c in _SPEC_COLUMNS),
                     source,
                     digest,
