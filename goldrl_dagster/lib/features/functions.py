@@ -1,0 +1,266 @@
+"""The feature functions a feature-set spec may name: how each is computed and its warm-up.
+
+Every function maps the bars of one instrument and interval to one float64 column of the same
+length, where row ``t`` uses only bars ``<= t``. Its ``lookback`` is the number of leading rows
+that cannot be computed (they come out as NaN). All outputs are scale-free: ratios, returns and
+bounded oscillators, never raw price levels, so one policy can trade any price regime.
+
+Rolling statistics written here (not in TA-Lib) sum each window in a fixed sequential order, so
+a value depends only on its window's contents, not on where the input started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import talib
+
+ParamValue = int | float | str
+
+
+class Bars(NamedTuple):
+    """The candle columns a feature function reads, as contiguous float64 arrays.
+
+    Attributes:
+        open: Open prices.
+        high: High prices.
+        low: Low prices.
+        close: Close prices.
+        volume: Traded volume.
+        minute_of_day: Minute of the UTC day of each bar's open time (0..1439).
+    """
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    minute_of_day: np.ndarray
+
+
+@dataclass(frozen=True)
+class FeatureFunction:
+    """A named computation with its parameter names and warm-up length.
+
+    Attributes:
+        name: The name a ``FeatureSpec.function`` refers to.
+        params: Required parameter names and their types.
+        compute: ``(bars, params) -> column``; NaN where the value is undefined.
+        lookback: ``params -> number of leading NaN rows``.
+    """
+
+    name: str
+    params: Mapping[str, type]
+    compute: Callable[[Bars, Mapping[str, ParamValue]], np.ndarray]
+    lookback: Callable[[Mapping[str, ParamValue]], int]
+
+
+def _int(params: Mapping[str, ParamValue], key: str) -> int:
+    return int(params[key])
+
+
+def _nan_head(values: np.ndarray, lookback: int) -> np.ndarray:
+    out = np.full(values.shape[0] + lookback, np.nan, dtype=np.float64)
+    out[lookback:] = values
+    return out
+
+
+def _window_sums(x: np.ndarray, window: int) -> np.ndarray:
+    """Sum of each full window, added element by element in window order (see module doc)."""
+    m = x.shape[0] - window + 1
+    total = np.zeros(m, dtype=np.float64)
+    for j in range(window):
+        total += x[j : j + m]
+    return total
+
+
+def _window_range_is_zero(x: np.ndarray, window: int) -> np.ndarray:
+    m = x.shape[0] - window + 1
+    hi = x[:m].copy()
+    lo = x[:m].copy()
+    for j in range(1, window):
+        np.maximum(hi, x[j : j + m], out=hi)
+        np.minimum(lo, x[j : j + m], out=lo)
+    return hi == lo
+
+
+def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample standard deviation (ddof=1) of each full window (two-pass, exact order).
+
+    A window whose values are all equal gets a standard deviation of exactly 0: rounding in the
+    mean would otherwise leave a tiny spurious spread that ratios blow up.
+    """
+    m = x.shape[0] - window + 1
+    mean = _window_sums(x, window) / window
+    squares = np.zeros(m, dtype=np.float64)
+    for j in range(window):
+        d = x[j : j + m] - mean
+        squares += d * d
+    std = np.sqrt(squares / (window - 1))
+    std[_window_range_is_zero(x, window)] = 0.0
+    return mean, std
+
+
+def _log_return(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    periods = _int(params, "periods")
+    log_close = np.log(bars.close)
+    out = np.full(log_close.shape[0], np.nan, dtype=np.float64)
+    if log_close.shape[0] > periods:
+        out[periods:] = log_close[periods:] - log_close[:-periods]
+    return out
+
+
+def _realized_volatility(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    window = _int(params, "window")
+    n = bars.close.shape[0]
+    if n < window + 1:
+        return np.full(n, np.nan, dtype=np.float64)
+    log_close = np.log(bars.close)
+    returns = log_close[1:] - log_close[:-1]
+    _, std = _rolling_mean_std(returns, window)
+    return _nan_head(std, window)
+
+
+def _rsi(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return talib.RSI(bars.close, timeperiod=_int(params, "period")) / 100.0
+
+
+def _natr(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    period = _int(params, "period")
+    return talib.NATR(bars.high, bars.low, bars.close, timeperiod=period) / 100.0
+
+
+def _macd_hist_rel(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    _, _, hist = talib.MACD(
+        bars.close,
+        fastperiod=_int(params, "fast"),
+        slowperiod=_int(params, "slow"),
+        signalperiod=_int(params, "signal"),
+    )
+    # Dividing by the close makes the histogram a fraction of price, comparable across regimes.
+    return hist / bars.close
+
+
+def _bollinger_pctb(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    period = _int(params, "period")
+    nbdev = float(params["nbdev"])
+    upper, _, lower = talib.BBANDS(
+        bars.close, timeperiod=period, nbdevup=nbdev, nbdevdn=nbdev, matype=0
+    )
+    width = upper - lower
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pctb = (bars.close - lower) / width
+    n = bars.close.shape[0]
+    if n >= period:
+        # A window of identical closes has zero-width bands with the close on the middle line:
+        # %B is then 0.5 by its limit, not undefined.
+        flat = _nan_head(_window_range_is_zero(bars.close, period).astype(np.float64), period - 1)
+        pctb[flat == 1.0] = 0.5
+    return pctb
+
+
+def _volume_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    window = _int(params, "window")
+    volume = bars.volume
+    n = volume.shape[0]
+    if n < window:
+        return np.full(n, np.nan, dtype=np.float64)
+    mean, std = _rolling_mean_std(volume, window)
+    current = volume[window - 1 :]
+    # In a window of identical volumes the current bar equals the mean: z is 0 by its limit.
+    safe = np.where(std > 0.0, std, 1.0)
+    z = np.where(std > 0.0, (current - mean) / safe, 0.0)
+    return _nan_head(z, window - 1)
+
+
+_TIME_OF_DAY = {"sin": np.sin, "cos": np.cos}
+
+
+def _time_of_day(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    component = str(params["component"])
+    if component not in _TIME_OF_DAY:
+        raise ValueError(f"time_of_day component must be 'sin' or 'cos', got {component!r}")
+    angle = 2.0 * np.pi * bars.minute_of_day / 1440.0
+    return _TIME_OF_DAY[component](angle)
+
+
+FUNCTIONS: dict[str, FeatureFunction] = {
+    f.name: f
+    for f in (
+        FeatureFunction("log_return", {"periods": int}, _log_return, lambda p: _int(p, "periods")),
+        FeatureFunction(
+            "realized_volatility",
+            {"window": int},
+            _realized_volatility,
+            lambda p: _int(p, "window"),
+        ),
+        FeatureFunction("rsi", {"period": int}, _rsi, lambda p: _int(p, "period")),
+        FeatureFunction("natr", {"period": int}, _natr, lambda p: _int(p, "period")),
+        FeatureFunction(
+            "macd_hist_rel",
+            {"fast": int, "slow": int, "signal": int},
+            _macd_hist_rel,
+            lambda p: _int(p, "slow") - 1 + _int(p, "signal") - 1,
+        ),
+        FeatureFunction(
+            "bollinger_pctb",
+            {"period": int, "nbdev": float},
+            _bollinger_pctb,
+            lambda p: _int(p, "period") - 1,
+        ),
+        FeatureFunction(
+            "volume_zscore", {"window": int}, _volume_zscore, lambda p: _int(p, "window") - 1
+        ),
+        FeatureFunction("time_of_day", {"component": str}, _time_of_day, lambda p: 0),
+    )
+}
+"""Every feature function by name."""
+
+
+def validate_params(function: str, params: Mapping[str, ParamValue]) -> None:
+    """Check that a function exists and gets exactly its parameters, with usable values.
+
+    Args:
+        function: A key of ``FUNCTIONS``.
+        params: The parameters given to it.
+
+    Raises:
+        ValueError: If the function is unknown, a parameter is missing, unexpected, of the wrong
+            type or out of range.
+    """
+    if function not in FUNCTIONS:
+        raise ValueError(f"unknown feature function {function!r}; known: {sorted(FUNCTIONS)}")
+    expected = FUNCTIONS[function].params
+    if set(params) != set(expected):
+        raise ValueError(
+            f"feature function {function!r} takes parameters {sorted(expected)}, "
+            f"got {sorted(params)}"
+        )
+    for key, kind in expected.items():
+        value = params[key]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{function}.{key} must be a positive int, got {value!r}")
+        if kind is float and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not np.isfinite(value)
+            or value <= 0
+        ):
+            raise ValueError(f"{function}.{key} must be a positive number, got {value!r}")
+        if kind is str and not isinstance(value, str):
+            raise ValueError(f"{function}.{key} must be a string, got {value!r}")
+    if function == "time_of_day" and params["component"] not in _TIME_OF_DAY:
+        raise ValueError(
+            f"time_of_day component must be 'sin' or 'cos', got {params['component']!r}"
+        )
+    if function == "macd_hist_rel" and int(params["fast"]) >= int(params["slow"]):
+        raise ValueError("macd_hist_rel needs fast < slow")
+    # TA-Lib rejects shorter periods, and a standard deviation needs two values.
+    minimums = {"rsi": "period", "bollinger_pctb": "period", "macd_hist_rel": "fast"}
+    minimums |= {"realized_volatility": "window", "volume_zscore": "window"}
+    key = minimums.get(function)
+    if key is not None and int(params[key]) < 2:
+        raise ValueError(f"{function}.{key} must be at least 2, got {params[key]}")

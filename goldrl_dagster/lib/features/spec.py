@@ -1,0 +1,174 @@
+"""Feature-set specifications: what is computed, named and fingerprinted for lineage.
+
+A ``FeatureSetSpec`` is data, not code: its canonical JSON (plus ``FEATURE_CODE_VERSION``) is
+hashed into a fingerprint that feature snapshots, datasets, models and live decisions record.
+Bump ``FEATURE_CODE_VERSION`` whenever a feature function's arithmetic changes, so old
+snapshots can never be mistaken for new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from goldrl_dagster.lib.features.functions import FUNCTIONS, ParamValue, validate_params
+
+FEATURE_CODE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One output column of a feature set.
+
+    Attributes:
+        name: Column name in feature frames (unique within the set).
+        function: Name of a function in ``goldrl_dagster.lib.features.functions.FUNCTIONS``.
+        params: The function's parameters as ``(key, value)`` pairs.
+    """
+
+    name: str
+    function: str
+    params: tuple[tuple[str, int | float | str], ...] = ()
+
+    def __post_init__(self) -> None:
+        """Validate the name, function and parameters.
+
+        Raises:
+            ValueError: If the name is empty, a parameter repeats or does not fit the function.
+        """
+        if not self.name or not self.name.isidentifier():
+            raise ValueError(f"feature name must be a non-empty identifier, got {self.name!r}")
+        keys = [k for k, _ in self.params]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"feature {self.name!r} repeats a parameter: {keys}")
+        validate_params(self.function, self.param_dict)
+
+    @property
+    def param_dict(self) -> dict[str, ParamValue]:
+        """The parameters as a dict."""
+        return dict(self.params)
+
+    @property
+    def lookback(self) -> int:
+        """Leading rows this feature cannot compute."""
+        return FUNCTIONS[self.function].lookback(self.param_dict)
+
+
+@dataclass(frozen=True)
+class FeatureSetSpec:
+    """A named, versioned, ordered set of features.
+
+    Attributes:
+        name: Feature-set name, e.g. ``ta_basic``.
+        version: Version of this set under its name.
+        features: The features, in column order.
+    """
+
+    name: str
+    version: int
+    features: tuple[FeatureSpec, ...]
+
+    def __post_init__(self) -> None:
+        """Validate the set.
+
+        Raises:
+            ValueError: If it is empty, the version is not positive or feature names repeat.
+        """
+        if not self.name:
+            raise ValueError("feature set name must not be empty")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise ValueError(f"feature set version must be a positive int, got {self.version!r}")
+        if not self.features:
+            raise ValueError(f"feature set {self.name!r} has no features")
+        names = [f.name for f in self.features]
+        reserved = {"open_time", "is_warmup"} & set(names)
+        if reserved:
+            raise ValueError(f"feature names {sorted(reserved)} are reserved column names")
+        if len(names) != len(set(names)):
+            raise ValueError(f"feature set {self.name!r} repeats a feature name: {names}")
+
+    def canonical_json(self) -> str:
+        """The set as JSON with sorted keys and no insignificant whitespace.
+
+        Feature order is kept (it is the column order); parameters are keyed, so their order
+        within a ``FeatureSpec`` does not matter.
+        """
+        doc = {
+            "name": self.name,
+            "version": self.version,
+            "features": [
+                {"name": f.name, "function": f.function, "params": f.param_dict}
+                for f in self.features
+            ],
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 hex of the code version and the canonical JSON."""
+        payload = f"goldrl-features/{FEATURE_CODE_VERSION}\n{self.canonical_json()}"
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Column names, in order."""
+        return tuple(f.name for f in self.features)
+
+    @property
+    def warmup_bars(self) -> int:
+        """Bars before the first row whose features can all be computed."""
+        return max(f.lookback for f in self.features)
+
+
+TA_BASIC_V1 = FeatureSetSpec(
+    name="ta_basic",
+    version=1,
+    features=(
+        FeatureSpec("log_ret_1", "log_return", (("periods", 1),)),
+        FeatureSpec("log_ret_5", "log_return", (("periods", 5),)),
+        FeatureSpec("log_ret_15", "log_return", (("periods", 15),)),
+        FeatureSpec("realized_vol_30", "realized_volatility", (("window", 30),)),
+        FeatureSpec("rsi_14", "rsi", (("period", 14),)),
+        FeatureSpec("natr_14", "natr", (("period", 14),)),
+        FeatureSpec(
+            "macd_hist_rel_12_26_9", "macd_hist_rel", (("fast", 12), ("slow", 26), ("signal", 9))
+        ),
+        FeatureSpec("bb_pctb_20_2", "bollinger_pctb", (("period", 20), ("nbdev", 2.0))),
+        FeatureSpec("volume_z_60", "volume_zscore", (("window", 60),)),
+        FeatureSpec("tod_sin", "time_of_day", (("component", "sin"),)),
+        FeatureSpec("tod_cos", "time_of_day", (("component", "cos"),)),
+    ),
+)
+"""Scale-free TA basics: returns, volatility, RSI, NATR, MACD histogram, %B, volume z, time."""
+
+DEFAULT_FEATURE_SET = TA_BASIC_V1
+
+FEATURE_SETS: dict[tuple[str, int], FeatureSetSpec] = {
+    (s.name, s.version): s for s in (TA_BASIC_V1,)
+}
+"""Every registered feature set by ``(name, version)``."""
+
+
+def feature_set_by_name(name: str, version: int | None = None) -> FeatureSetSpec:
+    """Look up a registered feature set.
+
+    Args:
+        name: Feature-set name, e.g. ``ta_basic``.
+        version: Its version; ``None`` means the highest registered version.
+
+    Returns:
+        The spec.
+
+    Raises:
+        ValueError: If no such name or version is registered.
+    """
+    versions = sorted(v for n, v in FEATURE_SETS if n == name)
+    if not versions:
+        known = sorted({n for n, _ in FEATURE_SETS})
+        raise ValueError(f"unknown feature set {name!r}; known: {known}")
+    if version is None:
+        version = versions[-1]
+    if (name, version) not in FEATURE_SETS:
+        raise ValueError(f"feature set {name!r} has no version {version}; known: {versions}")
+    return FEATURE_SETS[(name, version)]
