@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from psycopg import sql
@@ -18,6 +20,9 @@ from psycopg import sql
 from goldrl_dagster.lib.config import Settings, load_settings
 from goldrl_dagster.lib.storage.migrations import migrate
 from goldrl_dagster.lib.storage.server import Database, resolve_database, stop_embedded
+
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +78,31 @@ def clean_database(database: Database) -> Database:
             )
         conn.commit()
     return database
+
+
+# A fixed simulated "now" makes every simulator-backed test reproducible: the days before it
+# are complete and their candles are a pure function of the seed.
+SIM_ANCHOR = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[SimulatorServer]:
+    """The local BingX simulator on loopback, clock anchored at SIM_ANCHOR, 60x speed."""
+    from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
+
+    with SimulatorServer(
+        seed=7,
+        speed=60.0,
+        anchor_ms=int(SIM_ANCHOR.timestamp() * 1000),
+        ping_interval=2.0,
+        push_interval=0.1,
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def simulator_env(simulator: SimulatorServer, monkeypatch: pytest.MonkeyPatch) -> SimulatorServer:
+    """Point goldrl's BingX settings at the simulator for one test."""
+    monkeypatch.setenv("GOLDRL_BINGX_BASE_URL", simulator.base_url)
+    monkeypatch.setenv("GOLDRL_BINGX_WS_URL", simulator.ws_url)
+    return simulator
