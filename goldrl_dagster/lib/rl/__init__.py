@@ -1,0 +1,1 @@
+"""Reinforcement learning: observation builder, cost model, trading env, training, loading."""

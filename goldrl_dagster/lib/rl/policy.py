@@ -1,0 +1,191 @@
+"""Load a policy bundle written by ``train_policy`` and turn observations into positions.
+
+Bundles hold pickled objects (SB3 and the VecNormalize statistics): load only bundles from the
+project's own artifact store, which verifies their checksum. Loading also re-hashes the policy
+tensors against the card's ``weights_sha256``, so a bundle whose parts were mixed up is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
+
+from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
+from goldrl_dagster.lib.rl.train import (
+    BUNDLE_FORMAT,
+    CARD_MEMBER,
+    MODEL_MEMBER,
+    NORMALIZER_MEMBER,
+    normalizer_sha256,
+    policy_weights_sha256,
+)
+
+# Training-only schedules are replaced on load: inference never calls them, and unpickling
+# their closures is what breaks across Python versions.
+_INFERENCE_OBJECTS: dict[str, Any] = {
+    "learning_rate": 0.0,
+    "lr_schedule": lambda _: 0.0,
+    "clip_range": lambda _: 0.0,
+}
+
+
+class PolicyBundleError(ValueError):
+    """Raised when a file is not a usable policy bundle."""
+
+
+class LoadedPolicy:
+    """A trained policy ready for inference: normalise, act deterministically, map to positions.
+
+    Args:
+        model: The SB3 PPO model.
+        normalizer: The training ``VecNormalize`` statistics (used with ``training=False``).
+        card: The bundle's model card.
+
+    Attributes:
+        card: The model card (config, versions, fingerprints, ``weights_sha256``).
+    """
+
+    card: dict[str, Any]
+
+    def __init__(self, model: PPO, normalizer: VecNormalize, card: dict[str, Any]) -> None:
+        self._model = model
+        self._normalizer = normalizer
+        self._normalizer.training = False
+        self.card = card
+        self.observation_size = int(card["observation_size"])
+
+    def act(self, observation: np.ndarray) -> int:
+        """Choose the deterministic action index for a raw observation.
+
+        Args:
+            observation: A vector from ``build_observation`` (NOT normalised: the saved
+                normaliser is applied here).
+
+        Returns:
+            An index into ``ACTION_TO_POSITION``.
+
+        Raises:
+            ValueError: If the observation has the wrong shape or holds NaN/inf.
+        """
+        obs = np.asarray(observation, dtype=np.float32)
+        if obs.shape != (self.observation_size,):
+            raise ValueError(
+                f"observation must have shape ({self.observation_size},), got {obs.shape}"
+            )
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("observation holds NaN/inf")
+        normalized = self._normalizer.normalize_obs(obs)
+        action, _ = self._model.predict(normalized, deterministic=True)
+        return int(action)
+
+    def target_position(self, feature_row: np.ndarray, position: int) -> int:
+        """The position the policy wants after seeing one bar's features.
+
+        Args:
+            feature_row: The bar's features, in the feature set's order.
+            position: Current position in {-1, 0, 1}.
+
+        Returns:
+            Target position in {-1, 0, 1}.
+
+        Raises:
+            ValueError: If the row or position is invalid (see ``build_observation``).
+        """
+        return ACTION_TO_POSITION[self.act(build_observation(feature_row, position))]
+
+
+def _read_members(bundle_path: Path) -> dict[str, bytes]:
+    if not bundle_path.is_file():
+        raise PolicyBundleError(f"policy bundle {bundle_path} does not exist")
+    try:
+        with zipfile.ZipFile(bundle_path) as bundle:
+            names = set(bundle.namelist())
+            missing = sorted({CARD_MEMBER, MODEL_MEMBER, NORMALIZER_MEMBER} - names)
+            if missing:
+                raise PolicyBundleError(f"policy bundle {bundle_path} lacks {missing}")
+            return {
+                name: bundle.read(name) for name in (CARD_MEMBER, MODEL_MEMBER, NORMALIZER_MEMBER)
+            }
+    except zipfile.BadZipFile as exc:
+        raise PolicyBundleError(f"{bundle_path} is not a policy bundle (not a zip)") from exc
+
+
+def _parse_card(raw: bytes, bundle_path: Path) -> dict[str, Any]:
+    try:
+        card = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PolicyBundleError(f"{bundle_path}: card.json is not valid JSON") from exc
+    if not isinstance(card, dict):
+        raise PolicyBundleError(f"{bundle_path}: card.json is not an object")
+    if card.get("format") != BUNDLE_FORMAT:
+        raise PolicyBundleError(
+            f"{bundle_path}: bundle format {card.get('format')!r}, expected {BUNDLE_FORMAT!r}"
+        )
+    for key in ("weights_sha256", "observation_size", "action_to_position"):
+        if key not in card:
+            raise PolicyBundleError(f"{bundle_path}: card.json lacks {key!r}")
+    if card["action_to_position"] != list(ACTION_TO_POSITION):
+        raise PolicyBundleError(
+            f"{bundle_path}: policy maps actions to {card['action_to_position']}, this code to "
+            f"{list(ACTION_TO_POSITION)}"
+        )
+    return card
+
+
+def load_policy(bundle_path: Path) -> LoadedPolicy:
+    """Load a bundle written by ``train_policy``.
+
+    Args:
+        bundle_path: The bundle file.
+
+    Returns:
+        The policy, on CPU.
+
+    Raises:
+        PolicyBundleError: (a ``ValueError``) if the file is missing, not a zip, lacks a
+            member, has an unreadable or incompatible card, its model or normaliser cannot be
+            loaded, their shapes disagree with the card, or the weights or normaliser
+            statistics do not hash to the card's ``weights_sha256`` / ``normalizer_sha256``.
+    """
+    bundle_path = Path(bundle_path)
+    members = _read_members(bundle_path)
+    card = _parse_card(members[CARD_MEMBER], bundle_path)
+    try:
+        model = PPO.load(
+            io.BytesIO(members[MODEL_MEMBER]), device="cpu", custom_objects=_INFERENCE_OBJECTS
+        )
+    except Exception as exc:
+        raise PolicyBundleError(f"{bundle_path}: model.zip cannot be loaded: {exc}") from exc
+    try:
+        normalizer = pickle.loads(members[NORMALIZER_MEMBER])
+    except Exception as exc:
+        raise PolicyBundleError(f"{bundle_path}: vecnormalize.pkl cannot be loaded: {exc}") from exc
+    if not isinstance(normalizer, VecNormalize):
+        raise PolicyBundleError(f"{bundle_path}: vecnormalize.pkl holds no VecNormalize")
+    expected = (int(card["observation_size"]),)
+    shapes = {
+        "model": tuple(model.observation_space.shape or ()),
+        "normalizer": tuple(np.shape(normalizer.obs_rms.mean)),
+    }
+    if any(shape != expected for shape in shapes.values()):
+        raise PolicyBundleError(
+            f"{bundle_path}: observation shapes {shapes} disagree with the card's {expected}"
+        )
+    actual = policy_weights_sha256(model.policy.state_dict())
+    if actual != card["weights_sha256"]:
+        raise PolicyBundleError(
+            f"{bundle_path}: policy weights hash to {actual}, card says {card['weights_sha256']}"
+        )
+    if "normalizer_sha256" in card and normalizer_sha256(normalizer) != card["normalizer_sha256"]:
+        raise PolicyBundleError(
+            f"{bundle_path}: normaliser statistics do not match the card's normalizer_sha256"
+        )
+    return LoadedPolicy(model, normalizer, card)
