@@ -1,0 +1,65 @@
+-- One row per live/paper session. position_changes counts decisions after which the position
+-- differs from the one before it; a session starts flat, so an opening trade counts.
+with
+
+sessions as (
+
+    select * from {{ ref('stg_goldrl__live_sessions') }}
+
+),
+
+decisions as (
+
+    select
+        *,
+        lag(position_after, 1, 0::double precision) over (
+            partition by session_id order by bar_open_time
+        ) as position_before,
+        row_number() over (
+            partition by session_id order by bar_open_time desc
+        ) as recency
+
+    from {{ ref('stg_goldrl__live_decisions') }}
+
+),
+
+per_session as (
+
+    select
+        session_id,
+        count(*) as decision_count,
+        min(bar_open_time) as first_bar_open_time,
+        max(bar_open_time) as last_bar_open_time,
+        count(*) filter (where position_after <> position_before) as position_changes,
+        max(equity_after) filter (where recency = 1) as last_equity,
+        max(position_after) filter (where recency = 1) as last_position,
+        count(distinct model_id) as model_count
+
+    from decisions
+    group by session_id
+
+),
+
+final as (
+
+    select
+        sessions.session_id,
+        sessions.mode,
+        sessions.instrument,
+        sessions.started_at,
+        sessions.stopped_at,
+        sessions.stop_reason,
+        coalesce(per_session.decision_count, 0) as decision_count,
+        per_session.first_bar_open_time,
+        per_session.last_bar_open_time,
+        per_session.last_equity,
+        per_session.last_position,
+        coalesce(per_session.position_changes, 0) as position_changes,
+        coalesce(per_session.model_count, 0) as model_count
+
+    from sessions
+    left join per_session on sessions.session_id = per_session.session_id
+
+)
+
+select * from final

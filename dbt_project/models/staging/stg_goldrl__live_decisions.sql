@@ -1,0 +1,33 @@
+with
+
+source as (
+
+    select * from {{ source('live', 'live_decisions') }}
+
+),
+
+renamed as (
+
+    select
+        decision_id,
+        session_id,
+        instrument,
+        bar_open_time,
+        model_id,
+        model_sha256,
+        dataset_hash,
+        feature_fingerprint,
+        observation_sha256,
+        action,
+        target_position,
+        price,
+        position_after,
+        cash_after,
+        equity_after,
+        decided_at
+
+    from source
+
+)
+
+select * from renamed

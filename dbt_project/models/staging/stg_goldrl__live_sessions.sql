@@ -1,0 +1,24 @@
+with
+
+source as (
+
+    select * from {{ source('live', 'live_sessions') }}
+
+),
+
+renamed as (
+
+    select
+        session_id,
+        mode,
+        instrument,
+        stream_url,
+        started_at,
+        stopped_at,
+        stop_reason
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,24 @@
+with
+
+source as (
+
+    select * from {{ source('models', 'models') }}
+
+),
+
+renamed as (
+
+    select
+        model_id,
+        algorithm,
+        seed,
+        dataset_hash,
+        feature_fingerprint,
+        artifact_sha256,
+        created_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,26 @@
+with
+
+source as (
+
+    select * from {{ source('models', 'promotion_decisions') }}
+
+),
+
+renamed as (
+
+    select
+        decision_id,
+        model_id,
+        report_id,
+        previous_champion,
+        promoted,
+        case when jsonb_typeof(reasons) = 'array' then jsonb_array_length(reasons) end
+            as reason_count,
+        reasons,
+        decided_at
+
+    from source
+
+)
+
+select * from renamed
