@@ -1,7 +1,5 @@
 """Read what an upstream asset's latest materialization recorded (its hash or id)."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 

@@ -1,12 +1,12 @@
 """Resources shared by every goldrl asset: storage and the BingX market-data client."""
 
-from __future__ import annotations
-
 import dataclasses
 import os
 
 import dagster as dg
+from dagster_dbt import DbtCliResource
 
+from goldrl_dagster.defs.analytics.project import DBT_PROJECT
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.config import DEFAULT_BINGX_BASE_URL, load_settings
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
@@ -46,6 +46,7 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "storage": GoldrlStorage(database_url=os.environ.get("GOLDRL_DATABASE_URL", "")),
+            "dbt": DbtCliResource(project_dir=DBT_PROJECT),
             "bingx": BingXMarketData(
                 base_url=os.environ.get("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL)
             ),

@@ -1,7 +1,5 @@
 """Dataset versions: Parquet tables in the artifact store, hashed, with lineage rows."""
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime, timedelta
 

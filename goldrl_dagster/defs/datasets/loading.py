@@ -1,7 +1,5 @@
 """Load a registered dataset version back into memory, checksum-verified."""
 
-from __future__ import annotations
-
 import io
 from dataclasses import dataclass
 

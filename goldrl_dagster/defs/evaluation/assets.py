@@ -1,7 +1,5 @@
 """Evaluation reports: the policy in a Nautilus Trader backtest next to baselines."""
 
-from __future__ import annotations
-
 import base64
 import hashlib
 import json

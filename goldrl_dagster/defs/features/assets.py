@@ -1,7 +1,5 @@
 """Feature snapshots: the versioned TA-Lib feature set computed per instrument × day."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -27,7 +25,9 @@ from goldrl_dagster.lib.storage.market_store import read_candles
     partitions_def=market_instrument_day_partitions,
     kinds={"postgres", "talib"},
 )
-def feature_snapshots(context: dg.AssetExecutionContext, storage: GoldrlStorage) -> dg.MaterializeResult:
+def feature_snapshots(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage
+) -> dg.MaterializeResult:
     """Features of the default feature set for one instrument and day, keyed by fingerprint.
 
     The partition reads the warm-up tail it needs from the previous day(s), so recomputing a

@@ -1,7 +1,5 @@
 """Market-data assets: contract metadata and 1m candles per instrument × day."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -148,7 +146,5 @@ def candles(
             "source": source_label(simulated),
             "last_close": float(frame["close"][-1]),
         },
-        check_results=[
-            to_check_result(suite, asset_key=CANDLES, check_name=CANDLES_QUALITY_CHECK)
-        ],
+        check_results=[to_check_result(suite, asset_key=CANDLES, check_name=CANDLES_QUALITY_CHECK)],
     )

@@ -1,7 +1,5 @@
 """Promotion: move the champion pointer only when the challenger passes the gate."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, PROMOTED_MODEL
@@ -52,7 +50,9 @@ def promoted_model(
     )
     champion = model_id if decision.promoted else previous
     verdict = "promoted" if decision.promoted else "rejected"
-    context.log.info("%s %s (decision %d); champion is %s", model_id, verdict, decision_id, champion)
+    context.log.info(
+        "%s %s (decision %d); champion is %s", model_id, verdict, decision_id, champion
+    )
     return dg.MaterializeResult(
         metadata={
             "decision_id": decision_id,

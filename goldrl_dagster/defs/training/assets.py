@@ -1,7 +1,5 @@
 """Trained policies: Stable-Baselines3 PPO on the training part of a dataset version."""
 
-from __future__ import annotations
-
 import hashlib
 import json
 import tempfile
@@ -59,7 +57,8 @@ def trained_policy(
     spec = DEFAULT_FEATURE_SET
     if dataset.record.feature_fingerprint != spec.fingerprint:
         raise dg.Failure(
-            f"dataset {dataset_hash[:12]} uses feature set {dataset.record.feature_fingerprint[:12]}"
+            f"dataset {dataset_hash[:12]} uses feature set "
+            f"{dataset.record.feature_fingerprint[:12]}"
             f", this code location computes {spec.fingerprint[:12]}; rebuild the dataset"
         )
     train = dataset.table.head(dataset.split_index)
