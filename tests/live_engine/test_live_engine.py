@@ -1,0 +1,208 @@
+"""The live engine against the simulator's real WebSocket stream and a real PostgreSQL."""
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from goldrl_dagster.lib.bingx.models import klines_to_frame
+from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
+from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
+from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
+from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.observation import build_observation
+from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
+from goldrl_dagster.lib.runtime import open_runtime
+from goldrl_dagster.lib.storage.bulk import read_frame
+from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
+from goldrl_dagster.lib.storage.registry import (
+    DatasetRecord,
+    record_dataset,
+    record_model,
+    register_feature_set,
+)
+from live_engine.service import LiveEngineError, run_live_engine
+from live_engine.settings import LiveSettings
+
+SYMBOL = "XAUT-USDT"
+
+
+@pytest.fixture(scope="module")
+def candidate_model(settings, database, simulator, tmp_path_factory):
+    """A small PPO policy trained on simulator candles and registered like the asset does."""
+    runtime = open_runtime()
+    spec = DEFAULT_FEATURE_SET
+    with BingXRestClient(simulator.base_url) as client:
+        sync_instruments(runtime.db, client.contracts(), "simulator")
+        end = datetime(2025, 3, 9, tzinfo=UTC)
+        start = end - timedelta(hours=12)
+        klines = client.klines_range(
+            SYMBOL, "1m", int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        )
+    candles = klines_to_frame(klines, SYMBOL, "1m", "simulator")
+    features = compute_features(candles, spec)
+    usable = features.filter(~pl.col("is_warmup"))
+    closes = candles.filter(~features["is_warmup"])["close"].to_numpy()
+    config = DatasetConfig(SYMBOL, "1m", start, end, spec.fingerprint)
+    artifact = runtime.artifacts.put_bytes(parquet_bytes(usable), ".parquet")
+    digest = dataset_hash(artifact.sha256, config)
+    register_feature_set(
+        runtime.db,
+        spec.fingerprint,
+        spec.name,
+        spec.version,
+        list(spec.feature_names),
+        spec.canonical_json(),
+    )
+    record_dataset(
+        runtime.db,
+        DatasetRecord(
+            digest,
+            [SYMBOL],
+            "1m",
+            start,
+            end,
+            spec.fingerprint,
+            usable.height,
+            artifact,
+            json.loads(config.canonical_json()),
+            {"split_index": 1},
+        ),
+    )
+    bundle = train_policy(
+        feature_matrix(usable, spec),
+        closes,
+        CostModel.from_instrument(instrument_at(runtime.db, SYMBOL)),
+        TrainConfig(total_timesteps=512, n_steps=128, batch_size=64),
+        {"dataset_hash": digest},
+        tmp_path_factory.mktemp("model") / "policy.zip",
+    )
+    model_artifact = runtime.artifacts.put_file(bundle)
+    model_id = "ppo-livetest"
+    record_model(
+        runtime.db,
+        model_id=model_id,
+        artifact=model_artifact,
+        dataset_hash=digest,
+        feature_fingerprint=spec.fingerprint,
+        algorithm="PPO",
+        seed=0,
+        card={},
+    )
+    return {"model_id": model_id, "sha256": model_artifact.sha256, "dataset_hash": digest}
+
+
+def _settings(simulator, model_id, duration):
+    return LiveSettings(
+        instrument=SYMBOL,
+        interval="1m",
+        rest_url=simulator.base_url,
+        ws_url=simulator.ws_url,
+        model_id=model_id,
+        duration_seconds=duration,
+        order_quantity=1.0,
+        heartbeat_seconds=1.0,
+    )
+
+
+def test_live_engine_decides_on_streamed_bars_with_provenance(candidate_model, simulator):
+    summary = asyncio.run(
+        run_live_engine(
+            _settings(simulator, candidate_model["model_id"], 6.0), install_signals=False
+        )
+    )
+    assert summary.decisions >= 2
+    assert summary.stop_reason == "duration elapsed"
+    db = open_runtime().db
+    rows = read_frame(
+        db,
+        "SELECT * FROM live_decisions WHERE session_id = $1 ORDER BY bar_open_time",
+        [summary.session_id],
+    )
+    assert rows.height == summary.decisions
+    assert set(rows["model_sha256"]) == {candidate_model["sha256"]}
+    assert set(rows["dataset_hash"]) == {candidate_model["dataset_hash"]}
+    assert set(rows["feature_fingerprint"]) == {DEFAULT_FEATURE_SET.fingerprint}
+    steps = rows["bar_open_time"].diff().drop_nulls().dt.total_seconds().to_list()
+    assert steps and all(s == 60 for s in steps), "one decision per consecutive closed bar"
+    # Each observation is exactly what the shared feature code gives on the exchange's candles
+    # ending at that bar, with the position held before the decision.
+    position = 0
+    with BingXRestClient(simulator.base_url) as client:
+        for row in rows.iter_rows(named=True):
+            bar_ms = int(row["bar_open_time"].timestamp() * 1000)
+            history = client.klines(SYMBOL, "1m", end_ms=bar_ms, limit=600)
+            frame = klines_to_frame(history, SYMBOL, "1m", "bingx_rest")
+            features = compute_features(frame, DEFAULT_FEATURE_SET)
+            obs = build_observation(feature_matrix(features.tail(1))[0], position)
+            assert hashlib.sha256(obs.tobytes()).hexdigest() == row["observation_sha256"]
+            assert row["equity_after"] == pytest.approx(
+                row["cash_after"] + row["position_after"] * row["price"]
+            )
+            position = int(np.sign(row["position_after"]))
+    fills = read_frame(
+        db,
+        "SELECT f.side FROM paper_fills f JOIN live_decisions d USING (decision_id) "
+        "WHERE d.session_id = $1",
+        [summary.session_id],
+    )
+    changes = int((rows["position_after"].diff().fill_null(rows["position_after"][0]) != 0).sum())
+    assert fills.height == summary.fills == changes
+    session = read_frame(
+        db,
+        "SELECT stopped_at, stop_reason FROM live_sessions WHERE session_id = $1",
+        [summary.session_id],
+    )
+    assert session["stopped_at"][0] is not None
+
+
+def test_live_engine_refuses_without_a_champion(candidate_model, simulator):
+    with open_runtime().db.connect() as conn:
+        conn.execute("DELETE FROM champion")
+        conn.commit()
+    with pytest.raises(LiveEngineError, match="no champion"):
+        asyncio.run(run_live_engine(_settings(simulator, None, 1.0), install_signals=False))
+
+
+def test_live_cli_stops_cleanly_on_sigterm(candidate_model, simulator, settings):
+    env = {
+        **os.environ,
+        "GOLDRL_BINGX_BASE_URL": simulator.base_url,
+        "GOLDRL_BINGX_WS_URL": simulator.ws_url,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "live_engine", "--model-id", candidate_model["model_id"]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    db = open_runtime().db
+    deadline = time.monotonic() + 120
+    decided = 0
+    while time.monotonic() < deadline and decided == 0 and proc.poll() is None:
+        time.sleep(0.5)
+        decided = read_frame(
+            db,
+            "SELECT count(*) FROM live_decisions d JOIN live_sessions s USING (session_id) "
+            "WHERE s.stopped_at IS NULL",
+        )[0, 0]
+    assert decided > 0, "the service should decide on streamed bars"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "stop requested" in output
+    open_sessions = read_frame(db, "SELECT count(*) FROM live_sessions WHERE stopped_at IS NULL")[
+        0, 0
+    ]
+    assert open_sessions == 0
