@@ -22,6 +22,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from goldrl_dagster.defs.keys import (
+    ANALYTICS_GROUP,
     CANDLES,
     DATASET_VERSION,
     EVALUATION_REPORT,
@@ -179,9 +180,7 @@ def _run_pipeline(
     for key in (DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT, PROMOTED_MODEL):
         report.metadata[key.to_user_string()] = _latest_metadata(instance, key)
     dbt_keys = [
-        key
-        for key in definitions.resolve_all_asset_keys()
-        if key.path[0] not in {"market", "features", "datasets", "models"}
+        key for key in definitions.resolve_all_asset_keys() if key.path[0] == ANALYTICS_GROUP
     ]
     if dbt_keys:
         console.print("building dbt analytics views …")

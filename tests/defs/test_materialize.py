@@ -65,10 +65,7 @@ def graph_run(settings, database, simulator):
         [keys.DATASET_VERSION, keys.TRAINED_POLICY, keys.EVALUATION_REPORT, keys.PROMOTED_MODEL],
         run_config=run_config,
     )
-    dbt_keys = [
-        k for k in defs.resolve_all_asset_keys() if k.path[0] not in {"market", "features",
-                                                                      "datasets", "models"}
-    ]
+    dbt_keys = [k for k in defs.resolve_all_asset_keys() if k.path[0] == keys.ANALYTICS_GROUP]
     _run(defs, instance, dbt_keys)
     yield {
         "defs": defs,
@@ -144,8 +141,13 @@ def test_dataset_version_is_registered_and_reproducible(graph_run):
         graph_run["defs"],
         instance,
         [keys.DATASET_VERSION],
-        run_config={"ops": {"datasets__dataset_version": graph_run["run_config"]["ops"][
-            "datasets__dataset_version"]}},
+        run_config={
+            "ops": {
+                "datasets__dataset_version": graph_run["run_config"]["ops"][
+                    "datasets__dataset_version"
+                ]
+            }
+        },
     )
     again = _meta(instance, keys.DATASET_VERSION)
     assert again["dataset_hash"] == meta["dataset_hash"]
@@ -166,8 +168,9 @@ def test_model_evaluation_and_promotion_are_linked(graph_run):
         [report["report_id"]],
     )
     assert stored["model_id"][0] == model["model_id"]
-    assert "flat" in stored["baseline_metrics"][0] and "buy_and_hold" in stored[
-        "baseline_metrics"][0]
+    assert (
+        "flat" in stored["baseline_metrics"][0] and "buy_and_hold" in stored["baseline_metrics"][0]
+    )
     decision = read_frame(
         db,
         "SELECT promoted, reasons FROM promotion_decisions WHERE model_id = $1",

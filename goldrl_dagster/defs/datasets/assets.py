@@ -100,7 +100,7 @@ def dataset_version(
         "split_index": split,
         "train_rows": split,
         "test_rows": table.height - split,
-        "dagster_run_id": context.run_id,
+        "dagster_run_id": context.run.run_id,
     }
     created = record_dataset(
         runtime.db,
