@@ -37,12 +37,16 @@ from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 
 __all__ = [
+    "EQUITY_SCHEMA",
+    "FILLS_SCHEMA",
     "BacktestResult",
     "TargetFn",
     "evaluate_with_baselines",
     "run_backtest",
+    "validated_order_quantity",
 ]
 
+# Integer epoch microseconds cast to these Datetime columns give the exact bar/fill times.
 EQUITY_SCHEMA: dict[str, pl.DataType] = {
     "ts": pl.Datetime("us", "UTC"),
     "equity": pl.Float64(),
@@ -247,6 +251,17 @@ def _engine_config() -> BacktestEngineConfig:
     )
 
 
+def _skip_trade_record(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+def _skip_portfolio_trade_log(engine: BacktestEngine) -> None:
+    # Nautilus' portfolio analyzer records every closed position with pd.concat, which is
+    # quadratic: 10k round trips take minutes. We compute our own metrics (run_analysis is
+    # off), so this engine's analyzer does not record trades.
+    engine.kernel.portfolio.analyzer.record_trade = _skip_trade_record
+
+
 def _collect_fills(engine: BacktestEngine, strategy: TargetPositionStrategy) -> list[_Fill]:
     fills = []
     for client_order_id in strategy.order_ids:  # submission order = execution order
@@ -368,6 +383,7 @@ def run_backtest(
             margin_model=StandardMarginModel(),
         )
         engine.add_instrument(instrument)
+        _skip_portfolio_trade_log(engine)
         engine.add_data(bars)
         strategy = TargetPositionStrategy(
             TargetPositionConfig(
@@ -428,8 +444,8 @@ def _result(
         starting_balance=float(starting_balance),
         equity_curve=pl.DataFrame(
             {"ts": [ts // 1_000 for ts, _ in equity_points], "equity": equity},
-            schema={"ts": pl.Int64(), "equity": pl.Float64()},
-        ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC"))),
+            schema={**EQUITY_SCHEMA, "ts": pl.Int64()},
+        ).cast(EQUITY_SCHEMA),
         fills=pl.DataFrame(
             {
                 "ts": [fill.ts_ns // 1_000 for fill in fills],
@@ -439,7 +455,7 @@ def _result(
                 "commission": [float(fill.commission) for fill in fills],
             },
             schema={**FILLS_SCHEMA, "ts": pl.Int64()},
-        ).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC"))),
+        ).cast(FILLS_SCHEMA),
         trades_sha256=hashlib.sha256(canonical.encode()).hexdigest(),
     )
 
