@@ -118,11 +118,6 @@ class TargetPositionStrategy(Strategy):
             equity += position.unrealized_pnl(bar.close).as_decimal()
         self.equity.append((bar.ts_event, equity))
 
-    @property
-    def last_bar(self) -> Bar | None:
-        """The most recent bar received."""
-        return self._last_bar
-
     def _net_position(self) -> Decimal:
         return self.portfolio.net_position(self.config.instrument_id)
 
