@@ -18,10 +18,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from goldrl_dagster.lib.bingx.stream import KlineStream
-
 from goldrl_dagster.lib.bingx.models import Kline, klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.bingx.stream import KlineStream
 from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
 from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
@@ -108,7 +107,9 @@ class DecisionLoop:
         spec: FeatureSetSpec,
         broker: PaperBroker,
         summary: LiveSummary,
+        rest: BingXRestClient,
     ) -> None:
+        self.rest = rest
         self.runtime = runtime
         self.settings = settings
         self.model = model
@@ -129,8 +130,28 @@ class DecisionLoop:
         self.window.append(kline)
         return True
 
+    def _fill_gap(self, kline: Kline) -> None:
+        """Fetch bars missing between the window and ``kline`` over REST (e.g. across start-up)."""
+        if not self.window:
+            return
+        step = INTERVAL_MS[self.settings.interval]
+        first_missing = self.window[-1].open_time_ms + step
+        if kline.open_time_ms <= first_missing:
+            return
+        missing = self.rest.klines_range(
+            self.settings.instrument, self.settings.interval, first_missing, kline.open_time_ms
+        )
+        log.info("filled %d missing bar(s) before %s over REST", len(missing), kline.open_time_ms)
+        for bar in missing:
+            self._append(bar)
+
     def on_closed_kline(self, kline: Kline) -> None:
-        """Decide on one closed bar (with the same feature code as training) and record it."""
+        """Decide on one closed bar (with the same feature code as training) and record it.
+
+        Bars missing before it are fetched first so the features see a gap-free history; only
+        the newest bar is decided on (decisions on stale bars would trade on old prices).
+        """
+        self._fill_gap(kline)
         if not self._append(kline):
             return
         frame = klines_to_frame(
@@ -203,9 +224,8 @@ async def run_live_engine(
     summary = LiveSummary(
         session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument
     )
-    loop = DecisionLoop(runtime, settings, model, policy, spec, broker, summary)
-
     with BingXRestClient(settings.rest_url) as rest:
+        loop = DecisionLoop(runtime, settings, model, policy, spec, broker, summary, rest)
         now_ms = await asyncio.to_thread(rest.server_time_ms)
         step = INTERVAL_MS[settings.interval]
         history = await asyncio.to_thread(

@@ -48,9 +48,7 @@ class DatasetConfig:
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.window_end <= self.window_start:
-            raise ValueError(
-                f"dataset window is empty: {self.window_start} .. {self.window_end}"
-            )
+            raise ValueError(f"dataset window is empty: {self.window_start} .. {self.window_end}")
 
     def canonical_json(self) -> str:
         """Configuration as canonical JSON (sorted keys, ISO-8601 times)."""
@@ -117,4 +115,4 @@ def split_index(rows: int, holdout_fraction: float) -> int:
     """
     if rows < 2:
         raise ValueError(f"a dataset needs at least 2 rows to split, got {rows}")
-    return min(max(1, int(round(rows * (1.0 - holdout_fraction)))), rows - 1)
+    return min(max(1, round(rows * (1.0 - holdout_fraction))), rows - 1)
