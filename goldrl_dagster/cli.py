@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from live_engine.cli import configure_logging
 from live_engine.cli import live as live_cli
 
 app = typer.Typer(
@@ -25,10 +25,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
 
 
 @db_app.command("start")

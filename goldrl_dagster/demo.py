@@ -75,14 +75,15 @@ def _materialize(
     run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     job = definitions.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
+    # Run events still go to the Dagster instance (and the UI); the terminal gets warnings only.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return job.execute_in_process(
         instance=instance,
         asset_selection=list(selection),
         partition_key=partition_key,
-        run_config=run_config or {},
+        run_config={**quiet, **(run_config or {})},
         raise_on_error=True,
     )
-    return result
 
 
 def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, Any]:

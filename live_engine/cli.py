@@ -8,6 +8,18 @@ from typing import Annotated
 
 import typer
 
+OWN_LOGGERS = ("goldrl", "goldrl_dagster", "live_engine")
+
+
+def configure_logging(verbose: bool) -> None:
+    """Goldrl's own loggers at INFO (DEBUG with --verbose); libraries only from WARNING."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+
 
 def live(
     instrument: Annotated[str, typer.Option(help="Symbol or alias, e.g. XAUT-USDT.")] = "XAUT-USDT",
@@ -30,10 +42,7 @@ def live(
     from live_engine.service import LiveEngineError, run_live_engine
     from live_engine.settings import LiveSettings
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose)
     try:
         settings = LiveSettings.from_environment(
             instrument=instrument,
