@@ -1,4 +1,4 @@
-"""Parse BingX wire records (klines, contracts) into goldrl's types.
+"""Parse BingX wire records (klines, contracts, feeds, trades, orders) into goldrl's types.
 
 BingX sends most numbers as strings and uses more than one shape for the same record, so every
 parser here accepts strings and numbers alike and each documented shape. A malformed record
@@ -7,6 +7,7 @@ raises :class:`ValueError` naming the field and showing the record, never a half
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -266,3 +267,420 @@ def klines_to_frame(
         schema_overrides={c: t for c, t in CANDLE_SCHEMA.items() if c != "open_time"},
     ).with_columns(pl.from_epoch("open_time", time_unit="ms").dt.replace_time_zone("UTC"))
     return conform_candles(frame)
+
+
+# -- market feeds beside candles -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FundingRate:
+    """One settled funding event (``GET /openApi/swap/v2/quote/fundingRate``).
+
+    Attributes:
+        symbol: Exchange symbol.
+        funding_time_ms: Settlement time, epoch ms UTC.
+        funding_rate: Rate paid by longs to shorts (negative: shorts pay), as a fraction.
+    """
+
+    symbol: str
+    funding_time_ms: int
+    funding_rate: float
+
+
+@dataclass(frozen=True)
+class PremiumIndex:
+    """Mark and index price with the current funding (``/openApi/swap/v2/quote/premiumIndex``).
+
+    Attributes:
+        symbol: Exchange symbol.
+        time_ms: When the snapshot was taken, epoch ms (BingX's ``time``, else the local
+            clock at receipt).
+        mark_price: Mark price.
+        index_price: Index (spot reference) price.
+        last_funding_rate: Funding rate of the period in progress.
+        next_funding_time_ms: Next settlement, epoch ms.
+        funding_interval_hours: Hours between settlements when BingX says (1, 2, 4 or 8).
+    """
+
+    symbol: str
+    time_ms: int
+    mark_price: float
+    index_price: float
+    last_funding_rate: float
+    next_funding_time_ms: int
+    funding_interval_hours: int | None
+
+
+@dataclass(frozen=True)
+class OpenInterest:
+    """Open interest as BingX reports it (units as the exchange states them; not converted)."""
+
+    symbol: str
+    time_ms: int
+    open_interest: float
+
+
+@dataclass(frozen=True)
+class Ticker24h:
+    """Rolling 24-hour statistics (``/openApi/swap/v2/quote/ticker``).
+
+    Attributes:
+        symbol: Exchange symbol.
+        time_ms: End of the 24-hour window (BingX's ``closeTime``), epoch ms.
+        last_price: Last traded price.
+        open_price: Price 24 hours earlier.
+        high_price: Highest price in the window.
+        low_price: Lowest price in the window.
+        volume: Base volume in the window.
+        quote_volume: Quote (USDT) volume in the window.
+        price_change_percent: Change over the window in percent (``1.5`` means 1.5 %).
+        bid_price: Best bid, when present.
+        bid_qty: Best bid quantity, when present.
+        ask_price: Best ask, when present.
+        ask_qty: Best ask quantity, when present.
+    """
+
+    symbol: str
+    time_ms: int
+    last_price: float
+    open_price: float
+    high_price: float
+    low_price: float
+    volume: float
+    quote_volume: float
+    price_change_percent: float
+    bid_price: float | None
+    bid_qty: float | None
+    ask_price: float | None
+    ask_qty: float | None
+
+
+@dataclass(frozen=True)
+class DepthSnapshot:
+    """Order-book snapshot; each side best first as ``(price, quantity)``."""
+
+    symbol: str
+    time_ms: int
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class Trade:
+    """One public trade. BingX sends no trade id, so ``trade_key`` identifies it by content.
+
+    Attributes:
+        symbol: Exchange symbol.
+        time_ms: Trade time, epoch ms.
+        price: Price.
+        quantity: Base quantity.
+        is_buyer_maker: True when the buyer was the maker (the aggressor sold).
+        trade_key: :func:`trade_key` of the fields above; equal trades share it.
+    """
+
+    symbol: str
+    time_ms: int
+    price: float
+    quantity: float
+    is_buyer_maker: bool
+    trade_key: str
+
+
+def trade_key(
+    symbol: str, time_ms: int, price: float, quantity: float, is_buyer_maker: bool
+) -> str:
+    """Stable identity of a trade without an exchange id.
+
+    Two fills with the same symbol, millisecond, price, quantity and side collapse into one;
+    that is the price of deduplicating id-less pushes, and it is rare for real fills.
+
+    Returns:
+        A 32-hex-digit digest, identical across processes and runs.
+    """
+    text = f"{symbol}|{int(time_ms)}|{float(price)!r}|{float(quantity)!r}|{int(is_buyer_maker)}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _make_trade(symbol: str, time_ms: int, price: float, quantity: float, maker: bool) -> Trade:
+    return Trade(
+        symbol, time_ms, price, quantity, maker, trade_key(symbol, time_ms, price, quantity, maker)
+    )
+
+
+def _boolean(record: object, name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"field {name!r} is {value!r}, not a boolean, in {_show(record)}")
+
+
+def _mapping(record: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(record, Mapping):
+        raise ValueError(f"{what} must be an object, got {_show(record)}")
+    return record
+
+
+def _num(row: Mapping[str, Any], *names: str) -> float:
+    name, value = _field(row, *names)
+    return _number(row, name, value)
+
+
+def _int(row: Mapping[str, Any], *names: str) -> int:
+    name, value = _field(row, *names)
+    return _integer(row, name, value)
+
+
+def parse_funding_rate(row: dict, symbol: str | None = None) -> FundingRate:
+    """Parse one funding-history row ``{symbol, fundingRate, fundingTime}``.
+
+    Args:
+        row: The record (numbers may be strings).
+        symbol: Symbol to use when the row has none.
+
+    Raises:
+        ValueError: If a field is missing or malformed.
+    """
+    row = _mapping(row, "funding rate row")
+    name = row.get("symbol") or symbol
+    if not name:
+        raise ValueError(f"field 'symbol' is missing in {_show(row)}")
+    return FundingRate(str(name), _int(row, "fundingTime"), _num(row, "fundingRate"))
+
+
+def parse_premium_index(row: dict, received_ms: int) -> PremiumIndex:
+    """Parse ``premiumIndex`` data ``{symbol, markPrice, indexPrice, lastFundingRate, …}``.
+
+    Args:
+        row: The record.
+        received_ms: Local receipt time, used when the record has no ``time``.
+
+    Raises:
+        ValueError: If a field is missing or malformed, or the interval is not 1/2/4/8 h.
+    """
+    row = _mapping(row, "premium index")
+    hours = _optional(row, "fundingIntervalHours", int)
+    if hours is not None and hours <= 0:
+        raise ValueError(f"field 'fundingIntervalHours' is {hours}, not positive, in {_show(row)}")
+    time_ms = _optional(row, "time", int)
+    return PremiumIndex(
+        symbol=str(_field(row, "symbol")[1]),
+        time_ms=time_ms if time_ms is not None else int(received_ms),
+        mark_price=_num(row, "markPrice"),
+        index_price=_num(row, "indexPrice"),
+        last_funding_rate=_num(row, "lastFundingRate"),
+        next_funding_time_ms=_int(row, "nextFundingTime"),
+        funding_interval_hours=hours,
+    )
+
+
+def parse_open_interest(row: dict, received_ms: int) -> OpenInterest:
+    """Parse ``openInterest`` data ``{openInterest, symbol, time}``.
+
+    Raises:
+        ValueError: If a field is missing or malformed.
+    """
+    row = _mapping(row, "open interest")
+    time_ms = _optional(row, "time", int)
+    return OpenInterest(
+        symbol=str(_field(row, "symbol")[1]),
+        time_ms=time_ms if time_ms is not None else int(received_ms),
+        open_interest=_num(row, "openInterest"),
+    )
+
+
+def parse_ticker_24h(row: dict) -> Ticker24h:
+    """Parse 24-hour ticker data; bid/ask fields are optional.
+
+    Raises:
+        ValueError: If a required field is missing or malformed.
+    """
+    row = _mapping(row, "24h ticker")
+    return Ticker24h(
+        symbol=str(_field(row, "symbol")[1]),
+        time_ms=_int(row, "closeTime"),
+        last_price=_num(row, "lastPrice"),
+        open_price=_num(row, "openPrice"),
+        high_price=_num(row, "highPrice"),
+        low_price=_num(row, "lowPrice"),
+        volume=_num(row, "volume"),
+        quote_volume=_num(row, "quoteVolume"),
+        price_change_percent=_num(row, "priceChangePercent"),
+        bid_price=_optional(row, "bidPrice", float),
+        bid_qty=_optional(row, "bidQty", float),
+        ask_price=_optional(row, "askPrice", float),
+        ask_qty=_optional(row, "askQty", float),
+    )
+
+
+def _levels(record: Mapping[str, Any], side: str, descending: bool) -> tuple:
+    rows = _field(record, side)[1]
+    if not isinstance(rows, list):
+        raise ValueError(f"field {side!r} is not a list in {_show(record)}")
+    levels = []
+    for level in rows:
+        if not isinstance(level, list | tuple) or len(level) < 2:
+            raise ValueError(f"{side} level {level!r} is not [price, quantity]")
+        price, qty = _number(record, side, level[0]), _number(record, side, level[1])
+        if price <= 0 or qty < 0:
+            raise ValueError(f"{side} level {level!r} has a non-positive price or negative qty")
+        levels.append((price, qty))
+    # Best first whatever order BingX used (it has sent asks worst first).
+    return tuple(sorted(levels, key=lambda lv: lv[0], reverse=descending))
+
+
+def parse_depth(data: dict, symbol: str, received_ms: int) -> DepthSnapshot:
+    """Parse ``depth`` data ``{bids: [[px, qty]…], asks: […], T: ms}``.
+
+    Args:
+        data: The record.
+        symbol: The symbol requested (the record does not name it).
+        received_ms: Local receipt time, used when the record has no ``T``.
+
+    Raises:
+        ValueError: If a side is missing or malformed, or the book is crossed.
+    """
+    data = _mapping(data, "depth")
+    bids = _levels(data, "bids", descending=True)
+    asks = _levels(data, "asks", descending=False)
+    if bids and asks and bids[0][0] >= asks[0][0]:
+        raise ValueError(f"crossed book: best bid {bids[0][0]} >= best ask {asks[0][0]}")
+    time_ms = _optional(data, "T", int)
+    return DepthSnapshot(symbol, time_ms if time_ms is not None else int(received_ms), bids, asks)
+
+
+def parse_trade_row(row: dict, symbol: str) -> Trade:
+    """Parse one REST recent-trades row ``{time, isBuyerMaker, price, qty, …}``.
+
+    Raises:
+        ValueError: If a field is missing or malformed.
+    """
+    row = _mapping(row, "trade row")
+    maker_name, maker = _field(row, "isBuyerMaker")
+    return _make_trade(
+        symbol, _int(row, "time"), _num(row, "price"), _num(row, "qty", "quantity"),
+        _boolean(row, maker_name, maker),
+    )  # fmt: skip
+
+
+def parse_trade_push(message: dict) -> list[Trade]:
+    """Parse a WebSocket trade push: ``data`` is an ARRAY of ``{p, q, T, m, s}`` (no trade id).
+
+    Raises:
+        ValueError: If the message has no trade list or an item is malformed.
+    """
+    message = _mapping(message, "trade push")
+    data = message.get("data")
+    if isinstance(data, Mapping):  # tolerate a single object
+        data = [data]
+    if not isinstance(data, list):
+        raise ValueError(f"trade push 'data' is not a list: {_show(message)}")
+    out = []
+    for item in data:
+        item = _mapping(item, "trade push item")
+        symbol = item.get("s") or message.get("s")
+        if not symbol:
+            raise ValueError(f"field 'data.s' is missing in {_show(message)}")
+        out.append(
+            _make_trade(
+                str(symbol),
+                _int(item, "T"),
+                _num(item, "p"),
+                _num(item, "q"),
+                _boolean(item, "m", _field(item, "m")[1]),
+            )
+        )
+    return out
+
+
+# -- orders ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order as BingX reports it (place, test, query). Ids are strings: they exceed 2^53.
+
+    Attributes:
+        order_id: Exchange order id (19 digits; never passed through a float).
+        client_order_id: Client id when one was given (BingX lower-cases it).
+        symbol: Exchange symbol.
+        side: ``BUY`` or ``SELL``.
+        position_side: ``BOTH``, ``LONG`` or ``SHORT`` when reported.
+        type: Order type, e.g. ``MARKET``.
+        status: Order status, e.g. ``NEW`` or ``FILLED``, when reported.
+        quantity: Ordered quantity (``origQty``/``quantity``), when reported.
+        price: Limit price (0 or absent for market orders), when reported.
+        executed_qty: Filled quantity, when reported.
+        avg_price: Average fill price, when reported.
+        time_ms: Creation time, when reported.
+        raw: The record as received.
+    """
+
+    order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    position_side: str | None
+    type: str
+    status: str | None
+    quantity: float | None
+    price: float | None
+    executed_qty: float | None
+    avg_price: float | None
+    time_ms: int | None
+    raw: dict
+
+
+def _order_id(record: Mapping[str, Any], value: object, name: str) -> str:
+    if isinstance(value, bool | float):
+        # A float cannot hold a 19-digit id exactly: the JSON was decoded lossily upstream.
+        raise ValueError(f"field {name!r} is the float {value!r}; order ids must stay exact")
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError(f"field {name!r} is {value!r}, not an order id, in {_show(record)}")
+    return text
+
+
+def parse_order(data: dict) -> Order:
+    """Parse an order response's ``data``: nested ``{order: {…}}`` or flat ``{…}``.
+
+    Accepts ``orderId``/``orderID`` and ``clientOrderId``/``clientOrderID``; ids may arrive as
+    JSON integers or strings and are kept as exact strings.
+
+    Args:
+        data: The envelope's ``data``.
+
+    Returns:
+        The order.
+
+    Raises:
+        ValueError: If the record has no order id, symbol, side or type, or an id is a float.
+    """
+    data = _mapping(data, "order response data")
+    record = data.get("order", data)
+    record = _mapping(record, "field 'order'")
+    id_name, id_value = _field(record, "orderId", "orderID", "orderid")
+    client = None
+    for name in ("clientOrderId", "clientOrderID", "clientOrderid"):
+        if record.get(name) not in (None, ""):
+            client = str(record[name])
+            break
+    return Order(
+        order_id=_order_id(record, id_value, id_name),
+        client_order_id=client,
+        symbol=str(_field(record, "symbol")[1]),
+        side=str(_field(record, "side")[1]).upper(),
+        position_side=_optional(record, "positionSide", str),
+        type=str(_field(record, "type")[1]).upper(),
+        status=_optional(record, "status", str),
+        quantity=_optional(record, "origQty", float)
+        if record.get("origQty") not in (None, "")
+        else _optional(record, "quantity", float),
+        price=_optional(record, "price", float),
+        executed_qty=_optional(record, "executedQty", float),
+        avg_price=_optional(record, "avgPrice", float),
+        time_ms=_optional(record, "time", int),
+        raw=dict(record),
+    )
