@@ -1,8 +1,11 @@
 """Synchronous client for BingX's public swap market-data REST endpoints.
 
-Every response is a ``{"code": 0, "msg": "", "data": …}`` envelope. Transient failures
-(timeouts, connection errors, HTTP 5xx, HTTP 429 and code 100410) are retried with jittered
-exponential backoff; a ban (HTTP 418) and every other non-zero code fail at once.
+Every response is a ``{"code": 0, "msg": "", "data": …}`` envelope. Every request first draws
+from an optional :class:`~goldrl_dagster.lib.bingx.ratelimit.RateBudget`, so the client paces
+itself under BingX's limits instead of discovering them. Transient failures (timeouts,
+connection errors, HTTP 5xx) are retried with jittered exponential backoff; rate limiting
+(HTTP 429, code 100410) with a longer jittered backoff; a ban (HTTP 418) and every other
+non-zero code fail at once.
 """
 
 from __future__ import annotations
@@ -24,12 +27,24 @@ from goldrl_dagster.lib.bingx.errors import (
 )
 from goldrl_dagster.lib.bingx.models import (
     BINGX_INTERVALS,
+    DepthSnapshot,
+    FundingRate,
     Kline,
+    OpenInterest,
+    PremiumIndex,
+    Ticker24h,
+    Trade,
     parse_contract,
+    parse_depth,
+    parse_funding_rate,
     parse_kline_row,
+    parse_open_interest,
+    parse_premium_index,
+    parse_ticker_24h,
+    parse_trade_row,
 )
+from goldrl_dagster.lib.bingx.ratelimit import RateBudget
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS, UNKNOWN_SYMBOL_CODE, resolve_symbol
-from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 
 log = logging.getLogger(__name__)
@@ -37,9 +52,20 @@ log = logging.getLogger(__name__)
 SERVER_TIME_PATH = "/openApi/swap/v2/server/time"
 CONTRACTS_PATH = "/openApi/swap/v2/quote/contracts"
 KLINES_PATH = "/openApi/swap/v3/quote/klines"
+MARK_PRICE_KLINES_PATH = "/openApi/swap/v1/market/markPriceKlines"
+FUNDING_RATE_PATH = "/openApi/swap/v2/quote/fundingRate"
+PREMIUM_INDEX_PATH = "/openApi/swap/v2/quote/premiumIndex"
+OPEN_INTEREST_PATH = "/openApi/swap/v2/quote/openInterest"
+TICKER_PATH = "/openApi/swap/v2/quote/ticker"
+DEPTH_PATH = "/openApi/swap/v2/quote/depth"
+TRADES_PATH = "/openApi/swap/v2/quote/trades"
 
 RATE_LIMITED_CODE = 100410
 MAX_KLINE_LIMIT = 1440
+MAX_FUNDING_LIMIT = 1000
+MAX_TRADES_LIMIT = 1000
+DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+MARKET_GROUP = "market"
 SIMULATED_HEADER = "X-GoldRL-Simulated"
 
 
@@ -51,12 +77,48 @@ class _Transient(Exception):
         self.error = error
 
 
-def _interval_ms(interval: str) -> int:
+def _check_interval(interval: str) -> None:
     if interval not in BINGX_INTERVALS:
         raise ValueError(f"unknown interval {interval!r}; BingX accepts {list(BINGX_INTERVALS)}")
-    if interval not in INTERVAL_MS:
-        raise ValueError(f"interval {interval!r} has no fixed length; use 1m … 1w")
-    return INTERVAL_MS[interval]
+
+
+def _window_params(
+    symbol: str, start_ms: int | None, end_ms: int | None, limit: int, maximum: int
+) -> dict[str, Any]:
+    if not 1 <= limit <= maximum:
+        raise ValueError(f"limit must be between 1 and {maximum}, got {limit}")
+    if start_ms is not None and end_ms is not None and end_ms < start_ms:
+        raise ValueError(f"end_ms {end_ms} precedes start_ms {start_ms}")
+    params: dict[str, Any] = {"symbol": symbol, "limit": limit}
+    if start_ms is not None:
+        params["startTime"] = int(start_ms)
+    if end_ms is not None:
+        params["endTime"] = int(end_ms)
+    return params
+
+
+def _rows(data: Any, what: str) -> list:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise BingXError(-1, f"{what} response data is not a list: {str(data)[:200]}")
+    return data
+
+
+def _one(data: Any, what: str, symbol: str) -> dict:
+    """BingX answers some per-symbol queries with a one-element list: take the symbol's row."""
+    if isinstance(data, list):
+        rows = [r for r in data if isinstance(r, dict) and r.get("symbol") in (symbol, None)]
+        if len(rows) != 1:
+            raise BingXError(-1, f"{what} response has no single row for {symbol}: {data!r:.200}")
+        data = rows[0]
+    if not isinstance(data, dict):
+        raise BingXError(-1, f"{what} response data is not an object: {str(data)[:200]}")
+    return data
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class BingXRestClient:
@@ -69,6 +131,10 @@ class BingXRestClient:
         transport: Optional httpx transport (tests use :class:`httpx.MockTransport`).
         backoff: ``(first, cap)`` delay in seconds of the exponential, fully jittered backoff.
         sleep: Function used to wait between retries (injectable for tests).
+        rate_budget: Budget every request acquires from first (group ``"market"``); ``None``
+            sends unpaced.
+        rate_limit_backoff: ``(first, cap)`` of the backoff after HTTP 429 / code 100410; it
+            starts longer than ``backoff`` because the window that was exceeded must drain.
 
     Attributes:
         simulated: True once any response carried ``X-GoldRL-Simulated: true``, i.e. the data
@@ -84,13 +150,18 @@ class BingXRestClient:
         transport: httpx.BaseTransport | None = None,
         backoff: tuple[float, float] = (0.25, 8.0),
         sleep: Callable[[float], None] = time.sleep,
+        rate_budget: RateBudget | None = None,
+        rate_limit_backoff: tuple[float, float] = (1.0, 16.0),
     ) -> None:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.simulated = False
+        self.rate_budget = rate_budget
+        self.rate_limited = 0  # rate-limit answers (429 / 100410) received, for monitoring
         self._backoff = backoff
+        self._rate_limit_backoff = rate_limit_backoff
         self._sleep = sleep
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -116,7 +187,11 @@ class BingXRestClient:
     ) -> None:
         self.close()
 
-    def _delay(self, attempt: int) -> float:
+    def _delay(self, attempt: int, error: Exception) -> float:
+        if isinstance(error, RateLimitedError):
+            first, cap = self._rate_limit_backoff
+            ceiling = min(cap, first * 2.0**attempt)
+            return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)  # never near zero
         first, cap = self._backoff
         return random.uniform(0.0, min(cap, first * 2.0**attempt))
 
@@ -128,7 +203,7 @@ class BingXRestClient:
             except _Transient as transient:
                 if attempt >= self.max_retries:
                     raise transient.error from None
-                delay = self._delay(attempt)
+                delay = self._delay(attempt, transient.error)
                 log.warning(
                     "BingX GET %s failed (%s); retry %d/%d in %.2fs",
                     path, transient.error, attempt + 1, self.max_retries, delay,
@@ -138,6 +213,8 @@ class BingXRestClient:
 
     def _attempt(self, path: str, params: dict[str, Any] | None) -> Any:
         context = f"GET {path}"
+        if self.rate_budget is not None:
+            self.rate_budget.acquire(MARKET_GROUP)
         try:
             response = self._http.get(path, params=params)
         except httpx.TransportError as exc:  # timeouts, refused/reset connections, …
@@ -152,6 +229,7 @@ class BingXRestClient:
                 418, "IP temporarily banned (HTTP 418); stop and wait", context=context
             )
         if status == 429:
+            self.rate_limited += 1
             raise _Transient(RateLimitedError(429, "rate limited (HTTP 429)", context=context))
         if status >= 500:
             raise _Transient(
@@ -183,6 +261,7 @@ class BingXRestClient:
                 raise BingXError(status, f"HTTP {status} with code 0: {msg}", context=context)
             return envelope.get("data")
         if code == RATE_LIMITED_CODE:
+            self.rate_limited += 1
             raise _Transient(RateLimitedError(code, msg or "rate limited", context=context))
         if code == UNKNOWN_SYMBOL_CODE:
             raise UnknownSymbolError(code, msg or "symbol does not exist", context=context)
@@ -237,7 +316,7 @@ class BingXRestClient:
 
         Args:
             symbol: Symbol or alias (resolved with :func:`resolve_symbol`).
-            interval: BingX interval, e.g. ``1m``.
+            interval: BingX interval, ``1m`` … ``1M``.
             start_ms: ``startTime`` (open time, ms), optional.
             end_ms: ``endTime`` (open time, ms), optional.
             limit: Rows wanted, 1 … 1440.
@@ -250,24 +329,38 @@ class BingXRestClient:
             ValueError: If the interval or limit is invalid, or a row is malformed.
             BingXError: If the request fails.
         """
+        return self._klines(KLINES_PATH, symbol, interval, start_ms, end_ms, limit)
+
+    def mark_price_klines(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = MAX_KLINE_LIMIT,
+    ) -> list[Kline]:
+        """Fetch one page of mark-price candles (``/openApi/swap/v1/market/markPriceKlines``).
+
+        Same arguments, errors and ordering as :meth:`klines`.
+        """
+        return self._klines(MARK_PRICE_KLINES_PATH, symbol, interval, start_ms, end_ms, limit)
+
+    def _klines(
+        self,
+        path: str,
+        symbol: str,
+        interval: str,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+    ) -> list[Kline]:
         symbol = resolve_symbol(symbol)
-        if interval not in BINGX_INTERVALS:
-            raise ValueError(
-                f"unknown interval {interval!r}; BingX accepts {list(BINGX_INTERVALS)}"
-            )
-        if not 1 <= limit <= MAX_KLINE_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_KLINE_LIMIT}, got {limit}")
-        params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
-        if start_ms is not None:
-            params["startTime"] = int(start_ms)
-        if end_ms is not None:
-            params["endTime"] = int(end_ms)
-        data = self._get(KLINES_PATH, params)
-        if data is None:
-            return []
-        if not isinstance(data, list):
-            raise BingXError(-1, f"klines response data is not a list: {str(data)[:200]}")
-        by_time = {k.open_time_ms: k for k in map(parse_kline_row, data)}
+        _check_interval(interval)
+        params = _window_params(symbol, start_ms, end_ms, limit, MAX_KLINE_LIMIT)
+        params["interval"] = interval
+        rows = _rows(self._get(path, params), "klines")
+        by_time = {k.open_time_ms: k for k in map(parse_kline_row, rows)}
         return [by_time[t] for t in sorted(by_time)]
 
     def klines_range(
@@ -283,11 +376,12 @@ class BingXRestClient:
 
         Pages backwards from ``end_ms`` with ``endTime = oldest_open - 1`` (only ``endTime`` is
         sent, so each page is the latest ``page_limit`` candles before it) until a page is
-        empty, makes no progress or reaches ``start_ms``.
+        empty, makes no progress or reaches ``start_ms``. Paging never needs the interval's
+        length, so it works for every interval including the calendar month ``1M``.
 
         Args:
             symbol: Symbol or alias.
-            interval: Interval with a fixed length (``1m`` … ``1w``).
+            interval: BingX interval, ``1m`` … ``1M``.
             start_ms: Inclusive lower bound of open times (ms).
             end_ms: Exclusive upper bound of open times (ms).
             page_limit: Rows per request, 1 … 1440.
@@ -300,8 +394,28 @@ class BingXRestClient:
             ValueError: If arguments are invalid or a row is malformed.
             BingXError: If a request fails.
         """
+        return self._klines_range(KLINES_PATH, symbol, interval, start_ms, end_ms, page_limit)
+
+    def mark_price_klines_range(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int
+    ) -> list[Kline]:
+        """Every mark-price candle with ``start_ms <= open_time < end_ms``.
+
+        Paged like :meth:`klines_range`; same errors.
+        """
+        return self._klines_range(
+            MARK_PRICE_KLINES_PATH, symbol, interval, start_ms, end_ms, MAX_KLINE_LIMIT
+        )
+
+    def _klines_range(
+        self, path: str, symbol: str, interval: str, start_ms: int, end_ms: int, page_limit: int
+    ) -> list[Kline]:
         symbol = resolve_symbol(symbol)
-        _interval_ms(interval)  # validates: paging needs a fixed-length interval
+        _check_interval(interval)
+        if not 1 <= page_limit <= MAX_KLINE_LIMIT:
+            raise ValueError(
+                f"page_limit must be between 1 and {MAX_KLINE_LIMIT}, got {page_limit}"
+            )
         if end_ms <= start_ms:
             return []
         found: dict[int, Kline] = {}
@@ -309,7 +423,7 @@ class BingXRestClient:
         # The cursor falls strictly on every page, so the loop ends even if the server returns
         # short pages or ignores endTime (then the filtered page is empty).
         while True:
-            page = self.klines(symbol, interval, end_ms=cursor, limit=page_limit)
+            page = self._klines(path, symbol, interval, None, cursor, page_limit)
             page = [k for k in page if k.open_time_ms <= cursor]
             if not page:
                 break
@@ -321,3 +435,151 @@ class BingXRestClient:
                 break
             cursor = oldest - 1
         return [found[t] for t in sorted(found)]
+
+    def funding_rates(
+        self,
+        symbol: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = MAX_FUNDING_LIMIT,
+    ) -> list[FundingRate]:
+        """Fetch one page of settled funding events.
+
+        Args:
+            symbol: Symbol or alias.
+            start_ms: ``startTime`` (ms), optional.
+            end_ms: ``endTime`` (ms), optional.
+            limit: Rows wanted, 1 … 1000.
+
+        Returns:
+            The events sorted by funding time, without duplicates.
+
+        Raises:
+            UnknownSymbolError: If the symbol is unknown.
+            ValueError: If an argument or a row is invalid.
+            BingXError: If the request fails.
+        """
+        symbol = resolve_symbol(symbol)
+        params = _window_params(symbol, start_ms, end_ms, limit, MAX_FUNDING_LIMIT)
+        rows = _rows(self._get(FUNDING_RATE_PATH, params), "funding rate")
+        by_time = {}
+        for rate in (parse_funding_rate(row, symbol) for row in rows):
+            if rate.symbol != symbol:
+                raise BingXError(-1, f"funding history for {symbol} holds a {rate.symbol} row")
+            by_time[rate.funding_time_ms] = rate
+        return [by_time[t] for t in sorted(by_time)]
+
+    def funding_rates_range(self, symbol: str, start_ms: int, end_ms: int) -> list[FundingRate]:
+        """Every funding event with ``start_ms <= funding_time < end_ms``.
+
+        Works whether the server answers a full page with the oldest or the newest rows of the
+        window: a full page splits the window into the parts it did not cover, which are then
+        fetched in turn (each strictly smaller, so this ends).
+
+        Returns:
+            The events sorted by funding time, without duplicates.
+
+        Raises:
+            UnknownSymbolError: If the symbol is unknown.
+            ValueError: If a row is malformed.
+            BingXError: If a request fails.
+        """
+        symbol = resolve_symbol(symbol)
+        found: dict[int, FundingRate] = {}
+        windows = [(int(start_ms), int(end_ms) - 1)] if end_ms > start_ms else []
+        while windows:
+            low, high = windows.pop()
+            page = [
+                r
+                for r in self.funding_rates(
+                    symbol, start_ms=low, end_ms=high, limit=MAX_FUNDING_LIMIT
+                )
+                if low <= r.funding_time_ms <= high
+            ]
+            for rate in page:
+                found[rate.funding_time_ms] = rate
+            if len(page) < MAX_FUNDING_LIMIT:
+                continue  # the server returned everything in the window
+            oldest, newest = page[0].funding_time_ms, page[-1].funding_time_ms
+            if oldest > low:
+                windows.append((low, oldest - 1))
+            if newest < high:
+                windows.append((newest + 1, high))
+        return [found[t] for t in sorted(found)]
+
+    def premium_index(self, symbol: str) -> PremiumIndex:
+        """Mark price, index price and the funding in progress for one symbol.
+
+        Raises:
+            UnknownSymbolError: If the symbol is unknown.
+            ValueError: If the record is malformed.
+            BingXError: If the request fails.
+        """
+        symbol = resolve_symbol(symbol)
+        data = _one(self._get(PREMIUM_INDEX_PATH, {"symbol": symbol}), "premium index", symbol)
+        return parse_premium_index({"symbol": symbol, **data}, _now_ms())
+
+    def open_interest(self, symbol: str) -> OpenInterest:
+        """Open interest of one symbol, in the units BingX reports.
+
+        Raises:
+            UnknownSymbolError: If the symbol is unknown.
+            ValueError: If the record is malformed.
+            BingXError: If the request fails.
+        """
+        symbol = resolve_symbol(symbol)
+        data = _one(self._get(OPEN_INTEREST_PATH, {"symbol": symbol}), "open interest", symbol)
+        return parse_open_interest({"symbol": symbol, **data}, _now_ms())
+
+    def ticker_24h(self, symbol: str) -> Ticker24h:
+        """Rolling 24-hour statistics of one symbol.
+
+        Raises:
+            UnknownSymbolError: If the symbol is unknown.
+            ValueError: If the record is malformed.
+            BingXError: If the request fails.
+        """
+        symbol = resolve_symbol(symbol)
+        data = _one(self._get(TICKER_PATH, {"symbol": symbol}), "24h ticker", symbol)
+        return parse_ticker_24h({"symbol": symbol, **data})
+
+    def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot:
+        """Order-book snapshot, each side best first.
+
+        Args:
+            symbol: Symbol or alias.
+            limit: Levels per side, one of 5, 10, 20, 50, 100, 500, 1000.
+
+        Raises:
+            UnknownSymbolError: If the symbol is unknown.
+            ValueError: If the limit is not allowed, or the book is malformed or crossed.
+            BingXError: If the request fails.
+        """
+        symbol = resolve_symbol(symbol)
+        if limit not in DEPTH_LIMITS:
+            raise ValueError(f"depth limit must be one of {DEPTH_LIMITS}, got {limit!r}")
+        data = self._get(DEPTH_PATH, {"symbol": symbol, "limit": limit})
+        return parse_depth(_one(data, "depth", symbol), symbol, _now_ms())
+
+    def recent_trades(self, symbol: str, limit: int = 500) -> list[Trade]:
+        """The most recent public trades (BingX keeps no deeper history here).
+
+        Args:
+            symbol: Symbol or alias.
+            limit: Trades wanted, 1 … 1000.
+
+        Returns:
+            Trades sorted by time, each with its content key (BingX sends no trade id).
+
+        Raises:
+            UnknownSymbolError: If the symbol is unknown.
+            ValueError: If the limit or a row is invalid.
+            BingXError: If the request fails.
+        """
+        symbol = resolve_symbol(symbol)
+        if not 1 <= limit <= MAX_TRADES_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_TRADES_LIMIT}, got {limit}")
+        rows = _rows(self._get(TRADES_PATH, {"symbol": symbol, "limit": limit}), "trades")
+        trades = {t.trade_key: t for t in (parse_trade_row(row, symbol) for row in rows)}
+        return sorted(trades.values(), key=lambda t: (t.time_ms, t.trade_key))
