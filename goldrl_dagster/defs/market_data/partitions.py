@@ -1,14 +1,18 @@
-"""Partitions of market data: instrument × UTC day."""
+"""Partitions of market data: instrument × UTC day.
+
+The instrument list (``GOLDRL_INSTRUMENTS``) and the first day (``GOLDRL_MARKET_START``) are
+read from the environment when the code location loads; a bad value fails the load with a
+message naming the variable, never an empty partition set.
+"""
 
 import dagster as dg
 
-from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
+from goldrl_dagster.lib.market.universe import configured_instruments, market_start_date
 
-# Daily partitions start early enough for a backfill to reach the first candle of the gold
-# contracts (and the simulator's listing date).
-MARKET_START_DATE = "2025-01-01"
+MARKET_INSTRUMENTS: tuple[str, ...] = configured_instruments()
+MARKET_START_DATE = market_start_date().isoformat()
 
-market_instrument_partitions = dg.StaticPartitionsDefinition(list(GOLD_SYMBOLS))
+market_instrument_partitions = dg.StaticPartitionsDefinition(list(MARKET_INSTRUMENTS))
 market_day_partitions = dg.DailyPartitionsDefinition(start_date=MARKET_START_DATE, timezone="UTC")
 market_instrument_day_partitions = dg.MultiPartitionsDefinition(
     {"instrument": market_instrument_partitions, "day": market_day_partitions}
