@@ -17,3 +17,14 @@ MODELS_GROUP = "models"
 ANALYTICS_GROUP = "analytics"
 
 CANDLES_QUALITY_CHECK = "candles_quality"
+
+# Market feeds beside the 1m candles (issue 3).
+CANDLES_MULTI_INTERVAL = dg.AssetKey(["market", "candles_multi_interval"])
+FUNDING_RATES = dg.AssetKey(["market", "funding_rates"])
+MARK_PRICE_CANDLES = dg.AssetKey(["market", "mark_price_candles"])
+PREMIUM_INDEX = dg.AssetKey(["market", "premium_index"])
+OPEN_INTEREST = dg.AssetKey(["market", "open_interest"])
+TICKER_24H = dg.AssetKey(["market", "ticker_24h"])
+ORDER_BOOK = dg.AssetKey(["market", "order_book"])
+RECENT_TRADES = dg.AssetKey(["market", "recent_trades"])
+MARKET_SNAPSHOT_KEYS = (PREMIUM_INDEX, OPEN_INTEREST, TICKER_24H, ORDER_BOOK, RECENT_TRADES)
