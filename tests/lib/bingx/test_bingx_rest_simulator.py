@@ -133,7 +133,7 @@ def test_bad_parameters_are_bingx_errors(sim, client):
     with pytest.raises(BingXError, match="limit"):
         client._get(KLINES_PATH, {"symbol": XAUT, "interval": "1m", "limit": 5000})
     with pytest.raises(BingXError, match="interval"):
-        client._get(KLINES_PATH, {"symbol": XAUT, "interval": "1w"})
+        client._get(KLINES_PATH, {"symbol": XAUT, "interval": "7m"})
 
 
 def test_every_response_is_marked_simulated(sim):

@@ -146,7 +146,7 @@ def test_bars_aggregate_minutes_and_stop_at_now(market):
     assert latest[-1].open_time_ms == now // MINUTE_MS * MINUTE_MS
     assert latest[:-1] == market.candles(XAUT, latest[0].open_time_ms, latest[-1].open_time_ms)
     with pytest.raises(ValueError, match="serves intervals"):
-        market.bars(XAUT, "1w", start, now, now)
+        market.bars(XAUT, "7m", start, now, now)
 
 
 def test_contracts_are_bingx_shaped_and_marked_simulated(market):

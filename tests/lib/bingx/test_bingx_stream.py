@@ -99,7 +99,8 @@ def test_stream_answers_pings_and_is_not_dropped(fast_sim):
 
 
 def test_refused_subscription_raises(fast_sim):
-    stream = KlineStream(fast_sim.ws_url, XAUT, "1w")  # BingX has 1w; the simulator does not
+    stream = KlineStream(fast_sim.ws_url, XAUT)
+    stream.data_type = f"{XAUT}@kline_7m"  # a topic the server refuses (no such interval)
     with pytest.raises(BingXError, match="80015"):
         run(take(stream, 1), timeout=10)
 

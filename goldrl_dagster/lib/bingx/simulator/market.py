@@ -29,9 +29,14 @@ from datetime import UTC, datetime
 import numpy as np
 from scipy.signal import lfilter
 
-from goldrl_dagster.lib.bingx.models import Kline
+from goldrl_dagster.lib.bingx.models import BINGX_INTERVALS, Kline
+from goldrl_dagster.lib.bingx.simulator.intervals import (
+    bucket_opens,
+    ceil_open,
+    floor_open,
+    shift_open,
+)
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
-from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
 GENESIS_MS = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
 MINUTE_MS = 60_000
@@ -43,8 +48,8 @@ DAY_MINUTES = 1440
 CHUNK_DAYS = 16
 CHUNK_MINUTES = CHUNK_DAYS * DAY_MINUTES
 
-# Intervals the simulator serves: they divide a day, so buckets never straddle midnight.
-SIM_INTERVALS: tuple[str, ...] = tuple(i for i, ms in INTERVAL_MS.items() if DAY_MS % ms == 0)
+# The simulator serves every BingX interval (see :mod:`.intervals` for the bar alignment).
+SIM_INTERVALS: tuple[str, ...] = BINGX_INTERVALS
 
 # -- process parameters (per minute) -------------------------------------------------------
 _PHI = 0.998  # log-vol AR(1) coefficient: half-life ln(0.5)/ln(0.998) ≈ 346 minutes
@@ -220,19 +225,22 @@ class SimulatedMarket:
             ValueError: If the interval is not one the simulator serves.
         """
         index = self.contract(symbol).index
-        step = interval_step(interval)
-        first = max(start_ms, self.genesis_ms)
-        first = -(-first // step) * step  # first aligned open time at or after the start
+        if interval not in SIM_INTERVALS:
+            raise ValueError(
+                f"the simulator serves intervals {list(SIM_INTERVALS)}, not {interval!r}"
+            )
+        # Bars that open before listing are left out rather than shown partial.
+        first = ceil_open(max(start_ms, self.genesis_ms), interval)
         current_minute = now_ms // MINUTE_MS * MINUTE_MS
-        stop = min(end_ms, now_ms // step * step + 1)  # open times must be < stop
+        stop = min(end_ms, floor_open(now_ms, interval) + 1)  # open times must be < stop
         if first >= stop:
             return _klines(self._to_float(symbol, _empty_ticks()))
-        last_open = (stop - 1) // step * step
-        minutes = self._minute_ticks(index, first, min(last_open + step, current_minute))
-        if first <= current_minute < last_open + step and current_minute >= self.genesis_ms:
+        bar_end = shift_open(floor_open(stop - 1, interval), 1, interval)
+        minutes = self._minute_ticks(index, first, min(bar_end, current_minute))
+        if first <= current_minute < bar_end and current_minute >= self.genesis_ms:
             partial = self._partial_ticks(index, current_minute, now_ms)
             minutes = {k: np.append(v, partial[k]) for k, v in minutes.items()}
-        return _klines(self._to_float(symbol, _aggregate(minutes, step)))
+        return _klines(self._to_float(symbol, _aggregate(minutes, interval)))
 
     def candle_at(self, symbol: str, open_time_ms: int, now_ms: int | None = None) -> Kline:
         """One 1m candle, as it stood at ``now_ms`` (final when ``now_ms`` is omitted or later).
@@ -249,6 +257,40 @@ class SimulatedMarket:
             raise ValueError(f"candle {open_time_ms} has not opened at {now_ms}")
         ticks = self._partial_ticks(self.contract(symbol).index, open_time_ms, now_ms)
         return _klines(self._to_float(symbol, ticks))[0]
+
+    def prices_at(self, symbol: str, times_ms: np.ndarray) -> np.ndarray:
+        """Prices on the intraday path at the given times (as a trade there would print).
+
+        This is the path partial candles follow, so a trade at ``t`` lies within the candle as
+        it stood at ``t`` and equals its close then.
+
+        Args:
+            symbol: Listed symbol.
+            times_ms: Epoch ms, none before listing.
+
+        Returns:
+            float64 prices, rounded to the contract's tick.
+        """
+        contract = self.contract(symbol)
+        times_ms = np.asarray(times_ms, dtype=np.int64)
+        if times_ms.size and times_ms.min() < self.genesis_ms:
+            raise ValueError("no simulated prices before listing")
+        out = np.empty(times_ms.size, dtype=np.float64)
+        minutes = times_ms // MINUTE_MS * MINUTE_MS
+        for minute in np.unique(minutes):
+            mask = minutes == minute
+            fractions = (times_ms[mask] - minute) / MINUTE_MS
+            out[mask] = self._path_ticks(contract.index, int(minute), fractions)
+        return out / float(10**contract.price_precision)
+
+    def _path_ticks(self, index: int, open_time_ms: int, fractions: np.ndarray) -> np.ndarray:
+        minute = (open_time_ms - self.genesis_ms) // MINUTE_MS
+        block = self._block(index, minute // CHUNK_MINUTES)
+        i = minute % CHUNK_MINUTES
+        o, h, lo, c = (int(getattr(block, f)[i]) for f in _TICK_FIELDS[1:5])
+        extremes = sorted([(float(block.t_high[i]), h), (float(block.t_low[i]), lo)])
+        knots = [(0.0, o), *extremes, (1.0, c)]
+        return np.rint(np.interp(fractions, [t for t, _ in knots], [p for _, p in knots]))
 
     # -- generation ------------------------------------------------------------------------
 
@@ -480,22 +522,11 @@ def _empty_ticks() -> dict[str, np.ndarray]:
     return {k: np.empty(0, dtype=np.int64) for k in _TICK_FIELDS}
 
 
-def interval_step(interval: str) -> int:
-    """Length in ms of an interval the simulator serves.
-
-    Raises:
-        ValueError: If the simulator does not serve the interval.
-    """
-    if interval not in SIM_INTERVALS:
-        raise ValueError(f"the simulator serves intervals {list(SIM_INTERVALS)}, not {interval!r}")
-    return INTERVAL_MS[interval]
-
-
-def _aggregate(minutes: dict[str, np.ndarray], step: int) -> dict[str, np.ndarray]:
-    """Aggregate 1m ticks into bars of ``step`` ms (buckets aligned to the epoch)."""
-    if step == MINUTE_MS or minutes["open_time"].size == 0:
+def _aggregate(minutes: dict[str, np.ndarray], interval: str) -> dict[str, np.ndarray]:
+    """Aggregate 1m ticks into bars of ``interval`` (aligned as in :mod:`.intervals`)."""
+    if interval == "1m" or minutes["open_time"].size == 0:
         return minutes
-    bucket = minutes["open_time"] // step * step
+    bucket = bucket_opens(minutes["open_time"], interval)
     starts = np.flatnonzero(np.diff(bucket, prepend=bucket[0] - 1))
     ends = np.append(starts[1:], bucket.size) - 1
     return {

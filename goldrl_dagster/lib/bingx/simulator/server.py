@@ -1,14 +1,18 @@
 """A local BingX that speaks the exchange's real REST and WebSocket protocol.
 
-REST: ``GET /openApi/swap/v2/server/time``, ``/openApi/swap/v2/quote/contracts`` and
-``/openApi/swap/v3/quote/klines`` in BingX's ``{"code": 0, "msg": "", "data": …}`` envelope with
-string numbers; every response carries ``X-GoldRL-Simulated: true``.
+REST (see :mod:`.rest_api`): server time, contracts, klines (object or array rows), mark-price
+klines, funding history, premium index, open interest, 24h ticker, depth, recent trades and the
+order dry-run, in BingX's envelope with string numbers; every response carries
+``X-GoldRL-Simulated: true``; per-IP limits are enforced (429 / 100410, then 418 bans).
 
 WebSocket ``/swap-market``: every frame gzip-compressed; ``Ping`` every ``ping_interval`` seconds
 and a client that has not answered ``Pong`` for ``2 * ping_interval`` is dropped; ``sub``/``unsub``
-requests are acknowledged; each kline subscription receives the open candle every
+requests are acknowledged. ``SYM@kline_<interval>`` receives the open candle every
 ``push_interval`` (real) seconds, and when a candle closes its final values are pushed before the
-next candle's first push, so the stream agrees with REST.
+next candle's first push, so the stream agrees with REST. ``SYM@trade`` receives the trades
+printed since the previous push as an array of ``{p, q, T, m, s}`` (no trade id).
+
+Faults are injected on demand through :class:`SimulatorServer`'s public methods.
 """
 
 from __future__ import annotations
@@ -21,127 +25,42 @@ import logging
 import socket
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.simulator.clock import SimClock
-from goldrl_dagster.lib.bingx.simulator.market import (
-    SIM_INTERVALS,
-    SimulatedMarket,
-    interval_step,
+from goldrl_dagster.lib.bingx.simulator.faults import (
+    CORRUPT_FRAME,
+    PushFaults,
+    RestFault,
+    RestFaults,
+)
+from goldrl_dagster.lib.bingx.simulator.feeds import SimulatedFeeds
+from goldrl_dagster.lib.bingx.simulator.intervals import floor_open, shift_open
+from goldrl_dagster.lib.bingx.simulator.limits import IpRateLimiter, SimRateLimits
+from goldrl_dagster.lib.bingx.simulator.market import SIM_INTERVALS, SimulatedMarket
+from goldrl_dagster.lib.bingx.simulator.rest_api import (
+    RATE_LIMITED_CODE,
+    KlineRows,
+    OrderShape,
+    SimulatorMiddleware,
+    build_routes,
 )
 
 log = logging.getLogger(__name__)
 
-SIMULATED_HEADER = "X-GoldRL-Simulated"
 WS_PATH = "/swap-market"
-DEFAULT_LIMIT = 500
-MAX_LIMIT = 1440
-INVALID_PARAMETER_CODE = 109400
-UNKNOWN_SYMBOL_CODE = 109425
+DEFAULT_SIM_LIMITS = SimRateLimits()
 UNSUPPORTED_TOPIC_CODE = 80015
 MAX_CATCH_UP_BARS = 60  # closed bars a subscription re-sends after a stall, at most
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-# -- REST ----------------------------------------------------------------------------------
-
-
-def _envelope(data: Any = None, code: int = 0, msg: str = "") -> JSONResponse:
-    return JSONResponse({"code": code, "msg": msg, "data": data})
-
-
-def _error(code: int, msg: str) -> JSONResponse:
-    # BingX answers business errors with HTTP 200 and a non-zero code.
-    return JSONResponse({"code": code, "msg": msg, "data": {}})
-
-
-def _format_kline(kline: Kline, price_precision: int, quantity_precision: int) -> dict:
-    return {
-        "open": f"{kline.open:.{price_precision}f}",
-        "close": f"{kline.close:.{price_precision}f}",
-        "high": f"{kline.high:.{price_precision}f}",
-        "low": f"{kline.low:.{price_precision}f}",
-        "volume": f"{kline.volume:.{quantity_precision}f}",
-        "time": kline.open_time_ms,
-    }
-
-
-def _int_param(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise _BadRequest(f"{name} must be an integer, got {raw!r}") from None
-
-
-class _BadRequest(Exception):
-    pass
-
-
-class _RestFaults:
-    """Fault injection: HTTP statuses the next REST responses answer with instead."""
-
-    def __init__(self) -> None:
-        self._pending: deque[int] = deque()
-        self._lock = threading.Lock()
-
-    def push(self, *statuses: int) -> None:
-        with self._lock:
-            self._pending.extend(statuses)
-
-    def pop(self) -> int | None:
-        with self._lock:
-            return self._pending.popleft() if self._pending else None
-
-
-class _SimulatedMarker:
-    """ASGI middleware: marks every HTTP response as simulated and applies injected faults."""
-
-    def __init__(self, app: ASGIApp, faults: _RestFaults) -> None:
-        self.app = app
-        self.faults = faults
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        fault = self.faults.pop()
-        if fault is not None:
-            response = Response(
-                f"injected fault: HTTP {fault}",
-                status_code=fault,
-                headers={SIMULATED_HEADER: "true"},
-            )
-            await response(scope, receive, send)
-            return
-
-        async def marked(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((SIMULATED_HEADER.lower().encode(), b"true"))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, marked)
+MAX_TRADES_PER_PUSH = 1000
 
 
 # -- WebSocket -----------------------------------------------------------------------------
@@ -151,8 +70,9 @@ class _SimulatedMarker:
 class _Subscription:
     data_type: str
     symbol: str
-    interval: str
+    interval: str | None  # None for the trade channel
     last_open_ms: int | None = None  # open time of the bar pushed last
+    last_trade_ms: int = 0  # time of the latest trade pushed (or of the subscription)
 
 
 class _Connection:
@@ -162,12 +82,17 @@ class _Connection:
         self,
         websocket: WebSocket,
         market: SimulatedMarket,
+        feeds: SimulatedFeeds,
         clock: SimClock,
         ping_interval: float,
         push_interval: float,
+        faults: PushFaults,
     ) -> None:
         self.websocket = websocket
         self.market = market
+        self.feeds = feeds
+        self.faults = faults
+        self._held: list[str] = []  # pushes held back by an injected reordering
         self.clock = clock
         self.ping_interval = ping_interval
         self.push_interval = push_interval
@@ -189,6 +114,34 @@ class _Connection:
 
     async def send_json(self, message: dict) -> None:
         await self.send_text(json.dumps(message, separators=(",", ":")))
+
+    async def send_push(self, message: dict) -> None:
+        """Send a data push, applying any injected push fault."""
+        text = json.dumps(message, separators=(",", ":"))
+        faults = self.faults
+        if faults.corrupt:
+            faults.corrupt = False
+            async with self._send_lock:
+                await self.websocket.send_bytes(CORRUPT_FRAME)
+            return
+        if faults.reorder > 0:
+            self._held.append(text)
+            faults.reorder -= 1
+            if faults.reorder == 0:
+                await self._release_held()
+            return
+        await self._release_held()
+        copies = 1
+        if faults.duplicate > 0:
+            faults.duplicate -= 1
+            copies = 2
+        for _ in range(copies):
+            await self.send_text(text)
+
+    async def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for text in reversed(held):
+            await self.send_text(text)
 
     async def run(self) -> None:
         tasks = [
@@ -258,11 +211,15 @@ class _Connection:
 
     def _subscribe(self, data_type: str) -> str | None:
         symbol, _, channel = data_type.partition("@")
-        if not channel.startswith("kline_"):
-            return f"dataType {data_type!r} not supported (the simulator streams klines only)"
-        interval = channel.removeprefix("kline_")
         if symbol not in self.market.symbols:
             return f"dataType {data_type!r} not supported: symbol {symbol!r} does not exist"
+        if channel == "trade":
+            subscription = _Subscription(data_type, symbol, None, None, self.clock.now_ms())
+            self.subscriptions.setdefault(data_type, subscription)
+            return None
+        if not channel.startswith("kline_"):
+            return f"dataType {data_type!r} not supported (the simulator streams kline and trade)"
+        interval = channel.removeprefix("kline_")
         if interval not in SIM_INTERVALS:
             return f"dataType {data_type!r} not supported: interval {interval!r}"
         self.subscriptions.setdefault(data_type, _Subscription(data_type, symbol, interval))
@@ -288,17 +245,39 @@ class _Connection:
             now_ms = self.clock.now_ms()
             for subscription in list(self.subscriptions.values()):
                 # Generating a cold stretch of history can take a moment: keep the loop free.
-                messages = await asyncio.to_thread(self._kline_messages, subscription, now_ms)
+                build = self._kline_messages if subscription.interval else self._trade_messages
+                messages = await asyncio.to_thread(build, subscription, now_ms)
                 for message in messages:
-                    await self.send_json(message)
+                    await self.send_push(message)
+
+    def _trade_messages(self, sub: _Subscription, now_ms: int) -> list[dict]:
+        trades = self.feeds.trades_between(sub.symbol, sub.last_trade_ms, now_ms)
+        trades = trades[-MAX_TRADES_PER_PUSH:]
+        if not trades:
+            return []
+        sub.last_trade_ms = trades[-1].time_ms
+        contract = self.market.contract(sub.symbol)
+        pp, qp = contract.price_precision, contract.quantity_precision
+        data = [
+            {
+                "q": f"{t.quantity:.{qp}f}",
+                "p": f"{t.price:.{pp}f}",
+                "T": t.time_ms,
+                "m": t.is_buyer_maker,
+                "s": sub.symbol,
+            }
+            for t in trades
+        ]
+        return [{"code": 0, "dataType": sub.data_type, "data": data}]
 
     def _kline_messages(self, sub: _Subscription, now_ms: int) -> list[dict]:
-        step = interval_step(sub.interval)
-        current = now_ms // step * step
+        interval = sub.interval
+        assert interval is not None
+        current = floor_open(now_ms, interval)
         first = current if sub.last_open_ms is None else sub.last_open_ms
-        first = max(first, current - MAX_CATCH_UP_BARS * step)
+        first = max(first, shift_open(current, -MAX_CATCH_UP_BARS, interval))
         # Bars from the last one pushed (now closed: push its final values) to the open one.
-        bars = self.market.bars(sub.symbol, sub.interval, first, current + 1, now_ms)
+        bars = self.market.bars(sub.symbol, interval, first, current + 1, now_ms)
         if bars:
             sub.last_open_ms = bars[-1].open_time_ms
         contract = self.market.contract(sub.symbol)
@@ -329,6 +308,14 @@ class _Hub:
     def __init__(self) -> None:
         self.connections: set[_Connection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.push_faults = PushFaults()
+
+    def call(self, function: Callable[[], None]) -> None:
+        """Run ``function`` on the server's loop (or now, when the loop is not running)."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(function)
+        else:
+            function()
 
     def drop_all(self) -> None:
         for connection in list(self.connections):
@@ -344,6 +331,10 @@ def create_app(
     *,
     ping_interval: float = 5.0,
     push_interval: float = 0.25,
+    feeds: SimulatedFeeds | None = None,
+    rate_limits: SimRateLimits | None = None,
+    kline_rows: KlineRows = "object",
+    order_shape: OrderShape = "nested",
 ) -> Starlette:
     """Build the simulator's ASGI app.
 
@@ -351,71 +342,29 @@ def create_app(
         market: The simulated market data.
         clock: The virtual clock; no candle opens after its current minute.
         ping_interval: Real seconds between ``Ping`` frames (clients get twice that to answer).
-        push_interval: Real seconds between kline pushes per subscription.
+        push_interval: Real seconds between pushes per subscription.
+        feeds: Funding, mark/index, open interest, ticker, book and trades; default settings
+            when omitted.
+        rate_limits: Per-IP limits to enforce; ``None`` enforces none.
+        kline_rows: Kline row shape, ``"object"`` or ``"array"``.
+        order_shape: Order dry-run answer shape, ``"nested"`` or ``"flat"``.
 
     Returns:
-        The Starlette app; ``app.state.hub`` holds the live connections and ``app.state.faults``
-        the REST fault injector.
+        The Starlette app; ``app.state.hub`` holds the live connections and push faults,
+        ``app.state.faults`` the REST faults and ``app.state.limiter`` the limiter (or None).
     """
     if ping_interval <= 0 or push_interval <= 0:
         raise ValueError("ping_interval and push_interval must be > 0")
+    feeds = SimulatedFeeds(market) if feeds is None else feeds
     hub = _Hub()
-    faults = _RestFaults()
-
-    async def server_time(request: Request) -> Response:
-        return _envelope({"serverTime": clock.now_ms()})
-
-    async def contracts(request: Request) -> Response:
-        return _envelope(market.contracts())
-
-    def klines(request: Request) -> Response:  # sync: Starlette runs it in a thread pool
-        try:
-            return _klines(request)
-        except _BadRequest as exc:
-            return _error(INVALID_PARAMETER_CODE, str(exc))
-
-    def _klines(request: Request) -> Response:
-        params = request.query_params
-        symbol = params.get("symbol")
-        interval = params.get("interval")
-        if not symbol:
-            raise _BadRequest("symbol is required")
-        if not interval:
-            raise _BadRequest("interval is required")
-        if symbol not in market.symbols:
-            return _error(UNKNOWN_SYMBOL_CODE, f"symbol {symbol} does not exist")
-        if interval not in SIM_INTERVALS:
-            raise _BadRequest(f"interval {interval} is not supported; use one of {SIM_INTERVALS}")
-        limit = _int_param(request, "limit")
-        limit = DEFAULT_LIMIT if limit is None else limit
-        if not 1 <= limit <= MAX_LIMIT:
-            raise _BadRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-        start = _int_param(request, "startTime")
-        end = _int_param(request, "endTime")
-        now = clock.now_ms()
-        step = interval_step(interval)
-        if start is not None:
-            # The first `limit` bars from startTime (up to endTime when given).
-            first = max(start, market.genesis_ms)
-            first = -(-first // step) * step
-            stop = first + limit * step
-            if end is not None:
-                stop = min(stop, end + 1)
-            bars = market.bars(symbol, interval, first, stop, now)
-        else:
-            # The latest `limit` bars with open time at or before endTime (or now).
-            last = (now if end is None else min(end, now)) // step * step
-            bars = market.bars(symbol, interval, last - (limit - 1) * step, last + 1, now)
-        contract = market.contract(symbol)
-        rows = [
-            _format_kline(bar, contract.price_precision, contract.quantity_precision)
-            for bar in reversed(bars)  # newest first, like BingX: clients must sort
-        ]
-        return _envelope(rows)
+    faults = RestFaults()
+    limiter = IpRateLimiter(rate_limits) if rate_limits is not None else None
 
     async def swap_market(websocket: WebSocket) -> None:
         await websocket.accept()
-        connection = _Connection(websocket, market, clock, ping_interval, push_interval)
+        connection = _Connection(
+            websocket, market, feeds, clock, ping_interval, push_interval, hub.push_faults
+        )
         hub.connections.add(connection)
         try:
             await connection.run()
@@ -428,18 +377,12 @@ def create_app(
         yield
         hub.drop_all()
 
-    app = Starlette(
-        routes=[
-            Route("/openApi/swap/v2/server/time", server_time),
-            Route("/openApi/swap/v2/quote/contracts", contracts),
-            Route("/openApi/swap/v3/quote/klines", klines),
-            WebSocketRoute(WS_PATH, swap_market),
-        ],
-        lifespan=lifespan,
-    )
-    app.add_middleware(_SimulatedMarker, faults=faults)
+    routes = build_routes(market, feeds, clock, kline_rows=kline_rows, order_shape=order_shape)
+    app = Starlette(routes=[*routes, WebSocketRoute(WS_PATH, swap_market)], lifespan=lifespan)
+    app.add_middleware(SimulatorMiddleware, faults=faults, limiter=limiter)
     app.state.hub = hub
     app.state.faults = faults
+    app.state.limiter = limiter
     return app
 
 
@@ -454,6 +397,10 @@ class SimulatorServer:
         port: Port to bind; 0 picks a free one.
         ping_interval: Real seconds between ``Ping`` frames.
         push_interval: Real seconds between kline pushes.
+        funding_hours: Funding interval per symbol in hours (default XAUT 8 h, PAXG 4 h).
+        rate_limits: Per-IP limits to enforce (BingX's by default); ``None`` disables them.
+        kline_rows: Kline row shape served, ``"object"`` or ``"array"``.
+        order_shape: Order dry-run answer shape, ``"nested"`` or ``"flat"``.
 
     Attributes:
         base_url: REST base URL, e.g. ``http://127.0.0.1:54321`` (set by :meth:`start`).
@@ -472,11 +419,23 @@ class SimulatorServer:
         port: int = 0,
         ping_interval: float = 5.0,
         push_interval: float = 0.25,
+        funding_hours: Mapping[str, int] | None = None,
+        rate_limits: SimRateLimits | None = DEFAULT_SIM_LIMITS,
+        kline_rows: KlineRows = "object",
+        order_shape: OrderShape = "nested",
     ) -> None:
         self.market = SimulatedMarket(seed)
         self.clock = SimClock(anchor_ms, speed)
+        self.feeds = SimulatedFeeds(self.market, funding_hours)
         self.app = create_app(
-            self.market, self.clock, ping_interval=ping_interval, push_interval=push_interval
+            self.market,
+            self.clock,
+            ping_interval=ping_interval,
+            push_interval=push_interval,
+            feeds=self.feeds,
+            rate_limits=rate_limits,
+            kline_rows=kline_rows,
+            order_shape=order_shape,
         )
         self.host = host
         self.port = port
@@ -537,7 +496,48 @@ class SimulatorServer:
 
     def inject_rest_faults(self, *statuses: int) -> None:
         """Fault injection: answer the next REST requests with these HTTP statuses, in order."""
-        self.app.state.faults.push(*statuses)
+        self.app.state.faults.push(*(RestFault("status", status=s) for s in statuses))
+
+    def inject_rate_limit_burst(self, n: int, *, reply: str = "mixed") -> None:
+        """Fault injection: refuse the next ``n`` REST requests as rate limited.
+
+        Args:
+            n: How many requests.
+            reply: ``"http"`` (HTTP 429), ``"code"`` (code 100410) or ``"mixed"`` (alternating,
+                429 first).
+        """
+        if reply not in ("http", "code", "mixed"):
+            raise ValueError(f"reply must be 'http', 'code' or 'mixed', got {reply!r}")
+        http = RestFault("status", status=429)
+        code = RestFault("code", code=RATE_LIMITED_CODE)
+        pattern = {"http": [http], "code": [code], "mixed": [http, code]}[reply]
+        self.app.state.faults.push(*(pattern[i % len(pattern)] for i in range(n)))
+
+    def inject_timeouts(self, n: int, seconds: float) -> None:
+        """Fault injection: the next ``n`` REST requests answer only after ``seconds``."""
+        self.app.state.faults.push(*(RestFault("delay", seconds=seconds) for _ in range(n)))
+
+    def duplicate_next_pushes(self, n: int) -> None:
+        """Fault injection: send each of the next ``n`` WebSocket data pushes twice."""
+        hub: _Hub = self.app.state.hub
+        hub.call(lambda: setattr(hub.push_faults, "duplicate", hub.push_faults.duplicate + n))
+
+    def reorder_next_pushes(self, n: int) -> None:
+        """Fault injection: hold the next ``n`` data pushes and send them in reverse order."""
+        hub: _Hub = self.app.state.hub
+        hub.call(lambda: setattr(hub.push_faults, "reorder", hub.push_faults.reorder + n))
+
+    def corrupt_next_frame(self) -> None:
+        """Fault injection: replace the next data push with a frame that is not valid gzip."""
+        hub: _Hub = self.app.state.hub
+        hub.call(lambda: setattr(hub.push_faults, "corrupt", True))
+
+    def rate_limit_stats(self) -> dict[str, int]:
+        """Requests granted, refused as rate limited (429/100410) and refused while banned."""
+        limiter: IpRateLimiter | None = self.app.state.limiter
+        if limiter is None:
+            return {"granted": 0, "refused": 0, "banned": 0}
+        return {"granted": limiter.granted, "refused": limiter.refused, "banned": limiter.banned}
 
     def __enter__(self) -> Self:
         return self.start()
@@ -567,7 +567,8 @@ def serve(host: str, port: int, *, seed: int, speed: float) -> None:
         seed, speed, host, port, host, port, WS_PATH,
     )  # fmt: skip
     _warm_up(market, clock)
-    uvicorn.run(create_app(market, clock), host=host, port=port, log_level="info")
+    app = create_app(market, clock, rate_limits=DEFAULT_SIM_LIMITS)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def _warm_up(market: SimulatedMarket, clock: SimClock) -> None:
