@@ -13,23 +13,18 @@ suite parameter rather than by rebuilding it.
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-# Set before GX is imported so no code path of it ever sends usage events; the context below
-# also disables analytics explicitly.
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import polars as pl
-from great_expectations.core.batch_definition import BatchDefinition
-from great_expectations.data_context.types.base import ProgressBarsConfig
 
+from expectations.engine import gx_context, run_suite
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS, SOURCES
+from goldrl_dagster.lib.market.closures import NO_CLOSURES, ClosureCalendar
+from goldrl_dagster.lib.market.gaps import find_gaps
 
 SUITE_NAME = "candles"
 GAP_COLUMN = "gap_ms"
@@ -38,9 +33,6 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 # How many offending open times a failure carries; enough to find the problem, small enough
 # for Dagster metadata.
 SAMPLE_SIZE = 5
-
-_ROW_INDEX = "__row__"
-_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -157,18 +149,32 @@ def candles_suite() -> gx.ExpectationSuite:
 
 
 @lru_cache(maxsize=1)
-def _engine() -> tuple[BatchDefinition, gx.ExpectationSuite]:
-    context = gx.get_context(mode="ephemeral")
-    context.enable_analytics(False)
-    # The per-metric tqdm bars would flood Dagster's captured stderr on every validation.
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    asset = context.data_sources.add_pandas("goldrl_candles").add_dataframe_asset("candles")
-    return asset.add_batch_definition_whole_dataframe("whole_frame"), candles_suite()
+def _suite() -> gx.ExpectationSuite:
+    gx_context()  # GX builds expectations only inside an active context
+    return candles_suite()
 
 
-def _prepared(candles: pl.DataFrame) -> pl.DataFrame:
+def _prepared(candles: pl.DataFrame, interval_ms: int, closures: ClosureCalendar) -> pl.DataFrame:
     gap = pl.col("open_time").dt.epoch("ms").diff().over(["instrument", "interval"])
-    return candles.select(list(CANDLE_SCHEMA)).with_columns(gap.cast(pl.Float64).alias(GAP_COLUMN))
+    frame = candles.select(list(CANDLE_SCHEMA)).with_columns(gap.cast(pl.Float64).alias(GAP_COLUMN))
+    if closures == NO_CLOSURES:
+        return frame
+    # A hole whose missing bars all fall in a known venue closure is not a contiguity defect:
+    # the bar after it counts as adjacent.
+    holes = frame.with_row_index("row").filter(pl.col(GAP_COLUMN) > interval_ms)
+    excused = []
+    for row, gap_ms, open_time in holes.select("row", GAP_COLUMN, "open_time").iter_rows():
+        start_ms = int(open_time.timestamp() * 1000) - int(gap_ms)
+        if not find_gaps([start_ms, start_ms + int(gap_ms)], interval_ms, closures):
+            excused.append(row)
+    if not excused:
+        return frame
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()).is_in(excused))
+        .then(float(interval_ms))
+        .otherwise(pl.col(GAP_COLUMN))
+        .alias(GAP_COLUMN)
+    )
 
 
 def _column_of(kwargs: dict[str, Any]) -> str | None:
@@ -192,7 +198,11 @@ def _sample(open_times: list[str], result: dict[str, Any]) -> list[str]:
     return sample[:SAMPLE_SIZE]
 
 
-def validate_candles(candles: pl.DataFrame, interval_ms: int = 60_000) -> SuiteResult:
+def validate_candles(
+    candles: pl.DataFrame,
+    interval_ms: int = 60_000,
+    closures: ClosureCalendar = NO_CLOSURES,
+) -> SuiteResult:
     """Validate a canonical candle frame against the ``candles`` suite.
 
     Rows are checked in frame order (``conform_candles`` sorts them), and contiguity is judged
@@ -204,6 +214,8 @@ def validate_candles(candles: pl.DataFrame, interval_ms: int = 60_000) -> SuiteR
         candles: Frame with the canonical candle columns (extra columns are ignored).
         interval_ms: Expected spacing of consecutive bars in milliseconds; the frame's
             ``interval`` labels must denote this spacing.
+        closures: Known venue closures of the frame's instrument; a hole that lies entirely
+            in a closure does not break contiguity.
 
     Returns:
         The validation summary, with the open times of offending rows in each failure.
@@ -226,19 +238,17 @@ def validate_candles(candles: pl.DataFrame, interval_ms: int = 60_000) -> SuiteR
         )
         return SuiteResult(SUITE_NAME, False, 0, 0, (failure,))
 
-    frame = _prepared(candles)
+    frame = _prepared(candles, interval_ms, closures)
     open_times = ["null" if t is None else t.isoformat() for t in frame["open_time"].to_list()]
     parameters: dict[str, Any] = {
         "interval_ms": float(interval_ms),
         "interval_names": interval_names,
     }
     result_format = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
-    with _lock:  # a GX context is not meant to be shared by threads
-        batch_definition, suite = _engine()
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
-        outcome = batch.validate(
-            suite, result_format=result_format, expectation_parameters=parameters
-        )
+    suite = _suite()
+    outcome = run_suite(
+        suite, frame.to_pandas(), parameters=parameters, result_format=result_format
+    )
 
     # GX reports results grouped by metric, not in suite order; sort for a stable report.
     # (type, columns) identifies an expectation of this suite uniquely; ids are unset because

@@ -13,14 +13,19 @@ def to_check_result(
     asset_key: dg.AssetKey,
     check_name: str,
     note: str | None = None,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
 ) -> dg.AssetCheckResult:
     """Convert a suite result; a failed suite is an ERROR, which blocks downstream assets.
+
+    Pass ``severity=WARN`` for findings an operator must see but that are not data defects
+    (e.g. return outliers).
 
     Args:
         result: The validation outcome.
         asset_key: The asset the check belongs to.
         check_name: The check's name (a constant shared with its spec).
         note: Optional operator note to attach (e.g. why a partition is empty).
+        severity: Severity of a failure.
 
     Returns:
         The check result with the suite's summary as metadata.
@@ -37,6 +42,6 @@ def to_check_result(
         asset_key=asset_key,
         check_name=check_name,
         passed=result.success,
-        severity=dg.AssetCheckSeverity.ERROR,
+        severity=severity,
         metadata=metadata,
     )

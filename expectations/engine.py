@@ -1,0 +1,74 @@
+"""One ephemeral Great Expectations context per process, shared by every goldrl suite.
+
+GX is slow to import and to build a context, so the context, its pandas data source and one
+whole-dataframe batch definition per suite are built once and reused. A GX context is not
+meant to be shared by threads, hence the lock around every validation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cache, lru_cache
+from typing import Any
+
+# Set before GX is imported so no code path of it ever sends usage events; the context below
+# also disables analytics explicitly.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx
+import pandas as pd
+from great_expectations.core.batch_definition import BatchDefinition
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+)
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def gx_context() -> Any:
+    """Return the process's ephemeral GX context (build suites only after calling this)."""
+    context = gx.get_context(mode="ephemeral")
+    context.enable_analytics(False)
+    # The per-metric tqdm bars would flood Dagster's captured stderr on every validation.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return context
+
+
+@cache
+def _batch_definition(name: str) -> BatchDefinition:
+    context = gx_context()
+    try:
+        source = context.data_sources.get("goldrl")
+    except (KeyError, ValueError):
+        source = context.data_sources.add_pandas("goldrl")
+    return source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole_frame")
+
+
+def run_suite(
+    suite: gx.ExpectationSuite,
+    frame: pd.DataFrame,
+    *,
+    parameters: dict[str, Any] | None = None,
+    result_format: dict[str, Any] | None = None,
+) -> ExpectationSuiteValidationResult:
+    """Validate a pandas frame against a suite.
+
+    Args:
+        suite: The suite (one data asset per suite name is created on first use).
+        frame: The batch, indexed ``0..n-1`` so GX's row indexes are row numbers.
+        parameters: Values of the suite's ``$PARAMETER`` placeholders.
+        result_format: GX result format (default: ``SUMMARY``).
+
+    Returns:
+        The raw GX validation result.
+    """
+    with _lock:
+        batch = _batch_definition(suite.name).get_batch(batch_parameters={"dataframe": frame})
+        return batch.validate(
+            suite,
+            result_format=result_format or {"result_format": "SUMMARY"},
+            expectation_parameters=parameters or {},
+        )
