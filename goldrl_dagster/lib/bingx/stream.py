@@ -1,116 +1,101 @@
-"""Closed candles from BingX's WebSocket kline stream, exactly once and in order.
+"""BingX's WebSocket market stream: final candles exactly once and in order; trades deduplicated.
 
 BingX repeats a kline while it is open; a candle is final only when a push for a LATER open time
-arrives. :class:`KlineStream` turns that into a sequence of final candles, reconnects with
-backoff when the connection drops, and (given a REST client) refills every candle missed while
-it was away, so consumers see a gap-free sequence.
+arrives. :class:`KlineStream` turns that into a sequence of final candles; given a REST client
+it takes each closed candle's values from REST (the authority on final candles, immune to
+reordered or missing last pushes) and refills every candle missed while disconnected.
+:class:`TradeStream` yields trades once each, although pushes carry no trade id and may repeat.
+
+Both reconnect with backoff when the connection drops, answer heartbeats, and treat a frame
+that cannot be decoded as a broken connection: it is logged, counted and the connection is
+replaced (the data it carried is recovered over REST when a client is given).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import logging
 import random
 import uuid
+import zlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from goldrl_dagster.lib.bingx.errors import BingXError
-from goldrl_dagster.lib.bingx.models import BINGX_INTERVALS, Kline, parse_kline_push
-from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.bingx.models import (
+    BINGX_INTERVALS,
+    Kline,
+    Trade,
+    parse_kline_push,
+    parse_trade_push,
+)
+from goldrl_dagster.lib.bingx.rest import MAX_KLINE_LIMIT, MAX_TRADES_LIMIT, BingXRestClient
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
 log = logging.getLogger(__name__)
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class CorruptFrameError(ValueError):
+    """A frame that is neither valid gzip nor UTF-8 text."""
+
+
 # Failures after which reconnecting can help. Invalid URLs and refused subscriptions cannot.
-_RECONNECTABLE = (ConnectionClosed, OSError, TimeoutError, EOFError)
+_RECONNECTABLE = (ConnectionClosed, OSError, TimeoutError, EOFError, CorruptFrameError)
 
 
 def _decode(frame: str | bytes) -> str:
-    """BingX gzips every frame; tolerate plain text too."""
+    """BingX gzips every frame; tolerate plain text too. Raise on anything else."""
     if isinstance(frame, str):
         return frame
     try:
-        return gzip.decompress(frame).decode()
-    except OSError:  # not gzip
+        if frame.startswith(_GZIP_MAGIC):
+            return gzip.decompress(frame).decode()
         return frame.decode()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise CorruptFrameError(f"undecodable frame ({exc}): {frame[:40]!r}") from None
 
 
-class _Tracker:
-    """Which candle is open, and which was yielded last."""
+class _Channel:
+    """One subscription on the market stream, kept alive across reconnections.
 
-    def __init__(self) -> None:
-        self.open: Kline | None = None  # latest values of the candle still open
-        self.open_is_stale = False  # `open` came from a connection that has since dropped
-        self.last_emitted: int | None = None  # open time of the last candle yielded
-
-
-class KlineStream:
-    """Final candles of one symbol and interval from the BingX market stream.
-
-    Args:
-        ws_url: Market-stream URL (``wss://open-api-swap.bingx.com/swap-market`` or a
-            simulator's ``ws_url``).
-        symbol: Symbol or alias (resolved with :func:`resolve_symbol`).
-        interval: Kline interval with a fixed length, e.g. ``1m``.
-        rest_client: When given, candles missed during a disconnect (or skipped by the server)
-            are fetched over REST so that none is lost.
-        reconnect_backoff: ``(first, cap)`` delay in seconds between reconnection attempts.
-        idle_timeout: Seconds without any frame (BingX pings every ~5 s) after which the
-            connection is considered dead and replaced.
-        open_timeout: Seconds allowed for the WebSocket handshake.
-
-    Attributes:
-        reconnects: How many times the stream reconnected after losing its connection.
+    :meth:`events` yields ``("connected", None)`` after every (re)connection, then
+    ``("message", push)`` for each push of the subscribed ``data_type``.
     """
 
     def __init__(
         self,
         ws_url: str,
-        symbol: str,
-        interval: str = "1m",
-        *,
-        rest_client: BingXRestClient | None = None,
-        reconnect_backoff: tuple[float, float] = (0.2, 5.0),
-        idle_timeout: float = 30.0,
-        open_timeout: float = 10.0,
+        data_type: str,
+        backoff: tuple[float, float],
+        idle_timeout: float,
+        open_timeout: float,
     ) -> None:
-        if interval not in BINGX_INTERVALS or interval not in INTERVAL_MS:
-            raise ValueError(f"interval {interval!r} must be one of {list(INTERVAL_MS)}")
-        first, cap = reconnect_backoff
+        first, cap = backoff
         if first <= 0 or cap < first:
-            raise ValueError(
-                f"reconnect_backoff must be (first > 0, cap >= first), got {reconnect_backoff}"
-            )
+            raise ValueError(f"reconnect_backoff must be (first > 0, cap >= first), got {backoff}")
         self.ws_url = ws_url
-        self.symbol = resolve_symbol(symbol)
-        self.interval = interval
-        self.data_type = f"{self.symbol}@kline_{interval}"
+        self.data_type = data_type
         self.reconnects = 0
-        self._step = INTERVAL_MS[interval]
-        self._rest = rest_client
-        self._backoff = reconnect_backoff
+        self.corrupt_frames = 0
+        self._backoff = backoff
         self._idle_timeout = idle_timeout
         self._open_timeout = open_timeout
 
-    async def closed_klines(self) -> AsyncIterator[Kline]:
-        """Yield each candle once, in open-time order, as soon as it is final.
+    def _delay(self, attempt: int) -> float:
+        first, cap = self._backoff
+        ceiling = min(cap, first * 2.0**attempt)
+        return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)
 
-        Runs until the consumer stops iterating. Connection failures are retried forever with
-        backoff; a refused subscription or a failing REST refill raises.
-
-        Yields:
-            Final candles.
-
-        Raises:
-            BingXError: If BingX refuses the subscription, or the REST refill fails.
-        """
-        tracker = _Tracker()
+    async def events(self) -> AsyncIterator[tuple[str, dict | None]]:
         attempt = 0
         connected_before = False
         while True:
@@ -120,14 +105,16 @@ class KlineStream:
                         self.reconnects += 1
                         log.info("%s: reconnected (%d)", self.data_type, self.reconnects)
                     connected_before = True
-                    tracker.open_is_stale = tracker.open is not None
-                    async for kline in self._session(ws):
+                    yield ("connected", None)
+                    async for message in self._session(ws):
                         attempt = 0  # the connection works: start backing off afresh next time
-                        for final in await self._advance(tracker, kline):
-                            yield final
+                        yield ("message", message)
             except InvalidURI:
                 raise
             except (*_RECONNECTABLE, InvalidHandshake) as exc:
+                if isinstance(exc, CorruptFrameError):
+                    self.corrupt_frames += 1
+                    log.warning("%s: %s; replacing the connection", self.data_type, exc)
                 delay = self._delay(attempt)
                 attempt += 1
                 log.warning(
@@ -135,13 +122,8 @@ class KlineStream:
                 )
                 await asyncio.sleep(delay)
 
-    def _delay(self, attempt: int) -> float:
-        first, cap = self._backoff
-        ceiling = min(cap, first * 2.0**attempt)
-        return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)
-
-    async def _session(self, ws: ClientConnection) -> AsyncIterator[Kline]:
-        """Subscribe, answer heartbeats, and yield every kline pushed on this connection."""
+    async def _session(self, ws: ClientConnection) -> AsyncIterator[dict]:
+        """Subscribe, answer heartbeats, and yield every push of the subscription."""
         request_id = str(uuid.uuid4())
         await ws.send(json.dumps({"id": request_id, "reqType": "sub", "dataType": self.data_type}))
         while True:
@@ -169,8 +151,102 @@ class KlineStream:
                 continue
             if message.get("dataType") != self.data_type or not message.get("data"):
                 continue
-            for kline in sorted(parse_kline_push(message), key=lambda k: k.open_time_ms):
-                yield kline
+            yield message
+
+
+class _Tracker:
+    """Which candle is open, and which was yielded last."""
+
+    def __init__(self) -> None:
+        self.open: Kline | None = None  # latest values of the candle still open
+        self.open_is_stale = False  # `open` came from a connection that has since dropped
+        self.last_emitted: int | None = None  # open time of the last candle yielded
+
+
+class KlineStream:
+    """Final candles of one symbol and interval from the BingX market stream.
+
+    Args:
+        ws_url: Market-stream URL (``wss://open-api-swap.bingx.com/swap-market`` or a
+            simulator's ``ws_url``).
+        symbol: Symbol or alias (resolved with :func:`resolve_symbol`).
+        interval: Kline interval with a fixed length, e.g. ``1m``.
+        rest_client: When given, candles missed during a disconnect (or skipped by the server)
+            are fetched over REST so that none is lost.
+        reconnect_backoff: ``(first, cap)`` delay in seconds between reconnection attempts.
+        idle_timeout: Seconds without any frame (BingX pings every ~5 s) after which the
+            connection is considered dead and replaced.
+        open_timeout: Seconds allowed for the WebSocket handshake.
+        confirm_with_rest: Take each closed candle's values from REST instead of from the last
+            push (default: whenever ``rest_client`` is given). A push stream cannot tell whether
+            a candle's last update is still in flight, so only this survives reordered pushes
+            and an exchange that never pushes a candle's final values.
+
+    Attributes:
+        reconnects: How many times the stream reconnected after losing its connection.
+        corrupt_frames: Undecodable frames received (each replaced the connection).
+        corrections: Closed candles whose REST values differed from the last push.
+    """
+
+    def __init__(
+        self,
+        ws_url: str,
+        symbol: str,
+        interval: str = "1m",
+        *,
+        rest_client: BingXRestClient | None = None,
+        reconnect_backoff: tuple[float, float] = (0.2, 5.0),
+        idle_timeout: float = 30.0,
+        open_timeout: float = 10.0,
+        confirm_with_rest: bool | None = None,
+    ) -> None:
+        if interval not in BINGX_INTERVALS or interval not in INTERVAL_MS:
+            raise ValueError(f"interval {interval!r} must be one of {list(INTERVAL_MS)}")
+        self.ws_url = ws_url
+        self.symbol = resolve_symbol(symbol)
+        self.interval = interval
+        self.data_type = f"{self.symbol}@kline_{interval}"
+        self.corrections = 0
+        if confirm_with_rest and rest_client is None:
+            raise ValueError("confirm_with_rest needs a rest_client")
+        self._confirm = rest_client is not None if confirm_with_rest is None else confirm_with_rest
+        self._step = INTERVAL_MS[interval]
+        self._rest = rest_client
+        self._channel = _Channel(ws_url, "", reconnect_backoff, idle_timeout, open_timeout)
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream reconnected after losing its connection."""
+        return self._channel.reconnects
+
+    @property
+    def corrupt_frames(self) -> int:
+        """Undecodable frames received (each replaced the connection)."""
+        return self._channel.corrupt_frames
+
+    async def closed_klines(self) -> AsyncIterator[Kline]:
+        """Yield each candle once, in open-time order, as soon as it is final.
+
+        Runs until the consumer stops iterating. Connection failures are retried forever with
+        backoff; a refused subscription or a failing REST refill raises.
+
+        Yields:
+            Final candles.
+
+        Raises:
+            BingXError: If BingX refuses the subscription, or the REST refill fails.
+        """
+        self._channel.data_type = self.data_type
+        tracker = _Tracker()
+        async with contextlib.aclosing(self._channel.events()) as events:
+            async for kind, message in events:
+                if kind == "connected":
+                    tracker.open_is_stale = tracker.open is not None
+                    continue
+                assert message is not None
+                for kline in sorted(parse_kline_push(message), key=lambda k: k.open_time_ms):
+                    for final in await self._advance(tracker, kline):
+                        yield final
 
     async def _advance(self, tracker: _Tracker, kline: Kline) -> list[Kline]:
         """Take one pushed kline; return the candles that became final, in order."""
@@ -188,10 +264,14 @@ class KlineStream:
             tracker.open = kline
             tracker.open_is_stale = False  # fresh values from the live connection
             return []
-        elif tracker.open_is_stale:
-            # The old connection died while `current` was open: its last values may not be
-            # final. REST has the final ones, and those of every candle missed meanwhile.
+        elif tracker.open_is_stale or self._confirm:
+            # After a dropped connection `current`'s last values may not be final; and a push
+            # stream can always deliver a candle's last update late. REST has the final values,
+            # and those of every candle missed meanwhile.
             finals += await self._refill(current.open_time_ms, t)
+            if finals and finals[0].open_time_ms == current.open_time_ms and finals[0] != current:
+                self.corrections += 1
+                log.debug("%s: REST corrected %s (pushed %s)", self.data_type, finals[0], current)
         else:
             finals.append(current)
             if t > current.open_time_ms + self._step:  # the server skipped candles
@@ -215,7 +295,12 @@ class KlineStream:
             )  # fmt: skip
             return []
         candles = await asyncio.to_thread(
-            self._rest.klines_range, self.symbol, self.interval, start_ms, end_ms
+            self._rest.klines_range,
+            self.symbol,
+            self.interval,
+            start_ms,
+            end_ms,
+            page_limit=min(MAX_KLINE_LIMIT, max(1, expected)),
         )
         if len(candles) != expected:
             log.warning(
@@ -225,3 +310,118 @@ class KlineStream:
         else:
             log.info("%s: refilled %d candle(s) over REST", self.data_type, len(candles))
         return candles
+
+
+class TradeStream:
+    """Public trades of one symbol from the BingX market stream, each yielded once.
+
+    Trade pushes carry no id, so a trade is identified by its content and time
+    (:attr:`Trade.trade_key`); repeats of a trade already yielded are dropped. Trades are
+    yielded as they arrive (a late, out-of-order trade is still yielded once). After a
+    reconnection the recent trades are fetched over REST (when a client is given) and the ones
+    not seen yet are yielded, so a short disconnect loses nothing.
+
+    Args:
+        ws_url: Market-stream URL.
+        symbol: Symbol or alias.
+        rest_client: Used to fill the gap left by a disconnection.
+        reconnect_backoff: ``(first, cap)`` delay in seconds between reconnection attempts.
+        idle_timeout: Seconds without any frame after which the connection is replaced.
+        open_timeout: Seconds allowed for the WebSocket handshake.
+        memory: How many trade keys are remembered for deduplication.
+
+    Attributes:
+        duplicates: Trades dropped as already seen.
+        refilled: Trades recovered over REST after a reconnection.
+        unrecovered_gaps: Reconnections after which REST could not reach back to the last trade
+            seen (more trades happened than one REST page holds).
+    """
+
+    def __init__(
+        self,
+        ws_url: str,
+        symbol: str,
+        *,
+        rest_client: BingXRestClient | None = None,
+        reconnect_backoff: tuple[float, float] = (0.2, 5.0),
+        idle_timeout: float = 30.0,
+        open_timeout: float = 10.0,
+        memory: int = 100_000,
+    ) -> None:
+        if memory < 1:
+            raise ValueError(f"memory must be >= 1, got {memory}")
+        self.symbol = resolve_symbol(symbol)
+        self.data_type = f"{self.symbol}@trade"
+        self.duplicates = 0
+        self.refilled = 0
+        self.unrecovered_gaps = 0
+        self._rest = rest_client
+        self._memory = memory
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._channel = _Channel(
+            ws_url, self.data_type, reconnect_backoff, idle_timeout, open_timeout
+        )
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream reconnected after losing its connection."""
+        return self._channel.reconnects
+
+    @property
+    def corrupt_frames(self) -> int:
+        """Undecodable frames received (each replaced the connection)."""
+        return self._channel.corrupt_frames
+
+    def _first_time(self, trade: Trade) -> bool:
+        if trade.trade_key in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen[trade.trade_key] = None
+        if len(self._seen) > self._memory:
+            self._seen.popitem(last=False)
+        return True
+
+    async def trades(self) -> AsyncIterator[Trade]:
+        """Yield every trade once, until the consumer stops iterating.
+
+        Yields:
+            Trades, in arrival order.
+
+        Raises:
+            BingXError: If BingX refuses the subscription, or the REST gap fill fails.
+        """
+        last_seen_ms: int | None = None
+        connected_before = False
+        async with contextlib.aclosing(self._channel.events()) as events:
+            async for kind, message in events:
+                if kind == "connected":
+                    if connected_before and self._rest is not None:
+                        for trade in await self._refill(last_seen_ms):
+                            last_seen_ms = max(last_seen_ms or 0, trade.time_ms)
+                            yield trade
+                    connected_before = True
+                    continue
+                assert message is not None
+                for trade in parse_trade_push(message):
+                    if trade.symbol != self.symbol or not self._first_time(trade):
+                        continue
+                    last_seen_ms = max(last_seen_ms or 0, trade.time_ms)
+                    yield trade
+
+    async def _refill(self, last_seen_ms: int | None) -> list[Trade]:
+        assert self._rest is not None
+        if last_seen_ms is None:
+            return []  # nothing seen yet: no point from which a gap could be measured
+        recent = await asyncio.to_thread(self._rest.recent_trades, self.symbol, MAX_TRADES_LIMIT)
+        floor = last_seen_ms
+        if recent and recent[0].time_ms > last_seen_ms:
+            self.unrecovered_gaps += 1
+            log.warning(
+                "%s: REST reaches back to %d only; trades after %d may be missing",
+                self.data_type, recent[0].time_ms, last_seen_ms,
+            )  # fmt: skip
+        out = [t for t in recent if t.time_ms >= floor and self._first_time(t)]
+        self.refilled += len(out)
+        if out:
+            log.info("%s: recovered %d trade(s) over REST", self.data_type, len(out))
+        return out
