@@ -1,0 +1,343 @@
+"""Market feeds beside the 1m candles: funding, mark price, premium index, OI, ticker, book, trades.
+
+Funding and mark-price candles are history: partitioned instrument × day, backfillable and
+idempotent like ``market/candles``. The rest are snapshots of the present: each
+materialization appends one snapshot per configured instrument (a snapshot with the same
+exchange timestamp rewrites its row; trades are kept once per content key).
+"""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from goldrl_dagster.defs.keys import (
+    FUNDING_RATES,
+    INSTRUMENTS,
+    MARK_PRICE_CANDLES,
+    MARKET_GROUP,
+    OPEN_INTEREST,
+    ORDER_BOOK,
+    PREMIUM_INDEX,
+    RECENT_TRADES,
+    TICKER_24H,
+)
+from goldrl_dagster.defs.market_data.assets import source_label
+from goldrl_dagster.defs.market_data.partitions import (
+    MARKET_INSTRUMENTS,
+    instrument_day,
+    market_instrument_day_partitions,
+)
+from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
+from goldrl_dagster.lib.bingx.models import klines_to_frame
+from goldrl_dagster.lib.bingx.rest import DEPTH_LIMITS, MAX_TRADES_LIMIT
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.storage import feeds_store
+from goldrl_dagster.lib.storage.market_store import instrument_at
+from goldrl_dagster.lib.storage.server import Database
+
+MARK_PRICE_INTERVAL = "1m"
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def listing_time(db: Database, symbol: str, fallback: datetime) -> datetime:
+    """The contract's listing time from stored metadata (``fallback`` when none is published).
+
+    Raises:
+        dg.Failure: If no metadata was synced yet (materialize ``market/instruments`` first).
+    """
+    try:
+        spec = instrument_at(db, symbol)
+    except LookupError as exc:
+        raise dg.Failure(str(exc)) from exc
+    return spec.launch_time or fallback
+
+
+def _day_bounds(day: str) -> tuple[datetime, datetime]:
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _empty_day(
+    context: dg.AssetExecutionContext, symbol: str, day: str, listed: datetime, end: datetime
+) -> dg.MaterializeResult:
+    note = (
+        f"{day} is before {symbol} was listed ({listed:%Y-%m-%d %H:%M}); nothing to fetch"
+        if end <= listed
+        else f"no data for {symbol} on {day} yet"
+    )
+    context.log.info(note)
+    return dg.MaterializeResult(metadata={"rows": 0, "note": note})
+
+
+@dg.asset(
+    key=FUNDING_RATES,
+    group_name=MARKET_GROUP,
+    deps=[INSTRUMENTS],
+    partitions_def=market_instrument_day_partitions,
+    kinds={"postgres"},
+)
+def funding_rates(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
+) -> dg.MaterializeResult:
+    """Settled funding rates of one instrument for one UTC day, upserted idempotently.
+
+    The funding interval is stored only as the exchange reports it (BingX's funding history
+    does not, so history rows leave it empty; the current interval is in
+    ``market/premium_index``). It is never assumed to be 8 h: the metadata shows the spacing
+    actually observed between settlements. A day before listing completes empty with a note.
+    """
+    db = storage.runtime().db
+    symbol, day = instrument_day(context)
+    start, end = _day_bounds(day)
+    listed = listing_time(db, symbol, start)
+    with bingx.client() as client:
+        now_ms = client.server_time_ms()
+        start_ms, end_ms = _ms(max(start, listed)), min(_ms(end), now_ms + 1)
+        rates = client.funding_rates_range(symbol, start_ms, end_ms) if end_ms > start_ms else []
+        simulated = client.simulated
+    if not rates:
+        return _empty_day(context, symbol, day, listed, end)
+    frame = feeds_store.funding_frame(rates, source_label(simulated))
+    written = feeds_store.write_funding_rates(db, frame)
+    times = [r.funding_time_ms for r in rates]
+    spacing = sorted({(b - a) / 3_600_000 for a, b in itertools.pairwise(times)})
+    return dg.MaterializeResult(
+        metadata={
+            "rows": written,
+            "first_funding_time": str(frame["funding_time"].min()),
+            "last_funding_time": str(frame["funding_time"].max()),
+            "observed_interval_hours": dg.MetadataValue.json(spacing),
+            "mean_funding_rate": float(frame["funding_rate"].mean()),  # type: ignore[arg-type]
+            "source": source_label(simulated),
+        }
+    )
+
+
+@dg.asset(
+    key=MARK_PRICE_CANDLES,
+    group_name=MARKET_GROUP,
+    deps=[INSTRUMENTS],
+    partitions_def=market_instrument_day_partitions,
+    kinds={"postgres"},
+)
+def mark_price_candles(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
+) -> dg.MaterializeResult:
+    """Closed 1m mark-price candles of one instrument for one UTC day, upserted idempotently.
+
+    The mark price (not the last trade) drives liquidations and unrealised PnL. Only candles
+    whose bar has closed by the exchange's clock are stored; a day before listing completes
+    empty with a note.
+    """
+    db = storage.runtime().db
+    symbol, day = instrument_day(context)
+    start, end = _day_bounds(day)
+    listed = listing_time(db, symbol, start)
+    step = INTERVAL_MS[MARK_PRICE_INTERVAL]
+    with bingx.client() as client:
+        now_ms = client.server_time_ms()
+        start_ms = _ms(max(start, listed))
+        # The still-open bar is excluded: it is final only once its close time has passed.
+        end_ms = min(_ms(end), now_ms - now_ms % step)
+        klines = (
+            client.mark_price_klines_range(symbol, MARK_PRICE_INTERVAL, start_ms, end_ms)
+            if end_ms > start_ms
+            else []
+        )
+        simulated = client.simulated
+    if not klines:
+        return _empty_day(context, symbol, day, listed, end)
+    frame = klines_to_frame(klines, symbol, MARK_PRICE_INTERVAL, source_label(simulated))
+    written = feeds_store.write_mark_price_candles(db, frame)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": written,
+            "expected_rows": (end_ms - start_ms) // step,
+            "first_open_time": str(frame["open_time"].min()),
+            "last_open_time": str(frame["open_time"].max()),
+            "last_close": float(frame["close"][-1]),
+            "source": source_label(simulated),
+        }
+    )
+
+
+# -- snapshots of the present ----------------------------------------------------------------
+
+
+@dg.asset(key=PREMIUM_INDEX, group_name=MARKET_GROUP, kinds={"postgres"})
+def premium_index(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
+) -> dg.MaterializeResult:
+    """Mark price, index price and current funding (rate, next time, interval) per instrument.
+
+    One snapshot per configured instrument per materialization, stamped with the exchange's
+    time; the funding interval is stored as BingX reports it (1, 2, 4 or 8 h, or empty).
+    """
+    db = storage.runtime().db
+    with bingx.client() as client:
+        snapshots = [client.premium_index(s) for s in MARKET_INSTRUMENTS]
+        simulated = client.simulated
+    frame = feeds_store.premium_index_frame(snapshots, source_label(simulated))
+    feeds_store.write_premium_index(db, frame)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "source": source_label(simulated),
+            "snapshots": dg.MetadataValue.json(
+                {
+                    s.symbol: {
+                        "mark_price": s.mark_price,
+                        "index_price": s.index_price,
+                        "last_funding_rate": s.last_funding_rate,
+                        "funding_interval_hours": s.funding_interval_hours,
+                    }
+                    for s in snapshots
+                }
+            ),
+        }
+    )
+
+
+@dg.asset(key=OPEN_INTEREST, group_name=MARKET_GROUP, kinds={"postgres"})
+def open_interest(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
+) -> dg.MaterializeResult:
+    """Open interest per instrument, stored exactly as BingX reports it.
+
+    Sources disagree on the unit (contracts, base units or USDT), so every row carries a
+    ``unit_note``; no conversion is applied.
+    """
+    db = storage.runtime().db
+    with bingx.client() as client:
+        snapshots = [client.open_interest(s) for s in MARKET_INSTRUMENTS]
+        simulated = client.simulated
+    frame = feeds_store.open_interest_frame(snapshots, source_label(simulated))
+    feeds_store.write_open_interest(db, frame)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "source": source_label(simulated),
+            "unit_note": feeds_store.OPEN_INTEREST_UNIT_NOTE,
+            "open_interest": dg.MetadataValue.json({s.symbol: s.open_interest for s in snapshots}),
+        }
+    )
+
+
+@dg.asset(key=TICKER_24H, group_name=MARKET_GROUP, kinds={"postgres"})
+def ticker_24h(
+    context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
+) -> dg.MaterializeResult:
+    """Rolling 24-hour statistics (last, open, high, low, volumes, best bid/ask) per instrument."""
+    db = storage.runtime().db
+    with bingx.client() as client:
+        tickers = [client.ticker_24h(s) for s in MARKET_INSTRUMENTS]
+        simulated = client.simulated
+    frame = feeds_store.ticker_frame(tickers, source_label(simulated))
+    feeds_store.write_tickers(db, frame)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "source": source_label(simulated),
+            "last_price": dg.MetadataValue.json({t.symbol: t.last_price for t in tickers}),
+        }
+    )
+
+
+class OrderBookConfig(dg.Config):
+    """How deep an order-book snapshot goes."""
+
+    depth_limit: int = 20
+
+    def validated(self) -> int:
+        """The depth limit, checked against the values BingX accepts.
+
+        Raises:
+            dg.Failure: If the limit is not one BingX accepts.
+        """
+        if self.depth_limit not in DEPTH_LIMITS:
+            raise dg.Failure(f"depth_limit must be one of {DEPTH_LIMITS}, got {self.depth_limit}")
+        return self.depth_limit
+
+
+@dg.asset(key=ORDER_BOOK, group_name=MARKET_GROUP, kinds={"postgres"})
+def order_book(
+    context: dg.AssetExecutionContext,
+    config: OrderBookConfig,
+    storage: GoldrlStorage,
+    bingx: BingXMarketData,
+) -> dg.MaterializeResult:
+    """Order-book snapshot per instrument: bids and asks best first, up to ``depth_limit``.
+
+    Levels are stored as parallel price/quantity arrays, one row per snapshot.
+    """
+    limit = config.validated()
+    db = storage.runtime().db
+    with bingx.client() as client:
+        books = [client.depth(s, limit=limit) for s in MARKET_INSTRUMENTS]
+        simulated = client.simulated
+    frame = feeds_store.depth_frame(books, source_label(simulated), depth_limit=limit)
+    feeds_store.write_depth(db, frame)
+    return dg.MaterializeResult(
+        metadata={
+            "rows": frame.height,
+            "depth_limit": limit,
+            "source": source_label(simulated),
+            "spread": dg.MetadataValue.json(
+                {
+                    b.symbol: (b.asks[0][0] - b.bids[0][0]) if b.bids and b.asks else None
+                    for b in books
+                }
+            ),
+        }
+    )
+
+
+class RecentTradesConfig(dg.Config):
+    """How many recent trades each snapshot asks for."""
+
+    limit: int = 500
+
+    def validated(self) -> int:
+        """The limit, checked against BingX's maximum.
+
+        Raises:
+            dg.Failure: If the limit is outside 1 … the exchange's maximum.
+        """
+        if not 1 <= self.limit <= MAX_TRADES_LIMIT:
+            raise dg.Failure(f"limit must be between 1 and {MAX_TRADES_LIMIT}, got {self.limit}")
+        return self.limit
+
+
+@dg.asset(key=RECENT_TRADES, group_name=MARKET_GROUP, kinds={"postgres"})
+def recent_trades(
+    context: dg.AssetExecutionContext,
+    config: RecentTradesConfig,
+    storage: GoldrlStorage,
+    bingx: BingXMarketData,
+) -> dg.MaterializeResult:
+    """The exchange's most recent public trades per instrument, kept once each.
+
+    BingX sends no trade ids: a trade's key is a digest of its content and time, so the same
+    trade fetched again (or pushed by the stream) is stored once, with its first sighting.
+    """
+    limit = config.validated()
+    db = storage.runtime().db
+    with bingx.client() as client:
+        trades = [t for s in MARKET_INSTRUMENTS for t in client.recent_trades(s, limit=limit)]
+        simulated = client.simulated
+    frame = feeds_store.trades_frame(trades, source_label(simulated))
+    feeds_store.write_trades(db, frame)
+    return dg.MaterializeResult(
+        metadata={
+            "trades_fetched": frame.height,
+            "source": source_label(simulated),
+            "per_instrument": dg.MetadataValue.json(
+                {s: sum(1 for t in trades if t.symbol == s) for s in MARKET_INSTRUMENTS}
+            ),
+            "last_trade_time": str(frame["trade_time"].max()) if frame.height else "",
+        }
+    )

@@ -1,0 +1,75 @@
+"""Schedules of the market feeds: snapshots every minute, history once a day.
+
+Both start STOPPED: ingestion against the real exchange begins only when the operator turns a
+schedule on in the UI (or with ``dagster schedule start``).
+"""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from goldrl_dagster.defs.keys import (
+    CANDLES,
+    CANDLES_MULTI_INTERVAL,
+    FUNDING_RATES,
+    MARK_PRICE_CANDLES,
+    MARKET_SNAPSHOT_KEYS,
+)
+from goldrl_dagster.defs.market_data.partitions import MARKET_INSTRUMENTS
+
+SNAPSHOT_JOB = "market_snapshots_job"
+DAILY_FEEDS_JOB = "market_daily_feeds_job"
+
+market_snapshots_job = dg.define_asset_job(
+    SNAPSHOT_JOB,
+    selection=dg.AssetSelection.assets(*MARKET_SNAPSHOT_KEYS),
+    description="One snapshot of premium index, open interest, 24h ticker, book and trades.",
+)
+
+market_daily_feeds_job = dg.define_asset_job(
+    DAILY_FEEDS_JOB,
+    selection=dg.AssetSelection.assets(
+        CANDLES, CANDLES_MULTI_INTERVAL, FUNDING_RATES, MARK_PRICE_CANDLES
+    ),
+    description="A finished UTC day of one instrument: 1m candles, higher intervals, funding, "
+    "mark price.",
+)
+
+market_snapshots_schedule = dg.ScheduleDefinition(
+    name="market_snapshots_every_minute",
+    job=market_snapshots_job,
+    cron_schedule="* * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
+
+def daily_run_requests(scheduled_at: datetime) -> list[dg.RunRequest]:
+    """One run per configured instrument for the UTC day that ended before ``scheduled_at``.
+
+    The run key names the partition, so a schedule tick evaluated twice launches each run once.
+    """
+    day = (scheduled_at.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+    return [
+        dg.RunRequest(
+            run_key=f"{instrument}|{day}",
+            partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
+            tags={"goldrl/instrument": instrument, "goldrl/day": day},
+        )
+        for instrument in MARKET_INSTRUMENTS
+    ]
+
+
+@dg.schedule(
+    name="market_daily_feeds",
+    job=market_daily_feeds_job,
+    # 00:10 UTC: the previous day's last bars have closed and settled on the exchange.
+    cron_schedule="10 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def market_daily_feeds(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+    """Ingest yesterday's candles, higher intervals, funding and mark price per instrument."""
+    scheduled = context.scheduled_execution_time or datetime.now(UTC)
+    yield from daily_run_requests(scheduled)
