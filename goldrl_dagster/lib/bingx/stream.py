@@ -67,8 +67,11 @@ def _decode(frame: str | bytes) -> str:
 class _Channel:
     """One subscription on the market stream, kept alive across reconnections.
 
-    :meth:`events` yields ``("connected", None)`` after every (re)connection, then
-    ``("message", push)`` for each push of the subscribed ``data_type``.
+    An async iterator (not a generator, so closing it never races with the event loop's own
+    generator finalisation): it yields ``("connected", None)`` each time the subscription is
+    acknowledged on a new connection, then ``("message", push)`` for each push of
+    ``data_type``. Connection failures and undecodable frames replace the connection after a
+    jittered backoff; an invalid URL or a refused subscription raises.
     """
 
     def __init__(
@@ -89,69 +92,90 @@ class _Channel:
         self._backoff = backoff
         self._idle_timeout = idle_timeout
         self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._request_id = ""
+        self._attempt = 0
+        self._connected_before = False
 
     def _delay(self, attempt: int) -> float:
         first, cap = self._backoff
         ceiling = min(cap, first * 2.0**attempt)
         return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)
 
-    async def events(self) -> AsyncIterator[tuple[str, dict | None]]:
-        attempt = 0
-        connected_before = False
+    def __aiter__(self) -> _Channel:
+        return self
+
+    async def __anext__(self) -> tuple[str, dict | None]:
         while True:
             try:
-                async with connect(self.ws_url, open_timeout=self._open_timeout) as ws:
-                    if connected_before:
-                        self.reconnects += 1
-                        log.info("%s: reconnected (%d)", self.data_type, self.reconnects)
-                    connected_before = True
-                    yield ("connected", None)
-                    async for message in self._session(ws):
-                        attempt = 0  # the connection works: start backing off afresh next time
-                        yield ("message", message)
+                if self._ws is None:
+                    await self._open()
+                event = await self._next_event()
             except InvalidURI:
                 raise
             except (*_RECONNECTABLE, InvalidHandshake) as exc:
-                if isinstance(exc, CorruptFrameError):
-                    self.corrupt_frames += 1
-                    log.warning("%s: %s; replacing the connection", self.data_type, exc)
-                delay = self._delay(attempt)
-                attempt += 1
-                log.warning(
-                    "%s: connection lost (%s); reconnecting in %.2fs", self.data_type, exc, delay
-                )
-                await asyncio.sleep(delay)
+                await self._lost(exc)
+                continue
+            if event is not None:
+                return event
 
-    async def _session(self, ws: ClientConnection) -> AsyncIterator[dict]:
-        """Subscribe, answer heartbeats, and yield every push of the subscription."""
-        request_id = str(uuid.uuid4())
-        await ws.send(json.dumps({"id": request_id, "reqType": "sub", "dataType": self.data_type}))
-        while True:
-            frame = await asyncio.wait_for(ws.recv(), timeout=self._idle_timeout)
-            text = _decode(frame)
-            if text == "Ping":
-                await ws.send("Pong")
-                continue
-            try:
-                message = json.loads(text)
-            except ValueError:
-                log.warning("%s: ignoring a non-JSON frame %.200r", self.data_type, text)
-                continue
-            if not isinstance(message, dict):
-                continue
-            if "ping" in message:  # JSON heartbeat variant
-                await ws.send(json.dumps({"pong": message["ping"], "time": message.get("time")}))
-                continue
-            if message.get("id") == request_id:
-                code = int(message.get("code") or 0)
-                if code != 0:
-                    raise BingXError(
-                        code, str(message.get("msg", "")), context=f"subscribe {self.data_type}"
-                    )
-                continue
-            if message.get("dataType") != self.data_type or not message.get("data"):
-                continue
-            yield message
+    async def aclose(self) -> None:
+        """Close the current connection, if any."""
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def _open(self) -> None:
+        self._ws = await connect(self.ws_url, open_timeout=self._open_timeout)
+        if self._connected_before:
+            self.reconnects += 1
+            log.info("%s: reconnected (%d)", self.data_type, self.reconnects)
+        self._connected_before = True
+        self._request_id = str(uuid.uuid4())
+        request = {"id": self._request_id, "reqType": "sub", "dataType": self.data_type}
+        await self._ws.send(json.dumps(request))
+
+    async def _lost(self, exc: BaseException) -> None:
+        if isinstance(exc, CorruptFrameError):
+            self.corrupt_frames += 1
+            log.warning("%s: %s; replacing the connection", self.data_type, exc)
+        await self.aclose()
+        delay = self._delay(self._attempt)
+        self._attempt += 1
+        log.warning("%s: connection lost (%s); reconnecting in %.2fs", self.data_type, exc, delay)
+        await asyncio.sleep(delay)
+
+    async def _next_event(self) -> tuple[str, dict | None] | None:
+        """Read one frame: an event, or None for heartbeats and frames of no interest."""
+        assert self._ws is not None
+        frame = await asyncio.wait_for(self._ws.recv(), timeout=self._idle_timeout)
+        text = _decode(frame)
+        if text == "Ping":
+            await self._ws.send("Pong")
+            return None
+        try:
+            message = json.loads(text)
+        except ValueError:
+            log.warning("%s: ignoring a non-JSON frame %.200r", self.data_type, text)
+            return None
+        if not isinstance(message, dict):
+            return None
+        if "ping" in message:  # JSON heartbeat variant
+            await self._ws.send(json.dumps({"pong": message["ping"], "time": message.get("time")}))
+            return None
+        if message.get("id") == self._request_id:
+            code = int(message.get("code") or 0)
+            if code != 0:
+                await self.aclose()
+                raise BingXError(
+                    code, str(message.get("msg", "")), context=f"subscribe {self.data_type}"
+                )
+            self._attempt = 0  # subscribed: the next failure starts backing off afresh
+            return ("connected", None)
+        if message.get("dataType") != self.data_type or not message.get("data"):
+            return None
+        return ("message", message)
 
 
 class _Tracker:
@@ -186,6 +210,7 @@ class KlineStream:
         reconnects: How many times the stream reconnected after losing its connection.
         corrupt_frames: Undecodable frames received (each replaced the connection).
         corrections: Closed candles whose REST values differed from the last push.
+        pushes: Kline updates received (repeats of the open candle included).
     """
 
     def __init__(
@@ -207,6 +232,7 @@ class KlineStream:
         self.interval = interval
         self.data_type = f"{self.symbol}@kline_{interval}"
         self.corrections = 0
+        self.pushes = 0
         if confirm_with_rest and rest_client is None:
             raise ValueError("confirm_with_rest needs a rest_client")
         self._confirm = rest_client is not None if confirm_with_rest is None else confirm_with_rest
@@ -238,13 +264,14 @@ class KlineStream:
         """
         self._channel.data_type = self.data_type
         tracker = _Tracker()
-        async with contextlib.aclosing(self._channel.events()) as events:
+        async with contextlib.aclosing(self._channel) as events:
             async for kind, message in events:
                 if kind == "connected":
                     tracker.open_is_stale = tracker.open is not None
                     continue
                 assert message is not None
                 for kline in sorted(parse_kline_push(message), key=lambda k: k.open_time_ms):
+                    self.pushes += 1
                     for final in await self._advance(tracker, kline):
                         yield final
 
@@ -392,7 +419,7 @@ class TradeStream:
         """
         last_seen_ms: int | None = None
         connected_before = False
-        async with contextlib.aclosing(self._channel.events()) as events:
+        async with contextlib.aclosing(self._channel) as events:
             async for kind, message in events:
                 if kind == "connected":
                     if connected_before and self._rest is not None:

@@ -1,0 +1,112 @@
+"""The streams under every fault the issue names, against a real simulator injecting them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from goldrl_dagster.lib.bingx.models import trade_key
+from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.bingx.simulator.market import MINUTE_MS
+from goldrl_dagster.lib.bingx.stream import KlineStream, TradeStream
+
+XAUT = "XAUT-USDT"
+
+
+def run(coro, timeout: float = 40.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def take_klines(stream: KlineStream, n: int, on_each=None) -> list:
+    out = []
+    async for kline in stream.closed_klines():
+        out.append(kline)
+        if on_each is not None:
+            on_each(len(out))
+        if len(out) == n:
+            return out
+    raise AssertionError("stream ended")
+
+
+async def take_trades(stream: TradeStream, n: int, on_each=None) -> list:
+    out = []
+    async for trade in stream.trades():
+        out.append(trade)
+        if on_each is not None:
+            on_each(len(out))
+        if len(out) == n:
+            return out
+    raise AssertionError("stream ended")
+
+
+def assert_final_and_consecutive(sim, klines):
+    times = [k.open_time_ms for k in klines]
+    assert times == list(range(times[0], times[0] + len(times) * MINUTE_MS, MINUTE_MS)), times
+    assert klines == sim.market.candles(XAUT, times[0], times[-1] + MINUTE_MS)
+
+
+def test_repeats_of_the_open_kline_yield_only_final_candles(fast_sim):
+    stream = KlineStream(fast_sim.ws_url, XAUT)  # no REST: finality comes from pushes alone
+    klines = run(take_klines(stream, 4))
+    assert stream.pushes >= 3 * len(klines)  # the open candle was pushed again and again
+    assert_final_and_consecutive(fast_sim, klines)
+
+
+def test_duplicated_pushes_change_nothing(fast_sim):
+    fast_sim.duplicate_next_pushes(200)
+    stream = KlineStream(fast_sim.ws_url, XAUT)
+    klines = run(take_klines(stream, 4))
+    assert_final_and_consecutive(fast_sim, klines)
+
+
+def test_reordered_pushes_still_give_final_candles_with_rest(start_sim):
+    sim = start_sim(seed=5, speed=600.0, push_interval=0.02, ping_interval=0.5)
+    with BingXRestClient(sim.base_url) as rest:
+        stream = KlineStream(sim.ws_url, XAUT, rest_client=rest)
+        # Reversing the pushes around each candle boundary delivers a candle's final values
+        # after the next candle's first push: only REST confirmation gets them right.
+        sim.reorder_next_pushes(3)
+        klines = run(take_klines(stream, 10, lambda n: sim.reorder_next_pushes(3)))
+    assert_final_and_consecutive(sim, klines)
+
+
+def test_corrupt_frame_recycles_the_connection_and_loses_no_candle(start_sim):
+    sim = start_sim(seed=3, speed=600.0, push_interval=0.02, ping_interval=0.5)
+    with BingXRestClient(sim.base_url) as rest:
+        stream = KlineStream(sim.ws_url, XAUT, rest_client=rest, reconnect_backoff=(0.3, 0.3))
+        klines = run(take_klines(stream, 12, lambda n: n == 3 and sim.corrupt_next_frame()))
+    assert stream.corrupt_frames == 1 and stream.reconnects >= 1
+    assert_final_and_consecutive(sim, klines)  # the candle in the corrupt frame came via REST
+
+
+def sim_trade_keys(sim, after_ms: int, until_ms: int) -> set[str]:
+    return {
+        trade_key(XAUT, t.time_ms, t.price, t.quantity, t.is_buyer_maker)
+        for t in sim.feeds.trades_between(XAUT, after_ms, until_ms)
+    }
+
+
+def test_trade_stream_dedupes_duplicated_and_reordered_pushes(fast_sim):
+    fast_sim.duplicate_next_pushes(30)
+    fast_sim.reorder_next_pushes(4)
+    stream = TradeStream(fast_sim.ws_url, "Gold-USDT")
+    trades = run(take_trades(stream, 150))
+    keys = [t.trade_key for t in trades]
+    assert len(set(keys)) == len(keys)  # each trade once
+    assert stream.duplicates >= 1
+    first, last = min(t.time_ms for t in trades), max(t.time_ms for t in trades)
+    # Exactly the simulator's trades in the covered span: none lost, none invented.
+    assert set(keys) == sim_trade_keys(fast_sim, first - 1, last)
+    assert all(t.symbol == XAUT and t.price > 0 and t.quantity > 0 for t in trades)
+
+
+def test_trade_stream_refills_over_rest_after_a_corrupt_frame(start_sim):
+    sim = start_sim(seed=9, speed=120.0, push_interval=0.05, ping_interval=0.5)
+    with BingXRestClient(sim.base_url) as rest:
+        stream = TradeStream(sim.ws_url, XAUT, rest_client=rest, reconnect_backoff=(0.5, 0.5))
+        trades = run(take_trades(stream, 200, lambda n: n == 40 and sim.corrupt_next_frame()))
+    assert stream.corrupt_frames == 1 and stream.reconnects >= 1
+    assert stream.refilled >= 1  # the trades in the corrupt frame (and the reconnect gap)
+    keys = [t.trade_key for t in trades]
+    assert len(set(keys)) == len(keys)
+    first, last = min(t.time_ms for t in trades), max(t.time_ms for t in trades)
+    assert set(keys) == sim_trade_keys(sim, first - 1, last)
