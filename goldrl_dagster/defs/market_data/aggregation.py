@@ -3,7 +3,6 @@
 Each aggregated bar is cross-checked against the exchange's own kline for the same bucket.
 """
 
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -23,19 +22,19 @@ from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.market.aggregate import (
     AGGREGATE_INTERVALS,
-    CandleMismatch,
+    INTERVAL_MISMATCH,
     aggregate_candles,
     bucket_end,
     buckets_closing_in,
     compare_candles,
+    incomplete_findings,
+    mismatch_findings,
 )
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.storage.feeds_store import write_findings
 from goldrl_dagster.lib.storage.market_store import read_candles, write_candles
 
 BASE_INTERVAL = "1m"
-INTERVAL_MISMATCH = "interval_mismatch"
-INCOMPLETE_BUCKET = "incomplete_bucket"
 
 
 class MultiIntervalConfig(dg.Config):
@@ -68,28 +67,6 @@ def klines_frame(
         schema_overrides={c: t for c, t in CANDLE_SCHEMA.items() if c != "open_time"},
     )
     return conform_candles(frame)
-
-
-def mismatch_findings(mismatches: Sequence[CandleMismatch]) -> list[dict]:
-    """One ``interval_mismatch`` finding per bar, listing every field that disagrees."""
-    by_bar: dict[tuple, dict] = defaultdict(dict)
-    for m in mismatches:
-        by_bar[(m.instrument, m.interval, m.open_time)][m.field] = {
-            "ours": m.ours,
-            "theirs": m.theirs,
-            "rel_diff": m.rel_diff,
-        }
-    return [
-        {
-            "kind": INTERVAL_MISMATCH,
-            "instrument": instrument,
-            "interval": interval,
-            "at": open_time,
-            "severity": "warning",
-            "detail": {"fields": fields},
-        }
-        for (instrument, interval, open_time), fields in sorted(by_bar.items())
-    ]
 
 
 def _exchange_bars(
@@ -154,21 +131,7 @@ def candles_multi_interval(
             }
             missing = [b for b in closed if b not in have]
             incomplete[interval] = len(missing)
-            findings.extend(
-                {
-                    "kind": INCOMPLETE_BUCKET,
-                    "instrument": symbol,
-                    "interval": interval,
-                    "at": b,
-                    "severity": "warning",
-                    "detail": {
-                        "present_bars": partial.get(b, 0),
-                        "close_time": bucket_end(b, interval).isoformat(),
-                        "base_interval": BASE_INTERVAL,
-                    },
-                }
-                for b in missing
-            )
+            findings.extend(incomplete_findings(symbol, interval, missing, partial, BASE_INTERVAL))
             if not config.cross_check or ours.height == 0:
                 continue
             try:

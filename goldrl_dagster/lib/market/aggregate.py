@@ -18,14 +18,19 @@ as if they were whole.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import polars as pl
 
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS, SOURCES, conform_candles
 
 MONTH = "1M"
+INTERVAL_MISMATCH = "interval_mismatch"
+INCOMPLETE_BUCKET = "incomplete_bucket"
 # Every BingX interval above the 1m base, in ascending length.
 AGGREGATE_INTERVALS: tuple[str, ...] = (
     "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", MONTH,
@@ -274,3 +279,66 @@ def compare_candles(
             if diff > rel_tolerance:
                 out.append(CandleMismatch(*ident, name, row[name], row[f"{name}_x"], diff))
     return sorted(out, key=lambda m: (m.instrument, m.interval, m.open_time, m.field))
+
+
+def mismatch_findings(mismatches: Sequence[CandleMismatch]) -> list[dict[str, Any]]:
+    """Data-quality findings of kind ``interval_mismatch``: one per bar, all its fields.
+
+    Args:
+        mismatches: Output of :func:`compare_candles`.
+
+    Returns:
+        Finding dicts (``kind, instrument, interval, at, severity, detail``) in bar order, the
+        detail mapping each disagreeing field to ``{ours, theirs, rel_diff}``.
+    """
+    by_bar: dict[tuple[str, str, datetime], dict[str, Any]] = defaultdict(dict)
+    for m in mismatches:
+        by_bar[(m.instrument, m.interval, m.open_time)][m.field] = {
+            "ours": m.ours,
+            "theirs": m.theirs,
+            "rel_diff": m.rel_diff,
+        }
+    return [
+        {
+            "kind": INTERVAL_MISMATCH,
+            "instrument": instrument,
+            "interval": interval,
+            "at": open_time,
+            "severity": "warning",
+            "detail": {"fields": fields},
+        }
+        for (instrument, interval, open_time), fields in sorted(by_bar.items())
+    ]
+
+
+def incomplete_findings(
+    instrument: str,
+    interval: str,
+    open_times: Sequence[datetime],
+    present_bars: Mapping[datetime, int],
+    base_interval: str = "1m",
+) -> list[dict[str, Any]]:
+    """Data-quality findings of kind ``incomplete_bucket`` for closed buckets not built.
+
+    Args:
+        instrument: Exchange symbol.
+        interval: The bucket interval.
+        open_times: Open times of the buckets that could not be built.
+        present_bars: Input bars found per bucket (absent: none at all).
+        base_interval: Interval of the input bars.
+    """
+    return [
+        {
+            "kind": INCOMPLETE_BUCKET,
+            "instrument": instrument,
+            "interval": interval,
+            "at": start,
+            "severity": "warning",
+            "detail": {
+                "present_bars": int(present_bars.get(start, 0)),
+                "close_time": bucket_end(start, interval).isoformat(),
+                "base_interval": base_interval,
+            },
+        }
+        for start in open_times
+    ]

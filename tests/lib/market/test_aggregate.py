@@ -12,6 +12,8 @@ from goldrl_dagster.lib.market.aggregate import (
     bucket_start,
     buckets_closing_in,
     compare_candles,
+    incomplete_findings,
+    mismatch_findings,
     relative_difference,
 )
 from goldrl_dagster.lib.market.candles import conform_candles
@@ -261,3 +263,23 @@ def test_relative_difference_and_tolerance_validation():
     assert relative_difference(100.0, 99.0) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="rel_tolerance"):
         compare_candles(bars(T0, 1), bars(T0, 1), -1.0)
+
+
+def test_findings_group_fields_per_bar_and_describe_incomplete_buckets():
+    ours = aggregate_candles(bars(T0, 10), "5m").candles
+    theirs = ours.with_columns(pl.col("high") * 1.1, pl.col("volume") * 2)
+    findings = mismatch_findings(compare_candles(ours, theirs, 1e-9))
+    assert [(f["kind"], f["at"]) for f in findings] == [
+        ("interval_mismatch", T0),
+        ("interval_mismatch", T0 + timedelta(minutes=5)),
+    ]
+    assert set(findings[0]["detail"]["fields"]) == {"high", "volume"}
+    assert findings[0]["detail"]["fields"]["volume"]["rel_diff"] == pytest.approx(0.5)
+    holes = incomplete_findings(SYMBOL, "1w", [T0], {T0: 10_079})
+    assert holes[0]["kind"] == "incomplete_bucket" and holes[0]["interval"] == "1w"
+    assert holes[0]["detail"] == {
+        "present_bars": 10_079,
+        "close_time": (T0 + timedelta(days=7)).isoformat(),
+        "base_interval": "1m",
+    }
+    assert incomplete_findings(SYMBOL, "5m", [T0], {})[0]["detail"]["present_bars"] == 0
