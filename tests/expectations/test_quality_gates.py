@@ -132,7 +132,7 @@ def test_freshness_levels_follow_the_age_of_the_last_closed_bar():
     stale = validate_freshness({"XAUT-USDT": now - timedelta(days=2)}, minute, now)
     assert stale.level == "error"
     empty = validate_freshness({"XAUT-USDT": None}, minute, now)
-    assert (empty.level, empty.series[0].age) == ("error", None)
+    assert (empty.level, empty.series[0].age) == ("warn", None)
     custom = validate_freshness(
         latest, minute, now, warn_after=timedelta(hours=4), error_after=timedelta(hours=5)
     )

@@ -6,6 +6,7 @@ import dagster as dg
 
 from goldrl_dagster.defs.keys import CANDLES, FEATURE_SNAPSHOTS, FEATURES_GROUP
 from goldrl_dagster.defs.market_data.assets import BASE_INTERVAL
+from goldrl_dagster.defs.market_data.gaps import ensure_no_open_gaps
 from goldrl_dagster.defs.market_data.partitions import (
     instrument_day,
     market_instrument_day_partitions,
@@ -32,7 +33,8 @@ def feature_snapshots(
 
     The partition reads the warm-up tail it needs from the previous day(s), so recomputing a
     partition gives the same values. Rows whose indicators are still warming up (e.g. right
-    after listing) are flagged ``is_warmup`` and never silently filled.
+    after listing) are flagged ``is_warmup`` and never silently filled. A window with an
+    unhealed candle gap fails the run instead of computing indicators across the hole.
     """
     runtime = storage.runtime()
     spec = DEFAULT_FEATURE_SET
@@ -41,6 +43,8 @@ def feature_snapshots(
     end = start + timedelta(days=1)
     tail = timedelta(milliseconds=INTERVAL_MS[BASE_INTERVAL] * spec.warmup_bars)
     candles = read_candles(runtime.db, symbol, BASE_INTERVAL, start - tail, end)
+    # Features never build over an unhealed gap: raises dg.Failure naming the gaps.
+    ensure_no_open_gaps(runtime.db, symbol, start - tail, end, candles)
     features = compute_features(candles, spec)
     in_day = features.filter(features["open_time"] >= start)
     written = write_feature_snapshots(runtime.db, symbol, BASE_INTERVAL, spec, in_day)

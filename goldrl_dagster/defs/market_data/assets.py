@@ -4,13 +4,19 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from expectations.candles import validate_candles
+from expectations.candles import GAP_COLUMN, validate_candles
 from expectations.dagster_adapter import to_check_result
+from expectations.outliers import validate_returns
 from goldrl_dagster.defs.keys import (
     CANDLES,
     CANDLES_QUALITY_CHECK,
     INSTRUMENTS,
     MARKET_GROUP,
+)
+from goldrl_dagster.defs.market_data.checks import (
+    CANDLE_PARTITION_CHECK_SPECS,
+    gap_check_result,
+    outlier_check_result,
 )
 from goldrl_dagster.defs.market_data.partitions import (
     instrument_day,
@@ -20,6 +26,13 @@ from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.market.closures import configured_closures
+from goldrl_dagster.lib.storage.gap_store import (
+    open_gaps,
+    record_gaps,
+    resolve_gaps,
+    scan_stored_candles,
+)
 from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments, write_candles
 
 BASE_INTERVAL = "1m"
@@ -78,7 +91,10 @@ def instruments(
     deps=[INSTRUMENTS],
     partitions_def=market_instrument_day_partitions,
     kinds={"postgres"},
-    check_specs=[dg.AssetCheckSpec(CANDLES_QUALITY_CHECK, asset=CANDLES, blocking=True)],
+    check_specs=[
+        dg.AssetCheckSpec(CANDLES_QUALITY_CHECK, asset=CANDLES, blocking=True),
+        *CANDLE_PARTITION_CHECK_SPECS,
+    ],
 )
 def candles(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
@@ -89,6 +105,12 @@ def candles(
     contract's listing completes empty with a note. The blocking ``candles_quality`` check runs
     the Great Expectations candle suite (OHLC consistency, unique and contiguous open times,
     positive prices) on the partition; features never build on a failed partition.
+
+    After writing, the day's stored bars are re-scanned for gaps (known venue closures
+    excepted): gaps this run filled are marked healed, remaining ones recorded for the gap
+    sensor, and the blocking ``candles_no_open_gaps`` check fails while any is open. Bars are
+    written even when the exchange left a hole, so a partial day is kept and only the hole is
+    re-fetched later. ``candles_return_outliers`` (WARN) lists wicks beyond the threshold.
     """
     runtime = storage.runtime()
     symbol, day = instrument_day(context)
@@ -126,11 +148,25 @@ def candles(
                     passed=end <= listed,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"note": note},
-                )
+                ),
+                gap_check_result(
+                    None, open_gaps(runtime.db, symbol, BASE_INTERVAL, start, end), note
+                ),
+                outlier_check_result(None),
             ],
         )
-    suite = validate_candles(frame, interval_ms=step)
-    written = write_candles(runtime.db, frame) if suite.success else 0
+    closures = configured_closures().for_instrument(symbol)
+    suite = validate_candles(frame, interval_ms=step, closures=closures)
+    # A hole is not a reason to drop the bars around it: they are stored, the hole recorded.
+    defects = [f for f in suite.failures if f.column != GAP_COLUMN]
+    on_grid = (frame["open_time"].dt.epoch("ms") % step == 0).all()
+    written = write_candles(runtime.db, frame) if not defects and on_grid else 0
+    scan_end = datetime.fromtimestamp(fetch_end_ms / 1000, tz=UTC)
+    scan = scan_stored_candles(runtime.db, symbol, BASE_INTERVAL, fetch_start, scan_end, closures)
+    # This run was the heal attempt for any gap of the day: judge it now.
+    healed = [r for r in resolve_gaps(runtime.db, scan) if r.status == "healed"]
+    record_gaps(runtime.db, scan)
+    unhealed = open_gaps(runtime.db, symbol, BASE_INTERVAL, start, end)
     expected = (fetch_end_ms - start_ms) // step
     context.log.info(
         "%s %s: fetched %d candles (%d expected), wrote %d", symbol, day, frame.height,
@@ -145,6 +181,12 @@ def candles(
             "last_open_time": str(frame["open_time"].max()),
             "source": source_label(simulated),
             "last_close": float(frame["close"][-1]),
+            "gaps_open": len(unhealed),
+            "gaps_healed": len(healed),
         },
-        check_results=[to_check_result(suite, asset_key=CANDLES, check_name=CANDLES_QUALITY_CHECK)],
+        check_results=[
+            to_check_result(suite, asset_key=CANDLES, check_name=CANDLES_QUALITY_CHECK),
+            gap_check_result(scan, unhealed),
+            outlier_check_result(validate_returns(frame, BASE_INTERVAL)),
+        ],
     )

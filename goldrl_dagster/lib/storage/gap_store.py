@@ -187,7 +187,8 @@ def record_gaps(db: Database, scan: GapScan, now: datetime | None = None) -> lis
     """Record the scanned gaps idempotently.
 
     A scanned gap that overlaps an unhealed record of the same series updates that record's
-    bounds (a partly filled gap shrinks) and keeps its status and attempts; otherwise it is
+    bounds when the record lies inside the scanned window (a partly filled gap shrinks) and
+    keeps its status and attempts; otherwise it is
     inserted as ``found``. Re-recording the same scan changes nothing.
 
     Args:
@@ -212,7 +213,10 @@ def record_gaps(db: Database, scan: GapScan, now: datetime | None = None) -> lis
             )
             if existing:
                 record = existing[0]
-                if (record.gap_start, record.gap_end) != (gap.start, gap.end):
+                # Only a scan that sees the whole recorded gap may reshape it; a gap spanning
+                # days keeps its bounds when one of its days is rescanned.
+                inside = scan.start <= record.gap_start and record.gap_end <= scan.end
+                if inside and (record.gap_start, record.gap_end) != (gap.start, gap.end):
                     conn.execute(
                         "UPDATE candle_gaps SET gap_start = %s, gap_end = %s, missing_bars = %s, "
                         "updated_at = %s WHERE gap_id = %s",
