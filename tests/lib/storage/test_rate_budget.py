@@ -48,8 +48,9 @@ def test_grants_up_to_the_limit_then_waits(clean_database):
     budget.acquire("market")
     assert len(sleeps) >= 1 and 0 < sleeps[0] <= WINDOW
     stamps = grants(clean_database, "market")
-    # The sixth waited for the first grant to leave the window, which pruned it.
-    assert first not in stamps and len(stamps) == LIMIT
+    # The sixth waited for the first grant to leave the window, which pruned it (and any
+    # other that expired while it slept).
+    assert first not in stamps and 1 <= len(stamps) <= LIMIT
     assert max(stamps) - first >= WINDOW
     budget.close()
 
