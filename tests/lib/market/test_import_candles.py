@@ -216,3 +216,45 @@ def test_unsupported_or_missing_file(tmp_path):
     other.write_text("x")
     with pytest.raises(CandleImportError, match="unsupported file type"):
         parse_candle_file(other, "PAXG-USDT", "5m")
+
+
+def test_cli_dry_run_summary_and_rejection_exit_code(tmp_path):
+    from typer.testing import CliRunner
+
+    from goldrl_dagster.cli import app
+
+    runner = CliRunner()
+    good = _csv(tmp_path, _good_rows(12), "good.csv")
+    result = runner.invoke(
+        app, ["import-candles", str(good), "--instrument", "PAXGUSDT", "--interval", "5m",
+              "--dry-run"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "12 rows of PAXG-USDT 5m, 2025-03-08 00:00 .. 2025-03-08 00:55 UTC" in result.output
+    assert "dry run: nothing written" in result.output
+    bad_rows = _good_rows(3)
+    bad_rows[1] = bad_rows[1].replace(",3001.0,3003.0,", ",3001.0,-3003.0,")
+    bad = _csv(tmp_path, bad_rows, "bad.csv")
+    result = runner.invoke(
+        app, ["import-candles", str(bad), "--instrument", "PAXGUSDT", "--interval", "5m"]
+    )
+    assert result.exit_code == 1
+    assert "line 3 [high]" in result.output and "nothing was written" in result.output
+    result = runner.invoke(
+        app, ["import-candles", str(good), "--instrument", "DOGE", "--interval", "5m"]
+    )
+    assert result.exit_code == 2 and "unknown symbol" in result.output
+
+
+def test_cli_writes_into_the_database(clean_database, tmp_path):
+    from typer.testing import CliRunner
+
+    from goldrl_dagster.cli import app
+
+    good = _csv(tmp_path, _good_rows(12), "good.csv")
+    result = CliRunner().invoke(
+        app, ["import-candles", str(good), "--instrument", "PAXG-USDT", "--interval", "5m"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "written: 12 (source import)" in result.output
+    assert _count(clean_database) == 12
