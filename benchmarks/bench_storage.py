@@ -223,7 +223,7 @@ def bench_upsert(db: Database, frame: pl.DataFrame, repeats: int) -> list[Result
             if _count(db) != frame.height:
                 raise AssertionError(f"{name} re-upsert stored a wrong row count")
     results = []
-    for case, times in (("upsert 1m candles, empty table", fresh), ("re-upsert same rows", again)):
+    for case, times in (("upsert into empty table", fresh), ("re-upsert same rows", again)):
         rate = frame.height / min(times["goldrl"])
         ratio = min(times["baseline"]) / min(times["goldrl"])
         results.append(
