@@ -46,7 +46,8 @@ class DemoReport:
     """Numbers the demo prints at the end."""
 
     rows_ingested: dict[str, int] = field(default_factory=dict)
-    checks: list[tuple[str, str, bool]] = field(default_factory=list)
+    # (partition, check name, passed, severity) of every check evaluated during ingestion.
+    checks: list[tuple[str, str, bool, str]] = field(default_factory=list)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     dbt_models: list[str] = field(default_factory=list)
     live: Any = None
@@ -158,7 +159,9 @@ def _run_pipeline(
                         rows  # type: ignore[arg-type]
                     )
             for evaluation in result.get_asset_check_evaluations():
-                report.checks.append((str(key), evaluation.check_name, evaluation.passed))
+                report.checks.append(
+                    (str(key), evaluation.check_name, evaluation.passed, evaluation.severity.value)
+                )
             progress.advance(task)
     console.print("training, evaluating (Nautilus) and gating the policy …")
     _materialize(
@@ -214,8 +217,12 @@ def _print(report: DemoReport, console: Console) -> None:
     table.add_column("result")
     for symbol, rows in report.rows_ingested.items():
         table.add_row(f"candles ingested ({symbol}, simulated)", f"{rows:,}")
-    passed = sum(1 for *_, ok in report.checks if ok)
-    table.add_row("quality checks passed", f"{passed} / {len(report.checks)}")
+    errors = [c for c in report.checks if c[3] == "ERROR"]
+    passed = sum(1 for c in errors if c[2])
+    table.add_row("quality checks passed (error severity)", f"{passed} / {len(errors)}")
+    warnings = sorted({c[1] for c in report.checks if c[3] == "WARN" and not c[2]})
+    if warnings:
+        table.add_row("warnings (non-blocking)", ", ".join(warnings))
     dataset = report.metadata.get("datasets/dataset_version", {})
     table.add_row(
         "dataset version",
