@@ -1,7 +1,9 @@
 """Resources shared by every goldrl asset: storage and the BingX market-data client."""
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
@@ -10,6 +12,7 @@ from goldrl_dagster.defs.analytics.project import DBT_PROJECT
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.config import DEFAULT_BINGX_BASE_URL, load_settings
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
+from goldrl_dagster.lib.storage.rate_budget import PostgresRateBudget
 
 
 class GoldrlStorage(dg.ConfigurableResource):
@@ -30,25 +33,43 @@ class GoldrlStorage(dg.ConfigurableResource):
 
 
 class BingXMarketData(dg.ConfigurableResource):
-    """BingX REST market data (the real exchange, or the local simulator at the same protocol)."""
+    """BingX REST market data (the real exchange, or the local simulator at the same protocol).
 
+    With ``shared_rate_budget`` every request first takes a slot from a request budget kept in
+    PostgreSQL, so all concurrent runs and processes together stay under BingX's published
+    limits instead of each pacing itself alone.
+    """
+
+    storage: GoldrlStorage
     base_url: str = DEFAULT_BINGX_BASE_URL
     timeout_seconds: float = 10.0
+    shared_rate_budget: bool = True
 
-    def client(self) -> BingXRestClient:
-        """Open a REST client; the caller closes it (use it as a context manager)."""
-        return BingXRestClient(self.base_url, timeout=self.timeout_seconds)
+    @contextlib.contextmanager
+    def client(self) -> Iterator[BingXRestClient]:
+        """A REST client for the duration of a ``with`` block."""
+        budget = PostgresRateBudget(self.storage.runtime().db) if self.shared_rate_budget else None
+        try:
+            with BingXRestClient(
+                self.base_url, timeout=self.timeout_seconds, rate_budget=budget
+            ) as client:
+                yield client
+        finally:
+            if budget is not None:
+                budget.close()
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
     """Bind resources from the environment, one configuration for every deployment."""
+    storage = GoldrlStorage(database_url=os.environ.get("GOLDRL_DATABASE_URL", ""))
     return dg.Definitions(
         resources={
-            "storage": GoldrlStorage(database_url=os.environ.get("GOLDRL_DATABASE_URL", "")),
+            "storage": storage,
             "dbt": DbtCliResource(project_dir=DBT_PROJECT),
             "bingx": BingXMarketData(
-                base_url=os.environ.get("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL)
+                storage=storage,
+                base_url=os.environ.get("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL),
             ),
         }
     )

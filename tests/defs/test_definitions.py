@@ -28,3 +28,21 @@ def test_definitions_load_with_expected_assets_and_checks():
     downstream = graph.get(keys.CANDLES).child_keys
     assert any(k in dbt_keys for k in downstream)
     assert defs.resolve_assets_def(keys.CANDLES).partitions_def is not None
+
+
+def test_bingx_resource_paces_through_the_shared_postgres_budget(settings, database, simulator):
+    from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
+    from goldrl_dagster.lib.storage.bulk import read_frame
+
+    bingx = BingXMarketData(storage=GoldrlStorage(), base_url=simulator.base_url)
+    started = read_frame(database, "SELECT extract(epoch FROM clock_timestamp())::float8")[0, 0]
+    with bingx.client() as client:
+        client.server_time_ms()
+        client.contracts()
+    granted = read_frame(
+        database,
+        "SELECT count(*) FROM rate_budget_grants WHERE group_name = 'market' "
+        "AND granted_at >= $1",
+        [started],
+    )[0, 0]
+    assert granted == 2

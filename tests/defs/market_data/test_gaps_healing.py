@@ -149,7 +149,7 @@ def test_features_refuse_a_hole_no_scan_recorded_yet(world):
 
 def test_freshness_check_reports_age_on_the_venue_clock(world, simulator, monkeypatch):
     storage = GoldrlStorage()
-    bingx = BingXMarketData(base_url=simulator.base_url)
+    bingx = BingXMarketData(storage=storage, base_url=simulator.base_url)
     result = candles_freshness(storage=storage, bingx=bingx)
     series = {s["instrument"]: s for s in result.metadata["series"].value}
     assert result.metadata["clock"].value == "venue"
