@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import adbc_driver_manager.dbapi as adbc_dbapi
@@ -293,3 +294,47 @@ def read_frame(db: Database, query: str, parameters: Sequence[Any] = ()) -> pl.D
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
+
+
+def read_frames_consistent(
+    db: Database, queries: Sequence[tuple[str, Sequence[Any]]]
+) -> list[pl.DataFrame]:
+    """Run several queries in parallel, each on its own connection, from ONE snapshot.
+
+    The first connection opens a REPEATABLE READ transaction and exports its snapshot; the others
+    adopt it (``SET TRANSACTION SNAPSHOT``), so the results are as consistent as one query's
+    even while writers commit. PostgreSQL serialises a COPY on one backend, so splitting a large
+    range read over two connections uses both cores.
+
+    Args:
+        db: The database.
+        queries: ``(sql, parameters)`` pairs with ``$1``-style placeholders.
+
+    Returns:
+        One frame per query, in order.
+    """
+    if len(queries) <= 1:
+        return [read_frame(db, q, p) for q, p in queries]
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(arrow_connection(db)) for _ in queries]
+        cursors = [stack.enter_context(conn.cursor()) for conn in conns]
+        for cur in cursors:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursors[0].execute("SELECT pg_export_snapshot()")
+        row = cursors[0].fetchone()
+        assert row is not None
+        for cur in cursors[1:]:
+            cur.execute(f"SET TRANSACTION SNAPSHOT '{row[0]}'")
+
+        def run(index: int) -> pl.DataFrame:
+            query, parameters = queries[index]
+            cursors[index].execute(query, parameters=tuple(parameters) if parameters else None)
+            frame = pl.from_arrow(cursors[index].fetch_arrow_table())
+            assert isinstance(frame, pl.DataFrame)
+            return frame
+
+        with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+            frames = list(pool.map(run, range(len(queries))))
+        for conn in conns:
+            conn.rollback()  # read-only: nothing to commit
+    return frames

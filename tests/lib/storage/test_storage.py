@@ -98,3 +98,26 @@ def test_artifact_store_verifies_checksum(tmp_path):
     path.unlink()
     with pytest.raises(FileNotFoundError, match="missing"):
         store.path_for(stored)
+
+
+def test_large_range_read_is_split_but_identical(clean_database):
+    from goldrl_dagster.lib.storage.bulk import read_frames_consistent
+    from goldrl_dagster.lib.storage.market_store import _SPLIT_READ_BARS, read_candles
+
+    n = _SPLIT_READ_BARS + 5_000
+    frame = _candles(n).with_columns(
+        (pl.col("close") + pl.int_range(pl.len()).cast(pl.Float64) / 100).alias("close")
+    )
+    frame = frame.with_columns(pl.max_horizontal("high", "close").alias("high"))
+    upsert_frame(clean_database, "candles", frame, CANDLE_KEY)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    read = read_candles(clean_database, "XAUT-USDT", "1m", start, start + timedelta(minutes=n))
+    assert read.equals(frame)
+    # Halves read from one snapshot add up to the single-query result.
+    query = "SELECT open_time FROM candles WHERE open_time >= $1 AND open_time < $2"
+    middle = start + timedelta(minutes=n // 2)
+    end = start + timedelta(minutes=n)
+    halves = read_frames_consistent(
+        clean_database, [(query, [start, middle]), (query, [middle, end])]
+    )
+    assert [h.height for h in halves] == [n // 2, n - n // 2]
