@@ -147,7 +147,9 @@ def read_candles(
         frame = read_frame(db, query, [instrument, interval, start, end])
     if frame.height == 0:
         return pl.DataFrame(schema=CANDLE_SCHEMA)
-    frame = frame.with_columns(
-        pl.lit(instrument).alias("instrument"), pl.lit(interval).alias("interval")
-    )
-    return conform_candles(frame)
+    # Already sorted by the query and of one instrument/interval: cast in place, no re-sort.
+    return frame.select(
+        pl.lit(instrument, CANDLE_SCHEMA["instrument"]).alias("instrument"),
+        pl.lit(interval, CANDLE_SCHEMA["interval"]).alias("interval"),
+        *(pl.col(c).cast(CANDLE_SCHEMA[c]) for c in _READ_COLUMNS),
+    ).set_sorted("open_time")
