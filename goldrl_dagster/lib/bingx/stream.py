@@ -334,7 +334,7 @@ class KlineStream:
                 "%s: REST refill of [%d, %d) returned %d of %d candles",
                 self.data_type, start_ms, end_ms, len(candles), expected,
             )  # fmt: skip
-        else:
+        elif expected > 1:
             log.info("%s: refilled %d candle(s) over REST", self.data_type, len(candles))
         return candles
 
