@@ -7,6 +7,7 @@ import dagster as dg
 
 from goldrl_dagster.defs.keys import DATASET_VERSION, DATASETS_GROUP, FEATURE_SNAPSHOTS
 from goldrl_dagster.defs.market_data.assets import BASE_INTERVAL
+from goldrl_dagster.defs.market_data.gaps import ensure_no_open_gaps
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.datasets.build import (
@@ -81,6 +82,8 @@ def dataset_version(
         holdout_fraction=config.holdout_fraction,
     )
     candles = read_candles(runtime.db, symbol, BASE_INTERVAL, start, end)
+    # Datasets never span an unhealed gap (raises dg.Failure naming each one).
+    ensure_no_open_gaps(runtime.db, symbol, start, end, candles)
     features = read_feature_snapshots(runtime.db, symbol, BASE_INTERVAL, spec, start, end)
     try:
         table = assemble_dataset(candles, features, spec)

@@ -172,3 +172,21 @@ def test_freshness_check_reports_age_on_the_venue_clock(world, simulator, monkey
     relaxed = candles_freshness(storage=storage, bingx=bingx)
     levels = {s["instrument"]: s["level"] for s in relaxed.metadata["series"].value}
     assert levels[SYMBOL] == "ok"
+
+
+def test_dataset_refuses_a_window_with_a_hole(world):
+    defs, instance, db = world["defs"], world["instance"], world["db"]
+    _run(defs, instance, [keys.FEATURE_SNAPSHOTS], partition_key=PARTITION, raise_on_error=True)
+    config = {"ops": {"datasets__dataset_version": {"config": {
+        "instrument": SYMBOL, "start_day": DAY, "end_day": DAY}}}}  # fmt: skip
+    _delete_hole(db)
+    try:
+        blocked = _run(defs, instance, [keys.DATASET_VERSION], run_config=config,
+                       raise_on_error=False)  # fmt: skip
+        assert not blocked.success
+        failure = next(e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "10:00" in str(failure.event_specific_data.error)
+    finally:
+        _run(defs, instance, [keys.CANDLES], partition_key=PARTITION, raise_on_error=True)
+    built = _run(defs, instance, [keys.DATASET_VERSION], run_config=config, raise_on_error=True)
+    assert built.success
