@@ -41,8 +41,7 @@ def test_bingx_resource_paces_through_the_shared_postgres_budget(settings, datab
         client.contracts()
     granted = read_frame(
         database,
-        "SELECT count(*) FROM rate_budget_grants WHERE group_name = 'market' "
-        "AND granted_at >= $1",
+        "SELECT count(*) FROM rate_budget_grants WHERE group_name = 'market' AND granted_at >= $1",
         [started],
     )[0, 0]
     assert granted == 2
