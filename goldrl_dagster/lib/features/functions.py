@@ -31,6 +31,8 @@ class Bars(NamedTuple):
         close: Close prices.
         volume: Traded volume.
         minute_of_day: Minute of the UTC day of each bar's open time (0..1439).
+        minute_of_week: Minute of the UTC week (Monday 00:00 = 0, ..10079) of each bar's open
+            time; ``None`` when the caller did not provide it (only ``time_of_week`` needs it).
     """
 
     open: np.ndarray
@@ -39,6 +41,7 @@ class Bars(NamedTuple):
     close: np.ndarray
     volume: np.ndarray
     minute_of_day: np.ndarray
+    minute_of_week: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,95 @@ def _time_of_day(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     return _TIME_OF_DAY[component](angle)
 
 
+def _range_rel(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return (bars.high - bars.low) / bars.close
+
+
+def _sma_ratio(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    # close / SMA - 1: the distance from the average as a fraction, never a price level.
+    return bars.close / talib.SMA(bars.close, timeperiod=_int(params, "period")) - 1.0
+
+
+def _ema_ratio(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return bars.close / talib.EMA(bars.close, timeperiod=_int(params, "period")) - 1.0
+
+
+_MACD_COMPONENTS = {"line": 0, "signal": 1, "hist": 2}
+
+
+def _macd_rel(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    outputs = talib.MACD(
+        bars.close,
+        fastperiod=_int(params, "fast"),
+        slowperiod=_int(params, "slow"),
+        signalperiod=_int(params, "signal"),
+    )
+    return outputs[_MACD_COMPONENTS[str(params["component"])]] / bars.close
+
+
+def _bollinger_width(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    nbdev = float(params["nbdev"])
+    upper, middle, lower = talib.BBANDS(
+        bars.close, timeperiod=_int(params, "period"), nbdevup=nbdev, nbdevdn=nbdev, matype=0
+    )
+    width = (upper - lower) / middle
+    # TA-Lib's running variance can leave a tiny negative rounding residue in a flat window.
+    return np.maximum(width, 0.0)
+
+
+def _adx(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return talib.ADX(bars.high, bars.low, bars.close, timeperiod=_int(params, "period")) / 100.0
+
+
+def _zscore(x: np.ndarray, window: int) -> np.ndarray:
+    """z-score of each value within its trailing window; 0 where the window is constant."""
+    n = x.shape[0]
+    if n < window:
+        return np.full(n, np.nan, dtype=np.float64)
+    mean, std = _rolling_mean_std(x, window)
+    current = x[window - 1 :]
+    safe = np.where(std > 0.0, std, 1.0)
+    z = np.where(std > 0.0, (current - mean) / safe, 0.0)
+    return _nan_head(z, window - 1)
+
+
+def _obv_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    # OBV's level depends on where the series starts; its z-score within a window does not.
+    return _zscore(talib.OBV(bars.close, bars.volume), _int(params, "window"))
+
+
+_STOCH_COMPONENTS = {"k": 0, "d": 1}
+
+
+def _stochastic(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    outputs = talib.STOCH(
+        bars.high,
+        bars.low,
+        bars.close,
+        fastk_period=_int(params, "fastk"),
+        slowk_period=_int(params, "slowk"),
+        slowk_matype=0,
+        slowd_period=_int(params, "slowd"),
+        slowd_matype=0,
+    )
+    # TA-Lib's running sums leave rounding residue (e.g. -6e-16) outside the true [0, 1].
+    return np.clip(outputs[_STOCH_COMPONENTS[str(params["component"])]] / 100.0, 0.0, 1.0)
+
+
+def _time_of_week(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    component = str(params["component"])
+    if component not in _TIME_OF_DAY:
+        raise ValueError(f"time_of_week component must be 'sin' or 'cos', got {component!r}")
+    if bars.minute_of_week is None:
+        raise ValueError("time_of_week needs Bars.minute_of_week")
+    angle = 2.0 * np.pi * bars.minute_of_week / 10080.0
+    return _TIME_OF_DAY[component](angle)
+
+
+def _stoch_lookback(p: Mapping[str, ParamValue]) -> int:
+    return _int(p, "fastk") - 1 + _int(p, "slowk") - 1 + _int(p, "slowd") - 1
+
+
 FUNCTIONS: dict[str, FeatureFunction] = {
     f.name: f
     for f in (
@@ -215,6 +307,32 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             "volume_zscore", {"window": int}, _volume_zscore, lambda p: _int(p, "window") - 1
         ),
         FeatureFunction("time_of_day", {"component": str}, _time_of_day, lambda p: 0),
+        FeatureFunction("range_rel", {}, _range_rel, lambda p: 0),
+        FeatureFunction("sma_ratio", {"period": int}, _sma_ratio, lambda p: _int(p, "period") - 1),
+        FeatureFunction("ema_ratio", {"period": int}, _ema_ratio, lambda p: _int(p, "period") - 1),
+        FeatureFunction(
+            "macd_rel",
+            {"fast": int, "slow": int, "signal": int, "component": str},
+            _macd_rel,
+            lambda p: _int(p, "slow") - 1 + _int(p, "signal") - 1,
+        ),
+        FeatureFunction(
+            "bollinger_width",
+            {"period": int, "nbdev": float},
+            _bollinger_width,
+            lambda p: _int(p, "period") - 1,
+        ),
+        FeatureFunction("adx", {"period": int}, _adx, lambda p: 2 * _int(p, "period") - 1),
+        FeatureFunction(
+            "obv_zscore", {"window": int}, _obv_zscore, lambda p: _int(p, "window") - 1
+        ),
+        FeatureFunction(
+            "stochastic",
+            {"fastk": int, "slowk": int, "slowd": int, "component": str},
+            _stochastic,
+            _stoch_lookback,
+        ),
+        FeatureFunction("time_of_week", {"component": str}, _time_of_week, lambda p: 0),
     )
 }
 """Every feature function by name."""
@@ -256,11 +374,23 @@ def validate_params(function: str, params: Mapping[str, ParamValue]) -> None:
         raise ValueError(
             f"time_of_day component must be 'sin' or 'cos', got {params['component']!r}"
         )
-    if function == "macd_hist_rel" and int(params["fast"]) >= int(params["slow"]):
-        raise ValueError("macd_hist_rel needs fast < slow")
+    choices = {
+        "time_of_week": ("component", ("sin", "cos")),
+        "macd_rel": ("component", tuple(_MACD_COMPONENTS)),
+        "stochastic": ("component", tuple(_STOCH_COMPONENTS)),
+    }
+    if function in choices:
+        key, allowed = choices[function]
+        if params[key] not in allowed:
+            raise ValueError(f"{function}.{key} must be one of {allowed}, got {params[key]!r}")
+    if function in ("macd_hist_rel", "macd_rel") and int(params["fast"]) >= int(params["slow"]):
+        raise ValueError(f"{function} needs fast < slow")
     # TA-Lib rejects shorter periods, and a standard deviation needs two values.
     minimums = {"rsi": "period", "bollinger_pctb": "period", "macd_hist_rel": "fast"}
     minimums |= {"realized_volatility": "window", "volume_zscore": "window"}
+    minimums |= {"sma_ratio": "period", "ema_ratio": "period", "macd_rel": "fast"}
+    minimums |= {"bollinger_width": "period", "adx": "period", "obv_zscore": "window"}
+    minimums |= {"stochastic": "fastk"}
     key = minimums.get(function)
     if key is not None and int(params[key]) < 2:
         raise ValueError(f"{function}.{key} must be at least 2, got {params[key]}")

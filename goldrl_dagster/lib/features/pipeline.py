@@ -89,6 +89,10 @@ def compute_features(
         close=_array(candles, "close"),
         volume=_array(candles, "volume"),
         minute_of_day=np.ascontiguousarray(minute_of_day, dtype=np.float64),
+        minute_of_week=np.ascontiguousarray(
+            (open_time_utc.dt.weekday().cast(pl.Int64) - 1).to_numpy() * 1440 + minute_of_day,
+            dtype=np.float64,
+        ),
     )
     n = candles.height
     columns: dict[str, np.ndarray] = {}

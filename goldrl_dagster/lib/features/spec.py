@@ -144,8 +144,58 @@ TA_BASIC_V1 = FeatureSetSpec(
 
 DEFAULT_FEATURE_SET = TA_BASIC_V1
 
+CORE_V1 = FeatureSetSpec(
+    name="core",
+    version=1,
+    features=(
+        FeatureSpec("log_ret_1", "log_return", (("periods", 1),)),
+        FeatureSpec("log_ret_5", "log_return", (("periods", 5),)),
+        FeatureSpec("log_ret_15", "log_return", (("periods", 15),)),
+        FeatureSpec("log_ret_60", "log_return", (("periods", 60),)),
+        FeatureSpec("realized_vol_30", "realized_volatility", (("window", 30),)),
+        FeatureSpec("realized_vol_120", "realized_volatility", (("window", 120),)),
+        FeatureSpec("range_rel", "range_rel"),
+        FeatureSpec("natr_14", "natr", (("period", 14),)),
+        FeatureSpec("volume_z_60", "volume_zscore", (("window", 60),)),
+        FeatureSpec("volume_z_240", "volume_zscore", (("window", 240),)),
+        FeatureSpec("tod_sin", "time_of_day", (("component", "sin"),)),
+        FeatureSpec("tod_cos", "time_of_day", (("component", "cos"),)),
+        FeatureSpec("tow_sin", "time_of_week", (("component", "sin"),)),
+        FeatureSpec("tow_cos", "time_of_week", (("component", "cos"),)),
+    ),
+)
+"""Price-free basics: multi-horizon log returns, realised volatility, bar range and NATR,
+volume z-scores, and time-of-day / day-of-week (minute of the UTC week) on the unit circle."""
+
+_MACD = (("fast", 12), ("slow", 26), ("signal", 9))
+_STOCH = (("fastk", 14), ("slowk", 3), ("slowd", 3))
+
+TA_V2 = FeatureSetSpec(
+    name="ta",
+    version=2,
+    features=(
+        *CORE_V1.features,
+        *(FeatureSpec(f"sma_ratio_{w}", "sma_ratio", (("period", w),)) for w in (10, 20, 50, 200)),
+        *(FeatureSpec(f"ema_ratio_{w}", "ema_ratio", (("period", w),)) for w in (10, 20, 50, 200)),
+        FeatureSpec("rsi_14", "rsi", (("period", 14),)),
+        FeatureSpec("macd_line_rel", "macd_rel", (*_MACD, ("component", "line"))),
+        FeatureSpec("macd_signal_rel", "macd_rel", (*_MACD, ("component", "signal"))),
+        FeatureSpec("macd_hist_rel", "macd_rel", (*_MACD, ("component", "hist"))),
+        FeatureSpec("natr_28", "natr", (("period", 28),)),
+        FeatureSpec("bb_pctb_20_2", "bollinger_pctb", (("period", 20), ("nbdev", 2.0))),
+        FeatureSpec("bb_width_20_2", "bollinger_width", (("period", 20), ("nbdev", 2.0))),
+        FeatureSpec("adx_14", "adx", (("period", 14),)),
+        FeatureSpec("obv_z_60", "obv_zscore", (("window", 60),)),
+        FeatureSpec("stoch_k_14_3_3", "stochastic", (*_STOCH, ("component", "k"))),
+        FeatureSpec("stoch_d_14_3_3", "stochastic", (*_STOCH, ("component", "d"))),
+    ),
+)
+"""``core`` plus a scale-free TA-Lib catalogue: SMA/EMA as close/average - 1, RSI, MACD
+line/signal/histogram over close, NATR, Bollinger %B and width, ADX, OBV z-score and
+stochastic %K/%D; oscillators are scaled to [0, 1]."""
+
 FEATURE_SETS: dict[tuple[str, int], FeatureSetSpec] = {
-    (s.name, s.version): s for s in (TA_BASIC_V1,)
+    (s.name, s.version): s for s in (TA_BASIC_V1, CORE_V1, TA_V2)
 }
 """Every registered feature set by ``(name, version)``."""
 
