@@ -3,7 +3,6 @@
 Each aggregated bar is cross-checked against the exchange's own kline for the same bucket.
 """
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -18,7 +17,7 @@ from goldrl_dagster.defs.market_data.partitions import (
 )
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.lib.bingx.errors import BannedError, BingXError, RateLimitedError
-from goldrl_dagster.lib.bingx.models import Kline
+from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.market.aggregate import (
     AGGREGATE_INTERVALS,
@@ -30,7 +29,6 @@ from goldrl_dagster.lib.market.aggregate import (
     incomplete_findings,
     mismatch_findings,
 )
-from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.storage.feeds_store import write_findings
 from goldrl_dagster.lib.storage.market_store import read_candles, write_candles
 
@@ -46,36 +44,13 @@ class MultiIntervalConfig(dg.Config):
     cross_check: bool = True
 
 
-def klines_frame(
-    klines: Sequence[Kline], instrument: str, interval: str, source: str
-) -> pl.DataFrame:
-    """Canonical candle frame of klines of any interval, including the calendar month ``1M``."""
-    frame = pl.DataFrame(
-        {
-            "instrument": [instrument] * len(klines),
-            "interval": [interval] * len(klines),
-            "open_time": pl.Series([k.open_time_ms for k in klines], dtype=pl.Int64)
-            .cast(pl.Datetime("ms", "UTC"))
-            .cast(pl.Datetime("us", "UTC")),
-            "open": [k.open for k in klines],
-            "high": [k.high for k in klines],
-            "low": [k.low for k in klines],
-            "close": [k.close for k in klines],
-            "volume": [k.volume for k in klines],
-            "source": [source] * len(klines),
-        },
-        schema_overrides={c: t for c, t in CANDLE_SCHEMA.items() if c != "open_time"},
-    )
-    return conform_candles(frame)
-
-
 def _exchange_bars(
     client: BingXRestClient, symbol: str, interval: str, start: datetime, end: datetime
 ) -> pl.DataFrame:
     klines = client.klines_range(
         symbol, interval, int(start.timestamp() * 1000), int(end.timestamp() * 1000)
     )
-    return klines_frame(klines, symbol, interval, source_label(client.simulated))
+    return klines_to_frame(klines, symbol, interval, source_label(client.simulated))
 
 
 @dg.asset(

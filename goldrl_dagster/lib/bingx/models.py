@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS, conform_candles
+from goldrl_dagster.lib.market.candles import CANDLE_INTERVALS, CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 
 # Intervals the BingX swap kline endpoint and stream accept.
@@ -249,8 +249,8 @@ def klines_to_frame(
     Raises:
         ValueError: If the interval or source is unknown.
     """
-    if interval not in INTERVAL_MS:
-        raise ValueError(f"unknown interval {interval!r}; expected one of {list(INTERVAL_MS)}")
+    if interval not in CANDLE_INTERVALS:
+        raise ValueError(f"unknown interval {interval!r}; expected one of {list(CANDLE_INTERVALS)}")
     n = len(klines)
     frame = pl.DataFrame(
         {

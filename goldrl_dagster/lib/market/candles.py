@@ -23,6 +23,9 @@ INTERVAL_MS: dict[str, int] = {
     "1w": 604_800_000,
 }
 
+# Every BingX candle interval: the fixed-length ones above plus the calendar month.
+CANDLE_INTERVALS: tuple[str, ...] = (*INTERVAL_MS, "1M")
+
 CANDLE_SCHEMA: dict[str, pl.DataType] = {
     "instrument": pl.String(),
     "interval": pl.String(),

@@ -233,3 +233,14 @@ def test_klines_to_frame_is_canonical():
         klines_to_frame(klines, "XAUT-USDT", "1m", "made_up")
     with pytest.raises(ValueError, match="interval"):
         klines_to_frame(klines, "XAUT-USDT", "7m", "simulator")
+
+
+def test_klines_to_frame_takes_the_calendar_month_and_rejects_unknown_intervals():
+    from goldrl_dagster.lib.bingx.models import Kline, klines_to_frame
+
+    march = Kline(1_740_787_200_000, 2900.0, 2950.0, 2850.0, 2920.0, 10.0)  # 2025-03-01
+    frame = klines_to_frame([march], "XAUT-USDT", "1M", "simulator")
+    assert frame["interval"].to_list() == ["1M"]
+    assert frame["open_time"][0].isoformat() == "2025-03-01T00:00:00+00:00"
+    with pytest.raises(ValueError, match="unknown interval '2M'"):
+        klines_to_frame([march], "XAUT-USDT", "2M", "simulator")
