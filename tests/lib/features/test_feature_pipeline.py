@@ -1,9 +1,10 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from candle_factory import random_walk_candles
 
 from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
 from goldrl_dagster.lib.features.spec import TA_BASIC_V1, FeatureSetSpec, FeatureSpec
@@ -14,28 +15,7 @@ REAL_15M = Path("/work/shared/data/real/paxgusdt-perp_m15_binance-futures_2025.c
 
 def make_candles(n: int = 400, seed: int = 7, start: datetime | None = None) -> pl.DataFrame:
     """A seeded random-walk 1m candle frame in the canonical schema."""
-    rng = np.random.default_rng(seed)
-    close = 3000.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, n)))
-    open_ = np.concatenate([[close[0]], close[:-1]])
-    spread = np.abs(rng.normal(0.0, 5e-4, n)) * close
-    start = start or datetime(2025, 3, 1, 22, 0, tzinfo=UTC)
-    times = pl.datetime_range(
-        start, start + timedelta(minutes=n - 1), "1m", eager=True, time_zone="UTC"
-    )
-    frame = pl.DataFrame(
-        {
-            "instrument": "PAXG-USDT",
-            "interval": "1m",
-            "open_time": times,
-            "open": open_,
-            "high": np.maximum(open_, close) + spread,
-            "low": np.minimum(open_, close) - spread,
-            "close": close,
-            "volume": rng.gamma(2.0, 5.0, n),
-            "source": "simulator",
-        }
-    )
-    return conform_candles(frame)
+    return random_walk_candles(n, seed, start or datetime(2025, 3, 1, 22, 0, tzinfo=UTC))
 
 
 def _raw(frame: pl.DataFrame) -> bytes:

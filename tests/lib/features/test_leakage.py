@@ -1,10 +1,11 @@
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from candle_factory import random_walk_candles
 
 from goldrl_dagster.lib.features import functions
 from goldrl_dagster.lib.features.functions import Bars, FeatureFunction, ParamValue
@@ -22,28 +23,9 @@ REAL_5M = Path("/work/shared/data/real/paxgusdt-perp_m5_binance-futures_2025.csv
 
 
 def make_candles(n: int = 600, seed: int = 5) -> pl.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 3000.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, n)))
-    open_ = np.concatenate([[close[0]], close[:-1]])
-    spread = np.abs(rng.normal(0.0, 5e-4, n)) * close
-    start = datetime(2025, 3, 7, 20, 0, tzinfo=UTC)
-    times = pl.datetime_range(
-        start, start + timedelta(minutes=n - 1), "1m", eager=True, time_zone="UTC"
-    )
-    return conform_candles(
-        pl.DataFrame(
-            {
-                "instrument": "XAUT-USDT",
-                "interval": "1m",
-                "open_time": times,
-                "open": open_,
-                "high": np.maximum(open_, close) + spread,
-                "low": np.minimum(open_, close) - spread,
-                "close": close,
-                "volume": rng.gamma(2.0, 5.0, n),
-                "source": "simulator",
-            }
-        )
+    """A seeded random-walk 1m candle frame in the canonical schema."""
+    return random_walk_candles(
+        n, seed, datetime(2025, 3, 7, 20, 0, tzinfo=UTC), instrument="XAUT-USDT"
     )
 
 
