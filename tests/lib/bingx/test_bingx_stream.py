@@ -7,6 +7,8 @@ import time
 
 import httpx
 import pytest
+from stream_helpers import run
+from stream_helpers import take as take_items
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -29,18 +31,7 @@ class Counting(httpx.HTTPTransport):
 
 
 async def take(stream: KlineStream, n: int, on_each=None) -> list:
-    out = []
-    async for kline in stream.closed_klines():
-        out.append(kline)
-        if on_each is not None:
-            on_each(len(out))
-        if len(out) == n:
-            return out
-    raise AssertionError("stream ended")
-
-
-def run(coro, timeout: float = 30.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    return await take_items(stream.closed_klines(), n, on_each)
 
 
 def assert_consecutive(klines):

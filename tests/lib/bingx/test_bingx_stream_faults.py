@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
+from stream_helpers import run as run_with_timeout
+from stream_helpers import take
 
 from goldrl_dagster.lib.bingx.models import trade_key
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
@@ -13,29 +14,15 @@ XAUT = "XAUT-USDT"
 
 
 def run(coro, timeout: float = 40.0):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    return run_with_timeout(coro, timeout)
 
 
 async def take_klines(stream: KlineStream, n: int, on_each=None) -> list:
-    out = []
-    async for kline in stream.closed_klines():
-        out.append(kline)
-        if on_each is not None:
-            on_each(len(out))
-        if len(out) == n:
-            return out
-    raise AssertionError("stream ended")
+    return await take(stream.closed_klines(), n, on_each)
 
 
 async def take_trades(stream: TradeStream, n: int, on_each=None) -> list:
-    out = []
-    async for trade in stream.trades():
-        out.append(trade)
-        if on_each is not None:
-            on_each(len(out))
-        if len(out) == n:
-            return out
-    raise AssertionError("stream ended")
+    return await take(stream.trades(), n, on_each)
 
 
 def assert_final_and_consecutive(sim, klines):
