@@ -24,10 +24,6 @@ app.add_typer(db_app, name="db")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _logging(verbose: bool) -> None:
-    configure_logging(verbose)
-
-
 @db_app.command("start")
 def db_start() -> None:
     """Start (or reuse) the database and apply migrations; print where it lives."""
@@ -118,7 +114,7 @@ def demo(
     """Run everything on embedded defaults: simulator → assets → dbt → live engine; summarise."""
     from goldrl_dagster.demo import run_demo
 
-    _logging(verbose)
+    configure_logging(verbose)
     run_demo(days=days, timesteps=timesteps, live_seconds=live_seconds)
 
 
@@ -141,7 +137,7 @@ def import_candles_cmd(
     from goldrl_dagster.lib.market.closures import configured_closures
     from goldrl_dagster.lib.market.importer import CandleImportError, import_candles
 
-    _logging(False)
+    configure_logging(False)
     db = None
     if not dry_run:
         from goldrl_dagster.lib.runtime import open_runtime
