@@ -33,6 +33,9 @@ class Bars(NamedTuple):
         minute_of_day: Minute of the UTC day of each bar's open time (0..1439).
         minute_of_week: Minute of the UTC week (Monday 00:00 = 0, ..10079) of each bar's open
             time; ``None`` when the caller did not provide it (only ``time_of_week`` needs it).
+        inputs: External observations (funding, premium index, open interest) and the bars'
+            close times as arrays, keyed as in ``futures_functions``; ``None`` for candle-only
+            sets (only functions with a non-empty ``FeatureFunction.inputs`` read it).
     """
 
     open: np.ndarray
@@ -42,6 +45,7 @@ class Bars(NamedTuple):
     volume: np.ndarray
     minute_of_day: np.ndarray
     minute_of_week: np.ndarray | None = None
+    inputs: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,15 @@ class FeatureFunction:
         params: Required parameter names and their types.
         compute: ``(bars, params) -> column``; NaN where the value is undefined.
         lookback: ``params -> number of leading NaN rows``.
+        inputs: Names of the external inputs it reads (``futures_functions.INPUT_NAMES``);
+            empty for a candle-only function. NaN past ``lookback`` then means a missing input.
     """
 
     name: str
     params: Mapping[str, type]
     compute: Callable[[Bars, Mapping[str, ParamValue]], np.ndarray]
     lookback: Callable[[Mapping[str, ParamValue]], int]
+    inputs: tuple[str, ...] = ()
 
 
 def _int(params: Mapping[str, ParamValue], key: str) -> int:
