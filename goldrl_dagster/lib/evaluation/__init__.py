@@ -1,0 +1,1 @@
+"""Walk-forward evaluation: folds, metrics and the Nautilus runs over every fold."""
