@@ -13,8 +13,17 @@ import json
 from dataclasses import dataclass
 
 from goldrl_dagster.lib.features.functions import FUNCTIONS, ParamValue, validate_params
+from goldrl_dagster.lib.features.futures_functions import FUTURES_FUNCTIONS, validate_input_params
+from goldrl_dagster.lib.features.timeframes import timeframe_lookback, timeframe_ratio
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
 FEATURE_CODE_VERSION = "1"
+
+# One registry for every spec: candle functions and those over external inputs.
+FUNCTIONS.update(FUTURES_FUNCTIONS)
+
+RESERVED_COLUMNS = ("open_time", "is_warmup", "missing_input")
+"""Columns of a ``compute_features`` frame that are not features."""
 
 
 @dataclass(frozen=True)
@@ -25,17 +34,21 @@ class FeatureSpec:
         name: Column name in feature frames (unique within the set).
         function: Name of a function in ``goldrl_dagster.lib.features.functions.FUNCTIONS``.
         params: The function's parameters as ``(key, value)`` pairs.
+        timeframe: A higher timeframe (e.g. ``"1h"``) to compute the function on, from bars
+            aggregated out of the base candles (see ``timeframes``); ``None`` = the base bars.
     """
 
     name: str
     function: str
     params: tuple[tuple[str, int | float | str], ...] = ()
+    timeframe: str | None = None
 
     def __post_init__(self) -> None:
-        """Validate the name, function and parameters.
+        """Validate the name, function, parameters and timeframe.
 
         Raises:
-            ValueError: If the name is empty, a parameter repeats or does not fit the function.
+            ValueError: If the name is empty, a parameter repeats or does not fit the function,
+                or the timeframe is unknown or set on a function over external inputs.
         """
         if not self.name or not self.name.isidentifier():
             raise ValueError(f"feature name must be a non-empty identifier, got {self.name!r}")
@@ -43,6 +56,18 @@ class FeatureSpec:
         if len(keys) != len(set(keys)):
             raise ValueError(f"feature {self.name!r} repeats a parameter: {keys}")
         validate_params(self.function, self.param_dict)
+        validate_input_params(self.function, self.param_dict)
+        if self.timeframe is not None:
+            if self.timeframe not in INTERVAL_MS:
+                raise ValueError(
+                    f"feature {self.name!r}: unknown timeframe {self.timeframe!r}; "
+                    f"expected one of {list(INTERVAL_MS)}"
+                )
+            if self.inputs:
+                raise ValueError(
+                    f"feature {self.name!r}: a function over external inputs "
+                    f"({self.function}) cannot take a timeframe"
+                )
 
     @property
     def param_dict(self) -> dict[str, ParamValue]:
@@ -51,8 +76,29 @@ class FeatureSpec:
 
     @property
     def lookback(self) -> int:
-        """Leading rows this feature cannot compute."""
+        """Leading rows this feature cannot compute, in bars of its own timeframe."""
         return FUNCTIONS[self.function].lookback(self.param_dict)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """External inputs the feature reads (empty for candle-only features)."""
+        return FUNCTIONS[self.function].inputs
+
+    def lookback_bars(self, base_interval: str | None) -> int:
+        """Leading BASE bars this feature cannot compute.
+
+        Args:
+            base_interval: The candles' interval; needed only when the feature has a timeframe.
+
+        Raises:
+            ValueError: If the feature has a timeframe and the base interval is missing or does
+                not fit it.
+        """
+        if self.timeframe is None:
+            return self.lookback
+        if base_interval is None:
+            raise ValueError(f"feature {self.name!r} has a timeframe: a base interval is needed")
+        return timeframe_lookback(self.lookback, timeframe_ratio(self.timeframe, base_interval))
 
 
 @dataclass(frozen=True)
@@ -63,17 +109,22 @@ class FeatureSetSpec:
         name: Feature-set name, e.g. ``ta_basic``.
         version: Version of this set under its name.
         features: The features, in column order.
+        base_interval: The candle interval the set is defined on. Required (and enforced by
+            ``compute_features``) when a feature has a timeframe, since the warm-up in base bars
+            depends on it; ``None`` means any interval.
     """
 
     name: str
     version: int
     features: tuple[FeatureSpec, ...]
+    base_interval: str | None = None
 
     def __post_init__(self) -> None:
         """Validate the set.
 
         Raises:
-            ValueError: If it is empty, the version is not positive or feature names repeat.
+            ValueError: If it is empty, the version is not positive, feature names repeat or
+                are reserved, or a timeframe does not fit the base interval (or has none).
         """
         if not self.name:
             raise ValueError("feature set name must not be empty")
@@ -82,26 +133,37 @@ class FeatureSetSpec:
         if not self.features:
             raise ValueError(f"feature set {self.name!r} has no features")
         names = [f.name for f in self.features]
-        reserved = {"open_time", "is_warmup"} & set(names)
+        reserved = set(RESERVED_COLUMNS) & set(names)
         if reserved:
             raise ValueError(f"feature names {sorted(reserved)} are reserved column names")
         if len(names) != len(set(names)):
             raise ValueError(f"feature set {self.name!r} repeats a feature name: {names}")
+        if self.base_interval is not None and self.base_interval not in INTERVAL_MS:
+            raise ValueError(
+                f"feature set {self.name!r}: unknown base interval {self.base_interval!r}"
+            )
+        for feature in self.features:
+            # Checks every timeframe against the base (and that there is one).
+            feature.lookback_bars(self.base_interval)
 
     def canonical_json(self) -> str:
         """The set as JSON with sorted keys and no insignificant whitespace.
 
         Feature order is kept (it is the column order); parameters are keyed, so their order
-        within a ``FeatureSpec`` does not matter.
+        within a ``FeatureSpec`` does not matter. ``timeframe`` and ``base_interval`` appear only
+        when set, so sets that use neither keep the fingerprints they always had.
         """
-        doc = {
-            "name": self.name,
-            "version": self.version,
-            "features": [
-                {"name": f.name, "function": f.function, "params": f.param_dict}
-                for f in self.features
-            ],
-        }
+        features: list[dict[str, object]] = []
+        for f in self.features:
+            entry: dict[str, object] = {"name": f.name, "function": f.function}
+            entry["params"] = f.param_dict
+            if f.timeframe is not None:
+                entry["timeframe"] = f.timeframe
+            features.append(entry)
+        doc: dict[str, object] = {"name": self.name, "version": self.version}
+        doc["features"] = features
+        if self.base_interval is not None:
+            doc["base_interval"] = self.base_interval
         return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
     @property
@@ -117,8 +179,18 @@ class FeatureSetSpec:
 
     @property
     def warmup_bars(self) -> int:
-        """Bars before the first row whose features can all be computed."""
-        return max(f.lookback for f in self.features)
+        """Base bars before the first row whose features can all be computed."""
+        return max(f.lookback_bars(self.base_interval) for f in self.features)
+
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        """External inputs (``futures_functions.INPUT_NAMES``) some feature reads, sorted."""
+        return tuple(sorted({name for f in self.features for name in f.inputs}))
+
+    @property
+    def needs_inputs(self) -> bool:
+        """True when ``compute_features`` must be given ``inputs`` for this set."""
+        return bool(self.required_inputs)
 
 
 TA_BASIC_V1 = FeatureSetSpec(
@@ -194,8 +266,52 @@ TA_V2 = FeatureSetSpec(
 line/signal/histogram over close, NATR, Bollinger %B and width, ADX, OBV z-score and
 stochastic %K/%D; oscillators are scaled to [0, 1]."""
 
+FUTURES_V1 = FeatureSetSpec(
+    name="futures",
+    version=1,
+    features=(
+        *CORE_V1.features,
+        FeatureSpec("funding_rate_ann", "funding_rate_annualised"),
+        FeatureSpec("basis", "mark_index_basis"),
+        FeatureSpec("basis_z_60", "basis_zscore", (("window", 60),)),
+        *(
+            FeatureSpec(f"oi_log_chg_{p}", "open_interest_log_change", (("periods", p),))
+            for p in (5, 15, 60)
+        ),
+    ),
+)
+"""``core`` plus the perpetual's own state, point in time: the last settled funding rate
+annualised by its real interval, the mark–index basis (mark/index - 1) and its 60-bar z-score,
+and open-interest log changes over 5, 15 and 60 bars. Needs ``FeatureInputs``."""
+
+
+def _mtf_features() -> tuple[FeatureSpec, ...]:
+    windows = {"15m": 16, "1h": 24, "4h": 12}  # realised vol over 4 h, 1 day, 2 days
+    return tuple(
+        feature
+        for tf, window in windows.items()
+        for feature in (
+            FeatureSpec(f"log_ret_1_{tf}", "log_return", (("periods", 1),), tf),
+            FeatureSpec(f"rsi_14_{tf}", "rsi", (("period", 14),), tf),
+            FeatureSpec(f"natr_14_{tf}", "natr", (("period", 14),), tf),
+            FeatureSpec(
+                f"realized_vol_{window}_{tf}", "realized_volatility", (("window", window),), tf
+            ),
+        )
+    )
+
+
+MTF_V1 = FeatureSetSpec(
+    name="mtf", version=1, features=(*CORE_V1.features, *_mtf_features()), base_interval="1m"
+)
+"""``core`` on 1m bars plus 15m/1h/4h context (last higher-bar log return, RSI, NATR, realised
+volatility), each from complete higher bars only, aligned without peeking (``timeframes``)."""
+
+MTF_5M_V1 = FeatureSetSpec(name="mtf_5m", version=1, features=MTF_V1.features, base_interval="5m")
+"""The ``mtf`` features over a 5m base (same columns; warm-up counted in 5m bars)."""
+
 FEATURE_SETS: dict[tuple[str, int], FeatureSetSpec] = {
-    (s.name, s.version): s for s in (TA_BASIC_V1, CORE_V1, TA_V2)
+    (s.name, s.version): s for s in (TA_BASIC_V1, CORE_V1, TA_V2, FUTURES_V1, MTF_V1, MTF_5M_V1)
 }
 """Every registered feature set by ``(name, version)``."""
 

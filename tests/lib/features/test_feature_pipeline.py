@@ -28,8 +28,10 @@ def _raw(frame: pl.DataFrame) -> bytes:
 def test_output_layout_matches_input_rows():
     candles = make_candles()
     out = compute_features(candles)
-    assert out.columns == ["open_time", "is_warmup", *TA_BASIC_V1.feature_names]
+    assert out.columns == ["open_time", "is_warmup", "missing_input", *TA_BASIC_V1.feature_names]
     assert out.schema["is_warmup"] == pl.Boolean
+    # A candle-only set reads no external input, so none can be missing.
+    assert out.schema["missing_input"] == pl.Boolean and not out["missing_input"].any()
     assert all(out.schema[c] == pl.Float64 for c in TA_BASIC_V1.feature_names)
     assert out.height == candles.height
     assert out["open_time"].equals(candles["open_time"])
@@ -146,7 +148,7 @@ def test_degenerate_windows_take_their_limit_values():
 def test_empty_and_short_inputs():
     empty = compute_features(make_candles().head(0))
     assert empty.height == 0
-    assert empty.columns == ["open_time", "is_warmup", *TA_BASIC_V1.feature_names]
+    assert empty.columns == ["open_time", "is_warmup", "missing_input", *TA_BASIC_V1.feature_names]
     short = compute_features(make_candles().head(10))
     assert short["is_warmup"].all()
 
@@ -154,7 +156,7 @@ def test_empty_and_short_inputs():
 def test_custom_spec_columns_and_warmup():
     spec = FeatureSetSpec("tiny", 1, (FeatureSpec("r3", "log_return", (("periods", 3),)),))
     out = compute_features(make_candles(20), spec)
-    assert out.columns == ["open_time", "is_warmup", "r3"]
+    assert out.columns == ["open_time", "is_warmup", "missing_input", "r3"]
     assert out["is_warmup"].to_list() == [i < 3 for i in range(20)]
     assert feature_matrix(out, spec).shape == (20, 1)
 
