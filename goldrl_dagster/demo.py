@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.defs.keys import (
     ANALYTICS_GROUP,
     CANDLES,
@@ -34,9 +35,13 @@ from goldrl_dagster.defs.keys import (
 from goldrl_dagster.instance import ensure_dagster_home
 from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
+from goldrl_dagster.lib.datasets.request import DatasetRequest
+from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 
 DEMO_INSTRUMENT = "XAUT-USDT"
+# The feature set the materialized feature snapshots hold, so the dataset reads them.
+DEMO_FEATURE_SET = DEFAULT_FEATURE_SET
 # One simulated minute per real second: the live engine sees a new closed bar every second.
 DEMO_SPEED = 60.0
 
@@ -72,7 +77,7 @@ def _materialize(
     instance: dg.DagsterInstance,
     selection: Sequence[dg.AssetKey],
     *,
-    partition_key: str | None = None,
+    partition_key: str | dg.MultiPartitionKey | None = None,
     run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
     job = definitions.resolve_implicit_global_asset_job_def()
@@ -164,23 +169,22 @@ def _run_pipeline(
                 )
             progress.advance(task)
     console.print("training, evaluating (Nautilus) and gating the policy …")
+    request = DatasetRequest(
+        instrument=DEMO_INSTRUMENT,
+        interval="1m",
+        start_day=date.fromisoformat(day_keys[0]),
+        end_day=date.fromisoformat(day_keys[-1]),
+        feature_set=DEMO_FEATURE_SET.name,
+        feature_set_version=DEMO_FEATURE_SET.version,
+    )
     _materialize(
         definitions,
         instance,
-        [DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT, PROMOTED_MODEL],
-        run_config={
-            "ops": {
-                "datasets__dataset_version": {
-                    "config": {
-                        "instrument": DEMO_INSTRUMENT,
-                        "start_day": day_keys[0],
-                        "end_day": day_keys[-1],
-                    }
-                },
-                "models__trained_policy": {"config": {"total_timesteps": timesteps}},
-            }
-        },
+        [DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT],
+        partition_key=add_dataset_partition(instance, request),
+        run_config={"ops": {"models__trained_policy": {"config": {"total_timesteps": timesteps}}}},
     )
+    _materialize(definitions, instance, [PROMOTED_MODEL])
     for key in (DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT, PROMOTED_MODEL):
         report.metadata[key.to_user_string()] = _latest_metadata(instance, key)
     dbt_keys = [

@@ -1,21 +1,46 @@
-"""Read what an upstream asset's latest materialization recorded (its hash or id)."""
+"""Read what an upstream asset's materialization recorded (its hash or id)."""
 
 import dagster as dg
+
+from goldrl_dagster.defs.keys import DATASET_VERSION
+
+
+def _metadata_value(event: dg.EventLogEntry | None, key: dg.AssetKey, name: str, where: str) -> str:
+    asset = key.to_user_string() + where
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure(f"{asset} has not been materialized yet; run it first")
+    value = event.asset_materialization.metadata.get(name)
+    if value is None:
+        raise dg.Failure(f"{asset}'s latest materialization has no {name!r}")
+    return str(value.value)
 
 
 def upstream_value(context: dg.AssetExecutionContext, key: dg.AssetKey, name: str) -> str:
     """Return a metadata value of the latest materialization of an upstream asset.
 
     Downstream assets pin themselves to exactly what their upstream produced (a dataset hash, a
-    model id) instead of guessing "the newest row" in the database.
+    model id) instead of guessing "the newest row" in the database. A partitioned asset reads
+    the same partition of a partitioned upstream (dataset-version partitions are shared by the
+    dataset, the policy trained on it and its evaluation); an unpartitioned one reads the
+    upstream's latest materialization of any partition.
 
     Raises:
-        dg.Failure: If the upstream asset was never materialized or lacks the value.
+        dg.Failure: If the upstream (partition) was never materialized or lacks the value.
     """
-    event = context.instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        raise dg.Failure(f"{key.to_user_string()} has not been materialized yet; run it first")
-    value = event.asset_materialization.metadata.get(name)
-    if value is None:
-        raise dg.Failure(f"{key.to_user_string()}'s latest materialization has no {name!r}")
-    return str(value.value)
+    if context.has_partition_key and context.assets_def.partitions_def is not None:
+        partition = context.partition_key
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        ).records
+        event = records[0].event_log_entry if records else None
+        return _metadata_value(event, key, name, f" partition {partition!r}")
+    return _metadata_value(context.instance.get_latest_materialization_event(key), key, name, "")
+
+
+def dataset_hash_for(context: dg.AssetExecutionContext) -> str:
+    """The dataset hash recorded by the same partition of ``datasets/dataset_version``.
+
+    Raises:
+        dg.Failure: If that partition was never materialized.
+    """
+    return upstream_value(context, DATASET_VERSION, "dataset_hash")

@@ -6,7 +6,9 @@ import dagster as dg
 import pytest
 
 from goldrl_dagster.defs import keys
+from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
@@ -15,6 +17,14 @@ DAYS = ["2025-03-08", "2025-03-09"]
 SYMBOL = "XAUT-USDT"
 WINDOW_START = datetime(2025, 3, 8, tzinfo=UTC)
 WINDOW_END = datetime(2025, 3, 10, tzinfo=UTC)
+REQUEST = DatasetRequest(
+    instrument=SYMBOL,
+    interval="1m",
+    start_day=WINDOW_START.date(),
+    end_day=WINDOW_END.date() - timedelta(days=1),
+    feature_set="ta_basic",
+    feature_set_version=1,
+)
 
 
 def _run(defs, instance, selection, **kwargs):
@@ -53,20 +63,16 @@ def graph_run(settings, database, simulator):
             partition_key=dg.MultiPartitionKey({"instrument": SYMBOL, "day": day}),
         )
         checks.extend(result.get_asset_check_evaluations())
-    run_config = {
-        "ops": {
-            "datasets__dataset_version": {
-                "config": {"instrument": SYMBOL, "start_day": DAYS[0], "end_day": DAYS[-1]}
-            },
-            "models__trained_policy": {"config": {"total_timesteps": 1024}},
-        }
-    }
+    run_config = {"ops": {"models__trained_policy": {"config": {"total_timesteps": 1024}}}}
+    dataset_key = add_dataset_partition(instance, REQUEST)
     _run(
         defs,
         instance,
-        [keys.DATASET_VERSION, keys.TRAINED_POLICY, keys.EVALUATION_REPORT, keys.PROMOTED_MODEL],
+        [keys.DATASET_VERSION, keys.TRAINED_POLICY, keys.EVALUATION_REPORT],
+        partition_key=dataset_key,
         run_config=run_config,
     )
+    _run(defs, instance, [keys.PROMOTED_MODEL])
     dbt_keys = [k for k in defs.resolve_all_asset_keys() if k.path[0] == keys.ANALYTICS_GROUP]
     _run(defs, instance, dbt_keys)
     yield {
@@ -74,7 +80,7 @@ def graph_run(settings, database, simulator):
         "instance": instance,
         "db": runtime.db,
         "checks": checks,
-        "run_config": run_config,
+        "dataset_key": dataset_key,
     }
     mp.undo()
 
@@ -162,18 +168,7 @@ def test_dataset_version_is_registered_and_reproducible(graph_run):
     )
     assert row["row_count"][0] == 2 * 1440 - warmup == meta["rows"]
     assert int(row["split"][0]) == meta["train_rows"]
-    _run(
-        graph_run["defs"],
-        instance,
-        [keys.DATASET_VERSION],
-        run_config={
-            "ops": {
-                "datasets__dataset_version": graph_run["run_config"]["ops"][
-                    "datasets__dataset_version"
-                ]
-            }
-        },
-    )
+    _run(graph_run["defs"], instance, [keys.DATASET_VERSION], partition_key=REQUEST.partition_key())
     again = _meta(instance, keys.DATASET_VERSION)
     assert again["dataset_hash"] == meta["dataset_hash"]
     assert again["new_version"] is False
@@ -186,6 +181,10 @@ def test_model_evaluation_and_promotion_are_linked(graph_run):
     promotion = _meta(instance, keys.PROMOTED_MODEL)
     dataset_hash = _meta(instance, keys.DATASET_VERSION)["dataset_hash"]
     assert model["dataset_hash"] == dataset_hash
+    # The policy and its evaluation are materialized under the dataset's own partition.
+    for key in (keys.DATASET_VERSION, keys.TRAINED_POLICY, keys.EVALUATION_REPORT):
+        event = instance.get_latest_materialization_event(key)
+        assert event.dagster_event.partition == graph_run["dataset_key"]
     assert report["model_id"] == model["model_id"]
     stored = read_frame(
         db,

@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from goldrl_dagster.defs.datasets.loading import load_dataset
+from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import upstream_value
 from goldrl_dagster.defs.resources import GoldrlStorage
@@ -43,6 +44,7 @@ def _metrics_table(rows: dict[str, dict[str, object]]) -> str:
     key=EVALUATION_REPORT,
     group_name=MODELS_GROUP,
     deps=[TRAINED_POLICY],
+    partitions_def=dataset_partitions,
     kinds={"nautilus", "postgres"},
 )
 def evaluation_report(

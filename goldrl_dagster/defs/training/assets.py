@@ -9,8 +9,9 @@ from pathlib import Path
 import dagster as dg
 
 from goldrl_dagster.defs.datasets.loading import load_dataset
+from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import DATASET_VERSION, MODELS_GROUP, TRAINED_POLICY
-from goldrl_dagster.defs.lineage import upstream_value
+from goldrl_dagster.defs.lineage import dataset_hash_for
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.rl.costs import CostModel
@@ -40,6 +41,7 @@ def model_id_for(algorithm: str, dataset_hash: str, weights_sha256: str) -> str:
     key=TRAINED_POLICY,
     group_name=MODELS_GROUP,
     deps=[DATASET_VERSION],
+    partitions_def=dataset_partitions,
     kinds={"pytorch", "postgres"},
 )
 def trained_policy(
@@ -52,7 +54,7 @@ def trained_policy(
     registered under a model id derived from the dataset and the learned weights.
     """
     runtime = storage.runtime()
-    dataset_hash = upstream_value(context, DATASET_VERSION, "dataset_hash")
+    dataset_hash = dataset_hash_for(context)
     dataset = load_dataset(runtime, dataset_hash)
     spec = DEFAULT_FEATURE_SET
     if dataset.record.feature_fingerprint != spec.fingerprint:

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from goldrl_dagster.defs import keys
+from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.defs.market_data.checks import (
     GAPS_CHECK,
     RETURN_OUTLIERS_CHECK,
@@ -21,6 +22,7 @@ from goldrl_dagster.defs.market_data.checks import (
 from goldrl_dagster.defs.market_data.gaps import candle_gap_sensor
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.gap_store import open_gaps, scan_stored_candles
@@ -177,16 +179,17 @@ def test_freshness_check_reports_age_on_the_venue_clock(world, simulator, monkey
 def test_dataset_refuses_a_window_with_a_hole(world):
     defs, instance, db = world["defs"], world["instance"], world["db"]
     _run(defs, instance, [keys.FEATURE_SNAPSHOTS], partition_key=PARTITION, raise_on_error=True)
-    config = {"ops": {"datasets__dataset_version": {"config": {
-        "instrument": SYMBOL, "start_day": DAY, "end_day": DAY}}}}  # fmt: skip
+    day = DAY_START.date()
+    request = DatasetRequest(SYMBOL, "1m", day, day, feature_set="ta_basic", feature_set_version=1)
+    dataset = add_dataset_partition(instance, request)
     _delete_hole(db)
     try:
-        blocked = _run(defs, instance, [keys.DATASET_VERSION], run_config=config,
+        blocked = _run(defs, instance, [keys.DATASET_VERSION], partition_key=dataset,
                        raise_on_error=False)  # fmt: skip
         assert not blocked.success
         failure = next(e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE")
         assert "10:00" in str(failure.event_specific_data.error)
     finally:
         _run(defs, instance, [keys.CANDLES], partition_key=PARTITION, raise_on_error=True)
-    built = _run(defs, instance, [keys.DATASET_VERSION], run_config=config, raise_on_error=True)
+    built = _run(defs, instance, [keys.DATASET_VERSION], partition_key=dataset, raise_on_error=True)
     assert built.success

@@ -1,0 +1,221 @@
+"""What an operator asks for when building a dataset version, and its Dagster partition key.
+
+A dataset version is one Dagster dynamic partition of ``datasets/dataset_version``. The key
+spells out the whole request so the UI (and a person reading a run) sees what the dataset is:
+
+    XAUT-USDT:1m:2025-03-08:2025-03-09:ta-v2:holdout-0.25:equity_change_after_costs
+
+i.e. instrument, interval, first and last UTC day (both included), feature set and version,
+the held-out fraction and the reward definition. Every field has exactly one spelling, so one
+request has exactly one key (``from_partition_key`` refuses anything else with the canonical
+spelling in the message).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
+from goldrl_dagster.lib.bingx.symbols import resolve_symbol
+from goldrl_dagster.lib.datasets.build import DatasetConfig
+from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_name
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
+
+KEY_SEPARATOR = ":"
+DEFAULT_DATASET_FEATURE_SET = ("ta", 2)
+"""Feature set (name, version) a dataset uses unless the request names another."""
+DEFAULT_REWARD = "equity_change_after_costs"
+DEFAULT_HOLDOUT_FRACTION = 0.25
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_KEY_FIELDS = (
+    "instrument",
+    "interval",
+    "start_day",
+    "end_day",
+    "feature set (name-vN)",
+    "holdout-FRACTION",
+    "reward",
+)
+
+
+def parse_feature_set_ref(text: str) -> tuple[str, int | None]:
+    """Parse an operator's feature-set reference: ``ta``, ``ta:2`` or ``ta-v2``.
+
+    Returns:
+        ``(name, version)``; version ``None`` means the highest registered version.
+
+    Raises:
+        ValueError: If the text is empty or the version is not a positive integer.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("feature set must be given as NAME, NAME:VERSION or NAME-vVERSION")
+    text = text.strip()
+    if ":" in text:
+        name, _, raw = text.partition(":")
+    elif "-v" in text:
+        name, _, raw = text.rpartition("-v")
+    else:
+        return text, None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"feature set version in {text!r} must be a positive integer")
+    return name, int(raw)
+
+
+def _day(value: str, field: str) -> date:
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{field} {value!r} is not a YYYY-MM-DD day") from exc
+    if parsed.isoformat() != value:
+        raise ValueError(f"{field} {value!r} must be written {parsed.isoformat()}")
+    return parsed
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """The configuration of one dataset version, validated on construction.
+
+    Attributes:
+        instrument: BingX symbol (aliases such as ``Gold-USDT`` are resolved).
+        interval: Bar interval, e.g. ``1m``.
+        start_day: First UTC day included.
+        end_day: Last UTC day included.
+        feature_set: Feature-set name, e.g. ``ta``.
+        feature_set_version: Its version.
+        holdout_fraction: Share of rows, at the end, held out for evaluation, in (0, 1).
+        reward: Name of the reward definition the training env uses.
+    """
+
+    instrument: str
+    interval: str
+    start_day: date
+    end_day: date
+    feature_set: str = DEFAULT_DATASET_FEATURE_SET[0]
+    feature_set_version: int = DEFAULT_DATASET_FEATURE_SET[1]
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
+    reward: str = DEFAULT_REWARD
+
+    def __post_init__(self) -> None:
+        """Resolve the instrument and validate every field.
+
+        Raises:
+            ValueError: Naming the field that is wrong and what is accepted.
+        """
+        try:
+            symbol = resolve_symbol(self.instrument)
+        except UnknownSymbolError as exc:
+            raise ValueError(f"instrument {self.instrument!r}: {exc}") from exc
+        object.__setattr__(self, "instrument", symbol)
+        if self.interval not in INTERVAL_MS:
+            raise ValueError(
+                f"interval {self.interval!r} is not a bar interval; known: {list(INTERVAL_MS)}"
+            )
+        for field in ("start_day", "end_day"):
+            value = getattr(self, field)
+            if isinstance(value, datetime) or not isinstance(value, date):
+                raise ValueError(f"{field} must be a date, got {value!r}")
+        if self.end_day < self.start_day:
+            raise ValueError(f"end_day {self.end_day} is before start_day {self.start_day}")
+        # Raises ValueError naming the known sets/versions.
+        feature_set_by_name(self.feature_set, self.feature_set_version)
+        fraction = self.holdout_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise ValueError(f"holdout_fraction must be a number, got {fraction!r}")
+        object.__setattr__(self, "holdout_fraction", float(fraction))
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {fraction}")
+        if not isinstance(self.reward, str) or not _NAME.match(self.reward):
+            raise ValueError(
+                f"reward {self.reward!r} must be a lower-case name (letters, digits, _)"
+            )
+
+    @property
+    def spec(self) -> FeatureSetSpec:
+        """The registered feature set this dataset uses."""
+        return feature_set_by_name(self.feature_set, self.feature_set_version)
+
+    @property
+    def window_start(self) -> datetime:
+        """Open time of the first bar included (UTC midnight of ``start_day``)."""
+        return datetime.combine(self.start_day, datetime.min.time(), tzinfo=UTC)
+
+    @property
+    def window_end(self) -> datetime:
+        """Bars open strictly before this time (UTC midnight after ``end_day``)."""
+        return datetime.combine(self.end_day, datetime.min.time(), tzinfo=UTC) + timedelta(days=1)
+
+    @property
+    def days(self) -> list[date]:
+        """Every UTC day of the window, in order."""
+        count = (self.end_day - self.start_day).days + 1
+        return [self.start_day + timedelta(days=d) for d in range(count)]
+
+    def to_config(self) -> DatasetConfig:
+        """The hashed dataset configuration for this request."""
+        return DatasetConfig(
+            instrument=self.instrument,
+            interval=self.interval,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            feature_fingerprint=self.spec.fingerprint,
+            holdout_fraction=self.holdout_fraction,
+            reward=self.reward,
+        )
+
+    def partition_key(self) -> str:
+        """The dataset version's Dagster partition key (see the module docstring)."""
+        return KEY_SEPARATOR.join(
+            (
+                self.instrument,
+                self.interval,
+                self.start_day.isoformat(),
+                self.end_day.isoformat(),
+                f"{self.feature_set}-v{self.feature_set_version}",
+                f"holdout-{self.holdout_fraction!r}",
+                self.reward,
+            )
+        )
+
+    @classmethod
+    def from_partition_key(cls, key: str) -> DatasetRequest:
+        """Parse a partition key written by ``partition_key``.
+
+        Raises:
+            ValueError: If the key does not have the seven fields, a field is invalid, or the
+                key is not spelled canonically (the message gives the canonical key).
+        """
+        if not isinstance(key, str):
+            raise ValueError(f"dataset partition key must be a string, got {type(key).__name__}")
+        parts = key.split(KEY_SEPARATOR)
+        if len(parts) != len(_KEY_FIELDS):
+            raise ValueError(
+                f"dataset partition key {key!r} must have {len(_KEY_FIELDS)} fields separated "
+                f"by {KEY_SEPARATOR!r}: {KEY_SEPARATOR.join(_KEY_FIELDS)}"
+            )
+        instrument, interval, start, end, feature_set, holdout, reward = parts
+        name, sep, version = feature_set.rpartition("-v")
+        if not sep or not version.isdigit():
+            raise ValueError(f"feature set {feature_set!r} in {key!r} must be NAME-vVERSION")
+        if not holdout.startswith("holdout-"):
+            raise ValueError(f"field {holdout!r} in {key!r} must be holdout-FRACTION")
+        try:
+            fraction = float(holdout.removeprefix("holdout-"))
+        except ValueError as exc:
+            raise ValueError(f"holdout fraction in {key!r} is not a number") from exc
+        request = cls(
+            instrument=instrument,
+            interval=interval,
+            start_day=_day(start, "start_day"),
+            end_day=_day(end, "end_day"),
+            feature_set=name,
+            feature_set_version=int(version),
+            holdout_fraction=fraction,
+            reward=reward,
+        )
+        canonical = request.partition_key()
+        if canonical != key:
+            raise ValueError(f"dataset partition key {key!r} is not canonical; use {canonical!r}")
+        return request
