@@ -4,7 +4,15 @@ Execution model (Nautilus' simulated exchange fed with bars): a bar stamped at i
 reaches the strategy after the exchange has seen it, so a MARKET order decided on bar ``i``
 fills at bar ``i``'s close. The top of the simulated book holds a quarter of the bar's volume;
 an order larger than that fills partly one tick (or more) worse, one fill row per level.
-Commission is the instrument's taker rate on each fill's notional. Funding is not simulated.
+
+Costs: with a shared ``CostModel`` each fill's commission is the model's fee plus its slippage
+cost (``CostModelFeeModel``) and funding is charged at the bars that carry a funding rate
+(``FundingModule``, see ``nautilus_costs``); without one, commission is the instrument's taker
+rate on each fill's notional and funding is charged only if rates are given.
+
+The equity curve is rebuilt after the run from the fills, the funding payments and the bar
+closes (no per-bar portfolio queries in the hot path), and checked against the balance
+Nautilus' account ends with.
 """
 
 from __future__ import annotations
@@ -15,8 +23,11 @@ import math
 import warnings
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
+import numpy as np
 import polars as pl
+import talib
 from nautilus_trader.accounting.margin_models import StandardMarginModel
 from nautilus_trader.backtest.engine import BacktestEngine
 from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
@@ -28,21 +39,27 @@ from nautilus_trader.model.instruments import CryptoPerpetual
 from nautilus_trader.model.objects import Money, Quantity
 
 from goldrl_dagster.lib.backtest.instrument import VENUE, bar_type_for, nautilus_instrument
+from goldrl_dagster.lib.backtest.nautilus_costs import BarCursor, CostModelFeeModel, FundingModule
 from goldrl_dagster.lib.backtest.strategy import (
     TargetFn,
     TargetPositionConfig,
     TargetPositionStrategy,
+    Targets,
 )
+from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
+from goldrl_dagster.lib.rl.costs import CostModel
 
 __all__ = [
     "EQUITY_SCHEMA",
     "FILLS_SCHEMA",
     "BacktestResult",
     "TargetFn",
+    "Targets",
     "evaluate_with_baselines",
     "run_backtest",
+    "sma_cross_targets",
     "validated_order_quantity",
 ]
 
@@ -66,25 +83,31 @@ class BacktestResult:
     """Outcome of one backtest run.
 
     Attributes:
-        name: Run name, e.g. ``policy``, ``flat``, ``buy_and_hold``.
-        net_pnl: ``final_equity - starting_balance`` (after fees).
-        total_fees: Sum of all commissions paid.
+        name: Run name, e.g. ``policy``, ``flat``, ``buy_and_hold``, ``sma_cross``.
+        interval: Bar interval (annualisation of the metrics).
+        net_pnl: ``final_equity - starting_balance`` (after fees, slippage and funding).
+        total_fees: Sum of all commissions paid (fees plus slippage under a cost model).
+        total_funding: Funding paid over the run (negative when received).
         max_drawdown: Largest fall from a running equity peak, as a fraction of that peak, in
             [0, 1]; the starting balance counts as the first peak.
         trade_count: Round trips: from flat (or a flip) until flat again (or the next flip).
         win_rate: Share of round trips whose PnL after fees is positive; ``None`` without trades.
-        final_equity: Account balance after the final position was closed.
+        final_equity: Account balance after the final position was closed (Nautilus' own).
         starting_balance: Account balance at the start.
         equity_curve: ``ts`` (bar close, Datetime us UTC) and ``equity`` (Float64): balance plus
-            unrealised PnL at that bar's close, after the fills of that bar.
+            unrealised PnL at that bar's close, after the fills and funding of that bar.
         fills: ``ts``, ``side`` (BUY/SELL), ``quantity``, ``price``, ``commission``; one row per
             fill, in execution order.
-        trades_sha256: SHA-256 of a canonical text of the fills (exact decimal strings).
+        funding: Funding paid at each bar (Float64, aligned with ``equity_curve``).
+        trades_sha256: SHA-256 of a canonical text of the fills (exact decimal strings) and the
+            funding payments.
     """
 
     name: str
+    interval: str
     net_pnl: float
     total_fees: float
+    total_funding: float
     max_drawdown: float
     trade_count: int
     win_rate: float | None
@@ -92,20 +115,24 @@ class BacktestResult:
     starting_balance: float
     equity_curve: pl.DataFrame
     fills: pl.DataFrame
+    funding: pl.Series
     trades_sha256: str
 
-    def metrics(self) -> dict[str, float | int | None]:
-        """Return the scalar results as a JSON-ready dict (``fill_count`` included)."""
-        return {
-            "net_pnl": self.net_pnl,
-            "total_fees": self.total_fees,
-            "max_drawdown": self.max_drawdown,
-            "trade_count": self.trade_count,
-            "win_rate": self.win_rate,
-            "final_equity": self.final_equity,
-            "starting_balance": self.starting_balance,
-            "fill_count": self.fills.height,
-        }
+    def metrics(self) -> dict[str, Any]:
+        """Return the run's metrics as a JSON-ready dict (see ``performance_metrics``).
+
+        ``net_pnl`` and ``total_fees`` are the exact decimal results (converted to float once),
+        not float sums.
+        """
+        metrics = performance_metrics(
+            self.equity_curve,
+            self.fills,
+            starting_balance=self.starting_balance,
+            interval=self.interval,
+            total_funding=self.total_funding,
+        )
+        metrics.update(net_pnl=self.net_pnl, total_fees=self.total_fees)
+        return metrics
 
 
 @dataclass(frozen=True)
@@ -280,83 +307,81 @@ def _collect_fills(engine: BacktestEngine, strategy: TargetPositionStrategy) -> 
     return fills
 
 
-def _round_trip_pnls(fills: list[_Fill]) -> list[Decimal]:
-    """PnL after fees of each round trip, by average-cost netting of the fills.
-
-    A round trip runs from leaving flat until flat again; a fill that crosses zero ends one and
-    starts the next, its commission split in proportion to the quantity on each side.
-    """
-    pnls: list[Decimal] = []
-    position = Decimal(0)
-    average = Decimal(0)
-    pnl = Decimal(0)
-    for fill in fills:
-        signed = fill.quantity if fill.side == "BUY" else -fill.quantity
-        if position == 0 or (position > 0) == (signed > 0):
-            size = abs(position) + fill.quantity
-            average = (average * abs(position) + fill.price * fill.quantity) / size
-            position += signed
-            pnl -= fill.commission
-            continue
-        closed = min(fill.quantity, abs(position))
-        direction = 1 if position > 0 else -1
-        closing_fee = fill.commission * closed / fill.quantity
-        pnl += closed * (fill.price - average) * direction - closing_fee
-        position += signed
-        if position == 0 or (position > 0) != (direction > 0):
-            pnls.append(pnl)
-            pnl = -(fill.commission - closing_fee)
-            average = fill.price
-            if position == 0:
-                pnl = Decimal(0)
-    return pnls
+def _validated_funding(funding_rates: np.ndarray | None, n_bars: int) -> np.ndarray:
+    if funding_rates is None:
+        return np.zeros(n_bars, dtype=np.float64)
+    rates = np.asarray(funding_rates, dtype=np.float64)
+    if rates.shape != (n_bars,):
+        raise ValueError(f"funding_rates must have shape ({n_bars},), got {rates.shape}")
+    if not np.all(np.isfinite(rates)):
+        first = int(np.flatnonzero(~np.isfinite(rates))[0])
+        raise ValueError(f"funding_rates hold NaN/inf (first at bar {first})")
+    return rates
 
 
-def _max_drawdown(starting_balance: float, equity: list[float]) -> float:
-    peak = starting_balance
-    worst = 0.0
-    for value in equity:
-        peak = max(peak, value)
-        if peak > 0:
-            worst = max(worst, (peak - value) / peak)
-    # Equity below zero is a total loss: a fraction of the peak cannot exceed 1.
-    return min(worst, 1.0)
+def _equity_curve(
+    starting_balance: float,
+    close_ns: list[int],
+    closes: np.ndarray,
+    fills: list[_Fill],
+    funding_paid: np.ndarray,
+) -> np.ndarray:
+    """Equity after each bar: cash flows of the fills so far + position marked at the close."""
+    fill_ts = np.array([fill.ts_ns for fill in fills], dtype=np.int64)
+    signed = np.array(
+        [float(fill.quantity) * (1 if fill.side == "BUY" else -1) for fill in fills],
+        dtype=np.float64,
+    )
+    prices = np.array([float(fill.price) for fill in fills], dtype=np.float64)
+    commissions = np.array([float(fill.commission) for fill in fills], dtype=np.float64)
+    done = np.searchsorted(fill_ts, np.asarray(close_ns, dtype=np.int64), side="right")
+    cash = np.concatenate([[0.0], np.cumsum(-signed * prices - commissions)])[done]
+    position = np.concatenate([[0.0], np.cumsum(signed)])[done]
+    return starting_balance + cash + position * closes - np.cumsum(funding_paid)
 
 
 def run_backtest(
     candles: pl.DataFrame,
     spec: InstrumentSpec,
-    target_fn: TargetFn,
+    targets: Targets,
     *,
     name: str,
     order_quantity: float,
     starting_balance: float = 10_000.0,
+    cost_model: CostModel | None = None,
+    funding_rates: np.ndarray | None = None,
 ) -> BacktestResult:
-    """Backtest a target-position function on one instrument's candles with Nautilus.
+    """Backtest target positions on one instrument's candles with Nautilus.
 
     A USDT margin account (netting OMS, margins from the contract's max leverage) trades the
-    instrument built by :func:`nautilus_instrument`. On every bar the strategy calls
-    ``target_fn(bar_index, position_sign)`` and sends a MARKET order only when the target
-    differs from the position; the position is closed when the data ends.
+    instrument built by :func:`nautilus_instrument`. On every bar the strategy looks up the
+    target for that bar and the current position (a table) or calls
+    ``targets(bar_index, position_sign)`` (a function) and sends a MARKET order only when the
+    target differs from the position; the position is closed when the data ends.
 
     Args:
         candles: Canonical candle frame of one instrument and interval (``open_time`` is the
             bar OPEN time), sorted by time.
-        spec: The contract's trading rules.
-        target_fn: Decision function returning -1, 0 or 1 (short, flat, long).
+        spec: The contract's trading rules (valid at the window's start).
+        targets: Target table or function (see ``strategy.Targets``), values -1, 0, 1.
         name: Run name stored in the result.
         order_quantity: Position size in base units for a target of ±1; rounded half-even to
             the contract's quantity precision.
         starting_balance: Starting account balance in the settlement currency.
+        cost_model: The shared cost model (fee + slippage per fill, funding); ``None`` charges
+            the instrument's taker fee only.
+        funding_rates: Per-bar funding rate (sum of the events settling within each bar);
+            ``None`` means no funding events.
 
     Returns:
-        The run's metrics, equity curve and fills.
+        The run's metrics, equity curve, fills and funding payments.
 
     Raises:
-        ValueError: If the candles, interval, quantity or balance are unusable, or
-            ``target_fn`` returns something other than -1, 0, 1.
-        RuntimeError: If the engine denied or rejected an order, or stopped before the last
-            bar (e.g. the account ran out of margin).
+        ValueError: If the candles, interval, quantity, balance, targets or funding rates are
+            unusable, or a target function returns something other than -1, 0, 1.
+        RuntimeError: If the engine denied or rejected an order, stopped before the last bar
+            (e.g. the account ran out of margin), or its final balance disagrees with the
+            rebuilt equity curve.
     """
     if not math.isfinite(starting_balance) or starting_balance <= 0:
         raise ValueError(f"starting_balance must be positive and finite, got {starting_balance}")
@@ -366,9 +391,18 @@ def run_backtest(
     quantity = validated_order_quantity(order_quantity, spec, float(frame["close"].min()))
     instrument = nautilus_instrument(spec)
     _check_affordable(quantity, float(frame["high"].max()), instrument, spec, starting_balance)
+    rates = _validated_funding(funding_rates, frame.height)
     close_ns = _bar_close_ns(frame, interval)
     bars = _to_bars(frame, instrument, bar_type, close_ns)
     currency = instrument.settlement_currency
+    closes = frame["close"].to_numpy().astype(np.float64)
+    ranges = ((frame["high"] - frame["low"]) / frame["close"]).to_numpy()
+    cursor = BarCursor(close_ns, ranges)
+    # Without a cost model Nautilus' MakerTakerFeeModel charges the instrument's taker fee and
+    # funding follows the plain BingX formula (position x mark x rate).
+    fee_model = None if cost_model is None else CostModelFeeModel(cost_model, cursor)
+    funding_costs = cost_model or CostModel(taker_fee_rate=float(spec.taker_fee_rate))
+    funding = FundingModule(funding_costs, cursor, instrument.id, currency, rates)
 
     engine = BacktestEngine(config=_engine_config())
     try:
@@ -381,6 +415,8 @@ def run_backtest(
             default_leverage=_leverage(spec),
             # Margin = notional x instrument.margin_init (1 / max leverage), as on BingX.
             margin_model=StandardMarginModel(),
+            modules=[funding],
+            fee_model=fee_model,
         )
         engine.add_instrument(instrument)
         _skip_portfolio_trade_log(engine)
@@ -389,7 +425,7 @@ def run_backtest(
             TargetPositionConfig(
                 instrument_id=instrument.id, bar_type=bar_type, order_quantity=quantity
             ),
-            target_fn,
+            targets,
             close_ns,
         )
         engine.add_strategy(strategy)
@@ -399,8 +435,8 @@ def run_backtest(
             try:
                 engine.run()
             except BaseException:
-                # An exception (e.g. from target_fn) leaves the kernel RUNNING, and disposing a
-                # running kernel logs state errors: stop it first, then re-raise the original.
+                # An exception (e.g. from a target function) leaves the kernel RUNNING, and
+                # disposing a running kernel logs state errors: stop it first, then re-raise.
                 with contextlib.suppress(Exception):
                     engine.end()
                 raise
@@ -416,90 +452,163 @@ def run_backtest(
         account = engine.portfolio.account(Venue(VENUE))
         final_equity = account.balance_total(currency).as_decimal()
         fills = _collect_fills(engine, strategy)
-        equity_points = [*strategy.equity, (close_ns[-1], final_equity)]
+        funding_paid = funding.paid.copy()
     finally:
         engine.dispose()
 
-    return _result(name, starting_balance, final_equity, fills, equity_points)
+    equity = _equity_curve(starting_balance, close_ns, closes, fills, funding_paid)
+    tolerance = 1e-9 * starting_balance + 1e-6
+    if abs(equity[-1] - float(final_equity)) > tolerance:
+        raise RuntimeError(
+            f"backtest {name!r}: rebuilt equity {equity[-1]!r} disagrees with Nautilus' final "
+            f"balance {final_equity}"
+        )
+    equity[-1] = float(final_equity)
+    return _result(
+        name, interval, starting_balance, final_equity, fills, close_ns, equity, funding_paid
+    )
 
 
 def _result(
     name: str,
+    interval: str,
     starting_balance: float,
     final_equity: Decimal,
     fills: list[_Fill],
-    equity_points: list[tuple[int, Decimal]],
+    close_ns: list[int],
+    equity: np.ndarray,
+    funding_paid: np.ndarray,
 ) -> BacktestResult:
-    equity = [float(value) for _, value in equity_points]
-    pnls = _round_trip_pnls(fills)
-    canonical = "\n".join(fill.canonical() for fill in fills)
+    lines = [fill.canonical() for fill in fills]
+    payments = zip(close_ns, funding_paid.tolist(), strict=True)
+    lines += [f"F|{ts}|{paid!r}" for ts, paid in payments if paid]
+    equity_curve = pl.DataFrame(
+        {"ts": [ts // 1_000 for ts in close_ns], "equity": equity},
+        schema={**EQUITY_SCHEMA, "ts": pl.Int64()},
+    ).cast(EQUITY_SCHEMA)
+    fills_frame = pl.DataFrame(
+        {
+            "ts": [fill.ts_ns // 1_000 for fill in fills],
+            "side": [fill.side for fill in fills],
+            "quantity": [float(fill.quantity) for fill in fills],
+            "price": [float(fill.price) for fill in fills],
+            "commission": [float(fill.commission) for fill in fills],
+        },
+        schema={**FILLS_SCHEMA, "ts": pl.Int64()},
+    ).cast(FILLS_SCHEMA)
+    total_funding = float(funding_paid.sum())
+    metrics = performance_metrics(
+        equity_curve,
+        fills_frame,
+        starting_balance=starting_balance,
+        interval=interval,
+        total_funding=total_funding,
+    )
     return BacktestResult(
         name=name,
+        interval=interval,
         net_pnl=float(final_equity - Decimal(repr(float(starting_balance)))),
         total_fees=float(sum((fill.commission for fill in fills), Decimal(0))),
-        max_drawdown=_max_drawdown(starting_balance, equity),
-        trade_count=len(pnls),
-        win_rate=sum(1 for pnl in pnls if pnl > 0) / len(pnls) if pnls else None,
+        total_funding=total_funding,
+        max_drawdown=metrics["max_drawdown"],
+        trade_count=metrics["trade_count"],
+        win_rate=metrics["win_rate"],
         final_equity=float(final_equity),
         starting_balance=float(starting_balance),
-        equity_curve=pl.DataFrame(
-            {"ts": [ts // 1_000 for ts, _ in equity_points], "equity": equity},
-            schema={**EQUITY_SCHEMA, "ts": pl.Int64()},
-        ).cast(EQUITY_SCHEMA),
-        fills=pl.DataFrame(
-            {
-                "ts": [fill.ts_ns // 1_000 for fill in fills],
-                "side": [fill.side for fill in fills],
-                "quantity": [float(fill.quantity) for fill in fills],
-                "price": [float(fill.price) for fill in fills],
-                "commission": [float(fill.commission) for fill in fills],
-            },
-            schema={**FILLS_SCHEMA, "ts": pl.Int64()},
-        ).cast(FILLS_SCHEMA),
-        trades_sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+        equity_curve=equity_curve,
+        fills=fills_frame,
+        funding=pl.Series("funding", funding_paid, dtype=pl.Float64),
+        trades_sha256=hashlib.sha256("\n".join(lines).encode()).hexdigest(),
     )
 
 
-def _constant(target: int) -> TargetFn:
-    def target_fn(_index: int, _position: int) -> int:
-        return target
+def sma_cross_targets(closes: np.ndarray, fast: int = 10, slow: int = 30) -> np.ndarray:
+    """The simple TA baseline: long while the fast SMA is above the slow one, short below.
 
-    return target_fn
+    Each bar's signal uses closes up to and including that bar (the order fills at its
+    close), so the rule never looks ahead; flat until the slow SMA has ``slow`` closes.
+
+    Args:
+        closes: Bar closes, oldest first.
+        fast: Fast SMA period (TA-Lib ``SMA``).
+        slow: Slow SMA period, greater than ``fast``.
+
+    Returns:
+        int8 targets in {-1, 0, 1}, one per bar.
+
+    Raises:
+        ValueError: If the periods are not ints with ``2 <= fast < slow``.
+    """
+    for label, value in (("fast", fast), ("slow", slow)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+            raise ValueError(f"{label} must be an int >= 2, got {value!r}")
+    if fast >= slow:
+        raise ValueError(f"fast ({fast}) must be below slow ({slow})")
+    prices = np.ascontiguousarray(closes, dtype=np.float64)
+    fast_sma = talib.SMA(prices, timeperiod=fast)
+    slow_sma = talib.SMA(prices, timeperiod=slow)
+    targets = np.sign(np.nan_to_num(fast_sma - slow_sma, nan=0.0))
+    return targets.astype(np.int8)
+
+
+def baseline_targets(closes: np.ndarray) -> dict[str, np.ndarray]:
+    """Target tables of the baselines: ``flat``, ``buy_and_hold`` and ``sma_cross`` (10/30).
+
+    Args:
+        closes: Bar closes of the window.
+
+    Returns:
+        One int8 target per bar for each baseline.
+    """
+    n = len(closes)
+    return {
+        "flat": np.zeros(n, dtype=np.int8),
+        "buy_and_hold": np.ones(n, dtype=np.int8),
+        "sma_cross": sma_cross_targets(closes),
+    }
 
 
 def evaluate_with_baselines(
     candles: pl.DataFrame,
     spec: InstrumentSpec,
-    policy_target: TargetFn,
+    policy_targets: Targets,
     *,
     order_quantity: float,
     starting_balance: float = 10_000.0,
+    cost_model: CostModel | None = None,
+    funding_rates: np.ndarray | None = None,
 ) -> dict[str, BacktestResult]:
-    """Backtest a policy and two baselines with identical engine settings.
+    """Backtest a policy and the baselines with identical engine settings and costs.
 
     Args:
         candles: Canonical candle frame of one instrument and interval.
         spec: The contract's trading rules.
-        policy_target: The policy's decision function (see :data:`TargetFn`).
+        policy_targets: The policy's target table or function (see ``strategy.Targets``).
         order_quantity: Position size in base units for a target of ±1.
         starting_balance: Starting account balance in the settlement currency.
+        cost_model: Shared cost model (see :func:`run_backtest`).
+        funding_rates: Per-bar funding rates (see :func:`run_backtest`).
 
     Returns:
-        Results keyed ``policy``, ``flat`` (always 0) and ``buy_and_hold`` (always +1).
+        Results keyed ``policy``, ``flat`` (always 0), ``buy_and_hold`` (always +1) and
+        ``sma_cross`` (the TA rule of :func:`sma_cross_targets`).
 
     Raises:
         ValueError: As :func:`run_backtest`.
         RuntimeError: As :func:`run_backtest`.
     """
-    runs = {"policy": policy_target, "flat": _constant(0), "buy_and_hold": _constant(1)}
+    closes = conform_candles(candles)["close"].to_numpy()
+    runs: dict[str, Targets] = {"policy": policy_targets, **baseline_targets(closes)}
     return {
         name: run_backtest(
             candles,
             spec,
-            target_fn,
+            targets,
             name=name,
             order_quantity=order_quantity,
             starting_balance=starting_balance,
+            cost_model=cost_model,
+            funding_rates=funding_rates,
         )
-        for name, target_fn in runs.items()
+        for name, targets in runs.items()
     }

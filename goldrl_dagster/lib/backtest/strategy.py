@@ -1,10 +1,11 @@
-"""A Nautilus strategy that holds whatever position a target function asks for, bar by bar."""
+"""A Nautilus strategy that holds whatever position a precomputed target table asks for."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+import numpy as np
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide, TimeInForce
@@ -16,7 +17,42 @@ from nautilus_trader.trading.strategy import Strategy
 TargetFn = Callable[[int, int], int]
 """(bar index into the candles frame, current position sign in {-1,0,1}) -> target in {-1,0,1}."""
 
+Targets = TargetFn | np.ndarray
+"""A :data:`TargetFn`, or a table of targets: shape ``(n,)`` (one target per bar, whatever the
+position) or ``(n, 3)`` (column ``sign + 1`` holds the target when the position is ``sign``)."""
+
 _TARGETS = (-1, 0, 1)
+
+
+def target_table(targets: np.ndarray, n_bars: int) -> list[tuple[int, int, int]]:
+    """Validate a target table and turn it into per-bar ``(if short, if flat, if long)`` rows.
+
+    Args:
+        targets: Shape ``(n_bars,)`` or ``(n_bars, 3)``, integer values in {-1, 0, 1}.
+        n_bars: Number of bars of the backtest.
+
+    Returns:
+        One tuple of Python ints per bar (cheap to index in the per-bar callback).
+
+    Raises:
+        ValueError: If the shape, dtype or values are wrong (the first bad bar is named).
+    """
+    table = np.asarray(targets)
+    if table.ndim == 1:
+        table = np.repeat(table[:, None], 3, axis=1)
+    if table.ndim != 2 or table.shape != (n_bars, 3):
+        raise ValueError(
+            f"target table must have shape ({n_bars},) or ({n_bars}, 3), got {np.shape(targets)}"
+        )
+    if not np.issubdtype(table.dtype, np.integer):
+        raise ValueError(f"target table must hold integers, got dtype {table.dtype}")
+    bad = ~np.isin(table, _TARGETS).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"target table holds {table[first].tolist()} at bar {first}; targets must be -1, 0, 1"
+        )
+    return [tuple(row) for row in table.astype(np.int64).tolist()]
 
 
 class TargetPositionConfig(StrategyConfig, frozen=True):
@@ -34,37 +70,44 @@ class TargetPositionConfig(StrategyConfig, frozen=True):
 
 
 class TargetPositionStrategy(Strategy):
-    """Trades one instrument to the target position a function returns on every bar.
+    """Trades one instrument to the target position asked for on every bar.
 
-    On each bar the target function gets the bar's index (its row in the candle frame) and the
-    sign of the current net position; a MARKET order is sent only when the target differs from
-    the position (a flip is one order of twice the quantity). Everything is closed on stop.
+    Targets come from a precomputed table (a policy's action table mapped to positions, or a
+    baseline's signal) or, for ad-hoc use, a function. On each bar the strategy looks up the
+    target for the bar and the current position sign and sends one MARKET order only when they
+    differ (a flip is one order of twice the quantity): no order spam, no per-bar model call.
+    Everything is closed on stop.
 
-    Before deciding, the strategy records the mark-to-market equity of the previous bar (balance
-    after that bar's fills plus unrealised PnL at its close): only then have those fills settled.
+    The position sign is tracked from the orders sent: market orders on bar data fill in full
+    in the same step, and any denied or rejected order is recorded in ``failures`` (the engine
+    then fails the run), so the tracked sign is the real one.
     """
 
     def __init__(
         self,
         config: TargetPositionConfig,
-        target_fn: TargetFn,
+        targets: Targets,
         bar_close_ns: Sequence[int],
     ) -> None:
         """Create the strategy.
 
         Args:
             config: Instrument, bar type and order quantity.
-            target_fn: Decision function, see :data:`TargetFn`.
-            bar_close_ns: Close time (ns) of every candle, in frame order, to map bars to rows.
+            targets: Target table or function, see :data:`Targets`.
+            bar_close_ns: Close time (ns) of every candle, in frame order, to check each bar.
         """
         super().__init__(config)
-        self._target_fn = target_fn
-        self._index_of = {ts: i for i, ts in enumerate(bar_close_ns)}
+        self._close_ns = list(bar_close_ns)
+        if callable(targets):
+            self._table = None
+            self._target_fn = targets
+        else:
+            self._table = target_table(targets, len(self._close_ns))
+            self._target_fn = None
         self._instrument: Instrument | None = None
         self._quantity = config.order_quantity
-        self._last_bar: Bar | None = None
+        self._sign = 0
         self.bars_seen = 0
-        self.equity: list[tuple[int, Decimal]] = []
         self.order_ids: list[ClientOrderId] = []
         self.failures: list[str] = []
 
@@ -76,25 +119,30 @@ class TargetPositionStrategy(Strategy):
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
-        """Record the previous bar's equity, ask for a target and trade to it."""
-        if self._last_bar is not None:
-            self.record_equity(self._last_bar)
-        self._last_bar = bar
-        index = self._index_of.get(bar.ts_event)
-        if index is None:
-            raise RuntimeError(f"bar at {bar.ts_event} ns is not one of the candles given")
-        self.bars_seen += 1
-        current = self._net_position()
-        sign = (current > 0) - (current < 0)
-        target = self._target_fn(index, sign)
-        if target not in _TARGETS or isinstance(target, bool):
-            raise ValueError(f"target function returned {target!r} at bar {index}; need -1, 0, 1")
-        self._trade(Decimal(int(target)) * self._quantity - current)
+        """Look the bar's target up and trade to it."""
+        index = self.bars_seen
+        if index >= len(self._close_ns) or bar.ts_event != self._close_ns[index]:
+            raise RuntimeError(f"bar at {bar.ts_event} ns is not bar {index} of the candles given")
+        self.bars_seen = index + 1
+        sign = self._sign
+        if self._table is not None:
+            target = self._table[index][sign + 1]
+        else:
+            target = self._target_fn(index, sign)
+            if target not in _TARGETS or isinstance(target, bool):
+                raise ValueError(
+                    f"target function returned {target!r} at bar {index}; need -1, 0, 1"
+                )
+            target = int(target)
+        if target != sign:
+            self._trade(Decimal(target - sign) * self._quantity)
+            self._sign = target
 
     def on_stop(self) -> None:
         """Cancel open orders and flatten the position."""
         self.cancel_all_orders(self.config.instrument_id)
-        self._trade(-self._net_position(), reduce_only=True)
+        self._trade(-self.portfolio.net_position(self.config.instrument_id), reduce_only=True)
+        self._sign = 0
         self.unsubscribe_bars(self.config.bar_type)
 
     def on_order_denied(self, event: OrderDenied) -> None:
@@ -104,22 +152,6 @@ class TargetPositionStrategy(Strategy):
     def on_order_rejected(self, event: OrderRejected) -> None:
         """Keep the reason: a rejected order means the run did not do what was asked."""
         self.failures.append(f"rejected {event.client_order_id}: {event.reason}")
-
-    def record_equity(self, bar: Bar) -> None:
-        """Append the equity marked at ``bar``'s close (account balance + unrealised PnL).
-
-        Args:
-            bar: The bar whose close marks the open position.
-        """
-        instrument = self._instrument
-        account = self.portfolio.account(self.config.instrument_id.venue)
-        equity = account.balance_total(instrument.settlement_currency).as_decimal()
-        for position in self.cache.positions_open(instrument_id=self.config.instrument_id):
-            equity += position.unrealized_pnl(bar.close).as_decimal()
-        self.equity.append((bar.ts_event, equity))
-
-    def _net_position(self) -> Decimal:
-        return self.portfolio.net_position(self.config.instrument_id)
 
     def _trade(self, delta: Decimal, *, reduce_only: bool = False) -> None:
         if delta == 0:

@@ -1,0 +1,150 @@
+"""The shared cost model plugged into Nautilus' simulated exchange.
+
+Two real Nautilus extension points carry it:
+
+- :class:`CostModelFeeModel` (a ``FeeModel``) charges, as each fill's commission, the cost
+  model's fee plus its slippage cost. Nautilus fills market orders at the bar's close; the
+  slippage the cost model would have moved the fill price by is charged here instead, so PnL
+  equals filling at ``fill_price`` and paying ``fee`` on that (``CostModel.trade_cost``), while
+  fill prices stay on the instrument's tick grid.
+- :class:`FundingModule` (a ``SimulationModule``, like Nautilus' ``FXRolloverInterestModule``)
+  sees every bar before the matching engine and the strategy do; when the dataset has funding
+  settling within that bar it adjusts the account balance by the funding the open position
+  pays (``CostModel.funding_payment``, marked at the bar's close). The position is the one held
+  over the bar: the strategy's orders for this bar come after.
+
+Both read the current bar from one :class:`BarCursor`, advanced by the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from nautilus_trader.backtest.config import SimulationModuleConfig
+from nautilus_trader.backtest.models import FeeModel
+from nautilus_trader.backtest.modules import SimulationModule
+from nautilus_trader.model.data import Bar
+from nautilus_trader.model.enums import LiquiditySide, OrderSide
+from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.objects import Currency, Money
+
+from goldrl_dagster.lib.rl.costs import CostModel
+
+
+class BarCursor:
+    """Which bar the simulated exchange is processing, shared by the fee and funding models.
+
+    Args:
+        close_ns: Close time (ns) of every bar, in order.
+        bar_range_rel: Each bar's ``(high - low) / close`` (volatility slippage input).
+    """
+
+    def __init__(self, close_ns: Sequence[int], bar_range_rel: np.ndarray) -> None:
+        self.close_ns = list(close_ns)
+        self.bar_range_rel = [float(x) for x in bar_range_rel]
+        self.index = -1
+
+    def advance(self, bar: Bar) -> int:
+        """Move to ``bar`` (the next bar in order) and return its index.
+
+        Raises:
+            RuntimeError: If the bar is not the next expected one.
+        """
+        index = self.index + 1
+        if index >= len(self.close_ns) or bar.ts_event != self.close_ns[index]:
+            raise RuntimeError(f"bar at {bar.ts_event} ns is not bar {index} of the candles given")
+        self.index = index
+        return index
+
+    @property
+    def current_range(self) -> float:
+        """Relative range of the bar being processed (0 before the first bar)."""
+        return self.bar_range_rel[self.index] if self.index >= 0 else 0.0
+
+
+class CostModelFeeModel(FeeModel):
+    """Nautilus fee model charging ``CostModel.trade_cost`` (fee + slippage) per fill.
+
+    Args:
+        cost_model: The shared cost model.
+        cursor: The bar cursor (the slippage depends on the current bar's range).
+    """
+
+    def __init__(self, cost_model: CostModel, cursor: BarCursor) -> None:
+        super().__init__()
+        self._cost_model = cost_model
+        self._cursor = cursor
+
+    def get_commission(self, order, fill_qty, fill_px, instrument) -> Money:  # noqa: ANN001
+        """Return the fill's cost in the instrument's quote currency (Nautilus callback)."""
+        quantity = fill_qty.as_double()
+        signed = quantity if order.side == OrderSide.BUY else -quantity
+        cost = self._cost_model.trade_cost(
+            signed,
+            fill_px.as_double(),
+            self._cursor.current_range,
+            maker=order.liquidity_side == LiquiditySide.MAKER,
+        )
+        return Money(cost, instrument.quote_currency)
+
+
+class FundingModule(SimulationModule):
+    """Charges funding at the bars whose dataset row carries a funding rate.
+
+    Args:
+        cost_model: Computes the payment (and whether funding is charged at all).
+        cursor: Bar cursor to advance on every bar.
+        instrument_id: The instrument whose open position pays.
+        currency: Settlement currency of the account.
+        funding_rates: Per-bar sum of the rates of funding events settling in the bar.
+
+    Attributes:
+        paid: Funding paid at each bar (negative: received), filled in as bars pass.
+    """
+
+    def __init__(
+        self,
+        cost_model: CostModel,
+        cursor: BarCursor,
+        instrument_id: InstrumentId,
+        currency: Currency,
+        funding_rates: np.ndarray,
+    ) -> None:
+        super().__init__(SimulationModuleConfig())
+        self._cost_model = cost_model
+        self._cursor = cursor
+        self._instrument_id = instrument_id
+        self._currency = currency
+        self._rates = [float(rate) for rate in funding_rates]
+        self.paid = np.zeros(len(self._rates), dtype=np.float64)
+
+    def pre_process(self, data) -> None:  # noqa: ANN001
+        """Advance the cursor on each bar and charge the bar's funding (Nautilus callback)."""
+        if not isinstance(data, Bar):
+            return
+        index = self._cursor.advance(data)
+        rate = self._rates[index]
+        if rate == 0.0:
+            return
+        quantity = 0.0
+        for position in self.exchange.cache.positions_open(instrument_id=self._instrument_id):
+            quantity += position.signed_qty
+        if quantity == 0.0:
+            return
+        payment = self._cost_model.funding_payment(quantity, data.close.as_double(), rate)
+        if payment:
+            self.paid[index] = payment
+            self.exchange.adjust_account(Money(-payment, self._currency))
+
+    def process(self, ts_now: int) -> None:
+        """Nothing to do per timestamp: funding is charged per bar in ``pre_process``."""
+
+    def log_diagnostics(self, logger) -> None:  # noqa: ANN001
+        """Log the total funding paid (Nautilus callback)."""
+        logger.info(f"Funding paid (total): {self.paid.sum():.8f} {self._currency}")
+
+    def reset(self) -> None:
+        """Forget the payments (Nautilus callback)."""
+        self.paid[:] = 0.0
+        self._cursor.index = -1
