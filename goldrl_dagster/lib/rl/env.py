@@ -1,7 +1,24 @@
-"""A Gymnasium environment that trades one instrument bar by bar on precomputed features."""
+"""A Gymnasium environment that trades one perpetual bar by bar, in quote-currency accounting.
+
+Everything is precomputed at construction (observations without the position, slippage per bar,
+funding per bar); ``step`` is plain float arithmetic on Python lists, with no I/O, pandas or
+per-step validation of the data.
+
+Timeline of one step at bar ``t`` (bar ``t`` has closed, the agent saw its features):
+
+1. The action sets a target position; the order for the difference fills at
+   ``cost_model.fill_price(side, closes[t], bar_ranges[t])`` and pays ``cost_model.fee``.
+2. The position is held over bar ``t + 1``: it is marked at ``closes[t + 1]``.
+3. If ``funding_rates[t + 1]`` is non-zero (funding events settle inside bar ``t + 1``), the
+   position pays ``cost_model.funding_payment(quantity, closes[t + 1], rate)`` — the close of
+   that bar stands in for the mark price at the funding time.
+4. ``reward = reward_scale × (equity[t + 1] - equity[t]) / initial_equity``: the change of
+   equity after fees, slippage and funding, as a fraction of the starting equity.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -11,31 +28,73 @@ from gymnasium import spaces
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import (
     ACTION_TO_POSITION,
-    build_observation,
+    POSITION_INDEX,
+    build_observations,
     observation_size,
 )
 
 
-class GoldTradingEnv(gym.Env[np.ndarray, np.int64]):
-    """Trade one instrument on the closes of bars, holding -1, 0 or +1 unit of notional.
+def _positive_number(name: str, value: object, *, upper: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not 0 < number <= upper:
+        raise ValueError(f"{name} must be in (0, {upper}], got {value!r}")
+    return number
 
-    At step ``t`` the agent sees ``build_observation(features[t], position)`` (the bar ``t`` has
-    closed), picks a target position, pays ``cost_model.cost_fraction(|change|)`` and earns
-    ``target * (closes[t+1] / closes[t] - 1)`` over the next bar. Episodes start flat. The
-    market does not end when the data does, so running out of bars or reaching
-    ``episode_length`` steps is a truncation, never a termination (PPO then bootstraps).
+
+def _per_bar(name: str, values: np.ndarray | None, n: int) -> np.ndarray:
+    if values is None:
+        return np.zeros(n)
+    array = np.array(values, dtype=np.float64, copy=True)
+    if array.shape != (n,):
+        raise ValueError(f"{name} must have one value per bar, shape ({n},), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        first = int(np.flatnonzero(~np.isfinite(array))[0])
+        raise ValueError(f"{name} must be finite; bar {first} holds {array[first]}")
+    return array
+
+
+class GoldTradingEnv(gym.Env[np.ndarray, Any]):
+    """Trade one instrument on bar closes: short/flat/long (or a continuous target position).
+
+    Sizing: a full position is ``order_quantity`` base units when given (rounded to the
+    contract's step and checked against its minimums at construction), otherwise
+    ``equity_fraction × leverage × equity / close`` base units at the time of each trade. The
+    observation's position element is the target last applied, as a fraction of a full
+    position (-1, 0 or 1 for the discrete env). An order is sized only when the target
+    changes (holding a target never trades, so equity sizing does not re-size every bar).
+    Orders below the contract minimums (possible with equity sizing or small continuous moves)
+    are not sent: the position and its observed target stay.
+
+    Episodes start flat with ``initial_equity`` of cash. Running out of bars or reaching
+    ``episode_length`` steps is a truncation (the market did not end); losing all equity is a
+    termination.
 
     Args:
-        features: Finite feature matrix of shape ``(n, k)``, warm-up rows already removed;
-            row ``t`` must describe the bar whose close is ``closes[t]``.
-        closes: Positive close prices of shape ``(n,)``.
-        cost_model: Costs charged on position changes.
+        features: Finite feature matrix ``(n, k)``, warm-up rows removed; row ``t`` describes
+            the bar whose close is ``closes[t]``.
+        closes: Positive close prices ``(n,)``.
+        cost_model: Fees, slippage, funding, rounding and minimums.
+        bar_ranges: Relative ranges ``(high - low) / close`` per bar for volatility slippage
+            (see ``costs.relative_ranges``); ``None`` means 0.
+        funding_rates: Funding rate of the events settling in each bar, 0.0 where none;
+            ``None`` charges no funding.
+        initial_equity: Starting cash in the quote currency.
+        order_quantity: Fixed size of a full position in base units; ``None`` sizes by equity.
+        equity_fraction: Fraction of equity (times leverage) in a full position, when sizing
+            by equity.
+        continuous: Use a ``Box([-1], [1])`` target-position action instead of
+            ``Discrete(3)``; targets are rounded to the quantity step.
         episode_length: Steps per episode with a random start drawn from ``self.np_random``;
             ``None`` runs one episode over all the data from the first bar.
+        reward_scale: Multiplies the reward (equity change / initial equity).
 
     Raises:
         ValueError: If shapes disagree, values are not finite, closes are not positive, there
-            are fewer than two bars or ``episode_length`` does not fit the data.
+            are fewer than two bars, ``episode_length`` does not fit the data, a parameter is
+            out of range, or the fixed order quantity breaks the contract minimums or needs
+            more margin than ``initial_equity × leverage`` at the highest close.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
@@ -46,28 +105,32 @@ class GoldTradingEnv(gym.Env[np.ndarray, np.int64]):
         closes: np.ndarray,
         cost_model: CostModel,
         *,
+        bar_ranges: np.ndarray | None = None,
+        funding_rates: np.ndarray | None = None,
+        initial_equity: float = 10_000.0,
+        order_quantity: float | None = None,
+        equity_fraction: float = 1.0,
+        continuous: bool = False,
         episode_length: int | None = None,
+        reward_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        feats = np.array(features, dtype=np.float64, copy=True)
-        prices = np.array(closes, dtype=np.float64, copy=True)
+        feats = np.asarray(features)
         if feats.ndim != 2 or feats.shape[1] == 0:
             raise ValueError(f"features must be a 2-D (n, k>0) array, got shape {feats.shape}")
+        prices = np.array(closes, dtype=np.float64, copy=True)
         if prices.ndim != 1 or prices.shape[0] != feats.shape[0]:
             raise ValueError(
                 f"closes must be 1-D with one value per feature row: closes {prices.shape}, "
                 f"features {feats.shape}"
             )
-        if feats.shape[0] < 2:
+        n = feats.shape[0]
+        if n < 2:
             raise ValueError("need at least two bars to earn a return")
-        if not np.all(np.isfinite(feats)):
-            first = int(np.flatnonzero(~np.all(np.isfinite(feats), axis=1))[0])
-            raise ValueError(
-                f"features hold NaN/inf (first at row {first}); drop warm-up rows first"
-            )
         if not np.all(np.isfinite(prices)) or np.any(prices <= 0):
             raise ValueError("closes must be finite and positive")
-        n = feats.shape[0]
+        if not isinstance(cost_model, CostModel):
+            raise ValueError(f"cost_model must be a CostModel, got {type(cost_model).__name__}")
         if episode_length is not None and (
             isinstance(episode_length, bool)
             or not isinstance(episode_length, int | np.integer)
@@ -77,30 +140,79 @@ class GoldTradingEnv(gym.Env[np.ndarray, np.int64]):
                 f"episode_length must be an int in [1, {n - 1}] for {n} bars "
                 f"(or None), got {episode_length!r}"
             )
-        feats.flags.writeable = False
-        self._features = feats
-        self._returns = prices[1:] / prices[:-1] - 1.0
+        if not isinstance(continuous, bool):
+            raise ValueError(f"continuous must be a bool, got {continuous!r}")
+        self._initial_equity = _positive_number("initial_equity", initial_equity)
+        self._equity_fraction = _positive_number("equity_fraction", equity_fraction, upper=1.0)
+        self._reward_scale = _positive_number("reward_scale", reward_scale)
+        slippage = cost_model.slippage_fractions(_per_bar("bar_ranges", bar_ranges, n))
+        funding = _per_bar("funding_rates", funding_rates, n)
+        if not cost_model.charge_funding:
+            funding[:] = 0.0
+        self._order_quantity: float | None = None
+        if order_quantity is not None:
+            quantity = cost_model.round_quantity(_positive_number("order_quantity", order_quantity))
+            try:
+                cost_model.check_order(quantity, float(prices.min()))
+            except ValueError as exc:
+                raise ValueError(f"order_quantity {order_quantity}: {exc}") from exc
+            margin = self._initial_equity * cost_model.leverage
+            if quantity * float(prices.max()) > margin:
+                raise ValueError(
+                    f"order_quantity {quantity} at the highest close {prices.max()} needs more "
+                    f"than initial_equity × leverage = {margin}"
+                )
+            self._order_quantity = quantity
+
+        # Observations are built once by THE builder; step only writes the position element.
+        self._base_obs = build_observations(feats, np.zeros(n))
+        self._base_obs.flags.writeable = False
+        self._closes: list[float] = prices.tolist()
+        self._slippage: list[float] = slippage.tolist()
+        self._funding: list[float] = funding.tolist()
         self._cost_model = cost_model
+        self._taker = cost_model.taker_fee_rate
+        self._sizing = cost_model.leverage * self._equity_fraction
+        self._continuous = continuous
         self._episode_length = None if episode_length is None else int(episode_length)
         self._n = n
-        # build_observation guarantees finite float32 values, so the float32 range bounds them.
+        # THE builder guarantees finite float32 values, so the float32 range bounds them.
         limit = float(np.finfo(np.float32).max)
         self.observation_space = spaces.Box(
             low=-limit, high=limit, shape=(observation_size(feats.shape[1]),), dtype=np.float32
         )
-        self.action_space = spaces.Discrete(len(ACTION_TO_POSITION))
+        self.action_space: spaces.Space[Any] = (
+            spaces.Box(low=-1.0, high=1.0, shape=(1,), dtype=np.float32)
+            if continuous
+            else spaces.Discrete(len(ACTION_TO_POSITION))
+        )
         self._t = 0
         self._end = 0
-        self._position = 0
+        self._position = 0.0
+        self._quantity = 0.0
+        self._cash = self._initial_equity
+        self._equity = self._initial_equity
         self._started = False
 
     @property
-    def position(self) -> int:
-        """Current position in {-1, 0, 1}."""
+    def position(self) -> float:
+        """The target last applied, as a fraction of a full position (-1, 0, 1 if discrete)."""
         return self._position
 
-    def _info(self) -> dict[str, Any]:
-        return {"t": self._t, "position": self._position}
+    @property
+    def quantity(self) -> float:
+        """Held position in base units (positive long)."""
+        return self._quantity
+
+    @property
+    def equity(self) -> float:
+        """Cash plus the position marked at the current bar's close."""
+        return self._equity
+
+    def _observation(self) -> np.ndarray:
+        obs = self._base_obs[self._t].copy()
+        obs[POSITION_INDEX] = self._position
+        return obs
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -112,7 +224,7 @@ class GoldTradingEnv(gym.Env[np.ndarray, np.int64]):
             options: Unused.
 
         Returns:
-            The first observation and an info dict with ``t`` and ``position``.
+            The first observation and an info dict with ``t``, ``position`` and ``equity``.
         """
         super().reset(seed=seed)
         if self._episode_length is None:
@@ -120,37 +232,94 @@ class GoldTradingEnv(gym.Env[np.ndarray, np.int64]):
         else:
             start = int(self.np_random.integers(0, self._n - 1 - self._episode_length + 1))
             end = start + self._episode_length
-        self._t, self._end, self._position, self._started = start, end, 0, True
-        return build_observation(self._features[start], 0), self._info()
+        self._t, self._end, self._started = start, end, True
+        self._position, self._quantity = 0.0, 0.0
+        self._cash = self._equity = self._initial_equity
+        return self._observation(), {"t": start, "position": 0.0, "equity": self._equity}
 
-    def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Move to the target position of ``action`` and hold it over the next bar.
+    def _target(self, action: Any) -> float:
+        if self._continuous:
+            value = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+            if not -1.0 <= value <= 1.0:  # also false for NaN
+                raise ValueError(f"action must be a target position in [-1, 1], got {action!r}")
+            return value
+        index = int(action)
+        if index != action or not 0 <= index <= 2:
+            raise ValueError(f"action must be 0, 1 or 2, got {action!r}")
+        return float(ACTION_TO_POSITION[index])
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Trade to the action's target position and hold it over the next bar.
 
         Args:
-            action: Index into ``ACTION_TO_POSITION``.
+            action: Index into ``ACTION_TO_POSITION`` (discrete) or a target position in
+                ``[-1, 1]`` (continuous).
 
         Returns:
-            ``(observation, reward, terminated, truncated, info)``; ``info`` adds the bar
-            return and the cost paid.
+            ``(observation, reward, terminated, truncated, info)``; ``info`` holds ``t``,
+            ``position``, ``quantity``, ``traded_quantity``, ``fill_price``, ``fee``,
+            ``slippage`` (cost against the close), ``cost`` (fee + slippage), ``funding``
+            (paid; negative if received), ``cash`` and ``equity``.
 
         Raises:
-            ValueError: If the action is not 0, 1 or 2.
+            ValueError: If the action is invalid.
             RuntimeError: If called before ``reset`` or after the episode ended.
         """
         if not self._started:
             raise RuntimeError("call reset() before step(), and again after an episode ends")
-        index = int(action)
-        if index != action or not 0 <= index < len(ACTION_TO_POSITION):
-            raise ValueError(f"action must be 0, 1 or 2, got {action!r}")
-        target = ACTION_TO_POSITION[index]
-        cost = self._cost_model.cost_fraction(abs(target - self._position))
-        bar_return = float(self._returns[self._t])
-        reward = target * bar_return - cost
-        self._position = target
-        self._t += 1
-        truncated = self._t >= self._end
-        if truncated:
+        target = self._target(action)
+        t = self._t
+        close = self._closes[t]
+        costs = self._cost_model
+        fee = slippage = fill = delta = 0.0
+        # Holding the same target never trades, so equity sizing does not re-size every bar.
+        if target != self._position:
+            if self._order_quantity is None:
+                wanted = costs.round_quantity(target * self._sizing * self._equity / close)
+            elif self._continuous:
+                wanted = costs.round_quantity(target * self._order_quantity)
+            else:
+                wanted = target * self._order_quantity
+            delta = wanted - self._quantity
+        if delta != 0.0:
+            size = abs(delta)
+            if self._order_quantity is None or self._continuous:
+                sendable = size >= costs.min_quantity and size * close >= costs.min_notional
+            else:
+                sendable = True  # checked once at construction
+            if sendable:
+                slip = self._slippage[t]
+                fill = close * (1.0 + slip) if delta > 0 else close * (1.0 - slip)
+                fee = size * fill * self._taker
+                slippage = size * close * slip
+                self._cash -= delta * fill + fee
+                self._quantity = wanted
+                self._position = target
+            else:
+                delta = 0.0
+        t += 1
+        self._t = t
+        mark = self._closes[t]
+        funding = self._quantity * mark * self._funding[t]
+        self._cash -= funding
+        previous = self._equity
+        self._equity = equity = self._cash + self._quantity * mark
+        reward = self._reward_scale * (equity - previous) / self._initial_equity
+        terminated = equity <= 0.0
+        truncated = not terminated and t >= self._end
+        if terminated or truncated:
             self._started = False
-        obs = build_observation(self._features[self._t], self._position)
-        info = {**self._info(), "bar_return": bar_return, "cost": cost}
-        return obs, float(reward), False, truncated, info
+        info = {
+            "t": t,
+            "position": self._position,
+            "quantity": self._quantity,
+            "traded_quantity": delta,
+            "fill_price": fill,
+            "fee": fee,
+            "slippage": slippage,
+            "cost": fee + slippage,
+            "funding": funding,
+            "cash": self._cash,
+            "equity": equity,
+        }
+        return self._observation(), reward, terminated, truncated, info

@@ -18,7 +18,11 @@ import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
-from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
+from goldrl_dagster.lib.rl.observation import (
+    ACTION_TO_POSITION,
+    build_observation,
+    build_observations,
+)
 from goldrl_dagster.lib.rl.train import (
     BUNDLE_FORMAT,
     CARD_MEMBER,
@@ -85,6 +89,47 @@ class LoadedPolicy:
         normalized = self._normalizer.normalize_obs(obs)
         action, _ = self._model.predict(normalized, deterministic=True)
         return int(action)
+
+    def action_table(self, features: np.ndarray, *, chunk_rows: int = 65_536) -> np.ndarray:
+        """The deterministic action for every bar and every current position, in one pass.
+
+        Equal to ``act(build_observation(features[i], ACTION_TO_POSITION[j]))`` for every bar
+        ``i`` and position column ``j``, but computed with one batched normalisation and one
+        torch forward pass per chunk, so a backtest never calls torch per bar.
+
+        Args:
+            features: Feature matrix ``(n, k)`` in the feature set's order (finite).
+            chunk_rows: Bars per batched forward pass (bounds memory on long datasets).
+
+        Returns:
+            int8 array of shape ``(n, 3)``: column ``j`` holds the action index (into
+            ``ACTION_TO_POSITION``) when the current position is ``ACTION_TO_POSITION[j]``.
+
+        Raises:
+            ValueError: If the features are invalid (see ``build_observations``) or do not
+                have the policy's feature count.
+        """
+        feats = np.asarray(features)
+        expected = self.observation_size - 1
+        if feats.ndim != 2 or feats.shape[1] != expected:
+            raise ValueError(f"features must have shape (n, {expected}), got {feats.shape}")
+        if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be a positive int, got {chunk_rows!r}")
+        n = feats.shape[0]
+        n_positions = len(ACTION_TO_POSITION)
+        table = np.empty((n, n_positions), dtype=np.int8)
+        for start in range(0, n, chunk_rows):
+            chunk = feats[start : start + chunk_rows]
+            rows = chunk.shape[0]
+            # Position-major stacking: rows [j*rows, (j+1)*rows) hold position j.
+            observations = build_observations(
+                np.tile(chunk, (n_positions, 1)),
+                np.repeat(np.asarray(ACTION_TO_POSITION, dtype=np.float32), rows),
+            )
+            normalized = self._normalizer.normalize_obs(observations)
+            actions, _ = self._model.predict(normalized, deterministic=True)
+            table[start : start + rows] = np.asarray(actions).reshape(n_positions, rows).T
+        return table
 
     def target_position(self, feature_row: np.ndarray, position: int) -> int:
         """The position the policy wants after seeing one bar's features.

@@ -65,6 +65,27 @@ def test_loaded_policy_acts_like_the_in_memory_model(trained_bundle):
     assert len(set(expected)) >= 2  # the comparison is not vacuous
 
 
+def test_action_table_equals_acting_bar_by_bar(trained_bundle):
+    _, path, features = trained_bundle
+    policy = load_policy(path)
+    table = policy.action_table(features, chunk_rows=97)  # several chunks, one ragged
+    assert table.dtype == np.int8
+    assert table.shape == (len(features), 3)
+    expected = np.array(
+        [
+            [policy.act(build_observation(row, position)) for position in ACTION_TO_POSITION]
+            for row in features
+        ],
+        dtype=np.int8,
+    )
+    np.testing.assert_array_equal(table, expected)
+    assert len(np.unique(table)) >= 2  # the comparison is not vacuous
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        policy.action_table(features[:, :3])
+    with pytest.raises(ValueError, match="NaN/inf at row 1"):
+        policy.action_table(np.vstack([features[:1], np.full((1, 4), np.nan)]))
+
+
 def test_act_is_deterministic_and_validates_the_observation(trained_bundle):
     _, path, features = trained_bundle
     policy = load_policy(path)
@@ -74,7 +95,7 @@ def test_act_is_deterministic_and_validates_the_observation(trained_bundle):
         policy.act(obs[:-1])
     with pytest.raises(ValueError, match="NaN"):
         policy.act(np.full_like(obs, np.nan))
-    with pytest.raises(ValueError, match="-1, 0 or 1"):
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         policy.target_position(features[10], 3)
 
 
