@@ -96,7 +96,8 @@ def test_malformed_keys_are_refused_with_the_reason(key, message):
 
 
 @pytest.mark.parametrize(
-    ("text", "parsed"), [("ta", ("ta", None)), ("ta:2", ("ta", 2)), ("ta_basic-v1", ("ta_basic", 1))]
+    ("text", "parsed"),
+    [("ta", ("ta", None)), ("ta:2", ("ta", 2)), ("ta_basic-v1", ("ta_basic", 1))],
 )
 def test_feature_set_references(text, parsed):
     assert parse_feature_set_ref(text) == parsed
