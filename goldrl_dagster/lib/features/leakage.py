@@ -1,20 +1,24 @@
 """Look-ahead check: a feature at bar t must not change when the bars after t are removed.
 
-The check recomputes a feature set on the candles truncated at sampled bars ``t`` and compares
+The check recomputes a feature set on the candles truncated at sampled bars ``t`` (and on the
+external inputs truncated at bar ``t``'s CLOSE, the moment its features are taken) and compares
 row ``t`` with the full computation, exactly (NaN equals NaN). Any feature that reads a later bar
-(a shifted series, a centred window, a whole-series normalisation) differs at some ``t``.
+(a shifted series, a centred window, a whole-series normalisation, an unfinished higher-timeframe
+bar) or a later observation (a funding event that settles after the close) differs at some ``t``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
 
-from goldrl_dagster.lib.features.pipeline import compute_features
+from goldrl_dagster.lib.features.pipeline import FeatureInputs, compute_features
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,13 @@ def _sample(n: int, sample_points: int | Sequence[int], rng_seed: int) -> tuple[
     return tuple(points)
 
 
+def _bar_length(candles: pl.DataFrame) -> timedelta:
+    interval = candles["interval"][0]
+    if interval not in INTERVAL_MS:
+        raise ValueError(f"cannot place the close of {interval!r} bars to truncate the inputs")
+    return timedelta(milliseconds=INTERVAL_MS[interval])
+
+
 def _same(a: float, b: float) -> bool:
     return a == b or (np.isnan(a) and np.isnan(b))
 
@@ -106,6 +117,7 @@ def check_no_lookahead(
     sample_points: int | Sequence[int],
     *,
     rng_seed: int,
+    inputs: FeatureInputs | None = None,
 ) -> LeakageReport:
     """Compare each feature at sampled bars with its value computed without later bars.
 
@@ -115,21 +127,27 @@ def check_no_lookahead(
         sample_points: How many bars to sample (uniformly, without replacement, among all rows
             but the last), or the explicit row indices to check.
         rng_seed: Seed of the sampling, so a failing check can be reproduced exactly.
+        inputs: External observations for sets that need them (as for ``compute_features``);
+            each truncated computation sees only observations stamped at or before the close
+            of its last bar.
 
     Returns:
         The report; ``report.ok`` is False when any feature differed at any checked bar.
 
     Raises:
         ValueError: If ``sample_points`` is not positive or names rows outside the frame, or
-            the candles are not valid input to ``compute_features``.
+            the candles (or inputs) are not valid input to ``compute_features``.
     """
-    full = compute_features(candles, spec)
+    full = compute_features(candles, spec, inputs=inputs)
     points = _sample(candles.height, sample_points, rng_seed)
     names = spec.feature_names
     full_matrix = full.select(names).to_numpy() if full.height else np.empty((0, len(names)))
     differences: list[LeakageDifference] = []
     for t in points:
-        truncated = compute_features(candles.head(t + 1), spec)
+        known = None
+        if inputs is not None:
+            known = inputs.until(candles["open_time"][t] + _bar_length(candles))
+        truncated = compute_features(candles.head(t + 1), spec, inputs=known)
         row = truncated.select(names).row(t)
         for j, name in enumerate(names):
             full_value = float(full_matrix[t, j])

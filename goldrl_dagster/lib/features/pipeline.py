@@ -66,7 +66,9 @@ def _array(candles: pl.DataFrame, column: str) -> np.ndarray:
 def _interval_us(candles: pl.DataFrame, spec: FeatureSetSpec) -> int:
     """The candles' bar length in µs, checked against the spec's base interval."""
     values = candles["interval"].unique().to_list()
-    interval = values[0] if values else spec.base_interval
+    if not values:
+        return 0  # no bars, nothing to place in time
+    interval = values[0]
     if spec.base_interval is not None and interval != spec.base_interval:
         raise ValueError(
             f"feature set {spec.name} v{spec.version} is defined on {spec.base_interval} bars, "

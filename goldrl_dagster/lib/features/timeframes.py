@@ -6,7 +6,9 @@ A ``FeatureSpec`` with a ``timeframe`` (e.g. ``"1h"`` over a ``"1m"`` base) is c
    (open = first open, high = max, low = min, close = last close, volume = sum);
 2. keeping only COMPLETE buckets (every base bar present): a partial first bucket at the start
    of a segment, or a bucket with a hole, is never presented as a whole bar;
-3. computing the feature function on that sequence of complete higher bars;
+3. computing the feature function on each run of consecutive complete higher bars: a missing
+   or incomplete bucket ends a run, and the next run starts afresh (its own warm-up), so no
+   value ever spans a hole as if the bars were adjacent;
 4. aligning back: base bar ``t`` gets the value of the last higher bar whose close is at or
    before ``t``'s close. The higher bar containing ``t`` is therefore used only when ``t`` is its
    last base bar; before that, ``t`` sees the previous higher bar — never an unfinished one.
@@ -128,7 +130,15 @@ def compute_on_timeframe(
         minute_of_day=minute_of_day.astype(np.float64),
         minute_of_week=(weekday * 1440 + minute_of_day).astype(np.float64),
     )
-    values = np.asarray(function.compute(higher, params), dtype=np.float64)
+    # Runs of adjacent complete buckets: a hole restarts the computation like a new segment.
+    bucket_ids = bucket[starts]
+    breaks = np.flatnonzero(np.diff(bucket_ids) != 1) + 1
+    values = np.empty(starts.shape[0], dtype=np.float64)
+    for lo, hi in zip(
+        np.concatenate(([0], breaks)), np.concatenate((breaks, [starts.shape[0]])), strict=True
+    ):
+        run = Bars(*(None if a is None else a[lo:hi] for a in higher))
+        values[lo:hi] = np.asarray(function.compute(run, params), dtype=np.float64)
     idx = align_to_base(bucket_open_us + timeframe_us, open_us + base_us, timeframe_us)
     found = idx >= 0
     out[found] = values[idx[found]]
