@@ -5,8 +5,13 @@ length, where row ``t`` uses only bars ``<= t``. Its ``lookback`` is the number 
 that cannot be computed (they come out as NaN). All outputs are scale-free: ratios, returns and
 bounded oscillators, never raw price levels, so one policy can trade any price regime.
 
-Rolling statistics written here (not in TA-Lib) sum each window in a fixed sequential order, so
-a value depends only on its window's contents, not on where the input started.
+Like TA-Lib's recursive indicators (EMA, RSI, ATR, ADX, running-sum SMA, OBV), the rolling
+statistics written here are O(n) kernels whose last bits depend on where the input starts, so
+feature values are defined on anchored segments (``anchoring.py``): the value at bar t is
+computed from the bars in ``[anchor(t), t]``, which makes it reproducible anywhere.
+
+``FeatureFunction.last`` computes only the newest row (the live path, ``incremental.py``), byte
+for byte equal to the last row of ``compute`` on the same bars.
 """
 
 from __future__ import annotations
@@ -59,6 +64,9 @@ class FeatureFunction:
         lookback: ``params -> number of leading NaN rows``.
         inputs: Names of the external inputs it reads (``futures_functions.INPUT_NAMES``);
             empty for a candle-only function. NaN past ``lookback`` then means a missing input.
+        last: ``(bars, params) -> value of the newest bar``, byte-identical to
+            ``compute(...)[-1]`` but cheaper; ``None`` when only the whole column gives it
+            exactly (TA-Lib's start-dependent indicators).
     """
 
     name: str
@@ -66,6 +74,23 @@ class FeatureFunction:
     compute: Callable[[Bars, Mapping[str, ParamValue]], np.ndarray]
     lookback: Callable[[Mapping[str, ParamValue]], int]
     inputs: tuple[str, ...] = ()
+    last: Callable[[Bars, Mapping[str, ParamValue]], float] | None = None
+
+    def compute_last(self, bars: Bars, params: Mapping[str, ParamValue]) -> float:
+        """The value of the newest bar, identical to ``compute(bars, params)[-1]``.
+
+        Uses ``last`` when the function has a cheaper exact way than recomputing the column.
+
+        Args:
+            bars: At least one bar.
+            params: The function's parameters.
+
+        Returns:
+            The newest row's value (NaN while warming up).
+        """
+        if self.last is not None:
+            return self.last(bars, params)
+        return float(self.compute(bars, params)[-1])
 
 
 def _int(params: Mapping[str, ParamValue], key: str) -> int:
@@ -78,40 +103,113 @@ def _nan_head(values: np.ndarray, lookback: int) -> np.ndarray:
     return out
 
 
-def _window_sums(x: np.ndarray, window: int) -> np.ndarray:
-    """Sum of each full window, added element by element in window order (see module doc)."""
-    m = x.shape[0] - window + 1
-    total = np.zeros(m, dtype=np.float64)
-    for j in range(window):
-        total += x[j : j + m]
-    return total
-
-
 def _window_range_is_zero(x: np.ndarray, window: int) -> np.ndarray:
-    m = x.shape[0] - window + 1
-    hi = x[:m].copy()
-    lo = x[:m].copy()
-    for j in range(1, window):
-        np.maximum(hi, x[j : j + m], out=hi)
-        np.minimum(lo, x[j : j + m], out=lo)
-    return hi == lo
+    """Whether each full window holds one repeated value (exact: counts value changes)."""
+    # int32 counts are several times faster to accumulate than numpy's default int64.
+    changes = np.zeros(x.shape[0], dtype=np.int32 if x.shape[0] < 2**31 else np.int64)
+    np.cumsum(x[1:] != x[:-1], out=changes[1:], dtype=changes.dtype)
+    return changes[window - 1 :] == changes[: x.shape[0] - window + 1]
+
+
+def _block_references(blocks: np.ndarray) -> np.ndarray:
+    """One finite value per block (column) to measure deviations from: its last, if finite."""
+    ref = blocks[-1].copy()
+    bad = ~np.isfinite(ref)
+    if bad.any():
+        # A NaN reference would poison windows that never contain the NaN.
+        values = blocks[:, bad]
+        lowest = np.where(np.isfinite(values), values, np.inf).min(axis=0)
+        ref[bad] = np.where(np.isfinite(lowest), lowest, 0.0)
+    return ref
 
 
 def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample standard deviation (ddof=1) of each full window (two-pass, exact order).
+    """Mean and sample standard deviation (ddof=1) of each full window, in O(n).
+
+    The input is cut into blocks of ``window`` values aligned at its first value, so a window is
+    the tail of block k (from its start) followed by the head of block k + 1. Running sums within
+    each block give both parts, with every value measured as a deviation from block k's last
+    value, which lies inside every window starting in block k. Deviations are then at most the
+    window's range while its sum of squared deviations is at least range**2 / 2, so
+    ``sum(d**2) - sum(d)**2 / window`` cannot cancel catastrophically, whatever the level (OBV
+    ~1e9), unlike raw running sums of x and x**2; no sum spans more than one block. The result
+    depends on the block alignment, i.e. on where the input starts (see the module doc).
 
     A window whose values are all equal gets a standard deviation of exactly 0: rounding in the
     mean would otherwise leave a tiny spurious spread that ratios blow up.
     """
-    m = x.shape[0] - window + 1
-    mean = _window_sums(x, window) / window
-    squares = np.zeros(m, dtype=np.float64)
-    for j in range(window):
-        d = x[j : j + m] - mean
-        squares += d * d
-    std = np.sqrt(squares / (window - 1))
+    n = x.shape[0]
+    blocks = -(-n // window)
+    padded = np.zeros(blocks * window, dtype=np.float64)
+    padded[:n] = x
+    # Column k holds block k: the running sums loop over the window's positions (O(window)
+    # Python steps), each step vectorised over all blocks.
+    values = padded.reshape(blocks, window).T.copy()
+    ref = _block_references(values)
+    # Tails (parts starting a window) are measured from their own block's reference, heads
+    # (parts ending one) from the previous block's, so the two parts of a window add up.
+    tail_1 = values - ref
+    tail_2 = tail_1 * tail_1
+    head_1 = values
+    head_1[:, 1:] -= ref[:-1]
+    head_2 = head_1 * head_1
+    for j in range(1, window):
+        head_1[j] += head_1[j - 1]
+        head_2[j] += head_2[j - 1]
+    for j in range(window - 2, -1, -1):
+        tail_1[j] += tail_1[j + 1]
+        tail_2[j] += tail_2[j + 1]
+    # The window starting at row j of block k: rows j.. of block k plus rows ..j-1 of k + 1.
+    tail_1[1:, :-1] += head_1[:-1, 1:]
+    tail_2[1:, :-1] += head_2[:-1, 1:]
+    mean = tail_1 / window
+    np.multiply(tail_1, mean, out=tail_1)
+    np.subtract(tail_2, tail_1, out=tail_2)
+    mean += ref
+    np.maximum(tail_2, 0.0, out=tail_2)
+    tail_2 /= window - 1
+    np.sqrt(tail_2, out=tail_2)
+    m = n - window + 1
+    std = tail_2.T.ravel()[:m]
     std[_window_range_is_zero(x, window)] = 0.0
-    return mean, std
+    return mean.T.ravel()[:m], std
+
+
+def _aligned_start(values: int, window: int) -> int:
+    """Start of the block holding the last full window's first value (blocks of ``window``).
+
+    ``_rolling_mean_std`` over ``x[start:]`` then ends with the same window, split the same
+    way, as over ``x``: its last value is byte-identical at O(window) cost.
+    """
+    return max(values - window, 0) // window * window
+
+
+def _last_of_suffix(
+    compute: Callable[[Bars, Mapping[str, ParamValue]], np.ndarray],
+    start: Callable[[int, Mapping[str, ParamValue]], int],
+) -> Callable[[Bars, Mapping[str, ParamValue]], float]:
+    """A ``FeatureFunction.last`` that computes over the bars from ``start(n, params)`` on."""
+
+    def last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+        return float(compute(_suffix(bars, start(bars.close.shape[0], params)), params)[-1])
+
+    return last
+
+
+def _suffix(bars: Bars, start: int) -> Bars:
+    """The bars from row ``start`` on (views, no copies)."""
+    if start == 0:
+        return bars
+    week = bars.minute_of_week
+    return bars._replace(
+        open=bars.open[start:],
+        high=bars.high[start:],
+        low=bars.low[start:],
+        close=bars.close[start:],
+        volume=bars.volume[start:],
+        minute_of_day=bars.minute_of_day[start:],
+        minute_of_week=None if week is None else week[start:],
+    )
 
 
 def _log_return(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -189,12 +287,24 @@ def _volume_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
 _TIME_OF_DAY = {"sin": np.sin, "cos": np.cos}
 
 
+def _on_circle(component: str, minute: np.ndarray, period: int) -> np.ndarray:
+    """Sine or cosine of ``2 pi minute / period`` for whole minutes, via a table of all ``period``.
+
+    Each table entry is computed exactly as the direct formula would, so values are identical;
+    the lookup only saves evaluating sin/cos once per bar.
+    """
+    table = _TIME_OF_DAY[component](2.0 * np.pi * np.arange(period, dtype=np.float64) / period)
+    index = minute.astype(np.int64)
+    if index.shape[0] and (index.min() < 0 or index.max() >= period):
+        raise ValueError(f"minutes must lie in [0, {period}), got {minute.min()}..{minute.max()}")
+    return table[index]
+
+
 def _time_of_day(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     component = str(params["component"])
     if component not in _TIME_OF_DAY:
         raise ValueError(f"time_of_day component must be 'sin' or 'cos', got {component!r}")
-    angle = 2.0 * np.pi * bars.minute_of_day / 1440.0
-    return _TIME_OF_DAY[component](angle)
+    return _on_circle(component, bars.minute_of_day, 1440)
 
 
 def _range_rel(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -254,6 +364,29 @@ def _obv_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     return _zscore(talib.OBV(bars.close, bars.volume), _int(params, "window"))
 
 
+def _obv_zscore_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    window = _int(params, "window")
+    obv = talib.OBV(bars.close, bars.volume)
+    return float(_zscore(obv[_aligned_start(obv.shape[0], window) :], window)[-1])
+
+
+def _newest_only(n: int, params: Mapping[str, ParamValue]) -> int:
+    return n - 1
+
+
+def _newest_and_periods(n: int, params: Mapping[str, ParamValue]) -> int:
+    return max(n - 1 - _int(params, "periods"), 0)
+
+
+def _aligned_window(n: int, params: Mapping[str, ParamValue]) -> int:
+    return _aligned_start(n, _int(params, "window"))
+
+
+def _aligned_window_of_returns(n: int, params: Mapping[str, ParamValue]) -> int:
+    # n bars give n - 1 returns; return j comes from bars j and j + 1.
+    return _aligned_start(n - 1, _int(params, "window"))
+
+
 _STOCH_COMPONENTS = {"k": 0, "d": 1}
 
 
@@ -278,8 +411,7 @@ def _time_of_week(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
         raise ValueError(f"time_of_week component must be 'sin' or 'cos', got {component!r}")
     if bars.minute_of_week is None:
         raise ValueError("time_of_week needs Bars.minute_of_week")
-    angle = 2.0 * np.pi * bars.minute_of_week / 10080.0
-    return _TIME_OF_DAY[component](angle)
+    return _on_circle(component, bars.minute_of_week, 10080)
 
 
 def _stoch_lookback(p: Mapping[str, ParamValue]) -> int:
@@ -289,12 +421,19 @@ def _stoch_lookback(p: Mapping[str, ParamValue]) -> int:
 FUNCTIONS: dict[str, FeatureFunction] = {
     f.name: f
     for f in (
-        FeatureFunction("log_return", {"periods": int}, _log_return, lambda p: _int(p, "periods")),
+        FeatureFunction(
+            "log_return",
+            {"periods": int},
+            _log_return,
+            lambda p: _int(p, "periods"),
+            last=_last_of_suffix(_log_return, _newest_and_periods),
+        ),
         FeatureFunction(
             "realized_volatility",
             {"window": int},
             _realized_volatility,
             lambda p: _int(p, "window"),
+            last=_last_of_suffix(_realized_volatility, _aligned_window_of_returns),
         ),
         FeatureFunction("rsi", {"period": int}, _rsi, lambda p: _int(p, "period")),
         FeatureFunction("natr", {"period": int}, _natr, lambda p: _int(p, "period")),
@@ -311,10 +450,22 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             lambda p: _int(p, "period") - 1,
         ),
         FeatureFunction(
-            "volume_zscore", {"window": int}, _volume_zscore, lambda p: _int(p, "window") - 1
+            "volume_zscore",
+            {"window": int},
+            _volume_zscore,
+            lambda p: _int(p, "window") - 1,
+            last=_last_of_suffix(_volume_zscore, _aligned_window),
         ),
-        FeatureFunction("time_of_day", {"component": str}, _time_of_day, lambda p: 0),
-        FeatureFunction("range_rel", {}, _range_rel, lambda p: 0),
+        FeatureFunction(
+            "time_of_day",
+            {"component": str},
+            _time_of_day,
+            lambda p: 0,
+            last=_last_of_suffix(_time_of_day, _newest_only),
+        ),
+        FeatureFunction(
+            "range_rel", {}, _range_rel, lambda p: 0, last=_last_of_suffix(_range_rel, _newest_only)
+        ),
         FeatureFunction("sma_ratio", {"period": int}, _sma_ratio, lambda p: _int(p, "period") - 1),
         FeatureFunction("ema_ratio", {"period": int}, _ema_ratio, lambda p: _int(p, "period") - 1),
         FeatureFunction(
@@ -331,7 +482,11 @@ FUNCTIONS: dict[str, FeatureFunction] = {
         ),
         FeatureFunction("adx", {"period": int}, _adx, lambda p: 2 * _int(p, "period") - 1),
         FeatureFunction(
-            "obv_zscore", {"window": int}, _obv_zscore, lambda p: _int(p, "window") - 1
+            "obv_zscore",
+            {"window": int},
+            _obv_zscore,
+            lambda p: _int(p, "window") - 1,
+            last=_obv_zscore_last,
         ),
         FeatureFunction(
             "stochastic",
@@ -339,7 +494,13 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             _stochastic,
             _stoch_lookback,
         ),
-        FeatureFunction("time_of_week", {"component": str}, _time_of_week, lambda p: 0),
+        FeatureFunction(
+            "time_of_week",
+            {"component": str},
+            _time_of_week,
+            lambda p: 0,
+            last=_last_of_suffix(_time_of_week, _newest_only),
+        ),
     )
 }
 """Every feature function by name."""

@@ -17,7 +17,7 @@ from goldrl_dagster.lib.features.futures_functions import FUTURES_FUNCTIONS, val
 from goldrl_dagster.lib.features.timeframes import timeframe_lookback, timeframe_ratio
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
-FEATURE_CODE_VERSION = "1"
+FEATURE_CODE_VERSION = "2"
 
 # One registry for every spec: candle functions and those over external inputs.
 FUNCTIONS.update(FUTURES_FUNCTIONS)

@@ -35,8 +35,8 @@ def test_fingerprints_differ_between_sets_and_are_stable():
         assert rebuilt.fingerprint == spec.fingerprint
     # Pinned: datasets and models are keyed by these; a change here must be deliberate
     # (bump the set's version or FEATURE_CODE_VERSION).
-    assert CORE_V1.fingerprint.startswith("7953b7e49b90")
-    assert TA_V2.fingerprint.startswith("a61489f30be3")
+    assert CORE_V1.fingerprint.startswith("bc4dc73ef1a9")
+    assert TA_V2.fingerprint.startswith("fcdbdd2f5898")
 
 
 def test_registered_by_name():
