@@ -1,0 +1,151 @@
+"""Anchored segments: where every feature value starts, so it is reproducible anywhere.
+
+TA-Lib's recursive indicators and goldrl's O(n) rolling kernels give values whose last bits
+depend on where their input starts. Features are therefore defined on anchored segments: the
+value at bar t is ``f(bars in [anchor(t), t])`` with
+
+    anchor(t) = UTC midnight of t's open time - spec.warmup_bars * interval
+
+(time-based). All bars of one UTC day share an anchor, so a day is one segment: its warm-up tail
+(the ``warmup_bars`` bars before midnight) followed by the day's bars. The feature-snapshot
+assets, dataset builds, training, evaluation and the live engine (``incremental.FeatureStream``)
+all compute exactly this, so a stored row, a recomputed row and a live row agree byte for byte.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from goldrl_dagster.lib.features.futures_functions import FeatureInputs
+from goldrl_dagster.lib.features.pipeline import compute_features
+from goldrl_dagster.lib.features.spec import FeatureSetSpec
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
+
+DAY_US = 86_400_000_000
+
+
+def interval_us(interval: str) -> int:
+    """Length of a fixed-length candle interval in microseconds.
+
+    Raises:
+        ValueError: If the interval is unknown or has no fixed length (the calendar month).
+    """
+    if interval not in INTERVAL_MS:
+        raise ValueError(
+            f"anchored features need a fixed-length interval, one of {sorted(INTERVAL_MS)}; "
+            f"got {interval!r}"
+        )
+    return INTERVAL_MS[interval] * 1000
+
+
+def anchor_us(open_time_us: int, interval: str, spec: FeatureSetSpec) -> int:
+    """``feature_anchor`` on epoch microseconds (UTC)."""
+    return open_time_us // DAY_US * DAY_US - spec.warmup_bars * interval_us(interval)
+
+
+def feature_anchor(open_time: datetime, interval: str, spec: FeatureSetSpec) -> datetime:
+    """Start of the segment the features of the bar opening at ``open_time`` are computed on.
+
+    Args:
+        open_time: The bar's open time (time-zone aware).
+        interval: The bars' interval, e.g. ``1m``.
+        spec: The feature set (its ``warmup_bars`` sets the tail length).
+
+    Returns:
+        UTC midnight of the bar's UTC day minus ``spec.warmup_bars`` intervals, as aware UTC.
+
+    Raises:
+        ValueError: If ``open_time`` is naive or the interval has no fixed length.
+    """
+    if open_time.tzinfo is None:
+        raise ValueError(f"open_time must be time-zone aware (UTC), got naive {open_time}")
+    midnight = open_time.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight - timedelta(microseconds=spec.warmup_bars * interval_us(interval))
+
+
+def _open_time_us(candles: pl.DataFrame) -> np.ndarray:
+    if "open_time" not in candles.columns or "interval" not in candles.columns:
+        raise ValueError("candle frame lacks open_time or interval; see market/candles.py")
+    dtype = candles["open_time"].dtype
+    if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None:
+        raise ValueError(
+            f"open_time must be a time-zone aware Datetime (canonical: UTC), got {dtype}; "
+            "pass the frame through conform_candles"
+        )
+    ticks = candles["open_time"].dt.epoch("us").to_numpy()
+    if ticks.shape[0] > 1 and not bool(np.all(ticks[1:] > ticks[:-1])):
+        raise ValueError("candles must be sorted by open_time ascending, without duplicates")
+    return ticks
+
+
+def day_segments(
+    ticks: np.ndarray, interval: str, spec: FeatureSetSpec
+) -> list[tuple[int, int, int]]:
+    """Row ranges of the anchored segments covering sorted open times.
+
+    Args:
+        ticks: Strictly ascending open times, epoch microseconds UTC.
+        interval: The bars' interval.
+        spec: The feature set.
+
+    Returns:
+        One ``(segment_start, day_start, day_end)`` row-index triple per UTC day present, in
+        order: the segment is rows ``segment_start:day_end`` and the day's own rows are
+        ``day_start:day_end`` (``segment_start`` is the first row at or after the anchor).
+    """
+    if ticks.shape[0] == 0:
+        return []
+    tail = spec.warmup_bars * interval_us(interval)
+    days = np.unique(ticks // DAY_US)
+    day_starts = np.searchsorted(ticks, days * DAY_US)
+    day_ends = np.searchsorted(ticks, (days + 1) * DAY_US)
+    segment_starts = np.searchsorted(ticks, days * DAY_US - tail)
+    return [
+        (int(s), int(d), int(e))
+        for s, d, e in zip(segment_starts, day_starts, day_ends, strict=True)
+    ]
+
+
+def compute_features_anchored(
+    candles: pl.DataFrame,
+    spec: FeatureSetSpec,
+    *,
+    inputs: FeatureInputs | None = None,
+) -> pl.DataFrame:
+    """Compute a feature set over several days, each day on its anchored segment.
+
+    Each UTC day present is computed with ``compute_features`` over its segment (the bars of the
+    frame from the day's anchor up to its end) and its own rows are kept. A day whose tail is
+    not (fully) in the frame, e.g. the first day of the frame or the listing day, is computed
+    from the bars that are there: a row is then flagged ``is_warmup`` when fewer than
+    ``spec.warmup_bars`` bars precede it in its segment, exactly as the feature-snapshot asset
+    and ``incremental.FeatureStream`` flag it.
+
+    Args:
+        candles: Canonical candles of ONE instrument and interval, sorted by ``open_time``
+            without duplicates (as for ``compute_features``); any number of days.
+        spec: The feature set.
+        inputs: External observations covering the candles, for sets that need them.
+
+    Returns:
+        The ``compute_features`` frame for all rows, same order as the input.
+
+    Raises:
+        ValueError: If ``open_time`` is not UTC-aware, unsorted or duplicated, the interval has
+            no fixed length, or ``compute_features`` rejects the candles.
+    """
+    ticks = _open_time_us(candles)
+    if candles.height == 0:
+        return compute_features(candles, spec, inputs=inputs)
+    intervals = candles["interval"].unique().to_list()
+    if len(intervals) != 1:
+        raise ValueError(f"compute_features_anchored takes one interval; got {intervals}")
+    parts = []
+    for segment_start, day_start, day_end in day_segments(ticks, intervals[0], spec):
+        segment = candles.slice(segment_start, day_end - segment_start)
+        features = compute_features(segment, spec, inputs=inputs)
+        parts.append(features.slice(day_start - segment_start))
+    return pl.concat(parts, how="vertical", rechunk=True)

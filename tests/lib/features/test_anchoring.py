@@ -1,0 +1,122 @@
+"""Anchored segments: a day's features depend only on the day and its warm-up tail."""
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import polars as pl
+import pytest
+from candle_factory import random_walk_candles
+
+from goldrl_dagster.lib.features.anchoring import compute_features_anchored, feature_anchor
+from goldrl_dagster.lib.features.pipeline import compute_features
+from goldrl_dagster.lib.features.spec import CORE_V1, TA_BASIC_V1, TA_V2
+
+# 22:00 on day 1, then three full days and part of a fourth: 4000 bars.
+START = datetime(2025, 3, 1, 22, 0, tzinfo=UTC)
+DAY_2 = datetime(2025, 3, 2, tzinfo=UTC)
+DAY_3 = datetime(2025, 3, 3, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def candles() -> pl.DataFrame:
+    return random_walk_candles(4000, seed=23, start=START)
+
+
+def _raw(frame: pl.DataFrame) -> bytes:
+    """Every column's bytes, flags included, so equality is exact (NaN payloads too)."""
+    return b"".join(frame[c].to_numpy().tobytes() for c in frame.columns)
+
+
+def test_feature_anchor_is_midnight_minus_the_warmup_tail():
+    assert TA_V2.warmup_bars == 239
+    bar = datetime(2025, 3, 2, 10, 15, tzinfo=UTC)
+    assert feature_anchor(bar, "1m", TA_V2) == datetime(2025, 3, 1, 20, 1, tzinfo=UTC)
+    # Every bar of the UTC day shares it; an aware non-UTC time is converted first.
+    late = datetime(2025, 3, 2, 23, 59, tzinfo=UTC)
+    assert feature_anchor(late, "1m", TA_V2) == feature_anchor(bar, "1m", TA_V2)
+    tokyo = datetime(2025, 3, 3, 8, 0, tzinfo=timezone(timedelta(hours=9)))  # 23:00 UTC on 2nd
+    assert feature_anchor(tokyo, "1m", TA_V2) == feature_anchor(bar, "1m", TA_V2)
+    assert feature_anchor(bar, "5m", TA_BASIC_V1) == DAY_2 - timedelta(minutes=5 * 59)
+    with pytest.raises(ValueError, match="time-zone aware"):
+        feature_anchor(bar.replace(tzinfo=None), "1m", TA_V2)
+    with pytest.raises(ValueError, match="fixed-length interval"):
+        feature_anchor(bar, "1M", TA_V2)
+
+
+@pytest.mark.parametrize("spec", [TA_BASIC_V1, CORE_V1, TA_V2], ids=lambda s: s.name)
+def test_a_day_alone_with_its_tail_equals_the_day_in_a_longer_run(candles, spec):
+    everything = compute_features_anchored(candles, spec)
+    assert everything.height == candles.height
+    assert everything["open_time"].to_list() == candles["open_time"].to_list()
+    for day in (DAY_2, DAY_3):
+        anchor = feature_anchor(day, "1m", spec)
+        end = day + timedelta(days=1)
+        window = candles.filter(pl.col("open_time") >= anchor, pl.col("open_time") < end)
+        alone = compute_features_anchored(window, spec)
+        in_day = everything.filter(pl.col("open_time") >= day, pl.col("open_time") < end)
+        assert in_day.height == 1440
+        assert _raw(alone.filter(pl.col("open_time") >= day)) == _raw(in_day)
+        # The asset's way (compute_features over [anchor, day end), keep the day) agrees too.
+        asset = compute_features(window, spec).filter(pl.col("open_time") >= day)
+        assert _raw(asset) == _raw(in_day)
+    assert not everything.filter(pl.col("open_time") >= DAY_3)["is_warmup"].any()
+
+
+def test_anchoring_changes_values_compared_with_one_long_computation(candles):
+    # Without anchors, recursive indicators carry state across midnight. EMA-200 still remembers
+    # its seed after the 239-bar warm-up (0.99**239 ~ 9%), so the difference is not only in the
+    # last bits: that is why every consumer must compute on the same anchored segments.
+    anchored = compute_features_anchored(candles, TA_V2).filter(pl.col("open_time") >= DAY_3)
+    unanchored = compute_features(candles, TA_V2).filter(pl.col("open_time") >= DAY_3)
+    assert _raw(anchored) != _raw(unanchored)
+    ema = np.abs(anchored["ema_ratio_200"].to_numpy() - unanchored["ema_ratio_200"].to_numpy())
+    assert ema.max() > 1e-5
+    # Pure window features agree to rounding (block alignment only moves the last bits).
+    for name in ("log_ret_60", "realized_vol_120", "volume_z_240", "sma_ratio_200"):
+        np.testing.assert_allclose(
+            anchored[name].to_numpy(), unanchored[name].to_numpy(), rtol=1e-9, atol=1e-15
+        )
+
+
+def test_warmup_after_listing_counts_the_bars_present_in_the_segment(candles):
+    spec = TA_V2
+    out = compute_features_anchored(candles, spec)
+    flags = out["is_warmup"].to_numpy()
+    first_day = out["open_time"] < DAY_2
+    # Listing at 22:00: 120 bars on day 1, all of them short of the 239-bar warm-up.
+    assert first_day.sum() == 120 and flags[: first_day.sum()].all()
+    # Day 2's tail holds only those 120 bars, so its first 239 - 120 = 119 rows still warm up.
+    day_2 = out.filter(pl.col("open_time") >= DAY_2, pl.col("open_time") < DAY_3)
+    assert day_2["is_warmup"].to_list() == [True] * 119 + [False] * (1440 - 119)
+    # A full tail: nothing in day 3 warms up.
+    assert not out.filter(pl.col("open_time") >= DAY_3)["is_warmup"].any()
+
+
+def test_gap_in_the_tail_shortens_the_segment_by_time_not_by_count(candles):
+    # Two hours missing before day 3: the anchor stays at midnight - 239 min, so day 3's
+    # segment holds fewer bars and its first rows are flagged, never silently reached back.
+    spec = CORE_V1
+    holed = candles.filter(
+        (pl.col("open_time") < DAY_3 - timedelta(hours=3))
+        | (pl.col("open_time") >= DAY_3 - timedelta(hours=1))
+    )
+    out = compute_features_anchored(holed, spec).filter(pl.col("open_time") >= DAY_3)
+    # Tail present: 20:01-20:59 (59 bars) and 23:00-23:59 (60 bars) = 119 of 239.
+    assert out["is_warmup"].to_list()[:200] == [True] * 120 + [False] * 80
+
+
+def test_empty_and_bad_frames(candles):
+    empty = compute_features_anchored(candles.head(0), CORE_V1)
+    assert empty.height == 0 and empty.columns[:2] == ["open_time", "is_warmup"]
+    with pytest.raises(ValueError, match="sorted by open_time ascending, without duplicates"):
+        compute_features_anchored(candles.reverse(), CORE_V1)
+    with pytest.raises(ValueError, match="sorted by open_time ascending, without duplicates"):
+        compute_features_anchored(pl.concat([candles.head(3), candles.slice(2, 3)]), CORE_V1)
+    naive = candles.with_columns(pl.col("open_time").dt.replace_time_zone(None))
+    with pytest.raises(ValueError, match="time-zone aware"):
+        compute_features_anchored(naive, CORE_V1)
+    mixed = pl.concat([candles.head(2), candles.slice(2, 2).with_columns(interval=pl.lit("5m"))])
+    with pytest.raises(ValueError, match="one interval"):
+        compute_features_anchored(mixed, CORE_V1)
+    with pytest.raises(ValueError, match="fixed-length interval"):
+        compute_features_anchored(candles.with_columns(interval=pl.lit("1M")), CORE_V1)
