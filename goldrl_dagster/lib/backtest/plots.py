@@ -1,14 +1,18 @@
-"""Equity and drawdown chart of backtest runs, as PNG bytes for Dagster metadata."""
+"""Equity and drawdown charts of backtest runs and walk-forward folds, as PNG bytes."""
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from goldrl_dagster.lib.backtest.engine import BacktestResult
+
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.evaluation.walk_forward import WalkForwardReport
 
 
 def drawdown_series(result: BacktestResult) -> pl.Series:
@@ -22,9 +26,7 @@ def drawdown_series(result: BacktestResult) -> pl.Series:
     Returns:
         Float64 series aligned with ``result.equity_curve``, values in [0, 1].
     """
-    equity = result.equity_curve["equity"]
-    peak = equity.cum_max().clip(lower_bound=result.starting_balance)
-    return ((peak - equity) / peak).clip(0.0, 1.0).alias("drawdown")
+    return curve_drawdown(result.equity_curve["equity"], result.starting_balance)
 
 
 def equity_plot_png(results: dict[str, BacktestResult]) -> bytes:
@@ -61,5 +63,65 @@ def equity_plot_png(results: dict[str, BacktestResult]) -> bytes:
     figure.autofmt_xdate()
     buffer = io.BytesIO()
     # Fixed metadata keeps the bytes independent of the matplotlib build date/time.
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def curve_drawdown(equity: pl.Series, starting_balance: float) -> pl.Series:
+    """Drawdown of an equity series below its running peak (the start is the first peak).
+
+    Args:
+        equity: Equity after each bar.
+        starting_balance: The first peak.
+
+    Returns:
+        Float64 series in [0, 1].
+    """
+    peak = equity.cum_max().clip(lower_bound=starting_balance)
+    return ((peak - equity) / peak).clip(0.0, 1.0).alias("drawdown")
+
+
+def walk_forward_plot_png(report: WalkForwardReport) -> bytes:
+    """Draw the folds' equity and drawdown, policy against every baseline.
+
+    Each run's fold curves are stitched into one (see ``walk_forward``); fold test windows are
+    shaded alternately and labelled, failed folds are marked in red.
+
+    Args:
+        report: A walk-forward report.
+
+    Returns:
+        The PNG image bytes (identical for identical reports).
+    """
+    curves = report.stitched_curves()
+    balance = report.config.starting_balance
+    figure = Figure(figsize=(11, 6.5))
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for name, curve in curves.items():
+        times = curve["ts"].to_list()
+        pnl = report.aggregate[name]["net_pnl"]
+        style = {"linewidth": 2.0} if name == "policy" else {"linewidth": 1.0, "alpha": 0.8}
+        top.plot(times, curve["equity"].to_list(), label=f"{name} ({pnl:+.2f})", **style)
+        drawdown = curve_drawdown(curve["equity"], balance)
+        bottom.plot(times, (-100.0 * drawdown).to_list(), label=name, **style)
+    for fold in report.folds:
+        color = "red" if not fold.ok else ("0.85" if fold.fold.index % 2 else "0.93")
+        for axis in (top, bottom):
+            axis.axvspan(fold.window_start, fold.window_end, color=color, alpha=0.4, lw=0)
+        label = f"fold {fold.fold.index}" + ("" if fold.ok else " FAILED")
+        top.annotate(label, (fold.window_start, 1.0), xycoords=("data", "axes fraction"),
+                     va="top", fontsize=8)  # fmt: skip
+    top.set_ylabel("equity (folds stitched)")
+    top.set_title(
+        f"Walk-forward ({report.config.mode}, {len(report.folds)} folds): equity at bar close"
+    )
+    top.legend(loc="best")
+    top.grid(alpha=0.3)
+    bottom.set_ylabel("drawdown %")
+    bottom.set_xlabel("bar close (UTC)")
+    bottom.grid(alpha=0.3)
+    figure.autofmt_xdate()
+    buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return buffer.getvalue()
