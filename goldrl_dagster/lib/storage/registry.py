@@ -201,15 +201,36 @@ def record_evaluation(
     policy_metrics: dict[str, Any],
     baseline_metrics: dict[str, Any],
     trades_sha256: str,
+    folds: list[dict[str, Any]] | None = None,
+    config: dict[str, Any] | None = None,
+    cost_model_fingerprint: str | None = None,
 ) -> None:
-    """Store an evaluation report (idempotent on report id)."""
+    """Store an evaluation report (idempotent on report id).
+
+    Args:
+        db: The database.
+        report_id: Identity of the report (a hash of its inputs).
+        model_id: The evaluated model.
+        dataset_hash: The dataset version evaluated on.
+        window_start: Open time of the first scored bar.
+        window_end: Open time of the last scored bar.
+        policy_metrics: The policy's (aggregate) metrics.
+        baseline_metrics: The baselines' (aggregate) metrics, keyed by name.
+        trades_sha256: Hash of the policy's trades (over all folds).
+        folds: Per-fold summaries of a walk-forward evaluation.
+        config: The evaluation settings.
+        cost_model_fingerprint: Fingerprint of the cost model the runs were scored under.
+    """
     with db.connect() as conn:
         conn.execute(
             "INSERT INTO evaluation_reports (report_id, model_id, dataset_hash, window_start, "
-            "window_end, policy_metrics, baseline_metrics, trades_sha256) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (report_id) DO NOTHING",
+            "window_end, policy_metrics, baseline_metrics, trades_sha256, folds, config, "
+            "cost_model_fingerprint) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (report_id) DO NOTHING",
             (report_id, model_id, dataset_hash, window_start, window_end,
-             _json(policy_metrics), _json(baseline_metrics), trades_sha256),
+             _json(policy_metrics), _json(baseline_metrics), trades_sha256,
+             _json(folds or []), _json(config or {}), cost_model_fingerprint),
         )  # fmt: skip
         conn.commit()
 
