@@ -141,16 +141,21 @@ def record_model(
     algorithm: str,
     seed: int,
     card: dict[str, Any],
+    cost_model_fingerprint: str | None = None,
 ) -> None:
-    """Register a trained model and its artifact (idempotent on model id)."""
+    """Register a trained model and its artifact (idempotent on model id).
+
+    ``cost_model_fingerprint`` defaults to the card's ``cost_model_fingerprint``.
+    """
+    cost_fingerprint = cost_model_fingerprint or card.get("cost_model_fingerprint")
     with db.connect() as conn:
         register_artifact(conn, artifact, "model")
         conn.execute(
             "INSERT INTO models (model_id, artifact_sha256, dataset_hash, feature_fingerprint, "
-            "algorithm, seed, card) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (model_id) DO NOTHING",
+            "algorithm, seed, card, cost_model_fingerprint) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (model_id) DO NOTHING",
             (model_id, artifact.sha256, dataset_hash, feature_fingerprint, algorithm, seed,
-             _json(card)),
+             _json(card), cost_fingerprint),
         )  # fmt: skip
         conn.commit()
 
@@ -164,6 +169,7 @@ class ModelRecord:
     dataset_hash: str
     feature_fingerprint: str
     card: dict[str, Any]
+    cost_model_fingerprint: str | None = None
 
 
 def load_model_record(db: Database, model_id: str) -> ModelRecord:
@@ -175,7 +181,7 @@ def load_model_record(db: Database, model_id: str) -> ModelRecord:
     with db.connect() as conn:
         row = conn.execute(
             "SELECT m.model_id, a.sha256, a.uri, a.size_bytes, m.dataset_hash, "
-            "m.feature_fingerprint, m.card FROM models m "
+            "m.feature_fingerprint, m.card, m.cost_model_fingerprint FROM models m "
             "JOIN artifacts a ON a.sha256 = m.artifact_sha256 WHERE m.model_id = %s",
             (model_id,),
         ).fetchone()
@@ -187,6 +193,7 @@ def load_model_record(db: Database, model_id: str) -> ModelRecord:
         dataset_hash=row[4],
         feature_fingerprint=row[5],
         card=row[6],
+        cost_model_fingerprint=row[7],
     )
 
 
