@@ -21,6 +21,7 @@ are computed on that single curve and all fills, so they have the same keys as a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -393,6 +394,9 @@ def run_walk_forward(
 def ppo_trainer(train_config: TrainConfig) -> Trainer:
     """A ``retrain``-mode trainer: H4's seeded PPO training on each fold's train part.
 
+    Each fold's env gets the fold's bar ranges and funding rates, so the policy is trained
+    under the costs it is scored under; episodes are capped at the fold's train length.
+
     Args:
         train_config: Hyper-parameters and seed (the same for every fold, so a fold's policy
             depends only on its train data).
@@ -402,7 +406,16 @@ def ppo_trainer(train_config: TrainConfig) -> Trainer:
     """
 
     def train(data: FoldTrainingData) -> ActionTablePolicy:
-        trained = fit_policy(data.features, data.closes, data.cost_model, train_config)
+        # Episodes cannot be longer than the fold's train part.
+        episode = min(train_config.episode_length, int(data.features.shape[0]) - 1)
+        trained = fit_policy(
+            data.features,
+            data.closes,
+            data.cost_model,
+            dataclasses.replace(train_config, episode_length=episode),
+            bar_ranges=data.bar_ranges,
+            funding_rates=data.funding_rates,
+        )
         card = {"observation_size": observation_size(int(data.features.shape[1]))}
         return LoadedPolicy(trained.model, trained.normalizer, card)
 
