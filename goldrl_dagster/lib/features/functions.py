@@ -16,7 +16,11 @@ for byte equal to the last row of ``compute`` on the same bars.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import functools
+import math
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -123,6 +127,9 @@ def _block_references(blocks: np.ndarray) -> np.ndarray:
     return ref
 
 
+_FEW_BLOCKS = 64
+
+
 def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sample standard deviation (ddof=1) of each full window, in O(n).
 
@@ -153,12 +160,20 @@ def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     head_1 = values
     head_1[:, 1:] -= ref[:-1]
     head_2 = head_1 * head_1
-    for j in range(1, window):
-        head_1[j] += head_1[j - 1]
-        head_2[j] += head_2[j - 1]
-    for j in range(window - 2, -1, -1):
-        tail_1[j] += tail_1[j + 1]
-        tail_2[j] += tail_2[j + 1]
+    if blocks > _FEW_BLOCKS:
+        for j in range(1, window):
+            head_1[j] += head_1[j - 1]
+            head_2[j] += head_2[j - 1]
+        for j in range(window - 2, -1, -1):
+            tail_1[j] += tail_1[j + 1]
+            tail_2[j] += tail_2[j + 1]
+    else:
+        # Same sequential additions in the same order (numpy accumulates strictly left to
+        # right), so the bytes match the loop; cheaper when there are few blocks (live path).
+        for running in (head_1, head_2):
+            np.cumsum(running, axis=0, out=running)
+        for running in (tail_1[::-1], tail_2[::-1]):
+            np.cumsum(running, axis=0, out=running)
     # The window starting at row j of block k: rows j.. of block k plus rows ..j-1 of k + 1.
     tail_1[1:, :-1] += head_1[:-1, 1:]
     tail_2[1:, :-1] += head_2[:-1, 1:]
@@ -175,41 +190,88 @@ def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     return mean.T.ravel()[:m], std
 
 
+def _last_mean_std(x: np.ndarray, window: int) -> tuple[float, float]:
+    """``_rolling_mean_std(x, window)`` of the last window only, with the same arithmetic.
+
+    The same block split, reference, sequential running sums (``np.cumsum`` adds strictly left
+    to right, like the loop) and final IEEE operations on the last window: byte-identical
+    values at O(window) cost with a handful of numpy calls (the live path).
+    """
+    n = x.shape[0]
+    start = n - window
+    block_end = (start // window + 1) * window
+    split = block_end - start  # how many of the window's values lie in its first block
+    ref = float(x[block_end - 1])
+    if not math.isfinite(ref):
+        values = x[block_end - window : block_end]
+        finite = values[np.isfinite(values)]
+        ref = float(finite.min()) if finite.shape[0] else 0.0
+    dev = np.empty((2, window), dtype=np.float64)
+    np.subtract(x[start:], ref, out=dev[0])
+    np.multiply(dev[0], dev[0], out=dev[1])
+    # The first block's part is summed from its end backwards, the next block's from its start.
+    tails = np.cumsum(dev[:, split - 1 :: -1], axis=1)[:, -1]
+    total_1, total_2 = float(tails[0]), float(tails[1])
+    if split < window:
+        heads = np.cumsum(dev[:, split:], axis=1)[:, -1]
+        total_1 += float(heads[0])
+        total_2 += float(heads[1])
+    mean = total_1 / window
+    m2 = total_2 - total_1 * mean
+    m2 = 0.0 if m2 <= 0.0 else m2  # np.maximum(m2, 0.0), NaN kept
+    std = math.sqrt(m2 / (window - 1))
+    last = x[start:]
+    if bool(np.all(last == last[0])):
+        std = 0.0
+    return mean + ref, std
+
+
+def _last_zscore(x: np.ndarray, window: int) -> float:
+    """``_zscore(x, window)[-1]``, byte-identical."""
+    if x.shape[0] < window:
+        return float("nan")
+    mean, std = _last_mean_std(x, window)
+    return (float(x[-1]) - mean) / std if std > 0.0 else 0.0
+
+
 def _aligned_start(values: int, window: int) -> int:
     """Start of the block holding the last full window's first value (blocks of ``window``).
 
-    ``_rolling_mean_std`` over ``x[start:]`` then ends with the same window, split the same
-    way, as over ``x``: its last value is byte-identical at O(window) cost.
+    ``_rolling_mean_std`` over ``x[start:]`` ends with the same window, split the same way, as
+    over ``x``, so values computed from there on are byte-identical.
     """
     return max(values - window, 0) // window * window
 
 
-def _last_of_suffix(
-    compute: Callable[[Bars, Mapping[str, ParamValue]], np.ndarray],
-    start: Callable[[int, Mapping[str, ParamValue]], int],
-) -> Callable[[Bars, Mapping[str, ParamValue]], float]:
-    """A ``FeatureFunction.last`` that computes over the bars from ``start(n, params)`` on."""
-
-    def last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
-        return float(compute(_suffix(bars, start(bars.close.shape[0], params)), params)[-1])
-
-    return last
+_SHARED = threading.local()
 
 
-def _suffix(bars: Bars, start: int) -> Bars:
-    """The bars from row ``start`` on (views, no copies)."""
-    if start == 0:
-        return bars
-    week = bars.minute_of_week
-    return bars._replace(
-        open=bars.open[start:],
-        high=bars.high[start:],
-        low=bars.low[start:],
-        close=bars.close[start:],
-        volume=bars.volume[start:],
-        minute_of_day=bars.minute_of_day[start:],
-        minute_of_week=None if week is None else week[start:],
-    )
+@contextlib.contextmanager
+def shared_outputs() -> Iterator[None]:
+    """Within the block, features over the same ``Bars`` object share multi-output TA-Lib calls.
+
+    MACD's line, signal and histogram, Bollinger %B and width, and stochastic %K and %D are
+    separate features over one TA-Lib call each; in this scope the call is made once. The
+    caller must keep the ``Bars`` object alive and its arrays unchanged for the duration.
+    """
+    previous = getattr(_SHARED, "cache", None)
+    _SHARED.cache = {}
+    try:
+        yield
+    finally:
+        _SHARED.cache = previous
+
+
+def _shared(
+    bars: Bars, key: tuple[object, ...], call: Callable[[], tuple[np.ndarray, ...]]
+) -> tuple[np.ndarray, ...]:
+    cache = getattr(_SHARED, "cache", None)
+    if cache is None:
+        return call()
+    full_key = (id(bars), *key)
+    if full_key not in cache:
+        cache[full_key] = call()
+    return cache[full_key]
 
 
 def _log_return(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -232,32 +294,52 @@ def _realized_volatility(bars: Bars, params: Mapping[str, ParamValue]) -> np.nda
     return _nan_head(std, window)
 
 
+def _talib_rsi(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return talib.RSI(bars.close, timeperiod=_int(params, "period"))
+
+
 def _rsi(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return talib.RSI(bars.close, timeperiod=_int(params, "period")) / 100.0
+    return _talib_rsi(bars, params) / 100.0
+
+
+def _talib_natr(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return talib.NATR(bars.high, bars.low, bars.close, timeperiod=_int(params, "period"))
 
 
 def _natr(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    period = _int(params, "period")
-    return talib.NATR(bars.high, bars.low, bars.close, timeperiod=period) / 100.0
+    return _talib_natr(bars, params) / 100.0
+
+
+def _macd(bars: Bars, params: Mapping[str, ParamValue]) -> tuple[np.ndarray, ...]:
+    fast, slow, signal = _int(params, "fast"), _int(params, "slow"), _int(params, "signal")
+    return _shared(
+        bars,
+        ("MACD", fast, slow, signal),
+        lambda: talib.MACD(bars.close, fastperiod=fast, slowperiod=slow, signalperiod=signal),
+    )
 
 
 def _macd_hist_rel(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    _, _, hist = talib.MACD(
-        bars.close,
-        fastperiod=_int(params, "fast"),
-        slowperiod=_int(params, "slow"),
-        signalperiod=_int(params, "signal"),
-    )
     # Dividing by the close makes the histogram a fraction of price, comparable across regimes.
-    return hist / bars.close
+    return _macd(bars, params)[2] / bars.close
+
+
+def _macd_hist_rel_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    return float(_macd(bars, params)[2][-1] / bars.close[-1])
+
+
+def _bbands(bars: Bars, params: Mapping[str, ParamValue]) -> tuple[np.ndarray, ...]:
+    period, nbdev = _int(params, "period"), float(params["nbdev"])
+    return _shared(
+        bars,
+        ("BBANDS", period, nbdev),
+        lambda: talib.BBANDS(bars.close, timeperiod=period, nbdevup=nbdev, nbdevdn=nbdev, matype=0),
+    )
 
 
 def _bollinger_pctb(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     period = _int(params, "period")
-    nbdev = float(params["nbdev"])
-    upper, _, lower = talib.BBANDS(
-        bars.close, timeperiod=period, nbdevup=nbdev, nbdevdn=nbdev, matype=0
-    )
+    upper, _, lower = _bbands(bars, params)
     width = upper - lower
     with np.errstate(divide="ignore", invalid="ignore"):
         pctb = (bars.close - lower) / width
@@ -268,6 +350,16 @@ def _bollinger_pctb(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
         flat = _nan_head(_window_range_is_zero(bars.close, period).astype(np.float64), period - 1)
         pctb[flat == 1.0] = 0.5
     return pctb
+
+
+def _bollinger_pctb_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    period = _int(params, "period")
+    upper, _, lower = _bbands(bars, params)
+    close = bars.close
+    if close.shape[0] >= period and bool(np.all(close[-period:] == close[-1])):
+        return 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float((close[-1] - lower[-1]) / (upper[-1] - lower[-1]))
 
 
 def _volume_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -287,13 +379,20 @@ def _volume_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
 _TIME_OF_DAY = {"sin": np.sin, "cos": np.cos}
 
 
+@functools.cache
+def _circle_table(component: str, period: int) -> np.ndarray:
+    table = _TIME_OF_DAY[component](2.0 * np.pi * np.arange(period, dtype=np.float64) / period)
+    table.flags.writeable = False
+    return table
+
+
 def _on_circle(component: str, minute: np.ndarray, period: int) -> np.ndarray:
     """Sine or cosine of ``2 pi minute / period`` for whole minutes, via a table of all ``period``.
 
     Each table entry is computed exactly as the direct formula would, so values are identical;
     the lookup only saves evaluating sin/cos once per bar.
     """
-    table = _TIME_OF_DAY[component](2.0 * np.pi * np.arange(period, dtype=np.float64) / period)
+    table = _circle_table(component, period)
     index = minute.astype(np.int64)
     if index.shape[0] and (index.min() < 0 or index.max() >= period):
         raise ValueError(f"minutes must lie in [0, {period}), got {minute.min()}..{minute.max()}")
@@ -311,40 +410,73 @@ def _range_rel(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     return (bars.high - bars.low) / bars.close
 
 
+def _talib_last(
+    call: Callable[[Bars, Mapping[str, ParamValue]], np.ndarray], scale: float
+) -> Callable[[Bars, Mapping[str, ParamValue]], float]:
+    """A ``last`` for ``call(bars, params) / scale``: divides only the newest value."""
+
+    def last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+        return float((call(bars, params)[-1:] / scale)[0])
+
+    return last
+
+
+def _sma(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return talib.SMA(bars.close, timeperiod=_int(params, "period"))
+
+
+def _ema(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return talib.EMA(bars.close, timeperiod=_int(params, "period"))
+
+
+def _average_ratio_last(
+    average: Callable[[Bars, Mapping[str, ParamValue]], np.ndarray],
+) -> Callable[[Bars, Mapping[str, ParamValue]], float]:
+    def last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+        return float((bars.close[-1:] / average(bars, params)[-1:] - 1.0)[0])
+
+    return last
+
+
 def _sma_ratio(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     # close / SMA - 1: the distance from the average as a fraction, never a price level.
-    return bars.close / talib.SMA(bars.close, timeperiod=_int(params, "period")) - 1.0
+    return bars.close / _sma(bars, params) - 1.0
 
 
 def _ema_ratio(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return bars.close / talib.EMA(bars.close, timeperiod=_int(params, "period")) - 1.0
+    return bars.close / _ema(bars, params) - 1.0
 
 
 _MACD_COMPONENTS = {"line": 0, "signal": 1, "hist": 2}
 
 
 def _macd_rel(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    outputs = talib.MACD(
-        bars.close,
-        fastperiod=_int(params, "fast"),
-        slowperiod=_int(params, "slow"),
-        signalperiod=_int(params, "signal"),
-    )
-    return outputs[_MACD_COMPONENTS[str(params["component"])]] / bars.close
+    return _macd(bars, params)[_MACD_COMPONENTS[str(params["component"])]] / bars.close
+
+
+def _macd_rel_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    component = _macd(bars, params)[_MACD_COMPONENTS[str(params["component"])]]
+    return float(component[-1] / bars.close[-1])
 
 
 def _bollinger_width(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    nbdev = float(params["nbdev"])
-    upper, middle, lower = talib.BBANDS(
-        bars.close, timeperiod=_int(params, "period"), nbdevup=nbdev, nbdevdn=nbdev, matype=0
-    )
+    upper, middle, lower = _bbands(bars, params)
     width = (upper - lower) / middle
     # TA-Lib's running variance can leave a tiny negative rounding residue in a flat window.
     return np.maximum(width, 0.0)
 
 
+def _bollinger_width_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    upper, middle, lower = _bbands(bars, params)
+    return float(np.maximum((upper[-1:] - lower[-1:]) / middle[-1:], 0.0)[0])
+
+
+def _talib_adx(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    return talib.ADX(bars.high, bars.low, bars.close, timeperiod=_int(params, "period"))
+
+
 def _adx(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return talib.ADX(bars.high, bars.low, bars.close, timeperiod=_int(params, "period")) / 100.0
+    return _talib_adx(bars, params) / 100.0
 
 
 def _zscore(x: np.ndarray, window: int) -> np.ndarray:
@@ -365,44 +497,82 @@ def _obv_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
 
 
 def _obv_zscore_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    return _last_zscore(talib.OBV(bars.close, bars.volume), _int(params, "window"))
+
+
+def _volume_zscore_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    return _last_zscore(bars.volume, _int(params, "window"))
+
+
+def _realized_volatility_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
     window = _int(params, "window")
-    obv = talib.OBV(bars.close, bars.volume)
-    return float(_zscore(obv[_aligned_start(obv.shape[0], window) :], window)[-1])
+    n = bars.close.shape[0]
+    if n < window + 1:
+        return float("nan")
+    # Returns from the block the last window starts in: the same values as over all bars.
+    log_close = np.log(bars.close[_aligned_start(n - 1, window) :])
+    return _last_mean_std(log_close[1:] - log_close[:-1], window)[1]
 
 
-def _newest_only(n: int, params: Mapping[str, ParamValue]) -> int:
-    return n - 1
+def _log_return_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    periods = _int(params, "periods")
+    close = bars.close
+    if close.shape[0] <= periods:
+        return float("nan")
+    log_close = np.log(np.array([close[-1 - periods], close[-1]]))
+    return float(log_close[1] - log_close[0])
 
 
-def _newest_and_periods(n: int, params: Mapping[str, ParamValue]) -> int:
-    return max(n - 1 - _int(params, "periods"), 0)
+def _range_rel_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    return float((bars.high[-1] - bars.low[-1]) / bars.close[-1])
 
 
-def _aligned_window(n: int, params: Mapping[str, ParamValue]) -> int:
-    return _aligned_start(n, _int(params, "window"))
+def _circle_last(component: str, minute: float, period: int) -> float:
+    if not 0 <= minute < period:
+        raise ValueError(f"minutes must lie in [0, {period}), got {minute}")
+    return float(_circle_table(component, period)[int(minute)])
 
 
-def _aligned_window_of_returns(n: int, params: Mapping[str, ParamValue]) -> int:
-    # n bars give n - 1 returns; return j comes from bars j and j + 1.
-    return _aligned_start(n - 1, _int(params, "window"))
+def _time_of_day_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    return _circle_last(str(params["component"]), float(bars.minute_of_day[-1]), 1440)
+
+
+def _time_of_week_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    if bars.minute_of_week is None:
+        raise ValueError("time_of_week needs Bars.minute_of_week")
+    return _circle_last(str(params["component"]), float(bars.minute_of_week[-1]), 10080)
 
 
 _STOCH_COMPONENTS = {"k": 0, "d": 1}
 
 
-def _stochastic(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    outputs = talib.STOCH(
-        bars.high,
-        bars.low,
-        bars.close,
-        fastk_period=_int(params, "fastk"),
-        slowk_period=_int(params, "slowk"),
-        slowk_matype=0,
-        slowd_period=_int(params, "slowd"),
-        slowd_matype=0,
+def _stoch(bars: Bars, params: Mapping[str, ParamValue]) -> tuple[np.ndarray, ...]:
+    fastk, slowk, slowd = _int(params, "fastk"), _int(params, "slowk"), _int(params, "slowd")
+    return _shared(
+        bars,
+        ("STOCH", fastk, slowk, slowd),
+        lambda: talib.STOCH(
+            bars.high,
+            bars.low,
+            bars.close,
+            fastk_period=fastk,
+            slowk_period=slowk,
+            slowk_matype=0,
+            slowd_period=slowd,
+            slowd_matype=0,
+        ),
     )
+
+
+def _stochastic(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
+    outputs = _stoch(bars, params)
     # TA-Lib's running sums leave rounding residue (e.g. -6e-16) outside the true [0, 1].
     return np.clip(outputs[_STOCH_COMPONENTS[str(params["component"])]] / 100.0, 0.0, 1.0)
+
+
+def _stochastic_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
+    component = _stoch(bars, params)[_STOCH_COMPONENTS[str(params["component"])]]
+    return float(np.clip(component[-1:] / 100.0, 0.0, 1.0)[0])
 
 
 def _time_of_week(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -426,61 +596,93 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             {"periods": int},
             _log_return,
             lambda p: _int(p, "periods"),
-            last=_last_of_suffix(_log_return, _newest_and_periods),
+            last=_log_return_last,
         ),
         FeatureFunction(
             "realized_volatility",
             {"window": int},
             _realized_volatility,
             lambda p: _int(p, "window"),
-            last=_last_of_suffix(_realized_volatility, _aligned_window_of_returns),
+            last=_realized_volatility_last,
         ),
-        FeatureFunction("rsi", {"period": int}, _rsi, lambda p: _int(p, "period")),
-        FeatureFunction("natr", {"period": int}, _natr, lambda p: _int(p, "period")),
+        FeatureFunction(
+            "rsi",
+            {"period": int},
+            _rsi,
+            lambda p: _int(p, "period"),
+            last=_talib_last(_talib_rsi, 100.0),
+        ),
+        FeatureFunction(
+            "natr",
+            {"period": int},
+            _natr,
+            lambda p: _int(p, "period"),
+            last=_talib_last(_talib_natr, 100.0),
+        ),
         FeatureFunction(
             "macd_hist_rel",
             {"fast": int, "slow": int, "signal": int},
             _macd_hist_rel,
             lambda p: _int(p, "slow") - 1 + _int(p, "signal") - 1,
+            last=_macd_hist_rel_last,
         ),
         FeatureFunction(
             "bollinger_pctb",
             {"period": int, "nbdev": float},
             _bollinger_pctb,
             lambda p: _int(p, "period") - 1,
+            last=_bollinger_pctb_last,
         ),
         FeatureFunction(
             "volume_zscore",
             {"window": int},
             _volume_zscore,
             lambda p: _int(p, "window") - 1,
-            last=_last_of_suffix(_volume_zscore, _aligned_window),
+            last=_volume_zscore_last,
         ),
         FeatureFunction(
             "time_of_day",
             {"component": str},
             _time_of_day,
             lambda p: 0,
-            last=_last_of_suffix(_time_of_day, _newest_only),
+            last=_time_of_day_last,
+        ),
+        FeatureFunction("range_rel", {}, _range_rel, lambda p: 0, last=_range_rel_last),
+        FeatureFunction(
+            "sma_ratio",
+            {"period": int},
+            _sma_ratio,
+            lambda p: _int(p, "period") - 1,
+            last=_average_ratio_last(_sma),
         ),
         FeatureFunction(
-            "range_rel", {}, _range_rel, lambda p: 0, last=_last_of_suffix(_range_rel, _newest_only)
+            "ema_ratio",
+            {"period": int},
+            _ema_ratio,
+            lambda p: _int(p, "period") - 1,
+            last=_average_ratio_last(_ema),
         ),
-        FeatureFunction("sma_ratio", {"period": int}, _sma_ratio, lambda p: _int(p, "period") - 1),
-        FeatureFunction("ema_ratio", {"period": int}, _ema_ratio, lambda p: _int(p, "period") - 1),
         FeatureFunction(
             "macd_rel",
             {"fast": int, "slow": int, "signal": int, "component": str},
             _macd_rel,
             lambda p: _int(p, "slow") - 1 + _int(p, "signal") - 1,
+            last=_macd_rel_last,
         ),
         FeatureFunction(
             "bollinger_width",
             {"period": int, "nbdev": float},
             _bollinger_width,
             lambda p: _int(p, "period") - 1,
+            last=_bollinger_width_last,
         ),
-        FeatureFunction("adx", {"period": int}, _adx, lambda p: 2 * _int(p, "period") - 1),
+        FeatureFunction(
+            "adx",
+            {"period": int},
+            _adx,
+            lambda p: 2 * _int(p, "period") - 1,
+            last=_talib_last(_talib_adx, 100.0),
+        ),
         FeatureFunction(
             "obv_zscore",
             {"window": int},
@@ -493,13 +695,14 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             {"fastk": int, "slowk": int, "slowd": int, "component": str},
             _stochastic,
             _stoch_lookback,
+            last=_stochastic_last,
         ),
         FeatureFunction(
             "time_of_week",
             {"component": str},
             _time_of_week,
             lambda p: 0,
-            last=_last_of_suffix(_time_of_week, _newest_only),
+            last=_time_of_week_last,
         ),
     )
 }

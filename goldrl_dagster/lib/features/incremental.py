@@ -1,0 +1,243 @@
+"""Live features one closed bar at a time, byte-identical to the anchored batch computation.
+
+``FeatureStream`` keeps the current anchored segment (``anchoring``: the day's warm-up tail and
+the day's bars so far) in preallocated arrays. Each new bar is appended and only the newest row
+is computed, with each feature function's ``compute_last`` over the segment: TA-Lib indicators
+run over the whole segment (their values depend on its start, so that is the only exact way),
+goldrl's rolling statistics over the few blocks their last window needs. At UTC midnight the
+segment rolls over to the new day's anchor, keeping the tail. The rows equal those of
+``compute_features_anchored`` over the same bars, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+
+from goldrl_dagster.lib.features.anchoring import DAY_US, anchor_us, interval_us
+from goldrl_dagster.lib.features.functions import FUNCTIONS, Bars, shared_outputs
+from goldrl_dagster.lib.features.spec import FeatureSetSpec
+
+
+class StreamBar(Protocol):
+    """A closed candle as the stream reads it (``bingx.models.Kline`` is one)."""
+
+    @property
+    def open_time_ms(self) -> int:
+        """Open time, epoch milliseconds UTC."""
+        ...
+
+    @property
+    def open(self) -> float:
+        """Opening price."""
+        ...
+
+    @property
+    def high(self) -> float:
+        """Highest price."""
+        ...
+
+    @property
+    def low(self) -> float:
+        """Lowest price."""
+        ...
+
+    @property
+    def close(self) -> float:
+        """Closing price."""
+        ...
+
+    @property
+    def volume(self) -> float:
+        """Traded volume."""
+        ...
+
+
+class BarGapError(ValueError):
+    """Bars are missing between the stream's last bar and the new one."""
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """The features of one bar.
+
+    Attributes:
+        open_time: The bar's open time (aware UTC).
+        values: Float64 features in ``spec.feature_names`` order (NaN where undefined).
+        is_warmup: True when the row must not be used: fewer than ``spec.warmup_bars`` bars
+            precede it in its segment, or a feature is NaN or infinite (the batch flag).
+    """
+
+    open_time: datetime
+    values: np.ndarray
+    is_warmup: bool
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_COLUMNS = ("open", "high", "low", "close", "volume", "minute_of_day", "minute_of_week")
+
+
+class FeatureStream:
+    """Anchored features of one instrument and interval, fed closed bars in order.
+
+    Args:
+        spec: A candle-only feature set without higher timeframes.
+        interval: The bars' fixed-length interval, e.g. ``1m``.
+        allow_gaps: Accept a bar that is not exactly one interval after the previous one (the
+            batch computation then computes across the hole too). Off by default: a missing bar
+            raises ``BarGapError`` so the caller can fetch it instead of silently mis-computing.
+
+    Raises:
+        ValueError: If the set needs external inputs or has timeframe features (not streamed
+            yet), its base interval differs from ``interval``, or the interval is not fixed.
+    """
+
+    def __init__(self, spec: FeatureSetSpec, interval: str, *, allow_gaps: bool = False) -> None:
+        if spec.needs_inputs:
+            raise ValueError(
+                f"feature set {spec.name} v{spec.version} reads external inputs; "
+                "FeatureStream computes candle-only sets"
+            )
+        if any(f.timeframe is not None for f in spec.features):
+            raise ValueError(
+                f"feature set {spec.name} v{spec.version} has higher-timeframe features, "
+                "which FeatureStream does not compute yet"
+            )
+        if spec.base_interval is not None and spec.base_interval != interval:
+            raise ValueError(
+                f"feature set {spec.name} v{spec.version} is defined on {spec.base_interval} "
+                f"bars, not {interval}"
+            )
+        self.spec = spec
+        self.interval = interval
+        self.allow_gaps = allow_gaps
+        self._step_us = interval_us(interval)
+        self._features = [(FUNCTIONS[f.function], f.param_dict) for f in spec.features]
+        self._capacity = spec.warmup_bars + -(-DAY_US // self._step_us) + 2
+        self._data = np.zeros((len(_COLUMNS), self._capacity), dtype=np.float64)
+        self._open_us = np.zeros(self._capacity, dtype=np.int64)
+        self._n = 0
+        self._anchor_us: int | None = None
+
+    @property
+    def segment_length(self) -> int:
+        """Bars in the current anchored segment (tail included)."""
+        return self._n
+
+    @property
+    def last_open_time_ms(self) -> int | None:
+        """Open time (epoch ms) of the newest bar, or None before the first."""
+        return int(self._open_us[self._n - 1] // 1000) if self._n else None
+
+    def append(self, bar: StreamBar) -> None:
+        """Add a closed bar to the segment without computing its features (e.g. history).
+
+        Raises:
+            ValueError: If the bar repeats or precedes the newest bar, or its prices are not
+                positive and finite or its volume is negative or not finite.
+            BarGapError: If bars are missing before it and ``allow_gaps`` is off.
+        """
+        open_us = self._check(bar)
+        anchor = anchor_us(open_us, self.interval, self.spec)
+        if anchor != self._anchor_us:
+            self._roll_to(anchor)
+        if self._n == self._capacity:
+            self._grow()
+        minute = open_us // 60_000_000
+        minute_of_day = minute % 1440
+        row = (bar.open, bar.high, bar.low, bar.close, bar.volume, minute_of_day)
+        self._data[:6, self._n] = row
+        self._data[6, self._n] = (minute // 1440 + 3) % 7 * 1440 + minute_of_day
+        self._open_us[self._n] = open_us
+        self._n += 1
+
+    def extend(self, bars: Iterable[StreamBar]) -> int:
+        """``append`` each bar in order; returns how many were added."""
+        count = 0
+        for bar in bars:
+            self.append(bar)
+            count += 1
+        return count
+
+    def update(self, bar: StreamBar) -> FeatureRow:
+        """Add a closed bar and compute its features.
+
+        Returns:
+            The bar's row, equal byte for byte to its row in ``compute_features_anchored``
+            over the same bars.
+
+        Raises:
+            ValueError: As ``append``.
+            BarGapError: As ``append``.
+        """
+        self.append(bar)
+        return self.current_row()
+
+    def current_row(self) -> FeatureRow:
+        """The features of the newest bar.
+
+        Raises:
+            ValueError: If no bar was added yet.
+        """
+        n = self._n
+        if n == 0:
+            raise ValueError("the stream has no bar yet")
+        data = self._data
+        bars = Bars(*(data[i, :n] for i in range(len(_COLUMNS))))
+        with shared_outputs():
+            values = np.array(
+                [function.compute_last(bars, params) for function, params in self._features],
+                dtype=np.float64,
+            )
+        warmup = n - 1 < self.spec.warmup_bars or not bool(np.isfinite(values).all())
+        open_time = _EPOCH + timedelta(microseconds=int(self._open_us[n - 1]))
+        return FeatureRow(open_time=open_time, values=values, is_warmup=warmup)
+
+    def _check(self, bar: StreamBar) -> int:
+        open_us = int(bar.open_time_ms) * 1000
+        prices = (bar.open, bar.high, bar.low, bar.close)
+        if not all(math.isfinite(p) and p > 0 for p in prices):
+            raise ValueError(f"bar {bar.open_time_ms}: prices must be positive and finite, {bar}")
+        if not (math.isfinite(bar.volume) and bar.volume >= 0):
+            raise ValueError(f"bar {bar.open_time_ms}: volume must be finite and >= 0, {bar}")
+        if self._n:
+            last = int(self._open_us[self._n - 1])
+            if open_us == last:
+                raise ValueError(f"duplicate bar: {bar.open_time_ms} is already in the stream")
+            if open_us < last:
+                raise ValueError(
+                    f"out-of-order bar: {bar.open_time_ms} precedes the newest bar {last // 1000}"
+                )
+            expected = last + self._step_us
+            if open_us != expected and not self.allow_gaps:
+                missing = (open_us - last) // self._step_us - 1
+                raise BarGapError(
+                    f"gap: expected the bar opening at {expected // 1000}, got "
+                    f"{bar.open_time_ms} (~{missing} {self.interval} bar(s) missing); fetch "
+                    "them first, or allow_gaps=True to compute across it like the batch"
+                )
+        return open_us
+
+    def _roll_to(self, anchor: int) -> None:
+        """Start the segment at ``anchor``: keep only the bars at or after it."""
+        keep_from = int(np.searchsorted(self._open_us[: self._n], anchor))
+        kept = self._n - keep_from
+        if keep_from and kept:
+            self._data[:, :kept] = self._data[:, keep_from : self._n]
+            self._open_us[:kept] = self._open_us[keep_from : self._n]
+        self._n = kept
+        self._anchor_us = anchor
+
+    def _grow(self) -> None:
+        # Only irregular (unaligned or gapped) bars can overfill a segment; stay correct anyway.
+        self._capacity *= 2
+        data = np.zeros((len(_COLUMNS), self._capacity), dtype=np.float64)
+        data[:, : self._n] = self._data[:, : self._n]
+        open_us = np.zeros(self._capacity, dtype=np.int64)
+        open_us[: self._n] = self._open_us[: self._n]
+        self._data, self._open_us = data, open_us
