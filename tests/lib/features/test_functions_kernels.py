@@ -126,3 +126,20 @@ def test_compute_last_equals_the_last_row_byte_for_byte(spec):
             expected = function.compute(bars, feature.param_dict)[-1:]
             got = np.array([function.compute_last(bars, feature.param_dict)], dtype=np.float64)
             assert got.tobytes() == expected.tobytes(), (feature.name, n)
+
+
+@pytest.mark.parametrize("window", [2, 30, 60, 240])
+def test_many_block_loop_and_last_window_paths_agree_byte_for_byte(window):
+    # Long inputs take the per-position loop (> 64 blocks), short ones np.cumsum, the live path
+    # _last_mean_std: all three must give the same bits for the same window.
+    x = _large_level_series(40_000)["obv"]
+    mean, std = functions._rolling_mean_std(x, window)
+    assert -(-x.shape[0] // window) > functions._FEW_BLOCKS
+    for n in range(window, x.shape[0] + 1, 3_331):
+        start = functions._aligned_start(n, window)
+        short_mean, short_std = functions._rolling_mean_std(x[start:n], window)
+        last_mean, last_std = functions._last_mean_std(x[:n], window)
+        row = n - window
+        assert short_mean[-1] == mean[row] == last_mean, n
+        assert short_std[-1] == std[row] == last_std, n
+        assert np.float64(last_std).tobytes() == std[row].tobytes()
