@@ -46,6 +46,10 @@ PREMIUM_TIME_US = "premium_time_us"
 BASIS = "basis"
 OPEN_INTEREST_TIME_US = "open_interest_time_us"
 OPEN_INTEREST_VALUE = "open_interest"
+# The same inputs as of each bar's close (NaN: absent or stale), aligned once per computation.
+FUNDING_AT_CLOSE = "funding_rate_annualised_at_close"
+BASIS_AT_CLOSE = "basis_at_close"
+OPEN_INTEREST_AT_CLOSE = "open_interest_at_close"
 
 _HOUR_US = 3_600_000_000
 _YEAR_HOURS = 24 * 365
@@ -149,6 +153,8 @@ def _sorted_observations(
                 f"{name} input holds instrument(s) {others}; the candles are {instrument}"
             )
     times = _times_us(frame, name, time_column)
+    if times.shape[0] > 1 and bool(np.all(times[1:] > times[:-1])):
+        return frame, times  # already in order (as stored): skip the reordering copy
     order = np.argsort(times, kind="stable")
     times = times[order]
     if times.shape[0] > 1 and not bool(np.all(times[1:] > times[:-1])):
@@ -173,7 +179,8 @@ def input_arrays(
         instrument: The candles' instrument, checked against an ``instrument`` column.
 
     Returns:
-        Arrays keyed by this module's ``*_US`` / value constants, observations time-ordered.
+        Arrays keyed by this module's constants: the observations, time-ordered, and each
+        needed input as of every bar's close (``*_AT_CLOSE``, NaN where absent or stale).
 
     Raises:
         ValueError: If a needed input is absent (None), lacks a column, has naive, null or
@@ -191,6 +198,10 @@ def input_arrays(
         # The rate is per interval: scale by the number of intervals in a year at ITS interval.
         arrays[FUNDING_RATE_ANNUALISED] = rate * (_YEAR_HOURS / hours)
         arrays[FUNDING_INTERVAL_US] = hours * _HOUR_US
+        # An event's own interval is its staleness limit; an unknown interval (NaN) never passes.
+        arrays[FUNDING_AT_CLOSE] = _aligned(
+            times, arrays[FUNDING_RATE_ANNUALISED], bar_close_us, arrays[FUNDING_INTERVAL_US]
+        )
     if PREMIUM_INDEX in needed:
         frame, times = _sorted_observations(inputs, PREMIUM_INDEX, instrument)
         mark = _values(frame, PREMIUM_INDEX, "mark_price")
@@ -199,6 +210,9 @@ def input_arrays(
             raise ValueError("premium_index input: mark_price and index_price must be positive")
         arrays[PREMIUM_TIME_US] = times
         arrays[BASIS] = mark / index - 1.0
+        arrays[BASIS_AT_CLOSE] = _aligned(
+            times, arrays[BASIS], bar_close_us, _us(PREMIUM_INDEX_MAX_AGE)
+        )
     if OPEN_INTEREST in needed:
         frame, times = _sorted_observations(inputs, OPEN_INTEREST, instrument)
         value = _values(frame, OPEN_INTEREST, "open_interest")
@@ -206,6 +220,9 @@ def input_arrays(
             raise ValueError("open_interest input: open_interest must not be negative")
         arrays[OPEN_INTEREST_TIME_US] = times
         arrays[OPEN_INTEREST_VALUE] = np.where(value > 0, value, np.nan)
+        arrays[OPEN_INTEREST_AT_CLOSE] = _aligned(
+            times, arrays[OPEN_INTEREST_VALUE], bar_close_us, _us(OPEN_INTEREST_MAX_AGE)
+        )
     return arrays
 
 
@@ -215,6 +232,10 @@ def asof_index(observed_us: np.ndarray, bar_close_us: np.ndarray) -> np.ndarray:
     This is the only place observations meet bars: a backward as-of join on the close time.
     """
     return np.searchsorted(observed_us, bar_close_us, side="right").astype(np.int64) - 1
+
+
+def _us(age: timedelta) -> int:
+    return age // timedelta(microseconds=1)
 
 
 def _aligned(
@@ -246,29 +267,11 @@ def _inputs(bars: Bars, function: str) -> Mapping[str, np.ndarray]:
 
 
 def _funding_rate_annualised(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    inputs = _inputs(bars, "funding_rate_annualised")
-    # An event's own interval is its staleness limit; an unknown interval (NaN) never passes.
-    return _aligned(
-        inputs[FUNDING_TIME_US],
-        inputs[FUNDING_RATE_ANNUALISED],
-        inputs[BAR_CLOSE_US],
-        inputs[FUNDING_INTERVAL_US],
-    )
-
-
-def _us(age: timedelta) -> int:
-    return age // timedelta(microseconds=1)
-
-
-def _bar_basis(bars: Bars) -> np.ndarray:
-    inputs = _inputs(bars, "mark_index_basis")
-    return _aligned(
-        inputs[PREMIUM_TIME_US], inputs[BASIS], inputs[BAR_CLOSE_US], _us(PREMIUM_INDEX_MAX_AGE)
-    )
+    return _inputs(bars, "funding_rate_annualised")[FUNDING_AT_CLOSE].copy()
 
 
 def _mark_index_basis(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return _bar_basis(bars)
+    return _inputs(bars, "mark_index_basis")[BASIS_AT_CLOSE].copy()
 
 
 def trailing_zscore(x: np.ndarray, window: int) -> np.ndarray:
@@ -291,11 +294,12 @@ def trailing_zscore(x: np.ndarray, window: int) -> np.ndarray:
     m = n - window + 1
     holes = np.isnan(x)
     filled = np.where(holes, 0.0, x)
-    hole_count = np.zeros(m, dtype=np.int64)
+    # Integer counts: the cumulative sum is exact, unlike a float one.
+    holes_so_far = np.concatenate(([0], np.cumsum(holes, dtype=np.int64)))
+    hole_count = holes_so_far[window:] - holes_so_far[:-window]
     total = np.zeros(m, dtype=np.float64)
     for j in range(window):
         total += filled[j : j + m]
-        hole_count += holes[j : j + m]
     mean = total / window
     squares = np.zeros(m, dtype=np.float64)
     spread = np.zeros(m, dtype=bool)
@@ -312,18 +316,13 @@ def trailing_zscore(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def _basis_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return trailing_zscore(_bar_basis(bars), int(params["window"]))
+    basis = _inputs(bars, "basis_zscore")[BASIS_AT_CLOSE]
+    return trailing_zscore(basis, int(params["window"]))
 
 
 def _open_interest_log_change(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    inputs = _inputs(bars, "open_interest_log_change")
+    level = _inputs(bars, "open_interest_log_change")[OPEN_INTEREST_AT_CLOSE]
     periods = int(params["periods"])
-    level = _aligned(
-        inputs[OPEN_INTEREST_TIME_US],
-        inputs[OPEN_INTEREST_VALUE],
-        inputs[BAR_CLOSE_US],
-        _us(OPEN_INTEREST_MAX_AGE),
-    )
     out = np.full(level.shape[0], np.nan, dtype=np.float64)
     if level.shape[0] > periods:
         out[periods:] = np.log(level[periods:]) - np.log(level[:-periods])

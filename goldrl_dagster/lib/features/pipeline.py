@@ -8,7 +8,11 @@ import polars as pl
 from goldrl_dagster.lib.features.functions import FUNCTIONS, Bars
 from goldrl_dagster.lib.features.futures_functions import FeatureInputs, input_arrays
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET, FeatureSetSpec
-from goldrl_dagster.lib.features.timeframes import compute_on_timeframe
+from goldrl_dagster.lib.features.timeframes import (
+    HigherBars,
+    compute_on_timeframe,
+    higher_bars,
+)
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
 __all__ = ["FeatureInputs", "compute_features", "feature_matrix"]
@@ -154,15 +158,16 @@ def compute_features(
     warmup = rows < spec.warmup_bars
     missing = np.zeros(n, dtype=bool)
     columns: dict[str, np.ndarray] = {}
+    higher: dict[str, HigherBars] = {}  # aggregated once per timeframe, shared by its features
     for feature in spec.features:
         function = FUNCTIONS[feature.function]
         if n == 0:
             values = np.empty(0, dtype=np.float64)
         elif feature.timeframe is not None:
-            timeframe_us = INTERVAL_MS[feature.timeframe] * 1000
-            values = compute_on_timeframe(
-                function, feature.param_dict, bars, open_us, base_us, timeframe_us
-            )
+            if feature.timeframe not in higher:
+                timeframe_us = INTERVAL_MS[feature.timeframe] * 1000
+                higher[feature.timeframe] = higher_bars(bars, open_us, base_us, timeframe_us)
+            values = compute_on_timeframe(function, feature.param_dict, higher[feature.timeframe])
         else:
             values = np.asarray(function.compute(bars, feature.param_dict), dtype=np.float64)
         columns[feature.name] = values

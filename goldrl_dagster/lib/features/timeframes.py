@@ -24,6 +24,7 @@ to ``ratio - 1`` base bars to the partial first bucket), so the base look-back i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -85,31 +86,32 @@ def align_to_base(
     return np.where((idx >= 0) & (age < timeframe_us), idx, -1)
 
 
-def compute_on_timeframe(
-    function: FeatureFunction,
-    params: Mapping[str, ParamValue],
-    bars: Bars,
-    open_us: np.ndarray,
-    base_us: int,
-    timeframe_us: int,
-) -> np.ndarray:
-    """Compute a candle function on the complete higher bars and align it to the base bars.
+class HigherBars(NamedTuple):
+    """The complete higher bars of one timeframe over a segment, and where base bars look.
+
+    Attributes:
+        runs: Runs of adjacent complete higher bars, in time order (a hole splits runs).
+        base_index: Per base bar, the index (into the runs concatenated) of the higher bar it
+            uses, or -1.
+    """
+
+    runs: tuple[Bars, ...]
+    base_index: np.ndarray
+
+
+def higher_bars(bars: Bars, open_us: np.ndarray, base_us: int, timeframe_us: int) -> HigherBars:
+    """Aggregate the base bars into complete higher bars and align them back (once per timeframe).
 
     Args:
-        function: A candle-only feature function.
-        params: Its parameters.
         bars: The base bars.
         open_us: Open time of each base bar (epoch µs, ascending, unique).
         base_us: Base interval length (µs).
         timeframe_us: Higher timeframe length (µs), a multiple of ``base_us`` dividing a day.
-
-    Returns:
-        One float64 value per base bar; NaN before the first usable higher value.
     """
     n = open_us.shape[0]
-    out = np.full(n, np.nan, dtype=np.float64)
+    none = HigherBars((), np.full(n, -1, dtype=np.int64))
     if n == 0:
-        return out
+        return none
     ratio = timeframe_us // base_us
     bucket = open_us // timeframe_us
     starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
@@ -117,7 +119,7 @@ def compute_on_timeframe(
     complete = (ends - starts) == ratio
     starts, ends = starts[complete], ends[complete]
     if starts.shape[0] == 0:
-        return out
+        return none
     bucket_open_us = bucket[starts] * timeframe_us
     minute_of_day = (bucket_open_us // 60_000_000) % 1440
     weekday = (bucket_open_us // 86_400_000_000 + 3) % 7
@@ -131,17 +133,36 @@ def compute_on_timeframe(
         minute_of_week=(weekday * 1440 + minute_of_day).astype(np.float64),
     )
     # Runs of adjacent complete buckets: a hole restarts the computation like a new segment.
-    bucket_ids = bucket[starts]
-    breaks = np.flatnonzero(np.diff(bucket_ids) != 1) + 1
-    values = np.empty(starts.shape[0], dtype=np.float64)
-    for lo, hi in zip(
+    breaks = np.flatnonzero(np.diff(bucket[starts]) != 1) + 1
+    bounds = zip(
         np.concatenate(([0], breaks)), np.concatenate((breaks, [starts.shape[0]])), strict=True
-    ):
-        run = Bars(*(None if a is None else a[lo:hi] for a in higher))
-        values[lo:hi] = np.asarray(function.compute(run, params), dtype=np.float64)
-    idx = align_to_base(bucket_open_us + timeframe_us, open_us + base_us, timeframe_us)
-    found = idx >= 0
-    out[found] = values[idx[found]]
+    )
+    runs = tuple(Bars(*(None if a is None else a[lo:hi] for a in higher)) for lo, hi in bounds)
+    index = align_to_base(bucket_open_us + timeframe_us, open_us + base_us, timeframe_us)
+    return HigherBars(runs, index)
+
+
+def compute_on_timeframe(
+    function: FeatureFunction, params: Mapping[str, ParamValue], higher: HigherBars
+) -> np.ndarray:
+    """Compute a candle function on each run of complete higher bars, aligned to the base bars.
+
+    Args:
+        function: A candle-only feature function.
+        params: Its parameters.
+        higher: The timeframe's bars from ``higher_bars``.
+
+    Returns:
+        One float64 value per base bar; NaN where no usable higher value exists yet.
+    """
+    out = np.full(higher.base_index.shape[0], np.nan, dtype=np.float64)
+    if not higher.runs:
+        return out
+    values = np.concatenate(
+        [np.asarray(function.compute(run, params), dtype=np.float64) for run in higher.runs]
+    )
+    found = higher.base_index >= 0
+    out[found] = values[higher.base_index[found]]
     return out
 
 
