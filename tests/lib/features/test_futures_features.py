@@ -271,3 +271,29 @@ def test_empty_candles_give_an_empty_frame_with_both_flags():
     out = compute_features(candles().head(0), FUTURES_V1, inputs=every_minute(1))
     assert out.height == 0
     assert out.columns == ["open_time", "is_warmup", "missing_input", *FUTURES_V1.feature_names]
+
+
+def test_alignment_equals_a_polars_backward_join_asof_on_the_close():
+    # Irregular snapshot times (some between closes, some gaps longer than the 5 min limit).
+    bars = candles(400)
+    rng = np.random.default_rng(5)
+    offsets = np.sort(rng.choice(400 * 60, size=300, replace=False))
+    times = [START + timedelta(seconds=int(s)) for s in offsets]
+    mark = (3000.0 + rng.normal(0, 2, 300)).tolist()
+    snaps = premium(times, mark, [3000.0] * 300)
+    spec = FeatureSetSpec("b", 1, (FeatureSpec("basis", "mark_index_basis"),))
+    ours = compute_features(bars, spec, inputs=FeatureInputs(premium_index=snaps))["basis"]
+    oracle = (
+        bars.select((pl.col("open_time") + pl.duration(minutes=1)).alias("close_time"))
+        .join_asof(
+            snaps,
+            left_on="close_time",
+            right_on="snapshot_time",
+            strategy="backward",
+            tolerance="5m",
+        )
+        .select((pl.col("mark_price") / pl.col("index_price") - 1.0).fill_null(float("nan")))
+        .to_series()
+    )
+    assert np.array_equal(ours.to_numpy(), oracle.to_numpy(), equal_nan=True)
+    assert 0 < int(ours.is_nan().sum()) < 400  # both fresh and stale rows were exercised
