@@ -1,5 +1,9 @@
 """The live engine: stream → same feature code → promoted policy → paper broker → Postgres.
 
+Features come from ``FeatureStream``: the anchored segment (``lib/features/anchoring.py``) is
+seeded over REST from the current day's anchor, then every closed bar adds one row that equals
+the stored / batch feature row byte for byte, so the policy sees exactly what it trained on.
+
 One ``asyncio.TaskGroup`` supervises the market feed, the decision loop, the heartbeat and the
 stop watcher: a crash in one cancels the others and surfaces; SIGINT/SIGTERM (or the configured
 duration) set a stop event, the decision in flight completes, then everything is cancelled.
@@ -14,14 +18,14 @@ import logging
 import signal
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from goldrl_dagster.lib.bingx.models import Kline, klines_to_frame
+from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.stream import KlineStream
-from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
+from goldrl_dagster.lib.features.anchoring import anchor_us
+from goldrl_dagster.lib.features.incremental import BarGapError, FeatureRow, FeatureStream
 from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.rl.costs import CostModel
@@ -96,7 +100,7 @@ def select_model(runtime: Runtime, settings: LiveSettings) -> ModelRecord:
 
 
 class DecisionLoop:
-    """Turns closed candles into decisions; holds the rolling window and the paper account."""
+    """Turns closed candles into decisions; holds the feature stream and the paper account."""
 
     def __init__(
         self,
@@ -117,33 +121,72 @@ class DecisionLoop:
         self.spec = spec
         self.broker = broker
         self.summary = summary
-        self.window: deque[Kline] = deque(maxlen=settings.history_bars)
+        try:
+            self.features = FeatureStream(spec, settings.interval)
+        except ValueError as exc:
+            raise LiveEngineError(f"cannot trade this model live: {exc}") from exc
+
+    def history_start_ms(self, open_bar_ms: int) -> int:
+        """Open time (ms) the history must start at for exact features of a bar.
+
+        That is the anchor of the bar's UTC day: midnight minus the feature set's warm-up.
+        """
+        return anchor_us(open_bar_ms * 1000, self.settings.interval, self.spec) // 1000
 
     def seed_history(self, klines: list[Kline]) -> None:
-        """Fill the window with closed history so the first streamed bar can be decided."""
+        """Feed closed history (from the anchor on) so the first streamed bar can be decided.
+
+        Raises:
+            LiveEngineError: If the history has a hole: features across it would not match
+                the training data (the feature assets refuse such windows too).
+        """
         for kline in sorted(klines, key=lambda k: k.open_time_ms):
             self._append(kline)
 
     def _append(self, kline: Kline) -> bool:
-        if self.window and kline.open_time_ms <= self.window[-1].open_time_ms:
-            return False  # replayed or out-of-order bar: already accounted for
-        self.window.append(kline)
+        """Add a bar to the stream; False for a replayed or older bar (already accounted for)."""
+        last = self.features.last_open_time_ms
+        if last is not None and kline.open_time_ms <= last:
+            return False
+        try:
+            self.features.append(kline)
+        except BarGapError as exc:
+            raise LiveEngineError(
+                f"{self.settings.instrument} {self.settings.interval}: {exc}; the exchange did "
+                "not return the missing bars, refusing to trade on features across a hole"
+            ) from exc
         return True
 
     def _fill_gap(self, kline: Kline) -> None:
-        """Fetch bars missing between the window and ``kline`` over REST (e.g. across start-up)."""
-        if not self.window:
+        """Fetch bars missing between the stream and ``kline`` over REST (e.g. across start-up)."""
+        last = self.features.last_open_time_ms
+        if last is None:
             return
         step = INTERVAL_MS[self.settings.interval]
-        first_missing = self.window[-1].open_time_ms + step
+        first_missing = last + step
         if kline.open_time_ms <= first_missing:
             return
         missing = self.rest.klines_range(
             self.settings.instrument, self.settings.interval, first_missing, kline.open_time_ms
         )
         log.info("filled %d missing bar(s) before %s over REST", len(missing), kline.open_time_ms)
-        for bar in missing:
+        for bar in sorted(missing, key=lambda k: k.open_time_ms):
             self._append(bar)
+
+    def feature_row(self, kline: Kline) -> FeatureRow | None:
+        """Add a closed bar (filling any hole before it over REST) and return its features.
+
+        Returns:
+            The bar's row (byte-identical to the batch anchored row), or None when the bar
+            was already seen.
+
+        Raises:
+            LiveEngineError: If bars before it are missing and cannot be fetched.
+        """
+        self._fill_gap(kline)
+        if not self._append(kline):
+            return None
+        return self.features.current_row()
 
     def on_closed_kline(self, kline: Kline) -> None:
         """Decide on one closed bar (with the same feature code as training) and record it.
@@ -151,18 +194,14 @@ class DecisionLoop:
         Bars missing before it are fetched first so the features see a gap-free history; only
         the newest bar is decided on (decisions on stale bars would trade on old prices).
         """
-        self._fill_gap(kline)
-        if not self._append(kline):
+        features = self.feature_row(kline)
+        if features is None:
             return
-        frame = klines_to_frame(
-            list(self.window), self.settings.instrument, self.settings.interval, "bingx_ws"
-        )
-        features = compute_features(frame, self.spec)
-        if bool(features["is_warmup"][-1]):
+        if features.is_warmup:
             self.summary.skipped_warmup += 1
             log.info("bar %s: features warming up, no decision", kline.open_time_ms)
             return
-        row = feature_matrix(features.tail(1), self.spec)[0]
+        row = features.values
         position = self.broker.position_sign
         observation = build_observation(row, position)
         action = self.policy.act(observation)
@@ -228,12 +267,15 @@ async def run_live_engine(
         loop = DecisionLoop(runtime, settings, model, policy, spec, broker, summary, rest)
         now_ms = await asyncio.to_thread(rest.server_time_ms)
         step = INTERVAL_MS[settings.interval]
+        open_bar_ms = now_ms - now_ms % step
+        # Everything from the anchor of the open bar's day: the next bar's features then start
+        # exactly where the stored ones do (a shorter history would only approximate them).
         history = await asyncio.to_thread(
-            rest.klines,
+            rest.klines_range,
             settings.instrument,
             settings.interval,
-            end_ms=now_ms - now_ms % step - 1,
-            limit=min(settings.history_bars, 1440),
+            loop.history_start_ms(open_bar_ms),
+            open_bar_ms,
         )
         loop.seed_history([k for k in history if k.open_time_ms + step <= now_ms])
         await asyncio.to_thread(
@@ -242,7 +284,7 @@ async def run_live_engine(
         )  # fmt: skip
         log.info(
             "session %s: paper trading %s with %s, %d bars of history",
-            summary.session_id, settings.instrument, model.model_id, len(loop.window),
+            summary.session_id, settings.instrument, model.model_id, loop.features.segment_length,
         )  # fmt: skip
         event_loop = asyncio.get_running_loop()
         if install_signals:

@@ -15,13 +15,12 @@ class LiveSettings:
     Attributes:
         instrument: Exchange symbol.
         interval: Bar interval of the decisions.
-        rest_url: BingX REST base URL (warm-up history, gap fill).
+        rest_url: BingX REST base URL (history from the feature anchor, gap fill).
         ws_url: BingX market WebSocket URL.
         model_id: Model to run instead of the champion (paper mode only), or None.
         duration_seconds: Stop after this long, or None to run until signalled.
         order_quantity: Size of a full position in base units.
         starting_cash: Paper account's starting balance in the quote currency.
-        history_bars: Closed bars kept for feature computation.
         heartbeat_seconds: Interval of the heartbeat log line.
     """
 
@@ -33,7 +32,6 @@ class LiveSettings:
     duration_seconds: float | None = None
     order_quantity: float = 1.0
     starting_cash: float = 100_000.0
-    history_bars: int = 600
     heartbeat_seconds: float = 10.0
 
     def __post_init__(self) -> None:

@@ -17,21 +17,25 @@ import pytest
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
+from goldrl_dagster.lib.features.anchoring import compute_features_anchored, feature_anchor
 from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
-from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
+from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET, TA_V2
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import build_observation
+from goldrl_dagster.lib.rl.policy import load_policy
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
 from goldrl_dagster.lib.storage.registry import (
     DatasetRecord,
+    load_model_record,
     record_dataset,
     record_model,
     register_feature_set,
 )
-from live_engine.service import LiveEngineError, run_live_engine
+from live_engine.paper_broker import PaperBroker
+from live_engine.service import DecisionLoop, LiveEngineError, LiveSummary, run_live_engine
 from live_engine.settings import LiveSettings
 
 SYMBOL = "XAUT-USDT"
@@ -135,15 +139,17 @@ def test_live_engine_decides_on_streamed_bars_with_provenance(candidate_model, s
     assert set(rows["feature_fingerprint"]) == {DEFAULT_FEATURE_SET.fingerprint}
     steps = rows["bar_open_time"].diff().drop_nulls().dt.total_seconds().to_list()
     assert steps and all(s == 60 for s in steps), "one decision per consecutive closed bar"
-    # Each observation is exactly what the shared feature code gives on the exchange's candles
-    # ending at that bar, with the position held before the decision.
+    # Each observation is exactly what the anchored batch feature code gives on the exchange's
+    # candles from the bar's anchor up to that bar, with the position held before the decision.
     position = 0
     with BingXRestClient(simulator.base_url) as client:
         for row in rows.iter_rows(named=True):
             bar_ms = int(row["bar_open_time"].timestamp() * 1000)
-            history = client.klines(SYMBOL, "1m", end_ms=bar_ms, limit=600)
+            anchor = feature_anchor(row["bar_open_time"], "1m", DEFAULT_FEATURE_SET)
+            anchor_ms = int(anchor.timestamp() * 1000)
+            history = client.klines_range(SYMBOL, "1m", anchor_ms, bar_ms + 60_000)
             frame = klines_to_frame(history, SYMBOL, "1m", "bingx_rest")
-            features = compute_features(frame, DEFAULT_FEATURE_SET)
+            features = compute_features_anchored(frame, DEFAULT_FEATURE_SET)
             obs = build_observation(feature_matrix(features.tail(1))[0], position)
             assert hashlib.sha256(obs.tobytes()).hexdigest() == row["observation_sha256"]
             assert row["equity_after"] == pytest.approx(
@@ -164,6 +170,54 @@ def test_live_engine_decides_on_streamed_bars_with_provenance(candidate_model, s
         [summary.session_id],
     )
     assert session["stopped_at"][0] is not None
+
+
+@pytest.mark.parametrize("spec", [DEFAULT_FEATURE_SET, TA_V2], ids=lambda s: s.name)
+def test_live_feature_rows_equal_the_anchored_batch_rows_byte_for_byte(
+    candidate_model, simulator, spec
+):
+    # The decision loop's own path: seed from the anchor over REST, then closed bars one by
+    # one across UTC midnight, with a hole the loop must refill over REST before computing.
+    runtime = open_runtime()
+    model = load_model_record(runtime.db, candidate_model["model_id"])
+    instrument = instrument_at(runtime.db, SYMBOL)
+    first_bar = datetime(2025, 3, 8, 23, 0, tzinfo=UTC)
+    first_ms = int(first_bar.timestamp() * 1000)
+    end_ms = first_ms + 90 * 60_000  # through 00:29 on the 9th
+    with BingXRestClient(simulator.base_url) as rest:
+        loop = DecisionLoop(
+            runtime,
+            _settings(simulator, model.model_id, 1.0),
+            model,
+            load_policy(runtime.artifacts.path_for(model.artifact)),
+            spec,
+            PaperBroker(instrument, CostModel.from_instrument(instrument), 100_000.0),
+            LiveSummary("test", model.model_id, SYMBOL),
+            rest,
+        )
+        start_ms = loop.history_start_ms(first_ms)
+        assert start_ms == int(feature_anchor(first_bar, "1m", spec).timestamp() * 1000)
+        loop.seed_history(rest.klines_range(SYMBOL, "1m", start_ms, first_ms))
+        streamed = rest.klines_range(SYMBOL, "1m", first_ms, end_ms)
+        rows = {}
+        for i, kline in enumerate(streamed):
+            if i in (40, 41, 42):
+                continue  # lost pushes: the next bar's gap fill fetches them
+            row = loop.feature_row(kline)
+            assert row is not None
+            rows[kline.open_time_ms] = row
+        assert loop.feature_row(streamed[-1]) is None  # a replayed push is ignored
+        history = rest.klines_range(SYMBOL, "1m", start_ms, end_ms)
+    batch = compute_features_anchored(klines_to_frame(history, SYMBOL, "1m", "bingx_rest"), spec)
+    batch = batch.filter(pl.col("open_time") >= first_bar)
+    assert batch.height == 90 and len(rows) == 87
+    matrix = feature_matrix(batch, spec)
+    times = batch["open_time"].dt.epoch("ms").to_list()
+    for t, expected, warmup in zip(times, matrix, batch["is_warmup"], strict=True):
+        if t in rows:
+            assert rows[t].values.tobytes() == expected.tobytes(), t
+            assert rows[t].is_warmup == warmup
+    assert not any(r.is_warmup for r in rows.values())
 
 
 def test_live_engine_refuses_without_a_champion(candidate_model, simulator):
