@@ -4,7 +4,15 @@ import dagster as dg
 
 INSTRUMENTS = dg.AssetKey(["market", "instruments"])
 CANDLES = dg.AssetKey(["market", "candles"])
-FEATURE_SNAPSHOTS = dg.AssetKey(["features", "feature_snapshots"])
+
+
+def feature_snapshots_key(name: str, version: int) -> dg.AssetKey:
+    """Key of a feature set's snapshot asset, e.g. ``features/ta_v2_snapshots``."""
+    return dg.AssetKey(["features", f"{name}_v{version}_snapshots"])
+
+
+# The feature set datasets use by default (lib/datasets/request.py).
+FEATURE_SNAPSHOTS = feature_snapshots_key("ta", 2)
 DATASET_VERSION = dg.AssetKey(["datasets", "dataset_version"])
 TRAINED_POLICY = dg.AssetKey(["models", "trained_policy"])
 EVALUATION_REPORT = dg.AssetKey(["models", "evaluation_report"])
@@ -17,6 +25,7 @@ MODELS_GROUP = "models"
 ANALYTICS_GROUP = "analytics"
 
 CANDLES_QUALITY_CHECK = "candles_quality"
+FEATURES_QUALITY_CHECK = "features_quality"
 
 # Market feeds beside the 1m candles (issue 3).
 CANDLES_MULTI_INTERVAL = dg.AssetKey(["market", "candles_multi_interval"])

@@ -1,15 +1,18 @@
 """Materialize the whole asset graph on small simulated data against a real PostgreSQL."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from goldrl_dagster.defs import keys
+from goldrl_dagster.defs.datasets.loading import load_dataset
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.demo import load_definitions
 from goldrl_dagster.lib.datasets.request import DatasetRequest
-from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
+from goldrl_dagster.lib.features.spec import TA_V2
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
 
@@ -121,7 +124,7 @@ def test_rematerializing_a_partition_is_idempotent(graph_run):
 
 def test_features_flag_warmup_only_where_history_is_missing(graph_run):
     db = graph_run["db"]
-    spec = DEFAULT_FEATURE_SET
+    spec = TA_V2
     frame = read_frame(
         db,
         "SELECT open_time, is_warmup FROM feature_snapshots WHERE fingerprint = $1 "
@@ -148,6 +151,24 @@ def test_features_flag_warmup_only_where_history_is_missing(graph_run):
     assert second_day["is_warmup"].sum() == 0
 
 
+def test_feature_snapshots_are_checked_and_carry_statistics(graph_run):
+    quality = [c for c in graph_run["checks"] if c.check_name == keys.FEATURES_QUALITY_CHECK]
+    assert [c.asset_key for c in quality] == [keys.FEATURE_SNAPSHOTS] * 2
+    assert all(c.passed and c.blocking for c in quality)
+    meta = _meta(graph_run["instance"], keys.FEATURE_SNAPSHOTS)
+    assert meta["leakage_checked_bars"] > 0 and meta["rows_written"] == 1440
+    stats = read_frame(
+        graph_run["db"],
+        "SELECT day, feature, rows, count, missing_rate, q50 FROM feature_statistics "
+        "WHERE fingerprint = $1 AND instrument = $2 ORDER BY day, feature",
+        [TA_V2.fingerprint, SYMBOL],
+    )
+    assert stats.filter(pl.col("day") == datetime(2025, 3, 9).date()).height == len(
+        TA_V2.feature_names
+    )
+    assert (stats["missing_rate"] == 0.0).all() and (stats["count"] == stats["rows"]).all()
+
+
 def test_dataset_version_is_registered_and_reproducible(graph_run):
     db, instance = graph_run["db"], graph_run["instance"]
     meta = _meta(instance, keys.DATASET_VERSION)
@@ -161,17 +182,40 @@ def test_dataset_version_is_registered_and_reproducible(graph_run):
     warmup = _count(
         db,
         "SELECT count(*) FROM feature_snapshots WHERE is_warmup AND instrument = $1 "
-        "AND open_time >= $2 AND open_time < $3",
+        "AND open_time >= $2 AND open_time < $3 AND fingerprint = $4",
         SYMBOL,
         WINDOW_START,
         WINDOW_END,
+        REQUEST.spec.fingerprint,
     )
     assert row["row_count"][0] == 2 * 1440 - warmup == meta["rows"]
     assert int(row["split"][0]) == meta["train_rows"]
+    # The request's feature set had no snapshot asset run: the build computed both days and
+    # wrote them back, so the rebuild reads them from the store and gets the same hash.
+    assert (meta["feature_days_computed"], meta["feature_days_cached"]) == (2, 0)
+    lineage = meta["lineage"]
+    assert lineage["feature_partitions"]["computed"] == [f"{d}|{SYMBOL}" for d in DAYS]
+    assert lineage["feature_set"]["fingerprint"] == REQUEST.spec.fingerprint
+    candle_checks = lineage["quality_checks"][f"market/candles:{keys.CANDLES_QUALITY_CHECK}"]
+    assert candle_checks == {f"{d}|{SYMBOL}": "SUCCEEDED" for d in DAYS}
+    feature_checks = lineage["quality_checks"]["features/ta_basic_v1_snapshots:features_quality"]
+    assert set(feature_checks.values()) == {"NOT_MATERIALIZED"}
     _run(graph_run["defs"], instance, [keys.DATASET_VERSION], partition_key=REQUEST.partition_key())
     again = _meta(instance, keys.DATASET_VERSION)
     assert again["dataset_hash"] == meta["dataset_hash"]
     assert again["new_version"] is False
+    assert (again["feature_days_computed"], again["feature_days_cached"]) == (0, 2)
+    table = load_dataset(open_runtime(), meta["dataset_hash"]).table
+    assert table.columns[:7] == [
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "funding_rate",
+    ]
+    assert table.height == meta["rows"]
 
 
 def test_model_evaluation_and_promotion_are_linked(graph_run):
@@ -219,3 +263,30 @@ def test_dbt_views_reflect_the_ingested_candles(graph_run):
     )
     assert daily.height == 2
     assert daily["bar_count"].to_list() == [1440, 1440]
+
+
+def _jsonb(value):
+    # jsonb may come back as text (ADBC) or already decoded.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def test_evaluation_report_stores_walk_forward_folds(graph_run):
+    db, instance = graph_run["db"], graph_run["instance"]
+    report = _meta(instance, keys.EVALUATION_REPORT)
+    stored = read_frame(
+        db,
+        "SELECT folds, config, cost_model_fingerprint, policy_metrics, trades_sha256 "
+        "FROM evaluation_reports WHERE report_id = $1",
+        [report["report_id"]],
+    )
+    folds = _jsonb(stored["folds"][0])
+    config = _jsonb(stored["config"][0])
+    assert config["mode"] == "fixed" and report["mode"] == "fixed"
+    assert len(folds) == config["folds"]["n_folds"] == report["folds"]
+    assert all(fold["status"] == "ok" for fold in folds)
+    assert {"policy", "flat", "buy_and_hold", "sma_cross"} == set(folds[0]["metrics"])
+    assert stored["cost_model_fingerprint"][0] == report["cost_model_fingerprint"]
+    policy = _jsonb(stored["policy_metrics"][0])
+    assert policy["folds"] == len(folds)
+    assert stored["trades_sha256"][0] == report["trades_sha256"]
+    assert report["equity_curves"].startswith("![walk-forward equity](data:image/png;base64,")

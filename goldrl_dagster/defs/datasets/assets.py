@@ -1,63 +1,179 @@
-"""Dataset versions: Parquet tables in the artifact store, hashed, with lineage rows."""
+"""Dataset versions: Parquet tables in the artifact store, hashed, with lineage rows.
+
+One dynamic partition per dataset request (``lib/datasets/request.py``). The build reads the
+feature snapshots the store already holds for the window; days it lacks are computed exactly as
+the snapshot assets compute them (anchored, leakage-free by the same code, validated against
+the same Great Expectations suite) and written back, so the next build reads them.
+"""
 
 import json
 
 import dagster as dg
+import polars as pl
 
+from expectations.features import validate_features
 from goldrl_dagster.defs.datasets.partitions import dataset_partitions, dataset_request
-from goldrl_dagster.defs.keys import DATASET_VERSION, DATASETS_GROUP, FEATURE_SNAPSHOTS
+from goldrl_dagster.defs.datasets.quality import latest_check_outcomes, quality_findings
+from goldrl_dagster.defs.features.assets import SNAPSHOT_FEATURE_SETS
+from goldrl_dagster.defs.keys import (
+    CANDLES,
+    CANDLES_QUALITY_CHECK,
+    DATASET_VERSION,
+    DATASETS_GROUP,
+    FEATURES_QUALITY_CHECK,
+    FUNDING_RATES,
+    feature_snapshots_key,
+)
+from goldrl_dagster.defs.market_data.assets import BASE_INTERVAL
+from goldrl_dagster.defs.market_data.checks import GAPS_CHECK
 from goldrl_dagster.defs.market_data.gaps import ensure_no_open_gaps
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.datasets.build import (
     assemble_dataset,
+    bar_funding_rates,
+    content_sha256,
     dataset_hash,
     parquet_bytes,
     split_index,
 )
-from goldrl_dagster.lib.storage.feature_store import read_feature_snapshots
+from goldrl_dagster.lib.datasets.feature_days import compute_day_features, day_segment_start
+from goldrl_dagster.lib.datasets.feature_stats import feature_statistics
+from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.storage.bulk import read_frame
+from goldrl_dagster.lib.storage.feature_inputs import read_feature_inputs
+from goldrl_dagster.lib.storage.feature_store import (
+    read_feature_snapshots,
+    snapshot_counts_by_day,
+    write_feature_snapshots,
+    write_feature_statistics,
+)
 from goldrl_dagster.lib.storage.market_store import read_candles
 from goldrl_dagster.lib.storage.registry import DatasetRecord, record_dataset
+
+
+def _partition(day: str, symbol: str) -> str:
+    return str(dg.MultiPartitionKey({"instrument": symbol, "day": day}))
 
 
 @dg.asset(
     key=DATASET_VERSION,
     group_name=DATASETS_GROUP,
-    deps=[dg.AssetDep(FEATURE_SNAPSHOTS, partition_mapping=dg.AllPartitionMapping())],
+    deps=[
+        dg.AssetDep(
+            feature_snapshots_key(spec.name, spec.version),
+            partition_mapping=dg.AllPartitionMapping(),
+        )
+        for spec in SNAPSHOT_FEATURE_SETS
+    ]
+    + [dg.AssetDep(FUNDING_RATES, partition_mapping=dg.AllPartitionMapping())],
     partitions_def=dataset_partitions,
     kinds={"parquet", "postgres"},
 )
 def dataset_version(
     context: dg.AssetExecutionContext, storage: GoldrlStorage
 ) -> dg.MaterializeResult:
-    """A training/evaluation table (OHLCV + features, warm-up excluded) as hashed Parquet.
+    """A training/evaluation table (OHLCV, funding, features; warm-up excluded) as hashed Parquet.
 
-    The hash covers content and configuration; the registry row records the window, feature-set
-    fingerprint, row count, the held-out split and which candle days and sources it came from.
+    The partition key is the dataset request: instrument, interval, window, feature set and
+    label/reward settings. Rows flagged warm-up or missing an input are excluded. The hash
+    covers content and configuration; the registry row records the window, fingerprint, row
+    count, split, and lineage: candle partitions and sources, feature partitions (read from
+    the cache or computed here), the quality-check outcomes they carried and the feature set.
     """
     runtime = storage.runtime()
     request = dataset_request(context)
     spec = request.spec
     symbol, start, end = request.instrument, request.window_start, request.window_end
+    if request.interval != BASE_INTERVAL:
+        raise dg.Failure(
+            f"dataset builds read {BASE_INTERVAL} candles (the gap checks cover them); "
+            f"interval {request.interval} is not supported yet"
+        )
+    interval = request.interval
     cfg = request.to_config()
-    candles = read_candles(runtime.db, symbol, request.interval, start, end)
-    # Datasets never span an unhealed gap (raises dg.Failure naming each one).
-    ensure_no_open_gaps(runtime.db, symbol, start, end, candles)
-    features = read_feature_snapshots(runtime.db, symbol, request.interval, spec, start, end)
+    anchor = day_segment_start(request.start_day, interval, spec)
+    history = read_candles(runtime.db, symbol, interval, anchor, end)
+    # Datasets never span an unhealed gap, nor compute features over one (dg.Failure names it).
+    ensure_no_open_gaps(runtime.db, symbol, anchor, end, history)
+    candles = history.filter(pl.col("open_time") >= start)
+    if candles.height == 0:
+        raise dg.Failure(f"no {interval} candles for {symbol} in {start:%Y-%m-%d}..{end:%Y-%m-%d}")
+    candle_days = dict(
+        candles.group_by(pl.col("open_time").dt.date().alias("day"))
+        .agg(pl.len().alias("n"))
+        .iter_rows()
+    )
+    stored = snapshot_counts_by_day(runtime.db, symbol, interval, spec, start, end)
+    cached = sorted(d for d, n in candle_days.items() if stored.get(d) == n)
+    missing = sorted(d for d in candle_days if d not in cached)
+    inputs = (
+        read_feature_inputs(runtime.db, symbol, anchor, end)
+        if missing and spec.needs_inputs
+        else None
+    )
+    for day in missing:
+        features = compute_day_features(history, spec, day, inputs=inputs)
+        suite = validate_features(features, spec, candle_rows=candle_days[day])
+        if not suite.success:
+            raise dg.Failure(
+                f"features of {symbol} {day} fail the {suite.suite} suite",
+                metadata={"failures": dg.MetadataValue.json(suite.to_metadata()["failures"])},
+            )
+        write_feature_snapshots(runtime.db, symbol, interval, spec, features)
+        stats = feature_statistics(features, spec)
+        write_feature_statistics(runtime.db, symbol, interval, spec, day, stats)
+    context.log.info(
+        "%s %s: %d feature day(s) from the cache, %d computed and written back",
+        symbol, spec.name, len(cached), len(missing),
+    )  # fmt: skip
+    features = read_feature_snapshots(runtime.db, symbol, interval, spec, start, end)
+    funding = read_frame(
+        runtime.db,
+        "SELECT funding_time, funding_rate FROM funding_rates WHERE instrument = $1 "
+        "AND funding_time > $2 AND funding_time <= $3 ORDER BY funding_time",
+        [symbol, start, end],
+    )
     try:
-        table = assemble_dataset(candles, features, spec)
+        table = assemble_dataset(
+            candles,
+            features,
+            spec,
+            bar_funding_rates(candles["open_time"], INTERVAL_MS[interval], funding),
+        )
         split = split_index(table.height, cfg.holdout_fraction)
     except ValueError as exc:
         raise dg.Failure(f"cannot build dataset for {symbol}: {exc}") from exc
-    data = parquet_bytes(table)
-    artifact = runtime.artifacts.put_bytes(data, ".parquet")
-    digest = dataset_hash(artifact.sha256, cfg)
-    days = candles.group_by(candles["open_time"].dt.date().alias("day")).agg(
-        rows=candles["open_time"].len()
-    )
+    content = content_sha256(table)
+    digest = dataset_hash(content, cfg)
+    artifact = runtime.artifacts.put_bytes(parquet_bytes(table), ".parquet")
+    day_keys = [d.isoformat() for d in sorted(candle_days)]
+    partitions = [_partition(d, symbol) for d in day_keys]
+    feature_key = feature_snapshots_key(spec.name, spec.version)
+    checks = [
+        dg.AssetCheckKey(CANDLES, CANDLES_QUALITY_CHECK),
+        dg.AssetCheckKey(CANDLES, GAPS_CHECK),
+        dg.AssetCheckKey(feature_key, FEATURES_QUALITY_CHECK),
+    ]
     lineage = {
-        "candle_partitions": sorted(f"{d}|{symbol}" for d in days["day"].cast(str).to_list()),
+        "partition_key": context.partition_key,
+        "candle_partitions": partitions,
         "candle_sources": sorted(candles["source"].unique().to_list()),
-        "feature_set": {"name": spec.name, "version": spec.version},
+        "feature_partitions": {
+            "asset": feature_key.to_user_string(),
+            "cached": [_partition(d.isoformat(), symbol) for d in cached],
+            "computed": [_partition(d.isoformat(), symbol) for d in missing],
+        },
+        "quality_checks": latest_check_outcomes(context.instance, checks, partitions),
+        "quality_findings": quality_findings(runtime.db, symbol, anchor, end),
+        "feature_set": {
+            "name": spec.name,
+            "version": spec.version,
+            "fingerprint": spec.fingerprint,
+            "features": list(spec.feature_names),
+        },
+        "content_sha256": content,
+        "excluded_rows": candles.height - table.height,
+        "funding_events": funding.height,
         "split_index": split,
         "train_rows": split,
         "test_rows": table.height - split,
@@ -68,7 +184,7 @@ def dataset_version(
         DatasetRecord(
             dataset_hash=digest,
             instruments=[symbol],
-            interval=request.interval,
+            interval=interval,
             window_start=start,
             window_end=end,
             feature_fingerprint=spec.fingerprint,
@@ -91,9 +207,13 @@ def dataset_version(
             "window": f"{start.isoformat()} .. {end.isoformat()}",
             "feature_set": f"{spec.name} v{spec.version}",
             "feature_fingerprint": spec.fingerprint,
+            "feature_days_cached": len(cached),
+            "feature_days_computed": len(missing),
+            "content_sha256": content,
             "artifact_sha256": artifact.sha256,
             "artifact_uri": artifact.uri,
             "new_version": created,
             "simulated": "simulator" in lineage["candle_sources"],
+            "lineage": dg.MetadataValue.json(lineage),
         }
     )

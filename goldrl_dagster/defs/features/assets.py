@@ -1,10 +1,29 @@
-"""Feature snapshots: the versioned TA-Lib feature set computed per instrument × day."""
+"""Feature snapshots: one asset per registered feature set, partitioned instrument × day.
 
-from datetime import UTC, datetime, timedelta
+Each partition reads its anchored segment (the warm-up tail before the day plus the day), so a
+recomputed partition is byte-identical; refuses unhealed candle gaps; proves on sampled bars
+that no feature reads the future; validates the day against the set's Great Expectations suite
+(blocking check ``features_quality``); upserts the rows keyed by the set's fingerprint; and
+records per-feature statistics for drift checks.
+"""
+
+import hashlib
+from datetime import date
 
 import dagster as dg
+import polars as pl
 
-from goldrl_dagster.defs.keys import CANDLES, FEATURE_SNAPSHOTS, FEATURES_GROUP
+from expectations.dagster_adapter import to_check_result
+from expectations.features import validate_features
+from goldrl_dagster.defs.keys import (
+    CANDLES,
+    FEATURES_GROUP,
+    FEATURES_QUALITY_CHECK,
+    FUNDING_RATES,
+    OPEN_INTEREST,
+    PREMIUM_INDEX,
+    feature_snapshots_key,
+)
 from goldrl_dagster.defs.market_data.assets import BASE_INTERVAL
 from goldrl_dagster.defs.market_data.gaps import ensure_no_open_gaps
 from goldrl_dagster.defs.market_data.partitions import (
@@ -12,53 +31,149 @@ from goldrl_dagster.defs.market_data.partitions import (
     market_instrument_day_partitions,
 )
 from goldrl_dagster.defs.resources import GoldrlStorage
-from goldrl_dagster.lib.features.pipeline import compute_features
-from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
-from goldrl_dagster.lib.market.candles import INTERVAL_MS
-from goldrl_dagster.lib.storage.feature_store import write_feature_snapshots
+from goldrl_dagster.lib.datasets.feature_days import (
+    compute_day_features,
+    day_bounds,
+    day_segment,
+    day_segment_start,
+    leakage_sample,
+)
+from goldrl_dagster.lib.datasets.feature_stats import feature_statistics
+from goldrl_dagster.lib.features.leakage import check_no_lookahead
+from goldrl_dagster.lib.features.spec import (
+    CORE_V1,
+    FUTURES_V1,
+    MTF_V1,
+    TA_BASIC_V1,
+    TA_V2,
+    FeatureSetSpec,
+)
+from goldrl_dagster.lib.storage.feature_inputs import read_feature_inputs
+from goldrl_dagster.lib.storage.feature_store import (
+    write_feature_snapshots,
+    write_feature_statistics,
+)
 from goldrl_dagster.lib.storage.market_store import read_candles
 
-
-@dg.asset(
-    key=FEATURE_SNAPSHOTS,
-    group_name=FEATURES_GROUP,
-    deps=[CANDLES],
-    partitions_def=market_instrument_day_partitions,
-    kinds={"postgres", "talib"},
+SNAPSHOT_FEATURE_SETS: tuple[FeatureSetSpec, ...] = (
+    TA_BASIC_V1,
+    CORE_V1,
+    TA_V2,
+    FUTURES_V1,
+    MTF_V1,
 )
-def feature_snapshots(
-    context: dg.AssetExecutionContext, storage: GoldrlStorage
-) -> dg.MaterializeResult:
-    """Features of the default feature set for one instrument and day, keyed by fingerprint.
+"""Feature sets materialized per instrument × day on the 1m base candles."""
 
-    The partition reads the warm-up tail it needs from the previous day(s), so recomputing a
-    partition gives the same values. Rows whose indicators are still warming up (e.g. right
-    after listing) are flagged ``is_warmup`` and never silently filled. A window with an
-    unhealed candle gap fails the run instead of computing indicators across the hole.
+
+def _statistics_markdown(stats: pl.DataFrame) -> str:
+    columns = ["feature", "count", "missing_rate", "mean", "std", "min", "q50", "max"]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for row in stats.select(columns).iter_rows():
+        cells = [f"{v:.6g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
+    """The instrument × day snapshot asset of one feature set (key ``feature_snapshots_key``).
+
+    Args:
+        spec: A registered feature set defined on (or valid for) the 1m base candles.
+
+    Returns:
+        The asset, with its blocking ``features_quality`` check.
     """
-    runtime = storage.runtime()
-    spec = DEFAULT_FEATURE_SET
-    symbol, day = instrument_day(context)
-    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    end = start + timedelta(days=1)
-    tail = timedelta(milliseconds=INTERVAL_MS[BASE_INTERVAL] * spec.warmup_bars)
-    candles = read_candles(runtime.db, symbol, BASE_INTERVAL, start - tail, end)
-    # Features never build over an unhealed gap: raises dg.Failure naming the gaps.
-    ensure_no_open_gaps(runtime.db, symbol, start - tail, end, candles)
-    features = compute_features(candles, spec)
-    in_day = features.filter(features["open_time"] >= start)
-    written = write_feature_snapshots(runtime.db, symbol, BASE_INTERVAL, spec, in_day)
-    warmup = int(in_day["is_warmup"].sum())
-    context.log.info(
-        "%s %s: %d feature rows (%d warm-up) for %s", symbol, day, written, warmup, spec.name
+    key = feature_snapshots_key(spec.name, spec.version)
+    deps = (
+        [CANDLES, FUNDING_RATES, PREMIUM_INDEX, OPEN_INTEREST] if spec.needs_inputs else [CANDLES]
     )
-    return dg.MaterializeResult(
-        metadata={
-            "rows": written,
+
+    @dg.asset(
+        key=key,
+        group_name=FEATURES_GROUP,
+        deps=deps,
+        partitions_def=market_instrument_day_partitions,
+        kinds={"postgres", "talib"},
+        description=(
+            f"Feature set {spec.name} v{spec.version} ({len(spec.features)} features, "
+            f"fingerprint {spec.fingerprint[:12]}) per instrument and UTC day."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                FEATURES_QUALITY_CHECK,
+                asset=key,
+                blocking=True,
+                description=f"Great Expectations suite of feature set {spec.name} v{spec.version}",
+            )
+        ],
+    )
+    def _snapshots(
+        context: dg.AssetExecutionContext, storage: GoldrlStorage
+    ) -> dg.MaterializeResult:
+        runtime = storage.runtime()
+        symbol, day_key = instrument_day(context)
+        day = date.fromisoformat(day_key)
+        start, end = day_bounds(day)
+        anchor = day_segment_start(day, BASE_INTERVAL, spec)
+        candles = read_candles(runtime.db, symbol, BASE_INTERVAL, anchor, end)
+        # Features never build over an unhealed gap: raises dg.Failure naming the gaps.
+        ensure_no_open_gaps(runtime.db, symbol, anchor, end, candles)
+        inputs = read_feature_inputs(runtime.db, symbol, anchor, end) if spec.needs_inputs else None
+        features = compute_day_features(candles, spec, day, inputs=inputs)
+        day_candles = int(candles.filter(pl.col("open_time") >= start).height)
+
+        segment = day_segment(candles, day, spec)
+        points = leakage_sample(
+            segment.height, features.height, f"{context.partition_key}|{spec.fingerprint}"
+        )
+        if points:
+            leakage = check_no_lookahead(segment, spec, points, rng_seed=0, inputs=inputs)
+            if not leakage.ok:
+                raise dg.Failure(
+                    description=leakage.summary(),
+                    metadata={
+                        "leaky_features": list(leakage.leaky_features),
+                        "bars": sorted({str(d.open_time) for d in leakage.differences}),
+                    },
+                )
+
+        suite = validate_features(features, spec, candle_rows=day_candles)
+        check = to_check_result(suite, asset_key=key, check_name=FEATURES_QUALITY_CHECK)
+        warmup = int(features["is_warmup"].sum())
+        missing_input = int(features["missing_input"].sum())
+        metadata: dict[str, dg.RawMetadataValue] = {
+            "rows": features.height,
             "warmup_rows": warmup,
-            "tail_rows_read": candles.height - in_day.height,
+            "missing_input_rows": missing_input,
+            "tail_rows_read": candles.height - day_candles,
             "feature_set": f"{spec.name} v{spec.version}",
             "fingerprint": spec.fingerprint,
-            "features": list(spec.feature_names),
+            "leakage_checked_bars": len(points),
         }
-    )
+        if not suite.success:
+            # Features that fail their suite are not stored: nothing downstream can read them.
+            context.log.error("%s %s: %s failed its suite; nothing stored", symbol, day, spec.name)
+            return dg.MaterializeResult(
+                metadata=metadata | {"rows_written": 0}, check_results=[check]
+            )
+        written = write_feature_snapshots(runtime.db, symbol, BASE_INTERVAL, spec, features)
+        stats = feature_statistics(features, spec)
+        write_feature_statistics(runtime.db, symbol, BASE_INTERVAL, spec, day, stats)
+        context.log.info(
+            "%s %s: %d %s rows (%d warm-up, %d missing input), no look-ahead at %d bars",
+            symbol, day, written, spec.name, warmup, missing_input, len(points),
+        )  # fmt: skip
+        return dg.MaterializeResult(
+            metadata=metadata
+            | {
+                "rows_written": written,
+                "statistics": dg.MetadataValue.md(_statistics_markdown(stats)),
+                "statistics_sha256": hashlib.sha256(stats.write_csv().encode()).hexdigest(),
+            },
+            check_results=[check],
+        )
+
+    return _snapshots
+
+
+feature_snapshot_assets = [build_feature_snapshot_asset(spec) for spec in SNAPSHOT_FEATURE_SETS]

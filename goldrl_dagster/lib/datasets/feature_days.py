@@ -1,0 +1,84 @@
+"""Features of one UTC day, computed exactly as the anchored contract defines them.
+
+The feature-snapshot assets and the dataset build (for days the store lacks) both call
+``compute_day_features``, so a cached row and a freshly computed one are the same bytes: the
+day is computed on its anchored segment (``features.anchoring``: the ``warmup_bars`` bars
+before UTC midnight, then the day) and only the day's own rows are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from goldrl_dagster.lib.features.anchoring import feature_anchor
+from goldrl_dagster.lib.features.futures_functions import FeatureInputs
+from goldrl_dagster.lib.features.pipeline import compute_features
+from goldrl_dagster.lib.features.spec import FeatureSetSpec
+
+LEAKAGE_SAMPLE_POINTS = 6
+"""Bars of each day re-computed without their future by the leakage check."""
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """UTC midnight of ``day`` and of the day after."""
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def day_segment_start(day: date, interval: str, spec: FeatureSetSpec) -> datetime:
+    """Open time of the first bar the day's features read (the anchor of its bars)."""
+    return feature_anchor(day_bounds(day)[0], interval, spec)
+
+
+def day_segment(candles: pl.DataFrame, day: date, spec: FeatureSetSpec) -> pl.DataFrame:
+    """The candles of the day's anchored segment: from the anchor to the end of the day."""
+    start, end = day_bounds(day)
+    interval = candles["interval"][0] if candles.height else "1m"
+    anchor = feature_anchor(start, interval, spec)
+    return candles.filter((pl.col("open_time") >= anchor) & (pl.col("open_time") < end))
+
+
+def compute_day_features(
+    candles: pl.DataFrame,
+    spec: FeatureSetSpec,
+    day: date,
+    *,
+    inputs: FeatureInputs | None = None,
+) -> pl.DataFrame:
+    """Features of the bars of one UTC day, computed on the day's anchored segment.
+
+    Args:
+        candles: Canonical candles of one instrument and interval covering at least the
+            segment (extra bars before the anchor or after the day are ignored).
+        spec: The feature set.
+        day: The UTC day.
+        inputs: External observations, for sets that need them.
+
+    Returns:
+        The ``compute_features`` frame of the day's bars only (row ``is_warmup`` where the
+        segment held fewer than ``spec.warmup_bars`` earlier bars).
+    """
+    start, _ = day_bounds(day)
+    features = compute_features(day_segment(candles, day, spec), spec, inputs=inputs)
+    return features.filter(pl.col("open_time") >= start)
+
+
+def leakage_sample(
+    segment_rows: int, day_rows: int, seed_text: str, points: int = LEAKAGE_SAMPLE_POINTS
+) -> list[int]:
+    """Row indices (in the segment) of the day's bars the leakage check recomputes.
+
+    The bars are drawn from the day's rows but its last one (which has no future to leak
+    from), seeded by ``seed_text`` (e.g. the partition key and fingerprint), so a failing
+    check can be rerun on exactly the same bars.
+    """
+    first = segment_rows - day_rows
+    population = max(day_rows - 1, 0)
+    seed = int.from_bytes(hashlib.sha256(seed_text.encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(population, size=min(points, population), replace=False)
+    return sorted(first + int(i) for i in picked)
