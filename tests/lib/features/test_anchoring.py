@@ -9,7 +9,7 @@ from candle_factory import random_walk_candles
 
 from goldrl_dagster.lib.features.anchoring import compute_features_anchored, feature_anchor
 from goldrl_dagster.lib.features.pipeline import compute_features
-from goldrl_dagster.lib.features.spec import CORE_V1, TA_BASIC_V1, TA_V2
+from goldrl_dagster.lib.features.spec import CORE_V1, MTF_V1, TA_BASIC_V1, TA_V2
 
 # 22:00 on day 1, then three full days and part of a fourth: 4000 bars.
 START = datetime(2025, 3, 1, 22, 0, tzinfo=UTC)
@@ -120,3 +120,15 @@ def test_empty_and_bad_frames(candles):
         compute_features_anchored(mixed, CORE_V1)
     with pytest.raises(ValueError, match="fixed-length interval"):
         compute_features_anchored(candles.with_columns(interval=pl.lit("1M")), CORE_V1)
+
+
+def test_sets_with_higher_timeframes_take_the_per_segment_path(candles):
+    # mtf is not candle-only per bar (it aggregates higher bars): each day goes through
+    # compute_features on its own segment, the asset's way.
+    spec = MTF_V1
+    everything = compute_features_anchored(candles, spec)
+    anchor = feature_anchor(DAY_3, "1m", spec)
+    window = candles.filter(pl.col("open_time") >= anchor)
+    asset = compute_features(window, spec).filter(pl.col("open_time") >= DAY_3)
+    assert _raw(everything.filter(pl.col("open_time") >= DAY_3)) == _raw(asset)
+    assert everything.columns == asset.columns
