@@ -30,6 +30,8 @@ import polars as pl
 import talib
 from nautilus_trader.accounting.margin_models import StandardMarginModel
 from nautilus_trader.backtest.engine import BacktestEngine
+from nautilus_trader.backtest.models import FeeModel
+from nautilus_trader.backtest.modules import SimulationModule
 from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import AccountType, OmsType, OrderSide
@@ -57,7 +59,10 @@ __all__ = [
     "BacktestResult",
     "TargetFn",
     "Targets",
+    "backtest_engine",
+    "baseline_targets",
     "evaluate_with_baselines",
+    "nautilus_bars",
     "run_backtest",
     "sma_cross_targets",
     "validated_order_quantity",
@@ -307,6 +312,71 @@ def _collect_fills(engine: BacktestEngine, strategy: TargetPositionStrategy) -> 
     return fills
 
 
+def backtest_engine(
+    spec: InstrumentSpec,
+    instrument: CryptoPerpetual,
+    bars: list[Bar],
+    starting_balance: float,
+    *,
+    modules: list[SimulationModule] | None = None,
+    fee_model: FeeModel | None = None,
+) -> BacktestEngine:
+    """A BacktestEngine with the BingX venue, the instrument and the bars loaded (no strategy).
+
+    A USDT margin account, netting OMS, margins from the contract's max leverage. Shared by
+    :func:`run_backtest` and the throughput benchmark, so both measure the same engine.
+
+    Args:
+        spec: The contract's trading rules.
+        instrument: ``nautilus_instrument(spec)``.
+        bars: The bars to replay.
+        starting_balance: Starting balance in the settlement currency.
+        modules: Simulation modules of the venue (e.g. funding).
+        fee_model: Fee model of the venue; ``None`` is Nautilus' maker/taker model.
+
+    Returns:
+        The engine; the caller adds a strategy, runs and disposes it.
+    """
+    currency = instrument.settlement_currency
+    engine = BacktestEngine(config=_engine_config())
+    engine.add_venue(
+        venue=Venue(VENUE),
+        oms_type=OmsType.NETTING,
+        account_type=AccountType.MARGIN,
+        starting_balances=[Money(starting_balance, currency)],
+        base_currency=currency,
+        default_leverage=_leverage(spec),
+        # Margin = notional x instrument.margin_init (1 / max leverage), as on BingX.
+        margin_model=StandardMarginModel(),
+        modules=modules or [],
+        fee_model=fee_model,
+    )
+    engine.add_instrument(instrument)
+    _skip_portfolio_trade_log(engine)
+    engine.add_data(bars)
+    return engine
+
+
+def nautilus_bars(candles: pl.DataFrame, spec: InstrumentSpec) -> tuple[list[Bar], list[int]]:
+    """Validate candles and turn them into Nautilus bars stamped at their close.
+
+    Args:
+        candles: Canonical candles of one instrument and interval.
+        spec: The contract's trading rules.
+
+    Returns:
+        The bars and their close times (ns).
+
+    Raises:
+        ValueError: If the candles or their interval are unusable.
+    """
+    frame = _validated_candles(candles, spec)
+    interval = frame["interval"][0]
+    close_ns = _bar_close_ns(frame, interval)
+    bars = _to_bars(frame, nautilus_instrument(spec), bar_type_for(spec, interval), close_ns)
+    return bars, close_ns
+
+
 def _validated_funding(funding_rates: np.ndarray | None, n_bars: int) -> np.ndarray:
     if funding_rates is None:
         return np.zeros(n_bars, dtype=np.float64)
@@ -404,23 +474,10 @@ def run_backtest(
     funding_costs = cost_model or CostModel(taker_fee_rate=float(spec.taker_fee_rate))
     funding = FundingModule(funding_costs, cursor, instrument.id, currency, rates)
 
-    engine = BacktestEngine(config=_engine_config())
+    engine = backtest_engine(
+        spec, instrument, bars, starting_balance, modules=[funding], fee_model=fee_model
+    )
     try:
-        engine.add_venue(
-            venue=Venue(VENUE),
-            oms_type=OmsType.NETTING,
-            account_type=AccountType.MARGIN,
-            starting_balances=[Money(starting_balance, currency)],
-            base_currency=currency,
-            default_leverage=_leverage(spec),
-            # Margin = notional x instrument.margin_init (1 / max leverage), as on BingX.
-            margin_model=StandardMarginModel(),
-            modules=[funding],
-            fee_model=fee_model,
-        )
-        engine.add_instrument(instrument)
-        _skip_portfolio_trade_log(engine)
-        engine.add_data(bars)
         strategy = TargetPositionStrategy(
             TargetPositionConfig(
                 instrument_id=instrument.id, bar_type=bar_type, order_quantity=quantity
