@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from goldrl_dagster.datasets_cli import dataset_app
+from goldrl_dagster.train_cli import train as train_cli
 from live_engine.cli import configure_logging
 from live_engine.cli import live as live_cli
 
@@ -20,6 +22,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Manage goldrl's PostgreSQL (embedded by default).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(dataset_app, name="dataset")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,6 +103,7 @@ def ui(
 
 
 app.command("live")(live_cli)
+app.command("train")(train_cli)
 
 
 @app.command()

@@ -1,40 +1,71 @@
-"""Trained policies: Stable-Baselines3 PPO on the training part of a dataset version."""
+"""Trained policies: Stable-Baselines3 (PPO by default) on a dataset version's training rows."""
 
-import hashlib
 import json
-import tempfile
-import time
-from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
-from goldrl_dagster.defs.datasets.loading import load_dataset
 from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import DATASET_VERSION, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import dataset_hash_for
 from goldrl_dagster.defs.resources import GoldrlStorage
-from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
-from goldrl_dagster.lib.rl.costs import CostModel
-from goldrl_dagster.lib.rl.policy import load_policy
-from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
-from goldrl_dagster.lib.storage.market_store import instrument_at
-from goldrl_dagster.lib.storage.registry import record_model
+from goldrl_dagster.lib.rl.train import TrainConfig
+from goldrl_dagster.lib.rl.training_run import CostSettings, run_training
+
+_DEFAULTS = TrainConfig()
 
 
 class TrainedPolicyConfig(dg.Config):
-    """Training run settings (PPO); the defaults train in well under a minute on 2 cores."""
+    """Training run settings: algorithm, hyper-parameters, env sizing and costs.
 
-    total_timesteps: int = 4096
-    seed: int = 0
-    n_envs: int = 2
-    learning_rate: float = 3e-4
+    The defaults are ``TrainConfig``'s (tuned for 2 CPU cores, see docs/benchmarks.md).
+    """
+
+    algorithm: Literal["PPO", "A2C", "DQN"] = "PPO"
+    total_timesteps: int = _DEFAULTS.total_timesteps
+    seed: int = _DEFAULTS.seed
+    n_envs: int = _DEFAULTS.n_envs
+    n_steps: int = _DEFAULTS.n_steps
+    batch_size: int = _DEFAULTS.batch_size
+    n_epochs: int = _DEFAULTS.n_epochs
+    learning_rate: float = _DEFAULTS.learning_rate
+    gamma: float = _DEFAULTS.gamma
+    gae_lambda: float = _DEFAULTS.gae_lambda
+    ent_coef: float = _DEFAULTS.ent_coef
+    clip_range: float = _DEFAULTS.clip_range
+    buffer_size: int = _DEFAULTS.buffer_size
+    learning_starts: int = _DEFAULTS.learning_starts
+    exploration_fraction: float = _DEFAULTS.exploration_fraction
+    episode_length: int = _DEFAULTS.episode_length
+    # Config is a pydantic model, which copies a mutable default for every instance.
+    net_arch: list[int] = list(_DEFAULTS.net_arch)  # noqa: RUF012
+    continuous: bool = _DEFAULTS.continuous
+    initial_equity: float = _DEFAULTS.initial_equity
+    order_quantity: float | None = _DEFAULTS.order_quantity
+    equity_fraction: float = _DEFAULTS.equity_fraction
+    reward_scale: float = _DEFAULTS.reward_scale
+    checkpoint_every: int = _DEFAULTS.checkpoint_every
     slippage_bps: float = 1.0
+    slippage_range_fraction: float = 0.0
+    leverage: float | None = None
+    charge_funding: bool = True
 
+    def train_config(self) -> TrainConfig:
+        """The lib-level training configuration (validated there)."""
+        values = self.model_dump()
+        for key in ("slippage_bps", "slippage_range_fraction", "leverage", "charge_funding"):
+            values.pop(key)
+        values["net_arch"] = tuple(values["net_arch"])
+        return TrainConfig(**values)
 
-def model_id_for(algorithm: str, dataset_hash: str, weights_sha256: str) -> str:
-    """A model's id: the algorithm plus a digest of what it learned from and what it learned."""
-    digest = hashlib.sha256(f"{dataset_hash}:{weights_sha256}".encode()).hexdigest()
-    return f"{algorithm.lower()}-{digest[:12]}"
+    def cost_settings(self) -> CostSettings:
+        """Slippage, leverage and funding settings of the cost model."""
+        return CostSettings(
+            slippage_bps=self.slippage_bps,
+            slippage_range_fraction=self.slippage_range_fraction,
+            leverage=self.leverage,
+            charge_funding=self.charge_funding,
+        )
 
 
 @dg.asset(
@@ -47,87 +78,51 @@ def model_id_for(algorithm: str, dataset_hash: str, weights_sha256: str) -> str:
 def trained_policy(
     context: dg.AssetExecutionContext, config: TrainedPolicyConfig, storage: GoldrlStorage
 ) -> dg.MaterializeResult:
-    """A seeded PPO policy trained on the dataset's training rows, with its normaliser and card.
+    """A seeded policy trained on the dataset's training rows, with its normaliser and card.
 
-    The bundle (model, observation normaliser, model card with dataset hash, feature-set and
-    cost-model fingerprints, seed and library versions) is stored in the artifact store and
-    registered under a model id derived from the dataset and the learned weights.
+    The bundle (model, observation normaliser, checkpoints, model card with dataset hash,
+    feature-set and cost-model fingerprints, seed and library versions) is stored in the
+    artifact store and registered under a model id derived from the dataset and the learned
+    weights. Progress is logged about every 10% of the timesteps.
     """
-    runtime = storage.runtime()
+    try:
+        train_config = config.train_config()
+    except ValueError as exc:
+        raise dg.Failure(f"invalid training config: {exc}") from exc
     dataset_hash = dataset_hash_for(context)
-    dataset = load_dataset(runtime, dataset_hash)
-    spec = DEFAULT_FEATURE_SET
-    if dataset.record.feature_fingerprint != spec.fingerprint:
-        raise dg.Failure(
-            f"dataset {dataset_hash[:12]} uses feature set "
-            f"{dataset.record.feature_fingerprint[:12]}"
-            f", this code location computes {spec.fingerprint[:12]}; rebuild the dataset"
-        )
-    train = dataset.table.head(dataset.split_index)
-    symbol = dataset.record.instruments[0]
-    costs = CostModel.from_instrument(
-        instrument_at(runtime.db, symbol, dataset.record.window_start),
-        slippage_bps=config.slippage_bps,
-    )
-    train_config = TrainConfig(
-        total_timesteps=config.total_timesteps,
-        seed=config.seed,
-        n_envs=config.n_envs,
-        learning_rate=config.learning_rate,
-    )
-    card = {
-        "dataset_hash": dataset_hash,
-        "feature_fingerprint": spec.fingerprint,
-        "feature_names": list(spec.feature_names),
-        "instrument": symbol,
-        "interval": dataset.record.interval,
-        "train_rows": train.height,
-    }
-    last_logged = [0.0]
+    next_log = [0]
 
     def progress(done: int, total: int) -> None:
-        if time.monotonic() - last_logged[0] > 5 or done >= total:
-            last_logged[0] = time.monotonic()
-            context.log.info("training: %d / %d steps", done, total)
+        if done >= next_log[0] or done >= total:
+            next_log[0] = done + max(1, total // 10)
+            context.log.info("training %s: %d / %d steps", train_config.algorithm, done, total)
 
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle = train_policy(
-            train.select(spec.feature_names).to_numpy(),
-            train["close"].to_numpy(),
-            costs,
-            train_config,
-            card,
-            Path(tmp) / "policy.zip",
-            progress=progress,
+    try:
+        outcome = run_training(
+            storage.runtime(), dataset_hash, train_config, config.cost_settings(), progress
         )
-        loaded = load_policy(bundle)
-        artifact = runtime.artifacts.put_file(bundle)
-    seconds = time.monotonic() - started
-    weights = str(loaded.card["weights_sha256"])
-    model_id = model_id_for(train_config.algorithm, dataset_hash, weights)
-    record_model(
-        runtime.db,
-        model_id=model_id,
-        artifact=artifact,
-        dataset_hash=dataset_hash,
-        feature_fingerprint=spec.fingerprint,
-        algorithm=train_config.algorithm,
-        seed=train_config.seed,
-        card=loaded.card,
-    )
-    context.log.info("trained %s in %.1fs (weights %s)", model_id, seconds, weights[:12])
+    except (LookupError, ValueError) as exc:
+        raise dg.Failure(f"cannot train on dataset {dataset_hash[:12]}: {exc}") from exc
+    context.log.info(
+        "trained %s in %.1fs (%.0f steps/s, weights %s)", outcome.model_id, outcome.seconds,
+        outcome.steps_per_second, outcome.weights_sha256[:12],
+    )  # fmt: skip
+    card = outcome.card
     return dg.MaterializeResult(
         metadata={
-            "model_id": model_id,
+            "model_id": outcome.model_id,
+            "algorithm": train_config.algorithm,
             "dataset_hash": dataset_hash,
-            "weights_sha256": weights,
-            "artifact_sha256": artifact.sha256,
-            "cost_model_fingerprint": costs.fingerprint,
-            "train_rows": train.height,
-            "total_timesteps": config.total_timesteps,
-            "seed": config.seed,
-            "training_seconds": round(seconds, 2),
-            "card": dg.MetadataValue.json(json.loads(json.dumps(loaded.card, default=str))),
+            "weights_sha256": outcome.weights_sha256,
+            "artifact_sha256": outcome.artifact.sha256,
+            "cost_model_fingerprint": outcome.cost_model.fingerprint,
+            "train_rows": outcome.train_rows,
+            "total_timesteps": train_config.total_timesteps,
+            "timesteps_done": int(card["timesteps_done"]),
+            "seed": train_config.seed,
+            "training_seconds": round(outcome.seconds, 2),
+            "steps_per_second": round(outcome.steps_per_second, 1),
+            "checkpoints": len(card["checkpoints"]),
+            "card": dg.MetadataValue.json(json.loads(json.dumps(card, default=str))),
         }
     )

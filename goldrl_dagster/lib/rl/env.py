@@ -18,6 +18,7 @@ Timeline of one step at bar ``t`` (bar ``t`` has closed, the agent saw its featu
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar
 
@@ -89,6 +90,8 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         episode_length: Steps per episode with a random start drawn from ``self.np_random``;
             ``None`` runs one episode over all the data from the first bar.
         reward_scale: Multiplies the reward (equity change / initial equity).
+        step_info: Return the accounting ``info`` dict from ``step``; training turns it off
+            because SB3's vectorised envs deep-copy every info dict on every step.
 
     Raises:
         ValueError: If shapes disagree, values are not finite, closes are not positive, there
@@ -113,6 +116,7 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         continuous: bool = False,
         episode_length: int | None = None,
         reward_scale: float = 1.0,
+        step_info: bool = True,
     ) -> None:
         super().__init__()
         feats = np.asarray(features)
@@ -142,6 +146,9 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
             )
         if not isinstance(continuous, bool):
             raise ValueError(f"continuous must be a bool, got {continuous!r}")
+        if not isinstance(step_info, bool):
+            raise ValueError(f"step_info must be a bool, got {step_info!r}")
+        self._step_info = step_info
         self._initial_equity = _positive_number("initial_equity", initial_equity)
         self._equity_fraction = _positive_number("equity_fraction", equity_fraction, upper=1.0)
         self._reward_scale = _positive_number("reward_scale", reward_scale)
@@ -193,6 +200,24 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         self._cash = self._initial_equity
         self._equity = self._initial_equity
         self._started = False
+
+    def spawn(self) -> GoldTradingEnv:
+        """A new, un-reset env over the same data and settings, sharing the read-only arrays.
+
+        Vectorised training uses it so ``n_envs`` copies do not each hold the observation
+        table; the new env has its own state and random generator (seeded on ``reset``).
+        """
+        twin = copy.copy(self)
+        twin._np_random = None
+        twin._np_random_seed = None
+        # Spaces carry their own sampling generator; each env gets its own.
+        twin.observation_space = copy.deepcopy(self.observation_space)
+        twin.action_space = copy.deepcopy(self.action_space)
+        twin._t = twin._end = 0
+        twin._position = twin._quantity = 0.0
+        twin._cash = twin._equity = self._initial_equity
+        twin._started = False
+        return twin
 
     @property
     def position(self) -> float:
@@ -259,7 +284,8 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
             ``(observation, reward, terminated, truncated, info)``; ``info`` holds ``t``,
             ``position``, ``quantity``, ``traded_quantity``, ``fill_price``, ``fee``,
             ``slippage`` (cost against the close), ``cost`` (fee + slippage), ``funding``
-            (paid; negative if received), ``cash`` and ``equity``.
+            (paid; negative if received), ``cash`` and ``equity`` (empty when ``step_info`` is
+            off).
 
         Raises:
             ValueError: If the action is invalid.
@@ -309,6 +335,8 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         truncated = not terminated and t >= self._end
         if terminated or truncated:
             self._started = False
+        if not self._step_info:
+            return self._observation(), reward, terminated, truncated, {}
         info = {
             "t": t,
             "position": self._position,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from goldrl_dagster.lib.rl.observation import (
@@ -24,6 +24,7 @@ from goldrl_dagster.lib.rl.observation import (
     build_observations,
 )
 from goldrl_dagster.lib.rl.train import (
+    ALGORITHMS,
     BUNDLE_FORMAT,
     CARD_MEMBER,
     MODEL_MEMBER,
@@ -38,6 +39,7 @@ _INFERENCE_OBJECTS: dict[str, Any] = {
     "learning_rate": 0.0,
     "lr_schedule": lambda _: 0.0,
     "clip_range": lambda _: 0.0,
+    "exploration_schedule": lambda _: 0.0,
 }
 
 
@@ -48,8 +50,11 @@ class PolicyBundleError(ValueError):
 class LoadedPolicy:
     """A trained policy ready for inference: normalise, act deterministically, map to positions.
 
+    Discrete policies (short/flat/long) answer ``act``, ``target_position`` and
+    ``action_table``; continuous ones answer ``target_fraction``.
+
     Args:
-        model: The SB3 PPO model.
+        model: The SB3 model (PPO, A2C or DQN).
         normalizer: The training ``VecNormalize`` statistics (used with ``training=False``).
         card: The bundle's model card.
 
@@ -59,12 +64,47 @@ class LoadedPolicy:
 
     card: dict[str, Any]
 
-    def __init__(self, model: PPO, normalizer: VecNormalize, card: dict[str, Any]) -> None:
+    def __init__(
+        self, model: BaseAlgorithm, normalizer: VecNormalize, card: dict[str, Any]
+    ) -> None:
         self._model = model
         self._normalizer = normalizer
         self._normalizer.training = False
         self.card = card
         self.observation_size = int(card["observation_size"])
+        self.continuous = card.get("action_space") == "continuous"
+
+    def _require(self, continuous: bool, what: str) -> None:
+        if self.continuous != continuous:
+            kind = "continuous" if self.continuous else "discrete"
+            raise ValueError(f"{what} is not available for a {kind} policy")
+
+    def _check_observation(self, observation: np.ndarray) -> np.ndarray:
+        obs = np.asarray(observation, dtype=np.float32)
+        if obs.shape != (self.observation_size,):
+            raise ValueError(
+                f"observation must have shape ({self.observation_size},), got {obs.shape}"
+            )
+        if not np.all(np.isfinite(obs)):
+            raise ValueError("observation holds NaN/inf")
+        return obs
+
+    def target_fraction(self, observation: np.ndarray) -> float:
+        """A continuous policy's target position for a raw observation.
+
+        Args:
+            observation: A vector from ``build_observation`` (not normalised).
+
+        Returns:
+            The target as a fraction of a full position, in ``[-1, 1]``.
+
+        Raises:
+            ValueError: If the observation is invalid or the policy is discrete.
+        """
+        self._require(True, "target_fraction")
+        obs = self._check_observation(observation)
+        action, _ = self._model.predict(self._normalizer.normalize_obs(obs), deterministic=True)
+        return float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
 
     def act(self, observation: np.ndarray) -> int:
         """Choose the deterministic action index for a raw observation.
@@ -77,15 +117,11 @@ class LoadedPolicy:
             An index into ``ACTION_TO_POSITION``.
 
         Raises:
-            ValueError: If the observation has the wrong shape or holds NaN/inf.
+            ValueError: If the observation has the wrong shape or holds NaN/inf, or the policy
+                is continuous.
         """
-        obs = np.asarray(observation, dtype=np.float32)
-        if obs.shape != (self.observation_size,):
-            raise ValueError(
-                f"observation must have shape ({self.observation_size},), got {obs.shape}"
-            )
-        if not np.all(np.isfinite(obs)):
-            raise ValueError("observation holds NaN/inf")
+        self._require(False, "act")
+        obs = self._check_observation(observation)
         normalized = self._normalizer.normalize_obs(obs)
         action, _ = self._model.predict(normalized, deterministic=True)
         return int(action)
@@ -106,9 +142,10 @@ class LoadedPolicy:
             ``ACTION_TO_POSITION``) when the current position is ``ACTION_TO_POSITION[j]``.
 
         Raises:
-            ValueError: If the features are invalid (see ``build_observations``) or do not
-                have the policy's feature count.
+            ValueError: If the features are invalid (see ``build_observations``), do not
+                have the policy's feature count, or the policy is continuous.
         """
+        self._require(False, "action_table")
         feats = np.asarray(features)
         expected = self.observation_size - 1
         if feats.ndim != 2 or feats.shape[1] != expected:
@@ -182,6 +219,10 @@ def _parse_card(raw: bytes, bundle_path: Path) -> dict[str, Any]:
             f"{bundle_path}: policy maps actions to {card['action_to_position']}, this code to "
             f"{list(ACTION_TO_POSITION)}"
         )
+    if card.setdefault("algorithm", "PPO") not in ALGORITHMS:
+        raise PolicyBundleError(
+            f"{bundle_path}: algorithm {card['algorithm']!r} is not one of {list(ALGORITHMS)}"
+        )
     return card
 
 
@@ -204,7 +245,7 @@ def load_policy(bundle_path: Path) -> LoadedPolicy:
     members = _read_members(bundle_path)
     card = _parse_card(members[CARD_MEMBER], bundle_path)
     try:
-        model = PPO.load(
+        model = ALGORITHMS[card["algorithm"]].load(
             io.BytesIO(members[MODEL_MEMBER]), device="cpu", custom_objects=_INFERENCE_OBJECTS
         )
     except Exception as exc:

@@ -1,8 +1,11 @@
-"""Train a PPO policy on the trading env and write it as one self-describing bundle file.
+"""Train an SB3 policy (PPO, A2C or DQN) on the trading env and write one self-describing bundle.
 
 A bundle is a zip holding ``model.zip`` (SB3), ``vecnormalize.pkl`` (the observation
-normaliser, needed at inference) and ``card.json`` (config, versions, fingerprints and
-``weights_sha256``). SB3's own zip embeds timestamps, so two runs never give byte-identical
+normaliser, needed at inference), ``card.json`` (config, versions, fingerprints and
+``weights_sha256``) and the periodic checkpoints taken during training under
+``checkpoints/<timesteps>/`` (``model.zip`` + ``vecnormalize.pkl`` each, listed in the card's
+``checkpoints``), so an operator can fall back to an earlier point of a run from the one
+checksummed artifact. SB3's own zip embeds timestamps, so two runs never give byte-identical
 files; ``weights_sha256`` over the policy tensors is the reproducibility check instead.
 """
 
@@ -25,7 +28,8 @@ import gymnasium
 import numpy as np
 import stable_baselines3
 import torch
-from stable_baselines3 import PPO
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -38,13 +42,17 @@ BUNDLE_FORMAT = "goldrl-policy-bundle/1"
 MODEL_MEMBER = "model.zip"
 NORMALIZER_MEMBER = "vecnormalize.pkl"
 CARD_MEMBER = "card.json"
-SUPPORTED_ALGORITHMS = ("PPO",)
+CHECKPOINT_PREFIX = "checkpoints/"
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"PPO": PPO, "A2C": A2C, "DQN": DQN}
+SUPPORTED_ALGORITHMS = tuple(ALGORITHMS)
 
 # Keys train_policy writes into the card; a caller's card must not use them.
 RESERVED_CARD_KEYS = frozenset(
     {
         "format",
         "algorithm",
+        "action_space",
+        "seed",
         "config",
         "versions",
         "cost_model",
@@ -56,6 +64,7 @@ RESERVED_CARD_KEYS = frozenset(
         "normalizer_sha256",
         "timesteps_done",
         "n_bars",
+        "checkpoints",
     }
 )
 
@@ -63,60 +72,121 @@ RESERVED_CARD_KEYS = frozenset(
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
+def _positive_int(name: str, value: object, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _fraction(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run.
+    """Algorithm, hyper-parameters, env sizing and seed of one training run.
+
+    The defaults suit a 2-core CPU (see ``docs/benchmarks.md``): few, large minibatches and
+    few epochs keep the torch update from dwarfing the cheap env steps.
 
     Attributes:
-        algorithm: RL algorithm; only ``PPO`` is supported.
+        algorithm: ``PPO`` (default), ``A2C`` or ``DQN`` (discrete actions only).
         total_timesteps: Environment steps to train for (summed over all envs).
         seed: Seed of every random generator involved.
         n_envs: Parallel (in-process) environments.
-        n_steps: Steps per env per rollout.
-        batch_size: PPO minibatch size; must divide ``n_steps * n_envs``.
-        learning_rate: Adam learning rate.
+        n_steps: Steps per env per rollout (PPO, A2C).
+        batch_size: Minibatch size (PPO: must divide ``n_steps * n_envs``; DQN).
+        n_epochs: Passes over each rollout (PPO).
+        learning_rate: Adam (PPO, DQN) / RMSprop (A2C) learning rate.
+        gamma: Discount factor.
+        gae_lambda: GAE lambda (PPO, A2C).
+        ent_coef: Entropy bonus (PPO, A2C).
+        clip_range: PPO clip range.
+        buffer_size: Replay buffer size (DQN).
+        learning_starts: Steps before DQN starts learning.
+        exploration_fraction: Share of training over which DQN's epsilon decays.
         episode_length: Steps per training episode (random start).
-        net_arch: Hidden layer sizes of the policy and value networks.
+        net_arch: Hidden layer sizes of the networks.
+        continuous: Train on the continuous (Box) target-position env instead of short/flat/long.
+        initial_equity: Env starting cash (quote currency).
+        order_quantity: Fixed full-position size in base units; ``None`` sizes by equity.
+        equity_fraction: Share of equity (times leverage) in a full position.
+        reward_scale: Multiplies the env reward (equity change / initial equity); the default
+            100 makes it a percentage, large enough for the value function to learn quickly.
+        checkpoint_every: Keep a checkpoint every this many timesteps (0: none).
     """
 
     algorithm: str = "PPO"
     total_timesteps: int = 4096
     seed: int = 0
-    n_envs: int = 2
+    n_envs: int = 8
     n_steps: int = 256
-    batch_size: int = 128
+    batch_size: int = 512
+    n_epochs: int = 4
     learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.0
+    clip_range: float = 0.2
+    buffer_size: int = 50_000
+    learning_starts: int = 1000
+    exploration_fraction: float = 0.2
     episode_length: int = 512
     net_arch: tuple[int, ...] = (64, 64)
+    continuous: bool = False
+    initial_equity: float = 10_000.0
+    order_quantity: float | None = None
+    equity_fraction: float = 1.0
+    reward_scale: float = 100.0
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         """Validate the configuration.
 
         Raises:
-            ValueError: If the algorithm is unsupported or a value is out of range.
+            ValueError: Naming the setting that is unsupported or out of range.
         """
-        if self.algorithm not in SUPPORTED_ALGORITHMS:
+        if self.algorithm not in ALGORITHMS:
             raise ValueError(
                 f"algorithm {self.algorithm!r} is not supported; use one of {SUPPORTED_ALGORITHMS}"
             )
-        for name in ("total_timesteps", "n_envs", "n_steps", "batch_size", "episode_length"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        if self.batch_size < 2 or (self.n_steps * self.n_envs) % self.batch_size:
+        if not isinstance(self.continuous, bool):
+            raise ValueError(f"continuous must be a bool, got {self.continuous!r}")
+        if self.algorithm == "DQN" and self.continuous:
+            raise ValueError("DQN needs discrete actions; set continuous=False or use PPO/A2C")
+        for name in (
+            "total_timesteps", "n_envs", "n_steps", "batch_size", "n_epochs", "buffer_size",
+            "episode_length",
+        ):  # fmt: skip
+            _positive_int(name, getattr(self, name))
+        _positive_int("seed", self.seed, 0)
+        _positive_int("learning_starts", self.learning_starts, 0)
+        _positive_int("checkpoint_every", self.checkpoint_every, 0)
+        if self.algorithm == "PPO" and (
+            self.batch_size < 2 or (self.n_steps * self.n_envs) % self.batch_size
+        ):
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be >= 2 and divide n_steps * n_envs "
                 f"({self.n_steps * self.n_envs})"
             )
-        if not (0 < self.learning_rate < 1):
-            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if not self.net_arch or any(
-            isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.net_arch
+        _fraction("learning_rate", self.learning_rate, 1e-8, 0.99)
+        _fraction("gamma", self.gamma, 0.0, 1.0)
+        _fraction("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        _fraction("ent_coef", self.ent_coef, 0.0, 1.0)
+        _fraction("clip_range", self.clip_range, 1e-6, 1.0)
+        _fraction("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
+        _fraction("equity_fraction", self.equity_fraction, 1e-9, 1.0)
+        _fraction("initial_equity", self.initial_equity, 1e-9, 1e15)
+        _fraction("reward_scale", self.reward_scale, 1e-9, 1e9)
+        if self.order_quantity is not None:
+            _fraction("order_quantity", self.order_quantity, 1e-12, 1e12)
+        if (
+            not isinstance(self.net_arch, tuple)
+            or not self.net_arch
+            or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.net_arch)
         ):
             raise ValueError(
-                f"net_arch must be a non-empty tuple of positive ints: {self.net_arch}"
+                f"net_arch must be a non-empty tuple of positive ints: {self.net_arch!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,26 +195,50 @@ class TrainConfig:
         data["net_arch"] = list(self.net_arch)
         return data
 
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``GoldTradingEnv`` that come from this config."""
+        return {
+            "initial_equity": float(self.initial_equity),
+            "order_quantity": self.order_quantity,
+            "equity_fraction": float(self.equity_fraction),
+            "continuous": self.continuous,
+            "episode_length": self.episode_length,
+            "reward_scale": float(self.reward_scale),
+            "step_info": False,
+        }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A snapshot taken during training: the model and normaliser at ``timesteps``."""
+
+    timesteps: int
+    model_zip: bytes
+    normalizer_pickle: bytes
+    weights_sha256: str
+
 
 @dataclass(frozen=True)
 class TrainedPolicy:
     """A freshly trained model with its normaliser, before it is written out.
 
     Attributes:
-        model: The trained SB3 PPO model.
+        model: The trained SB3 model.
         normalizer: The ``VecNormalize`` wrapper used in training (switched to inference mode).
         config: The training configuration.
         cost_model: The costs the env charged.
         n_features: Features per observation (without the position).
         n_bars: Bars in the training data.
+        checkpoints: Snapshots taken every ``config.checkpoint_every`` timesteps.
     """
 
-    model: PPO
+    model: BaseAlgorithm
     normalizer: VecNormalize
     config: TrainConfig
     cost_model: CostModel
     n_features: int
     n_bars: int
+    checkpoints: tuple[Checkpoint, ...] = ()
 
     @property
     def weights_sha256(self) -> str:
@@ -188,22 +282,58 @@ def normalizer_sha256(normalizer: VecNormalize) -> str:
     return digest.hexdigest()
 
 
-class _ProgressCallback(BaseCallback):
-    """Reports ``(done_steps, total)`` after every rollout (not every step: it may log)."""
+def _model_bytes(model: BaseAlgorithm) -> bytes:
+    buffer = io.BytesIO()
+    model.save(buffer)
+    return buffer.getvalue()
 
-    def __init__(self, progress: Callable[[int, int], None], total: int) -> None:
+
+class _ProgressCallback(BaseCallback):
+    """Reports progress about every 1% of training and keeps periodic checkpoints."""
+
+    def __init__(
+        self,
+        progress: Callable[[int, int], None] | None,
+        total: int,
+        checkpoint_every: int,
+        normalizer: VecNormalize,
+    ) -> None:
         super().__init__()
         self._progress = progress
         self._total = total
+        self._report_step = max(1, total // 100)
+        self._next_report = 0
+        self._every = checkpoint_every
+        self._next_checkpoint = checkpoint_every
+        self._normalizer = normalizer
+        self.checkpoints: list[Checkpoint] = []
 
     def _on_step(self) -> bool:
+        done = self.num_timesteps
+        if self._every and done >= self._next_checkpoint:
+            # VecNormalize drops its venv when pickled: only statistics and settings are kept.
+            self.checkpoints.append(
+                Checkpoint(
+                    timesteps=done,
+                    model_zip=_model_bytes(self.model),
+                    normalizer_pickle=pickle.dumps(self._normalizer, pickle.HIGHEST_PROTOCOL),
+                    weights_sha256=policy_weights_sha256(self.model.policy.state_dict()),
+                )
+            )
+            while self._next_checkpoint <= done:
+                self._next_checkpoint += self._every
+        if self._progress is not None and done >= self._next_report:
+            self._progress(done, self._total)
+            while self._next_report <= done:
+                self._next_report += self._report_step
         return True
 
-    def _on_rollout_end(self) -> None:
-        self._progress(self.num_timesteps, self._total)
 
-
-def _validate_data(features: np.ndarray, closes: np.ndarray, config: TrainConfig) -> None:
+def _validate_data(
+    features: np.ndarray,
+    closes: np.ndarray,
+    config: TrainConfig,
+) -> None:
     feats = np.asarray(features)
     if feats.ndim != 2:
         raise ValueError(f"features must be 2-D (bars, features), got shape {feats.shape}")
@@ -219,28 +349,61 @@ def _validate_data(features: np.ndarray, closes: np.ndarray, config: TrainConfig
         )
 
 
+def _make_model(config: TrainConfig, venv: VecNormalize) -> BaseAlgorithm:
+    common: dict[str, Any] = {
+        "learning_rate": config.learning_rate,
+        "gamma": config.gamma,
+        "seed": config.seed,
+        "policy_kwargs": {"net_arch": list(config.net_arch)},
+        "device": "cpu",
+        "verbose": 0,
+    }
+    if config.algorithm == "PPO":
+        return PPO(
+            "MlpPolicy", venv, n_steps=config.n_steps, batch_size=config.batch_size,
+            n_epochs=config.n_epochs, gae_lambda=config.gae_lambda, ent_coef=config.ent_coef,
+            clip_range=config.clip_range, **common,
+        )  # fmt: skip
+    if config.algorithm == "A2C":
+        return A2C(
+            "MlpPolicy", venv, n_steps=config.n_steps, gae_lambda=config.gae_lambda,
+            ent_coef=config.ent_coef, **common,
+        )  # fmt: skip
+    return DQN(
+        "MlpPolicy", venv, buffer_size=config.buffer_size, batch_size=config.batch_size,
+        learning_starts=config.learning_starts,
+        exploration_fraction=config.exploration_fraction, **common,
+    )  # fmt: skip
+
+
 def fit_policy(
     features: np.ndarray,
     closes: np.ndarray,
     cost_model: CostModel,
     config: TrainConfig,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    bar_ranges: np.ndarray | None = None,
+    funding_rates: np.ndarray | None = None,
 ) -> TrainedPolicy:
-    """Train PPO on ``GoldTradingEnv`` with normalised observations, deterministically.
+    """Train on ``GoldTradingEnv`` with normalised observations, deterministically.
 
     Torch runs on one CPU thread during training (restored afterwards): multi-threaded kernels
-    reorder float sums and would break run-to-run reproducibility.
+    reorder float sums and would break run-to-run reproducibility, and on 2 cores the small
+    networks gain nothing from more threads.
 
     Args:
         features: Finite feature matrix ``(n, k)`` (warm-up rows removed).
         closes: Close prices ``(n,)`` aligned with the feature rows.
         cost_model: Costs charged by the env.
-        config: Hyper-parameters and seed.
-        progress: Called as ``progress(done_steps, total_timesteps)`` after each rollout and
-            once at the end.
+        config: Algorithm, hyper-parameters, env sizing and seed.
+        progress: Called as ``progress(done_steps, total_timesteps)`` about every 1% of
+            training and once at the end.
+        bar_ranges: Per-bar ``(high - low) / close`` for volatility slippage (``None``: 0).
+        funding_rates: Per-bar funding rate of events settling in the bar (``None``: none).
 
     Returns:
-        The trained model and its normaliser.
+        The trained model, its normaliser and checkpoints.
 
     Raises:
         ValueError: If the data do not fit the env or the config.
@@ -248,28 +411,28 @@ def fit_policy(
     _validate_data(features, closes, config)
     feats = np.asarray(features, dtype=np.float64)
     prices = np.asarray(closes, dtype=np.float64)
+    # One env validates the data (failing fast) and builds the observation table once; the
+    # training envs are spawned from it and share its read-only arrays.
+    env_kwargs = {
+        **config.env_kwargs(),
+        "bar_ranges": bar_ranges,
+        "funding_rates": funding_rates,
+    }
+    template = GoldTradingEnv(feats, prices, cost_model, **env_kwargs)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         set_random_seed(config.seed)
 
         def make_env() -> GoldTradingEnv:
-            return GoldTradingEnv(feats, prices, cost_model, episode_length=config.episode_length)
+            return template.spawn()
 
         venv = DummyVecEnv([make_env] * config.n_envs)
-        normalizer = VecNormalize(venv, norm_obs=True, norm_reward=False)
-        model = PPO(
-            "MlpPolicy",
-            normalizer,
-            learning_rate=config.learning_rate,
-            n_steps=config.n_steps,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            policy_kwargs={"net_arch": list(config.net_arch)},
-            device="cpu",
-            verbose=0,
+        normalizer = VecNormalize(venv, norm_obs=True, norm_reward=False, gamma=config.gamma)
+        model = _make_model(config, normalizer)
+        callback = _ProgressCallback(
+            progress, config.total_timesteps, config.checkpoint_every, normalizer
         )
-        callback = None if progress is None else _ProgressCallback(progress, config.total_timesteps)
         model.learn(total_timesteps=config.total_timesteps, callback=callback)
         if progress is not None:
             progress(int(model.num_timesteps), config.total_timesteps)
@@ -283,6 +446,7 @@ def fit_policy(
         cost_model=cost_model,
         n_features=int(feats.shape[1]),
         n_bars=int(feats.shape[0]),
+        checkpoints=tuple(callback.checkpoints),
     )
 
 
@@ -296,6 +460,12 @@ def _check_card(card: dict[str, Any]) -> None:
         json.dumps(card, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"card is not JSON-serialisable: {exc}") from exc
+
+
+def checkpoint_members(timesteps: int) -> tuple[str, str]:
+    """Bundle member names of the checkpoint taken at ``timesteps`` (model, normaliser)."""
+    folder = f"{CHECKPOINT_PREFIX}{timesteps:012d}/"
+    return folder + MODEL_MEMBER, folder + NORMALIZER_MEMBER
 
 
 def build_card(trained: TrainedPolicy, card: dict[str, Any]) -> dict[str, Any]:
@@ -313,10 +483,12 @@ def build_card(trained: TrainedPolicy, card: dict[str, Any]) -> dict[str, Any]:
         ValueError: If the card uses a reserved key or is not JSON-serialisable.
     """
     _check_card(card)
-    full = {
+    return {
         **card,
         "format": BUNDLE_FORMAT,
         "algorithm": trained.config.algorithm,
+        "action_space": "continuous" if trained.config.continuous else "discrete",
+        "seed": trained.config.seed,
         "config": trained.config.to_dict(),
         "versions": {
             "stable_baselines3": stable_baselines3.__version__,
@@ -325,7 +497,7 @@ def build_card(trained: TrainedPolicy, card: dict[str, Any]) -> dict[str, Any]:
             "numpy": np.__version__,
             "python": platform.python_version(),
         },
-        "cost_model": asdict(trained.cost_model),
+        "cost_model": trained.cost_model.to_dict(),
         "cost_model_fingerprint": trained.cost_model.fingerprint,
         "n_features": trained.n_features,
         "observation_size": observation_size(trained.n_features),
@@ -334,8 +506,16 @@ def build_card(trained: TrainedPolicy, card: dict[str, Any]) -> dict[str, Any]:
         "normalizer_sha256": normalizer_sha256(trained.normalizer),
         "timesteps_done": int(trained.model.num_timesteps),
         "n_bars": trained.n_bars,
+        "checkpoints": [
+            {
+                "timesteps": c.timesteps,
+                "model": checkpoint_members(c.timesteps)[0],
+                "normalizer": checkpoint_members(c.timesteps)[1],
+                "weights_sha256": c.weights_sha256,
+            }
+            for c in trained.checkpoints
+        ],
     }
-    return full
 
 
 def write_bundle(trained: TrainedPolicy, card: dict[str, Any], out_path: Path) -> Path:
@@ -350,15 +530,17 @@ def write_bundle(trained: TrainedPolicy, card: dict[str, Any], out_path: Path) -
         ``out_path``.
     """
     full_card = build_card(trained, card)
-    model_buffer = io.BytesIO()
-    trained.model.save(model_buffer)
     # VecNormalize drops its venv when pickled, so only the statistics and settings are stored.
     normalizer_bytes = pickle.dumps(trained.normalizer, protocol=pickle.HIGHEST_PROTOCOL)
-    members = (
+    members: list[tuple[str, bytes]] = [
         (CARD_MEMBER, json.dumps(full_card, sort_keys=True, indent=2).encode()),
-        (MODEL_MEMBER, model_buffer.getvalue()),
+        (MODEL_MEMBER, _model_bytes(trained.model)),
         (NORMALIZER_MEMBER, normalizer_bytes),
-    )
+    ]
+    for checkpoint in trained.checkpoints:
+        model_name, normalizer_name = checkpoint_members(checkpoint.timesteps)
+        members.append((model_name, checkpoint.model_zip))
+        members.append((normalizer_name, checkpoint.normalizer_pickle))
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
@@ -383,8 +565,11 @@ def train_policy(
     card: dict[str, Any],
     out_path: Path,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    bar_ranges: np.ndarray | None = None,
+    funding_rates: np.ndarray | None = None,
 ) -> Path:
-    """Train a policy and write its bundle (``model.zip``, ``vecnormalize.pkl``, ``card.json``).
+    """Train a policy and write its bundle (model, normaliser, card, checkpoints).
 
     Same inputs and seed give the same ``weights_sha256`` in the card.
 
@@ -392,10 +577,12 @@ def train_policy(
         features: Finite feature matrix ``(n, k)`` (warm-up rows removed).
         closes: Close prices ``(n,)`` aligned with the feature rows.
         cost_model: Costs charged by the env.
-        config: Hyper-parameters and seed.
+        config: Algorithm, hyper-parameters, env sizing and seed.
         card: Caller's card entries, e.g. dataset hash and feature-set fingerprint.
         out_path: Bundle file to write.
         progress: Called as ``progress(done_steps, total_timesteps)`` during training.
+        bar_ranges: Per-bar ``(high - low) / close`` for volatility slippage.
+        funding_rates: Per-bar funding rates (events settling in the bar).
 
     Returns:
         ``out_path``.
@@ -404,5 +591,8 @@ def train_policy(
         ValueError: If the data, config or card are invalid.
     """
     _check_card(card)  # fail before spending the training time
-    trained = fit_policy(features, closes, cost_model, config, progress)
+    trained = fit_policy(
+        features, closes, cost_model, config, progress,
+        bar_ranges=bar_ranges, funding_rates=funding_rates,
+    )  # fmt: skip
     return write_bundle(trained, card, out_path)

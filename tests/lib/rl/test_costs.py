@@ -170,3 +170,16 @@ def test_relative_ranges():
         relative_ranges(np.array([101.0, 9.0]), np.array([99.0, 10.0]), np.array([100.0, 10.0]))
     with pytest.raises(ValueError, match="positive"):
         relative_ranges(np.array([1.0]), np.array([1.0]), np.array([0.0]))
+
+
+def test_round_quantity_fast_path_agrees_with_decimal_rounding():
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    rng = np.random.default_rng(8)
+    for precision in (0, 2, 4, 8):
+        model = CostModel(0.0, quantity_precision=precision)
+        exponent = Decimal(1).scaleb(-precision)
+        values = np.concatenate([rng.uniform(-50, 50, 2000), rng.integers(-999, 999, 200) / 8])
+        for value in values.tolist():
+            expected = float(Decimal(repr(value)).quantize(exponent, ROUND_HALF_EVEN)) + 0.0
+            assert model.round_quantity(value) == expected, (precision, value)

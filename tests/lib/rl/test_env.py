@@ -280,3 +280,21 @@ def test_env_on_real_paxg_features():
     fill = closes[0] * (1 - 1e-4)
     expected = units * (fill - closes[-1]) - units * fill * 0.0005
     assert total * 10_000.0 == pytest.approx(expected, rel=1e-9)
+
+
+def test_spawned_envs_share_data_but_not_state(market):
+    features, closes = market
+    env = GoldTradingEnv(features, closes, COSTS, episode_length=20)
+    env.reset(seed=3)
+    env.step(LONG)
+    twin = env.spawn()
+    assert twin._base_obs is env._base_obs  # one observation table
+    with pytest.raises(RuntimeError, match="reset"):
+        twin.step(LONG)
+    obs, info = twin.reset(seed=3)
+    fresh = GoldTradingEnv(features, closes, COSTS, episode_length=20)
+    expected_obs, expected_info = fresh.reset(seed=3)
+    np.testing.assert_array_equal(obs, expected_obs)
+    assert info == expected_info
+    assert twin.step(SHORT)[1] == fresh.step(SHORT)[1]
+    assert env.position == 1.0 and twin.position == -1.0

@@ -1,13 +1,22 @@
+import dataclasses
+import io
 import json
 import zipfile
 
 import numpy as np
 import pytest
 import torch
+from stable_baselines3 import PPO
 
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import build_observation
-from goldrl_dagster.lib.rl.train import TrainConfig, fit_policy, train_policy
+from goldrl_dagster.lib.rl.policy import load_policy
+from goldrl_dagster.lib.rl.train import (
+    TrainConfig,
+    fit_policy,
+    policy_weights_sha256,
+    train_policy,
+)
 
 COSTS = CostModel(taker_fee_rate=0.0005, slippage_bps=1.0)
 TINY = TrainConfig(
@@ -37,6 +46,48 @@ def test_same_seed_gives_same_weights_and_another_seed_does_not(tmp_path, random
     assert _card(a)["weights_sha256"] != _card(c)["weights_sha256"]
 
 
+@pytest.mark.parametrize("algorithm", ["A2C", "DQN"])
+def test_other_algorithms_are_seeded_and_load_for_inference(tmp_path, random_market, algorithm):
+    features, closes = random_market(k=3)
+    config = dataclasses.replace(TINY, algorithm=algorithm, learning_starts=128)
+    a = train_policy(features, closes, COSTS, config, {}, tmp_path / "a.zip")
+    b = train_policy(features, closes, COSTS, config, {}, tmp_path / "b.zip")
+    assert _card(a)["weights_sha256"] == _card(b)["weights_sha256"]
+    assert _card(a)["algorithm"] == algorithm
+    policy = load_policy(a)
+    table = policy.action_table(features[:50])
+    for i in range(0, 50, 7):
+        assert policy.act(build_observation(features[i], 0)) == table[i, 1]
+
+
+def test_continuous_policy_trains_and_answers_target_fractions(tmp_path, random_market):
+    features, closes = random_market(k=3)
+    config = dataclasses.replace(TINY, continuous=True)
+    bundle = train_policy(features, closes, COSTS, config, {}, tmp_path / "c.zip")
+    assert _card(bundle)["action_space"] == "continuous"
+    policy = load_policy(bundle)
+    fractions = [policy.target_fraction(build_observation(row, 0.5)) for row in features[:20]]
+    assert all(-1.0 <= f <= 1.0 for f in fractions)
+    with pytest.raises(ValueError, match="not available for a continuous policy"):
+        policy.act(build_observation(features[0], 0))
+    with pytest.raises(ValueError, match="not available for a continuous policy"):
+        policy.action_table(features[:5])
+
+
+def test_checkpoints_are_kept_in_the_bundle(tmp_path, random_market):
+    features, closes = random_market(k=3)
+    config = dataclasses.replace(TINY, checkpoint_every=256)
+    bundle = train_policy(features, closes, COSTS, config, {}, tmp_path / "p.zip")
+    checkpoints = _card(bundle)["checkpoints"]
+    assert [c["timesteps"] for c in checkpoints] == [256, 512]
+    with zipfile.ZipFile(bundle) as archive:
+        for checkpoint in checkpoints:
+            model = PPO.load(io.BytesIO(archive.read(checkpoint["model"])), device="cpu")
+            assert policy_weights_sha256(model.policy.state_dict()) == checkpoint["weights_sha256"]
+            assert checkpoint["normalizer"] in archive.namelist()
+    assert checkpoints[0]["weights_sha256"] != checkpoints[1]["weights_sha256"]
+
+
 def test_bundle_holds_model_normaliser_and_a_complete_card(tmp_path, random_market):
     features, closes = random_market(k=4)
     calls = []
@@ -56,16 +107,19 @@ def test_bundle_holds_model_normaliser_and_a_complete_card(tmp_path, random_mark
     card = _card(out)
     assert card["dataset_sha256"] == "abc" and card["feature_set"] == "ta_basic"
     assert card["config"] == TINY.to_dict()
+    assert (card["algorithm"], card["seed"], card["action_space"]) == ("PPO", 0, "discrete")
+    assert card["cost_model"] == COSTS.to_dict()
+    assert card["checkpoints"] == []
     assert card["cost_model_fingerprint"] == COSTS.fingerprint
     assert card["n_features"] == 4 and card["observation_size"] == 5
     assert card["n_bars"] == len(closes)
     assert card["timesteps_done"] >= TINY.total_timesteps
     assert {"stable_baselines3", "torch", "gymnasium"} <= set(card["versions"])
     assert len(card["weights_sha256"]) == 64
-    # Progress reports per rollout: 512 steps in rollouts of 2 envs x 64 steps.
+    # Progress reports about every 1% of the 512 steps, and once at the end.
     assert all(total == TINY.total_timesteps for _, total in calls)
     done = [d for d, _ in calls]
-    assert done == sorted(done) and len(done) >= 4 and done[-1] >= TINY.total_timesteps
+    assert done == sorted(done) and len(done) >= 100 and done[-1] >= TINY.total_timesteps
 
 
 def test_training_restores_torch_threads(random_market):
@@ -119,6 +173,13 @@ def test_data_too_short_for_an_episode_is_rejected(tmp_path, random_market):
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"net_arch": ()}, "net_arch"),
         ({"seed": -1}, "seed"),
+        ({"algorithm": "DQN", "continuous": True}, "discrete"),
+        ({"n_epochs": 0}, "n_epochs"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"equity_fraction": 0.0}, "equity_fraction"),
+        ({"order_quantity": -1.0}, "order_quantity"),
+        ({"checkpoint_every": -1}, "checkpoint_every"),
+        ({"net_arch": [64]}, "net_arch"),
     ],
 )
 def test_invalid_config_is_rejected(kwargs, message):

@@ -1,0 +1,258 @@
+"""One training run over a registered dataset version: load, train, store, register.
+
+Shared by the ``trained_policy`` asset and ``goldrl train``, so both train the same way and
+record the same card and registry row; they differ only in how progress is shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
+from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
+from goldrl_dagster.lib.rl.policy import load_policy
+from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
+from goldrl_dagster.lib.runtime import Runtime
+from goldrl_dagster.lib.storage.artifacts import StoredArtifact
+from goldrl_dagster.lib.storage.market_store import instrument_at
+from goldrl_dagster.lib.storage.registry import DatasetRecord, load_dataset_record, record_model
+
+FUNDING_COLUMN = "funding_rate"
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    """Run settings of the cost model; fees, precision and minimums come from the instrument.
+
+    Attributes:
+        slippage_bps: Fixed slippage in basis points.
+        slippage_range_fraction: Share of each bar's relative range added as slippage.
+        leverage: Sizing leverage (``None``: 1), at most the contract's maximum.
+        charge_funding: Charge funding at the dataset's funding bars.
+    """
+
+    slippage_bps: float = 1.0
+    slippage_range_fraction: float = 0.0
+    leverage: float | None = None
+    charge_funding: bool = True
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training part of a dataset version as arrays for the env."""
+
+    record: DatasetRecord
+    spec: FeatureSetSpec
+    features: np.ndarray
+    closes: np.ndarray
+    bar_ranges: np.ndarray
+    funding_rates: np.ndarray | None
+
+    @property
+    def rows(self) -> int:
+        """Training bars."""
+        return int(self.closes.shape[0])
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What a run produced and where it is recorded."""
+
+    model_id: str
+    dataset_hash: str
+    artifact: StoredArtifact
+    card: dict[str, Any]
+    cost_model: CostModel
+    train_rows: int
+    seconds: float
+
+    @property
+    def weights_sha256(self) -> str:
+        """The card's hash of the policy tensors."""
+        return str(self.card["weights_sha256"])
+
+    @property
+    def steps_per_second(self) -> float:
+        """Environment steps per wall second, training and bundling included."""
+        return float(self.card["timesteps_done"]) / max(self.seconds, 1e-9)
+
+
+def model_id_for(algorithm: str, dataset_hash: str, weights_sha256: str) -> str:
+    """A model's id: the algorithm plus a digest of what it learned from and what it learned."""
+    digest = hashlib.sha256(f"{dataset_hash}:{weights_sha256}".encode()).hexdigest()
+    return f"{algorithm.lower()}-{digest[:12]}"
+
+
+def resolve_dataset_hash(runtime: Runtime, prefix: str) -> str:
+    """The full hash of the one dataset version whose hash starts with ``prefix``.
+
+    Args:
+        runtime: Database access.
+        prefix: At least 4 lowercase hex characters.
+
+    Returns:
+        The dataset hash.
+
+    Raises:
+        ValueError: If the prefix is not hex or matches several versions (they are listed).
+        LookupError: If no version matches.
+    """
+    wanted = prefix.strip().lower()
+    if not _HEX_PREFIX.match(wanted):
+        raise ValueError(f"dataset hash prefix must be 4-64 hex characters, got {prefix!r}")
+    with runtime.db.connect() as conn:
+        rows = conn.execute(
+            "SELECT dataset_hash FROM dataset_versions WHERE dataset_hash LIKE %s "
+            "ORDER BY dataset_hash LIMIT 6",
+            (wanted + "%",),
+        ).fetchall()
+    if not rows:
+        raise LookupError(f"no dataset version's hash starts with {wanted!r}")
+    if len(rows) > 1:
+        shown = ", ".join(r[0][:16] for r in rows[:5])
+        raise ValueError(f"dataset hash prefix {wanted!r} is ambiguous: {shown}…")
+    return str(rows[0][0])
+
+
+def feature_set_for_fingerprint(fingerprint: str) -> FeatureSetSpec:
+    """The registered feature set with this fingerprint.
+
+    Raises:
+        ValueError: If this code does not compute that feature set.
+    """
+    for spec in FEATURE_SETS.values():
+        if spec.fingerprint == fingerprint:
+            return spec
+    raise ValueError(
+        f"dataset uses feature set {fingerprint[:12]}, which this code does not compute; "
+        "rebuild the dataset"
+    )
+
+
+def load_training_data(runtime: Runtime, dataset_hash: str) -> TrainingData:
+    """Read a dataset version (checksum-verified) and cut its training part into arrays.
+
+    Rows before the dataset's ``split_index`` are used; the held-out tail is left to the
+    evaluation. A ``funding_rate`` column, when the dataset has one, is charged by the env.
+
+    Raises:
+        LookupError: If the dataset is unknown.
+        ValueError: If its feature set is unknown or columns are missing.
+    """
+    record = load_dataset_record(runtime.db, dataset_hash)
+    spec = feature_set_for_fingerprint(record.feature_fingerprint)
+    table = pl.read_parquet(io.BytesIO(runtime.artifacts.get_bytes(record.artifact)))
+    missing = sorted({"high", "low", "close", *spec.feature_names} - set(table.columns))
+    if missing:
+        raise ValueError(f"dataset {dataset_hash[:12]} lacks columns {missing}")
+    train = table.head(int(record.lineage["split_index"]))
+    closes = train["close"].cast(pl.Float64).to_numpy()
+    funding = (
+        train[FUNDING_COLUMN].cast(pl.Float64).fill_null(0.0).to_numpy()
+        if FUNDING_COLUMN in train.columns
+        else None
+    )
+    return TrainingData(
+        record=record,
+        spec=spec,
+        features=train.select(spec.feature_names).to_numpy().astype(np.float64),
+        closes=closes,
+        bar_ranges=relative_ranges(
+            train["high"].cast(pl.Float64).to_numpy(),
+            train["low"].cast(pl.Float64).to_numpy(),
+            closes,
+        ),
+        funding_rates=funding,
+    )
+
+
+def run_training(
+    runtime: Runtime,
+    dataset_hash: str,
+    config: TrainConfig,
+    costs: CostSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainingOutcome:
+    """Train on a dataset version's training rows, store the bundle and register the model.
+
+    The cost model comes from the instrument's contract metadata valid at the dataset's start
+    plus ``costs``. Idempotent: the same dataset, config and seed give the same weights, so
+    the same model id and registry row.
+
+    Args:
+        runtime: Database and artifact store.
+        dataset_hash: The dataset version.
+        config: Algorithm, hyper-parameters and seed.
+        costs: Slippage, leverage and funding settings.
+        progress: Called as ``progress(done_steps, total_timesteps)`` during training.
+
+    Returns:
+        The model id, artifact, card and timings.
+
+    Raises:
+        LookupError: If the dataset or the instrument's metadata is unknown.
+        ValueError: If the dataset, config or cost settings are invalid.
+    """
+    costs = costs or CostSettings()
+    started = time.monotonic()
+    data = load_training_data(runtime, dataset_hash)
+    symbol = data.record.instruments[0]
+    instrument = instrument_at(runtime.db, symbol, data.record.window_start)
+    cost_model = CostModel.from_instrument(
+        instrument,
+        slippage_bps=costs.slippage_bps,
+        slippage_range_fraction=costs.slippage_range_fraction,
+        leverage=costs.leverage,
+        charge_funding=costs.charge_funding,
+    )
+    card = {
+        "dataset_hash": dataset_hash,
+        "feature_fingerprint": data.spec.fingerprint,
+        "feature_set": {"name": data.spec.name, "version": data.spec.version},
+        "feature_names": list(data.spec.feature_names),
+        "instrument": symbol,
+        "instrument_rules_sha256": instrument.content_sha256(),
+        "interval": data.record.interval,
+        "train_rows": data.rows,
+        "funding_charged": data.funding_rates is not None and cost_model.charge_funding,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = train_policy(
+            data.features, data.closes, cost_model, config, card, Path(tmp) / "policy.zip",
+            progress, bar_ranges=data.bar_ranges, funding_rates=data.funding_rates,
+        )  # fmt: skip
+        loaded = load_policy(bundle)  # verifies the bundle before it is stored
+        artifact = runtime.artifacts.put_file(bundle)
+    model_id = model_id_for(config.algorithm, dataset_hash, str(loaded.card["weights_sha256"]))
+    record_model(
+        runtime.db,
+        model_id=model_id,
+        artifact=artifact,
+        dataset_hash=dataset_hash,
+        feature_fingerprint=data.spec.fingerprint,
+        algorithm=config.algorithm,
+        seed=config.seed,
+        card=loaded.card,
+        cost_model_fingerprint=cost_model.fingerprint,
+    )
+    return TrainingOutcome(
+        model_id=model_id,
+        dataset_hash=dataset_hash,
+        artifact=artifact,
+        card=loaded.card,
+        cost_model=cost_model,
+        train_rows=data.rows,
+        seconds=time.monotonic() - started,
+    )
