@@ -6,9 +6,10 @@ segment, the production path) are timed against the TA-Lib calls the set makes o
 float64 arrays, so the ratio shows what the glue and goldrl's own features (rolling statistics,
 returns, time encodings) cost on top of TA-Lib.
 
-Live: ``FeatureStream.current_row`` (all features of the newest bar, byte-identical to the
-batch) at a typical and at the end-of-day segment length, next to the bare TA-Lib calls on that
-segment (the floor: TA-Lib's indicators must run over the whole segment to be exact).
+Live: ``FeatureStream.update`` (append one closed bar and compute all features of it,
+byte-identical to the batch), each of ``--updates`` consecutive bars timed once, before midday
+and before midnight (the longest segment), next to the distinct bare TA-Lib calls on a segment
+of that length (the floor: TA-Lib's indicators must run over the whole segment to be exact).
 
 Wall-clock and process CPU seconds are both reported: on a shared machine the CPU time is the
 steadier measure of the code itself.
@@ -115,8 +116,9 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[list[float], list[flo
     return wall, cpu
 
 
-def stream_at(candles: pl.DataFrame, bars_in_day: int) -> FeatureStream:
-    """A ``TA_V2`` stream holding a full tail and the first ``bars_in_day`` bars of a day."""
+def live_updates(candles: pl.DataFrame, bars_in_day: int, updates: int) -> tuple[list[float], int]:
+    """Seconds of each ``TA_V2`` ``FeatureStream.update`` for the ``updates`` bars before bar
+    ``bars_in_day`` of a day (seeded from the day's anchor), and the final segment length."""
     start = candles["open_time"][0]
     midnight = (start + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     tail_start = midnight - timedelta(minutes=TA_V2.warmup_bars)
@@ -124,11 +126,18 @@ def stream_at(candles: pl.DataFrame, bars_in_day: int) -> FeatureStream:
         pl.col("open_time") >= tail_start,
         pl.col("open_time") < midnight + timedelta(minutes=bars_in_day),
     )
-    stream = FeatureStream(TA_V2, "1m")
     ms = segment["open_time"].dt.epoch("ms").to_list()
     cols = [segment[c].to_list() for c in ("open", "high", "low", "close", "volume")]
-    stream.extend(Kline(t, *values) for t, *values in zip(ms, *cols, strict=True))
-    return stream
+    bars = [Kline(t, *values) for t, *values in zip(ms, *cols, strict=True)]
+    stream = FeatureStream(TA_V2, "1m")
+    stream.extend(bars[:-updates])
+    stream.current_row()  # the first row after seeding catches up; steady state from here
+    seconds = []
+    for bar in bars[-updates:]:
+        begin = time.perf_counter()
+        stream.update(bar)
+        seconds.append(time.perf_counter() - begin)
+    return seconds, stream.segment_length
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--updates", type=int, default=500, help="timed live updates per case")
     args = parser.parse_args(argv)
-    if args.rows < 2 * 1440 + TA_V2.warmup_bars or args.repeats < 1 or args.updates < 1:
-        parser.error("--rows must cover two days plus the warm-up; repeats/updates positive")
+    if args.rows < 2 * 1440 + TA_V2.warmup_bars or args.repeats < 1:
+        parser.error("--rows must cover two days plus the warm-up; --repeats positive")
+    if not 1 <= args.updates <= 700:
+        parser.error("--updates must be within 1..700 (bars of the morning before midday)")
 
     candles = make_candles(args.rows)
     arrays = [
@@ -181,21 +192,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{min(bare_cpu):.3f} | 1.00x |"
     )
 
-    print("\n| live update (`FeatureStream.current_row`, TA_V2) | segment bars | best us | "
-          "median us | bare TA-Lib on the segment, best us |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|")
-    for label, bars_in_day in (("typical (midday)", 720), ("end of day", 1440)):
-        stream = stream_at(candles, bars_in_day)
-        wall, _ = timed(stream.current_row, args.updates)
-        n = stream.segment_length
+    print(f"\n| live `FeatureStream.update` (TA_V2), {args.updates} bars | segment bars | "
+          "best us | median us | p95 us | bare TA-Lib on the segment, best us |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, bars_in_day in (("before midday", 720), ("before midnight", 1440)):
+        wall, n = live_updates(candles, bars_in_day, args.updates)
         segment = [np.ascontiguousarray(a[-n:]) for a in arrays]  # same length, same cost
         bare, _ = timed(lambda seg=segment: bare_talib_unique(*seg), args.updates)
+        p95 = float(np.quantile(wall, 0.95))
         print(
             f"| {label} | {n} | {min(wall) * 1e6:.0f} | {statistics.median(wall) * 1e6:.0f} | "
-            f"{min(bare) * 1e6:.0f} |"
+            f"{p95 * 1e6:.0f} | {min(bare) * 1e6:.0f} |"
         )
-        met &= min(wall) < 200e-6
-    print(f"\ntargets (batch < 1 s and <= 5x; live < 200 us): {'met' if met else 'NOT met'}")
+        met &= statistics.median(wall) < 200e-6
+    print(f"\ntargets (batch < 1 s and <= 5x; live median < 200 us): {'met' if met else 'NOT met'}")
     return 0 if met else 1
 
 

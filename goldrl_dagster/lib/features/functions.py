@@ -71,6 +71,9 @@ class FeatureFunction:
         last: ``(bars, params) -> value of the newest bar``, byte-identical to
             ``compute(...)[-1]`` but cheaper; ``None`` when only the whole column gives it
             exactly (TA-Lib's start-dependent indicators).
+        streaming: ``params -> (bars -> value of the newest bar)``: a stateful ``last`` for a
+            segment that only grows between calls (O(1) work per new bar); make a new one
+            whenever the segment restarts. ``None`` when the function has none.
     """
 
     name: str
@@ -79,6 +82,7 @@ class FeatureFunction:
     lookback: Callable[[Mapping[str, ParamValue]], int]
     inputs: tuple[str, ...] = ()
     last: Callable[[Bars, Mapping[str, ParamValue]], float] | None = None
+    streaming: Callable[[Mapping[str, ParamValue]], Callable[[Bars], float]] | None = None
 
     def compute_last(self, bars: Bars, params: Mapping[str, ParamValue]) -> float:
         """The value of the newest bar, identical to ``compute(bars, params)[-1]``.
@@ -232,6 +236,133 @@ def _last_zscore(x: np.ndarray, window: int) -> float:
         return float("nan")
     mean, std = _last_mean_std(x, window)
     return (float(x[-1]) - mean) / std if std > 0.0 else 0.0
+
+
+class _LastWindowMoments:
+    """``_rolling_mean_std``'s newest window, kept up to date one value at a time.
+
+    Replays the kernel's block arithmetic incrementally: when a block of ``window`` values
+    completes, its reference and backward running sums are computed once (the same numpy
+    operations); values of the next block extend forward running sums one addition at a time,
+    as ``np.cumsum`` does. The newest window's mean and standard deviation are then a few float
+    operations, byte-identical to the kernel's.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.count = 0
+        self.block: list[float] = []
+        self.ref: float | None = None
+        self.tail_1 = self.tail_2 = np.empty(0)
+        self.head_1 = self.head_2 = 0.0
+        self.last_change = 0
+        self.previous = 0.0
+
+    def push(self, value: float) -> None:
+        """Append the next value of the series."""
+        if self.count and value != self.previous:
+            self.last_change = self.count
+        self.previous = value
+        if self.ref is not None:
+            d = value - self.ref
+            if self.block:
+                self.head_1 += d
+                self.head_2 += d * d
+            else:
+                self.head_1, self.head_2 = d, d * d
+        self.block.append(value)
+        self.count += 1
+        if len(self.block) == self.window:
+            values = np.array(self.block, dtype=np.float64)
+            ref = values[-1]
+            if not np.isfinite(ref):
+                finite = values[np.isfinite(values)]
+                ref = finite.min() if finite.shape[0] else np.float64(0.0)
+            dev = values - ref
+            self.tail_1 = np.cumsum(dev[::-1])[::-1]
+            self.tail_2 = np.cumsum((dev * dev)[::-1])[::-1]
+            self.ref = float(ref)
+            self.block = []
+
+    def mean_std(self) -> tuple[float, float]:
+        """Mean and standard deviation of the newest full window (NaN before one exists)."""
+        window = self.window
+        if self.count < window:
+            return float("nan"), float("nan")
+        start = self.count - window
+        offset = start % window
+        total_1, total_2 = float(self.tail_1[offset]), float(self.tail_2[offset])
+        if offset:
+            total_1 += self.head_1
+            total_2 += self.head_2
+        mean = total_1 / window
+        m2 = total_2 - total_1 * mean
+        m2 = 0.0 if m2 <= 0.0 else m2  # np.maximum(m2, 0.0), NaN kept
+        std = 0.0 if self.last_change <= start else math.sqrt(m2 / (window - 1))
+        return mean + (self.ref if self.ref is not None else 0.0), std
+
+
+class _StreamingStatistic:
+    """A ``FeatureFunction.streaming`` callable over one derived series of a growing segment."""
+
+    def __init__(
+        self,
+        window: int,
+        new_values: Callable[[Bars, int], np.ndarray],
+        value: Callable[[_LastWindowMoments], float],
+    ) -> None:
+        self.moments = _LastWindowMoments(window)
+        self.new_values = new_values
+        self.value = value
+
+    def __call__(self, bars: Bars) -> float:
+        for x in self.new_values(bars, self.moments.count).tolist():
+            self.moments.push(x)
+        return self.value(self.moments)
+
+
+def _zscore_of_moments(moments: _LastWindowMoments) -> float:
+    if moments.count < moments.window:
+        return float("nan")
+    mean, std = moments.mean_std()
+    return (moments.previous - mean) / std if std > 0.0 else 0.0
+
+
+def _new_volume(bars: Bars, seen: int) -> np.ndarray:
+    if seen > bars.volume.shape[0]:
+        raise ValueError("streaming feature fed a segment shorter than before: make a new one")
+    return bars.volume[seen:]
+
+
+def _new_obv(bars: Bars, seen: int) -> np.ndarray:
+    if seen > bars.close.shape[0]:
+        raise ValueError("streaming feature fed a segment shorter than before: make a new one")
+    # OBV at a bar depends only on the segment up to it, so earlier values never change.
+    return talib.OBV(bars.close, bars.volume)[seen:]
+
+
+def _new_returns(bars: Bars, seen: int) -> np.ndarray:
+    n = bars.close.shape[0]
+    if seen > max(n - 1, 0):
+        raise ValueError("streaming feature fed a segment shorter than before: make a new one")
+    log_close = np.log(bars.close[seen:])  # returns seen.. need closes seen..
+    return log_close[1:] - log_close[:-1]
+
+
+def _streaming_volume_zscore(params: Mapping[str, ParamValue]) -> Callable[[Bars], float]:
+    return _StreamingStatistic(_int(params, "window"), _new_volume, _zscore_of_moments)
+
+
+def _streaming_obv_zscore(params: Mapping[str, ParamValue]) -> Callable[[Bars], float]:
+    return _StreamingStatistic(_int(params, "window"), _new_obv, _zscore_of_moments)
+
+
+def _streaming_realized_volatility(
+    params: Mapping[str, ParamValue],
+) -> Callable[[Bars], float]:
+    return _StreamingStatistic(
+        _int(params, "window"), _new_returns, lambda moments: moments.mean_std()[1]
+    )
 
 
 def _aligned_start(values: int, window: int) -> int:
@@ -604,6 +735,7 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             _realized_volatility,
             lambda p: _int(p, "window"),
             last=_realized_volatility_last,
+            streaming=_streaming_realized_volatility,
         ),
         FeatureFunction(
             "rsi",
@@ -639,6 +771,7 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             _volume_zscore,
             lambda p: _int(p, "window") - 1,
             last=_volume_zscore_last,
+            streaming=_streaming_volume_zscore,
         ),
         FeatureFunction(
             "time_of_day",
@@ -689,6 +822,7 @@ FUNCTIONS: dict[str, FeatureFunction] = {
             _obv_zscore,
             lambda p: _int(p, "window") - 1,
             last=_obv_zscore_last,
+            streaming=_streaming_obv_zscore,
         ),
         FeatureFunction(
             "stochastic",

@@ -11,8 +11,9 @@ segment rolls over to the new day's anchor, keeping the tail. The rows equal tho
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -20,8 +21,18 @@ from typing import Protocol
 import numpy as np
 
 from goldrl_dagster.lib.features.anchoring import DAY_US, anchor_us, interval_us
-from goldrl_dagster.lib.features.functions import FUNCTIONS, Bars, shared_outputs
+from goldrl_dagster.lib.features.functions import (
+    FUNCTIONS,
+    Bars,
+    FeatureFunction,
+    ParamValue,
+    shared_outputs,
+)
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
+
+
+def _compute_last(function: FeatureFunction, params: Mapping[str, ParamValue], bars: Bars) -> float:
+    return function.compute_last(bars, params)
 
 
 class StreamBar(Protocol):
@@ -118,11 +129,24 @@ class FeatureStream:
         self.allow_gaps = allow_gaps
         self._step_us = interval_us(interval)
         self._features = [(FUNCTIONS[f.function], f.param_dict) for f in spec.features]
+        self._newest = self._newest_value_functions()
         self._capacity = spec.warmup_bars + -(-DAY_US // self._step_us) + 2
         self._data = np.zeros((len(_COLUMNS), self._capacity), dtype=np.float64)
         self._open_us = np.zeros(self._capacity, dtype=np.int64)
         self._n = 0
         self._anchor_us: int | None = None
+
+    def _newest_value_functions(self) -> list[Callable[[Bars], float]]:
+        """One ``bars -> newest value`` per feature (fresh state: rebuild on every restart).
+
+        Functions with a streaming form keep O(1)-per-bar state over the growing segment.
+        """
+        return [
+            function.streaming(params)
+            if function.streaming is not None
+            else functools.partial(_compute_last, function, params)
+            for function, params in self._features
+        ]
 
     @property
     def segment_length(self) -> int:
@@ -190,10 +214,7 @@ class FeatureStream:
         data = self._data
         bars = Bars(*(data[i, :n] for i in range(len(_COLUMNS))))
         with shared_outputs():
-            values = np.array(
-                [function.compute_last(bars, params) for function, params in self._features],
-                dtype=np.float64,
-            )
+            values = np.array([newest(bars) for newest in self._newest], dtype=np.float64)
         warmup = n - 1 < self.spec.warmup_bars or not bool(np.isfinite(values).all())
         open_time = _EPOCH + timedelta(microseconds=int(self._open_us[n - 1]))
         return FeatureRow(open_time=open_time, values=values, is_warmup=warmup)
@@ -232,6 +253,7 @@ class FeatureStream:
             self._open_us[:kept] = self._open_us[keep_from : self._n]
         self._n = kept
         self._anchor_us = anchor
+        self._newest = self._newest_value_functions()
 
     def _grow(self) -> None:
         # Only irregular (unaligned or gapped) bars can overfill a segment; stay correct anyway.

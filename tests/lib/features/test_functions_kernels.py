@@ -143,3 +143,22 @@ def test_many_block_loop_and_last_window_paths_agree_byte_for_byte(window):
         assert short_mean[-1] == mean[row] == last_mean, n
         assert short_std[-1] == std[row] == last_std, n
         assert np.float64(last_std).tobytes() == std[row].tobytes()
+
+
+@pytest.mark.parametrize("window", [2, 7, 60])
+def test_streaming_moments_replay_the_kernel_value_by_value(window):
+    # O(1)-per-value state (the live path) against the batch kernel at every length, with flat
+    # runs and NaNs (including a block's reference value) in the series.
+    x = _large_level_series(700)["obv"]
+    x[100:180] = x[100]
+    x[[250, 2 * window - 1]] = np.nan
+    mean, std = functions._rolling_mean_std(x, window)
+    moments = functions._LastWindowMoments(window)
+    for n in range(1, x.shape[0] + 1):
+        moments.push(float(x[n - 1]))
+        got_mean, got_std = moments.mean_std()
+        if n < window:
+            assert np.isnan(got_mean) and np.isnan(got_std)
+            continue
+        expected = np.array([mean[n - window], std[n - window]])
+        assert np.array([got_mean, got_std]).tobytes() == expected.tobytes(), n
