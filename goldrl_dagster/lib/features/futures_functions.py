@@ -73,6 +73,10 @@ class FeatureInputs:
     that needs it then fails, while an empty frame is a provided input with no observations (its
     rows come out flagged ``missing_input``).
 
+    The frames are validated and converted to arrays once per instance and input, so one
+    ``FeatureInputs`` can serve many computations (e.g. one per anchored day) cheaply; treat
+    its frames as immutable.
+
     Attributes:
         funding: ``funding_time`` (aware datetime: the settlement), ``funding_rate`` (per
             interval) and ``funding_interval_hours`` (int, null when unknown).
@@ -83,6 +87,10 @@ class FeatureInputs:
     funding: pl.DataFrame | None = field(default=None)
     premium_index: pl.DataFrame | None = field(default=None)
     open_interest: pl.DataFrame | None = field(default=None)
+    # (input, instrument) -> validated observation arrays; never copied by ``replace``.
+    _arrays: dict[tuple[str, str | None], dict[str, np.ndarray]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def frame(self, name: str) -> pl.DataFrame | None:
         """The frame of the input called ``name`` (one of ``INPUT_NAMES``)."""
@@ -164,6 +172,36 @@ def _sorted_observations(
     return frame[order.tolist()], times
 
 
+def _observations(name: str, frame: pl.DataFrame, times: np.ndarray) -> dict[str, np.ndarray]:
+    """Validate one input's values and derive what the features read, per observation."""
+    arrays: dict[str, np.ndarray] = {}
+    if name == FUNDING:
+        rate = _values(frame, FUNDING, "funding_rate")
+        hours = _values(frame, FUNDING, "funding_interval_hours", nullable=True)
+        if np.any(hours[~np.isnan(hours)] <= 0):
+            raise ValueError("funding input: funding_interval_hours must be positive")
+        arrays[FUNDING_TIME_US] = times
+        # The rate is per interval: scale by the number of intervals in a year at ITS interval.
+        arrays[FUNDING_RATE_ANNUALISED] = rate * (_YEAR_HOURS / hours)
+        arrays[FUNDING_INTERVAL_US] = hours * _HOUR_US
+    elif name == PREMIUM_INDEX:
+        mark = _values(frame, PREMIUM_INDEX, "mark_price")
+        index = _values(frame, PREMIUM_INDEX, "index_price")
+        if np.any(mark <= 0) or np.any(index <= 0):
+            raise ValueError("premium_index input: mark_price and index_price must be positive")
+        arrays[PREMIUM_TIME_US] = times
+        arrays[BASIS] = mark / index - 1.0
+    else:
+        value = _values(frame, OPEN_INTEREST, "open_interest")
+        if np.any(value < 0):
+            raise ValueError("open_interest input: open_interest must not be negative")
+        arrays[OPEN_INTEREST_TIME_US] = times
+        arrays[OPEN_INTEREST_VALUE] = np.where(value > 0, value, np.nan)
+    for array in arrays.values():
+        array.flags.writeable = False  # shared by every computation over these inputs
+    return arrays
+
+
 def input_arrays(
     inputs: FeatureInputs,
     needed: tuple[str, ...],
@@ -179,8 +217,9 @@ def input_arrays(
         instrument: The candles' instrument, checked against an ``instrument`` column.
 
     Returns:
-        Arrays keyed by this module's constants: the observations, time-ordered, and each
-        needed input as of every bar's close (``*_AT_CLOSE``, NaN where absent or stale).
+        Arrays keyed by this module's constants: the observations, time-ordered (read-only),
+        and each needed input as of every bar's close (``*_AT_CLOSE``, NaN where absent or
+        stale).
 
     Raises:
         ValueError: If a needed input is absent (None), lacks a column, has naive, null or
@@ -188,40 +227,32 @@ def input_arrays(
             (mark and index prices must be positive; funding intervals positive when known).
     """
     arrays: dict[str, np.ndarray] = {BAR_CLOSE_US: bar_close_us}
+    for name in INPUT_NAMES:
+        if name not in needed:
+            continue
+        key = (name, instrument)
+        if key not in inputs._arrays:
+            frame, times = _sorted_observations(inputs, name, instrument)
+            inputs._arrays[key] = _observations(name, frame, times)
+        arrays.update(inputs._arrays[key])
     if FUNDING in needed:
-        frame, times = _sorted_observations(inputs, FUNDING, instrument)
-        rate = _values(frame, FUNDING, "funding_rate")
-        hours = _values(frame, FUNDING, "funding_interval_hours", nullable=True)
-        if np.any(hours[~np.isnan(hours)] <= 0):
-            raise ValueError("funding input: funding_interval_hours must be positive")
-        arrays[FUNDING_TIME_US] = times
-        # The rate is per interval: scale by the number of intervals in a year at ITS interval.
-        arrays[FUNDING_RATE_ANNUALISED] = rate * (_YEAR_HOURS / hours)
-        arrays[FUNDING_INTERVAL_US] = hours * _HOUR_US
         # An event's own interval is its staleness limit; an unknown interval (NaN) never passes.
         arrays[FUNDING_AT_CLOSE] = _aligned(
-            times, arrays[FUNDING_RATE_ANNUALISED], bar_close_us, arrays[FUNDING_INTERVAL_US]
+            arrays[FUNDING_TIME_US],
+            arrays[FUNDING_RATE_ANNUALISED],
+            bar_close_us,
+            arrays[FUNDING_INTERVAL_US],
         )
     if PREMIUM_INDEX in needed:
-        frame, times = _sorted_observations(inputs, PREMIUM_INDEX, instrument)
-        mark = _values(frame, PREMIUM_INDEX, "mark_price")
-        index = _values(frame, PREMIUM_INDEX, "index_price")
-        if np.any(mark <= 0) or np.any(index <= 0):
-            raise ValueError("premium_index input: mark_price and index_price must be positive")
-        arrays[PREMIUM_TIME_US] = times
-        arrays[BASIS] = mark / index - 1.0
         arrays[BASIS_AT_CLOSE] = _aligned(
-            times, arrays[BASIS], bar_close_us, _us(PREMIUM_INDEX_MAX_AGE)
+            arrays[PREMIUM_TIME_US], arrays[BASIS], bar_close_us, _us(PREMIUM_INDEX_MAX_AGE)
         )
     if OPEN_INTEREST in needed:
-        frame, times = _sorted_observations(inputs, OPEN_INTEREST, instrument)
-        value = _values(frame, OPEN_INTEREST, "open_interest")
-        if np.any(value < 0):
-            raise ValueError("open_interest input: open_interest must not be negative")
-        arrays[OPEN_INTEREST_TIME_US] = times
-        arrays[OPEN_INTEREST_VALUE] = np.where(value > 0, value, np.nan)
         arrays[OPEN_INTEREST_AT_CLOSE] = _aligned(
-            times, arrays[OPEN_INTEREST_VALUE], bar_close_us, _us(OPEN_INTEREST_MAX_AGE)
+            arrays[OPEN_INTEREST_TIME_US],
+            arrays[OPEN_INTEREST_VALUE],
+            bar_close_us,
+            _us(OPEN_INTEREST_MAX_AGE),
         )
     return arrays
 

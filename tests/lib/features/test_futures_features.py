@@ -1,3 +1,4 @@
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -220,7 +221,7 @@ def _bad(
     """``every_minute`` inputs with one frame changed (``expr`` applied, or replaced)."""
     inputs = every_minute(100)
     changed = frame if frame is not None else inputs.frame(name).with_columns(expr)
-    return FeatureInputs(**{**inputs.__dict__, name: changed})
+    return replace(inputs, **{name: changed})
 
 
 _OI = every_minute(100).open_interest
@@ -297,3 +298,16 @@ def test_alignment_equals_a_polars_backward_join_asof_on_the_close():
     )
     assert np.array_equal(ours.to_numpy(), oracle.to_numpy(), equal_nan=True)
     assert 0 < int(ours.is_nan().sum()) < 400  # both fresh and stale rows were exercised
+
+
+def test_one_inputs_object_serves_many_windows_like_fresh_ones():
+    bars = candles(300)
+    shared = every_minute(300)
+    for lo, hi in ((0, 120), (100, 300), (0, 300)):
+        window = bars.slice(lo, hi - lo)
+        reused = compute_features(window, FUTURES_V1, inputs=shared)
+        fresh = compute_features(window, FUTURES_V1, inputs=every_minute(300))
+        assert _raw(reused) == _raw(fresh)
+    # The observations are converted once and shared read-only, never edited by a feature.
+    cached = shared._arrays[("premium_index", "PAXG-USDT")]
+    assert not any(array.flags.writeable for array in cached.values())
