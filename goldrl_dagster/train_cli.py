@@ -21,6 +21,9 @@ def train(
     continuous: Annotated[
         bool, typer.Option("--continuous", help="Continuous target position instead of -1/0/1.")
     ] = False,
+    episode_length: Annotated[
+        int, typer.Option(min=0, help="Steps per training episode (0: the TrainConfig default).")
+    ] = 0,
     checkpoint_every: Annotated[
         int, typer.Option(min=0, help="Keep a checkpoint every N steps in the bundle (0: none).")
     ] = 0,
@@ -58,6 +61,7 @@ def train(
         config = dataclasses.replace(
             base,
             total_timesteps=timesteps or base.total_timesteps,
+            episode_length=episode_length or base.episode_length,
             checkpoint_every=checkpoint_every,
         )
         runtime = open_runtime()
