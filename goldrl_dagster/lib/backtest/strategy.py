@@ -52,7 +52,8 @@ def target_table(targets: np.ndarray, n_bars: int) -> list[tuple[int, int, int]]
         raise ValueError(
             f"target table holds {table[first].tolist()} at bar {first}; targets must be -1, 0, 1"
         )
-    return [tuple(row) for row in table.astype(np.int64).tolist()]
+    columns = (table[:, j].astype(np.int64).tolist() for j in range(3))
+    return list(zip(*columns, strict=True))
 
 
 class TargetPositionConfig(StrategyConfig, frozen=True):
