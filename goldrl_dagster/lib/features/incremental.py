@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from goldrl_dagster.lib.features.anchoring import DAY_US, anchor_us, interval_us
+from goldrl_dagster.lib.features.anchoring import DAY_US, interval_us
 from goldrl_dagster.lib.features.functions import (
     FUNCTIONS,
     Bars,
@@ -128,9 +128,12 @@ class FeatureStream:
         self.interval = interval
         self.allow_gaps = allow_gaps
         self._step_us = interval_us(interval)
+        # spec.warmup_bars is derived from every feature on each access: read it once.
+        self._warmup_bars = spec.warmup_bars
+        self._tail_us = self._warmup_bars * self._step_us
         self._features = [(FUNCTIONS[f.function], f.param_dict) for f in spec.features]
         self._newest = self._newest_value_functions()
-        self._capacity = spec.warmup_bars + -(-DAY_US // self._step_us) + 2
+        self._capacity = self._warmup_bars + -(-DAY_US // self._step_us) + 2
         self._data = np.zeros((len(_COLUMNS), self._capacity), dtype=np.float64)
         self._open_us = np.zeros(self._capacity, dtype=np.int64)
         self._n = 0
@@ -167,7 +170,7 @@ class FeatureStream:
             BarGapError: If bars are missing before it and ``allow_gaps`` is off.
         """
         open_us = self._check(bar)
-        anchor = anchor_us(open_us, self.interval, self.spec)
+        anchor = open_us // DAY_US * DAY_US - self._tail_us  # anchoring.anchor_us
         if anchor != self._anchor_us:
             self._roll_to(anchor)
         if self._n == self._capacity:
@@ -215,7 +218,7 @@ class FeatureStream:
         bars = Bars(*(data[i, :n] for i in range(len(_COLUMNS))))
         with shared_outputs():
             values = np.array([newest(bars) for newest in self._newest], dtype=np.float64)
-        warmup = n - 1 < self.spec.warmup_bars or not bool(np.isfinite(values).all())
+        warmup = n - 1 < self._warmup_bars or not bool(np.isfinite(values).all())
         open_time = _EPOCH + timedelta(microseconds=int(self._open_us[n - 1]))
         return FeatureRow(open_time=open_time, values=values, is_warmup=warmup)
 
