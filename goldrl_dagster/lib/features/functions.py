@@ -10,8 +10,9 @@ statistics written here are O(n) kernels whose last bits depend on where the inp
 feature values are defined on anchored segments (``anchoring.py``): the value at bar t is
 computed from the bars in ``[anchor(t), t]``, which makes it reproducible anywhere.
 
-``FeatureFunction.last`` computes only the newest row (the live path, ``incremental.py``), byte
-for byte equal to the last row of ``compute`` on the same bars.
+``FeatureFunction.last`` computes only the newest row and ``FeatureFunction.streaming`` keeps
+O(1)-per-bar state for it (the live path, ``incremental.py``), byte for byte equal to the last
+row of ``compute`` on the same bars.
 """
 
 from __future__ import annotations

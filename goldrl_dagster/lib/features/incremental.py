@@ -2,10 +2,12 @@
 
 ``FeatureStream`` keeps the current anchored segment (``anchoring``: the day's warm-up tail and
 the day's bars so far) in preallocated arrays. Each new bar is appended and only the newest row
-is computed, with each feature function's ``compute_last`` over the segment: TA-Lib indicators
-run over the whole segment (their values depend on its start, so that is the only exact way),
-goldrl's rolling statistics over the few blocks their last window needs. At UTC midnight the
-segment rolls over to the new day's anchor, keeping the tail. The rows equal those of
+is computed: TA-Lib indicators run over the whole segment (their values depend on its start, so
+that is the only exact way; multi-output calls such as MACD are made once per bar), goldrl's
+rolling statistics keep O(1)-per-bar streaming state that replays their block arithmetic
+(``FeatureFunction.streaming``), the rest compute only the newest value
+(``FeatureFunction.compute_last``). At UTC midnight the segment rolls over to the new day's
+anchor, keeping the tail, and the streaming state restarts with it. The rows equal those of
 ``compute_features_anchored`` over the same bars, bit for bit.
 """
 
