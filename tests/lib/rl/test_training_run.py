@@ -156,3 +156,15 @@ def test_cli_refuses_an_unknown_dataset(dataset):
     result = CliRunner().invoke(app, ["train", "--dataset", "not-hex"])
     assert result.exit_code == 2
     assert "4-64 hex" in result.output
+
+
+def test_asset_run_config_maps_onto_train_config_and_cost_settings():
+    from goldrl_dagster.defs.training.assets import TrainedPolicyConfig
+
+    assert TrainedPolicyConfig().train_config() == TrainConfig()
+    config = TrainedPolicyConfig(algorithm="A2C", net_arch=[8, 8], leverage=2.0, seed=4)
+    train_config = config.train_config()
+    assert (train_config.algorithm, train_config.net_arch, train_config.seed) == ("A2C", (8, 8), 4)
+    assert config.cost_settings() == CostSettings(leverage=2.0)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainedPolicyConfig(batch_size=100).train_config()
