@@ -36,12 +36,9 @@ from goldrl_dagster.instance import ensure_dagster_home
 from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
 from goldrl_dagster.lib.datasets.request import DatasetRequest
-from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 
 DEMO_INSTRUMENT = "XAUT-USDT"
-# The feature set the materialized feature snapshots hold, so the dataset reads them.
-DEMO_FEATURE_SET = DEFAULT_FEATURE_SET
 # One simulated minute per real second: the live engine sees a new closed bar every second.
 DEMO_SPEED = 60.0
 
@@ -174,8 +171,6 @@ def _run_pipeline(
         interval="1m",
         start_day=date.fromisoformat(day_keys[0]),
         end_day=date.fromisoformat(day_keys[-1]),
-        feature_set=DEMO_FEATURE_SET.name,
-        feature_set_version=DEMO_FEATURE_SET.version,
     )
     _materialize(
         definitions,

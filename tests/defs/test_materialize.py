@@ -25,8 +25,6 @@ REQUEST = DatasetRequest(
     interval="1m",
     start_day=WINDOW_START.date(),
     end_day=WINDOW_END.date() - timedelta(days=1),
-    feature_set="ta_basic",
-    feature_set_version=1,
 )
 
 
@@ -190,21 +188,20 @@ def test_dataset_version_is_registered_and_reproducible(graph_run):
     )
     assert row["row_count"][0] == 2 * 1440 - warmup == meta["rows"]
     assert int(row["split"][0]) == meta["train_rows"]
-    # The request's feature set had no snapshot asset run: the build computed both days and
-    # wrote them back, so the rebuild reads them from the store and gets the same hash.
-    assert (meta["feature_days_computed"], meta["feature_days_cached"]) == (2, 0)
+    # The request's feature set (ta v2, the default) is the snapshot asset the graph ran: the
+    # build reads both days from the store instead of recomputing them.
+    assert (meta["feature_days_computed"], meta["feature_days_cached"]) == (0, 2)
     lineage = meta["lineage"]
-    assert lineage["feature_partitions"]["computed"] == [f"{d}|{SYMBOL}" for d in DAYS]
-    assert lineage["feature_set"]["fingerprint"] == REQUEST.spec.fingerprint
-    candle_checks = lineage["quality_checks"][f"market/candles:{keys.CANDLES_QUALITY_CHECK}"]
-    assert candle_checks == {f"{d}|{SYMBOL}": "SUCCEEDED" for d in DAYS}
-    feature_checks = lineage["quality_checks"]["features/ta_basic_v1_snapshots:features_quality"]
-    assert set(feature_checks.values()) == {"NOT_MATERIALIZED"}
+    assert lineage["feature_partitions"]["cached"] == [f"{d}|{SYMBOL}" for d in DAYS]
+    assert lineage["feature_set"]["fingerprint"] == TA_V2.fingerprint == REQUEST.spec.fingerprint
+    checks = lineage["quality_checks"]
+    expected = {f"{d}|{SYMBOL}": "SUCCEEDED" for d in DAYS}
+    assert checks[f"market/candles:{keys.CANDLES_QUALITY_CHECK}"] == expected
+    assert checks[f"features/ta_v2_snapshots:{keys.FEATURES_QUALITY_CHECK}"] == expected
     _run(graph_run["defs"], instance, [keys.DATASET_VERSION], partition_key=REQUEST.partition_key())
     again = _meta(instance, keys.DATASET_VERSION)
     assert again["dataset_hash"] == meta["dataset_hash"]
     assert again["new_version"] is False
-    assert (again["feature_days_computed"], again["feature_days_cached"]) == (0, 2)
     table = load_dataset(open_runtime(), meta["dataset_hash"]).table
     assert table.columns[:7] == [
         "open_time",
