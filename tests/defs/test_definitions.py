@@ -30,6 +30,31 @@ def test_definitions_load_with_expected_assets_and_checks():
     assert defs.resolve_assets_def(keys.CANDLES).partitions_def is not None
 
 
+def test_every_feature_set_has_a_checked_snapshot_asset_and_datasets_are_dynamic():
+    from goldrl_dagster.defs.datasets.partitions import dataset_partitions
+    from goldrl_dagster.defs.features.assets import SNAPSHOT_FEATURE_SETS
+
+    defs = load_definitions()
+    graph = defs.resolve_asset_graph()
+    names = {(s.name, s.version) for s in SNAPSHOT_FEATURE_SETS}
+    assert {("core", 1), ("ta", 2), ("futures", 1), ("mtf", 1)} <= names
+    for spec in SNAPSHOT_FEATURE_SETS:
+        key = keys.feature_snapshots_key(spec.name, spec.version)
+        assert key.path == ["features", f"{spec.name}_v{spec.version}_snapshots"]
+        node = graph.get(key)
+        assert node.partitions_def == defs.resolve_assets_def(keys.CANDLES).partitions_def
+        assert keys.CANDLES in node.parent_keys
+        assert (keys.FUNDING_RATES in node.parent_keys) == spec.needs_inputs
+        check = dg.AssetCheckKey(key, keys.FEATURES_QUALITY_CHECK)
+        assert check in graph.asset_check_keys
+        assert graph.get_check_spec(check).blocking
+        assert keys.DATASET_VERSION in node.child_keys
+    assert keys.feature_snapshots_key("ta", 2) == keys.FEATURE_SNAPSHOTS
+    for key in (keys.DATASET_VERSION, keys.TRAINED_POLICY, keys.EVALUATION_REPORT):
+        assert defs.resolve_assets_def(key).partitions_def == dataset_partitions
+    assert defs.resolve_assets_def(keys.PROMOTED_MODEL).partitions_def is None
+
+
 def test_bingx_resource_paces_through_the_shared_postgres_budget(settings, database, simulator):
     from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
     from goldrl_dagster.lib.storage.bulk import read_frame
