@@ -466,16 +466,17 @@ def run_backtest(
     bars = _to_bars(frame, instrument, bar_type, close_ns)
     currency = instrument.settlement_currency
     closes = frame["close"].to_numpy().astype(np.float64)
-    ranges = ((frame["high"] - frame["low"]) / frame["close"]).to_numpy()
-    cursor = BarCursor(close_ns, ranges)
+    cursor = BarCursor(((frame["high"] - frame["low"]) / frame["close"]).to_numpy())
     # Without a cost model Nautilus' MakerTakerFeeModel charges the instrument's taker fee and
     # funding follows the plain BingX formula (position x mark x rate).
     fee_model = None if cost_model is None else CostModelFeeModel(cost_model, cursor)
     funding_costs = cost_model or CostModel(taker_fee_rate=float(spec.taker_fee_rate))
-    funding = FundingModule(funding_costs, cursor, instrument.id, currency, rates)
+    funding = FundingModule(funding_costs, instrument.id, currency, close_ns, rates)
+    # Without funding events the module would only add a Python call per bar.
+    modules = [funding] if np.any(rates) else []
 
     engine = backtest_engine(
-        spec, instrument, bars, starting_balance, modules=[funding], fee_model=fee_model
+        spec, instrument, bars, starting_balance, modules=modules, fee_model=fee_model
     )
     try:
         strategy = TargetPositionStrategy(
@@ -484,6 +485,7 @@ def run_backtest(
             ),
             targets,
             close_ns,
+            cursor,
         )
         engine.add_strategy(strategy)
         with warnings.catch_warnings():

@@ -13,7 +13,9 @@ Two real Nautilus extension points carry it:
   pays (``CostModel.funding_payment``, marked at the bar's close). The position is the one held
   over the bar: the strategy's orders for this bar come after.
 
-Both read the current bar from one :class:`BarCursor`, advanced by the module.
+The fee model reads the current bar from a :class:`BarCursor` that the strategy moves on each
+bar (fills of a bar's orders happen after the strategy's ``on_bar``, the final close-out after
+the last one), so nothing but the strategy runs Python code on every bar.
 """
 
 from __future__ import annotations
@@ -33,33 +35,22 @@ from goldrl_dagster.lib.rl.costs import CostModel
 
 
 class BarCursor:
-    """Which bar the simulated exchange is processing, shared by the fee and funding models.
+    """Which bar the strategy is on, read by the fee model for the bar's slippage.
 
     Args:
-        close_ns: Close time (ns) of every bar, in order.
         bar_range_rel: Each bar's ``(high - low) / close`` (volatility slippage input).
+
+    Attributes:
+        index: Index of the current bar (-1 before the first).
     """
 
-    def __init__(self, close_ns: Sequence[int], bar_range_rel: np.ndarray) -> None:
-        self.close_ns = list(close_ns)
+    def __init__(self, bar_range_rel: np.ndarray) -> None:
         self.bar_range_rel = [float(x) for x in bar_range_rel]
         self.index = -1
 
-    def advance(self, bar: Bar) -> int:
-        """Move to ``bar`` (the next bar in order) and return its index.
-
-        Raises:
-            RuntimeError: If the bar is not the next expected one.
-        """
-        index = self.index + 1
-        if index >= len(self.close_ns) or bar.ts_event != self.close_ns[index]:
-            raise RuntimeError(f"bar at {bar.ts_event} ns is not bar {index} of the candles given")
-        self.index = index
-        return index
-
     @property
     def current_range(self) -> float:
-        """Relative range of the bar being processed (0 before the first bar)."""
+        """Relative range of the current bar (0 before the first bar)."""
         return self.bar_range_rel[self.index] if self.index >= 0 else 0.0
 
 
@@ -94,9 +85,9 @@ class FundingModule(SimulationModule):
 
     Args:
         cost_model: Computes the payment (and whether funding is charged at all).
-        cursor: Bar cursor to advance on every bar.
         instrument_id: The instrument whose open position pays.
         currency: Settlement currency of the account.
+        close_ns: Close time (ns) of every bar, in order.
         funding_rates: Per-bar sum of the rates of funding events settling in the bar.
 
     Attributes:
@@ -106,27 +97,29 @@ class FundingModule(SimulationModule):
     def __init__(
         self,
         cost_model: CostModel,
-        cursor: BarCursor,
         instrument_id: InstrumentId,
         currency: Currency,
+        close_ns: Sequence[int],
         funding_rates: np.ndarray,
     ) -> None:
         super().__init__(SimulationModuleConfig())
         self._cost_model = cost_model
-        self._cursor = cursor
         self._instrument_id = instrument_id
         self._currency = currency
-        self._rates = [float(rate) for rate in funding_rates]
-        self.paid = np.zeros(len(self._rates), dtype=np.float64)
+        # Only funding bars are looked up: every other bar costs one dict miss.
+        self._events = {
+            int(ts): (index, float(rate))
+            for index, (ts, rate) in enumerate(zip(close_ns, funding_rates, strict=True))
+            if rate != 0.0
+        }
+        self.paid = np.zeros(len(funding_rates), dtype=np.float64)
 
     def pre_process(self, data) -> None:  # noqa: ANN001
-        """Advance the cursor on each bar and charge the bar's funding (Nautilus callback)."""
-        if not isinstance(data, Bar):
+        """Charge the funding settling in this bar, if any (Nautilus callback)."""
+        event = self._events.get(data.ts_event)
+        if event is None or not isinstance(data, Bar):
             return
-        index = self._cursor.advance(data)
-        rate = self._rates[index]
-        if rate == 0.0:
-            return
+        index, rate = event
         quantity = 0.0
         for position in self.exchange.cache.positions_open(instrument_id=self._instrument_id):
             quantity += position.signed_qty
@@ -147,4 +140,3 @@ class FundingModule(SimulationModule):
     def reset(self) -> None:
         """Forget the payments (Nautilus callback)."""
         self.paid[:] = 0.0
-        self._cursor.index = -1

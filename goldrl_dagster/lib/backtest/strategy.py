@@ -14,6 +14,8 @@ from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.strategy import Strategy
 
+from goldrl_dagster.lib.backtest.nautilus_costs import BarCursor
+
 TargetFn = Callable[[int, int], int]
 """(bar index into the candles frame, current position sign in {-1,0,1}) -> target in {-1,0,1}."""
 
@@ -89,6 +91,7 @@ class TargetPositionStrategy(Strategy):
         config: TargetPositionConfig,
         targets: Targets,
         bar_close_ns: Sequence[int],
+        cursor: BarCursor | None = None,
     ) -> None:
         """Create the strategy.
 
@@ -96,8 +99,10 @@ class TargetPositionStrategy(Strategy):
             config: Instrument, bar type and order quantity.
             targets: Target table or function, see :data:`Targets`.
             bar_close_ns: Close time (ns) of every candle, in frame order, to check each bar.
+            cursor: Moved to each bar's index before deciding (the fee model reads it).
         """
         super().__init__(config)
+        self._cursor = cursor
         self._close_ns = list(bar_close_ns)
         if callable(targets):
             self._table = None
@@ -125,6 +130,8 @@ class TargetPositionStrategy(Strategy):
         if index >= len(self._close_ns) or bar.ts_event != self._close_ns[index]:
             raise RuntimeError(f"bar at {bar.ts_event} ns is not bar {index} of the candles given")
         self.bars_seen = index + 1
+        if self._cursor is not None:
+            self._cursor.index = index
         sign = self._sign
         if self._table is not None:
             target = self._table[index][sign + 1]
