@@ -283,8 +283,7 @@ def _validated_inputs(
         rates = np.asarray(funding_rates, dtype=np.float64)
         if rates.shape != (frame.height,):
             raise ValueError(
-                f"funding_rates must have one value per candle ({frame.height}), "
-                f"got {rates.shape}"
+                f"funding_rates must have one value per candle ({frame.height}), got {rates.shape}"
             )
     return frame, feats, rates
 
