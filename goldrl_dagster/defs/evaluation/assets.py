@@ -114,10 +114,14 @@ def _walk_forward_config(
 
 
 def _retrain_config(card: dict[str, Any], timesteps: int) -> TrainConfig:
+    """The model's own training settings with ``timesteps`` steps, for per-fold retraining."""
     stored = dict(card.get("config") or {})
     if "net_arch" in stored:
         stored["net_arch"] = tuple(stored["net_arch"])
-    return TrainConfig(**{**stored, "total_timesteps": timesteps})
+    try:
+        return TrainConfig(**{**stored, "total_timesteps": timesteps})
+    except (TypeError, ValueError) as exc:
+        raise dg.Failure(f"cannot retrain with the model card's training config: {exc}") from exc
 
 
 def _metrics_table(report: WalkForwardReport) -> str:
