@@ -26,10 +26,14 @@ import numpy as np
 from nautilus_trader.backtest.config import SimulationModuleConfig
 from nautilus_trader.backtest.models import FeeModel
 from nautilus_trader.backtest.modules import SimulationModule
+from nautilus_trader.common.component import Logger
+from nautilus_trader.core.data import Data
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.enums import LiquiditySide, OrderSide
 from nautilus_trader.model.identifiers import InstrumentId
-from nautilus_trader.model.objects import Currency, Money
+from nautilus_trader.model.instruments import Instrument
+from nautilus_trader.model.objects import Currency, Money, Price, Quantity
+from nautilus_trader.model.orders import Order
 
 from goldrl_dagster.lib.rl.costs import CostModel
 
@@ -67,7 +71,9 @@ class CostModelFeeModel(FeeModel):
         self._cost_model = cost_model
         self._cursor = cursor
 
-    def get_commission(self, order, fill_qty, fill_px, instrument) -> Money:  # noqa: ANN001
+    def get_commission(
+        self, order: Order, fill_qty: Quantity, fill_px: Price, instrument: Instrument
+    ) -> Money:
         """Return the fill's cost in the instrument's quote currency (Nautilus callback)."""
         quantity = fill_qty.as_double()
         signed = quantity if order.side == OrderSide.BUY else -quantity
@@ -114,7 +120,7 @@ class FundingModule(SimulationModule):
         }
         self.paid = np.zeros(len(funding_rates), dtype=np.float64)
 
-    def pre_process(self, data) -> None:  # noqa: ANN001
+    def pre_process(self, data: Data) -> None:
         """Charge the funding settling in this bar, if any (Nautilus callback)."""
         event = self._events.get(data.ts_event)
         if event is None or not isinstance(data, Bar):
@@ -133,7 +139,7 @@ class FundingModule(SimulationModule):
     def process(self, ts_now: int) -> None:
         """Nothing to do per timestamp: funding is charged per bar in ``pre_process``."""
 
-    def log_diagnostics(self, logger) -> None:  # noqa: ANN001
+    def log_diagnostics(self, logger: Logger) -> None:
         """Log the total funding paid (Nautilus callback)."""
         logger.info(f"Funding paid (total): {self.paid.sum():.8f} {self._currency}")
 
