@@ -205,3 +205,31 @@ def test_retrain_mode_trains_each_fold_on_its_train_part_reproducibly(candles, f
     assert sizes == [(0, (98, 2), (98,)), (1, (128, 2), (128,))]
     assert first.trades_sha256 == second.trades_sha256
     assert all(f.ok for f in first.folds)
+
+
+def test_hourly_folds_carry_funding_into_the_aggregate():
+    candles = build_candles(120, seed=41, interval="1h")
+    features = np.zeros((120, 1))
+    funding = np.zeros(120)
+    funding[::8] = 0.0005  # every 8 hours
+
+    report = run_walk_forward(
+        candles,
+        features,
+        WalkForwardConfig(
+            folds=FoldConfig(n_folds=2, test_size=40, train_size=20), order_quantity=0.5
+        ),
+        spec_at,
+        funding_rates=funding,
+        policy=MomentumPolicy(),
+    )
+
+    hold = report.aggregate["buy_and_hold"]
+    per_fold = [f.results["buy_and_hold"].total_funding for f in report.folds]
+    assert all(paid > 0 for paid in per_fold)  # a long pays a positive rate
+    assert hold["total_funding"] == pytest.approx(sum(per_fold))
+    assert report.aggregate["flat"]["total_funding"] == 0.0
+    # One round trip per fold, held 39 bars = 39 hours.
+    assert hold["trade_count"] == 2
+    assert hold["avg_holding_bars"] == 39.0
+    assert hold["avg_holding_hours"] == pytest.approx(39.0)
