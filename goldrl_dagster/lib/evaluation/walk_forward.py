@@ -337,14 +337,15 @@ def run_walk_forward(
             spec = spec_at(window[0])
             cost_model = config.cost_model(spec)
             fingerprint = cost_model.fingerprint
+            scored = policy
             if config.mode == "retrain":
                 train = fold.train_indices()
-                policy = trainer(
+                scored = trainer(
                     FoldTrainingData(
                         fold, feats[train], closes[train], ranges[train], rates[train], cost_model
                     )
                 )
-            table = np.asarray(policy.action_table(feats[start:end]))
+            table = np.asarray(scored.action_table(feats[start:end]))
             if table.shape != (end - start, len(ACTION_TO_POSITION)):
                 raise ValueError(f"policy action table has shape {table.shape}")
             results = evaluate_with_baselines(
