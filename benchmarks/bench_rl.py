@@ -16,7 +16,9 @@ Run::
     uv run python benchmarks/bench_rl.py --sweep              # also try other 2-core settings
 
 Targets (issue 5): raw env >= 100k steps/s; PPO >= 3,000 env steps/s and not slower than
-CartPole with the same settings. Exit status is 0 only when all are met.
+CartPole with the same settings. Every case is timed by wall clock and by the process's CPU
+time (all runs are single-threaded, so on a shared machine CPU time is the steadier measure and
+the targets are judged on it). Exit status is 0 only when all are met.
 """
 
 from __future__ import annotations
@@ -80,7 +82,15 @@ def trading_data(rows: int, real: bool) -> tuple[np.ndarray, np.ndarray, np.ndar
     return matrix, closes, ranges, f"{label}, {matrix.shape[1]} features"
 
 
-def raw_env_rate(env: GoldTradingEnv, steps: int, seed: int = 0) -> float:
+Rate = tuple[float, float]
+"""Steps per second by wall clock and by this process's CPU time."""
+
+
+def _rates(steps: float, wall: float, cpu: float) -> Rate:
+    return steps / wall, steps / cpu
+
+
+def raw_env_rate(env: GoldTradingEnv, steps: int, seed: int = 0) -> Rate:
     """Env steps per second in a plain loop of random (pre-drawn) actions, resets included."""
     rng = np.random.default_rng(seed)
     if isinstance(env.action_space, gym.spaces.Discrete):
@@ -88,27 +98,29 @@ def raw_env_rate(env: GoldTradingEnv, steps: int, seed: int = 0) -> float:
     else:
         actions = [np.array([a], dtype=np.float32) for a in rng.uniform(-1, 1, steps)]
     env.reset(seed=seed)
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    return steps / (time.perf_counter() - started)
+    return _rates(steps, time.perf_counter() - wall, time.process_time() - cpu)
 
 
 def ppo_trading_rate(
     features: np.ndarray, closes: np.ndarray, ranges: np.ndarray, config: TrainConfig
-) -> float:
-    """Env steps per wall second of ``fit_policy`` (PPO) on the trading data."""
-    started = time.perf_counter()
+) -> Rate:
+    """Env steps per second of ``fit_policy`` (PPO) on the trading data, setup included."""
+    wall, cpu = time.perf_counter(), time.process_time()
     trained = fit_policy(features, closes, COSTS, config, bar_ranges=ranges)
-    return trained.model.num_timesteps / (time.perf_counter() - started)
+    steps = trained.model.num_timesteps
+    return _rates(steps, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def ppo_cartpole_rate(config: TrainConfig) -> float:
-    """Env steps per wall second of the same SB3 PPO pipeline and settings on CartPole-v1."""
+def ppo_cartpole_rate(config: TrainConfig) -> Rate:
+    """Env steps per second of the same SB3 PPO pipeline and settings on CartPole-v1."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    wall, cpu = time.perf_counter(), time.process_time()
     try:
         set_random_seed(config.seed)
         venv = DummyVecEnv([lambda: gym.make("CartPole-v1")] * config.n_envs)
@@ -120,9 +132,9 @@ def ppo_cartpole_rate(config: TrainConfig) -> float:
             seed=config.seed, policy_kwargs={"net_arch": list(config.net_arch)}, device="cpu",
             verbose=0,
         )  # fmt: skip
-        started = time.perf_counter()
         model.learn(total_timesteps=config.total_timesteps)
-        return model.num_timesteps / (time.perf_counter() - started)
+        steps = model.num_timesteps
+        return _rates(steps, time.perf_counter() - wall, time.process_time() - cpu)
     finally:
         torch.set_num_threads(previous)
 
@@ -149,8 +161,9 @@ def main() -> int:
         parser.error(f"{REAL_5M} does not exist")
 
     features, closes, ranges, label = trading_data(args.rows, args.real)
-    print(f"# RL benchmark — {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads available, torch {torch.__version__}")  # fmt: skip
+    machine = platform.processor() or platform.machine()
+    threads = torch.get_num_threads()
+    print(f"# RL benchmark — {machine}, {threads} threads, torch {torch.__version__}")
     print(f"data: {label}\n")
 
     cases = {
@@ -158,17 +171,19 @@ def main() -> int:
         "discrete, fixed 1.0 quantity": {"order_quantity": 1.0},
         "continuous, equity-sized": {"continuous": True},
     }
-    print("| env case | steps/s | target |\n| --- | ---: | --- |")
+    print(f"best of {args.repeats} runs of {args.env_steps:,} random steps each\n")
+    print("| env case | steps/s (wall) | steps/s (CPU) | target |\n| --- | ---: | ---: | --- |")
     env_ok = True
     for name, kwargs in cases.items():
         env = GoldTradingEnv(
             features, closes, COSTS, bar_ranges=ranges, episode_length=2048, **kwargs
         )
-        rate = raw_env_rate(env, args.env_steps)
-        ok = rate >= 100_000 or kwargs.get("continuous", False)
+        runs = [raw_env_rate(env, args.env_steps, seed) for seed in range(args.repeats)]
+        wall, cpu = max(r[0] for r in runs), max(r[1] for r in runs)
+        ok = cpu >= 100_000 or kwargs.get("continuous", False)
         env_ok &= ok
         target = "≥ 100k" if not kwargs.get("continuous") else "(informative)"
-        print(f"| {name} | {rate:,.0f} | {target}{'' if ok else ' ✗'} |")
+        print(f"| {name} | {wall:,.0f} | {cpu:,.0f} | {target}{'' if ok else ' ✗'} |")
 
     base = TrainConfig(total_timesteps=args.timesteps)
     configs = [base]
@@ -186,22 +201,31 @@ def main() -> int:
     ppo_trading_rate(features, closes, ranges, warm)
     ppo_cartpole_rate(warm)
     print(f"\nbest of {args.repeats} interleaved runs of {args.timesteps:,} steps each\n")
-    print("| PPO settings | trading env steps/s | CartPole-v1 steps/s | ratio | target |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print(
+        "| PPO settings | trading steps/s wall | CartPole steps/s wall | trading steps/s CPU "
+        "| CartPole steps/s CPU | ratio (CPU) | target |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     ppo_ok = True
     for config in configs:
-        trading = cartpole = 0.0
+        trading_runs, cartpole_runs = [], []
         # Interleaved repeats, best of each: other load on the machine hits both alike.
         for _ in range(args.repeats):
-            trading = max(trading, ppo_trading_rate(features, closes, ranges, config))
-            cartpole = max(cartpole, ppo_cartpole_rate(config))
-        ok = trading >= 3000 and trading >= cartpole * 0.97  # 3% timing noise
+            trading_runs.append(ppo_trading_rate(features, closes, ranges, config))
+            cartpole_runs.append(ppo_cartpole_rate(config))
+        trading_wall = max(r[0] for r in trading_runs)
+        cartpole_wall = max(r[0] for r in cartpole_runs)
+        trading = max(r[1] for r in trading_runs)
+        cartpole = max(r[1] for r in cartpole_runs)
+        # Judged on CPU time (single-threaded runs; the machine is shared), 3% timing noise.
+        ok = trading >= 3000 and trading >= cartpole * 0.97
         if config is base:
             ppo_ok = ok
         mark = "defaults" if config is base else "sweep"
         print(
-            f"| {settings_label(config)} ({mark}) | {trading:,.0f} | {cartpole:,.0f} | "
-            f"{trading / cartpole:.2f} | ≥ 3,000 and ≥ CartPole{'' if ok else ' ✗'} |",
+            f"| {settings_label(config)} ({mark}) | {trading_wall:,.0f} | {cartpole_wall:,.0f} "
+            f"| {trading:,.0f} | {cartpole:,.0f} | {trading / cartpole:.2f} "
+            f"| ≥ 3,000 and ≥ CartPole{'' if ok else ' ✗'} |",
             flush=True,
         )
     return 0 if env_ok and ppo_ok else 1
