@@ -31,6 +31,22 @@ import talib
 ParamValue = int | float | str
 
 
+class _TaLib:
+    """TA-Lib's functions without the argument wrapper its package adds for pandas and polars.
+
+    Inputs here are always numpy float64 arrays, so the wrapper's per-call type scan (several
+    microseconds per call, much of a live update) buys nothing; the C functions are the same.
+    """
+
+    def __init__(self) -> None:
+        for name in ("ADX", "BBANDS", "EMA", "MACD", "NATR", "OBV", "RSI", "SMA", "STOCH"):
+            function = getattr(talib, name)
+            setattr(self, name, getattr(function, "__wrapped__", function))
+
+
+_ta = _TaLib()
+
+
 class Bars(NamedTuple):
     """The candle columns a feature function reads, as contiguous float64 arrays.
 
@@ -339,7 +355,7 @@ def _new_obv(bars: Bars, seen: int) -> np.ndarray:
     if seen > bars.close.shape[0]:
         raise ValueError("streaming feature fed a segment shorter than before: make a new one")
     # OBV at a bar depends only on the segment up to it, so earlier values never change.
-    return talib.OBV(bars.close, bars.volume)[seen:]
+    return _ta.OBV(bars.close, bars.volume)[seen:]
 
 
 def _new_returns(bars: Bars, seen: int) -> np.ndarray:
@@ -427,7 +443,7 @@ def _realized_volatility(bars: Bars, params: Mapping[str, ParamValue]) -> np.nda
 
 
 def _talib_rsi(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return talib.RSI(bars.close, timeperiod=_int(params, "period"))
+    return _ta.RSI(bars.close, timeperiod=_int(params, "period"))
 
 
 def _rsi(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -435,7 +451,7 @@ def _rsi(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
 
 
 def _talib_natr(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return talib.NATR(bars.high, bars.low, bars.close, timeperiod=_int(params, "period"))
+    return _ta.NATR(bars.high, bars.low, bars.close, timeperiod=_int(params, "period"))
 
 
 def _natr(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -447,7 +463,7 @@ def _macd(bars: Bars, params: Mapping[str, ParamValue]) -> tuple[np.ndarray, ...
     return _shared(
         bars,
         ("MACD", fast, slow, signal),
-        lambda: talib.MACD(bars.close, fastperiod=fast, slowperiod=slow, signalperiod=signal),
+        lambda: _ta.MACD(bars.close, fastperiod=fast, slowperiod=slow, signalperiod=signal),
     )
 
 
@@ -465,7 +481,7 @@ def _bbands(bars: Bars, params: Mapping[str, ParamValue]) -> tuple[np.ndarray, .
     return _shared(
         bars,
         ("BBANDS", period, nbdev),
-        lambda: talib.BBANDS(bars.close, timeperiod=period, nbdevup=nbdev, nbdevdn=nbdev, matype=0),
+        lambda: _ta.BBANDS(bars.close, timeperiod=period, nbdevup=nbdev, nbdevdn=nbdev, matype=0),
     )
 
 
@@ -554,11 +570,11 @@ def _talib_last(
 
 
 def _sma(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return talib.SMA(bars.close, timeperiod=_int(params, "period"))
+    return _ta.SMA(bars.close, timeperiod=_int(params, "period"))
 
 
 def _ema(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return talib.EMA(bars.close, timeperiod=_int(params, "period"))
+    return _ta.EMA(bars.close, timeperiod=_int(params, "period"))
 
 
 def _average_ratio_last(
@@ -604,7 +620,7 @@ def _bollinger_width_last(bars: Bars, params: Mapping[str, ParamValue]) -> float
 
 
 def _talib_adx(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
-    return talib.ADX(bars.high, bars.low, bars.close, timeperiod=_int(params, "period"))
+    return _ta.ADX(bars.high, bars.low, bars.close, timeperiod=_int(params, "period"))
 
 
 def _adx(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
@@ -625,11 +641,11 @@ def _zscore(x: np.ndarray, window: int) -> np.ndarray:
 
 def _obv_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     # OBV's level depends on where the series starts; its z-score within a window does not.
-    return _zscore(talib.OBV(bars.close, bars.volume), _int(params, "window"))
+    return _zscore(_ta.OBV(bars.close, bars.volume), _int(params, "window"))
 
 
 def _obv_zscore_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
-    return _last_zscore(talib.OBV(bars.close, bars.volume), _int(params, "window"))
+    return _last_zscore(_ta.OBV(bars.close, bars.volume), _int(params, "window"))
 
 
 def _volume_zscore_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
@@ -683,7 +699,7 @@ def _stoch(bars: Bars, params: Mapping[str, ParamValue]) -> tuple[np.ndarray, ..
     return _shared(
         bars,
         ("STOCH", fastk, slowk, slowd),
-        lambda: talib.STOCH(
+        lambda: _ta.STOCH(
             bars.high,
             bars.low,
             bars.close,
