@@ -396,11 +396,12 @@ _SHARED = threading.local()
 
 @contextlib.contextmanager
 def shared_outputs() -> Iterator[None]:
-    """Within the block, features over the same ``Bars`` object share multi-output TA-Lib calls.
+    """Within the block, features over the same ``Bars`` object share intermediate results.
 
     MACD's line, signal and histogram, Bollinger %B and width, and stochastic %K and %D are
-    separate features over one TA-Lib call each; in this scope the call is made once. The
-    caller must keep the ``Bars`` object alive and its arrays unchanged for the duration.
+    separate features over one TA-Lib call each, and returns over several horizons share the log
+    closes; in this scope each is computed once. The arrays of a ``Bars`` object must not change
+    within the scope.
     """
     previous = getattr(_SHARED, "cache", None)
     _SHARED.cache = {}
@@ -417,14 +418,21 @@ def _shared(
     if cache is None:
         return call()
     full_key = (id(bars), *key)
-    if full_key not in cache:
-        cache[full_key] = call()
-    return cache[full_key]
+    entry = cache.get(full_key)
+    # The entry holds the Bars object, so its id cannot be reused by another within the scope.
+    if entry is None or entry[0] is not bars:
+        entry = (bars, call())
+        cache[full_key] = entry
+    return entry[1]
+
+
+def _log_close(bars: Bars) -> np.ndarray:
+    return _shared(bars, ("log_close",), lambda: (np.log(bars.close),))[0]
 
 
 def _log_return(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     periods = _int(params, "periods")
-    log_close = np.log(bars.close)
+    log_close = _log_close(bars)
     out = np.full(log_close.shape[0], np.nan, dtype=np.float64)
     if log_close.shape[0] > periods:
         out[periods:] = log_close[periods:] - log_close[:-periods]
@@ -436,7 +444,7 @@ def _realized_volatility(bars: Bars, params: Mapping[str, ParamValue]) -> np.nda
     n = bars.close.shape[0]
     if n < window + 1:
         return np.full(n, np.nan, dtype=np.float64)
-    log_close = np.log(bars.close)
+    log_close = _log_close(bars)
     returns = log_close[1:] - log_close[:-1]
     _, std = _rolling_mean_std(returns, window)
     return _nan_head(std, window)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from goldrl_dagster.lib.features.functions import FUNCTIONS, Bars
+from goldrl_dagster.lib.features.functions import FUNCTIONS, Bars, shared_outputs
 from goldrl_dagster.lib.features.futures_functions import FeatureInputs, input_arrays
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET, FeatureSetSpec
 from goldrl_dagster.lib.features.timeframes import (
@@ -159,23 +159,27 @@ def compute_features(
     missing = np.zeros(n, dtype=bool)
     columns: dict[str, np.ndarray] = {}
     higher: dict[str, HigherBars] = {}  # aggregated once per timeframe, shared by its features
-    for feature in spec.features:
-        function = FUNCTIONS[feature.function]
-        if n == 0:
-            values = np.empty(0, dtype=np.float64)
-        elif feature.timeframe is not None:
-            if feature.timeframe not in higher:
-                timeframe_us = INTERVAL_MS[feature.timeframe] * 1000
-                higher[feature.timeframe] = higher_bars(bars, open_us, base_us, timeframe_us)
-            values = compute_on_timeframe(function, feature.param_dict, higher[feature.timeframe])
-        else:
-            values = np.asarray(function.compute(bars, feature.param_dict), dtype=np.float64)
-        columns[feature.name] = values
-        if feature.inputs:
-            # Past its look-back, an input feature is NaN only for want of its observation.
-            missing |= ~np.isfinite(values) & (rows >= feature.lookback)
-        else:
-            warmup |= ~np.isfinite(values)
+    # Features over the same bars share intermediate results (MACD, Bollinger, log closes).
+    with shared_outputs():
+        for feature in spec.features:
+            function = FUNCTIONS[feature.function]
+            if n == 0:
+                values = np.empty(0, dtype=np.float64)
+            elif feature.timeframe is not None:
+                if feature.timeframe not in higher:
+                    timeframe_us = INTERVAL_MS[feature.timeframe] * 1000
+                    higher[feature.timeframe] = higher_bars(bars, open_us, base_us, timeframe_us)
+                values = compute_on_timeframe(
+                    function, feature.param_dict, higher[feature.timeframe]
+                )
+            else:
+                values = np.asarray(function.compute(bars, feature.param_dict), dtype=np.float64)
+            columns[feature.name] = values
+            if feature.inputs:
+                # Past its look-back, an input feature is NaN only for want of its observation.
+                missing |= ~np.isfinite(values) & (rows >= feature.lookback)
+            else:
+                warmup |= ~np.isfinite(values)
     return pl.DataFrame(
         [
             candles["open_time"].alias("open_time"),
