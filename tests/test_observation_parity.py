@@ -291,7 +291,19 @@ def assert_byte_identical(left: Observations, right: Observations, what: str) ->
     """Every key both hold has byte-identical vectors; returns how many were compared."""
     common = sorted(left.keys() & right.keys())
     differing = [key for key in common if left[key].tobytes() != right[key].tobytes()]
-    assert not differing, f"{what}: {len(differing)} observation(s) differ, first {differing[:3]}"
+    if differing:
+        bar_ms, position = differing[0]
+        a, b = left[differing[0]], right[differing[0]]
+        columns = [*SPEC.feature_names, "position"]
+        where = [
+            f"{columns[j]}: {a[j]!r} vs {b[j]!r}"
+            for j in np.flatnonzero(a.view(np.uint32) != b.view(np.uint32))
+        ]
+        bar = datetime.fromtimestamp(bar_ms / 1000, tz=UTC).isoformat()
+        pytest.fail(
+            f"{what}: {len(differing)} observation(s) differ; first at bar {bar}, position "
+            f"{position}: {where}"
+        )
     return len(common)
 
 
