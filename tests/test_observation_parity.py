@@ -48,10 +48,10 @@ from live_engine.store import start_session
 
 SPEC = TA_V2
 SYMBOL = XAUT.symbol
-# 18:00 -> 09:59 the next day: 360 bars before UTC midnight (more than the 239-bar warm-up, so
-# the second day's segment holds its whole anchored tail) and 600 after it.
+# 18:00 -> 06:59 the next day: 360 bars before UTC midnight (more than the 239-bar warm-up, so
+# the second day's segment holds its whole anchored tail) and 420 after it.
 START = datetime(2025, 3, 1, 18, 0, tzinfo=UTC)
-N_BARS = 960
+N_BARS = 780
 ORDER_QUANTITY = 1.0
 EQUITY = 100_000.0
 N_FOLDS = 2
@@ -319,7 +319,7 @@ def test_every_path_observes_each_bar_once_with_the_position_it_held(
         bars = [t for t, _ in records]
         assert len(bars) == len(set(bars)), f"{name}: a bar observed twice"
         assert set(bars) <= usable, f"{name}: observed a warm-up bar"
-        assert len(bars) > 600, name
+        assert len(bars) > 500, name
         positions = {p for _, p in records}
         assert len(positions) >= 2, f"{name} held only {positions}: the policy never traded"
         for (_, position), observation in records.items():
@@ -353,7 +353,7 @@ def test_nautilus_action_tables_hold_the_env_and_live_observations_byte_for_byte
     compared_env = assert_byte_identical(env_path, every, "env vs nautilus")
     compared_live = assert_byte_identical(live_path.observations, every, "live vs nautilus")
     test_bars = {t for t, _ in every}
-    assert compared_env == sum(1 for t, _ in env_path if t in test_bars) > 600
+    assert compared_env == sum(1 for t, _ in env_path if t in test_bars) > 500
     assert compared_live == sum(1 for t, _ in live_path.observations if t in test_bars)
     # Where Nautilus' strategy held the same position as the other paths, its decision input
     # is theirs (it restarts flat at each fold, so the held positions need not coincide).
