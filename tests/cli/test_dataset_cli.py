@@ -1,6 +1,6 @@
 """``goldrl dataset build | show | diff`` against the real PostgreSQL and Dagster instance."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from candle_factory import random_walk_candles
@@ -23,12 +23,19 @@ def world(database, settings, tmp_path_factory):
     # build points DAGSTER_HOME at goldrl's home; restore the variable after the module.
     mp.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
     with database.connect() as conn:
-        conn.execute("DELETE FROM candles WHERE instrument = %s", (SYMBOL,))
+        conn.execute(
+            "DELETE FROM candles WHERE instrument = %s AND open_time >= %s AND open_time < %s",
+            (SYMBOL, FIRST, FIRST + timedelta(days=3)),
+        )
         conn.commit()
     write_candles(database, random_walk_candles(3 * 1440, seed=9, start=FIRST, instrument=SYMBOL))
     runner = CliRunner()
     yield {"db": database, "runner": runner}
     mp.undo()
+    if not database.embedded:
+        # On an external server the session drops goldrl's schema; Dagster's is ours to drop.
+        with database.connect(autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{database.schema}_dagster" CASCADE')
 
 
 def _invoke(world, *args: str):
