@@ -144,3 +144,15 @@ def test_features_failing_their_suite_are_not_stored_and_block_downstream(world,
         [spec.fingerprint],
     )
     assert stored["n"][0] == 0
+
+
+def test_a_day_without_candles_stores_nothing_and_passes_with_a_note(world):
+    empty = dg.MultiPartitionKey({"instrument": SYMBOL, "day": "2025-01-20"})
+    job = world["defs"].resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=world["instance"], asset_selection=[keys.FEATURE_SNAPSHOTS], partition_key=empty
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and "nothing to compute" in check.metadata["note"].value
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["rows"].value == 0

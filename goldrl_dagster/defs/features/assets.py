@@ -121,6 +121,21 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         inputs = read_feature_inputs(runtime.db, symbol, anchor, end) if spec.needs_inputs else None
         features = compute_day_features(candles, spec, day, inputs=inputs)
         day_candles = int(candles.filter(pl.col("open_time") >= start).height)
+        if day_candles == 0:
+            # Before listing or not ingested: the candles' own checks judge that, not these.
+            note = f"no {BASE_INTERVAL} candles for {symbol} on {day}: nothing to compute"
+            context.log.info(note)
+            return dg.MaterializeResult(
+                metadata={"rows": 0, "note": note},
+                check_results=[
+                    dg.AssetCheckResult(
+                        asset_key=key,
+                        check_name=FEATURES_QUALITY_CHECK,
+                        passed=True,
+                        metadata={"note": note},
+                    )
+                ],
+            )
 
         segment = day_segment(candles, day, spec)
         points = leakage_sample(
