@@ -9,9 +9,11 @@ import pytest
 from candle_factory import random_walk_candles
 
 from goldrl_dagster.defs import keys
+from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.defs.features.assets import build_feature_snapshot_asset
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.features import functions
 from goldrl_dagster.lib.features.functions import FeatureFunction
 from goldrl_dagster.lib.features.spec import CORE_V1, FUTURES_V1, FeatureSetSpec, FeatureSpec
@@ -156,3 +158,30 @@ def test_a_day_without_candles_stores_nothing_and_passes_with_a_note(world):
     assert check.passed and "nothing to compute" in check.metadata["note"].value
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     assert meta["rows"].value == 0
+
+
+def test_a_day_the_dataset_build_computed_is_byte_identical_to_the_asset(world):
+    request = DatasetRequest(SYMBOL, "1m", DAY_START.date(), DAY_START.date(), "core", 1)
+    instance = world["instance"]
+    job = world["defs"].resolve_implicit_global_asset_job_def()
+    built = job.execute_in_process(
+        instance=instance,
+        asset_selection=[keys.DATASET_VERSION],
+        partition_key=add_dataset_partition(instance, request),
+    )
+    meta = built.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["feature_days_computed"].value == 1
+    query = (
+        "SELECT open_time, xmin::text AS version FROM feature_snapshots WHERE fingerprint = $1 "
+        "AND instrument = $2 AND open_time >= $3 ORDER BY open_time"
+    )
+    params = [CORE_V1.fingerprint, SYMBOL, DAY_START]
+    before = read_frame(world["db"], query, params)
+    assert before.height == 1440
+    job.execute_in_process(
+        instance=instance,
+        asset_selection=[keys.feature_snapshots_key("core", 1)],
+        partition_key=PARTITION,
+    )
+    # The asset's upsert found every row identical, so PostgreSQL rewrote none of them.
+    assert read_frame(world["db"], query, params).equals(before)
