@@ -17,7 +17,7 @@ from goldrl_dagster.lib.features.futures_functions import FUTURES_FUNCTIONS, val
 from goldrl_dagster.lib.features.timeframes import timeframe_lookback, timeframe_ratio
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
-FEATURE_CODE_VERSION = "2"
+FEATURE_CODE_VERSION = "3"
 
 # One registry for every spec: candle functions and those over external inputs.
 FUNCTIONS.update(FUTURES_FUNCTIONS)
@@ -84,6 +84,35 @@ class FeatureSpec:
         """External inputs the feature reads (empty for candle-only features)."""
         return FUNCTIONS[self.function].inputs
 
+    @property
+    def settling(self) -> int:
+        """Bars past ``lookback`` until a recursive indicator's seed has faded, own timeframe.
+
+        See ``functions.settling_bars`` and ``functions.SEED_TOLERANCE``; 0 for features of a
+        finite window.
+        """
+        return FUNCTIONS[self.function].settling(self.param_dict)
+
+    @property
+    def warmup(self) -> int:
+        """Leading rows, in bars of its own timeframe, not usable: ``lookback + settling``."""
+        return self.lookback + self.settling
+
+    def warmup_bars_on(self, base_interval: str | None) -> int:
+        """Leading BASE bars this feature cannot compute or still carries a seed in.
+
+        Like ``lookback_bars`` but counting ``warmup`` (the NaN rows and the settling) of its
+        own timeframe.
+
+        Args:
+            base_interval: The candles' interval; needed only when the feature has a timeframe.
+
+        Raises:
+            ValueError: If the feature has a timeframe and the base interval is missing or does
+                not fit it.
+        """
+        return self._in_base_bars(self.warmup, base_interval)
+
     def lookback_bars(self, base_interval: str | None) -> int:
         """Leading BASE bars this feature cannot compute.
 
@@ -94,11 +123,14 @@ class FeatureSpec:
             ValueError: If the feature has a timeframe and the base interval is missing or does
                 not fit it.
         """
+        return self._in_base_bars(self.lookback, base_interval)
+
+    def _in_base_bars(self, rows: int, base_interval: str | None) -> int:
         if self.timeframe is None:
-            return self.lookback
+            return rows
         if base_interval is None:
             raise ValueError(f"feature {self.name!r} has a timeframe: a base interval is needed")
-        return timeframe_lookback(self.lookback, timeframe_ratio(self.timeframe, base_interval))
+        return timeframe_lookback(rows, timeframe_ratio(self.timeframe, base_interval))
 
 
 @dataclass(frozen=True)
@@ -179,8 +211,13 @@ class FeatureSetSpec:
 
     @property
     def warmup_bars(self) -> int:
-        """Base bars before the first row whose features can all be computed."""
-        return max(f.lookback_bars(self.base_interval) for f in self.features)
+        """Base bars before the first row whose features are all computed and seed-free.
+
+        The maximum of the features' ``warmup_bars_on``: their NaN rows plus the settling of
+        recursive indicators, so a segment this long before a row gives it (within
+        ``functions.SEED_TOLERANCE``) the value it has over all history.
+        """
+        return max(f.warmup_bars_on(self.base_interval) for f in self.features)
 
     @property
     def required_inputs(self) -> tuple[str, ...]:

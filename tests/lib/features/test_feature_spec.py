@@ -71,9 +71,9 @@ def test_ta_basic_v1_content():
     assert len(names) == len(set(names)) == 11
     functions = {f.function for f in TA_BASIC_V1.features}
     assert {"rsi", "natr", "macd_hist_rel", "bollinger_pctb"} <= functions
-    # MACD (26-period slow EMA, then a 9-period signal EMA) and the 60-bar volume z-score need
-    # the longest histories: the z-score's 59 leading rows dominate.
-    assert TA_BASIC_V1.warmup_bars == 59
+    # MACD (26-period slow EMA, then a 9-period signal EMA) needs the longest history: 33 NaN
+    # rows, then 96 bars until both seeds weigh less than SEED_TOLERANCE in the histogram.
+    assert TA_BASIC_V1.warmup_bars == 33 + 96 == 129
 
 
 def test_feature_set_by_name():

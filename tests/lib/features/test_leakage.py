@@ -50,14 +50,14 @@ def leaky_functions(monkeypatch):
 
 @pytest.mark.parametrize("spec", [TA_BASIC_V1, CORE_V1, TA_V2], ids=lambda s: s.name)
 def test_real_sets_have_no_lookahead(spec):
-    candles = make_candles()
+    candles = make_candles(1000)  # longer than ta's 890-bar warm-up
     report = check_no_lookahead(candles, spec, 20, rng_seed=1)
     assert report.ok, report.summary()
     assert len(report.checked_points) == 20
     # Around the end of warm-up too, where a wrong lookback would first show.
     w = spec.warmup_bars
-    edges = check_no_lookahead(candles, spec, [0, w - 1, w, w + 1, 598], rng_seed=0)
-    assert edges.ok and edges.checked_points == (0, w - 1, w, w + 1, 598)
+    edges = check_no_lookahead(candles, spec, [0, w - 1, w, w + 1, 998], rng_seed=0)
+    assert edges.ok and edges.checked_points == (0, w - 1, w, w + 1, 998)
     assert "no look-ahead at 5 sampled bars" in edges.summary()
 
 

@@ -40,9 +40,12 @@ def test_mtf_sets_are_core_plus_higher_timeframe_columns():
     assert MTF_V1.feature_names[: len(CORE_V1.feature_names)] == CORE_V1.feature_names
     assert {f.timeframe for f in MTF_V1.features[len(CORE_V1.features) :]} == {"15m", "1h", "4h"}
     assert len(extra) == 12 and all(name.endswith(("_15m", "_1h", "_4h")) for name in extra)
-    # RSI(14) on 4h bars: 15 complete 4h bars, plus one partial bucket at the segment start.
-    assert MTF_V1.warmup_bars == (14 + 2) * 240 - 2
-    assert MTF_5M_V1.warmup_bars == (14 + 2) * 48 - 2
+    # RSI(14) on 4h bars: 14 NaN rows and 94 bars for Wilder's seed to fade (so 109 complete
+    # 4h bars), plus one partial bucket at the segment start.
+    rsi_4h = next(f for f in MTF_V1.features if f.name == "rsi_14_4h")
+    assert (rsi_4h.lookback, rsi_4h.settling) == (14, 94)
+    assert MTF_V1.warmup_bars == (14 + 94 + 2) * 240 - 2
+    assert MTF_5M_V1.warmup_bars == (14 + 94 + 2) * 48 - 2
     assert MTF_V1.fingerprint != MTF_5M_V1.fingerprint
     assert not MTF_V1.needs_inputs
 
@@ -85,14 +88,17 @@ def test_no_base_bar_sees_an_unfinished_higher_bar():
 
 def test_warmup_covers_every_start_alignment():
     spec = small_spec(RSI_15)
-    lookback = spec.warmup_bars
+    lookback = RSI_15.lookback_bars("1m")
     assert lookback == timeframe_lookback(5, 15) == (5 + 2) * 15 - 2
+    # RSI(5)'s seed weighs 0.8**31 < 1e-3 after 31 more 15m bars: the warm-up counts them too.
+    warmup = spec.warmup_bars
+    assert RSI_15.settling == 31 and warmup == timeframe_lookback(5 + 31, 15)
     first_valid = []
     for offset in range(15):
-        out = compute_features(bars(200, offset=offset), spec)
+        out = compute_features(bars(700, offset=offset), spec)
         values = out["rsi15"].to_numpy()
         assert np.isfinite(values[lookback:]).all(), offset
-        assert out["is_warmup"].to_list() == [True] * lookback + [False] * (200 - lookback)
+        assert out["is_warmup"].to_list() == [True] * warmup + [False] * (700 - warmup)
         first_valid.append(int(np.flatnonzero(np.isfinite(values))[0]))
     # The bound is tight: the worst alignment (one bar past a boundary) needs all of it.
     assert max(first_valid) == lookback
