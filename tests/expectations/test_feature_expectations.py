@@ -10,7 +10,7 @@ from expectations.features import feature_bounds, suite_name, validate_features
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import CORE_V1, TA_V2, FeatureSpec
 
-BARS = 600
+BARS = 1000  # past the 890-bar warm-up of ta
 BOUND = "expect_column_pair_values_a_to_be_greater_than_b"
 
 

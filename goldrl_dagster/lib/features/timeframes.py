@@ -18,7 +18,10 @@ A ``FeatureSpec`` with a ``timeframe`` (e.g. ``"1h"`` over a ``"1m"`` base) is c
 Warm-up in base bars: a function that cannot compute its first ``L`` higher bars needs
 ``L + 1`` complete higher bars, and a segment may start just after a bucket boundary (losing up
 to ``ratio - 1`` base bars to the partial first bucket), so the base look-back is
-``(L + 2) * ratio - 2`` where ``ratio`` is the number of base bars per higher bar.
+``(L + 2) * ratio - 2`` where ``ratio`` is the number of base bars per higher bar. The feature
+set's warm-up applies the same formula to ``L`` = look-back plus settling (the higher bars a
+recursive indicator needs for its seed to fade, ``functions.settling_bars``): RSI(14) on 4h bars
+needs 108 of them, i.e. 26,398 1m bars (18.3 days).
 """
 
 from __future__ import annotations
