@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
+from goldrl_dagster.lib.rl.env import GoldTradingEnv
+from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION
 from live_engine.paper_broker import PaperBroker
 
 SPEC = InstrumentSpec(
@@ -67,3 +70,26 @@ def test_funding_is_paid_by_longs_and_received_by_shorts():
 def test_starting_cash_must_be_positive():
     with pytest.raises(ValueError, match="starting_cash"):
         PaperBroker(SPEC, COSTS, 0.0)
+
+
+def test_paper_broker_books_the_same_equity_as_the_training_env():
+    rng = np.random.default_rng(5)
+    n = 400
+    closes = 2000.0 * np.exp(np.cumsum(rng.normal(0.0, 2e-3, n)))
+    spread = np.abs(rng.normal(0.0, 1e-3, n)) * closes
+    ranges = relative_ranges(closes + spread, closes - spread, closes)
+    funding = np.where(np.arange(n) % 48 == 47, 1e-4, 0.0)
+    actions = rng.integers(0, 3, n - 1)
+    env = GoldTradingEnv(
+        np.zeros((n, 1)), closes, COSTS, bar_ranges=ranges, funding_rates=funding,
+        order_quantity=2.0, initial_equity=10_000.0,
+    )  # fmt: skip
+    env.reset(seed=0)
+    broker = PaperBroker(SPEC, COSTS, 10_000.0)
+    for t, action in enumerate(actions):
+        env_equity = env.step(int(action))[4]["equity"]
+        broker.rebalance(ACTION_TO_POSITION[action], 2.0, closes[t], bar_range_rel=ranges[t])
+        if funding[t + 1]:
+            broker.apply_funding(funding[t + 1], closes[t + 1])
+        assert broker.equity(closes[t + 1]) == pytest.approx(env_equity, abs=1e-6)
+    assert broker.fees_paid > 0 and broker.funding_paid != 0
