@@ -85,8 +85,9 @@ def test_futures_features_flag_missing_inputs_and_record_their_rate(world):
     flags = read_frame(
         world["db"],
         "SELECT bool_and(missing_input) AS all_missing, bool_or(is_warmup) AS any_warmup "
-        "FROM feature_snapshots WHERE fingerprint = $1 AND instrument = $2 AND open_time >= $3",
-        [FUTURES_V1.fingerprint, SYMBOL, DAY_START],
+        "FROM feature_snapshots WHERE fingerprint = $1 AND instrument = $2 AND open_time >= $3 "
+        "AND open_time < $4",
+        [FUTURES_V1.fingerprint, SYMBOL, DAY_START, DAY_START + timedelta(days=1)],
     )
     assert flags.row(0) == (True, False)
 
@@ -173,9 +174,9 @@ def test_a_day_the_dataset_build_computed_is_byte_identical_to_the_asset(world):
     assert meta["feature_days_computed"].value == 1
     query = (
         "SELECT open_time, xmin::text AS version FROM feature_snapshots WHERE fingerprint = $1 "
-        "AND instrument = $2 AND open_time >= $3 ORDER BY open_time"
+        "AND instrument = $2 AND open_time >= $3 AND open_time < $4 ORDER BY open_time"
     )
-    params = [CORE_V1.fingerprint, SYMBOL, DAY_START]
+    params = [CORE_V1.fingerprint, SYMBOL, DAY_START, DAY_START + timedelta(days=1)]
     before = read_frame(world["db"], query, params)
     assert before.height == 1440
     job.execute_in_process(

@@ -158,8 +158,9 @@ def test_feature_snapshots_are_checked_and_carry_statistics(graph_run):
     stats = read_frame(
         graph_run["db"],
         "SELECT day, feature, rows, count, missing_rate, q50 FROM feature_statistics "
-        "WHERE fingerprint = $1 AND instrument = $2 ORDER BY day, feature",
-        [TA_V2.fingerprint, SYMBOL],
+        "WHERE fingerprint = $1 AND instrument = $2 AND day >= $3 AND day < $4 "
+        "ORDER BY day, feature",
+        [TA_V2.fingerprint, SYMBOL, WINDOW_START.date(), WINDOW_END.date()],
     )
     assert stats.filter(pl.col("day") == datetime(2025, 3, 9).date()).height == len(
         TA_V2.feature_names
