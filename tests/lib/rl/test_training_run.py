@@ -79,7 +79,13 @@ def dataset(settings, database):
         table.height, artifact, json.loads(config.canonical_json()), {"split_index": split},
     )  # fmt: skip
     record_dataset(runtime.db, record)
-    return runtime, digest, table, split
+    yield runtime, digest, table, split
+    # The session database is shared: leave no instrument, dataset or model rows behind.
+    with runtime.db.connect() as conn:
+        conn.execute("DELETE FROM models WHERE dataset_hash = %s", (digest,))
+        conn.execute("DELETE FROM dataset_versions WHERE dataset_hash = %s", (digest,))
+        conn.execute("DELETE FROM instruments WHERE source = 'test'")
+        conn.commit()
 
 
 def test_training_data_is_the_training_part_with_ranges_and_funding(dataset):
