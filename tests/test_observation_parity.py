@@ -48,10 +48,10 @@ from live_engine.store import start_session
 
 SPEC = TA_V2
 SYMBOL = XAUT.symbol
-# 18:00 -> 06:59 the next day: 360 bars before UTC midnight (more than the 239-bar warm-up, so
-# the second day's segment holds its whole anchored tail) and 420 after it.
-START = datetime(2025, 3, 1, 18, 0, tzinfo=UTC)
-N_BARS = 780
+# 09:00 -> 08:49 the next day: 900 bars before UTC midnight (more than the 890-bar warm-up, so
+# the second day's segment holds its whole anchored tail) and 530 after it (540 usable).
+START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+N_BARS = 1430
 ORDER_QUANTITY = 1.0
 EQUITY = 100_000.0
 N_FOLDS = 2
