@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
@@ -28,6 +29,7 @@ from goldrl_dagster.lib.features.anchoring import anchor_us
 from goldrl_dagster.lib.features.incremental import BarGapError, FeatureRow, FeatureStream
 from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
@@ -97,6 +99,37 @@ def select_model(runtime: Runtime, settings: LiveSettings) -> ModelRecord:
             "--model-id to paper-trade a candidate"
         )
     return load_model_record(runtime.db, model_id)
+
+
+def live_cost_model(instrument: InstrumentSpec, card: dict[str, Any]) -> CostModel:
+    """The paper broker's costs: today's contract fees with the slippage the model trained on.
+
+    Fees, rounding and minimums come from the contract valid now (they may have changed since
+    training); the slippage assumptions come from the model card, so the broker charges what
+    the policy was trained and evaluated to expect.
+
+    Args:
+        instrument: The contract's current trading rules.
+        card: The policy bundle's model card (``cost_model`` as written by training).
+
+    Returns:
+        The cost model.
+
+    Raises:
+        LiveEngineError: If the card's cost model is missing or malformed.
+    """
+    trained = card.get("cost_model")
+    if not isinstance(trained, dict):
+        raise LiveEngineError("model card has no cost_model; retrain the model with this version")
+    try:
+        return CostModel.from_instrument(
+            instrument,
+            slippage_bps=float(trained["slippage_bps"]),
+            slippage_range_fraction=float(trained["slippage_range_fraction"]),
+            charge_funding=bool(trained["charge_funding"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LiveEngineError(f"model card's cost_model is unusable: {exc}") from exc
 
 
 class DecisionLoop:
@@ -206,7 +239,10 @@ class DecisionLoop:
         observation = build_observation(row, position)
         action = self.policy.act(observation)
         target = ACTION_TO_POSITION[action]
-        fill = self.broker.rebalance(target, self.settings.order_quantity, kline.close)
+        bar_range_rel = (kline.high - kline.low) / kline.close
+        fill = self.broker.rebalance(
+            target, self.settings.order_quantity, kline.close, bar_range_rel=bar_range_rel
+        )
         bar_time = datetime.fromtimestamp(kline.open_time_ms / 1000, tz=UTC)
         equity = self.broker.equity(kline.close)
         decision = DecisionRow(
@@ -259,7 +295,9 @@ async def run_live_engine(
     spec = feature_set_for(model.feature_fingerprint)
     policy = await asyncio.to_thread(load_policy, runtime.artifacts.path_for(model.artifact))
     instrument = await asyncio.to_thread(instrument_at, runtime.db, settings.instrument)
-    broker = PaperBroker(instrument, CostModel.from_instrument(instrument), settings.starting_cash)
+    costs = live_cost_model(instrument, policy.card)
+    log.info("paper broker cost model %s: %s", costs.fingerprint[:12], costs.to_dict())
+    broker = PaperBroker(instrument, costs, settings.starting_cash)
     summary = LiveSummary(
         session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument
     )

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -6,6 +8,7 @@ from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.env import GoldTradingEnv
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION
 from live_engine.paper_broker import PaperBroker
+from live_engine.service import LiveEngineError, live_cost_model
 
 SPEC = InstrumentSpec(
     symbol="XAUT-USDT",
@@ -93,3 +96,26 @@ def test_paper_broker_books_the_same_equity_as_the_training_env():
             broker.apply_funding(funding[t + 1], closes[t + 1])
         assert broker.equity(closes[t + 1]) == pytest.approx(env_equity, abs=1e-6)
     assert broker.fees_paid > 0 and broker.funding_paid != 0
+
+
+def test_live_cost_model_keeps_trained_slippage_with_current_fees():
+    trained = CostModel.from_instrument(SPEC, slippage_bps=7.5, slippage_range_fraction=0.25)
+    # The contract's fees changed after training: the broker charges today's fees.
+    current = dataclasses.replace(SPEC, taker_fee_rate=0.0007, maker_fee_rate=0.0001)
+    costs = live_cost_model(current, {"cost_model": trained.to_dict()})
+    assert (costs.slippage_bps, costs.slippage_range_fraction) == (7.5, 0.25)
+    assert (costs.taker_fee_rate, costs.maker_fee_rate) == (0.0007, 0.0001)
+    assert costs.charge_funding is trained.charge_funding
+
+
+@pytest.mark.parametrize(
+    ("card", "message"),
+    [
+        ({}, "no cost_model"),
+        ({"cost_model": {"slippage_bps": 1.0}}, "unusable"),
+        ({"cost_model": {**COSTS.to_dict(), "slippage_bps": -1.0}}, "slippage_bps"),
+    ],
+)
+def test_live_cost_model_rejects_a_bad_card(card, message):
+    with pytest.raises(LiveEngineError, match=message):
+        live_cost_model(SPEC, card)
