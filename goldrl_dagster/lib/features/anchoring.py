@@ -19,13 +19,16 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from goldrl_dagster.lib.features.functions import FUNCTIONS, Bars, shared_outputs
+from goldrl_dagster.lib.features.functions import FUNCTIONS, ROW_WISE, Bars, shared_outputs
 from goldrl_dagster.lib.features.futures_functions import FeatureInputs
 from goldrl_dagster.lib.features.pipeline import _validate, compute_features
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
 DAY_US = 86_400_000_000
+_STACK_ROWS = 32
+"""Segments stacked per 2-D batch: enough to amortise per-call overhead, few enough that a
+stack's arrays (32 x 2,330 float64 = 0.6 MB each for ``ta`` on 1m bars) stay in cache."""
 
 
 def interval_us(interval: str) -> int:
@@ -165,10 +168,12 @@ def _candle_only(
 ) -> pl.DataFrame:
     """``compute_features`` per segment without re-validating and re-framing each day.
 
-    The frame is validated once and its arrays extracted once; each segment runs the same
-    feature functions over views of them, exactly as ``compute_features`` would over the
+    The frame is validated once and its arrays extracted once. Segments of equal length and
+    tail (all complete days) are stacked, a chunk at a time, into 2-D arrays: the row-wise
+    functions (``ROW_WISE``: returns, rolling statistics, time encodings) run once over the
+    stack and the others (TA-Lib) once per row, exactly as ``compute_features`` would over each
     segment's own frame (tests hold the two byte-identical). Many short segments (1M 1m bars
-    are ~700 days) would otherwise spend most of their time in per-call polars overhead.
+    are ~700 days) would otherwise spend most of their time in per-call overhead.
     """
     template = compute_features(candles.head(0), spec)
     open_time_utc = _validate(candles)
@@ -183,20 +188,35 @@ def _candle_only(
     ]
     columns.append(np.ascontiguousarray(minute_of_day, dtype=np.float64))
     columns.append(np.ascontiguousarray(weekday * 1440 + minute_of_day, dtype=np.float64))
-    features = [(FUNCTIONS[f.function], f.param_dict) for f in spec.features]
-    warmup_bars = spec.warmup_bars
+    features = [(j, FUNCTIONS[f.function], f.param_dict) for j, f in enumerate(spec.features)]
+    stacked = [f for f in features if f[1].name in ROW_WISE]
+    per_row = [f for f in features if f[1].name not in ROW_WISE]
     values = np.empty((len(features), candles.height), dtype=np.float64)
     warmup = np.zeros(candles.height, dtype=bool)
-    for segment_start, day_start, day_end in segments:
-        bars = Bars(*(column[segment_start:day_end] for column in columns))
-        skip = day_start - segment_start
-        # Scoped per segment: shared outputs are keyed by the Bars object's identity.
-        with shared_outputs():
-            for j, (function, params) in enumerate(features):
-                values[j, day_start:day_end] = function.compute(bars, params)[skip:]
-        rows = np.arange(skip, day_end - segment_start)
-        finite = np.isfinite(values[:, day_start:day_end]).all(axis=0)
-        warmup[day_start:day_end] = (rows < warmup_bars) | ~finite
+    bounds = np.array(segments, dtype=np.int64).reshape(-1, 3)
+    segment_starts, day_starts = bounds[:, 0], bounds[:, 1]
+    lengths, skips = bounds[:, 2] - segment_starts, day_starts - segment_starts
+    shapes, group_of = np.unique(np.stack([lengths, skips], axis=1), axis=0, return_inverse=True)
+    for group, (length, skip) in enumerate(shapes.tolist()):
+        members = np.flatnonzero(group_of.ravel() == group)
+        offsets = np.arange(length)
+        # Rows before the warm-up count are flagged whatever their values (as in the pipeline).
+        early = offsets[skip:] < spec.warmup_bars
+        for chunk in np.array_split(members, -(-members.shape[0] // _STACK_ROWS)):
+            stack = Bars(*(column[segment_starts[chunk, None] + offsets] for column in columns))
+            out = np.empty((len(features), chunk.shape[0], length - skip), dtype=np.float64)
+            with shared_outputs():
+                for j, function, params in stacked:
+                    out[j] = function.compute(stack, params)[:, skip:]
+            for row in range(chunk.shape[0]):
+                bars = Bars(*(column[row] for column in stack[:7]))
+                # Scoped per segment: shared outputs are keyed by the Bars object's identity.
+                with shared_outputs():
+                    for j, function, params in per_row:
+                        out[j, row] = function.compute(bars, params)[skip:]
+            rows = day_starts[chunk, None] + offsets[: length - skip]
+            values[:, rows] = out
+            warmup[rows] = early | ~np.isfinite(out).all(axis=0)
     built: list[pl.Series] = []
     names = dict(zip(spec.feature_names, values, strict=True))
     for name in template.columns:

@@ -227,21 +227,22 @@ def _int(params: Mapping[str, ParamValue], key: str) -> int:
 
 
 def _nan_head(values: np.ndarray, lookback: int) -> np.ndarray:
-    out = np.full(values.shape[0] + lookback, np.nan, dtype=np.float64)
-    out[lookback:] = values
+    out = np.full((*values.shape[:-1], values.shape[-1] + lookback), np.nan, dtype=np.float64)
+    out[..., lookback:] = values
     return out
 
 
 def _window_range_is_zero(x: np.ndarray, window: int) -> np.ndarray:
-    """Whether each full window holds one repeated value (exact: counts value changes)."""
-    # int32 counts are several times faster to accumulate than numpy's default int64.
-    changes = np.zeros(x.shape[0], dtype=np.int32 if x.shape[0] < 2**31 else np.int64)
-    np.cumsum(x[1:] != x[:-1], out=changes[1:], dtype=changes.dtype)
-    return changes[window - 1 :] == changes[: x.shape[0] - window + 1]
+    """Whether each full window (along the last axis) holds one repeated value (exact)."""
+    n = x.shape[-1]
+    # Counts value changes; int32 counts are several times faster to accumulate than int64.
+    changes = np.zeros(x.shape, dtype=np.int32 if n < 2**31 else np.int64)
+    np.cumsum(x[..., 1:] != x[..., :-1], axis=-1, out=changes[..., 1:], dtype=changes.dtype)
+    return changes[..., window - 1 :] == changes[..., : n - window + 1]
 
 
 def _block_references(blocks: np.ndarray) -> np.ndarray:
-    """One finite value per block (column) to measure deviations from: its last, if finite."""
+    """One finite value per block (``blocks[:, ...]``) to deviate from: its last, if finite."""
     ref = blocks[-1].copy()
     bad = ~np.isfinite(ref)
     if bad.any():
@@ -258,6 +259,10 @@ _FEW_BLOCKS = 64
 def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sample standard deviation (ddof=1) of each full window, in O(n).
 
+    ``x`` is one series or a 2-D stack of equal-length series (one per row, e.g. anchored
+    segments); each row gets exactly the bytes it would get on its own, since every step is
+    elementwise or runs along the window axis within one row's block.
+
     The input is cut into blocks of ``window`` values aligned at its first value, so a window is
     the tail of block k (from its start) followed by the head of block k + 1. Running sums within
     each block give both parts, with every value measured as a deviation from block k's last
@@ -270,22 +275,23 @@ def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     A window whose values are all equal gets a standard deviation of exactly 0: rounding in the
     mean would otherwise leave a tiny spurious spread that ratios blow up.
     """
-    n = x.shape[0]
+    n = x.shape[-1]
+    rows = x.shape[:-1]
     blocks = -(-n // window)
-    padded = np.zeros(blocks * window, dtype=np.float64)
-    padded[:n] = x
-    # Column k holds block k: the running sums loop over the window's positions (O(window)
-    # Python steps), each step vectorised over all blocks.
-    values = padded.reshape(blocks, window).T.copy()
+    padded = np.zeros((*rows, blocks * window), dtype=np.float64)
+    padded[..., :n] = x
+    # values[j, ..., k] is position j of block k: the running sums loop over the window's
+    # positions (O(window) Python steps), each step vectorised over all blocks (of all rows).
+    values = np.moveaxis(padded.reshape(*rows, blocks, window), -1, 0).copy()
     ref = _block_references(values)
     # Tails (parts starting a window) are measured from their own block's reference, heads
     # (parts ending one) from the previous block's, so the two parts of a window add up.
     tail_1 = values - ref
     tail_2 = tail_1 * tail_1
     head_1 = values
-    head_1[:, 1:] -= ref[:-1]
+    head_1[..., 1:] -= ref[..., :-1]
     head_2 = head_1 * head_1
-    if blocks > _FEW_BLOCKS:
+    if ref.size > _FEW_BLOCKS:
         for j in range(1, window):
             head_1[j] += head_1[j - 1]
             head_2[j] += head_2[j - 1]
@@ -300,8 +306,8 @@ def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
         for running in (tail_1[::-1], tail_2[::-1]):
             np.cumsum(running, axis=0, out=running)
     # The window starting at row j of block k: rows j.. of block k plus rows ..j-1 of k + 1.
-    tail_1[1:, :-1] += head_1[:-1, 1:]
-    tail_2[1:, :-1] += head_2[:-1, 1:]
+    tail_1[1:, ..., :-1] += head_1[:-1, ..., 1:]
+    tail_2[1:, ..., :-1] += head_2[:-1, ..., 1:]
     mean = tail_1 / window
     np.multiply(tail_1, mean, out=tail_1)
     np.subtract(tail_2, tail_1, out=tail_2)
@@ -310,9 +316,9 @@ def _rolling_mean_std(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
     tail_2 /= window - 1
     np.sqrt(tail_2, out=tail_2)
     m = n - window + 1
-    std = tail_2.T.ravel()[:m]
+    std = np.moveaxis(tail_2, 0, -1).reshape(*rows, blocks * window)[..., :m]
     std[_window_range_is_zero(x, window)] = 0.0
-    return mean.T.ravel()[:m], std
+    return np.moveaxis(mean, 0, -1).reshape(*rows, blocks * window)[..., :m], std
 
 
 def _last_mean_std(x: np.ndarray, window: int) -> tuple[float, float]:
@@ -537,19 +543,18 @@ def _log_close(bars: Bars) -> np.ndarray:
 def _log_return(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     periods = _int(params, "periods")
     log_close = _log_close(bars)
-    out = np.full(log_close.shape[0], np.nan, dtype=np.float64)
-    if log_close.shape[0] > periods:
-        out[periods:] = log_close[periods:] - log_close[:-periods]
+    out = np.full(log_close.shape, np.nan, dtype=np.float64)
+    if log_close.shape[-1] > periods:
+        out[..., periods:] = log_close[..., periods:] - log_close[..., :-periods]
     return out
 
 
 def _realized_volatility(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     window = _int(params, "window")
-    n = bars.close.shape[0]
-    if n < window + 1:
-        return np.full(n, np.nan, dtype=np.float64)
+    if bars.close.shape[-1] < window + 1:
+        return np.full(bars.close.shape, np.nan, dtype=np.float64)
     log_close = _log_close(bars)
-    returns = log_close[1:] - log_close[:-1]
+    returns = log_close[..., 1:] - log_close[..., :-1]
     _, std = _rolling_mean_std(returns, window)
     return _nan_head(std, window)
 
@@ -625,11 +630,10 @@ def _bollinger_pctb_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
 def _volume_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     window = _int(params, "window")
     volume = bars.volume
-    n = volume.shape[0]
-    if n < window:
-        return np.full(n, np.nan, dtype=np.float64)
+    if volume.shape[-1] < window:
+        return np.full(volume.shape, np.nan, dtype=np.float64)
     mean, std = _rolling_mean_std(volume, window)
-    current = volume[window - 1 :]
+    current = volume[..., window - 1 :]
     # In a window of identical volumes the current bar equals the mean: z is 0 by its limit.
     safe = np.where(std > 0.0, std, 1.0)
     z = np.where(std > 0.0, (current - mean) / safe, 0.0)
@@ -741,11 +745,10 @@ def _adx(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
 
 def _zscore(x: np.ndarray, window: int) -> np.ndarray:
     """z-score of each value within its trailing window; 0 where the window is constant."""
-    n = x.shape[0]
-    if n < window:
-        return np.full(n, np.nan, dtype=np.float64)
+    if x.shape[-1] < window:
+        return np.full(x.shape, np.nan, dtype=np.float64)
     mean, std = _rolling_mean_std(x, window)
-    current = x[window - 1 :]
+    current = x[..., window - 1 :]
     safe = np.where(std > 0.0, std, 1.0)
     z = np.where(std > 0.0, (current - mean) / safe, 0.0)
     return _nan_head(z, window - 1)
@@ -753,7 +756,10 @@ def _zscore(x: np.ndarray, window: int) -> np.ndarray:
 
 def _obv_zscore(bars: Bars, params: Mapping[str, ParamValue]) -> np.ndarray:
     # OBV's level depends on where the series starts; its z-score within a window does not.
-    return _zscore(_ta.OBV(bars.close, bars.volume), _int(params, "window"))
+    if bars.close.ndim == 1:
+        return _zscore(_ta.OBV(bars.close, bars.volume), _int(params, "window"))
+    obv = np.stack([_ta.OBV(c, v) for c, v in zip(bars.close, bars.volume, strict=True)])
+    return _zscore(obv, _int(params, "window"))
 
 
 def _obv_zscore_last(bars: Bars, params: Mapping[str, ParamValue]) -> float:
@@ -1005,6 +1011,21 @@ FUNCTIONS: dict[str, FeatureFunction] = {
     )
 }
 """Every feature function by name."""
+
+ROW_WISE = frozenset(
+    {
+        "log_return",
+        "realized_volatility",
+        "range_rel",
+        "volume_zscore",
+        "obv_zscore",
+        "time_of_day",
+        "time_of_week",
+    }
+)
+"""Functions whose ``compute`` also takes ``Bars`` of 2-D arrays, one equal-length segment per
+row, and gives each row the bytes it would get alone: the batch path (``anchoring``) runs them
+once over a stack of days instead of once per day."""
 
 
 def validate_params(function: str, params: Mapping[str, ParamValue]) -> None:
