@@ -2,9 +2,10 @@
 
 ``FeatureStream`` keeps the current anchored segment (``anchoring``: the day's warm-up tail and
 the day's bars so far) in preallocated arrays. Each new bar is appended and only the newest row
-is computed: TA-Lib indicators run over the whole segment (their values depend on its start, so
-that is the only exact way; multi-output calls such as MACD are made once per bar), goldrl's
-rolling statistics keep O(1)-per-bar streaming state that replays their block arithmetic
+is computed: TA-Lib indicators keep per-bar state that replays TA-Lib's own arithmetic bit for
+bit (``talib_state``; a call whose kernel does not reproduce the TA-Lib build in use runs over
+the whole segment instead, once per bar for multi-output calls such as MACD), goldrl's rolling
+statistics keep O(1)-per-bar streaming state that replays their block arithmetic
 (``FeatureFunction.streaming``), the rest compute only the newest value
 (``FeatureFunction.compute_last``). At UTC midnight the segment rolls over to the new day's
 anchor, keeping the tail, and the streaming state restarts with it. The rows equal those of
@@ -31,6 +32,7 @@ from goldrl_dagster.lib.features.functions import (
     shared_outputs,
 )
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
+from goldrl_dagster.lib.features.talib_state import KernelCache, streaming_feature
 
 
 def _compute_last(function: FeatureFunction, params: Mapping[str, ParamValue], bars: Bars) -> float:
@@ -133,7 +135,7 @@ class FeatureStream:
         # spec.warmup_bars is derived from every feature on each access: read it once.
         self._warmup_bars = spec.warmup_bars
         self._tail_us = self._warmup_bars * self._step_us
-        self._features = [(FUNCTIONS[f.function], f.param_dict) for f in spec.features]
+        self._features = [(f.function, f.param_dict) for f in spec.features]
         self._newest = self._newest_value_functions()
         self._capacity = self._warmup_bars + -(-DAY_US // self._step_us) + 2
         self._data = np.zeros((len(_COLUMNS), self._capacity), dtype=np.float64)
@@ -144,14 +146,23 @@ class FeatureStream:
     def _newest_value_functions(self) -> list[Callable[[Bars], float]]:
         """One ``bars -> newest value`` per feature (fresh state: rebuild on every restart).
 
-        Functions with a streaming form keep O(1)-per-bar state over the growing segment.
+        TA-Lib based features use the exact per-bar kernels of ``talib_state`` where this
+        process's TA-Lib build is reproduced (one kernel per TA-Lib call, shared); other
+        functions with a streaming form keep their own O(1)-per-bar state; the rest, and any
+        TA-Lib call without an exact kernel, recompute the newest value over the segment.
         """
-        return [
-            function.streaming(params)
-            if function.streaming is not None
-            else functools.partial(_compute_last, function, params)
-            for function, params in self._features
-        ]
+        kernels = KernelCache()
+        newest: list[Callable[[Bars], float]] = []
+        for name, params in self._features:
+            function = FUNCTIONS[name]
+            kernel = streaming_feature(name, params, kernels)
+            if kernel is not None:
+                newest.append(kernel)
+            elif function.streaming is not None:
+                newest.append(function.streaming(params))
+            else:
+                newest.append(functools.partial(_compute_last, function, params))
+        return newest
 
     @property
     def segment_length(self) -> int:
