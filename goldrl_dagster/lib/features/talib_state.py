@@ -100,14 +100,17 @@ class EmaState:
         period: The EMA period.
         skip: Inputs to ignore before the seed window (MACD's fast EMA starts late so that its
             first value lines up with the slow one's).
+        fused: Round ``(x - prev) * k + prev`` once (``fma``), as TA-Lib's FMA build does for
+            MACD's signal line.
     """
 
-    __slots__ = ("_k", "_left", "_period", "_prev", "_seed", "_skip")
+    __slots__ = ("_fused", "_k", "_left", "_period", "_prev", "_seed", "_skip")
 
-    def __init__(self, period: int, skip: int = 0) -> None:
+    def __init__(self, period: int, skip: int = 0, *, fused: bool = False) -> None:
         self._period = _check_period("EMA", period, 1)
         self._k = 2.0 / float(period + 1)
         self._skip = skip
+        self._fused = fused
         self._left = period
         self._seed = 0.0
         self._prev = NAN
@@ -115,7 +118,10 @@ class EmaState:
     def push(self, value: float) -> float:
         """Add the next input; returns the EMA at it (NaN before its first value)."""
         if self._left == 0:
-            self._prev = ((value - self._prev) * self._k) + self._prev
+            if self._fused:
+                self._prev = fma(value - self._prev, self._k, self._prev)
+            else:
+                self._prev = ((value - self._prev) * self._k) + self._prev
             return self._prev
         if self._skip:
             self._skip -= 1
@@ -242,7 +248,8 @@ class MacdState:
             raise ValueError(f"MACD needs fast < slow, got {fast} and {slow}")
         self._slow = EmaState(slow)
         self._fast = EmaState(fast, skip=slow - fast)
-        self._signal = EmaState(signal)
+        # TA-Lib's FMA build fuses the signal EMA's step (not the fast and slow EMAs').
+        self._signal = EmaState(signal, fused=True)
 
     def push(self, value: float) -> tuple[float, float, float]:
         """Add the next close; returns (line, signal, histogram), NaN during the lookback."""
@@ -257,35 +264,96 @@ class MacdState:
         return line, signal, line - signal
 
 
-class BbandsState:
-    """``talib.BBANDS`` with a simple moving average.
+class VarState:
+    """``talib.VAR`` (population variance) as TA-Lib 0.8's build computes it.
 
-    The SMA, a running sum of squares for the standard deviation, then middle +/- nbdev * std.
+    Not the textbook running sums of x and x**2: deviations from a shift ``k`` (first the
+    series' first value), whose running sums are rebuilt around the window's mean whenever
+    cancellation threatens (the variance falls below 1e-6 of the mean square, the value leaving
+    the window dwarfs the rest by 1e6) or every ``32 * period`` bars. Replayed from the
+    library's machine code, operation for operation.
     """
 
-    __slots__ = ("_nbdev", "_period", "_sma", "_squares", "_total2")
+    __slots__ = ("_countdown", "_period", "_reciprocal", "_shift", "_sum1", "_sum2", "_window")
+
+    def __init__(self, period: int) -> None:
+        self._period = _check_period("VAR", period)
+        self._reciprocal = 1.0 / float(period)
+        self._window: list[float] = []
+        self._shift = NAN
+        self._sum1 = self._sum2 = 0.0
+        self._countdown = 32 * period
+
+    def push(self, value: float) -> float:
+        """Add the next input; returns the variance of the window ending at it (NaN before)."""
+        window = self._window
+        window.append(value)
+        if len(window) == 1:
+            self._shift = value
+        r, shift = self._reciprocal, self._shift
+        d = value - shift
+        if len(window) < self._period:
+            self._sum1 += d
+            self._sum2 += d * d
+            return NAN
+        sum1 = self._sum1 + d
+        sum2 = self._sum2 + d * d
+        mean1 = r * sum1
+        variance = r * sum2 - mean1 * mean1
+        leaving = window[0] - shift
+        leaving2 = leaving * leaving
+        sum2 -= leaving2
+        recenter = r * sum2 * 1e-6 > variance or leaving2 > sum2 * 1e6
+        if not recenter:
+            self._countdown -= 1
+            recenter = self._countdown == 0
+        if recenter:
+            total = 0.0
+            for x in window:
+                total += x
+            self._shift = shift = total * r
+            sum1 = sum2 = 0.0
+            for x in window:
+                d = x - shift
+                sum1 += d
+                sum2 += d * d
+            mean1 = r * sum1
+            mean2 = r * sum2
+            variance = mean2 - mean1 * mean1
+            if not variance >= mean2 * 1e-12:
+                variance = 0.0
+            leaving = window[0] - shift
+            sum2 -= leaving * leaving
+            self._countdown = 32 * self._period
+        self._sum1 = sum1 - leaving
+        self._sum2 = sum2
+        del window[0]
+        return variance
+
+
+class BbandsState:
+    """``talib.BBANDS`` with a simple moving average: middle +/- nbdev * standard deviation.
+
+    TA-Lib 0.8 takes the standard deviation from ``TA_STDDEV`` (``VarState``'s square root).
+    """
+
+    __slots__ = ("_nbdev", "_sma", "_var")
 
     def __init__(self, period: int, nbdev: float) -> None:
-        self._period = _check_period("BBANDS", period)
+        _check_period("BBANDS", period)
         if not (math.isfinite(nbdev) and nbdev > 0):
             raise ValueError(f"BBANDS nbdev must be positive and finite, got {nbdev!r}")
         self._nbdev = float(nbdev)
         self._sma = SmaState(period)
-        self._squares: list[float] = []
-        self._total2 = 0.0
+        self._var = VarState(period)
 
     def push(self, value: float) -> tuple[float, float, float]:
         """Add the next close; returns (upper, middle, lower), NaN during the lookback."""
         middle = self._sma.push(value)
-        square = value * value
-        self._squares.append(square)
-        self._total2 += square
+        variance = self._var.push(value)
         if middle != middle:
             return NAN, NAN, NAN
-        mean2 = self._total2 / self._period
-        self._total2 -= self._squares.pop(0)
-        mean2 -= middle * middle
-        std = math.sqrt(mean2) if not mean2 < EPSILON else 0.0
+        std = math.sqrt(variance)
         if self._nbdev == 1.0:
             return middle + std, middle, middle - std
         deviation = std * self._nbdev
@@ -397,8 +465,10 @@ class StochState:
             return NAN, NAN
         highest, lowest = max(highs), min(lows)
         del highs[0], lows[0]
-        diff = (highest - lowest) / 100.0
-        raw = (close - lowest) / diff if diff != 0.0 else 0.0
+        # TA-Lib's source divides by diff = (highest - lowest) / 100; its fast-math build
+        # computes (close - lowest) / (highest - lowest) * 100 instead.
+        diff = highest - lowest
+        raw = (close - lowest) / diff * 100.0 if diff != 0.0 else 0.0
         k = self._slowk.push(raw) if self._slowk is not None else raw
         if k != k:
             return NAN, NAN
