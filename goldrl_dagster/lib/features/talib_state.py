@@ -590,7 +590,6 @@ def _make_push(key: tuple[object, ...]) -> Callable[..., object]:
     return KERNELS[str(name)][0](*args).push  # type: ignore[attr-defined, no-any-return]
 
 
-@functools.cache
 def kernel_is_exact(key: tuple[object, ...]) -> bool:
     """Whether a fresh kernel reproduces this process's TA-Lib byte for byte on a probe series.
 
@@ -598,6 +597,12 @@ def kernel_is_exact(key: tuple[object, ...]) -> bool:
     arithmetic a kernel replays is checked once per process, not assumed; a kernel that does
     not match is not used (the caller recomputes with TA-Lib instead).
     """
+    return _probe(key, KERNELS[str(key[0])][0])
+
+
+@functools.cache
+def _probe(key: tuple[object, ...], kind: Callable[..., object]) -> bool:
+    # Cached per kernel class too, so a replaced class is probed afresh.
     bars = _probe_bars()
     push = _make_push(key)
     rows = zip(*(bars[name].tolist() for name in KERNELS[str(key[0])][1]), strict=True)

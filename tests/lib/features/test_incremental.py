@@ -20,6 +20,12 @@ from goldrl_dagster.lib.features.spec import (
     TA_BASIC_V1,
     TA_V2,
 )
+from goldrl_dagster.lib.features.talib_state import (
+    KERNELS,
+    EmaState,
+    MacdState,
+    kernel_is_exact,
+)
 from goldrl_dagster.lib.market.candles import conform_candles
 
 REAL_1M = Path("/work/shared/data/real/paxgusdt_m1_binance-spot_2026-03.csv")
@@ -76,6 +82,31 @@ def test_history_seeded_with_extend_gives_the_same_rows():
     values, _ = stream_all(stream, bars[1500:])
     expected = feature_matrix(compute_features_anchored(candles, TA_V2), TA_V2)[1500:]
     assert values.tobytes() == expected.tobytes()
+
+
+class _RoundedEma(EmaState):
+    """An EMA kernel one rounding away from TA-Lib's (the run-time probe must refuse it)."""
+
+    def push(self, value: float) -> float:
+        return super().push(value) * 3.0 / 3.0
+
+
+class _PlainMacd(MacdState):
+    """MACD without the FMA build's fused signal step, as on a CPU without FMA."""
+
+    def __init__(self, fast: int, slow: int, signal: int) -> None:
+        super().__init__(fast, slow, signal)
+        self._signal = EmaState(signal)
+
+
+def test_ta_calls_without_an_exact_kernel_fall_back_to_talib_and_stay_exact(monkeypatch):
+    # As on a machine whose TA-Lib build the kernels do not reproduce: the probe refuses them
+    # and the stream recomputes those calls with TA-Lib, still byte-identical to the batch.
+    monkeypatch.setitem(KERNELS, "EMA", (_RoundedEma, ("close",)))
+    monkeypatch.setitem(KERNELS, "MACD", (_PlainMacd, ("close",)))
+    assert not kernel_is_exact(("EMA", 200)) and not kernel_is_exact(("MACD", 12, 26, 9))
+    candles = random_walk_candles(1700, seed=12, start=START)
+    assert_same_as_batch(candles, TA_V2)
 
 
 def test_gaps_duplicates_and_disorder_are_rejected_without_corrupting_state():
