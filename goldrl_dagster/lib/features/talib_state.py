@@ -2,15 +2,24 @@
 
 TA-Lib recomputes an indicator over its whole input on every call, so the live path would rerun
 it over the whole anchored segment (up to ~2,300 bars) for each new bar. The kernels here keep
-the state TA-Lib's C loops carry from one bar to the next (running sums, the previous smoothed
+the state TA-Lib's loops carry from one bar to the next (running sums, the previous smoothed
 value, the window's extremes) and replay, for each new bar, the same IEEE double operations in
-the same order as TA-Lib's C source (``ta_SMA.c``, ``ta_EMA.c``, ``ta_RSI.c``, ``ta_NATR.c``,
-``ta_MACD.c``, ``ta_BBANDS.c``, ``ta_ADX.c``, ``ta_STOCH.c``, ``ta_OBV.c``). Python floats are
-IEEE doubles and TA-Lib's x86-64 build uses no fused multiply-add, so each ``push`` returns
-exactly what TA-Lib returns at that bar when called on the series from its first value
-(``tests/lib/features/test_talib_state.py`` proves it on random walks, real PAXG bars, flat
-runs and the NaN-lookback boundaries). Values are NaN during each indicator's lookback, as in
-TA-Lib's output.
+the same order, so each ``push`` returns exactly what TA-Lib returns at that bar when called on
+the series from its first value. Values are NaN during each indicator's lookback, as in
+TA-Lib's output; Python floats are IEEE doubles.
+
+"The same operations" means those of the TA-Lib binary in use, not of its C source: the
+``ta-lib`` 0.8 wheel is built with GCC fast-math and picks an FMA clone of some functions at run
+time on CPUs that have it, which changes the last bits. Read from its machine code: divisions by
+the period become multiplications by ``1 / period`` (RSI), Wilder's ``(atr * (p - 1) + tr) / p``
+becomes ``fma(atr, (p - 1) / p, tr * (1 - (p - 1) / p))`` (NATR), MACD's signal EMA step is
+fused, the stochastic's raw %K is ``(close - lowest) / (highest - lowest) * 100``, and the
+Bollinger standard deviation comes from a shifted, self-re-centring variance (``VarState``).
+Because another CPU or wheel may compute differently, ``kernel_is_exact`` checks each kernel
+against the TA-Lib in the process once (a 700-bar probe with flat runs); a kernel that does not
+match is not used and the caller recomputes that call with TA-Lib.
+``tests/lib/features/test_talib_state.py`` proves the kernels on random walks, real PAXG bars,
+flat runs and the NaN-lookback boundaries.
 
 ``streaming_feature`` turns them into ``FeatureFunction.streaming``-style callables for the
 feature functions of ``functions.py`` that are TA-Lib based, with the same post-processing
@@ -70,13 +79,12 @@ def _check_period(name: str, period: int, minimum: int = 2) -> int:
 class SmaState:
     """``talib.SMA``: a running total, new value added before the trailing one is removed."""
 
-    __slots__ = ("_count", "_period", "_total", "_window")
+    __slots__ = ("_period", "_total", "_window")
 
     def __init__(self, period: int) -> None:
         self._period = _check_period("SMA", period)
         self._window: list[float] = []
         self._total = 0.0
-        self._count = 0
 
     def push(self, value: float) -> float:
         """Add the next input; returns the SMA at it (NaN for the first ``period - 1``)."""
