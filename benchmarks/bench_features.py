@@ -4,7 +4,9 @@ Batch: ``compute_features(candles, TA_V2)`` over one frame (validation, array ex
 feature function and the output frame) and ``compute_features_anchored`` (the same per UTC-day
 segment, the production path) are timed against the TA-Lib calls the set makes on the same
 float64 arrays, so the ratio shows what the glue and goldrl's own features (rolling statistics,
-returns, time encodings) cost on top of TA-Lib.
+returns, time encodings) cost on top of TA-Lib. The anchored path computes each day over its
+warm-up tail too (~1.6x the bars for ``ta`` on 1m), so its fair baseline is the same TA-Lib
+calls over the same per-day segments; its ratio to the one-frame calls is printed as well.
 
 Live: ``FeatureStream.update`` (append one closed bar and compute all features of it,
 byte-identical to the batch), each of ``--updates`` consecutive bars timed once, before midday
@@ -18,8 +20,9 @@ Run::
 
     uv run python benchmarks/bench_features.py --rows 1000000
 
-Targets (issue 4): batch under 1 s and within 5x of the bare TA-Lib calls; live update under
-200 us. Exit status is 0 only when all are met (by wall-clock best).
+Targets (issue 4): batch under 1 s and within 5x of the bare TA-Lib calls on the same arrays
+(one frame: the one-frame calls; anchored: the per-segment calls); live update under 200 us.
+Exit status is 0 only when all are met (by wall-clock best).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import polars as pl
 import talib
 
 from goldrl_dagster.lib.bingx.models import Kline
-from goldrl_dagster.lib.features.anchoring import compute_features_anchored
+from goldrl_dagster.lib.features.anchoring import compute_features_anchored, day_segments
 from goldrl_dagster.lib.features.incremental import FeatureStream
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import TA_V2
@@ -163,34 +166,58 @@ def main(argv: list[str] | None = None) -> int:
     ]
     out = compute_features(candles, TA_V2)
     assert out.height == args.rows and not out["is_warmup"][TA_V2.warmup_bars :].any()
+    ticks = candles["open_time"].dt.epoch("us").to_numpy()
+    segments = day_segments(ticks, "1m", TA_V2)
+    segment_bars = sum(end - start for start, _, end in segments)
 
-    batch = {
-        "`compute_features(candles, TA_V2)` (one segment)": timed(
-            lambda: compute_features(candles, TA_V2), args.repeats
-        ),
-        "`compute_features_anchored(candles, TA_V2)` (per UTC day)": timed(
-            lambda: compute_features_anchored(candles, TA_V2), args.repeats
-        ),
+    def bare_per_segment() -> None:
+        for start, _, end in segments:
+            bare_talib(*(a[start:end] for a in arrays))
+
+    # Interleaved repeats, so a burst of load from elsewhere hits every path alike.
+    paths: dict[str, Callable[[], object]] = {
+        "one": lambda: compute_features(candles, TA_V2),
+        "anchored": lambda: compute_features_anchored(candles, TA_V2),
+        "bare": lambda: bare_talib(*arrays),
+        "bare_segments": bare_per_segment,
     }
-    bare_wall, bare_cpu = timed(lambda: bare_talib(*arrays), args.repeats)
+    times: dict[str, tuple[list[float], list[float]]] = {key: ([], []) for key in paths}
+    for fn in paths.values():
+        fn()  # untimed warm-up
+    for _ in range(args.repeats):
+        for key, fn in paths.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            times[key][1].append(time.process_time() - start_cpu)
+            times[key][0].append(time.perf_counter() - start)
     print(
         f"\n{args.rows:,} 1m bars, {len(TA_V2.features)} features, best of {args.repeats}; "
-        f"python {platform.python_version()}, talib {talib.__version__}, polars {pl.__version__}\n"
+        f"python {platform.python_version()}, talib {talib.__version__}, polars {pl.__version__}; "
+        f"{len(segments)} anchored segments, {segment_bars:,} bars in all\n"
     )
-    print("| path | best s | median s | best CPU s | ratio to bare TA-Lib (wall / CPU) |")
-    print("|---|---:|---:|---:|---:|")
-    met = True
-    for name, (wall, cpu) in batch.items():
-        ratio, cpu_ratio = min(wall) / min(bare_wall), min(cpu) / min(bare_cpu)
-        print(
-            f"| {name} | {min(wall):.3f} | {statistics.median(wall):.3f} | {min(cpu):.3f} | "
-            f"{ratio:.2f}x / {cpu_ratio:.2f}x |"
-        )
-        met &= min(wall) < 1.0 and ratio <= 5.0
     print(
-        f"| bare TA-Lib calls | {min(bare_wall):.3f} | {statistics.median(bare_wall):.3f} | "
-        f"{min(bare_cpu):.3f} | 1.00x |"
+        "| path | best s | median s | best CPU s | ratio to bare TA-Lib on the same arrays "
+        "(wall / CPU) | ratio to bare TA-Lib on the one frame (wall / CPU) |"
     )
+    print("|---|---:|---:|---:|---:|---:|")
+    rows = (
+        ("`compute_features(candles, TA_V2)` (one segment)", "one", "bare"),
+        ("`compute_features_anchored(candles, TA_V2)` (per UTC day)", "anchored", "bare_segments"),
+        ("bare TA-Lib calls (one per feature), one frame", "bare", "bare"),
+        ("bare TA-Lib calls, per anchored segment", "bare_segments", "bare_segments"),
+    )
+    met = True
+    best = {key: (min(wall), min(cpu)) for key, (wall, cpu) in times.items()}
+    for name, key, baseline in rows:
+        (wall, cpu), (base_wall, base_cpu) = best[key], best[baseline]
+        whole_wall, whole_cpu = best["bare"]
+        print(
+            f"| {name} | {wall:.3f} | {statistics.median(times[key][0]):.3f} | {cpu:.3f} | "
+            f"{wall / base_wall:.2f}x / {cpu / base_cpu:.2f}x | "
+            f"{wall / whole_wall:.2f}x / {cpu / whole_cpu:.2f}x |"
+        )
+        if key in ("one", "anchored"):
+            met &= wall < 1.0 and wall / base_wall <= 5.0
 
     print(f"\n| live `FeatureStream.update` (TA_V2), {args.updates} bars | segment bars | "
           "best us | median us | p95 us | bare TA-Lib on the segment, best us |")  # fmt: skip

@@ -26,9 +26,9 @@ from goldrl_dagster.lib.features.spec import FeatureSetSpec
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
 DAY_US = 86_400_000_000
-_STACK_ROWS = 32
+_STACK_ROWS = 16
 """Segments stacked per 2-D batch: enough to amortise per-call overhead, few enough that a
-stack's arrays (32 x 2,330 float64 = 0.6 MB each for ``ta`` on 1m bars) stay in cache."""
+stack's arrays (16 x 2,330 float64 = 0.3 MB each for ``ta`` on 1m bars) stay small."""
 
 
 def interval_us(interval: str) -> int:
@@ -191,7 +191,9 @@ def _candle_only(
     features = [(j, FUNCTIONS[f.function], f.param_dict) for j, f in enumerate(spec.features)]
     stacked = [f for f in features if f[1].name in ROW_WISE]
     per_row = [f for f in features if f[1].name not in ROW_WISE]
-    values = np.empty((len(features), candles.height), dtype=np.float64)
+    # One array per feature: blocks this size are reused from the heap call after call, while
+    # one (features x rows) block is mapped afresh each time and its page faults dominate.
+    values = [np.empty(candles.height, dtype=np.float64) for _ in features]
     warmup = np.zeros(candles.height, dtype=bool)
     bounds = np.array(segments, dtype=np.int64).reshape(-1, 3)
     segment_starts, day_starts = bounds[:, 0], bounds[:, 1]
@@ -202,21 +204,34 @@ def _candle_only(
         offsets = np.arange(length)
         # Rows before the warm-up count are flagged whatever their values (as in the pipeline).
         early = offsets[skip:] < spec.warmup_bars
+        width = length - skip
         for chunk in np.array_split(members, -(-members.shape[0] // _STACK_ROWS)):
             stack = Bars(*(column[segment_starts[chunk, None] + offsets] for column in columns))
-            out = np.empty((len(features), chunk.shape[0], length - skip), dtype=np.float64)
+            first = int(day_starts[chunk[0]])
+            consecutive = bool(np.all(np.diff(day_starts[chunk]) == width))
+            if consecutive:
+                # The chunk's days are one run of rows: compute straight into the output.
+                rows: slice | np.ndarray = slice(first, first + chunk.shape[0] * width)
+                out = [column[rows].reshape(chunk.shape[0], width) for column in values]
+            else:
+                rows = day_starts[chunk, None] + offsets[:width]
+                out = [np.empty((chunk.shape[0], width), dtype=np.float64) for _ in values]
             with shared_outputs():
                 for j, function, params in stacked:
-                    out[j] = function.compute(stack, params)[:, skip:]
+                    out[j][...] = function.compute(stack, params)[:, skip:]
             for row in range(chunk.shape[0]):
                 bars = Bars(*(column[row] for column in stack[:7]))
                 # Scoped per segment: shared outputs are keyed by the Bars object's identity.
                 with shared_outputs():
                     for j, function, params in per_row:
-                        out[j, row] = function.compute(bars, params)[skip:]
-            rows = day_starts[chunk, None] + offsets[: length - skip]
-            values[:, rows] = out
-            warmup[rows] = early | ~np.isfinite(out).all(axis=0)
+                        out[j][row] = function.compute(bars, params)[skip:]
+            flags = np.broadcast_to(early, (chunk.shape[0], width)).copy()
+            for computed in out:
+                flags |= ~np.isfinite(computed)
+            if not consecutive:
+                for column, computed in zip(values, out, strict=True):
+                    column[rows] = computed
+            warmup[rows] = flags.reshape(-1) if consecutive else flags
     built: list[pl.Series] = []
     names = dict(zip(spec.feature_names, values, strict=True))
     for name in template.columns:
