@@ -232,10 +232,10 @@ def _print(report: DemoReport, console: Console) -> None:
     model = report.metadata.get("models/trained_policy", {})
     table.add_row("trained model", f"{model.get('model_id')} ({model.get('training_seconds')}s)")
     evaluation = report.metadata.get("models/evaluation_report", {})
+    pnl = {run: _money(evaluation.get(f"{run}_net_pnl")) for run in ("policy", "buy_and_hold")}
     table.add_row(
-        "evaluation (net PnL after fees)",
-        f"policy {evaluation.get('policy_net_pnl')}, buy-and-hold "
-        f"{evaluation.get('buy_and_hold_net_pnl')}, flat 0.0",
+        "evaluation (net PnL after fees and funding, USDT)",
+        f"policy {pnl['policy']}, buy-and-hold {pnl['buy_and_hold']}, flat 0.00",
     )
     promotion = report.metadata.get("models/promoted_model", {})
     verdict = "PROMOTED" if promotion.get("promoted") else "REJECTED"
@@ -250,3 +250,8 @@ def _print(report: DemoReport, console: Console) -> None:
         table.add_row("live decisions (paper)", report.live.describe())
     table.add_row("elapsed", f"{report.seconds:.0f}s")
     console.print(table)
+
+
+def _money(value: object) -> str:
+    """A PnL for the summary table: two decimals, or "n/a" when the run did not report one."""
+    return f"{value:,.2f}" if isinstance(value, int | float) else "n/a"
