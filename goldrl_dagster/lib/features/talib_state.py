@@ -742,8 +742,8 @@ def _bollinger_width_feature(
     def newest(bars: Bars) -> float:
         upper, middle, lower = kernel.advance(bars)  # type: ignore[misc]
         width = _divide(upper - lower, middle)
-        # np.maximum(width, 0.0): NaN stays NaN, -0.0 and negatives become 0.0.
-        return width if width != width or width > 0.0 else (0.0 if width < 0.0 else width)
+        # np.maximum(width, 0.0): NaN stays NaN, negatives and -0.0 become +0.0.
+        return 0.0 if width <= 0.0 else width
 
     return newest
 
