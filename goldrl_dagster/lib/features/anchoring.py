@@ -189,7 +189,11 @@ def _candle_only(
     columns.append(np.ascontiguousarray(minute_of_day, dtype=np.float64))
     columns.append(np.ascontiguousarray(weekday * 1440 + minute_of_day, dtype=np.float64))
     features = [(j, FUNCTIONS[f.function], f.param_dict) for j, f in enumerate(spec.features)]
-    stacked = [f for f in features if f[1].name in ROW_WISE]
+    stacked = [
+        (j, function, params, ROW_WISE[function.name](params), function.lookback(params))
+        for j, function, params in features
+        if function.name in ROW_WISE
+    ]
     per_row = [f for f in features if f[1].name not in ROW_WISE]
     # One array per feature: blocks this size are reused from the heap call after call, while
     # one (features x rows) block is mapped afresh each time and its page faults dominate.
@@ -205,6 +209,14 @@ def _candle_only(
         # Rows before the warm-up count are flagged whatever their values (as in the pipeline).
         early = offsets[skip:] < spec.warmup_bars
         width = length - skip
+        # Row-wise functions skip the tail bars no kept row needs (byte-identical, ROW_WISE);
+        # those free to start anywhere share one start, and with it their log closes.
+        starts = {
+            j: 0 if step is None else max(skip - lookback, 0) // step * step
+            for j, _, _, step, lookback in stacked
+        }
+        free = [starts[j] for j, _, _, step, _ in stacked if step == 1]
+        starts |= {j: min(free) for j, _, _, step, _ in stacked if step == 1}
         for chunk in np.array_split(members, -(-members.shape[0] // _STACK_ROWS)):
             stack = Bars(*(column[segment_starts[chunk, None] + offsets] for column in columns))
             first = int(day_starts[chunk[0]])
@@ -216,9 +228,11 @@ def _candle_only(
             else:
                 rows = day_starts[chunk, None] + offsets[:width]
                 out = [np.empty((chunk.shape[0], width), dtype=np.float64) for _ in values]
+            trimmed = {o: Bars(*(column[:, o:] for column in stack[:7])) for o in starts.values()}
             with shared_outputs():
-                for j, function, params in stacked:
-                    out[j][...] = function.compute(stack, params)[:, skip:]
+                for j, function, params, _, _ in stacked:
+                    o = starts[j]
+                    out[j][...] = function.compute(trimmed[o], params)[:, skip - o :]
             for row in range(chunk.shape[0]):
                 bars = Bars(*(column[row] for column in stack[:7]))
                 # Scoped per segment: shared outputs are keyed by the Bars object's identity.

@@ -1012,20 +1012,24 @@ FUNCTIONS: dict[str, FeatureFunction] = {
 }
 """Every feature function by name."""
 
-ROW_WISE = frozenset(
-    {
-        "log_return",
-        "realized_volatility",
-        "range_rel",
-        "volume_zscore",
-        "obv_zscore",
-        "time_of_day",
-        "time_of_week",
-    }
-)
+ROW_WISE: Mapping[str, Callable[[Mapping[str, ParamValue]], int | None]] = {
+    "log_return": lambda p: 1,
+    "realized_volatility": lambda p: _int(p, "window"),
+    "range_rel": lambda p: 1,
+    "volume_zscore": lambda p: _int(p, "window"),
+    "obv_zscore": lambda p: None,
+    "time_of_day": lambda p: 1,
+    "time_of_week": lambda p: 1,
+}
 """Functions whose ``compute`` also takes ``Bars`` of 2-D arrays, one equal-length segment per
 row, and gives each row the bytes it would get alone: the batch path (``anchoring``) runs them
-once over a stack of days instead of once per day."""
+once over a stack of days instead of once per day.
+
+Each maps its parameters to the step its start may move by: over ``bars[o:]`` with ``o`` a
+multiple of the step, the rows from ``lookback`` on equal the rows from ``o + lookback`` over all
+bars, byte for byte (block kernels align their blocks at the first bar), so a caller that needs
+only late rows may skip early bars. ``None``: every value depends on the first bar (OBV's
+running total)."""
 
 
 def validate_params(function: str, params: Mapping[str, ParamValue]) -> None:
