@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+from numpy.lib.stride_tricks import as_strided
 
 from goldrl_dagster.lib.features.functions import FUNCTIONS, ROW_WISE, Bars, shared_outputs
 from goldrl_dagster.lib.features.futures_functions import FeatureInputs
@@ -163,6 +164,30 @@ def _streamable(spec: FeatureSetSpec) -> bool:
     return not spec.needs_inputs and all(f.timeframe is None for f in spec.features)
 
 
+def _stack(columns: list[np.ndarray], starts: np.ndarray, length: int) -> Bars:
+    """The segments of ``length`` rows from ``starts``, one per row of each column's 2-D array.
+
+    Segments starting at equal spacing (consecutive days) are read-only strided views of the
+    columns, copied nowhere; others are gathered.
+    """
+    spacing = np.diff(starts)
+    if spacing.shape[0] == 0 or bool(np.all(spacing == spacing[0])):
+        step = int(spacing[0]) if spacing.shape[0] else 0
+        return Bars(
+            *(
+                as_strided(
+                    column[int(starts[0]) :],
+                    shape=(starts.shape[0], length),
+                    strides=(step * column.itemsize, column.itemsize),
+                    writeable=False,
+                )
+                for column in columns
+            )
+        )
+    offsets = np.arange(length)
+    return Bars(*(column[starts[:, None] + offsets] for column in columns))
+
+
 def _candle_only(
     candles: pl.DataFrame, spec: FeatureSetSpec, segments: list[tuple[int, int, int]]
 ) -> pl.DataFrame:
@@ -218,7 +243,7 @@ def _candle_only(
         free = [starts[j] for j, _, _, step, _ in stacked if step == 1]
         starts |= {j: min(free) for j, _, _, step, _ in stacked if step == 1}
         for chunk in np.array_split(members, -(-members.shape[0] // _STACK_ROWS)):
-            stack = Bars(*(column[segment_starts[chunk, None] + offsets] for column in columns))
+            stack = _stack(columns, segment_starts[chunk], length)
             first = int(day_starts[chunk[0]])
             consecutive = bool(np.all(np.diff(day_starts[chunk]) == width))
             if consecutive:
