@@ -136,33 +136,41 @@ class FeatureStream:
         self._warmup_bars = spec.warmup_bars
         self._tail_us = self._warmup_bars * self._step_us
         self._features = [(f.function, f.param_dict) for f in spec.features]
-        self._newest = self._newest_value_functions()
+        self._newest, self._stateful = self._newest_value_functions()
+        # The next day's segment, warmed while its tail arrives (see _advance_next_segment).
+        self._next_newest: list[Callable[[Bars], float]] | None = None
+        self._next_start = 0
         self._capacity = self._warmup_bars + -(-DAY_US // self._step_us) + 2
         self._data = np.zeros((len(_COLUMNS), self._capacity), dtype=np.float64)
         self._open_us = np.zeros(self._capacity, dtype=np.int64)
         self._n = 0
         self._anchor_us: int | None = None
 
-    def _newest_value_functions(self) -> list[Callable[[Bars], float]]:
+    def _newest_value_functions(self) -> tuple[list[Callable[[Bars], float]], list[int]]:
         """One ``bars -> newest value`` per feature (fresh state: rebuild on every restart).
 
         TA-Lib based features use the exact per-bar kernels of ``talib_state`` where this
         process's TA-Lib build is reproduced (one kernel per TA-Lib call, shared); other
         functions with a streaming form keep their own O(1)-per-bar state; the rest, and any
         TA-Lib call without an exact kernel, recompute the newest value over the segment.
+
+        Returns:
+            The functions, and the indices of those that keep state.
         """
         kernels = KernelCache()
         newest: list[Callable[[Bars], float]] = []
-        for name, params in self._features:
+        stateful: list[int] = []
+        for index, (name, params) in enumerate(self._features):
             function = FUNCTIONS[name]
             kernel = streaming_feature(name, params, kernels)
+            if kernel is None and function.streaming is not None:
+                kernel = function.streaming(params)
             if kernel is not None:
                 newest.append(kernel)
-            elif function.streaming is not None:
-                newest.append(function.streaming(params))
+                stateful.append(index)
             else:
                 newest.append(functools.partial(_compute_last, function, params))
-        return newest
+        return newest, stateful
 
     @property
     def segment_length(self) -> int:
@@ -231,6 +239,8 @@ class FeatureStream:
         bars = Bars(*(data[i, :n] for i in range(len(_COLUMNS))))
         with shared_outputs():
             values = np.array([newest(bars) for newest in self._newest], dtype=np.float64)
+        if self._anchor_us is not None and self._open_us[n - 1] >= self._anchor_us + DAY_US:
+            self._advance_next_segment(n)
         warmup = n - 1 < self._warmup_bars or not bool(np.isfinite(values).all())
         open_time = _EPOCH + timedelta(microseconds=int(self._open_us[n - 1]))
         return FeatureRow(open_time=open_time, values=values, is_warmup=warmup)
@@ -260,16 +270,40 @@ class FeatureStream:
                 )
         return open_us
 
+    def _advance_next_segment(self, n: int) -> None:
+        """Feed the bars of the next day's segment (from its anchor on) to its stateful features.
+
+        The bars after the next anchor are the next segment's warm-up tail; keeping its state
+        current while they arrive means the rollover only swaps it in, instead of replaying the
+        whole tail through every kernel on the first bar after midnight.
+        """
+        if self._next_newest is None:
+            next_anchor = self._anchor_us + DAY_US  # type: ignore[operator]
+            self._next_start = int(np.searchsorted(self._open_us[:n], next_anchor))
+            self._next_newest, _ = self._newest_value_functions()
+        data, start = self._data, self._next_start
+        bars = Bars(*(data[i, start:n] for i in range(len(_COLUMNS))))
+        for index in self._stateful:
+            self._next_newest[index](bars)
+
     def _roll_to(self, anchor: int) -> None:
         """Start the segment at ``anchor``: keep only the bars at or after it."""
         keep_from = int(np.searchsorted(self._open_us[: self._n], anchor))
         kept = self._n - keep_from
+        warmed = self._next_newest
+        if warmed is not None and (
+            anchor != self._anchor_us + DAY_US  # type: ignore[operator]
+            or keep_from != self._next_start
+        ):
+            warmed = None  # a gap of more than a day: that segment never came
         if keep_from and kept:
             self._data[:, :kept] = self._data[:, keep_from : self._n]
             self._open_us[:kept] = self._open_us[keep_from : self._n]
         self._n = kept
         self._anchor_us = anchor
-        self._newest = self._newest_value_functions()
+        self._next_newest = None
+        # The warmed functions have seen the kept bars (or catch up on them at the next row).
+        self._newest = warmed if warmed is not None else self._newest_value_functions()[0]
 
     def _grow(self) -> None:
         # Only irregular (unaligned or gapped) bars can overfill a segment; stay correct anyway.

@@ -140,6 +140,19 @@ def test_allow_gaps_computes_across_a_hole_like_the_batch():
     assert_same_as_batch(holed, CORE_V1, allow_gaps=True)
 
 
+@pytest.mark.parametrize(
+    ("cut_from", "cut_to"),
+    [(100, 160), (1500, 3200)],
+    ids=["hole-across-midnight", "a-whole-day-missing"],
+)
+def test_the_next_days_warmed_state_survives_holes_across_midnight(cut_from, cut_to):
+    # The stream warms the next day's segment while its tail arrives; a hole across midnight
+    # or a missing day must neither lose nor misalign it.
+    candles = random_walk_candles(4600, seed=6, start=START)
+    holed = pl.concat([candles.head(cut_from), candles.slice(cut_to)])
+    assert_same_as_batch(holed, TA_BASIC_V1, allow_gaps=True)
+
+
 def test_sets_the_stream_cannot_compute_are_refused():
     with pytest.raises(ValueError, match="reads external inputs"):
         FeatureStream(FUTURES_V1, "1m")
