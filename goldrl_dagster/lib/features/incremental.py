@@ -9,8 +9,8 @@ statistics keep O(1)-per-bar streaming state that replays their block arithmetic
 (``FeatureFunction.streaming``), the rest compute only the newest value
 (``FeatureFunction.compute_last``). At UTC midnight the segment rolls over to the new day's
 anchor, keeping the tail, and the streaming state restarts with it: the next day's state is
-built while its tail arrives (each bar from the next anchor on is fed to it too), so the
-rollover swaps it in rather than replaying the tail on the first bar of the day. The rows equal
+built while its tail arrives (the bars from the next anchor on are fed to it too, in batches),
+so the rollover swaps it in rather than replaying the tail on the first bar of the day. The rows equal
 those of ``compute_features_anchored`` over the same bars, bit for bit.
 """
 
