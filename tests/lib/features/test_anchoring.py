@@ -9,7 +9,7 @@ from candle_factory import random_walk_candles
 
 from goldrl_dagster.lib.features import anchoring
 from goldrl_dagster.lib.features.anchoring import compute_features_anchored, feature_anchor
-from goldrl_dagster.lib.features.functions import SEED_TOLERANCE
+from goldrl_dagster.lib.features.functions import FUNCTIONS, ROW_WISE, SEED_TOLERANCE, Bars
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import CORE_V1, MTF_V1, TA_BASIC_V1, TA_V2
 
@@ -179,3 +179,35 @@ def test_stacked_days_equal_the_per_day_loop_byte_for_byte(monkeypatch, spec, st
     assert _raw(fast) == _raw(expected)
     # The comparison has teeth: usable rows exist on the full days and differ across days.
     assert (~fast["is_warmup"]).sum() > 4 * 1440
+
+
+def test_row_wise_functions_keep_each_rows_bytes_and_may_start_later_by_their_step():
+    # The contract the stacked path relies on (functions.ROW_WISE), on awkward inputs: a flat
+    # stretch, zero volumes, an OBV-sized level.
+    rng = np.random.default_rng(5)
+    rows, n = 4, 1000
+    close = 3000.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, (rows, n)), axis=1))
+    close[1, 100:400] = close[1, 100]
+    volume = rng.gamma(2.0, 5.0, (rows, n))
+    volume[2, 50:500] = 0.0
+    volume[3] *= 1e9
+    minute = np.tile(np.arange(n, dtype=np.float64) % 1440, (rows, 1))
+    arrays = [close, close * 1.001, close * 0.999, close, volume, minute, minute + 2880.0]
+    stack = Bars(*arrays)
+    checked = 0
+    for spec in (TA_BASIC_V1, CORE_V1, TA_V2):
+        for feature in spec.features:
+            if feature.function not in ROW_WISE:
+                continue
+            function, params = FUNCTIONS[feature.function], feature.param_dict
+            together = function.compute(stack, params)
+            step, lookback = ROW_WISE[feature.function](params), function.lookback(params)
+            for row in range(rows):
+                alone = function.compute(Bars(*(a[row].copy() for a in arrays)), params)
+                assert together[row].tobytes() == alone.tobytes(), (feature.name, row)
+                if step is not None:
+                    start = 2 * step
+                    later = function.compute(Bars(*(a[row, start:].copy() for a in arrays)), params)
+                    assert later[lookback:].tobytes() == alone[start + lookback :].tobytes()
+            checked += 1
+    assert checked >= 10
