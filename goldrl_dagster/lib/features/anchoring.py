@@ -194,11 +194,13 @@ def _candle_only(
     """``compute_features`` per segment without re-validating and re-framing each day.
 
     The frame is validated once and its arrays extracted once. Segments of equal length and
-    tail (all complete days) are stacked, a chunk at a time, into 2-D arrays: the row-wise
-    functions (``ROW_WISE``: returns, rolling statistics, time encodings) run once over the
-    stack and the others (TA-Lib) once per row, exactly as ``compute_features`` would over each
-    segment's own frame (tests hold the two byte-identical). Many short segments (1M 1m bars
-    are ~700 days) would otherwise spend most of their time in per-call overhead.
+    tail (all complete days) are stacked, ``_STACK_ROWS`` at a time, into 2-D arrays: the
+    row-wise functions (``ROW_WISE``: returns, rolling statistics, time encodings) run once over
+    the stack, each from the latest start its step allows that still covers the kept rows'
+    windows, and the others (TA-Lib) once per row over the whole segment, exactly as
+    ``compute_features`` would over each segment's own frame (tests hold the two
+    byte-identical). Many short segments (1M 1m bars are ~700 days) would otherwise spend most
+    of their time in per-call overhead.
     """
     template = compute_features(candles.head(0), spec)
     open_time_utc = _validate(candles)
@@ -220,8 +222,7 @@ def _candle_only(
         if function.name in ROW_WISE
     ]
     per_row = [f for f in features if f[1].name not in ROW_WISE]
-    # One array per feature: blocks this size are reused from the heap call after call, while
-    # one (features x rows) block is mapped afresh each time and its page faults dominate.
+    # One array per feature, handed to polars as its column as is.
     values = [np.empty(candles.height, dtype=np.float64) for _ in features]
     warmup = np.zeros(candles.height, dtype=bool)
     bounds = np.array(segments, dtype=np.int64).reshape(-1, 3)
