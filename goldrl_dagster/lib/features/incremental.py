@@ -10,8 +10,8 @@ statistics keep O(1)-per-bar streaming state that replays their block arithmetic
 (``FeatureFunction.compute_last``). At UTC midnight the segment rolls over to the new day's
 anchor, keeping the tail, and the streaming state restarts with it: the next day's state is
 built while its tail arrives (the bars from the next anchor on are fed to it too, in batches),
-so the rollover swaps it in rather than replaying the tail on the first bar of the day. The rows equal
-those of ``compute_features_anchored`` over the same bars, bit for bit.
+so the rollover swaps it in rather than replaying the tail on the first bar of the day. The
+rows equal those of ``compute_features_anchored`` over the same bars, bit for bit.
 """
 
 from __future__ import annotations
