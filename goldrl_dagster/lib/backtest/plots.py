@@ -6,6 +6,7 @@ import io
 from typing import TYPE_CHECKING
 
 import polars as pl
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -55,6 +56,11 @@ def equity_plot_png(results: dict[str, BacktestResult]) -> bytes:
         bottom.plot(times, (-100.0 * drawdown_series(result)).to_list(), label=name)
     top.set_ylabel("equity")
     top.set_title("Backtest equity (mark-to-market at bar close)")
+    return _finished_png(figure, top, bottom)
+
+
+def _finished_png(figure: Figure, top: Axes, bottom: Axes) -> bytes:
+    """Legend, grids and axis labels shared by every chart; the figure rendered to PNG bytes."""
     top.legend(loc="best")
     top.grid(alpha=0.3)
     bottom.set_ylabel("drawdown %")
@@ -116,12 +122,4 @@ def walk_forward_plot_png(report: WalkForwardReport) -> bytes:
     top.set_title(
         f"Walk-forward ({report.config.mode}, {len(report.folds)} folds): equity at bar close"
     )
-    top.legend(loc="best")
-    top.grid(alpha=0.3)
-    bottom.set_ylabel("drawdown %")
-    bottom.set_xlabel("bar close (UTC)")
-    bottom.grid(alpha=0.3)
-    figure.autofmt_xdate()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+    return _finished_png(figure, top, bottom)
