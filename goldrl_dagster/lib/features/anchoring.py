@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from goldrl_dagster.lib.features.functions import FUNCTIONS, ROW_WISE, Bars, shared_outputs
 from goldrl_dagster.lib.features.futures_functions import FeatureInputs
-from goldrl_dagster.lib.features.pipeline import _validate, compute_features
+from goldrl_dagster.lib.features.pipeline import compute_features, validated_open_time
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
@@ -203,7 +203,7 @@ def _candle_only(
     of their time in per-call overhead.
     """
     template = compute_features(candles.head(0), spec)
-    open_time_utc = _validate(candles)
+    open_time_utc = validated_open_time(candles)
     open_us = open_time_utc.dt.epoch("us").to_numpy()
     # As in compute_features: exact calendar fields from epoch minutes (1970-01-01: Thursday).
     epoch_minute = open_us // 60_000_000

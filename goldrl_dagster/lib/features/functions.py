@@ -429,7 +429,7 @@ class _LastWindowMoments:
         return mean + (self.ref if self.ref is not None else 0.0), std
 
 
-class _StreamingStatistic:
+class StreamingStatistic:
     """A ``FeatureFunction.streaming`` callable over one derived series of a growing segment."""
 
     def __init__(
@@ -443,12 +443,28 @@ class _StreamingStatistic:
         self.value = value
 
     def __call__(self, bars: Bars) -> float:
+        """Feed the segment's bars not seen yet and return the newest bar's value.
+
+        Args:
+            bars: The whole current segment (it only ever grows between calls).
+
+        Returns:
+            The feature value of the newest bar.
+        """
         for x in self.new_values(bars, self.moments.count).tolist():
             self.moments.push(x)
         return self.value(self.moments)
 
 
-def _zscore_of_moments(moments: _LastWindowMoments) -> float:
+def zscore_of_moments(moments: _LastWindowMoments) -> float:
+    """z-score of the newest value within its window (the streaming ``_zscore``).
+
+    Args:
+        moments: The running window moments of the series.
+
+    Returns:
+        NaN until the window is full; 0 in a constant window.
+    """
     if moments.count < moments.window:
         return float("nan")
     mean, std = moments.mean_std()
@@ -477,17 +493,17 @@ def _new_returns(bars: Bars, seen: int) -> np.ndarray:
 
 
 def _streaming_volume_zscore(params: Mapping[str, ParamValue]) -> Callable[[Bars], float]:
-    return _StreamingStatistic(_int(params, "window"), _new_volume, _zscore_of_moments)
+    return StreamingStatistic(_int(params, "window"), _new_volume, zscore_of_moments)
 
 
 def _streaming_obv_zscore(params: Mapping[str, ParamValue]) -> Callable[[Bars], float]:
-    return _StreamingStatistic(_int(params, "window"), _new_obv, _zscore_of_moments)
+    return StreamingStatistic(_int(params, "window"), _new_obv, zscore_of_moments)
 
 
 def _streaming_realized_volatility(
     params: Mapping[str, ParamValue],
 ) -> Callable[[Bars], float]:
-    return _StreamingStatistic(
+    return StreamingStatistic(
         _int(params, "window"), _new_returns, lambda moments: moments.mean_std()[1]
     )
 

@@ -21,8 +21,19 @@ _PRICE_COLUMNS = ("open", "high", "low", "close")
 _REQUIRED = ("instrument", "interval", "open_time", *_PRICE_COLUMNS, "volume")
 
 
-def _validate(candles: pl.DataFrame) -> pl.Series:
-    """Check the candles fit the feature pipeline; return open_time converted to UTC."""
+def validated_open_time(candles: pl.DataFrame) -> pl.Series:
+    """Check the candles fit the feature pipeline and return their open times in UTC.
+
+    Args:
+        candles: Canonical candles of one instrument and interval.
+
+    Returns:
+        ``open_time`` converted to UTC.
+
+    Raises:
+        ValueError: If columns are missing, instruments or intervals are mixed, open times are
+            naive, null, duplicated or unsorted, or OHLCV values are unusable.
+    """
     missing = [c for c in _REQUIRED if c not in candles.columns]
     if missing:
         raise ValueError(f"candle frame lacks column(s) {missing}; see market/candles.py")
@@ -124,7 +135,7 @@ def compute_features(
             of them) were given, or the inputs are malformed (see
             ``futures_functions.input_arrays``).
     """
-    open_time_utc = _validate(candles)
+    open_time_utc = validated_open_time(candles)
     open_us = open_time_utc.dt.epoch("us").to_numpy()
     # Integer arithmetic on epoch minutes: exact, and far cheaper than polars' calendar fields.
     # 1970-01-01 was a Thursday, so Monday-based weekday = (epoch day + 3) mod 7.

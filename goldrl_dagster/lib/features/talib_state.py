@@ -41,8 +41,8 @@ import talib
 from goldrl_dagster.lib.features.functions import (
     Bars,
     ParamValue,
-    _StreamingStatistic,
-    _zscore_of_moments,
+    StreamingStatistic,
+    zscore_of_moments,
 )
 
 NAN = float("nan")
@@ -777,7 +777,7 @@ def _obv_zscore_feature(
         closes, volumes = bars.close[seen:].tolist(), bars.volume[seen:].tolist()
         return np.array([state.push(c, v) for c, v in zip(closes, volumes, strict=True)])
 
-    return _StreamingStatistic(_int(params, "window"), new_values, _zscore_of_moments)
+    return StreamingStatistic(_int(params, "window"), new_values, zscore_of_moments)
 
 
 StreamingFactory = Callable[[KernelCache, Mapping[str, ParamValue]], Callable[[Bars], float]]
