@@ -25,39 +25,13 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+from bench_features import make_candles  # the same seeded candles as the `ta` benchmark
 
 from goldrl_dagster.lib.features.anchoring import compute_features_anchored
 from goldrl_dagster.lib.features.pipeline import FeatureInputs, compute_features
 from goldrl_dagster.lib.features.spec import CORE_V1, FUTURES_V1, MTF_V1
-from goldrl_dagster.lib.market.candles import conform_candles
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def make_candles(n: int, seed: int = 2026) -> pl.DataFrame:
-    """A seeded random walk of ``n`` consecutive 1m candles in the canonical schema."""
-    rng = np.random.default_rng(seed)
-    close = 3000.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, n)))
-    open_ = np.concatenate([[close[0]], close[:-1]])
-    spread = np.abs(rng.normal(0.0, 5e-4, n)) * close
-    times = pl.datetime_range(
-        START, START + timedelta(minutes=n - 1), "1m", eager=True, time_zone="UTC"
-    )
-    return conform_candles(
-        pl.DataFrame(
-            {
-                "instrument": "XAUT-USDT",
-                "interval": "1m",
-                "open_time": times,
-                "open": open_,
-                "high": np.maximum(open_, close) + spread,
-                "low": np.minimum(open_, close) - spread,
-                "close": close,
-                "volume": rng.gamma(2.0, 5.0, n),
-                "source": "simulator",
-            }
-        )
-    )
 
 
 def make_inputs(n: int, seed: int = 7) -> FeatureInputs:
