@@ -236,7 +236,8 @@ def as_klines(candles: pl.DataFrame) -> list[Kline]:
 
 
 @pytest.fixture(scope="module")
-def live_path(market: Market, settings) -> LiveRecords:
+def live_path(market: Market, settings, database) -> LiveRecords:
+    # `database` owns the embedded server: it is stopped (or the schema dropped) at session end.
     runtime = open_runtime()
     policy = load_policy(market.bundle)
     recorder = ObservationRecorder(policy)
