@@ -11,7 +11,8 @@ calls over the same per-day segments; its ratio to the one-frame calls is printe
 Live: ``FeatureStream.update`` (append one closed bar and compute all features of it,
 byte-identical to the batch), each of ``--updates`` consecutive bars timed once, before midday
 and before midnight (the longest segment), next to the distinct bare TA-Lib calls on a segment
-of that length (the floor: TA-Lib's indicators must run over the whole segment to be exact).
+of that length (what the update would cost if it re-ran TA-Lib over the segment instead of
+carrying each indicator's exact per-bar state, ``lib/features/talib_state.py``).
 
 Wall-clock and process CPU seconds are both reported: on a shared machine the CPU time is the
 steadier measure of the code itself.
