@@ -40,7 +40,18 @@ _LEVERAGE_LIMIT = 1000.0
 _PRECISION_LIMIT = 12
 
 
-def _check_number(name: str, value: object, low: float, high: float) -> None:
+def check_number(name: str, value: object, low: float, high: float) -> None:
+    """Reject a setting that is not a finite real number in ``[low, high]``.
+
+    Args:
+        name: The setting's name, used in the error.
+        value: The value to check (a bool is not a number here).
+        low: Smallest allowed value.
+        high: Largest allowed value.
+
+    Raises:
+        ValueError: Naming the setting and the value when it is not a finite number in range.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or not low <= value <= high:
@@ -81,10 +92,10 @@ class CostModel:
             ValueError: Naming the parameter that is of the wrong type, not finite or out of
                 its plausible range.
         """
-        _check_number("taker_fee_rate", self.taker_fee_rate, 0.0, _RATE_LIMIT)
-        _check_number("maker_fee_rate", self.maker_fee_rate, -_RATE_LIMIT, _RATE_LIMIT)
-        _check_number("slippage_bps", self.slippage_bps, 0.0, _SLIPPAGE_BPS_LIMIT)
-        _check_number(
+        check_number("taker_fee_rate", self.taker_fee_rate, 0.0, _RATE_LIMIT)
+        check_number("maker_fee_rate", self.maker_fee_rate, -_RATE_LIMIT, _RATE_LIMIT)
+        check_number("slippage_bps", self.slippage_bps, 0.0, _SLIPPAGE_BPS_LIMIT)
+        check_number(
             "slippage_range_fraction", self.slippage_range_fraction, 0.0, _RANGE_FRACTION_LIMIT
         )
         if (
@@ -96,9 +107,9 @@ class CostModel:
                 f"quantity_precision must be an int in [0, {_PRECISION_LIMIT}], "
                 f"got {self.quantity_precision!r}"
             )
-        _check_number("min_quantity", self.min_quantity, 0.0, math.inf)
-        _check_number("min_notional", self.min_notional, 0.0, math.inf)
-        _check_number("leverage", self.leverage, 0.0, _LEVERAGE_LIMIT)
+        check_number("min_quantity", self.min_quantity, 0.0, math.inf)
+        check_number("min_notional", self.min_notional, 0.0, math.inf)
+        check_number("leverage", self.leverage, 0.0, _LEVERAGE_LIMIT)
         if self.leverage == 0:
             raise ValueError("leverage must be positive, got 0")
         if not isinstance(self.charge_funding, bool):

@@ -34,7 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.costs import CostModel, check_number
 from goldrl_dagster.lib.rl.env import GoldTradingEnv
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, observation_size
 
@@ -75,11 +75,6 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 def _positive_int(name: str, value: object, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _fraction(name: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ValueError(f"{name} must be a number in [{low}, {high}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -169,17 +164,17 @@ class TrainConfig:
                 f"batch_size ({self.batch_size}) must be >= 2 and divide n_steps * n_envs "
                 f"({self.n_steps * self.n_envs})"
             )
-        _fraction("learning_rate", self.learning_rate, 1e-8, 0.99)
-        _fraction("gamma", self.gamma, 0.0, 1.0)
-        _fraction("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        _fraction("ent_coef", self.ent_coef, 0.0, 1.0)
-        _fraction("clip_range", self.clip_range, 1e-6, 1.0)
-        _fraction("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
-        _fraction("equity_fraction", self.equity_fraction, 1e-9, 1.0)
-        _fraction("initial_equity", self.initial_equity, 1e-9, 1e15)
-        _fraction("reward_scale", self.reward_scale, 1e-9, 1e9)
+        check_number("learning_rate", self.learning_rate, 1e-8, 0.99)
+        check_number("gamma", self.gamma, 0.0, 1.0)
+        check_number("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_number("ent_coef", self.ent_coef, 0.0, 1.0)
+        check_number("clip_range", self.clip_range, 1e-6, 1.0)
+        check_number("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
+        check_number("equity_fraction", self.equity_fraction, 1e-9, 1.0)
+        check_number("initial_equity", self.initial_equity, 1e-9, 1e15)
+        check_number("reward_scale", self.reward_scale, 1e-9, 1e9)
         if self.order_quantity is not None:
-            _fraction("order_quantity", self.order_quantity, 1e-12, 1e12)
+            check_number("order_quantity", self.order_quantity, 1e-12, 1e12)
         if (
             not isinstance(self.net_arch, tuple)
             or not self.net_arch
