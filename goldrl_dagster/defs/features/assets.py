@@ -118,8 +118,6 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         candles = read_candles(runtime.db, symbol, BASE_INTERVAL, anchor, end)
         # Features never build over an unhealed gap: raises dg.Failure naming the gaps.
         ensure_no_open_gaps(runtime.db, symbol, anchor, end, candles)
-        inputs = read_feature_inputs(runtime.db, symbol, anchor, end) if spec.needs_inputs else None
-        features = compute_day_features(candles, spec, day, inputs=inputs)
         day_candles = int(candles.filter(pl.col("open_time") >= start).height)
         if day_candles == 0:
             # Before listing or not ingested: the candles' own checks judge that, not these.
@@ -137,6 +135,8 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
                 ],
             )
 
+        inputs = read_feature_inputs(runtime.db, symbol, anchor, end) if spec.needs_inputs else None
+        features = compute_day_features(candles, spec, day, inputs=inputs)
         segment = day_segment(candles, day, spec)
         points = leakage_sample(
             segment.height, features.height, f"{context.partition_key}|{spec.fingerprint}"
