@@ -51,7 +51,7 @@ from goldrl_dagster.lib.backtest.strategy import (
 from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values
 
 __all__ = [
     "EQUITY_SCHEMA",
@@ -377,18 +377,6 @@ def nautilus_bars(candles: pl.DataFrame, spec: InstrumentSpec) -> tuple[list[Bar
     return bars, close_ns
 
 
-def _validated_funding(funding_rates: np.ndarray | None, n_bars: int) -> np.ndarray:
-    if funding_rates is None:
-        return np.zeros(n_bars, dtype=np.float64)
-    rates = np.asarray(funding_rates, dtype=np.float64)
-    if rates.shape != (n_bars,):
-        raise ValueError(f"funding_rates must have shape ({n_bars},), got {rates.shape}")
-    if not np.all(np.isfinite(rates)):
-        first = int(np.flatnonzero(~np.isfinite(rates))[0])
-        raise ValueError(f"funding_rates hold NaN/inf (first at bar {first})")
-    return rates
-
-
 def _equity_curve(
     starting_balance: float,
     close_ns: list[int],
@@ -461,7 +449,7 @@ def run_backtest(
     quantity = validated_order_quantity(order_quantity, spec, float(frame["close"].min()))
     instrument = nautilus_instrument(spec)
     _check_affordable(quantity, float(frame["high"].max()), instrument, spec, starting_balance)
-    rates = _validated_funding(funding_rates, frame.height)
+    rates = per_bar_values("funding_rates", funding_rates, frame.height)
     close_ns = _bar_close_ns(frame, interval)
     bars = _to_bars(frame, instrument, bar_type, close_ns)
     currency = instrument.settlement_currency

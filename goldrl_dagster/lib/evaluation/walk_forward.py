@@ -37,7 +37,7 @@ from goldrl_dagster.lib.evaluation.folds import Fold, FoldConfig, walk_forward_f
 from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, observation_size
 from goldrl_dagster.lib.rl.policy import LoadedPolicy
 from goldrl_dagster.lib.rl.train import TrainConfig, fit_policy
@@ -277,15 +277,7 @@ def _validated_inputs(
             f"features must be (n_bars, k) with one row per candle ({frame.height}), "
             f"got {feats.shape}"
         )
-    if funding_rates is None:
-        rates = np.zeros(frame.height, dtype=np.float64)
-    else:
-        rates = np.asarray(funding_rates, dtype=np.float64)
-        if rates.shape != (frame.height,):
-            raise ValueError(
-                f"funding_rates must have one value per candle ({frame.height}), got {rates.shape}"
-            )
-    return frame, feats, rates
+    return frame, feats, per_bar_values("funding_rates", funding_rates, frame.height)
 
 
 def run_walk_forward(

@@ -58,6 +58,33 @@ def check_number(name: str, value: object, low: float, high: float) -> None:
         raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
 
 
+def per_bar_values(name: str, values: np.ndarray | None, n_bars: int) -> np.ndarray:
+    """A per-bar cost input (funding rates, bar ranges) as a private float64 copy.
+
+    Args:
+        name: The input's name, used in errors.
+        values: One value per bar; ``None`` means zero at every bar.
+        n_bars: Number of bars.
+
+    Returns:
+        The values as a new float64 array of shape ``(n_bars,)``.
+
+    Raises:
+        ValueError: If the shape is not ``(n_bars,)`` or a value is NaN/inf (naming the bar).
+    """
+    if values is None:
+        return np.zeros(n_bars, dtype=np.float64)
+    array = np.array(values, dtype=np.float64, copy=True)
+    if array.shape != (n_bars,):
+        raise ValueError(
+            f"{name} must have one value per bar, shape ({n_bars},), got {array.shape}"
+        )
+    if not np.all(np.isfinite(array)):
+        first = int(np.flatnonzero(~np.isfinite(array))[0])
+        raise ValueError(f"{name} hold NaN/inf (first at bar {first}: {array[first]})")
+    return array
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Fees, slippage, funding, leverage and order-size rules of one instrument.

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values
 from goldrl_dagster.lib.rl.observation import (
     ACTION_TO_POSITION,
     POSITION_INDEX,
@@ -42,18 +42,6 @@ def _positive_number(name: str, value: object, *, upper: float = math.inf) -> fl
     if not math.isfinite(number) or not 0 < number <= upper:
         raise ValueError(f"{name} must be in (0, {upper}], got {value!r}")
     return number
-
-
-def _per_bar(name: str, values: np.ndarray | None, n: int) -> np.ndarray:
-    if values is None:
-        return np.zeros(n)
-    array = np.array(values, dtype=np.float64, copy=True)
-    if array.shape != (n,):
-        raise ValueError(f"{name} must have one value per bar, shape ({n},), got {array.shape}")
-    if not np.all(np.isfinite(array)):
-        first = int(np.flatnonzero(~np.isfinite(array))[0])
-        raise ValueError(f"{name} must be finite; bar {first} holds {array[first]}")
-    return array
 
 
 class GoldTradingEnv(gym.Env[np.ndarray, Any]):
@@ -152,8 +140,8 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         self._initial_equity = _positive_number("initial_equity", initial_equity)
         self._equity_fraction = _positive_number("equity_fraction", equity_fraction, upper=1.0)
         self._reward_scale = _positive_number("reward_scale", reward_scale)
-        slippage = cost_model.slippage_fractions(_per_bar("bar_ranges", bar_ranges, n))
-        funding = _per_bar("funding_rates", funding_rates, n)
+        slippage = cost_model.slippage_fractions(per_bar_values("bar_ranges", bar_ranges, n))
+        funding = per_bar_values("funding_rates", funding_rates, n)
         if not cost_model.charge_funding:
             funding[:] = 0.0
         self._order_quantity: float | None = None
