@@ -19,6 +19,11 @@ from goldrl_dagster.lib.storage.server import Database
 
 SNAPSHOT_KEY = ("instrument", "interval", "fingerprint", "open_time")
 STATISTICS_KEY = ("instrument", "interval", "fingerprint", "day", "feature")
+# One set's rows of one instrument and interval with $4 <= open_time < $5.
+_SNAPSHOT_RANGE = (
+    "WHERE instrument = $1 AND interval = $2 AND fingerprint = $3 "
+    "AND open_time >= $4 AND open_time < $5"
+)
 
 
 def _register(db: Database, spec: FeatureSetSpec) -> None:
@@ -84,8 +89,7 @@ def read_feature_snapshots(
     raw = read_frame(
         db,
         "SELECT open_time, is_warmup, missing_input, feature_values FROM feature_snapshots "
-        "WHERE instrument = $1 AND interval = $2 AND fingerprint = $3 "
-        "AND open_time >= $4 AND open_time < $5 ORDER BY open_time",
+        f"{_SNAPSHOT_RANGE} ORDER BY open_time",
         [instrument, interval, spec.fingerprint, start, end],
     )
     names = list(spec.feature_names)
@@ -122,8 +126,7 @@ def snapshot_counts_by_day(
     frame = read_frame(
         db,
         "SELECT (open_time AT TIME ZONE 'UTC')::date AS day, count(*) AS n "
-        "FROM feature_snapshots WHERE instrument = $1 AND interval = $2 AND fingerprint = $3 "
-        "AND open_time >= $4 AND open_time < $5 GROUP BY 1",
+        f"FROM feature_snapshots {_SNAPSHOT_RANGE} GROUP BY 1",
         [instrument, interval, spec.fingerprint, start, end],
     )
     return {row[0]: int(row[1]) for row in frame.iter_rows()}
