@@ -3,15 +3,15 @@
 Each aggregated bar is cross-checked against the exchange's own kline for the same bucket.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 
 from goldrl_dagster.defs.keys import CANDLES, CANDLES_MULTI_INTERVAL, MARKET_GROUP
-from goldrl_dagster.defs.market_data.assets import source_label
-from goldrl_dagster.defs.market_data.feeds import listing_time
+from goldrl_dagster.defs.market_data.assets import listing_time, source_label
 from goldrl_dagster.defs.market_data.partitions import (
+    day_bounds,
     instrument_day,
     market_instrument_day_partitions,
 )
@@ -77,8 +77,7 @@ def candles_multi_interval(
     """
     db = storage.runtime().db
     symbol, day = instrument_day(context)
-    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    end = start + timedelta(days=1)
+    start, end = day_bounds(day)
     listed = listing_time(db, symbol, start)
     rows: dict[str, int] = {}
     incomplete: dict[str, int] = {}

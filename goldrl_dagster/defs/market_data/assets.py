@@ -1,6 +1,6 @@
 """Market-data assets: contract metadata and 1m candles per instrument × day."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -19,6 +19,7 @@ from goldrl_dagster.defs.market_data.checks import (
     outlier_check_result,
 )
 from goldrl_dagster.defs.market_data.partitions import (
+    day_bounds,
     instrument_day,
     market_instrument_day_partitions,
 )
@@ -34,6 +35,7 @@ from goldrl_dagster.lib.storage.gap_store import (
     scan_stored_candles,
 )
 from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments, write_candles
+from goldrl_dagster.lib.storage.server import Database
 
 BASE_INTERVAL = "1m"
 
@@ -41,6 +43,19 @@ BASE_INTERVAL = "1m"
 def source_label(simulated: bool) -> str:
     """The ``source`` column value for data fetched over REST from BingX or the simulator."""
     return "simulator" if simulated else "bingx_rest"
+
+
+def listing_time(db: Database, symbol: str, fallback: datetime) -> datetime:
+    """The contract's listing time from stored metadata (``fallback`` when none is published).
+
+    Raises:
+        dg.Failure: If no metadata was synced yet (materialize ``market/instruments`` first).
+    """
+    try:
+        spec = instrument_at(db, symbol)
+    except LookupError as exc:
+        raise dg.Failure(str(exc)) from exc
+    return spec.launch_time or fallback
 
 
 @dg.asset(key=INSTRUMENTS, group_name=MARKET_GROUP, kinds={"postgres"})
@@ -114,10 +129,8 @@ def candles(
     """
     runtime = storage.runtime()
     symbol, day = instrument_day(context)
-    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    end = start + timedelta(days=1)
-    spec = instrument_at(runtime.db, symbol)
-    listed = spec.launch_time or start
+    start, end = day_bounds(day)
+    listed = listing_time(runtime.db, symbol, start)
     step = INTERVAL_MS[BASE_INTERVAL]
     with bingx.client() as client:
         now_ms = client.server_time_ms()

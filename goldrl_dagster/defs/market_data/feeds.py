@@ -7,7 +7,7 @@ exchange timestamp rewrites its row; trades are kept once per content key).
 """
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 
@@ -22,9 +22,10 @@ from goldrl_dagster.defs.keys import (
     RECENT_TRADES,
     TICKER_24H,
 )
-from goldrl_dagster.defs.market_data.assets import source_label
+from goldrl_dagster.defs.market_data.assets import listing_time, source_label
 from goldrl_dagster.defs.market_data.partitions import (
     MARKET_INSTRUMENTS,
+    day_bounds,
     instrument_day,
     market_instrument_day_partitions,
 )
@@ -33,32 +34,12 @@ from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import DEPTH_LIMITS, MAX_TRADES_LIMIT
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.storage import feeds_store
-from goldrl_dagster.lib.storage.market_store import instrument_at
-from goldrl_dagster.lib.storage.server import Database
 
 MARK_PRICE_INTERVAL = "1m"
 
 
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
-
-
-def listing_time(db: Database, symbol: str, fallback: datetime) -> datetime:
-    """The contract's listing time from stored metadata (``fallback`` when none is published).
-
-    Raises:
-        dg.Failure: If no metadata was synced yet (materialize ``market/instruments`` first).
-    """
-    try:
-        spec = instrument_at(db, symbol)
-    except LookupError as exc:
-        raise dg.Failure(str(exc)) from exc
-    return spec.launch_time or fallback
-
-
-def _day_bounds(day: str) -> tuple[datetime, datetime]:
-    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 def _empty_day(
@@ -92,7 +73,7 @@ def funding_rates(
     """
     db = storage.runtime().db
     symbol, day = instrument_day(context)
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     listed = listing_time(db, symbol, start)
     with bingx.client() as client:
         now_ms = client.server_time_ms()
@@ -135,7 +116,7 @@ def mark_price_candles(
     """
     db = storage.runtime().db
     symbol, day = instrument_day(context)
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     listed = listing_time(db, symbol, start)
     step = INTERVAL_MS[MARK_PRICE_INTERVAL]
     with bingx.client() as client:

@@ -5,6 +5,8 @@ read from the environment when the code location loads; a bad value fails the lo
 message naming the variable, never an empty partition set.
 """
 
+from datetime import UTC, datetime, timedelta
+
 import dagster as dg
 
 from goldrl_dagster.lib.market.universe import configured_instruments, market_start_date
@@ -24,3 +26,9 @@ def instrument_day(context: dg.AssetExecutionContext) -> tuple[str, str]:
     key = context.partition_key
     assert isinstance(key, dg.MultiPartitionKey)
     return key.keys_by_dimension["instrument"], key.keys_by_dimension["day"]
+
+
+def day_bounds(day: str) -> tuple[datetime, datetime]:
+    """Return UTC midnight of a ``day`` partition key (``YYYY-MM-DD``) and of the day after."""
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+    return start, start + timedelta(days=1)
