@@ -115,12 +115,10 @@ def _walk_forward_config(
 
 def _retrain_config(card: dict[str, Any], timesteps: int) -> TrainConfig:
     """The model's own training settings with ``timesteps`` steps, for per-fold retraining."""
-    stored = dict(card.get("config") or {})
-    if "net_arch" in stored:
-        stored["net_arch"] = tuple(stored["net_arch"])
+    stored = card.get("config") or {}
     try:
-        return TrainConfig(**{**stored, "total_timesteps": timesteps})
-    except (TypeError, ValueError) as exc:
+        return TrainConfig.from_dict({**stored, "total_timesteps": timesteps})
+    except ValueError as exc:
         raise dg.Failure(f"cannot retrain with the model card's training config: {exc}") from exc
 
 

@@ -55,8 +55,7 @@ class TrainedPolicyConfig(dg.Config):
         values = self.model_dump()
         for key in ("slippage_bps", "slippage_range_fraction", "leverage", "charge_funding"):
             values.pop(key)
-        values["net_arch"] = tuple(values["net_arch"])
-        return TrainConfig(**values)
+        return TrainConfig.from_dict(values)
 
     def cost_settings(self) -> CostSettings:
         """Slippage, leverage and funding settings of the cost model."""

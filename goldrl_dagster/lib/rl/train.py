@@ -19,8 +19,8 @@ import pickle
 import platform
 import tempfile
 import zipfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,28 @@ class TrainConfig:
         data = asdict(self)
         data["net_arch"] = list(self.net_arch)
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """The config from ``to_dict``'s data (e.g. a model card's ``config``), validated.
+
+        Args:
+            data: Settings by name; missing ones keep their defaults.
+
+        Returns:
+            The configuration.
+
+        Raises:
+            ValueError: Naming unknown settings, or a setting that is out of range.
+        """
+        unknown = sorted(set(data) - {field.name for field in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig settings: {unknown}")
+        values = dict(data)
+        # JSON has no tuples: to_dict writes net_arch as a list.
+        if isinstance(values.get("net_arch"), list):
+            values["net_arch"] = tuple(values["net_arch"])
+        return cls(**values)
 
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``GoldTradingEnv`` that come from this config."""

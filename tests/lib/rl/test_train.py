@@ -185,3 +185,14 @@ def test_data_too_short_for_an_episode_is_rejected(tmp_path, random_market):
 def test_invalid_config_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_config_round_trips_through_its_json_data():
+    data = json.loads(json.dumps(TINY.to_dict()))
+
+    assert TrainConfig.from_dict(data) == TINY
+    assert TrainConfig.from_dict({}) == TrainConfig()
+    with pytest.raises(ValueError, match=r"unknown TrainConfig settings: \['no_such'\]"):
+        TrainConfig.from_dict({**data, "no_such": 1})
+    with pytest.raises(ValueError, match="net_arch"):
+        TrainConfig.from_dict({**data, "net_arch": [0]})
