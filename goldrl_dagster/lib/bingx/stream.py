@@ -187,7 +187,23 @@ class _Tracker:
         self.last_emitted: int | None = None  # open time of the last candle yielded
 
 
-class KlineStream:
+class _ChannelStream:
+    """A stream reading through one :class:`_Channel`, exposing its connection counters."""
+
+    _channel: _Channel
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream reconnected after losing its connection."""
+        return self._channel.reconnects
+
+    @property
+    def corrupt_frames(self) -> int:
+        """Undecodable frames received (each replaced the connection)."""
+        return self._channel.corrupt_frames
+
+
+class KlineStream(_ChannelStream):
     """Final candles of one symbol and interval from the BingX market stream.
 
     Args:
@@ -239,16 +255,6 @@ class KlineStream:
         self._step = INTERVAL_MS[interval]
         self._rest = rest_client
         self._channel = _Channel(ws_url, "", reconnect_backoff, idle_timeout, open_timeout)
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the stream reconnected after losing its connection."""
-        return self._channel.reconnects
-
-    @property
-    def corrupt_frames(self) -> int:
-        """Undecodable frames received (each replaced the connection)."""
-        return self._channel.corrupt_frames
 
     async def closed_klines(self) -> AsyncIterator[Kline]:
         """Yield each candle once, in open-time order, as soon as it is final.
@@ -339,7 +345,7 @@ class KlineStream:
         return candles
 
 
-class TradeStream:
+class TradeStream(_ChannelStream):
     """Public trades of one symbol from the BingX market stream, each yielded once.
 
     Trade pushes carry no id, so a trade is identified by its content and time
@@ -388,16 +394,6 @@ class TradeStream:
         self._channel = _Channel(
             ws_url, self.data_type, reconnect_backoff, idle_timeout, open_timeout
         )
-
-    @property
-    def reconnects(self) -> int:
-        """How many times the stream reconnected after losing its connection."""
-        return self._channel.reconnects
-
-    @property
-    def corrupt_frames(self) -> int:
-        """Undecodable frames received (each replaced the connection)."""
-        return self._channel.corrupt_frames
 
     def _first_time(self, trade: Trade) -> bool:
         if trade.trade_key in self._seen:
