@@ -11,7 +11,8 @@ from live_engine.cli import configure_logging
 
 def train(
     dataset: Annotated[
-        str, typer.Option(help="Dataset version: its hash or a unique prefix (>= 4 hex chars).")
+        str,
+        typer.Option(help="Dataset version: hash, unique hash prefix (>= 4 hex) or partition key."),
     ],
     timesteps: Annotated[
         int, typer.Option(min=0, help="Environment steps (0: the TrainConfig default).")
@@ -47,12 +48,9 @@ def train(
         TimeRemainingColumn,
     )
 
+    from goldrl_dagster.datasets_cli import find_dataset
     from goldrl_dagster.lib.rl.train import TrainConfig
-    from goldrl_dagster.lib.rl.training_run import (
-        CostSettings,
-        resolve_dataset_hash,
-        run_training,
-    )
+    from goldrl_dagster.lib.rl.training_run import CostSettings, run_training
     from goldrl_dagster.lib.runtime import open_runtime
 
     configure_logging(verbose)
@@ -65,7 +63,7 @@ def train(
             checkpoint_every=checkpoint_every,
         )
         runtime = open_runtime()
-        dataset_hash = resolve_dataset_hash(runtime, dataset)
+        dataset_hash = find_dataset(runtime.db, dataset).dataset_hash
     except (ValueError, LookupError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +28,6 @@ from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import DatasetRecord, load_dataset_record, record_model
 
 FUNDING_COLUMN = "funding_rate"
-_HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
 
 
 @dataclass(frozen=True)
@@ -93,37 +91,6 @@ def model_id_for(algorithm: str, dataset_hash: str, weights_sha256: str) -> str:
     """A model's id: the algorithm plus a digest of what it learned from and what it learned."""
     digest = hashlib.sha256(f"{dataset_hash}:{weights_sha256}".encode()).hexdigest()
     return f"{algorithm.lower()}-{digest[:12]}"
-
-
-def resolve_dataset_hash(runtime: Runtime, prefix: str) -> str:
-    """The full hash of the one dataset version whose hash starts with ``prefix``.
-
-    Args:
-        runtime: Database access.
-        prefix: At least 4 lowercase hex characters.
-
-    Returns:
-        The dataset hash.
-
-    Raises:
-        ValueError: If the prefix is not hex or matches several versions (they are listed).
-        LookupError: If no version matches.
-    """
-    wanted = prefix.strip().lower()
-    if not _HEX_PREFIX.match(wanted):
-        raise ValueError(f"dataset hash prefix must be 4-64 hex characters, got {prefix!r}")
-    with runtime.db.connect() as conn:
-        rows = conn.execute(
-            "SELECT dataset_hash FROM dataset_versions WHERE dataset_hash LIKE %s "
-            "ORDER BY dataset_hash LIMIT 6",
-            (wanted + "%",),
-        ).fetchall()
-    if not rows:
-        raise LookupError(f"no dataset version's hash starts with {wanted!r}")
-    if len(rows) > 1:
-        shown = ", ".join(r[0][:16] for r in rows[:5])
-        raise ValueError(f"dataset hash prefix {wanted!r} is ambiguous: {shown}…")
-    return str(rows[0][0])
 
 
 def feature_set_for_fingerprint(fingerprint: str) -> FeatureSetSpec:

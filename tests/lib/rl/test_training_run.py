@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from goldrl_dagster.cli import app
+from goldrl_dagster.datasets_cli import find_dataset
 from goldrl_dagster.lib.datasets.build import (
     DatasetConfig,
     assemble_dataset,
@@ -22,7 +23,6 @@ from goldrl_dagster.lib.rl.train import TrainConfig
 from goldrl_dagster.lib.rl.training_run import (
     CostSettings,
     load_training_data,
-    resolve_dataset_hash,
     run_training,
 )
 from goldrl_dagster.lib.runtime import open_runtime
@@ -126,13 +126,14 @@ def test_run_is_registered_with_the_cost_model_fingerprint_and_is_reproducible(d
 
 
 def test_dataset_prefixes_resolve_or_fail_clearly(dataset):
+    # goldrl train resolves --dataset with the dataset CLI's lookup.
     runtime, digest, _, _ = dataset
-    assert resolve_dataset_hash(runtime, digest[:10].upper()) == digest
-    with pytest.raises(ValueError, match="4-64 hex"):
-        resolve_dataset_hash(runtime, "xyz")
+    assert find_dataset(runtime.db, digest[:10].upper()).dataset_hash == digest
+    with pytest.raises(LookupError, match="hash prefix of at least 4 hex"):
+        find_dataset(runtime.db, "xyz")
     absent = "0000" if not digest.startswith("0000") else "ffff"
     with pytest.raises(LookupError, match="no dataset version"):
-        resolve_dataset_hash(runtime, absent + "0" * 20)
+        find_dataset(runtime.db, absent + "0" * 20)
 
 
 def test_cli_trains_by_dataset_prefix(dataset):
@@ -161,7 +162,7 @@ def test_cli_trains_by_dataset_prefix(dataset):
 def test_cli_refuses_an_unknown_dataset(dataset):
     result = CliRunner().invoke(app, ["train", "--dataset", "not-hex"])
     assert result.exit_code == 2
-    assert "4-64 hex" in result.output
+    assert "hash prefix of at least 4 hex" in result.output
 
 
 def test_asset_run_config_maps_onto_train_config_and_cost_settings():
