@@ -57,19 +57,36 @@ def validate_limits(limits: Mapping[str, tuple[int, float]]) -> dict[str, tuple[
     return out
 
 
-def check_request(limits: Mapping[str, tuple[int, float]], group: str, weight: int) -> None:
-    """Reject a request that can never be granted.
+def validate_slack(slack: float) -> float:
+    """Check the fraction by which windows are stretched.
+
+    Raises:
+        ValueError: If ``slack`` is outside ``[0, 1)``.
+    """
+    if not 0.0 <= slack < 1.0:
+        raise ValueError(f"slack must be in [0, 1), got {slack}")
+    return slack
+
+
+def request_window(
+    limits: Mapping[str, tuple[int, float]], group: str, weight: int, slack: float
+) -> tuple[int, float]:
+    """Reject a request that can never be granted; return its group's limit and window.
+
+    Returns:
+        ``(requests allowed, window seconds stretched by slack)`` of the group.
 
     Raises:
         ValueError: If the group is unknown or the weight is not in ``1 … limit``.
     """
     if group not in limits:
         raise ValueError(f"unknown rate-limit group {group!r}; known groups: {sorted(limits)}")
-    if int(weight) != weight or weight < 1 or weight > limits[group][0]:
+    limit, window = limits[group]
+    if int(weight) != weight or weight < 1 or weight > limit:
         raise ValueError(
-            f"weight must be an integer in 1 … {limits[group][0]} for group {group!r}, "
-            f"got {weight!r}"
+            f"weight must be an integer in 1 … {limit} for group {group!r}, got {weight!r}"
         )
+    return limit, window * (1.0 + slack)
 
 
 def wait_seconds(
@@ -117,10 +134,8 @@ class LocalRateBudget:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not 0.0 <= slack < 1.0:
-            raise ValueError(f"slack must be in [0, 1), got {slack}")
         self.limits = validate_limits(limits)
-        self.slack = slack
+        self.slack = validate_slack(slack)
         self._clock = clock
         self._sleep = sleep
         self._grants: dict[str, deque[tuple[float, int]]] = {g: deque() for g in self.limits}
@@ -132,9 +147,7 @@ class LocalRateBudget:
         Raises:
             ValueError: If the group is unknown or the weight can never fit.
         """
-        check_request(self.limits, group, weight)
-        limit, window = self.limits[group]
-        window *= 1.0 + self.slack
+        limit, window = request_window(self.limits, group, weight, self.slack)
         while True:
             with self._lock:
                 now = self._clock()

@@ -18,8 +18,9 @@ import psycopg
 from goldrl_dagster.lib.bingx.ratelimit import (
     DEFAULT_LIMITS,
     DEFAULT_SLACK,
-    check_request,
+    request_window,
     validate_limits,
+    validate_slack,
     wait_seconds,
 )
 from goldrl_dagster.lib.storage.server import Database
@@ -47,11 +48,9 @@ class PostgresRateBudget:
         slack: float = DEFAULT_SLACK,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if not 0.0 <= slack < 1.0:
-            raise ValueError(f"slack must be in [0, 1), got {slack}")
         self.db = db
         self.limits = validate_limits(limits)
-        self.slack = slack
+        self.slack = validate_slack(slack)
         self._sleep = sleep
         self._local = threading.local()
         self._connections: list[psycopg.Connection] = []
@@ -79,9 +78,7 @@ class PostgresRateBudget:
         Raises:
             ValueError: If the group is unknown or the weight can never fit.
         """
-        check_request(self.limits, group, weight)
-        limit, window = self.limits[group]
-        window *= 1.0 + self.slack
+        limit, window = request_window(self.limits, group, weight, self.slack)
         while True:
             delay = self._try(group, weight, limit, window)
             if delay <= 0.0:
