@@ -21,7 +21,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import polars as pl
 
-from expectations.engine import gx_context, run_suite
+from expectations.engine import column_of, failed_results, gx_context, run_suite
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS, SOURCES
 from goldrl_dagster.lib.market.closures import NO_CLOSURES, ClosureCalendar
 from goldrl_dagster.lib.market.gaps import find_gaps
@@ -177,16 +177,6 @@ def _prepared(candles: pl.DataFrame, interval_ms: int, closures: ClosureCalendar
     )
 
 
-def _column_of(kwargs: dict[str, Any]) -> str | None:
-    if "column" in kwargs:
-        return str(kwargs["column"])
-    if "column_A" in kwargs:
-        return f"{kwargs['column_A']},{kwargs['column_B']}"
-    if "column_list" in kwargs:
-        return ",".join(kwargs["column_list"])
-    return None
-
-
 def _sample(open_times: list[str], result: dict[str, Any]) -> list[str]:
     rows = result.get("partial_unexpected_index_list") or []
     sample: list[str] = []
@@ -249,39 +239,15 @@ def validate_candles(
     outcome = run_suite(
         suite, frame.to_pandas(), parameters=parameters, result_format=result_format
     )
-
-    # GX reports results grouped by metric, not in suite order; sort for a stable report.
-    # (type, columns) identifies an expectation of this suite uniquely; ids are unset because
-    # the suite is never saved to a store.
-    position = {
-        (e.expectation_type, _column_of(e.configuration.kwargs)): i
-        for i, e in enumerate(suite.expectations)
-    }
-    results = sorted(
-        outcome.results,
-        key=lambda r: position[
-            (r.expectation_config.type, _column_of(r.expectation_config.kwargs))
-        ],
-    )
-    failures: list[ExpectationFailure] = []
-    for item in results:
-        if item.success:
-            continue
-        config = item.expectation_config
-        exception = item.exception_info or {}
-        if exception.get("raised_exception"):
-            # Surface GX errors instead of reporting them as data defects.
-            raise RuntimeError(
-                f"expectation {config.type} raised: {exception.get('exception_message')}"
-            )
-        failures.append(
-            ExpectationFailure(
-                expectation=config.type,
-                column=_column_of(config.kwargs),
-                unexpected_count=int(item.result.get("unexpected_count") or 0),
-                sample=_sample(open_times, item.result),
-            )
+    failures = [
+        ExpectationFailure(
+            expectation=item.expectation_config.type,
+            column=column_of(item.expectation_config.kwargs),
+            unexpected_count=int(item.result.get("unexpected_count") or 0),
+            sample=_sample(open_times, item.result),
         )
+        for item in failed_results(suite, outcome)
+    ]
     evaluated = len(outcome.results)
     return SuiteResult(
         suite=SUITE_NAME,

@@ -21,6 +21,7 @@ import pandas as pd
 from great_expectations.core.batch_definition import BatchDefinition
 from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
+    ExpectationValidationResult,
 )
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -72,3 +73,61 @@ def run_suite(
             result_format=result_format or {"result_format": "SUMMARY"},
             expectation_parameters=parameters or {},
         )
+
+
+def column_of(kwargs: dict[str, Any]) -> str | None:
+    """The column(s) an expectation's kwargs name, comma-joined; None for a table expectation."""
+    if "column" in kwargs:
+        return str(kwargs["column"])
+    if "column_A" in kwargs:
+        return f"{kwargs['column_A']},{kwargs['column_B']}"
+    if "column_list" in kwargs:
+        return ",".join(kwargs["column_list"])
+    return None
+
+
+def failed_results(
+    suite: gx.ExpectationSuite, outcome: ExpectationSuiteValidationResult
+) -> list[ExpectationValidationResult]:
+    """The failed expectation results of a validation, in the suite's order.
+
+    GX reports results grouped by metric, not in suite order; sorting gives a stable report.
+    (type, columns) identifies an expectation of a goldrl suite uniquely; ids are unset because
+    the suites are never saved to a store.
+
+    Args:
+        suite: The suite that was validated.
+        outcome: Its ``run_suite`` result.
+
+    Returns:
+        The results with ``success`` False.
+
+    Raises:
+        RuntimeError: If an expectation raised, so a GX error is never reported as a data defect.
+    """
+    position = {
+        (e.expectation_type, column_of(e.configuration.kwargs)): i
+        for i, e in enumerate(suite.expectations)
+    }
+    results = sorted(
+        outcome.results,
+        key=lambda r: position[(r.expectation_config.type, column_of(r.expectation_config.kwargs))],
+    )
+    failed = []
+    for item in results:
+        if item.success:
+            continue
+        messages = _exception_messages(item.exception_info or {})
+        if messages:
+            raise RuntimeError(
+                f"expectation {item.expectation_config.type} raised: {'; '.join(messages)}"
+            )
+        failed.append(item)
+    return failed
+
+
+def _exception_messages(info: dict[str, Any]) -> list[str]:
+    # GX puts an expectation's own error at the top level but a failed metric's under the
+    # metric's id, one dict per metric.
+    parts = [info, *(v for v in info.values() if isinstance(v, dict))]
+    return [str(p.get("exception_message")) for p in parts if p.get("raised_exception")]

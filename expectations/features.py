@@ -21,7 +21,6 @@ number of expectations, not rows, and one expectation per feature made a partiti
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 import great_expectations as gx
 import great_expectations.expectations as gxe
@@ -29,7 +28,7 @@ import polars as pl
 from great_expectations.expectations.row_conditions import Column
 
 from expectations.candles import SAMPLE_SIZE, ExpectationFailure, SuiteResult
-from expectations.engine import gx_context, run_suite
+from expectations.engine import column_of, failed_results, gx_context, run_suite
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, FeatureSpec
 
 CHECKED = "checked"
@@ -149,20 +148,6 @@ def _long_frame(features: pl.DataFrame, spec: FeatureSetSpec) -> pl.DataFrame:
     )
 
 
-def _column_of(kwargs: dict[str, Any]) -> str | None:
-    if "column" in kwargs:
-        return str(kwargs["column"])
-    if "column_A" in kwargs:
-        return f"{kwargs['column_A']},{kwargs['column_B']}"
-    if "column_list" in kwargs:
-        return ",".join(kwargs["column_list"])
-    return None
-
-
-def _key(expectation_type: str, kwargs: dict[str, Any]) -> tuple[str, str | None]:
-    return expectation_type, _column_of(kwargs)
-
-
 def _per_feature(
     expectation: str, rows: list[int], long: pl.DataFrame, spec: FeatureSetSpec
 ) -> list[ExpectationFailure]:
@@ -220,26 +205,11 @@ def validate_features(
         # COMPLETE: every offending row, so each feature's failure count is exact.
         result_format={"result_format": "COMPLETE"},
     )
-    position = {
-        _key(e.expectation_type, e.configuration.kwargs): i
-        for i, e in enumerate(suite.expectations)
-    }
-    results = sorted(
-        outcome.results,
-        key=lambda r: position[_key(r.expectation_config.type, r.expectation_config.kwargs)],
-    )
     failures: list[ExpectationFailure] = []
-    for item in results:
-        if item.success:
-            continue
+    for item in failed_results(suite, outcome):
         config = item.expectation_config
-        exception = item.exception_info or {}
-        if exception.get("raised_exception"):
-            raise RuntimeError(
-                f"expectation {config.type} raised: {exception.get('exception_message')}"
-            )
         rows = [int(i) for i in item.result.get("unexpected_index_list") or []]
-        if config.type in _PER_FEATURE and _column_of(config.kwargs) != "open_time":
+        if config.type in _PER_FEATURE and column_of(config.kwargs) != "open_time":
             failures.extend(_per_feature(config.type, rows, long, spec))
             continue
         if config.type == _ROW_COUNT:
@@ -250,7 +220,7 @@ def validate_features(
         failures.append(
             ExpectationFailure(
                 expectation=config.type,
-                column=_column_of(config.kwargs),
+                column=column_of(config.kwargs),
                 unexpected_count=count,
                 sample=[t.isoformat() if t else "null" for t in sample[:SAMPLE_SIZE]],
             )

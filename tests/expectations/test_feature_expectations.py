@@ -2,10 +2,14 @@
 
 import math
 
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import pandas as pd
 import polars as pl
 import pytest
 from candle_factory import random_walk_candles
 
+from expectations.engine import failed_results, gx_context, run_suite
 from expectations.features import feature_bounds, suite_name, validate_features
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import CORE_V1, TA_V2, FeatureSpec
@@ -133,3 +137,13 @@ def test_bounds_follow_the_function():
 def test_a_frame_without_a_feature_column_is_refused(ta_features):
     with pytest.raises(ValueError, match="rsi_14"):
         validate_features(ta_features.drop("rsi_14"), TA_V2, candle_rows=BARS)
+
+
+def test_an_expectation_that_raises_is_an_error_not_a_data_defect():
+    gx_context()
+    suite = gx.ExpectationSuite(name="test_raising_expectation")
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="absent"))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="present"))
+    outcome = run_suite(suite, pd.DataFrame({"present": [1.0, None]}))
+    with pytest.raises(RuntimeError, match=r"not_be_null raised: .*absent"):
+        failed_results(suite, outcome)
