@@ -211,6 +211,10 @@ class BingXRestClient:
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _symbol_row(self, path: str, what: str, symbol: str) -> dict:
+        """GET one symbol's record from ``path``, labelled with the (resolved) symbol."""
+        return {"symbol": symbol, **_one(self._get(path, {"symbol": symbol}), what, symbol)}
+
     def _attempt(self, path: str, params: dict[str, Any] | None) -> Any:
         context = f"GET {path}"
         if self.rate_budget is not None:
@@ -517,8 +521,8 @@ class BingXRestClient:
             BingXError: If the request fails.
         """
         symbol = resolve_symbol(symbol)
-        data = _one(self._get(PREMIUM_INDEX_PATH, {"symbol": symbol}), "premium index", symbol)
-        return parse_premium_index({"symbol": symbol, **data}, _now_ms())
+        data = self._symbol_row(PREMIUM_INDEX_PATH, "premium index", symbol)
+        return parse_premium_index(data, _now_ms())
 
     def open_interest(self, symbol: str) -> OpenInterest:
         """Open interest of one symbol, in the units BingX reports.
@@ -529,8 +533,8 @@ class BingXRestClient:
             BingXError: If the request fails.
         """
         symbol = resolve_symbol(symbol)
-        data = _one(self._get(OPEN_INTEREST_PATH, {"symbol": symbol}), "open interest", symbol)
-        return parse_open_interest({"symbol": symbol, **data}, _now_ms())
+        data = self._symbol_row(OPEN_INTEREST_PATH, "open interest", symbol)
+        return parse_open_interest(data, _now_ms())
 
     def ticker_24h(self, symbol: str) -> Ticker24h:
         """Rolling 24-hour statistics of one symbol.
@@ -541,8 +545,8 @@ class BingXRestClient:
             BingXError: If the request fails.
         """
         symbol = resolve_symbol(symbol)
-        data = _one(self._get(TICKER_PATH, {"symbol": symbol}), "24h ticker", symbol)
-        return parse_ticker_24h({"symbol": symbol, **data})
+        data = self._symbol_row(TICKER_PATH, "24h ticker", symbol)
+        return parse_ticker_24h(data)
 
     def depth(self, symbol: str, limit: int = 20) -> DepthSnapshot:
         """Order-book snapshot, each side best first.
