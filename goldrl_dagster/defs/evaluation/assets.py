@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import dagster as dg
-import numpy as np
 import polars as pl
 
 from goldrl_dagster.defs.datasets.loading import load_dataset
@@ -16,6 +15,7 @@ from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, TRAINED_PO
 from goldrl_dagster.defs.lineage import upstream_value
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.backtest.plots import walk_forward_plot_png
+from goldrl_dagster.lib.datasets.build import FUNDING_RATE
 from goldrl_dagster.lib.evaluation.folds import FoldConfig
 from goldrl_dagster.lib.evaluation.walk_forward import (
     WalkForwardConfig,
@@ -183,7 +183,11 @@ def evaluation_report(
             pl.lit(sources[0]).alias("source"),
         )
     )
-    funding = table["funding_rate"].to_numpy() if "funding_rate" in table.columns else np.zeros(0)
+    funding = (
+        table[FUNDING_RATE].cast(pl.Float64).fill_null(0.0).to_numpy()
+        if FUNDING_RATE in table.columns
+        else None
+    )
     wf_config = _walk_forward_config(config, table.height, dataset.split_index, card)
     trainer = None
     if wf_config.mode == "retrain":
@@ -194,7 +198,7 @@ def evaluation_report(
             table.select(feature_names).to_numpy(),
             wf_config,
             lambda when: instrument_at(runtime.db, symbol, when),
-            funding_rates=funding if funding.size else None,
+            funding_rates=funding,
             policy=policy,
             trainer=trainer,
         )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from goldrl_dagster.lib.datasets.build import FUNDING_RATE
 from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
 from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.policy import load_policy
@@ -26,8 +27,6 @@ from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.artifacts import StoredArtifact
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import DatasetRecord, load_dataset_record, record_model
-
-FUNDING_COLUMN = "funding_rate"
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,8 @@ def load_training_data(runtime: Runtime, dataset_hash: str) -> TrainingData:
     train = table.head(int(record.lineage["split_index"]))
     closes = train["close"].cast(pl.Float64).to_numpy()
     funding = (
-        train[FUNDING_COLUMN].cast(pl.Float64).fill_null(0.0).to_numpy()
-        if FUNDING_COLUMN in train.columns
+        train[FUNDING_RATE].cast(pl.Float64).fill_null(0.0).to_numpy()
+        if FUNDING_RATE in train.columns
         else None
     )
     return TrainingData(
