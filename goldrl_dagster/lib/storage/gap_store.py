@@ -112,6 +112,26 @@ def _select(
     return [GapRecord(*row) for row in rows]
 
 
+def _overlapping(
+    conn: psycopg.Connection,
+    instrument: str,
+    interval: str,
+    statuses: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    lock: bool = False,
+) -> list[GapRecord]:
+    """Records of a series in ``statuses`` that overlap ``[start, end)``."""
+    return _select(
+        conn,
+        "instrument = %s AND interval = %s AND status = ANY(%s) "
+        "AND gap_start < %s AND gap_end > %s",
+        (instrument, interval, list(statuses), end, start),
+        lock=lock,
+    )
+
+
 def _overlaps(record: GapRecord, gap: Gap) -> bool:
     return record.gap_start < gap.end and gap.start < record.gap_end
 
@@ -204,11 +224,13 @@ def record_gaps(db: Database, scan: GapScan, now: datetime | None = None) -> lis
     with db.connect() as conn:
         _lock(conn, scan.instrument, scan.interval)
         for gap in scan.gaps:
-            existing = _select(
+            existing = _overlapping(
                 conn,
-                "instrument = %s AND interval = %s AND status = ANY(%s) "
-                "AND gap_start < %s AND gap_end > %s",
-                (scan.instrument, scan.interval, list(UNHEALED_STATUSES), gap.end, gap.start),
+                scan.instrument,
+                scan.interval,
+                UNHEALED_STATUSES,
+                gap.start,
+                gap.end,
                 lock=True,
             )
             if existing:
@@ -290,12 +312,7 @@ def open_gaps(
     if unknown:
         raise ValueError(f"unknown gap status(es) {sorted(unknown)}")
     with db.connect() as conn:
-        return _select(
-            conn,
-            "instrument = %s AND interval = %s AND status = ANY(%s) "
-            "AND gap_start < %s AND gap_end > %s",
-            (instrument, interval, list(statuses), end, start),
-        )
+        return _overlapping(conn, instrument, interval, statuses, start, end)
 
 
 def scan_stored_candles(
