@@ -27,12 +27,13 @@ from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.stream import KlineStream
 from goldrl_dagster.lib.features.anchoring import anchor_us
 from goldrl_dagster.lib.features.incremental import BarGapError, FeatureRow, FeatureStream
-from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
+from goldrl_dagster.lib.features.spec import FeatureSetSpec
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
+from goldrl_dagster.lib.rl.training_run import feature_set_for_fingerprint
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import ModelRecord, current_champion, load_model_record
@@ -78,12 +79,12 @@ def feature_set_for(fingerprint: str) -> FeatureSetSpec:
     Raises:
         LiveEngineError: If this code does not know the fingerprint.
     """
-    for spec in FEATURE_SETS.values():
-        if spec.fingerprint == fingerprint:
-            return spec
-    raise LiveEngineError(
-        f"model needs feature set {fingerprint[:12]}, which this build does not compute"
-    )
+    try:
+        return feature_set_for_fingerprint(fingerprint)
+    except ValueError as exc:
+        raise LiveEngineError(
+            f"model needs feature set {fingerprint[:12]}, which this build does not compute"
+        ) from exc
 
 
 def select_model(runtime: Runtime, settings: LiveSettings) -> ModelRecord:

@@ -35,7 +35,13 @@ from goldrl_dagster.lib.storage.registry import (
     register_feature_set,
 )
 from live_engine.paper_broker import PaperBroker
-from live_engine.service import DecisionLoop, LiveEngineError, LiveSummary, run_live_engine
+from live_engine.service import (
+    DecisionLoop,
+    LiveEngineError,
+    LiveSummary,
+    feature_set_for,
+    run_live_engine,
+)
 from live_engine.settings import LiveSettings
 
 SYMBOL = "XAUT-USDT"
@@ -260,3 +266,10 @@ def test_live_cli_stops_cleanly_on_sigterm(candidate_model, simulator, settings)
         0, 0
     ]
     assert open_sessions == 0
+
+
+def test_only_feature_sets_this_build_computes_are_traded():
+    assert feature_set_for(TA_V2.fingerprint) is TA_V2
+    assert feature_set_for(DEFAULT_FEATURE_SET.fingerprint) is DEFAULT_FEATURE_SET
+    with pytest.raises(LiveEngineError, match="feature set 000000000000, which this build"):
+        feature_set_for("0" * 64)
