@@ -51,7 +51,7 @@ from goldrl_dagster.lib.backtest.strategy import (
 from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values
+from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values, relative_ranges
 
 __all__ = [
     "EQUITY_SCHEMA",
@@ -454,7 +454,7 @@ def run_backtest(
     bars = _to_bars(frame, instrument, bar_type, close_ns)
     currency = instrument.settlement_currency
     closes = frame["close"].to_numpy().astype(np.float64)
-    cursor = BarCursor(((frame["high"] - frame["low"]) / frame["close"]).to_numpy())
+    cursor = BarCursor(relative_ranges(frame["high"].to_numpy(), frame["low"].to_numpy(), closes))
     # Without a cost model Nautilus' MakerTakerFeeModel charges the instrument's taker fee and
     # funding follows the plain BingX formula (position x mark x rate).
     fee_model = None if cost_model is None else CostModelFeeModel(cost_model, cursor)

@@ -37,7 +37,7 @@ from goldrl_dagster.lib.evaluation.folds import Fold, FoldConfig, walk_forward_f
 from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values
+from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values, relative_ranges
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, observation_size
 from goldrl_dagster.lib.rl.policy import LoadedPolicy
 from goldrl_dagster.lib.rl.train import TrainConfig, fit_policy
@@ -319,7 +319,7 @@ def run_walk_forward(
     folds = walk_forward_folds(frame.height, config.folds)
     open_times = frame["open_time"]
     closes = frame["close"].to_numpy()
-    ranges = ((frame["high"] - frame["low"]) / frame["close"]).to_numpy()
+    ranges = relative_ranges(frame["high"].to_numpy(), frame["low"].to_numpy(), closes)
     outcomes: list[FoldResult] = []
     for fold in folds:
         start, end = fold.test_start, fold.test_end
