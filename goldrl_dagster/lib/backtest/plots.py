@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from goldrl_dagster.lib.backtest.engine import BacktestResult
+from goldrl_dagster.lib.evaluation.metrics import drawdowns
 
 if TYPE_CHECKING:
     from goldrl_dagster.lib.evaluation.walk_forward import WalkForwardReport
@@ -83,8 +84,7 @@ def curve_drawdown(equity: pl.Series, starting_balance: float) -> pl.Series:
     Returns:
         Float64 series in [0, 1].
     """
-    peak = equity.cum_max().clip(lower_bound=starting_balance)
-    return ((peak - equity) / peak).clip(0.0, 1.0).alias("drawdown")
+    return pl.Series("drawdown", drawdowns(starting_balance, equity.to_numpy()))
 
 
 def walk_forward_plot_png(report: WalkForwardReport) -> bytes:

@@ -132,6 +132,21 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator
 
 
+def drawdowns(starting_balance: float, equity: np.ndarray) -> np.ndarray:
+    """Fall of each equity point below its running peak, as a fraction of that peak.
+
+    Args:
+        starting_balance: The first peak.
+        equity: Equity after each bar.
+
+    Returns:
+        float64 array aligned with ``equity``, values in [0, 1] (1.0: equity at or below zero).
+    """
+    equity = np.asarray(equity, dtype=np.float64)
+    peaks = np.maximum.accumulate(np.maximum(equity, starting_balance))
+    return np.clip((peaks - equity) / peaks, 0.0, 1.0)
+
+
 def max_drawdown(starting_balance: float, equity: np.ndarray) -> float:
     """Largest fall from a running equity peak as a fraction of that peak, in [0, 1].
 
@@ -142,10 +157,9 @@ def max_drawdown(starting_balance: float, equity: np.ndarray) -> float:
     Returns:
         0.0 for a curve that never falls; at most 1.0 (equity at or below zero).
     """
-    if equity.size == 0:
+    if len(equity) == 0:
         return 0.0
-    peaks = np.maximum.accumulate(np.maximum(equity, starting_balance))
-    return float(min(max(np.max((peaks - equity) / peaks), 0.0), 1.0))
+    return float(drawdowns(starting_balance, equity).max())
 
 
 def performance_metrics(
