@@ -58,6 +58,18 @@ def listing_time(db: Database, symbol: str, fallback: datetime) -> datetime:
     return spec.launch_time or fallback
 
 
+def closed_bars_window(
+    start: datetime, end: datetime, listed: datetime, now_ms: int, step_ms: int
+) -> tuple[int, int]:
+    """Epoch-ms ``[start, end)`` of a day's bars that exist and have closed by ``now_ms``.
+
+    The still-open bar is excluded: a candle is final once its close time has passed. The
+    window is empty (``end <= start``) before listing or when no bar has closed yet.
+    """
+    start_ms = int(max(start, listed).timestamp() * 1000)
+    return start_ms, min(int(end.timestamp() * 1000), now_ms - now_ms % step_ms)
+
+
 @dg.asset(key=INSTRUMENTS, group_name=MARKET_GROUP, kinds={"postgres"})
 def instruments(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
@@ -134,10 +146,7 @@ def candles(
     step = INTERVAL_MS[BASE_INTERVAL]
     with bingx.client() as client:
         now_ms = client.server_time_ms()
-        fetch_start = max(start, listed)
-        # Exclude the still-open bar: a candle is final once its close time has passed.
-        fetch_end_ms = min(int(end.timestamp() * 1000), now_ms - now_ms % step)
-        start_ms = int(fetch_start.timestamp() * 1000)
+        start_ms, fetch_end_ms = closed_bars_window(start, end, listed, now_ms, step)
         klines = (
             client.klines_range(symbol, BASE_INTERVAL, start_ms, fetch_end_ms)
             if fetch_end_ms > start_ms
@@ -174,8 +183,8 @@ def candles(
     defects = [f for f in suite.failures if f.column != GAP_COLUMN]
     on_grid = (frame["open_time"].dt.epoch("ms") % step == 0).all()
     written = write_candles(runtime.db, frame) if not defects and on_grid else 0
-    scan_end = datetime.fromtimestamp(fetch_end_ms / 1000, tz=UTC)
-    scan = scan_stored_candles(runtime.db, symbol, BASE_INTERVAL, fetch_start, scan_end, closures)
+    fetched = (max(start, listed), datetime.fromtimestamp(fetch_end_ms / 1000, tz=UTC))
+    scan = scan_stored_candles(runtime.db, symbol, BASE_INTERVAL, *fetched, closures)
     # This run was the heal attempt for any gap of the day: judge it now.
     healed = [r for r in resolve_gaps(runtime.db, scan) if r.status == "healed"]
     record_gaps(runtime.db, scan)

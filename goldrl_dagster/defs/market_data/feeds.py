@@ -22,7 +22,11 @@ from goldrl_dagster.defs.keys import (
     RECENT_TRADES,
     TICKER_24H,
 )
-from goldrl_dagster.defs.market_data.assets import listing_time, source_label
+from goldrl_dagster.defs.market_data.assets import (
+    closed_bars_window,
+    listing_time,
+    source_label,
+)
 from goldrl_dagster.defs.market_data.partitions import (
     MARKET_INSTRUMENTS,
     day_bounds,
@@ -121,9 +125,7 @@ def mark_price_candles(
     step = INTERVAL_MS[MARK_PRICE_INTERVAL]
     with bingx.client() as client:
         now_ms = client.server_time_ms()
-        start_ms = _ms(max(start, listed))
-        # The still-open bar is excluded: it is final only once its close time has passed.
-        end_ms = min(_ms(end), now_ms - now_ms % step)
+        start_ms, end_ms = closed_bars_window(start, end, listed, now_ms, step)
         klines = (
             client.mark_price_klines_range(symbol, MARK_PRICE_INTERVAL, start_ms, end_ms)
             if end_ms > start_ms
