@@ -35,43 +35,28 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import talib
+
+# The tests' seeded candle factory, so a benchmark measures the candles the tests check.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+
+from candle_factory import random_walk_candles
 
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.features.anchoring import compute_features_anchored, day_segments
 from goldrl_dagster.lib.features.incremental import FeatureStream
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import TA_V2
-from goldrl_dagster.lib.market.candles import conform_candles
 
 
 def make_candles(n: int, seed: int = 2026) -> pl.DataFrame:
     """A seeded random walk of ``n`` consecutive 1m candles in the canonical schema."""
-    rng = np.random.default_rng(seed)
-    close = 3000.0 * np.exp(np.cumsum(rng.normal(0.0, 5e-4, n)))
-    open_ = np.concatenate([[close[0]], close[:-1]])
-    spread = np.abs(rng.normal(0.0, 5e-4, n)) * close
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    times = pl.datetime_range(
-        start, start + timedelta(minutes=n - 1), "1m", eager=True, time_zone="UTC"
-    )
-    return conform_candles(
-        pl.DataFrame(
-            {
-                "instrument": "XAUT-USDT",
-                "interval": "1m",
-                "open_time": times,
-                "open": open_,
-                "high": np.maximum(open_, close) + spread,
-                "low": np.minimum(open_, close) - spread,
-                "close": close,
-                "volume": rng.gamma(2.0, 5.0, n),
-                "source": "simulator",
-            }
-        )
+    return random_walk_candles(
+        n, seed, start=datetime(2024, 1, 1, tzinfo=UTC), instrument="XAUT-USDT"
     )
 
 
