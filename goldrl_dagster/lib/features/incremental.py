@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -29,16 +29,10 @@ from goldrl_dagster.lib.features.anchoring import DAY_US, interval_us
 from goldrl_dagster.lib.features.functions import (
     FUNCTIONS,
     Bars,
-    FeatureFunction,
-    ParamValue,
     shared_outputs,
 )
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
 from goldrl_dagster.lib.features.talib_state import KernelCache, streaming_feature
-
-
-def _compute_last(function: FeatureFunction, params: Mapping[str, ParamValue], bars: Bars) -> float:
-    return function.compute_last(bars, params)
 
 
 class StreamBar(Protocol):
@@ -174,7 +168,7 @@ class FeatureStream:
                 newest.append(kernel)
                 stateful.append(index)
             else:
-                newest.append(functools.partial(_compute_last, function, params))
+                newest.append(functools.partial(function.compute_last, params=params))
         return newest, stateful
 
     @property
