@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
 from typing import Annotated, Any
 
 import polars as pl
@@ -22,6 +21,7 @@ from goldrl_dagster.lib.datasets.request import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_REWARD,
     DatasetRequest,
+    parse_day,
     parse_feature_set_ref,
 )
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, FeatureSpec, feature_set_by_name
@@ -324,8 +324,8 @@ def build(
         request = DatasetRequest(
             instrument=instrument,
             interval=interval,
-            start_day=_parse_day(start, "--start"),
-            end_day=_parse_day(end, "--end"),
+            start_day=parse_day(start, "--start"),
+            end_day=parse_day(end, "--end"),
             feature_set=spec.name,
             feature_set_version=spec.version,
             holdout_fraction=holdout,
@@ -343,13 +343,6 @@ def build(
         f"({meta['train_rows']} train / {meta['test_rows']} held out), feature days: "
         f"{meta['feature_days_cached']} cached, {meta['feature_days_computed']} computed"
     )
-
-
-def _parse_day(value: str, option: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise ValueError(f"{option} {value!r} is not a YYYY-MM-DD day") from exc
 
 
 @dataset_app.command("show")

@@ -64,7 +64,16 @@ def parse_feature_set_ref(text: str) -> tuple[str, int | None]:
     return name, int(raw)
 
 
-def _day(value: str, field: str) -> date:
+def parse_day(value: str, field: str) -> date:
+    """Parse a UTC day written ``YYYY-MM-DD`` (the only spelling accepted).
+
+    Args:
+        value: The text to parse.
+        field: Name of the field or option, for the error message.
+
+    Raises:
+        ValueError: If ``value`` is not a day or not spelled canonically.
+    """
     try:
         parsed = date.fromisoformat(value)
     except ValueError as exc:
@@ -208,8 +217,8 @@ class DatasetRequest:
         request = cls(
             instrument=instrument,
             interval=interval,
-            start_day=_day(start, "start_day"),
-            end_day=_day(end, "end_day"),
+            start_day=parse_day(start, "start_day"),
+            end_day=parse_day(end, "end_day"),
             feature_set=name,
             feature_set_version=int(version),
             holdout_fraction=fraction,
