@@ -16,7 +16,7 @@ import polars as pl
 import typer
 
 from goldrl_dagster.lib.datasets.build import FUNDING_RATE, OHLCV
-from goldrl_dagster.lib.datasets.feature_stats import feature_statistics
+from goldrl_dagster.lib.datasets.feature_stats import column_statistics
 from goldrl_dagster.lib.datasets.request import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_REWARD,
@@ -24,7 +24,7 @@ from goldrl_dagster.lib.datasets.request import (
     parse_day,
     parse_feature_set_ref,
 )
-from goldrl_dagster.lib.features.spec import FeatureSetSpec, FeatureSpec, feature_set_by_name
+from goldrl_dagster.lib.features.spec import feature_set_by_name
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.registry import DatasetRecord, load_dataset_record
@@ -105,14 +105,7 @@ class DatasetView:
 
     def statistics(self) -> pl.DataFrame:
         """Per-feature statistics over the whole table (every row is outside the warm-up)."""
-        names = self.feature_names
-        spec = FeatureSetSpec(
-            name="dataset",
-            version=1,
-            # The statistics need only the names; the function is a placeholder.
-            features=tuple(FeatureSpec(n, "log_return", (("periods", 1),)) for n in names),
-        )
-        return feature_statistics(self.table.with_columns(pl.lit(False).alias("is_warmup")), spec)
+        return column_statistics(self.table, self.feature_names)
 
 
 def load_view(runtime: Runtime, reference: str) -> DatasetView:

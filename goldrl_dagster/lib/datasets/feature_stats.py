@@ -8,6 +8,8 @@ over the finite values only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 
@@ -59,11 +61,23 @@ def feature_statistics(features: pl.DataFrame, spec: FeatureSetSpec) -> pl.DataF
         raise ValueError(
             f"feature frame lacks column(s) {missing} of feature set {spec.name} v{spec.version}"
         )
-    usable = features.filter(~pl.col("is_warmup"))
-    rows = usable.height
+    return column_statistics(features.filter(~pl.col("is_warmup")), spec.feature_names)
+
+
+def column_statistics(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """The statistics of :func:`feature_statistics` over every row of ``frame``'s ``columns``.
+
+    Args:
+        frame: Rows to describe (warm-up rows already left out).
+        columns: Numeric columns of ``frame``, in the order wanted.
+
+    Returns:
+        One row per column, with the columns of :func:`feature_statistics`.
+    """
+    rows = frame.height
     records: list[dict[str, object]] = []
-    for name in spec.feature_names:
-        values = usable[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    for name in columns:
+        values = frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
         finite = values[np.isfinite(values)]
         count = int(finite.shape[0])
         record: dict[str, object] = {
