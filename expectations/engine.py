@@ -117,13 +117,26 @@ def failed_results(
     for item in results:
         if item.success:
             continue
-        messages = _exception_messages(item.exception_info or {})
-        if messages:
-            raise RuntimeError(
-                f"expectation {item.expectation_config.type} raised: {'; '.join(messages)}"
-            )
+        raise_if_errored(item)
         failed.append(item)
     return failed
+
+
+def raise_if_errored(item: ExpectationValidationResult) -> None:
+    """Turn an expectation that raised inside GX into an error, never a data defect.
+
+    Args:
+        item: One expectation's validation result.
+
+    Raises:
+        RuntimeError: If the expectation or one of its metrics raised; the message names the
+            expectation and GX's error.
+    """
+    messages = _exception_messages(item.exception_info or {})
+    if messages:
+        raise RuntimeError(
+            f"expectation {item.expectation_config.type} raised: {'; '.join(messages)}"
+        )
 
 
 def _exception_messages(info: dict[str, Any]) -> list[str]:

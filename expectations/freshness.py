@@ -15,7 +15,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import polars as pl
 
-from expectations.engine import gx_context, run_suite
+from expectations.engine import gx_context, raise_if_errored, run_suite
 
 SUITE_NAME = "candle_freshness"
 AGE_COLUMN = "age_seconds"
@@ -135,9 +135,7 @@ def validate_freshness(
     levels = dict.fromkeys(ages, "ok")
     rank = {"ok": 0, "warn": 1, "error": 2}
     for item in outcome.results:
-        exception = item.exception_info or {}
-        if exception.get("raised_exception"):
-            raise RuntimeError(f"freshness suite raised: {exception.get('exception_message')}")
+        raise_if_errored(item)
         if item.success:
             continue
         level = item.expectation_config.meta["level"]

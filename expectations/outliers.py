@@ -20,7 +20,7 @@ import great_expectations.expectations as gxe
 import polars as pl
 
 from expectations.candles import ExpectationFailure, SuiteResult
-from expectations.engine import gx_context, run_suite
+from expectations.engine import gx_context, raise_if_errored, run_suite
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS
 
 SUITE_NAME = "candle_returns"
@@ -166,9 +166,7 @@ def validate_returns(
         result_format={"result_format": "BASIC"},
     )
     (item,) = outcome.results
-    exception = item.exception_info or {}
-    if exception.get("raised_exception"):
-        raise RuntimeError(f"return-outlier suite raised: {exception.get('exception_message')}")
+    raise_if_errored(item)
     flagged = frame.filter(pl.col(MOVE_COLUMN) > limit)
     listed = tuple(
         ReturnOutlier(

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from candle_factory import random_walk_candles
 
-from expectations.engine import failed_results, gx_context, run_suite
+from expectations.engine import failed_results, gx_context, raise_if_errored, run_suite
 from expectations.features import feature_bounds, suite_name, validate_features
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import CORE_V1, TA_V2, FeatureSpec
@@ -147,3 +147,17 @@ def test_an_expectation_that_raises_is_an_error_not_a_data_defect():
     outcome = run_suite(suite, pd.DataFrame({"present": [1.0, None]}))
     with pytest.raises(RuntimeError, match=r"not_be_null raised: .*absent"):
         failed_results(suite, outcome)
+
+
+def test_raise_if_errored_flags_only_the_expectation_that_raised():
+    # The outlier and freshness suites check each result with this same function.
+    gx_context()
+    suite = gx.ExpectationSuite(name="test_raise_if_errored")
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="absent"))
+    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="present"))
+    outcome = run_suite(suite, pd.DataFrame({"present": [1.0, None]}))
+    by_column = {r.expectation_config.kwargs["column"]: r for r in outcome.results}
+    raise_if_errored(by_column["present"])  # a data failure, not an error
+    assert not by_column["present"].success
+    with pytest.raises(RuntimeError, match=r"raised: .*absent"):
+        raise_if_errored(by_column["absent"])
