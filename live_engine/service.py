@@ -27,13 +27,12 @@ from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.stream import KlineStream
 from goldrl_dagster.lib.features.anchoring import anchor_us
 from goldrl_dagster.lib.features.incremental import BarGapError, FeatureRow, FeatureStream
-from goldrl_dagster.lib.features.spec import FeatureSetSpec
+from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fingerprint
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
-from goldrl_dagster.lib.rl.training_run import feature_set_for_fingerprint
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import ModelRecord, current_champion, load_model_record
@@ -80,7 +79,7 @@ def feature_set_for(fingerprint: str) -> FeatureSetSpec:
         LiveEngineError: If this code does not know the fingerprint.
     """
     try:
-        return feature_set_for_fingerprint(fingerprint)
+        return feature_set_by_fingerprint(fingerprint)
     except ValueError as exc:
         raise LiveEngineError(
             f"model needs feature set {fingerprint[:12]}, which this build does not compute"

@@ -375,3 +375,22 @@ def feature_set_by_name(name: str, version: int | None = None) -> FeatureSetSpec
     if (name, version) not in FEATURE_SETS:
         raise ValueError(f"feature set {name!r} has no version {version}; known: {versions}")
     return FEATURE_SETS[(name, version)]
+
+
+def feature_set_by_fingerprint(fingerprint: str) -> FeatureSetSpec:
+    """The registered feature set with this fingerprint (what datasets and models record).
+
+    Args:
+        fingerprint: A ``FeatureSetSpec.fingerprint``.
+
+    Returns:
+        The spec.
+
+    Raises:
+        ValueError: If no set this code computes has that fingerprint (e.g. it was made under
+            another ``FEATURE_CODE_VERSION``).
+    """
+    for spec in FEATURE_SETS.values():
+        if spec.fingerprint == fingerprint:
+            return spec
+    raise ValueError(f"no feature set this code computes has fingerprint {fingerprint[:12]}")

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from goldrl_dagster.lib.datasets.build import FUNDING_RATE
-from goldrl_dagster.lib.features.spec import FEATURE_SETS, FeatureSetSpec
+from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fingerprint
 from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.policy import load_policy
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
@@ -92,21 +92,6 @@ def model_id_for(algorithm: str, dataset_hash: str, weights_sha256: str) -> str:
     return f"{algorithm.lower()}-{digest[:12]}"
 
 
-def feature_set_for_fingerprint(fingerprint: str) -> FeatureSetSpec:
-    """The registered feature set with this fingerprint.
-
-    Raises:
-        ValueError: If this code does not compute that feature set.
-    """
-    for spec in FEATURE_SETS.values():
-        if spec.fingerprint == fingerprint:
-            return spec
-    raise ValueError(
-        f"dataset uses feature set {fingerprint[:12]}, which this code does not compute; "
-        "rebuild the dataset"
-    )
-
-
 def load_training_data(runtime: Runtime, dataset_hash: str) -> TrainingData:
     """Read a dataset version (checksum-verified) and cut its training part into arrays.
 
@@ -118,7 +103,13 @@ def load_training_data(runtime: Runtime, dataset_hash: str) -> TrainingData:
         ValueError: If its feature set is unknown or columns are missing.
     """
     record = load_dataset_record(runtime.db, dataset_hash)
-    spec = feature_set_for_fingerprint(record.feature_fingerprint)
+    try:
+        spec = feature_set_by_fingerprint(record.feature_fingerprint)
+    except ValueError as exc:
+        raise ValueError(
+            f"dataset uses feature set {record.feature_fingerprint[:12]}, which this code does "
+            "not compute; rebuild the dataset"
+        ) from exc
     table = pl.read_parquet(io.BytesIO(runtime.artifacts.get_bytes(record.artifact)))
     missing = sorted({"high", "low", "close", *spec.feature_names} - set(table.columns))
     if missing:

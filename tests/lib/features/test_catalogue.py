@@ -14,6 +14,7 @@ from goldrl_dagster.lib.features.spec import (
     TA_V2,
     FeatureSetSpec,
     FeatureSpec,
+    feature_set_by_fingerprint,
     feature_set_by_name,
 )
 from goldrl_dagster.lib.market.candles import conform_candles
@@ -46,6 +47,13 @@ def test_registered_by_name():
     with pytest.raises(ValueError, match="no version 1"):
         feature_set_by_name("ta", 1)
     assert feature_set_by_name("ta_basic") is TA_BASIC_V1
+
+
+def test_registered_by_fingerprint():
+    for spec in (TA_BASIC_V1, CORE_V1, TA_V2):
+        assert feature_set_by_fingerprint(spec.fingerprint) is spec
+    with pytest.raises(ValueError, match="no feature set this code computes has fingerprint 0000"):
+        feature_set_by_fingerprint("0" * 64)
 
 
 def test_ta_extends_core_with_the_talib_catalogue():
