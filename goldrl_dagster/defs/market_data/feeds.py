@@ -34,7 +34,7 @@ from goldrl_dagster.defs.market_data.partitions import (
     market_instrument_day_partitions,
 )
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
-from goldrl_dagster.lib.bingx.models import klines_to_frame
+from goldrl_dagster.lib.bingx.models import Ticker24h, klines_to_frame
 from goldrl_dagster.lib.bingx.rest import DEPTH_LIMITS, MAX_TRADES_LIMIT
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.storage import feeds_store
@@ -214,13 +214,34 @@ def open_interest(
 def ticker_24h(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
 ) -> dg.MaterializeResult:
-    """Rolling 24-hour statistics (last, open, high, low, volumes, best bid/ask) per instrument."""
+    """Rolling 24-hour statistics (last, open, high, low, volumes, best bid/ask) per instrument.
+
+    Each instrument's ticker is parsed on its own: a malformed record of one instrument does not
+    keep the others from being stored, but the run still fails, naming the instrument and the
+    field.
+    """
     db = storage.runtime().db
+    tickers: list[Ticker24h] = []
+    malformed: dict[str, str] = {}
     with bingx.client() as client:
-        tickers = [client.ticker_24h(s) for s in MARKET_INSTRUMENTS]
+        for symbol in MARKET_INSTRUMENTS:
+            try:
+                tickers.append(client.ticker_24h(symbol))
+            except ValueError as exc:
+                malformed[symbol] = str(exc)
+                context.log.error(f"{symbol}: malformed 24h ticker: {exc}")
         simulated = client.simulated
     frame = feeds_store.ticker_frame(tickers, source_label(simulated))
     feeds_store.write_tickers(db, frame)
+    if malformed:
+        raise dg.Failure(
+            description="malformed 24h ticker: "
+            + "; ".join(f"{s}: {e}" for s, e in malformed.items()),
+            metadata={
+                "stored": dg.MetadataValue.json([t.symbol for t in tickers]),
+                "malformed": dg.MetadataValue.json(malformed),
+            },
+        )
     return dg.MaterializeResult(
         metadata={
             "rows": frame.height,

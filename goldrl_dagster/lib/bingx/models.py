@@ -333,7 +333,8 @@ class Ticker24h:
         low_price: Lowest price in the window.
         volume: Base volume in the window.
         quote_volume: Quote (USDT) volume in the window.
-        price_change_percent: Change over the window in percent (``1.5`` means 1.5 %).
+        price_change_percent: Change over the window in percent (``1.5`` means 1.5 %); BingX
+            sends it as ``"1.5"`` or with a percent sign, ``"1.5%"``.
         bid_price: Best bid, when present.
         bid_qty: Best bid quantity, when present.
         ask_price: Best ask, when present.
@@ -433,6 +434,16 @@ def _int(row: Mapping[str, Any], *names: str) -> int:
     return _integer(row, name, value)
 
 
+def _percent(row: Mapping[str, Any], name: str) -> float:
+    """A number in percent, sent bare (``"0.31"``, ``0.31``) or with a sign (``"0.31%"``)."""
+    raw = _field(row, name)[1]
+    value = raw.strip().removesuffix("%") if isinstance(raw, str) else raw
+    try:
+        return _number(row, name, value)
+    except ValueError:
+        raise ValueError(f"field {name!r} is {raw!r}, not a percentage, in {_show(row)}") from None
+
+
 def parse_funding_rate(row: dict, symbol: str | None = None) -> FundingRate:
     """Parse one funding-history row ``{symbol, fundingRate, fundingTime}``.
 
@@ -494,6 +505,8 @@ def parse_open_interest(row: dict, received_ms: int) -> OpenInterest:
 def parse_ticker_24h(row: dict) -> Ticker24h:
     """Parse 24-hour ticker data; bid/ask fields are optional.
 
+    ``priceChangePercent`` is read as percent with or without a trailing ``%``.
+
     Raises:
         ValueError: If a required field is missing or malformed.
     """
@@ -507,7 +520,7 @@ def parse_ticker_24h(row: dict) -> Ticker24h:
         low_price=_num(row, "lowPrice"),
         volume=_num(row, "volume"),
         quote_volume=_num(row, "quoteVolume"),
-        price_change_percent=_num(row, "priceChangePercent"),
+        price_change_percent=_percent(row, "priceChangePercent"),
         bid_price=_optional(row, "bidPrice", float),
         bid_qty=_optional(row, "bidQty", float),
         ask_price=_optional(row, "askPrice", float),

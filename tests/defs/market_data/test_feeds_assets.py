@@ -9,6 +9,7 @@ from goldrl_dagster.defs import keys
 from goldrl_dagster.defs.market_data.partitions import MARKET_INSTRUMENTS
 from goldrl_dagster.defs.market_data.schedules import daily_run_requests, market_daily_feeds
 from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.lib.bingx.rest import TICKER_PATH, BingXRestClient
 from goldrl_dagster.lib.bingx.simulator.feeds import DEFAULT_FUNDING_HOURS
 from goldrl_dagster.lib.market.aggregate import AGGREGATE_INTERVALS, DAY_MS, bucket_start
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
@@ -247,6 +248,25 @@ def test_snapshot_assets_append_one_snapshot_per_instrument(env):
     # Two fetches a few simulated minutes apart overlap; the overlap is stored once.
     stored = count(db, "SELECT count(*) FROM trades") - before["trades"]
     assert max(first_trades, second_trades) <= stored < first_trades + second_trades
+
+
+def test_one_malformed_ticker_fails_the_run_but_not_the_other_instruments(env, monkeypatch):
+    # The simulator answers over the socket; XAUT's record then gets an unreadable percent.
+    real_get = BingXRestClient._get
+
+    def get(self, path, params=None):
+        data = real_get(self, path, params)
+        if path == TICKER_PATH and (params or {}).get("symbol") == "XAUT-USDT":
+            data = {**data, "priceChangePercent": "n/a%"}
+        return data
+
+    monkeypatch.setattr(BingXRestClient, "_get", get)
+    query = "SELECT count(*) FROM ticker_snapshots WHERE instrument = $1"
+    before = {s: count(env["db"], query, s) for s in MARKET_INSTRUMENTS}
+    with pytest.raises(dg.Failure, match=r"XAUT-USDT: field 'priceChangePercent' is 'n/a%'"):
+        run(env, [keys.TICKER_24H])
+    after = {s: count(env["db"], query, s) for s in MARKET_INSTRUMENTS}
+    assert after == {**before, "PAXG-USDT": before["PAXG-USDT"] + 1}  # PAXG stored, XAUT not
 
 
 def test_order_book_depth_is_configurable_and_validated(env):

@@ -49,6 +49,31 @@ def test_open_interest_and_ticker():
     assert parse_ticker_24h({**row, "bidPrice": "2650.9", "bidQty": "3"}).bid_qty == 3.0
 
 
+@pytest.mark.parametrize(
+    ("sent", "percent"), [("0.31%", 0.31), ("-1.2%", -1.2), ("0.31", 0.31), (-1.2, -1.2)]
+)
+def test_ticker_price_change_percent_with_or_without_the_percent_sign(sent, percent):
+    # Recorded from BingX: {"symbol": "XAUT-USDT", "priceChange": "10.30",
+    # "priceChangePercent": "0.31%", "lastPrice": "3345.10", "lastQty": "0.12", …}
+    row = {"symbol": "XAUT-USDT", "priceChange": "10.30", "priceChangePercent": sent,
+           "lastPrice": "3345.10", "lastQty": "0.12", "highPrice": "3350.00",
+           "lowPrice": "3320.50", "volume": "812.34", "quoteVolume": "2712345.67",
+           "openPrice": "3334.80", "openTime": "1735632000000",
+           "closeTime": "1735718400000"}  # fmt: skip
+    ticker = parse_ticker_24h(row)
+    assert ticker.price_change_percent == percent and ticker.time_ms == 1735718400000
+
+
+@pytest.mark.parametrize("sent", ["abc%", "%", "", None, "0.31%%", {"v": 1}])
+def test_malformed_price_change_percent_names_the_field(sent):
+    row = {"symbol": "XAUT-USDT", "lastPrice": "1", "openPrice": "1", "highPrice": "1",
+           "lowPrice": "1", "volume": "1", "quoteVolume": "1", "priceChangePercent": sent,
+           "closeTime": 77}  # fmt: skip
+    with pytest.raises(ValueError, match="priceChangePercent") as caught:
+        parse_ticker_24h(row)
+    assert "XAUT-USDT" in str(caught.value)  # the record is shown
+
+
 def test_depth_is_best_first_whatever_the_wire_order():
     data = {"T": 10, "bids": [["99", "1"], ["100", "2"]], "asks": [["102", "1"], ["101", "5"]]}
     book = parse_depth(data, "XAUT-USDT", 0)

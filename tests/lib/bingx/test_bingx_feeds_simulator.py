@@ -8,7 +8,7 @@ import pytest
 
 from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
 from goldrl_dagster.lib.bingx.models import BINGX_INTERVALS, parse_order
-from goldrl_dagster.lib.bingx.rest import DEPTH_PATH, BingXRestClient
+from goldrl_dagster.lib.bingx.rest import DEPTH_PATH, TICKER_PATH, BingXRestClient
 from goldrl_dagster.lib.bingx.simulator.market import DAY_MS, GENESIS_MS, MINUTE_MS
 
 ANCHOR_MS = GENESIS_MS + 40 * DAY_MS + 30_500  # the anchor of this folder's simulators
@@ -154,6 +154,14 @@ def test_open_interest_ticker_depth_and_trades_agree_with_the_candles(sim, clien
         minute = trade.time_ms // MINUTE_MS * MINUTE_MS
         candle = sim.market.candle_at(XAUT, minute, trade.time_ms + 1)
         assert candle.low <= trade.price <= candle.high  # within its candle as it stood
+
+
+def test_ticker_percent_arrives_with_a_percent_sign_and_parses(sim, client):
+    raw = httpx.get(f"{sim.base_url}{TICKER_PATH}", params={"symbol": XAUT}).json()["data"]
+    assert raw["priceChangePercent"].endswith("%")  # BingX's shape, e.g. "0.31%"
+    ticker = client.ticker_24h(XAUT)
+    expected = (ticker.last_price - ticker.open_price) / ticker.open_price * 100
+    assert ticker.price_change_percent == pytest.approx(expected, abs=5e-4)
 
 
 def test_depth_rejects_limits_bingx_does_not_offer(sim):

@@ -159,7 +159,7 @@ class SimulatedFeeds:
         return {
             "symbol": symbol,
             "priceChange": f"{change:.{pp}f}",
-            "priceChangePercent": f"{change / open_ * 100.0:.3f}",
+            "priceChangePercent": f"{change / open_ * 100.0:.3f}%",  # BingX: "0.31%"
             "lastPrice": f"{last:.{pp}f}",
             "highPrice": f"{max(b.high for b in bars):.{pp}f}",
             "lowPrice": f"{min(b.low for b in bars):.{pp}f}",
