@@ -125,6 +125,10 @@ def parse_kline_row(row: dict | list) -> Kline:
 
 
 def _push_kline(message: object, item: Mapping[str, Any], prefix: str, time_name: str) -> Kline:
+    # ``t`` is always the open time; ``T`` is the open time only when ``t`` is absent (the
+    # documented list shape), and the close time when both are sent.
+    if "t" in item:
+        time_name = "t"
     names = {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}
     for short in (*names.values(), time_name):
         if short not in item:
@@ -139,7 +143,9 @@ def parse_kline_push(message: dict) -> list[Kline]:
     Args:
         message: The decoded push. Two shapes exist: ``data = [{o, h, l, c, v, T}, …]`` where
             ``T`` is the candle's OPEN time, and ``data = {K: {t, T, o, h, l, c, v}}`` where
-            ``t`` is the open time (``T`` there is the close time and is ignored).
+            ``t`` is the open time (``T`` there is the close time and is ignored). Whatever the
+            shape, an item carrying ``t`` takes it as the open time (and ``T`` as the close
+            time): ``T`` is the open time only when ``t`` is absent.
 
     Returns:
         The candles in the message, in message order (usually one).

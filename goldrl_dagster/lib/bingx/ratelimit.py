@@ -19,8 +19,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 # Group -> (requests, window seconds). "market": every public quote endpoint shares one budget
-# per IP; "order": order placement (3/s per IP is the tighter of BingX's two order limits).
-DEFAULT_LIMITS: Mapping[str, tuple[int, float]] = {"market": (500, 10.0), "order": (3, 1.0)}
+# per IP; "order": order placement and cancels per IP (3/s); "order_account": the same per
+# account (10/s; the IP limit binds first for one process, the account limit when several IPs
+# share an account); "account": signed reads (orders, positions, balance, …), a conservative
+# 10/s well inside BingX's per-endpoint limits.
+DEFAULT_LIMITS: Mapping[str, tuple[int, float]] = {
+    "market": (500, 10.0),
+    "order": (3, 1.0),
+    "order_account": (10, 1.0),
+    "account": (10, 1.0),
+}
 DEFAULT_SLACK = 0.02  # fraction by which the window is stretched
 
 

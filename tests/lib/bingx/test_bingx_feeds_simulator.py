@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
-from goldrl_dagster.lib.bingx.models import BINGX_INTERVALS, parse_order
+from goldrl_dagster.lib.bingx.models import BINGX_INTERVALS
 from goldrl_dagster.lib.bingx.rest import DEPTH_PATH, TICKER_PATH, BingXRestClient
 from goldrl_dagster.lib.bingx.simulator.market import DAY_MS, GENESIS_MS, MINUTE_MS
 
@@ -15,7 +15,6 @@ ANCHOR_MS = GENESIS_MS + 40 * DAY_MS + 30_500  # the anchor of this folder's sim
 
 XAUT, PAXG = "XAUT-USDT", "PAXG-USDT"
 HOUR_MS = 3_600_000
-ORDER_TEST = "/openApi/swap/v2/trade/order/test"
 
 
 def aggregate(minutes):
@@ -181,20 +180,3 @@ def test_depth_rejects_limits_bingx_does_not_offer(sim):
         assert requests == []
         raw = httpx.get(f"{sim.base_url}{DEPTH_PATH}", params={"symbol": XAUT, "limit": 7})
         assert raw.json()["code"] == 109400
-
-
-@pytest.mark.parametrize("shape", ["nested", "flat"])
-def test_order_dry_run_keeps_19_digit_ids_exact(start_sim, shape):
-    server = start_sim(order_shape=shape)
-    params = {"symbol": XAUT, "side": "BUY", "type": "MARKET", "quantity": "0.01",
-              "clientOrderId": "GoldRL-1"}  # fmt: skip
-    first = httpx.post(f"{server.base_url}{ORDER_TEST}", params=params).json()
-    second = httpx.post(f"{server.base_url}{ORDER_TEST}", params=params).json()
-    assert first["code"] == 0
-    a, b = parse_order(first["data"]), parse_order(second["data"])
-    assert len(a.order_id) == 19 and int(a.order_id) > 2**53
-    assert int(b.order_id) - int(a.order_id) == 1  # a float would have merged them
-    assert a.client_order_id == "goldrl-1"  # BingX lower-cases it
-    assert (a.symbol, a.side, a.type, a.quantity) == (XAUT, "BUY", "MARKET", 0.01)
-    bad = httpx.post(f"{server.base_url}{ORDER_TEST}", params={**params, "side": "HOLD"}).json()
-    assert bad["code"] == 109400 and "side" in bad["msg"]

@@ -114,6 +114,17 @@ def test_push_list_shape_T_is_open_time():
     assert parse_kline_push(message) == [EXPECTED]
 
 
+def test_push_list_shape_with_t_and_T_takes_t_as_open_time():
+    # Recorded list-shape push carrying both times: t = open, T = close (open + 59 999 ms).
+    item = {"t": 1735689600000, "T": 1735689659999, "o": "2650.5", "h": "2651.25",
+            "l": "2649.75", "c": "2650.0", "v": "12.3456"}  # fmt: skip
+    message = {"code": 0, "dataType": "XAUT-USDT@kline_1m", "s": "XAUT-USDT", "data": [item]}
+    assert parse_kline_push(message) == [EXPECTED]
+    assert parse_kline_push({**message, "data": item}) == [EXPECTED]  # data as one object
+    with pytest.raises(ValueError, match=r"'data\.t'"):
+        parse_kline_push({**message, "data": [{**item, "t": None}]})  # no fallback to T
+
+
 def test_push_nested_K_shape_uses_t():
     message = {
         "dataType": "XAUT-USDT@kline_1m",

@@ -46,9 +46,25 @@ class SimRateLimits:
             raise ValueError(f"reply must be 'http' or 'code', got {self.reply!r}")
 
 
-def path_group(path: str) -> str:
-    """Rate-limit group of a REST path."""
-    return "order" if "/trade/" in path else "market"
+ORDER_WRITE_PATHS = (
+    "/trade/order",
+    "/trade/order/test",
+    "/trade/allOpenOrders",
+    "/trade/batchOrders",
+)
+
+
+def path_group(path: str, method: str = "GET") -> str:
+    """Rate-limit group of a REST request.
+
+    ``order``: placing and cancelling orders; ``account``: other signed requests; ``market``:
+    public quotes.
+    """
+    if method.upper() in ("POST", "DELETE") and path.endswith(ORDER_WRITE_PATHS):
+        return "order"
+    if "/quote/" in path or "/market/" in path or path.endswith("/server/time"):
+        return "market"
+    return "account"
 
 
 class IpRateLimiter:
@@ -75,20 +91,36 @@ class IpRateLimiter:
         self._refusals: dict[str, deque[float]] = {}
         self._banned_until: dict[str, float] = {}
 
-    def check(self, ip: str, path: str) -> Verdict:
-        """Count one request from ``ip`` to ``path`` and say whether to serve it."""
-        group = path_group(path)
+    def ban(self, ip: str, seconds: float) -> None:
+        """Ban an IP now (fault injection)."""
+        with self._lock:
+            self._banned_until[ip] = self._clock() + seconds
+
+    def _fits(self, key: tuple[str, str], group: str, now: float) -> bool:
         limit, window = self.config.limits.get(group, self.config.limits["market"])
+        requests = self._requests.setdefault(key, deque())
+        while requests and requests[0] <= now - window:
+            requests.popleft()
+        return len(requests) < limit
+
+    def check(self, ip: str, path: str, method: str = "GET", api_key: str = "") -> Verdict:
+        """Count one request from ``ip`` to ``path`` and say whether to serve it.
+
+        Order placement and cancels also count against the API key's own limit
+        (``order_account``), as BingX limits orders per account as well as per IP.
+        """
+        group = path_group(path, method)
+        keys = [((ip, group), group)]
+        if group == "order" and api_key and "order_account" in self.config.limits:
+            keys.append((("key:" + api_key, "order_account"), "order_account"))
         with self._lock:
             now = self._clock()
             if self._banned_until.get(ip, float("-inf")) > now:
                 self.banned += 1
                 return "banned"
-            requests = self._requests.setdefault((ip, group), deque())
-            while requests and requests[0] <= now - window:
-                requests.popleft()
-            if len(requests) < limit:
-                requests.append(now)
+            if all(self._fits(key, g, now) for key, g in keys):
+                for key, _ in keys:
+                    self._requests[key].append(now)
                 self.granted += 1
                 return "ok"
             self.refused += 1

@@ -1,5 +1,6 @@
-"""The simulator's REST side: BingX's market endpoints, the order dry-run, limits and faults.
+"""The simulator's REST side: BingX's market endpoints, limits and faults.
 
+Signed trading and account endpoints live in :mod:`.trading_api`.
 Every answer is BingX's ``{"code": 0, "msg": "", "data": …}`` envelope with string numbers;
 business errors come as HTTP 200 with a non-zero code, as on BingX. The middleware marks every
 response ``X-GoldRL-Simulated: true``, enforces the per-IP limits and applies injected faults.
@@ -8,8 +9,6 @@ response ``X-GoldRL-Simulated: true``, enforces the per-IP limits and applies in
 from __future__ import annotations
 
 import asyncio
-import itertools
-import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from goldrl_dagster.lib.bingx.simulator.limits import IpRateLimiter
 from goldrl_dagster.lib.bingx.simulator.market import SIM_INTERVALS, SimulatedMarket
 
 SIMULATED_HEADER = "X-GoldRL-Simulated"
+SIM_SPEED_HEADER = "X-GoldRL-Sim-Speed"
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 1440
 MAX_FUNDING_LIMIT = 1000
@@ -34,11 +34,8 @@ DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 INVALID_PARAMETER_CODE = 109400
 UNKNOWN_SYMBOL_CODE = 109425
 RATE_LIMITED_CODE = 100410
-# Order ids start above 2^53, like BingX's 19-digit ids, so a float anywhere loses digits.
-FIRST_ORDER_ID = 1_901_234_567_890_123_457
 
 KlineRows = Literal["object", "array"]
-OrderShape = Literal["nested", "flat"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -155,23 +152,12 @@ def _window_bars(
     return symbol, interval, bars
 
 
-class _OrderIds:
-    def __init__(self) -> None:
-        self._next = itertools.count(FIRST_ORDER_ID)
-        self._lock = threading.Lock()
-
-    def take(self) -> int:
-        with self._lock:
-            return next(self._next)
-
-
 def build_routes(
     market: SimulatedMarket,
     feeds: SimulatedFeeds,
     clock: SimClock,
     *,
     kline_rows: KlineRows = "object",
-    order_shape: OrderShape = "nested",
 ) -> list[Route]:
     """The REST routes.
 
@@ -180,14 +166,10 @@ def build_routes(
         feeds: Funding, mark/index, open interest, ticker, book and trades.
         clock: Virtual time.
         kline_rows: Shape of kline rows (``?rows=object|array`` overrides it per request).
-        order_shape: ``"nested"`` answers the order dry-run with ``data.order`` (spellings
-            ``orderId``/``clientOrderID``), ``"flat"`` with the order directly under ``data``
-            (spellings ``orderID``/``clientOrderId``).
 
     Returns:
         Starlette routes.
     """
-    order_ids = _OrderIds()
 
     async def server_time(request: Request) -> Response:
         return envelope({"serverTime": clock.now_ms()})
@@ -295,53 +277,6 @@ def build_routes(
             for t in feeds.recent_trades(symbol, limit, clock.now_ms())
         ]
 
-    async def order_test(request: Request) -> Response:
-        params = dict(request.query_params)
-        if request.headers.get("content-type", "").startswith("application/x-www-form"):
-            params.update(await request.form())  # type: ignore[arg-type]
-        try:
-            return envelope(_order(params))
-        except BadRequest as exc:
-            return error(INVALID_PARAMETER_CODE, str(exc))
-        except UnknownSymbol as exc:
-            return error(UNKNOWN_SYMBOL_CODE, str(exc))
-
-    def _order(params: dict[str, Any]) -> dict:
-        symbol = params.get("symbol")
-        if not symbol:
-            raise BadRequest("symbol is required")
-        if symbol not in market.symbols:
-            raise UnknownSymbol(f"symbol {symbol} does not exist")
-        side = str(params.get("side", "")).upper()
-        if side not in ("BUY", "SELL"):
-            raise BadRequest(f"side must be BUY or SELL, got {params.get('side')!r}")
-        kind = str(params.get("type", "")).upper()
-        if kind not in ("MARKET", "LIMIT", "STOP_MARKET", "TAKE_PROFIT_MARKET"):
-            raise BadRequest(f"type {params.get('type')!r} is not supported")
-        try:
-            quantity = float(params.get("quantity", ""))
-        except ValueError:
-            raise BadRequest("quantity is required and must be a number") from None
-        if quantity <= 0:
-            raise BadRequest(f"quantity must be > 0, got {quantity}")
-        price = params.get("price") or "0"
-        if kind == "LIMIT" and float(price) <= 0:
-            raise BadRequest("price is required for LIMIT orders")
-        client_id = str(params.get("clientOrderId", "")).lower()  # BingX lower-cases it
-        order = {
-            "symbol": symbol,
-            "side": side,
-            "positionSide": params.get("positionSide", "BOTH"),
-            "type": kind,
-            "origQty": params.get("quantity"),
-            "price": price,
-            "status": "NEW",
-            "time": clock.now_ms(),
-        }
-        if order_shape == "nested":
-            return {"order": {"orderId": order_ids.take(), "clientOrderID": client_id, **order}}
-        return {"orderID": str(order_ids.take()), "clientOrderId": client_id, **order}
-
     return [
         Route("/openApi/swap/v2/server/time", server_time),
         Route("/openApi/swap/v2/quote/contracts", contracts),
@@ -353,33 +288,46 @@ def build_routes(
         Route("/openApi/swap/v2/quote/ticker", _handler(ticker)),
         Route("/openApi/swap/v2/quote/depth", _handler(depth)),
         Route("/openApi/swap/v2/quote/trades", _handler(trades)),
-        Route("/openApi/swap/v2/trade/order/test", order_test, methods=["POST"]),
     ]
 
 
 class SimulatorMiddleware:
-    """ASGI middleware: per-IP limits, injected faults, and the simulated marker on everything.
+    """ASGI middleware: rate limits, injected faults, and the simulated marker on everything.
+
+    Every response carries ``X-GoldRL-Simulated: true`` and ``X-GoldRL-Sim-Speed`` (virtual
+    seconds per real second), so a client can extrapolate the simulator's clock.
 
     Args:
         app: The wrapped app.
         faults: Injected REST faults.
-        limiter: Per-IP limiter, or ``None`` for no limits.
+        limiter: Per-IP (and, for orders, per-key) limiter, or ``None`` for no limits.
+        speed: The simulator clock's speed.
     """
 
-    def __init__(self, app: ASGIApp, faults: RestFaults, limiter: IpRateLimiter | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        faults: RestFaults,
+        limiter: IpRateLimiter | None,
+        speed: float = 1.0,
+    ) -> None:
         self.app = app
         self.faults = faults
         self.limiter = limiter
+        self.speed = f"{speed:g}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI request."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {SIMULATED_HEADER: "true"}
+        headers = {SIMULATED_HEADER: "true", SIM_SPEED_HEADER: self.speed}
         if self.limiter is not None and scope["path"].startswith("/openApi/"):
             client = scope.get("client") or ("unknown", 0)
-            verdict = self.limiter.check(client[0], scope["path"])
+            api_key = dict(scope.get("headers") or []).get(b"x-bx-apikey", b"").decode("latin-1")
+            verdict = self.limiter.check(
+                client[0], scope["path"], scope.get("method", "GET"), api_key
+            )
             if verdict == "banned":
                 await Response("IP banned (418)", 418, headers=headers)(scope, receive, send)
                 return
@@ -413,6 +361,7 @@ class SimulatorMiddleware:
                 message["headers"] = [
                     *message.get("headers", []),
                     (SIMULATED_HEADER.lower().encode(), b"true"),
+                    (SIM_SPEED_HEADER.lower().encode(), self.speed.encode()),
                 ]
             await send(message)
 

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import Self
 
@@ -35,7 +36,13 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from goldrl_dagster.lib.bingx.simulator.account_ws import AccountConnection, AccountPushFaults
 from goldrl_dagster.lib.bingx.simulator.clock import SimClock
+from goldrl_dagster.lib.bingx.simulator.exchange import (
+    DEFAULT_BALANCE,
+    SimAccount,
+    SimExchange,
+)
 from goldrl_dagster.lib.bingx.simulator.faults import (
     CORRUPT_FRAME,
     PushFaults,
@@ -49,9 +56,13 @@ from goldrl_dagster.lib.bingx.simulator.market import SIM_INTERVALS, SimulatedMa
 from goldrl_dagster.lib.bingx.simulator.rest_api import (
     RATE_LIMITED_CODE,
     KlineRows,
-    OrderShape,
     SimulatorMiddleware,
     build_routes,
+)
+from goldrl_dagster.lib.bingx.simulator.trading_api import (
+    OrderShape,
+    TradingFaults,
+    build_trading_routes,
 )
 
 log = logging.getLogger(__name__)
@@ -306,9 +317,10 @@ class _Hub:
     """Live WebSocket connections of one app, for fault injection from other threads."""
 
     def __init__(self) -> None:
-        self.connections: set[_Connection] = set()
+        self.connections: set[_Connection | AccountConnection] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.push_faults = PushFaults()
+        self.account_faults = AccountPushFaults()
 
     def call(self, function: Callable[[], None]) -> None:
         """Run ``function`` on the server's loop (or now, when the loop is not running)."""
@@ -335,6 +347,7 @@ def create_app(
     rate_limits: SimRateLimits | None = None,
     kline_rows: KlineRows = "object",
     order_shape: OrderShape = "nested",
+    exchange: SimExchange | None = None,
 ) -> Starlette:
     """Build the simulator's ASGI app.
 
@@ -347,11 +360,14 @@ def create_app(
             when omitted.
         rate_limits: Per-IP limits to enforce; ``None`` enforces none.
         kline_rows: Kline row shape, ``"object"`` or ``"array"``.
-        order_shape: Order dry-run answer shape, ``"nested"`` or ``"flat"``.
+        order_shape: Order placement answer shape, ``"nested"`` or ``"flat"``.
+        exchange: Accounts and matching behind the signed endpoints and the account stream; a
+            new one (without accounts) when omitted.
 
     Returns:
         The Starlette app; ``app.state.hub`` holds the live connections and push faults,
-        ``app.state.faults`` the REST faults and ``app.state.limiter`` the limiter (or None).
+        ``app.state.faults`` the REST faults, ``app.state.limiter`` the limiter (or None),
+        ``app.state.exchange`` the exchange and ``app.state.trading_faults`` its faults.
     """
     if ping_interval <= 0 or push_interval <= 0:
         raise ValueError("ping_interval and push_interval must be > 0")
@@ -359,9 +375,15 @@ def create_app(
     hub = _Hub()
     faults = RestFaults()
     limiter = IpRateLimiter(rate_limits) if rate_limits is not None else None
+    exchange = SimExchange(market, feeds, clock.now_ms) if exchange is None else exchange
+    trading_faults = TradingFaults()
 
     async def swap_market(websocket: WebSocket) -> None:
         await websocket.accept()
+        listen_key = websocket.query_params.get("listenKey")
+        if listen_key is not None:
+            await _account_stream(websocket, listen_key)
+            return
         connection = _Connection(
             websocket, market, feeds, clock, ping_interval, push_interval, hub.push_faults
         )
@@ -371,18 +393,51 @@ def create_app(
         finally:
             hub.connections.discard(connection)
 
+    async def _account_stream(websocket: WebSocket, listen_key: str) -> None:
+        found = exchange.listen_key_account(listen_key)
+        if found is None:
+            await websocket.send_bytes(
+                gzip.compress(b'{"code":100400,"msg":"listenKey does not exist or has expired"}')
+            )
+            await websocket.close(code=1008, reason="invalid listenKey")
+            return
+        connection = AccountConnection(
+            websocket, exchange, found[0], listen_key, ping_interval, hub.account_faults
+        )
+        hub.connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            hub.connections.discard(connection)
+
+    async def settle() -> None:
+        """Time passes for the exchange: resting orders fill, funding settles."""
+        while True:
+            await asyncio.sleep(push_interval)
+            try:
+                await asyncio.to_thread(exchange.advance)
+            except Exception:  # one failed step must not stop the exchange
+                log.exception("simulator exchange step failed")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         hub.loop = asyncio.get_running_loop()
+        settler = asyncio.create_task(settle(), name="sim-exchange-settle")
         yield
+        settler.cancel()
         hub.drop_all()
 
-    routes = build_routes(market, feeds, clock, kline_rows=kline_rows, order_shape=order_shape)
-    app = Starlette(routes=[*routes, WebSocketRoute(WS_PATH, swap_market)], lifespan=lifespan)
-    app.add_middleware(SimulatorMiddleware, faults=faults, limiter=limiter)
+    routes = build_routes(market, feeds, clock, kline_rows=kline_rows)
+    trading = build_trading_routes(exchange, clock, trading_faults, order_shape=order_shape)
+    app = Starlette(
+        routes=[*trading, *routes, WebSocketRoute(WS_PATH, swap_market)], lifespan=lifespan
+    )
+    app.add_middleware(SimulatorMiddleware, faults=faults, limiter=limiter, speed=clock.speed)
     app.state.hub = hub
     app.state.faults = faults
     app.state.limiter = limiter
+    app.state.exchange = exchange
+    app.state.trading_faults = trading_faults
     return app
 
 
@@ -443,6 +498,7 @@ class SimulatorServer:
         self.ws_url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.exchange: SimExchange = self.app.state.exchange
 
     def start(self) -> Self:
         """Start serving; returns once the server accepts connections.
@@ -531,6 +587,58 @@ class SimulatorServer:
         """Fault injection: replace the next data push with a frame that is not valid gzip."""
         hub: _Hub = self.app.state.hub
         hub.call(lambda: setattr(hub.push_faults, "corrupt", True))
+
+    # -- the exchange -----------------------------------------------------------------------
+
+    def create_account(
+        self,
+        api_key: str,
+        secret: str,
+        *,
+        balance: Decimal | str | int = DEFAULT_BALANCE,
+        hedge_mode: bool = True,
+    ) -> SimAccount:
+        """Open a simulated trading account (hedge mode by default, as on BingX)."""
+        return self.exchange.create_account(api_key, secret, balance=balance, hedge_mode=hedge_mode)
+
+    def lose_next_order_responses(self, n: int, seconds: float = 30.0) -> None:
+        """Fault injection: hold back the answers of the next ``n`` order writes.
+
+        The placements (or cancels) are carried out; their answers arrive only after
+        ``seconds``, so the client times out with an unknown outcome.
+        """
+        faults: TradingFaults = self.app.state.trading_faults
+        faults.lost_response_seconds = seconds
+        faults.add("lost_order_responses", n)
+
+    def fill_before_next_cancels(self, n: int) -> None:
+        """Fault injection: the next ``n`` cancels arrive just after their order filled.
+
+        The order fills completely (a late fill) and the cancel is answered "order not exist".
+        """
+        faults: TradingFaults = self.app.state.trading_faults
+        faults.add("late_fills_on_cancel", n)
+
+    def duplicate_next_account_pushes(self, n: int) -> None:
+        """Fault injection: send each of the next ``n`` account-stream pushes twice."""
+        hub: _Hub = self.app.state.hub
+        hub.call(lambda: setattr(hub.account_faults, "duplicate", hub.account_faults.duplicate + n))
+
+    def drop_next_account_pushes(self, n: int) -> None:
+        """Fault injection: never send the next ``n`` account-stream pushes."""
+        hub: _Hub = self.app.state.hub
+        hub.call(lambda: setattr(hub.account_faults, "drop", hub.account_faults.drop + n))
+
+    def ban_ip(self, seconds: float, ip: str = "127.0.0.1") -> None:
+        """Fault injection: answer every request from ``ip`` with HTTP 418 for ``seconds``.
+
+        Raises:
+            RuntimeError: If the server enforces no limits (``rate_limits=None``).
+        """
+        limiter: IpRateLimiter | None = self.app.state.limiter
+        if limiter is None:
+            raise RuntimeError("this simulator enforces no rate limits, so it cannot ban")
+        limiter.ban(ip, seconds)
 
     def rate_limit_stats(self) -> dict[str, int]:
         """Requests granted, refused as rate limited (429/100410) and refused while banned."""
