@@ -59,6 +59,10 @@ class RejectedError(BingXError):
     """A definitive answer: BingX did not carry out the request."""
 
 
+class NotSentError(RejectedError):
+    """The request was never sent (e.g. BingX's clock could not be measured first)."""
+
+
 class UnknownSymbolError(RejectedError, ValueError):
     """The symbol does not exist on BingX (code 109425) or an alias could not be resolved."""
 

@@ -4,8 +4,9 @@ Every request is signed (:mod:`.signing`) with a timestamp taken from :class:`Se
 which measures the offset to BingX's clock; a timestamp the exchange still rejects after one
 re-measurement is a :class:`~.errors.ClockSkewError` with the measured offset in the message.
 
-Outcome classes (:mod:`.errors`): a definitive exchange answer is a ``RejectedError``; a
-timeout, dropped connection, HTTP 5xx, rate-limit answer or "system busy" is an
+Outcome classes (:mod:`.errors`): a definitive exchange answer is a ``RejectedError`` (so is
+a request that provably never left: no connection could be made, ``NotSentError``); a timeout,
+dropped connection, HTTP 5xx, rate-limit answer or "system busy" is an
 ``UnknownOutcomeError`` carrying the client order id to reconcile. Requests that change state
 (place, cancel, settings) are sent once and never retried here — the caller reconciles; reads
 are retried with backoff. Order placement and cancels draw from the ``order`` and
@@ -47,6 +48,7 @@ from goldrl_dagster.lib.bingx.errors import (
     BannedError,
     BingXError,
     ClockSkewError,
+    NotSentError,
     PositionModeError,
     UnknownOutcomeError,
 )
@@ -87,6 +89,9 @@ INCOME_PATH = "/openApi/swap/v2/user/income"
 LISTEN_KEY_PATH = "/openApi/user/auth/userDataStream"
 
 ORDER_GROUPS = ("order", "order_account")
+# Order and account limits count over 1-second windows, where request latency jitter is a
+# larger share of the window than for the 10-second market window: pace with a wider margin.
+TRADING_SLACK = 0.1
 READ_GROUPS = ("account",)
 MAX_HISTORY_LIMIT = 1000
 MarginType = Literal["ISOLATED", "CROSSED"]
@@ -113,7 +118,9 @@ class BingXTradingClient:
             outcome.
         recv_window_ms: How long BingX may accept a request after its timestamp.
         rate_budget: Budget every request draws from first; by default a local budget with
-            BingX's order and account limits. ``None`` sends unpaced (benchmarks only).
+            BingX's order and account limits (windows stretched by :data:`TRADING_SLACK`).
+            Share one budget between all clients behind one IP. ``None`` sends unpaced
+            (benchmarks only).
         read_retries: Retries of a read after a transient failure.
         backoff: ``(first, cap)`` seconds of the jittered backoff between read retries.
         transport: Optional httpx transport (tests).
@@ -149,7 +156,9 @@ class BingXTradingClient:
         self.recv_window_ms = recv_window_ms
         self.simulated = False
         self.rate_budget: RateBudget | None = (
-            LocalRateBudget(DEFAULT_LIMITS) if rate_budget == "default" else rate_budget
+            LocalRateBudget(DEFAULT_LIMITS, slack=TRADING_SLACK)
+            if rate_budget == "default"
+            else rate_budget
         )  # type: ignore[assignment]
         self._credentials = credentials
         self._read_retries = read_retries
@@ -247,13 +256,17 @@ class BingXTradingClient:
         resynced = False
         attempt = 0
         while True:
+            timestamp = self._timestamp(context)
             self._acquire(groups)
-            query = signed_query(
-                params, self._credentials, self.clock.now_ms(), self.recv_window_ms
-            )
+            query = signed_query(params, self._credentials, timestamp, self.recv_window_ms)
             try:
                 try:
                     response = self._http.request(method, f"{path}?{query}")
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    # No connection was made, so no request reached BingX.
+                    raise NotSentError(
+                        -1, f"{type(exc).__name__}: {exc}; nothing was sent", context=context
+                    ) from exc
                 except httpx.TransportError as exc:
                     raise UnknownOutcomeError(
                         -1, f"{type(exc).__name__}: {exc}", context=context,
@@ -284,6 +297,24 @@ class BingXTradingClient:
                     context, exc, attempt, attempts - 1, delay,
                 )  # fmt: skip
                 self._sleep(delay)
+
+    def _timestamp(self, context: str) -> int:
+        """BingX's time now, measuring the offset (retried) when it is missing or stale.
+
+        Raises:
+            NotSentError: If the clock could not be measured; the request was not sent.
+        """
+        for attempt in range(self._read_retries + 1):
+            try:
+                return self.clock.now_ms()
+            except (UnknownOutcomeError, BingXError) as exc:
+                if isinstance(exc, BannedError) or attempt >= self._read_retries:
+                    raise NotSentError(
+                        -1, f"BingX's clock could not be measured ({exc}); nothing was sent",
+                        context=context,
+                    ) from exc  # fmt: skip
+                self._sleep(self._delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _write_order(
         self, method: str, path: str, params: dict, client_order_id: str | None

@@ -629,6 +629,22 @@ class SimulatorServer:
         hub: _Hub = self.app.state.hub
         hub.call(lambda: setattr(hub.account_faults, "drop", hub.account_faults.drop + n))
 
+    def push_account_event(self, api_key: str, event: dict) -> None:
+        """Fault injection: push ``event`` to the account's stream connections.
+
+        Any shape goes, malformed ones too, as if the exchange had emitted it.
+
+        Raises:
+            KeyError: If no account has this key.
+        """
+        account = self.exchange.account(api_key)
+        if account is None:
+            raise KeyError("no simulated account has this API key")
+        with self.exchange.lock:
+            listeners = list(account.listeners)
+        for listener in listeners:
+            listener(event)
+
     def ban_ip(self, seconds: float, ip: str = "127.0.0.1") -> None:
         """Fault injection: answer every request from ``ip`` with HTTP 418 for ``seconds``.
 
