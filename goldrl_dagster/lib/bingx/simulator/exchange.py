@@ -287,7 +287,8 @@ class SimExchange:
             raise SimReject(UNKNOWN_SYMBOL, f"{symbol} not exist, please verify it")
         return self.market.contract(symbol)
 
-    def _book(self, symbol: str, now: int) -> tuple[list, list]:
+    def book(self, symbol: str, now: int) -> tuple[list, list]:
+        """The simulated order book at ``now``: (bids, asks) as (price, size), best first."""
         book = self.feeds.depth(symbol, BOOK_LEVELS, now)
         bids = [(Decimal(p), Decimal(q)) for p, q in book["bids"]]
         asks = [(Decimal(p), Decimal(q)) for p, q in book["asks"]]
@@ -472,7 +473,7 @@ class SimExchange:
     def _reference_price(self, order: SimOrder, now: int) -> Decimal:
         if order.type == "LIMIT":
             return order.price
-        bids, asks = self._book(order.symbol, now)
+        bids, asks = self.book(order.symbol, now)
         return asks[0][0] if order.side == "BUY" else bids[0][0]
 
     def _position(self, account: SimAccount, symbol: str, side: str) -> SimPosition:
@@ -527,7 +528,7 @@ class SimExchange:
             )
 
     def _match_incoming(self, account: SimAccount, order: SimOrder, now: int) -> None:
-        bids, asks = self._book(order.symbol, now)
+        bids, asks = self.book(order.symbol, now)
         levels = asks if order.side == "BUY" else bids
         if order.type == "LIMIT":
             levels = [
