@@ -2,7 +2,9 @@
 
 BingX sends most numbers as strings and uses more than one shape for the same record, so every
 parser here accepts strings and numbers alike and each documented shape. A malformed record
-raises :class:`ValueError` naming the field and showing the record, never a half-parsed value.
+raises :class:`ValueError` naming the field and showing the record, never a half-parsed value:
+numbers too large for a float and times outside :data:`MIN_EPOCH_MS` … :data:`MAX_EPOCH_MS`
+are malformed too (they would otherwise surface later as ``OverflowError``/``OSError``).
 """
 
 from __future__ import annotations
@@ -11,13 +13,22 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import polars as pl
 
 from goldrl_dagster.lib.market.candles import CANDLE_INTERVALS, CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
+
+# Epoch milliseconds a parsed time may hold: 1970-01-01 … 9999-12-31T23:59:59.999Z, the range a
+# datetime (and a polars Datetime) can represent.
+MIN_EPOCH_MS = 0
+MAX_EPOCH_MS = 253_402_300_799_999
+# Decimal places a contract's price or quantity may have (BingX publishes 0 … 8 or so).
+MAX_PRECISION = 18
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Intervals the BingX swap kline endpoint and stream accept.
 BINGX_INTERVALS: tuple[str, ...] = (
@@ -48,12 +59,17 @@ class Kline:
     @property
     def open_time(self) -> datetime:
         """Open time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.open_time_ms / 1000, tz=UTC)
+        return _utc(self.open_time_ms)
 
 
-def _show(record: object) -> str:
+def _show(record: object, limit: int = 300) -> str:
     text = repr(record)
-    return text if len(text) <= 300 else text[:300] + "…"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _utc(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime, exactly (no float rounding)."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def _number(record: object, name: str, value: object) -> float:
@@ -63,8 +79,12 @@ def _number(record: object, name: str, value: object) -> float:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ValueError(f"field {name!r} is {value!r}, not a number, in {_show(record)}") from None
+    except OverflowError:  # an int beyond a float's range
+        raise ValueError(
+            f"field {name!r} is out of range ({_show(value, 40)}) in {_show(record)}"
+        ) from None
     if not math.isfinite(out):
-        raise ValueError(f"field {name!r} is not finite ({value!r}) in {_show(record)}")
+        raise ValueError(f"field {name!r} is not finite ({_show(value, 40)}) in {_show(record)}")
     return out
 
 
@@ -78,6 +98,17 @@ def _integer(record: object, name: str, value: object) -> int:
     return int(number)
 
 
+def _timestamp(record: object, name: str, value: object) -> int:
+    """Epoch milliseconds, checked to lie within ``MIN_EPOCH_MS … MAX_EPOCH_MS``."""
+    ms = _integer(record, name, value)
+    if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
+        raise ValueError(
+            f"field {name!r} is {_show(value, 40)}, not an epoch-ms time between "
+            f"{MIN_EPOCH_MS} and {MAX_EPOCH_MS}, in {_show(record)}"
+        )
+    return ms
+
+
 def _field(record: Mapping[str, Any], *names: str) -> tuple[str, object]:
     for name in names:
         if name in record:
@@ -87,7 +118,7 @@ def _field(record: Mapping[str, Any], *names: str) -> tuple[str, object]:
 
 def _kline(record: object, open_time: tuple[str, object], fields: dict[str, object]) -> Kline:
     return Kline(
-        open_time_ms=_integer(record, open_time[0], open_time[1]),
+        open_time_ms=_timestamp(record, open_time[0], open_time[1]),
         open=_number(record, "open", fields["open"]),
         high=_number(record, "high", fields["high"]),
         low=_number(record, "low", fields["low"]),
@@ -108,7 +139,7 @@ def parse_kline_row(row: dict | list) -> Kline:
         The parsed candle.
 
     Raises:
-        ValueError: If a field is missing or not a finite number.
+        ValueError: If a field is missing or not a finite number, or the time is out of range.
     """
     if isinstance(row, Mapping):
         fields = {k: _field(row, k)[1] for k in ("open", "high", "low", "close", "volume")}
@@ -173,6 +204,11 @@ def parse_kline_push(message: dict) -> list[Kline]:
     raise ValueError(f"field 'data' is neither an object nor a list in {_show(message)}")
 
 
+def _optional_time(row: Mapping[str, Any], name: str) -> int | None:
+    value = row.get(name)
+    return None if value is None or value == "" else _timestamp(row, name, value)
+
+
 def _optional(row: Mapping[str, Any], name: str, kind: type) -> Any:
     value = row.get(name)
     if value is None or value == "":
@@ -197,11 +233,14 @@ def parse_contract(row: dict) -> InstrumentSpec:
         The instrument, with the record itself kept in ``raw``.
 
     Raises:
-        ValueError: If a required field is missing or malformed.
+        ValueError: If a required field is missing or malformed, a precision is outside
+            0 … :data:`MAX_PRECISION`, or ``launchTime`` is not a valid epoch-ms time.
     """
     if not isinstance(row, Mapping):
         raise ValueError(f"contract must be an object, got {_show(row)}")
-    symbol = str(_field(row, "symbol")[1])
+    symbol = _field(row, "symbol")[1]
+    if not isinstance(symbol, str) or not symbol.strip():
+        raise ValueError(f"field 'symbol' is {_show(symbol, 40)}, not a symbol, in {_show(row)}")
     base, _, quote = symbol.partition("-")
     fee = _optional(row, "feeRate", float)
     maker = _optional(row, "makerFeeRate", float)
@@ -212,9 +251,16 @@ def parse_contract(row: dict) -> InstrumentSpec:
         raise ValueError(f"field 'takerFeeRate' is missing in {_show(row)}")
     price_precision = _integer(row, "pricePrecision", _field(row, "pricePrecision")[1])
     quantity_precision = _integer(row, "quantityPrecision", _field(row, "quantityPrecision")[1])
-    if price_precision < 0 or quantity_precision < 0:
-        raise ValueError(f"negative precision in {_show(row)}")
-    launch_ms = _optional(row, "launchTime", int)
+    for name, precision in (
+        ("pricePrecision", price_precision),
+        ("quantityPrecision", quantity_precision),
+    ):
+        if not 0 <= precision <= MAX_PRECISION:
+            raise ValueError(
+                f"field {name!r} is {_show(precision, 40)}, not within 0 … {MAX_PRECISION}, "
+                f"in {_show(row)}"
+            )
+    launch_ms = _optional_time(row, "launchTime")
     return InstrumentSpec(
         symbol=symbol,
         asset=_optional(row, "asset", str) or base,
@@ -227,9 +273,7 @@ def parse_contract(row: dict) -> InstrumentSpec:
         taker_fee_rate=taker if taker is not None else fee,
         max_long_leverage=_optional(row, "maxLongLeverage", int),
         max_short_leverage=_optional(row, "maxShortLeverage", int),
-        launch_time=(
-            datetime.fromtimestamp(launch_ms / 1000, tz=UTC) if launch_ms is not None else None
-        ),
+        launch_time=_utc(launch_ms) if launch_ms is not None else None,
         contract_id=_optional(row, "contractId", str),
         display_name=_optional(row, "displayName", str),
         contract_size=_optional(row, "size", float),
@@ -435,9 +479,9 @@ def _num(row: Mapping[str, Any], *names: str) -> float:
     return _number(row, name, value)
 
 
-def _int(row: Mapping[str, Any], *names: str) -> int:
+def _time(row: Mapping[str, Any], *names: str) -> int:
     name, value = _field(row, *names)
-    return _integer(row, name, value)
+    return _timestamp(row, name, value)
 
 
 def _percent(row: Mapping[str, Any], name: str) -> float:
@@ -464,7 +508,7 @@ def parse_funding_rate(row: dict, symbol: str | None = None) -> FundingRate:
     name = row.get("symbol") or symbol
     if not name:
         raise ValueError(f"field 'symbol' is missing in {_show(row)}")
-    return FundingRate(str(name), _int(row, "fundingTime"), _num(row, "fundingRate"))
+    return FundingRate(str(name), _time(row, "fundingTime"), _num(row, "fundingRate"))
 
 
 def parse_premium_index(row: dict, received_ms: int) -> PremiumIndex:
@@ -481,14 +525,14 @@ def parse_premium_index(row: dict, received_ms: int) -> PremiumIndex:
     hours = _optional(row, "fundingIntervalHours", int)
     if hours is not None and hours <= 0:
         raise ValueError(f"field 'fundingIntervalHours' is {hours}, not positive, in {_show(row)}")
-    time_ms = _optional(row, "time", int)
+    time_ms = _optional_time(row, "time")
     return PremiumIndex(
         symbol=str(_field(row, "symbol")[1]),
         time_ms=time_ms if time_ms is not None else int(received_ms),
         mark_price=_num(row, "markPrice"),
         index_price=_num(row, "indexPrice"),
         last_funding_rate=_num(row, "lastFundingRate"),
-        next_funding_time_ms=_int(row, "nextFundingTime"),
+        next_funding_time_ms=_time(row, "nextFundingTime"),
         funding_interval_hours=hours,
     )
 
@@ -500,7 +544,7 @@ def parse_open_interest(row: dict, received_ms: int) -> OpenInterest:
         ValueError: If a field is missing or malformed.
     """
     row = _mapping(row, "open interest")
-    time_ms = _optional(row, "time", int)
+    time_ms = _optional_time(row, "time")
     return OpenInterest(
         symbol=str(_field(row, "symbol")[1]),
         time_ms=time_ms if time_ms is not None else int(received_ms),
@@ -519,7 +563,7 @@ def parse_ticker_24h(row: dict) -> Ticker24h:
     row = _mapping(row, "24h ticker")
     return Ticker24h(
         symbol=str(_field(row, "symbol")[1]),
-        time_ms=_int(row, "closeTime"),
+        time_ms=_time(row, "closeTime"),
         last_price=_num(row, "lastPrice"),
         open_price=_num(row, "openPrice"),
         high_price=_num(row, "highPrice"),
@@ -566,7 +610,7 @@ def parse_depth(data: dict, symbol: str, received_ms: int) -> DepthSnapshot:
     asks = _levels(data, "asks", descending=False)
     if bids and asks and bids[0][0] >= asks[0][0]:
         raise ValueError(f"crossed book: best bid {bids[0][0]} >= best ask {asks[0][0]}")
-    time_ms = _optional(data, "T", int)
+    time_ms = _optional_time(data, "T")
     return DepthSnapshot(symbol, time_ms if time_ms is not None else int(received_ms), bids, asks)
 
 
@@ -579,7 +623,7 @@ def parse_trade_row(row: dict, symbol: str) -> Trade:
     row = _mapping(row, "trade row")
     maker_name, maker = _field(row, "isBuyerMaker")
     return _make_trade(
-        symbol, _int(row, "time"), _num(row, "price"), _num(row, "qty", "quantity"),
+        symbol, _time(row, "time"), _num(row, "price"), _num(row, "qty", "quantity"),
         _boolean(row, maker_name, maker),
     )  # fmt: skip
 
@@ -605,7 +649,7 @@ def parse_trade_push(message: dict) -> list[Trade]:
         out.append(
             _make_trade(
                 str(symbol),
-                _int(item, "T"),
+                _time(item, "T"),
                 _num(item, "p"),
                 _num(item, "q"),
                 _boolean(item, "m", _field(item, "m")[1]),

@@ -285,7 +285,8 @@ class BingXRestClient:
         """Return every listed swap contract.
 
         A malformed record of a gold contract raises; malformed records of other contracts are
-        logged and skipped, so one odd listing cannot block gold ingestion.
+        logged and skipped whatever the defect (a symbol that is not a string, a number out of
+        range, …), so one odd listing cannot block gold ingestion.
 
         Raises:
             ValueError: If a gold contract's record is malformed.
@@ -298,10 +299,16 @@ class BingXRestClient:
         for row in data:
             try:
                 out.append(parse_contract(row))
-            except ValueError:
-                if isinstance(row, dict) and row.get("symbol") in GOLD_SYMBOLS:
-                    raise
-                log.warning("skipping malformed BingX contract record %.300r", row)
+            except Exception as exc:  # any defect of a foreign row: skip it, never abort
+                symbol = row.get("symbol") if isinstance(row, dict) else None
+                if isinstance(symbol, str) and symbol in GOLD_SYMBOLS:
+                    if isinstance(exc, ValueError):
+                        raise
+                    raise ValueError(
+                        f"malformed {symbol} contract record ({type(exc).__name__}: {exc}): "
+                        f"{row!r:.300}"
+                    ) from exc
+                log.warning("skipping malformed BingX contract record (%s): %.300r", exc, row)
         return out
 
     def klines(

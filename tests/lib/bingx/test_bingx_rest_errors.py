@@ -180,3 +180,32 @@ def test_contracts_skip_malformed_foreign_rows_but_not_gold_ones():
     client, _ = make_client(Script(ok([{**good, "tradeMinUSDT": None}])))
     with pytest.raises(ValueError, match="tradeMinUSDT"):
         client.contracts()
+
+
+@pytest.mark.parametrize(
+    "defect",
+    [
+        {"symbol": ["ODD-USDT"]},  # unhashable symbol
+        {"symbol": {"name": "ODD-USDT"}},
+        {"symbol": 7},
+        {"pricePrecision": {"digits": 2}},  # an object where a number is expected
+        {"pricePrecision": 10**400},  # a JSON integer past a float's range
+        {"tradeMinUSDT": "1e400"},
+        {"launchTime": "9" * 400},
+        {"launchTime": 10**20},  # fromtimestamp: OverflowError/OSError before the fix
+        {"launchTime": -(10**15)},
+    ],
+)
+def test_any_malformed_foreign_contract_is_skipped_and_a_gold_one_names_its_field(defect):
+    good = {"symbol": "XAUT-USDT", "pricePrecision": 2, "quantityPrecision": 0,
+            "tradeMinQuantity": "1", "tradeMinUSDT": "2", "feeRate": "0.0005",
+            "launchTime": 1735689600000}  # fmt: skip
+    foreign = {**good, "symbol": "ODD-USDT", **defect}
+    client, _ = make_client(Script(ok([foreign, good, {**good, "symbol": "PAXG-USDT"}])))
+    assert [c.symbol for c in client.contracts()] == ["XAUT-USDT", "PAXG-USDT"]
+    if "symbol" in defect:
+        return  # a row whose symbol is not a string cannot be a gold row
+    (field,) = defect
+    client, _ = make_client(Script(ok([{**good, **defect}])))
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        client.contracts()
