@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
+from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.simulator.feeds import SimulatedFeeds
 from goldrl_dagster.lib.bingx.simulator.market import SimContract, SimulatedMarket
 
@@ -164,7 +165,7 @@ class SimAccount:
     """One API key's swap account."""
 
     api_key: str
-    secret: str = field(repr=False)
+    credentials: Credentials  # verifies signatures; never shows the secret
     balance: Decimal
     dual_side: bool
     user_id: str
@@ -210,12 +211,33 @@ class SimExchange:
         balance: Decimal | str | int = DEFAULT_BALANCE,
         hedge_mode: bool = True,
     ) -> SimAccount:
-        """Open an account (BingX's default is hedge mode)."""
+        """Open an account (BingX's default is hedge mode).
+
+        Raises:
+            ValueError: If the key is taken or the key or secret is malformed.
+        """
+        return self.open_account(
+            Credentials(api_key, secret), balance=balance, hedge_mode=hedge_mode
+        )
+
+    def open_account(
+        self,
+        credentials: Credentials,
+        *,
+        balance: Decimal | str | int = DEFAULT_BALANCE,
+        hedge_mode: bool = True,
+    ) -> SimAccount:
+        """Open an account for existing credentials (e.g. read from the environment).
+
+        Raises:
+            ValueError: If an account with this key exists already.
+        """
+        api_key = credentials.api_key
         with self.lock:
             if api_key in self.accounts:
                 raise ValueError("an account with this API key exists already")
             account = SimAccount(
-                api_key, secret, Decimal(str(balance)), hedge_mode, str(next(self._user_ids))
+                api_key, credentials, Decimal(str(balance)), hedge_mode, str(next(self._user_ids))
             )
             for symbol in self.market.symbols:
                 account.leverage[symbol] = [DEFAULT_LEVERAGE, DEFAULT_LEVERAGE]

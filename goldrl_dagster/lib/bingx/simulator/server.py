@@ -36,6 +36,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.simulator.account_ws import AccountConnection, AccountPushFaults
 from goldrl_dagster.lib.bingx.simulator.clock import SimClock
 from goldrl_dagster.lib.bingx.simulator.exchange import (
@@ -128,8 +129,8 @@ class _Connection:
 
     async def send_push(self, message: dict) -> None:
         """Send a data push, applying any injected push fault."""
-        text = json.dumps(message, separators=(",", ":"))
         faults = self.faults
+        text = json.dumps(faults.malform(message), separators=(",", ":"))
         if faults.corrupt:
             faults.corrupt = False
             async with self._send_lock:
@@ -588,6 +589,25 @@ class SimulatorServer:
         hub: _Hub = self.app.state.hub
         hub.call(lambda: setattr(hub.push_faults, "corrupt", True))
 
+    def malform_next_pushes(
+        self, n: int, *, field: str | None = None, value: object = None
+    ) -> None:
+        """Fault injection: the next ``n`` data pushes carry a malformed item after their good ones.
+
+        Args:
+            n: How many pushes.
+            field: The item field spoilt in a copy of the push's last item (default: its price,
+                ``o`` or ``p``); ``"data"`` replaces the whole push's ``data`` instead.
+            value: The value the field gets (default JSON ``null``).
+        """
+        faults: PushFaults = self.app.state.hub.push_faults
+
+        def arm() -> None:
+            faults.malformed += n
+            faults.malformed_field, faults.malformed_value = field, value
+
+        self.app.state.hub.call(arm)
+
     # -- the exchange -----------------------------------------------------------------------
 
     def create_account(
@@ -675,7 +695,16 @@ class SimulatorServer:
         self.stop()
 
 
-def serve(host: str, port: int, *, seed: int, speed: float) -> None:
+def serve(
+    host: str,
+    port: int,
+    *,
+    seed: int,
+    speed: float,
+    account: Credentials | None = None,
+    balance: Decimal | str = DEFAULT_BALANCE,
+    hedge_mode: bool = True,
+) -> None:
     """Serve the simulator in the foreground until interrupted (``goldrl sim``).
 
     Args:
@@ -683,6 +712,9 @@ def serve(host: str, port: int, *, seed: int, speed: float) -> None:
         port: Port to bind.
         seed: Market seed.
         speed: Virtual seconds per real second.
+        account: Credentials to open a simulated trading account for, if any.
+        balance: The account's USDT balance.
+        hedge_mode: Open the account in hedge mode (BingX's default) rather than one-way.
     """
     market = SimulatedMarket(seed)
     clock = SimClock(None, speed)
@@ -692,6 +724,13 @@ def serve(host: str, port: int, *, seed: int, speed: float) -> None:
     )  # fmt: skip
     _warm_up(market, clock)
     app = create_app(market, clock, rate_limits=DEFAULT_SIM_LIMITS)
+    if account is not None:
+        exchange: SimExchange = app.state.exchange
+        exchange.open_account(account, balance=balance, hedge_mode=hedge_mode)
+        log.warning(
+            "simulated trading account for key %s: %s USDT, %s mode",
+            account.key_id, balance, "hedge" if hedge_mode else "one-way",
+        )  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

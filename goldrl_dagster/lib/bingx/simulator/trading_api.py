@@ -13,7 +13,6 @@ client times out, and a cancel that arrives just after the order filled.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import threading
 from collections.abc import Awaitable, Callable
@@ -121,9 +120,7 @@ def authenticate(
             raise SimReject(BAD_SIGNATURE, f"Signature verification failed: repeated {key!r}")
         decoded.append(f"{key}={value}")
         params[key] = value
-    expected = hmac.new(
-        account.secret.encode(), "&".join(decoded).encode(), hashlib.sha256
-    ).hexdigest()
+    expected = account.credentials.sign("&".join(decoded))
     if not hmac.compare_digest(expected, signature):
         raise SimReject(BAD_SIGNATURE, "Signature verification failed")
     _check_timestamp(params, clock)
