@@ -29,6 +29,8 @@ from goldrl_dagster.lib.bingx.errors import (
 from goldrl_dagster.lib.bingx.orders import OrderRequest
 from goldrl_dagster.lib.bingx.ratelimit import DEFAULT_LIMITS, LocalRateBudget
 from goldrl_dagster.lib.bingx.signing import signed_query
+from goldrl_dagster.lib.bingx.simulator.feeds import SimulatedFeeds
+from goldrl_dagster.lib.bingx.simulator.market import DAY_MS, GENESIS_MS, SimulatedMarket
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient
 
 XAUT, PAXG = "XAUT-USDT", "PAXG-USDT"
@@ -339,3 +341,25 @@ def test_unsigned_and_tampered_requests_are_refused_by_the_simulator(start_sim):
     stale = signed_query({}, credentials, server.clock.now_ms() - 60_000)
     answer = httpx.get(f"{url}?{stale}", headers=headers).json()
     assert answer["code"] == 109400 and "timestamp" in answer["msg"]
+
+
+def test_funding_is_settled_and_reported_as_income(start_sim):
+    feeds = SimulatedFeeds(SimulatedMarket(7))
+    after = GENESIS_MS + 41 * DAY_MS
+    funding_time = feeds.funding_times(PAXG, after, after + DAY_MS)[0]
+    server = start_sim(anchor_ms=funding_time - 2_000, push_interval=0.05)
+    server.create_account("funding-key", "funding-secret", hedge_mode=False)
+    with BingXTradingClient(
+        server.base_url, Credentials("funding-key", "funding-secret"), rate_budget=None
+    ) as client:
+        client.place_order(OrderRequest(PAXG, "BUY", Decimal("2"), "funded"))
+        assert client.funding_income(PAXG) == []
+        deadline = time.monotonic() + 10
+        while not (income := client.funding_income(PAXG)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    [record] = income
+    rate = Decimal(f"{feeds.funding_rate(PAXG, funding_time):.6f}")
+    mark = server.exchange.mark_price(PAXG, funding_time)
+    assert (record.symbol, record.income_type, record.asset) == (PAXG, "FUNDING_FEE", "USDT")
+    assert record.time_ms == funding_time
+    assert record.amount == pytest.approx(-2 * mark * rate, abs=Decimal("1e-8"))
