@@ -9,9 +9,10 @@ are malformed too (they would otherwise surface later as ``OverflowError``/``OSE
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -168,7 +169,33 @@ def _push_kline(message: object, item: Mapping[str, Any], prefix: str, time_name
     return _kline(message, (f"{prefix}{time_name}", item[time_name]), fields)
 
 
-def parse_kline_push(message: dict) -> list[Kline]:
+def _gather[T](
+    items: Callable[[], list[Callable[[], T]]], errors: list[ValueError] | None
+) -> list[T]:
+    """Run each item's parser; with ``errors`` given, collect failures there instead of raising.
+
+    ``items`` lists the parsers of a message's items; a message whose item list cannot even be
+    found counts as one failure.
+    """
+    try:
+        parsers = items()
+    except ValueError as exc:
+        if errors is None:
+            raise
+        errors.append(exc)
+        return []
+    out = []
+    for parse in parsers:
+        try:
+            out.append(parse())
+        except ValueError as exc:
+            if errors is None:
+                raise
+            errors.append(exc)
+    return out
+
+
+def parse_kline_push(message: dict, *, errors: list[ValueError] | None = None) -> list[Kline]:
     """Parse a WebSocket kline push.
 
     Args:
@@ -177,31 +204,39 @@ def parse_kline_push(message: dict) -> list[Kline]:
             ``t`` is the open time (``T`` there is the close time and is ignored). Whatever the
             shape, an item carrying ``t`` takes it as the open time (and ``T`` as the close
             time): ``T`` is the open time only when ``t`` is absent.
+        errors: When given, a malformed item (or a message without kline data) is appended
+            here and skipped instead of raising; the other items are still returned.
 
     Returns:
         The candles in the message, in message order (usually one).
 
     Raises:
-        ValueError: If the message has no kline data or a field is malformed.
+        ValueError: If the message has no kline data or a field is malformed (only without
+            ``errors``).
     """
-    if not isinstance(message, Mapping) or "data" not in message:
-        raise ValueError(f"kline push has no 'data' field: {_show(message)}")
-    data = message["data"]
-    if isinstance(data, Mapping):
-        if "K" in data:
-            inner = data["K"]
-            if not isinstance(inner, Mapping):
-                raise ValueError(f"field 'data.K' is not an object in {_show(message)}")
-            return [_push_kline(message, inner, "data.K.", "t")]
-        return [_push_kline(message, data, "data.", "T")]
-    if isinstance(data, list):
-        out = []
-        for item in data:
-            if not isinstance(item, Mapping):
-                raise ValueError(f"kline push item is not an object in {_show(message)}")
-            out.append(_push_kline(message, item, "data.", "T"))
-        return out
-    raise ValueError(f"field 'data' is neither an object nor a list in {_show(message)}")
+
+    def items() -> list[Callable[[], Kline]]:
+        if not isinstance(message, Mapping) or "data" not in message:
+            raise ValueError(f"kline push has no 'data' field: {_show(message)}")
+        data = message["data"]
+        if isinstance(data, Mapping):
+            if "K" in data:
+                inner = data["K"]
+                if not isinstance(inner, Mapping):
+                    raise ValueError(f"field 'data.K' is not an object in {_show(message)}")
+                return [lambda: _push_kline(message, inner, "data.K.", "t")]
+            return [lambda: _push_kline(message, data, "data.", "T")]
+        if isinstance(data, list):
+            return [functools.partial(_push_item, message, item) for item in data]
+        raise ValueError(f"field 'data' is neither an object nor a list in {_show(message)}")
+
+    return _gather(items, errors)
+
+
+def _push_item(message: object, item: object) -> Kline:
+    if not isinstance(item, Mapping):
+        raise ValueError(f"kline push item {_show(item, 40)} is not an object in {_show(message)}")
+    return _push_kline(message, item, "data.", "T")
 
 
 def _optional_time(row: Mapping[str, Any], name: str) -> int | None:
@@ -628,34 +663,46 @@ def parse_trade_row(row: dict, symbol: str) -> Trade:
     )  # fmt: skip
 
 
-def parse_trade_push(message: dict) -> list[Trade]:
+def parse_trade_push(message: dict, *, errors: list[ValueError] | None = None) -> list[Trade]:
     """Parse a WebSocket trade push: ``data`` is an ARRAY of ``{p, q, T, m, s}`` (no trade id).
 
+    Args:
+        message: The decoded push (a single object as ``data`` is tolerated).
+        errors: When given, a malformed item (or a message without a trade list) is appended
+            here and skipped instead of raising; the other items are still returned.
+
+    Returns:
+        The trades in the message, in message order.
+
     Raises:
-        ValueError: If the message has no trade list or an item is malformed.
+        ValueError: If the message has no trade list or an item is malformed (only without
+            ``errors``).
     """
-    message = _mapping(message, "trade push")
-    data = message.get("data")
-    if isinstance(data, Mapping):  # tolerate a single object
-        data = [data]
-    if not isinstance(data, list):
-        raise ValueError(f"trade push 'data' is not a list: {_show(message)}")
-    out = []
-    for item in data:
-        item = _mapping(item, "trade push item")
-        symbol = item.get("s") or message.get("s")
-        if not symbol:
-            raise ValueError(f"field 'data.s' is missing in {_show(message)}")
-        out.append(
-            _make_trade(
-                str(symbol),
-                _time(item, "T"),
-                _num(item, "p"),
-                _num(item, "q"),
-                _boolean(item, "m", _field(item, "m")[1]),
-            )
-        )
-    return out
+
+    def items() -> list[Callable[[], Trade]]:
+        record = _mapping(message, "trade push")
+        data = record.get("data")
+        if isinstance(data, Mapping):  # tolerate a single object
+            data = [data]
+        if not isinstance(data, list):
+            raise ValueError(f"trade push 'data' is not a list: {_show(record)}")
+        return [functools.partial(_trade_item, record, item) for item in data]
+
+    return _gather(items, errors)
+
+
+def _trade_item(message: Mapping[str, Any], item: object) -> Trade:
+    item = _mapping(item, "trade push item")
+    symbol = item.get("s") or message.get("s")
+    if not symbol:
+        raise ValueError(f"field 'data.s' is missing in {_show(message)}")
+    return _make_trade(
+        str(symbol),
+        _time(item, "T"),
+        _num(item, "p"),
+        _num(item, "q"),
+        _boolean(item, "m", _field(item, "m")[1]),
+    )
 
 
 # -- orders ---------------------------------------------------------------------------------

@@ -8,7 +8,10 @@ reordered or missing last pushes) and refills every candle missed while disconne
 
 Both reconnect with backoff when the connection drops, answer heartbeats, and treat a frame
 that cannot be decoded as a broken connection: it is logged, counted and the connection is
-replaced (the data it carried is recovered over REST when a client is given).
+replaced (the data it carried is recovered over REST when a client is given). A frame that
+decodes but holds a malformed push item (a null price, a time out of range, …) is not a broken
+connection: the item is logged, counted and skipped, and the good items of the same push are
+kept.
 """
 
 from __future__ import annotations
@@ -191,6 +194,14 @@ class _ChannelStream:
     """A stream reading through one :class:`_Channel`, exposing its connection counters."""
 
     _channel: _Channel
+    data_type: str
+    malformed_pushes: int
+
+    def _skip_malformed(self, errors: list[ValueError]) -> None:
+        """Log and count the push items (or whole pushes) that did not parse."""
+        for exc in errors:
+            self.malformed_pushes += 1
+            log.warning("%s: skipping a malformed push item: %s", self.data_type, exc)
 
     @property
     def reconnects(self) -> int:
@@ -227,6 +238,8 @@ class KlineStream(_ChannelStream):
         corrupt_frames: Undecodable frames received (each replaced the connection).
         corrections: Closed candles whose REST values differed from the last push.
         pushes: Kline updates received (repeats of the open candle included).
+        malformed_pushes: Push items (or whole pushes without kline data) that did not parse;
+            each was logged and skipped, the good items of the same push were kept.
     """
 
     def __init__(
@@ -249,6 +262,7 @@ class KlineStream(_ChannelStream):
         self.data_type = f"{self.symbol}@kline_{interval}"
         self.corrections = 0
         self.pushes = 0
+        self.malformed_pushes = 0
         if confirm_with_rest and rest_client is None:
             raise ValueError("confirm_with_rest needs a rest_client")
         self._confirm = rest_client is not None if confirm_with_rest is None else confirm_with_rest
@@ -276,7 +290,10 @@ class KlineStream(_ChannelStream):
                     tracker.open_is_stale = tracker.open is not None
                     continue
                 assert message is not None
-                for kline in sorted(parse_kline_push(message), key=lambda k: k.open_time_ms):
+                errors: list[ValueError] = []
+                klines = parse_kline_push(message, errors=errors)
+                self._skip_malformed(errors)
+                for kline in sorted(klines, key=lambda k: k.open_time_ms):
                     self.pushes += 1
                     for final in await self._advance(tracker, kline):
                         yield final
@@ -368,6 +385,8 @@ class TradeStream(_ChannelStream):
         refilled: Trades recovered over REST after a reconnection.
         unrecovered_gaps: Reconnections after which REST could not reach back to the last trade
             seen (more trades happened than one REST page holds).
+        malformed_pushes: Push items (or whole pushes without a trade list) that did not parse;
+            each was logged and skipped, the good items of the same push were kept.
     """
 
     def __init__(
@@ -388,6 +407,7 @@ class TradeStream(_ChannelStream):
         self.duplicates = 0
         self.refilled = 0
         self.unrecovered_gaps = 0
+        self.malformed_pushes = 0
         self._rest = rest_client
         self._memory = memory
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -425,7 +445,10 @@ class TradeStream(_ChannelStream):
                     connected_before = True
                     continue
                 assert message is not None
-                for trade in parse_trade_push(message):
+                errors: list[ValueError] = []
+                pushed = parse_trade_push(message, errors=errors)
+                self._skip_malformed(errors)
+                for trade in pushed:
                     if trade.symbol != self.symbol or not self._first_time(trade):
                         continue
                     last_seen_ms = max(last_seen_ms or 0, trade.time_ms)

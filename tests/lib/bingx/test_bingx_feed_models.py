@@ -104,6 +104,20 @@ def test_trade_rows_and_pushes_share_content_keys():
         parse_trade_push({"data": [{"p": "1", "q": "1", "T": 1, "s": "X"}]})
 
 
+def test_trade_push_with_bad_items_keeps_the_good_ones_when_errors_are_collected():
+    good = {"p": "2650.1", "q": "0.50", "T": 1000, "m": True, "s": "XAUT-USDT"}
+    message = {"dataType": "XAUT-USDT@trade", "data": [good, {**good, "p": None},
+                                                       {**good, "T": 1001}]}  # fmt: skip
+    with pytest.raises(ValueError, match="'p'"):
+        parse_trade_push(message)
+    errors: list[ValueError] = []
+    trades = parse_trade_push(message, errors=errors)
+    assert [t.time_ms for t in trades] == [1000, 1001]
+    assert len(errors) == 1 and "'p'" in str(errors[0])
+    errors.clear()
+    assert parse_trade_push({"data": "x"}, errors=errors) == [] and len(errors) == 1
+
+
 def test_order_nested_and_flat_shapes_with_exact_ids():
     nested = json.loads(
         '{"order": {"orderId": ' + BIG_ID + ', "symbol": "XAUT-USDT", "side": "BUY",'

@@ -158,6 +158,23 @@ def test_malformed_pushes(message, match):
         parse_kline_push(message)
 
 
+def test_push_with_a_good_and_a_bad_item_keeps_the_good_one_when_errors_are_collected():
+    good = {"o": "2650.5", "h": "2651.25", "l": "2649.75", "c": "2650.0", "v": "12.3456",
+            "T": 1735689600000}  # fmt: skip
+    message = {"code": 0, "dataType": "XAUT-USDT@kline_1m", "data": [good, {**good, "o": None}]}
+    with pytest.raises(ValueError, match="'open'"):
+        parse_kline_push(message)  # strict by default
+    errors: list[ValueError] = []
+    assert parse_kline_push(message, errors=errors) == [EXPECTED]
+    assert len(errors) == 1 and "'open'" in str(errors[0])
+    errors.clear()
+    assert parse_kline_push({"data": [good, "junk", 7]}, errors=errors) == [EXPECTED]
+    assert len(errors) == 2 and all("not an object" in str(e) for e in errors)
+    errors.clear()
+    assert parse_kline_push({"data": "garbage"}, errors=errors) == []  # the whole push is bad
+    assert len(errors) == 1 and "'data'" in str(errors[0])
+
+
 CONTRACT = {
     "contractId": "123",
     "symbol": "XAUT-USDT",

@@ -65,6 +65,27 @@ def test_corrupt_frame_recycles_the_connection_and_loses_no_candle(start_sim):
     assert_final_and_consecutive(sim, klines)  # the candle in the corrupt frame came via REST
 
 
+def test_malformed_kline_items_are_skipped_and_the_good_ones_in_the_same_push_kept(fast_sim):
+    # Each of the next pushes carries [good item, copy with "o": null]. Without REST the
+    # final values come from pushes alone, so losing a push's good item shows as a wrong candle.
+    fast_sim.malform_next_pushes(8)
+    stream = KlineStream(fast_sim.ws_url, XAUT)
+    klines = run(take_klines(stream, 8))
+    assert stream.malformed_pushes == 8
+    assert stream.reconnects == 0 and stream.corrupt_frames == 0  # not a broken connection
+    assert_final_and_consecutive(fast_sim, klines)
+
+
+def test_a_push_without_usable_data_is_skipped_and_rest_fills_in(start_sim):
+    sim = start_sim(seed=4, speed=120.0, push_interval=0.05, ping_interval=0.5)
+    sim.malform_next_pushes(3, field="data", value="garbage")  # the whole push is malformed
+    with BingXRestClient(sim.base_url) as rest:
+        stream = KlineStream(sim.ws_url, XAUT, rest_client=rest)
+        klines = run(take_klines(stream, 4))
+    assert stream.malformed_pushes == 3 and stream.reconnects == 0
+    assert_final_and_consecutive(sim, klines)
+
+
 def sim_trade_keys(sim, after_ms: int, until_ms: int) -> set[str]:
     return {
         trade_key(XAUT, t.time_ms, t.price, t.quantity, t.is_buyer_maker)
@@ -97,3 +118,14 @@ def test_trade_stream_refills_over_rest_after_a_corrupt_frame(start_sim):
     assert len(set(keys)) == len(keys)
     first, last = min(t.time_ms for t in trades), max(t.time_ms for t in trades)
     assert set(keys) == sim_trade_keys(sim, first - 1, last)
+
+
+def test_malformed_trade_items_are_skipped_and_the_good_ones_in_the_same_push_kept(fast_sim):
+    fast_sim.malform_next_pushes(10)  # each push: [good trades…, copy of the last with "p": null]
+    stream = TradeStream(fast_sim.ws_url, XAUT)
+    trades = run(take_trades(stream, 150))
+    assert stream.malformed_pushes == 10 and stream.reconnects == 0
+    keys = [t.trade_key for t in trades]
+    first, last = min(t.time_ms for t in trades), max(t.time_ms for t in trades)
+    assert set(keys) == sim_trade_keys(fast_sim, first - 1, last)  # no good trade lost
+    assert len(set(keys)) == len(keys)

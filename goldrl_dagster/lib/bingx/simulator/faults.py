@@ -52,15 +52,40 @@ class RestFaults:
 
 
 class PushFaults:
-    """Pending faults on WebSocket data pushes (duplicates, reordering, a corrupt frame).
+    """Pending faults on WebSocket data pushes (duplicates, reordering, corrupt or malformed).
 
     Attributes:
         duplicate: How many of the next pushes are sent twice.
         reorder: How many of the next pushes are held back and then sent in reverse order.
         corrupt: Whether the next push is replaced by a frame that is not valid gzip.
+        malformed: How many of the next pushes are malformed (see :meth:`malform`).
+        malformed_field: The item field spoilt, or ``"data"`` for the whole push; ``None``
+            spoils the item's price (``o`` in a kline item, ``p`` in a trade item).
+        malformed_value: The value the spoilt field gets (``None``: JSON ``null``).
     """
 
     def __init__(self) -> None:
         self.duplicate = 0
         self.reorder = 0
         self.corrupt = False
+        self.malformed = 0
+        self.malformed_field: str | None = None
+        self.malformed_value: object = None
+
+    def malform(self, message: dict) -> dict:
+        """Apply a pending malformation to a data push (else return it unchanged).
+
+        A push's items stay as they are and a copy of its last item, with the field spoilt, is
+        appended: the push carries ``[good…, bad]``, as a real malformed push can. With the
+        field ``"data"`` the whole ``data`` is replaced by the value instead.
+        """
+        if self.malformed <= 0:
+            return message
+        self.malformed -= 1
+        if self.malformed_field == "data":
+            return {**message, "data": self.malformed_value}
+        items = message.get("data")
+        if not isinstance(items, list) or not items or not isinstance(items[-1], dict):
+            return message
+        field = self.malformed_field or ("o" if "o" in items[-1] else "p")
+        return {**message, "data": [*items, {**items[-1], field: self.malformed_value}]}
