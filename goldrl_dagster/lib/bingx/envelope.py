@@ -98,10 +98,11 @@ def decode(response: httpx.Response, *, context: str, client_order_id: str | Non
     Raises:
         BannedError: HTTP 418.
         RateLimitedError: HTTP 429 or code 100410.
-        UnknownOutcomeError: HTTP 5xx, a "system busy" code, or a body that cannot be read.
+        UnknownOutcomeError: HTTP 5xx or 408, a "system busy" code, or a 2xx body that cannot
+            be read as an envelope.
         OrderNotFoundError: The exchange does not know the order.
-        RejectedError: Any other non-zero code (a definitive answer); subclasses name it.
-        BingXError: An HTTP 4xx without an envelope.
+        RejectedError: Any other non-zero code (a definitive answer; subclasses name it), or
+            an HTTP 4xx refusal without an envelope.
     """
     status = response.status_code
     if status == 418:
@@ -113,7 +114,7 @@ def decode(response: httpx.Response, *, context: str, client_order_id: str | Non
         raise RateLimitedError(
             429, "rate limited (HTTP 429)", context=context, client_order_id=client_order_id
         )
-    if status >= 500:
+    if status >= 500 or status == 408:
         raise UnknownOutcomeError(
             status, f"HTTP {status}: {response.text[:200]}", context=context,
             client_order_id=client_order_id,
@@ -122,7 +123,7 @@ def decode(response: httpx.Response, *, context: str, client_order_id: str | Non
         envelope = response.json()
     except ValueError:
         if status >= 400:
-            raise BingXError(
+            raise RejectedError(
                 status, f"HTTP {status}: {response.text[:200]!r}", context=context
             ) from None
         raise UnknownOutcomeError(
@@ -131,7 +132,7 @@ def decode(response: httpx.Response, *, context: str, client_order_id: str | Non
         ) from None  # fmt: skip
     if not isinstance(envelope, dict) or "code" not in envelope:
         if status >= 400:
-            raise BingXError(status, f"HTTP {status}: {response.text[:200]}", context=context)
+            raise RejectedError(status, f"HTTP {status}: {response.text[:200]}", context=context)
         raise UnknownOutcomeError(
             -1, f"response is not a BingX envelope: {response.text[:200]!r}", context=context,
             client_order_id=client_order_id,
@@ -146,7 +147,7 @@ def decode(response: httpx.Response, *, context: str, client_order_id: str | Non
     msg = str(envelope.get("msg") or "")
     if code == 0:
         if status >= 400:
-            raise BingXError(status, f"HTTP {status} with code 0: {msg}", context=context)
+            raise RejectedError(status, f"HTTP {status} with code 0: {msg}", context=context)
         return envelope.get("data")
     raise error_for_code(code, msg, context=context, client_order_id=client_order_id)
 
