@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from goldrl_dagster.account_cli import account as account_cli
 from goldrl_dagster.datasets_cli import dataset_app
 from goldrl_dagster.train_cli import train as train_cli
 from live_engine.cli import configure_logging
@@ -220,6 +221,8 @@ def import_candles_cmd(
             "exchange bars already stored"
         )
 
+
+app.command(name="account")(account_cli)
 
 if __name__ == "__main__":
     app()
