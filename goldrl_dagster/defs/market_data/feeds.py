@@ -3,7 +3,8 @@
 Funding and mark-price candles are history: partitioned instrument × day, backfillable and
 idempotent like ``market/candles``. The rest are snapshots of the present: each
 materialization appends one snapshot per configured instrument (a snapshot with the same
-exchange timestamp rewrites its row; trades are kept once per content key).
+exchange timestamp rewrites its row; trades are kept once per trade key: BingX's fill id, or the
+content when a trade has none).
 """
 
 import itertools
@@ -325,8 +326,9 @@ def recent_trades(
 ) -> dg.MaterializeResult:
     """The exchange's most recent public trades per instrument, kept once each.
 
-    BingX sends no trade ids: a trade's key is a digest of its content and time, so the same
-    trade fetched again (or pushed by the stream) is stored once, with its first sighting.
+    Each trade is keyed by BingX's ``fillId`` (a digest of its content and time when a row has
+    none), so the same trade fetched again is stored once, with its first sighting, while two
+    distinct fills with the same price, size and time are two trades.
     """
     limit = config.validated()
     db = storage.runtime().db

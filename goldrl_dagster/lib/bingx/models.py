@@ -453,7 +453,10 @@ class DepthSnapshot:
 
 @dataclass(frozen=True)
 class Trade:
-    """One public trade. BingX sends no trade id, so ``trade_key`` identifies it by content.
+    """One public trade, identified by BingX's fill id when it has one, else by its content.
+
+    REST trades carry a ``fillId``; stream pushes carry no id at all, so ``trade_key`` is the
+    fill id's digest when there is one and the content's otherwise (``content_key``).
 
     Attributes:
         symbol: Exchange symbol.
@@ -461,7 +464,9 @@ class Trade:
         price: Price.
         quantity: Base quantity.
         is_buyer_maker: True when the buyer was the maker (the aggressor sold).
-        trade_key: :func:`trade_key` of the fields above; equal trades share it.
+        trade_key: :func:`trade_key` of the fields above: distinct fills stay distinct when
+            they have fill ids, even with the same price, size and time.
+        fill_id: BingX's ``fillId``, exactly as sent (a string), or None (stream pushes).
     """
 
     symbol: str
@@ -470,27 +475,63 @@ class Trade:
     quantity: float
     is_buyer_maker: bool
     trade_key: str
+    fill_id: str | None = None
+
+    @property
+    def content_key(self) -> str:
+        """The key of the trade's content alone (what an id-less push of it is keyed by)."""
+        return trade_key(self.symbol, self.time_ms, self.price, self.quantity, self.is_buyer_maker)
 
 
 def trade_key(
-    symbol: str, time_ms: int, price: float, quantity: float, is_buyer_maker: bool
+    symbol: str,
+    time_ms: int,
+    price: float,
+    quantity: float,
+    is_buyer_maker: bool,
+    fill_id: str | None = None,
 ) -> str:
-    """Stable identity of a trade without an exchange id.
+    """Stable identity of a trade: by its exchange fill id when known, else by its content.
 
-    Two fills with the same symbol, millisecond, price, quantity and side collapse into one;
-    that is the price of deduplicating id-less pushes, and it is rare for real fills.
+    Without a fill id, two fills with the same symbol, millisecond, price, quantity and side
+    collapse into one; that is the price of deduplicating id-less pushes. With one, the key
+    depends on the symbol and the fill id only.
 
     Returns:
         A 32-hex-digit digest, identical across processes and runs.
     """
-    text = f"{symbol}|{int(time_ms)}|{float(price)!r}|{float(quantity)!r}|{int(is_buyer_maker)}"
+    if fill_id is not None:
+        text = f"{symbol}|fill|{fill_id}"
+    else:
+        text = (
+            f"{symbol}|{int(time_ms)}|{float(price)!r}|{float(quantity)!r}|{int(is_buyer_maker)}"
+        )
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
-def _make_trade(symbol: str, time_ms: int, price: float, quantity: float, maker: bool) -> Trade:
-    return Trade(
-        symbol, time_ms, price, quantity, maker, trade_key(symbol, time_ms, price, quantity, maker)
-    )
+def _make_trade(
+    symbol: str,
+    time_ms: int,
+    price: float,
+    quantity: float,
+    maker: bool,
+    fill_id: str | None = None,
+) -> Trade:
+    key = trade_key(symbol, time_ms, price, quantity, maker, fill_id)
+    return Trade(symbol, time_ms, price, quantity, maker, key, fill_id)
+
+
+def _fill_id(row: Mapping[str, Any]) -> str | None:
+    """``fillId`` as an exact string (a JSON integer is kept whole; a float cannot be)."""
+    value = row.get("fillId")
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool | float) or not isinstance(value, str | int):
+        raise ValueError(f"field 'fillId' is {_show(value, 40)}, not a fill id, in {_show(row)}")
+    text = str(value).strip()
+    if not text:
+        raise ValueError(f"field 'fillId' is blank in {_show(row)}")
+    return text
 
 
 def _boolean(record: object, name: str, value: object) -> bool:
@@ -650,7 +691,9 @@ def parse_depth(data: dict, symbol: str, received_ms: int) -> DepthSnapshot:
 
 
 def parse_trade_row(row: dict, symbol: str) -> Trade:
-    """Parse one REST recent-trades row ``{time, isBuyerMaker, price, qty, …}``.
+    """Parse one REST recent-trades row ``{time, isBuyerMaker, price, qty, fillId, …}``.
+
+    The ``fillId``, when present, is kept as an exact string and keys the trade.
 
     Raises:
         ValueError: If a field is missing or malformed.
@@ -659,7 +702,7 @@ def parse_trade_row(row: dict, symbol: str) -> Trade:
     maker_name, maker = _field(row, "isBuyerMaker")
     return _make_trade(
         symbol, _time(row, "time"), _num(row, "price"), _num(row, "qty", "quantity"),
-        _boolean(row, maker_name, maker),
+        _boolean(row, maker_name, maker), _fill_id(row),
     )  # fmt: skip
 
 

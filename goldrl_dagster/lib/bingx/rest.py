@@ -581,7 +581,8 @@ class BingXRestClient:
             limit: Trades wanted, 1 … 1000.
 
         Returns:
-            Trades sorted by time, each with its content key (BingX sends no trade id).
+            Trades sorted by time, each keyed by its ``fillId`` (so distinct fills with the same
+            price, size and time stay distinct), or by its content when a row has none.
 
         Raises:
             UnknownSymbolError: If the symbol is unknown.

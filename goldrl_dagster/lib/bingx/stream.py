@@ -4,7 +4,9 @@ BingX repeats a kline while it is open; a candle is final only when a push for a
 arrives. :class:`KlineStream` turns that into a sequence of final candles; given a REST client
 it takes each closed candle's values from REST (the authority on final candles, immune to
 reordered or missing last pushes) and refills every candle missed while disconnected.
-:class:`TradeStream` yields trades once each, although pushes carry no trade id and may repeat.
+:class:`TradeStream` yields trades once each, although pushes carry no trade id and may repeat
+(REST trades do carry one: the refill after a reconnection compares them with the pushed trades
+by content, counting repeats, so two distinct fills of the same content are not merged).
 
 Both reconnect with backoff when the connection drops, answer heartbeats, and treat a frame
 that cannot be decoded as a broken connection: it is logged, counted and the connection is
@@ -24,7 +26,7 @@ import logging
 import random
 import uuid
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -365,11 +367,14 @@ class KlineStream(_ChannelStream):
 class TradeStream(_ChannelStream):
     """Public trades of one symbol from the BingX market stream, each yielded once.
 
-    Trade pushes carry no id, so a trade is identified by its content and time
-    (:attr:`Trade.trade_key`); repeats of a trade already yielded are dropped. Trades are
+    Trade pushes carry no id, so a pushed trade is identified by its content and time
+    (:attr:`Trade.content_key`); repeats of a trade already yielded are dropped. Trades are
     yielded as they arrive (a late, out-of-order trade is still yielded once). After a
     reconnection the recent trades are fetched over REST (when a client is given) and the ones
-    not seen yet are yielded, so a short disconnect loses nothing.
+    not seen yet are yielded, so a short disconnect loses nothing. REST trades carry fill ids,
+    pushes do not: the refill matches them by content with multiplicity (``n`` trades of one
+    content already yielded account for ``n`` REST rows of that content), so nothing is
+    yielded twice and distinct fills sharing price, size and time are not lost.
 
     Args:
         ws_url: Market-stream URL.
@@ -378,7 +383,8 @@ class TradeStream(_ChannelStream):
         reconnect_backoff: ``(first, cap)`` delay in seconds between reconnection attempts.
         idle_timeout: Seconds without any frame after which the connection is replaced.
         open_timeout: Seconds allowed for the WebSocket handshake.
-        memory: How many trade keys are remembered for deduplication.
+        memory: How many trade contents (and, separately, fill ids) are remembered for
+            deduplication.
 
     Attributes:
         duplicates: Trades dropped as already seen.
@@ -410,18 +416,31 @@ class TradeStream(_ChannelStream):
         self.malformed_pushes = 0
         self._rest = rest_client
         self._memory = memory
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        # content key -> trades of that content yielded; fill-id keys of REST trades yielded.
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._fills: OrderedDict[str, None] = OrderedDict()
         self._channel = _Channel(
             ws_url, self.data_type, reconnect_backoff, idle_timeout, open_timeout
         )
 
+    def _remember(self, trade: Trade) -> None:
+        """Count a yielded trade under its content (and its fill id, when it has one)."""
+        key = trade.content_key
+        self._counts[key] = self._counts.get(key, 0) + 1
+        self._counts.move_to_end(key)
+        if len(self._counts) > self._memory:
+            self._counts.popitem(last=False)
+        if trade.fill_id is not None:
+            self._fills[trade.trade_key] = None
+            if len(self._fills) > self._memory:
+                self._fills.popitem(last=False)
+
     def _first_time(self, trade: Trade) -> bool:
-        if trade.trade_key in self._seen:
+        """Whether a pushed (id-less) trade is new; remembers it if so."""
+        if trade.content_key in self._counts:
             self.duplicates += 1
             return False
-        self._seen[trade.trade_key] = None
-        if len(self._seen) > self._memory:
-            self._seen.popitem(last=False)
+        self._remember(trade)
         return True
 
     async def trades(self) -> AsyncIterator[Trade]:
@@ -466,7 +485,17 @@ class TradeStream(_ChannelStream):
                 "%s: REST reaches back to %d only; trades after %d may be missing",
                 self.data_type, recent[0].time_ms, last_seen_ms,
             )  # fmt: skip
-        out = [t for t in recent if t.time_ms >= floor and self._first_time(t)]
+        rows = [t for t in recent if t.time_ms >= floor]
+        # A content seen n times (pushed or refilled) accounts for n REST rows of that content.
+        totals = Counter(t.content_key for t in rows)
+        out = []
+        for trade in rows:
+            known = trade.fill_id is not None and trade.trade_key in self._fills
+            if known or self._counts.get(trade.content_key, 0) >= totals[trade.content_key]:
+                self.duplicates += 1
+                continue
+            self._remember(trade)
+            out.append(trade)
         self.refilled += len(out)
         if out:
             log.info("%s: recovered %d trade(s) over REST", self.data_type, len(out))

@@ -4,7 +4,9 @@ Each feed has a canonical polars schema (``*_SCHEMA``), a builder from the BingX
 records (``*_frame``) and an idempotent writer: rows are upserted on the table's key, so
 re-running a partition or re-taking a snapshot with the same exchange timestamp rewrites the
 same row instead of adding one. Trades keep the first copy seen (they are immutable facts and
-arrive repeatedly, without ids, from REST and the stream).
+arrive repeatedly): a trade's key is its BingX fill id when the record has one (REST), so
+distinct fills with the same price, size and time stay distinct, and its content otherwise
+(stream pushes carry no id).
 """
 
 from __future__ import annotations
@@ -323,7 +325,11 @@ def depth_frame(books: Sequence[DepthSnapshot], source: str, depth_limit: int) -
 
 
 def trades_frame(trades: Sequence[Trade], source: str) -> pl.DataFrame:
-    """Build a ``trades`` frame; repeats of the same trade (same ``trade_key``) collapse."""
+    """Build a ``trades`` frame; repeats of the same trade (same ``trade_key``) collapse.
+
+    ``trade_key`` is the fill id's digest for trades that have one, else the content's (see
+    :func:`goldrl_dagster.lib.bingx.models.trade_key`).
+    """
     _check_source(source)
     frame = pl.DataFrame(
         {

@@ -104,6 +104,28 @@ def test_trade_rows_and_pushes_share_content_keys():
         parse_trade_push({"data": [{"p": "1", "q": "1", "T": 1, "s": "X"}]})
 
 
+def test_rest_fill_ids_key_distinct_fills_apart_and_stay_exact():
+    # Recorded REST rows: two fills with the same time, price, size and side, told apart only
+    # by fillId.
+    row = {"time": 1000, "isBuyerMaker": False, "price": "2650.10", "qty": "0.5",
+           "quoteQty": "1325.05"}  # fmt: skip
+    a = parse_trade_row({**row, "fillId": "1736012345678901234"}, "XAUT-USDT")
+    b = parse_trade_row({**row, "fillId": "1736012345678901235"}, "XAUT-USDT")
+    assert (a.fill_id, b.fill_id) == ("1736012345678901234", "1736012345678901235")
+    assert a.trade_key != b.trade_key and a.content_key == b.content_key
+    assert a.trade_key == trade_key("XAUT-USDT", 1000, 2650.1, 0.5, False, "1736012345678901234")
+    (push,) = parse_trade_push(
+        {"data": [{"p": "2650.1", "q": "0.5", "T": 1000, "m": False, "s": "XAUT-USDT"}]}
+    )
+    assert push.fill_id is None and push.trade_key == push.content_key == a.content_key
+    big = json.loads('{"time": 1000, "isBuyerMaker": false, "price": "1", "qty": "1",'
+                     ' "fillId": 1736012345678901234}')  # fmt: skip
+    assert parse_trade_row(big, "X").fill_id == "1736012345678901234"  # a JSON int, kept whole
+    for bad in (1.736e18, True, ["1"], "  "):
+        with pytest.raises(ValueError, match="'fillId'"):
+            parse_trade_row({**row, "fillId": bad}, "X")
+
+
 def test_trade_push_with_bad_items_keeps_the_good_ones_when_errors_are_collected():
     good = {"p": "2650.1", "q": "0.50", "T": 1000, "m": True, "s": "XAUT-USDT"}
     message = {"dataType": "XAUT-USDT@trade", "data": [good, {**good, "p": None},

@@ -8,7 +8,7 @@ import pytest
 
 from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
 from goldrl_dagster.lib.bingx.models import BINGX_INTERVALS
-from goldrl_dagster.lib.bingx.rest import DEPTH_PATH, TICKER_PATH, BingXRestClient
+from goldrl_dagster.lib.bingx.rest import DEPTH_PATH, TICKER_PATH, TRADES_PATH, BingXRestClient
 from goldrl_dagster.lib.bingx.simulator.market import DAY_MS, GENESIS_MS, MINUTE_MS
 
 ANCHOR_MS = GENESIS_MS + 40 * DAY_MS + 30_500  # the anchor of this folder's simulators
@@ -153,6 +153,19 @@ def test_open_interest_ticker_depth_and_trades_agree_with_the_candles(sim, clien
         minute = trade.time_ms // MINUTE_MS * MINUTE_MS
         candle = sim.market.candle_at(XAUT, minute, trade.time_ms + 1)
         assert candle.low <= trade.price <= candle.high  # within its candle as it stood
+
+
+def test_recent_trades_carry_the_simulators_unique_fill_ids(sim, client):
+    raw = httpx.get(f"{sim.base_url}{TRADES_PATH}", params={"symbol": XAUT, "limit": 200})
+    rows = raw.json()["data"]
+    assert all(isinstance(r["fillId"], str) and r["fillId"].isdigit() for r in rows)
+    assert len({r["fillId"] for r in rows}) == len(rows) == 200
+    trades = client.recent_trades(XAUT, 200)
+    served = sim.feeds.trades_between(XAUT, trades[0].time_ms - 1, trades[-1].time_ms)
+    by_time = {t.time_ms: t for t in served}
+    assert [t.fill_id for t in trades] == [by_time[t.time_ms].fill_id for t in trades]
+    paxg = {t.fill_id for t in client.recent_trades(PAXG, 200)}
+    assert not paxg & {t.fill_id for t in trades}  # unique across symbols too
 
 
 def test_ticker_percent_arrives_with_a_percent_sign_and_parses(sim, client):

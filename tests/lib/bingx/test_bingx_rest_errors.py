@@ -209,3 +209,14 @@ def test_any_malformed_foreign_contract_is_skipped_and_a_gold_one_names_its_fiel
     client, _ = make_client(Script(ok([{**good, **defect}])))
     with pytest.raises(ValueError, match=f"'{field}'"):
         client.contracts()
+
+
+def test_recent_trades_keep_distinct_fills_with_the_same_content():
+    row = {"time": 1735689600000, "isBuyerMaker": True, "price": "2650.10", "qty": "0.5",
+           "quoteQty": "1325.05"}  # fmt: skip
+    rows = [{**row, "fillId": "91"}, {**row, "fillId": "92"}, {**row, "fillId": "91"}]
+    client, _ = make_client(Script(ok(rows)))
+    trades = client.recent_trades("XAUT-USDT", 3)
+    assert sorted(t.fill_id for t in trades) == ["91", "92"]  # distinct fills, a repeat merged
+    client, _ = make_client(Script(ok([row, dict(row)])))
+    assert len(client.recent_trades("XAUT-USDT", 2)) == 1  # without ids: the content key

@@ -15,6 +15,7 @@ from goldrl_dagster.lib.bingx.models import (
     Ticker24h,
     Trade,
     klines_to_frame,
+    parse_trade_row,
     trade_key,
 )
 from goldrl_dagster.lib.storage import feeds_store as fs
@@ -144,6 +145,19 @@ def test_trades_dedupe_by_content_and_keep_the_first_copy(clean_database):
     assert by_key[b.trade_key]["source"] == "bingx_ws"
     assert by_key[c.trade_key]["source"] == "bingx_rest"
     assert set(first_ingest) <= set(ingested(db, "trades"))
+
+
+def test_distinct_fills_with_the_same_content_are_two_trades(clean_database):
+    # Recorded REST rows: two fills at the same millisecond, price, size and side.
+    db = clean_database
+    row = {"time": T0_MS, "isBuyerMaker": True, "price": "3000.0", "qty": "0.5",
+           "quoteQty": "1500.0"}  # fmt: skip
+    first = parse_trade_row({**row, "fillId": "8812345678"}, SYMBOL)
+    second = parse_trade_row({**row, "fillId": "8812345679"}, SYMBOL)
+    assert fs.write_trades(db, fs.trades_frame([first, second], "bingx_rest")) == 2
+    fs.write_trades(db, fs.trades_frame([second, first], "bingx_rest"))  # fetched again
+    stored = fs.read_feed(db, "trades", SYMBOL, *WIDE)
+    assert sorted(stored["trade_key"].to_list()) == sorted([first.trade_key, second.trade_key])
 
 
 def test_mark_price_candles_round_trip(clean_database):

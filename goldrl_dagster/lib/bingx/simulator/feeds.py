@@ -9,7 +9,8 @@ value served twice is served the same, and every feed agrees with the candles:
 * funding settles every ``funding_hours[symbol]`` hours (aligned to 00:00 UTC), at a small rate
   that follows the premium plus seeded noise;
 * trades are drawn per minute (seeded count, times, sizes, sides) and priced on the candle's
-  intraday path, so every trade lies within its candle;
+  intraday path, so every trade lies within its candle; each has a fill id unique to its symbol
+  and millisecond (no two trades of a symbol share one);
 * the book is built around the last price with a seeded spread and sizes.
 """
 
@@ -36,12 +37,22 @@ _TRADE_LOOKBACK_MINUTES = 120  # how far back recent_trades looks for enough tra
 
 @dataclass(frozen=True)
 class SimTrade:
-    """One simulated trade."""
+    """One simulated trade.
+
+    Attributes:
+        time_ms: Trade time, epoch ms.
+        price: Price.
+        quantity: Base quantity.
+        is_buyer_maker: True when the buyer was the maker.
+        fill_id: BingX-style ``fillId``: a decimal string, deterministic and unique per trade
+            (the symbol's contract index, then the millisecond).
+    """
 
     time_ms: int
     price: float
     quantity: float
     is_buyer_maker: bool
+    fill_id: str
 
 
 class SimulatedFeeds:
@@ -220,8 +231,9 @@ class SimulatedFeeds:
         makers = rng.random(count) < 0.5
         times = minute_ms + offsets.astype(np.int64)
         prices = self.market.prices_at(symbol, times)
+        prefix = contract.index + 1
         return [
-            SimTrade(int(t), float(p), float(q), bool(m))
+            SimTrade(int(t), float(p), float(q), bool(m), f"{prefix}{int(t):015d}")
             for t, p, q, m in zip(times, prices, quantities, makers, strict=True)
         ]
 

@@ -273,6 +273,7 @@ def build_routes(
                 "price": f"{t.price:.{pp}f}",
                 "qty": f"{t.quantity:.{qp}f}",
                 "quoteQty": f"{t.price * t.quantity:.4f}",
+                "fillId": t.fill_id,
             }
             for t in feeds.recent_trades(symbol, limit, clock.now_ms())
         ]
