@@ -8,8 +8,17 @@ import pytest
 
 from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
 from goldrl_dagster.lib.bingx.models import BINGX_INTERVALS
-from goldrl_dagster.lib.bingx.rest import DEPTH_PATH, TICKER_PATH, TRADES_PATH, BingXRestClient
+from goldrl_dagster.lib.bingx.rest import (
+    DEPTH_PATH,
+    FUNDING_RATE_PATH,
+    KLINES_PATH,
+    PREMIUM_INDEX_PATH,
+    TICKER_PATH,
+    TRADES_PATH,
+    BingXRestClient,
+)
 from goldrl_dagster.lib.bingx.simulator.market import DAY_MS, GENESIS_MS, MINUTE_MS
+from goldrl_dagster.lib.bingx.simulator.rest_api import STRING_CODE_PATHS
 
 ANCHOR_MS = GENESIS_MS + 40 * DAY_MS + 30_500  # the anchor of this folder's simulators
 
@@ -174,6 +183,42 @@ def test_ticker_percent_arrives_with_a_percent_sign_and_parses(sim, client):
     ticker = client.ticker_24h(XAUT)
     expected = (ticker.last_price - ticker.open_price) / ticker.open_price * 100
     assert ticker.price_change_percent == pytest.approx(expected, abs=5e-4)
+
+
+def test_market_endpoints_answer_in_bingx_wire_shapes_and_the_client_reads_them(sim, client):
+    def raw(path, **params):
+        return httpx.get(f"{sim.base_url}{path}", params={"symbol": XAUT, **params}).json()
+
+    # A success code arrives as the string "0" from these endpoints, as from BingX …
+    for path in sorted(STRING_CODE_PATHS):
+        assert raw(path)["code"] == "0", path
+    # … and as the number 0 from the others.
+    assert raw(KLINES_PATH, interval="1m", limit=1)["code"] == 0
+    assert raw(FUNDING_RATE_PATH)["code"] == 0
+    # The client accepts both: every string-code endpoint parses through it.
+    assert client.open_interest(XAUT).open_interest > 0
+    assert len(client.recent_trades(XAUT, 10)) == 10
+
+    index = raw(PREMIUM_INDEX_PATH)["data"]
+    assert isinstance(index["nextFundingTime"], str) and index["nextFundingTime"].isdigit()
+    assert "updateTime" in index
+    parsed_index = client.premium_index(XAUT)
+    assert parsed_index.next_funding_time_ms % (8 * HOUR_MS) == 0
+
+    ticker = raw(TICKER_PATH)["data"]
+    for name in ("openTime", "closeTime", "updateTime"):
+        assert isinstance(ticker[name], str) and ticker[name].isdigit(), name
+    assert int(ticker["closeTime"]) - int(ticker["openTime"]) == DAY_MS
+    assert isinstance(ticker["lastQty"], str) and float(ticker["lastQty"]) > 0
+    parsed_ticker = client.ticker_24h(XAUT)
+    assert parsed_ticker.time_ms >= int(ticker["closeTime"])  # a string time, read as ms
+
+    book = raw(DEPTH_PATH, limit=10)["data"]
+    assert len(book["bidsCoin"]) == len(book["bids"]) == 10
+    assert len(book["asksCoin"]) == len(book["asks"]) == 10
+    assert [lv[0] for lv in book["bidsCoin"]] == [lv[0] for lv in book["bids"]]
+    parsed_book = client.depth(XAUT, 10)  # the extra sides do not disturb the parser
+    assert len(parsed_book.bids) == len(parsed_book.asks) == 10
 
 
 def test_depth_rejects_limits_bingx_does_not_offer(sim):

@@ -12,6 +12,10 @@ value served twice is served the same, and every feed agrees with the candles:
   intraday path, so every trade lies within its candle; each has a fill id unique to its symbol
   and millisecond (no two trades of a symbol share one);
 * the book is built around the last price with a seeded spread and sizes.
+
+Records take BingX's wire shapes: numbers as strings, ``nextFundingTime`` and the ticker's
+``openTime``/``closeTime``/``updateTime`` as strings, ``priceChangePercent`` with its ``%``,
+the ticker's ``lastQty``, and the book's ``bidsCoin``/``asksCoin`` beside ``bids``/``asks``.
 """
 
 from __future__ import annotations
@@ -125,9 +129,10 @@ class SimulatedFeeds:
             "markPrice": f"{self._round_price(symbol, last * (1.0 + p)):.{pp}f}",
             "indexPrice": f"{self._round_price(symbol, last * (1.0 - p)):.{pp}f}",
             "lastFundingRate": f"{self.funding_rate(symbol, next_time):.6f}",
-            "nextFundingTime": next_time,
+            "nextFundingTime": str(next_time),  # BingX sends this time as a string
             "fundingIntervalHours": hours,
             "time": now_ms,
+            "updateTime": now_ms,
         }
 
     # -- funding -------------------------------------------------------------------------
@@ -167,18 +172,23 @@ class SimulatedFeeds:
         open_, last = bars[0].open, bars[-1].close
         change = last - open_
         book = self.depth(symbol, 5, now_ms)
+        last_trade = self.recent_trades(symbol, 1, now_ms)
+        last_qty = last_trade[-1].quantity if last_trade else 0.0
+        qp = contract.quantity_precision
         return {
             "symbol": symbol,
             "priceChange": f"{change:.{pp}f}",
             "priceChangePercent": f"{change / open_ * 100.0:.3f}%",  # BingX: "0.31%"
             "lastPrice": f"{last:.{pp}f}",
+            "lastQty": f"{last_qty:.{qp}f}",
             "highPrice": f"{max(b.high for b in bars):.{pp}f}",
             "lowPrice": f"{min(b.low for b in bars):.{pp}f}",
-            "volume": f"{sum(b.volume for b in bars):.{contract.quantity_precision}f}",
+            "volume": f"{sum(b.volume for b in bars):.{qp}f}",
             "quoteVolume": f"{sum(b.volume * b.close for b in bars):.2f}",
             "openPrice": f"{open_:.{pp}f}",
-            "openTime": now_ms - DAY_MS,
-            "closeTime": now_ms,
+            "openTime": str(now_ms - DAY_MS),  # BingX sends these times as strings
+            "closeTime": str(now_ms),
+            "updateTime": str(now_ms),
             "bidPrice": book["bids"][0][0],
             "bidQty": book["bids"][0][1],
             "askPrice": book["asks"][0][0],
@@ -213,7 +223,16 @@ class SimulatedFeeds:
                 if p > 0
             ]
 
-        return {"T": now_ms, "bids": side(bids, bid_qty), "asks": side(asks, ask_qty)}
+        bid_levels, ask_levels = side(bids, bid_qty), side(asks, ask_qty)
+        # BingX adds the levels with quantities in coin units; the simulated quantities are
+        # coin (base) units already, so those lists repeat the levels.
+        return {
+            "T": now_ms,
+            "bids": bid_levels,
+            "asks": ask_levels,
+            "bidsCoin": [list(level) for level in bid_levels],
+            "asksCoin": [list(level) for level in ask_levels],
+        }
 
     # -- trades --------------------------------------------------------------------------
 

@@ -2,7 +2,10 @@
 
 Signed trading and account endpoints live in :mod:`.trading_api`.
 Every answer is BingX's ``{"code": 0, "msg": "", "data": …}`` envelope with string numbers;
-business errors come as HTTP 200 with a non-zero code, as on BingX. The middleware marks every
+business errors come as HTTP 200 with a non-zero code, as on BingX. BingX sends a success
+``code`` both as ``0`` and as the string ``"0"``; here premium index, open interest, ticker,
+depth and recent trades answer ``"0"`` (:data:`STRING_CODE_PATHS`) and every other endpoint
+``0``, so clients meet both. The middleware marks every
 response ``X-GoldRL-Simulated: true``, enforces the per-IP limits and applies injected faults.
 """
 
@@ -35,6 +38,17 @@ INVALID_PARAMETER_CODE = 109400
 UNKNOWN_SYMBOL_CODE = 109425
 RATE_LIMITED_CODE = 100410
 
+# Market endpoints whose success envelope carries ``"code": "0"`` (a string), as BingX's can.
+STRING_CODE_PATHS = frozenset(
+    {
+        "/openApi/swap/v2/quote/premiumIndex",
+        "/openApi/swap/v2/quote/openInterest",
+        "/openApi/swap/v2/quote/ticker",
+        "/openApi/swap/v2/quote/depth",
+        "/openApi/swap/v2/quote/trades",
+    }
+)
+
 KlineRows = Literal["object", "array"]
 
 Scope = MutableMapping[str, Any]
@@ -44,8 +58,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def envelope(data: Any = None, code: int = 0, msg: str = "") -> JSONResponse:
-    """BingX's response envelope."""
+def envelope(data: Any = None, code: int | str = 0, msg: str = "") -> JSONResponse:
+    """BingX's response envelope (``code`` may be the string ``"0"``, as BingX sends it)."""
     return JSONResponse({"code": code, "msg": msg, "data": data})
 
 
@@ -95,7 +109,10 @@ def _symbol(request: Request, market: SimulatedMarket) -> str:
 
 
 def _handler(work: Callable[[Request], Any]) -> Callable[[Request], Response]:
-    """Wrap a sync endpoint body (run in Starlette's thread pool) with BingX's error answers."""
+    """Wrap a sync endpoint body (run in Starlette's thread pool) with BingX's error answers.
+
+    Success answers carry ``"code": "0"`` on :data:`STRING_CODE_PATHS` and ``0`` elsewhere.
+    """
 
     def endpoint(request: Request) -> Response:
         try:
@@ -104,7 +121,9 @@ def _handler(work: Callable[[Request], Any]) -> Callable[[Request], Response]:
             return error(INVALID_PARAMETER_CODE, str(exc))
         except UnknownSymbol as exc:
             return error(UNKNOWN_SYMBOL_CODE, str(exc))
-        return result if isinstance(result, Response) else envelope(result)
+        if isinstance(result, Response):
+            return result
+        return envelope(result, "0" if request.url.path in STRING_CODE_PATHS else 0)
 
     return endpoint
 
