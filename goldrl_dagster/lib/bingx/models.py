@@ -1,4 +1,7 @@
-"""Parse BingX wire records (klines, contracts, feeds, trades, orders) into goldrl's types.
+"""Parse BingX market-data records (klines, contracts, feeds, trades) into goldrl's types.
+
+Trading records (orders, fills, positions, balances, account events) live in
+:mod:`.orders` and :mod:`.account`.
 
 BingX sends most numbers as strings and uses more than one shape for the same record, so every
 parser here accepts strings and numbers alike and each documented shape. A malformed record
@@ -503,9 +506,7 @@ def trade_key(
     if fill_id is not None:
         text = f"{symbol}|fill|{fill_id}"
     else:
-        text = (
-            f"{symbol}|{int(time_ms)}|{float(price)!r}|{float(quantity)!r}|{int(is_buyer_maker)}"
-        )
+        text = f"{symbol}|{int(time_ms)}|{float(price)!r}|{float(quantity)!r}|{int(is_buyer_maker)}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -745,95 +746,4 @@ def _trade_item(message: Mapping[str, Any], item: object) -> Trade:
         _num(item, "p"),
         _num(item, "q"),
         _boolean(item, "m", _field(item, "m")[1]),
-    )
-
-
-# -- orders ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Order:
-    """An order as BingX reports it (place, test, query). Ids are strings: they exceed 2^53.
-
-    Attributes:
-        order_id: Exchange order id (19 digits; never passed through a float).
-        client_order_id: Client id when one was given (BingX lower-cases it).
-        symbol: Exchange symbol.
-        side: ``BUY`` or ``SELL``.
-        position_side: ``BOTH``, ``LONG`` or ``SHORT`` when reported.
-        type: Order type, e.g. ``MARKET``.
-        status: Order status, e.g. ``NEW`` or ``FILLED``, when reported.
-        quantity: Ordered quantity (``origQty``/``quantity``), when reported.
-        price: Limit price (0 or absent for market orders), when reported.
-        executed_qty: Filled quantity, when reported.
-        avg_price: Average fill price, when reported.
-        time_ms: Creation time, when reported.
-        raw: The record as received.
-    """
-
-    order_id: str
-    client_order_id: str | None
-    symbol: str
-    side: str
-    position_side: str | None
-    type: str
-    status: str | None
-    quantity: float | None
-    price: float | None
-    executed_qty: float | None
-    avg_price: float | None
-    time_ms: int | None
-    raw: dict
-
-
-def _order_id(record: Mapping[str, Any], value: object, name: str) -> str:
-    if isinstance(value, bool | float):
-        # A float cannot hold a 19-digit id exactly: the JSON was decoded lossily upstream.
-        raise ValueError(f"field {name!r} is the float {value!r}; order ids must stay exact")
-    text = str(value).strip()
-    if not text.isdigit():
-        raise ValueError(f"field {name!r} is {value!r}, not an order id, in {_show(record)}")
-    return text
-
-
-def parse_order(data: dict) -> Order:
-    """Parse an order response's ``data``: nested ``{order: {…}}`` or flat ``{…}``.
-
-    Accepts ``orderId``/``orderID`` and ``clientOrderId``/``clientOrderID``; ids may arrive as
-    JSON integers or strings and are kept as exact strings.
-
-    Args:
-        data: The envelope's ``data``.
-
-    Returns:
-        The order.
-
-    Raises:
-        ValueError: If the record has no order id, symbol, side or type, or an id is a float.
-    """
-    data = _mapping(data, "order response data")
-    record = data.get("order", data)
-    record = _mapping(record, "field 'order'")
-    id_name, id_value = _field(record, "orderId", "orderID", "orderid")
-    client = None
-    for name in ("clientOrderId", "clientOrderID", "clientOrderid"):
-        if record.get(name) not in (None, ""):
-            client = str(record[name])
-            break
-    return Order(
-        order_id=_order_id(record, id_value, id_name),
-        client_order_id=client,
-        symbol=str(_field(record, "symbol")[1]),
-        side=str(_field(record, "side")[1]).upper(),
-        position_side=_optional(record, "positionSide", str),
-        type=str(_field(record, "type")[1]).upper(),
-        status=_optional(record, "status", str),
-        quantity=_optional(record, "origQty", float)
-        if record.get("origQty") not in (None, "")
-        else _optional(record, "quantity", float),
-        price=_optional(record, "price", float),
-        executed_qty=_optional(record, "executedQty", float),
-        avg_price=_optional(record, "avgPrice", float),
-        time_ms=_optional(record, "time", int),
-        raw=dict(record),
     )

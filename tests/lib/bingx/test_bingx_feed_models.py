@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -10,13 +11,13 @@ from goldrl_dagster.lib.bingx.models import (
     parse_depth,
     parse_funding_rate,
     parse_open_interest,
-    parse_order,
     parse_premium_index,
     parse_ticker_24h,
     parse_trade_push,
     parse_trade_row,
     trade_key,
 )
+from goldrl_dagster.lib.bingx.orders import parse_order
 
 BIG_ID = "1736012345678901234"  # 19 digits, > 2**53
 
@@ -150,8 +151,8 @@ def test_order_nested_and_flat_shapes_with_exact_ids():
     a, b = parse_order(nested), parse_order(flat)
     assert a.order_id == b.order_id == BIG_ID
     assert a.client_order_id == b.client_order_id == "abc"
-    assert (a.side, a.type, a.quantity, a.price) == ("BUY", "LIMIT", 0.01, 2600.0)
-    assert (b.side, b.status, b.executed_qty) == ("SELL", "FILLED", 0.01)
+    assert (a.side, a.type, a.quantity, a.price) == ("BUY", "LIMIT", Decimal("0.01"), 2600)
+    assert (b.side, b.status, b.executed_qty) == ("SELL", "FILLED", Decimal("0.01"))
     with pytest.raises(ValueError, match="float"):
         parse_order({"orderId": float(BIG_ID), "symbol": "X", "side": "BUY", "type": "MARKET"})
     with pytest.raises(ValueError, match="orderId"):
