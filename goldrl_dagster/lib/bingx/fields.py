@@ -1,4 +1,4 @@
-"""Strict readers for fields of BingX trading records (exact decimals, ids, times, flags).
+"""Strict readers for fields of BingX records (exact decimals, ids, times, flags).
 
 Money values are read as :class:`~decimal.Decimal` from BingX's strings so that quantities and
 balances compare exactly during reconciliation. Every reader raises :class:`ValueError` naming
@@ -18,10 +18,10 @@ MIN_TIME_MS = 946_684_800_000
 MAX_TIME_MS = 7_258_118_400_000
 
 
-def show(record: object) -> str:
-    """A bounded repr of a record for error messages."""
+def show(record: object, limit: int = 300) -> str:
+    """A bounded repr of a record (or value) for error messages."""
     text = repr(record)
-    return text if len(text) <= 300 else text[:300] + "…"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def mapping(record: object, what: str) -> Mapping[str, Any]:

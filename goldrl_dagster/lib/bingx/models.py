@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from goldrl_dagster.lib.bingx.fields import mapping, pick, show
 from goldrl_dagster.lib.market.candles import CANDLE_INTERVALS, CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 
@@ -66,11 +67,6 @@ class Kline:
         return _utc(self.open_time_ms)
 
 
-def _show(record: object, limit: int = 300) -> str:
-    text = repr(record)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def _utc(ms: int) -> datetime:
     """Epoch milliseconds as an aware UTC datetime, exactly (no float rounding)."""
     return _EPOCH + timedelta(milliseconds=ms)
@@ -78,24 +74,24 @@ def _utc(ms: int) -> datetime:
 
 def _number(record: object, name: str, value: object) -> float:
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"field {name!r} is {value!r}, not a number, in {_show(record)}")
+        raise ValueError(f"field {name!r} is {value!r}, not a number, in {show(record)}")
     try:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"field {name!r} is {value!r}, not a number, in {_show(record)}") from None
+        raise ValueError(f"field {name!r} is {value!r}, not a number, in {show(record)}") from None
     except OverflowError:  # an int beyond a float's range
         raise ValueError(
-            f"field {name!r} is out of range ({_show(value, 40)}) in {_show(record)}"
+            f"field {name!r} is out of range ({show(value, 40)}) in {show(record)}"
         ) from None
     if not math.isfinite(out):
-        raise ValueError(f"field {name!r} is not finite ({_show(value, 40)}) in {_show(record)}")
+        raise ValueError(f"field {name!r} is not finite ({show(value, 40)}) in {show(record)}")
     return out
 
 
 def _integer(record: object, name: str, value: object) -> int:
     number = _number(record, name, value)
     if not number.is_integer():
-        raise ValueError(f"field {name!r} is {value!r}, not an integer, in {_show(record)}")
+        raise ValueError(f"field {name!r} is {value!r}, not an integer, in {show(record)}")
     # int(str) keeps full precision for large integers sent as strings.
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())
@@ -107,17 +103,10 @@ def _timestamp(record: object, name: str, value: object) -> int:
     ms = _integer(record, name, value)
     if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
         raise ValueError(
-            f"field {name!r} is {_show(value, 40)}, not an epoch-ms time between "
-            f"{MIN_EPOCH_MS} and {MAX_EPOCH_MS}, in {_show(record)}"
+            f"field {name!r} is {show(value, 40)}, not an epoch-ms time between "
+            f"{MIN_EPOCH_MS} and {MAX_EPOCH_MS}, in {show(record)}"
         )
     return ms
-
-
-def _field(record: Mapping[str, Any], *names: str) -> tuple[str, object]:
-    for name in names:
-        if name in record:
-            return name, record[name]
-    raise ValueError(f"field {names[0]!r} is missing in {_show(record)}")
 
 
 def _kline(record: object, open_time: tuple[str, object], fields: dict[str, object]) -> Kline:
@@ -146,17 +135,17 @@ def parse_kline_row(row: dict | list) -> Kline:
         ValueError: If a field is missing or not a finite number, or the time is out of range.
     """
     if isinstance(row, Mapping):
-        fields = {k: _field(row, k)[1] for k in ("open", "high", "low", "close", "volume")}
-        return _kline(row, _field(row, "time", "openTime"), fields)
+        fields = {k: pick(row, k)[1] for k in ("open", "high", "low", "close", "volume")}
+        return _kline(row, pick(row, "time", "openTime"), fields)
     if isinstance(row, Sequence) and not isinstance(row, str | bytes):
         if len(row) < 6:
             raise ValueError(
                 f"kline array has {len(row)} fields, expected at least 6 "
-                f"[openTime, open, high, low, close, volume]: {_show(row)}"
+                f"[openTime, open, high, low, close, volume]: {show(row)}"
             )
         fields = dict(zip(("open", "high", "low", "close", "volume"), row[1:6], strict=True))
         return _kline(row, ("openTime", row[0]), fields)
-    raise ValueError(f"kline row must be an object or an array, got {_show(row)}")
+    raise ValueError(f"kline row must be an object or an array, got {show(row)}")
 
 
 def _push_kline(message: object, item: Mapping[str, Any], prefix: str, time_name: str) -> Kline:
@@ -167,7 +156,7 @@ def _push_kline(message: object, item: Mapping[str, Any], prefix: str, time_name
     names = {"open": "o", "high": "h", "low": "l", "close": "c", "volume": "v"}
     for short in (*names.values(), time_name):
         if short not in item:
-            raise ValueError(f"field '{prefix}{short}' is missing in {_show(message)}")
+            raise ValueError(f"field '{prefix}{short}' is missing in {show(message)}")
     fields = {long: item[short] for long, short in names.items()}
     return _kline(message, (f"{prefix}{time_name}", item[time_name]), fields)
 
@@ -220,25 +209,25 @@ def parse_kline_push(message: dict, *, errors: list[ValueError] | None = None) -
 
     def items() -> list[Callable[[], Kline]]:
         if not isinstance(message, Mapping) or "data" not in message:
-            raise ValueError(f"kline push has no 'data' field: {_show(message)}")
+            raise ValueError(f"kline push has no 'data' field: {show(message)}")
         data = message["data"]
         if isinstance(data, Mapping):
             if "K" in data:
                 inner = data["K"]
                 if not isinstance(inner, Mapping):
-                    raise ValueError(f"field 'data.K' is not an object in {_show(message)}")
+                    raise ValueError(f"field 'data.K' is not an object in {show(message)}")
                 return [lambda: _push_kline(message, inner, "data.K.", "t")]
             return [lambda: _push_kline(message, data, "data.", "T")]
         if isinstance(data, list):
             return [functools.partial(_push_item, message, item) for item in data]
-        raise ValueError(f"field 'data' is neither an object nor a list in {_show(message)}")
+        raise ValueError(f"field 'data' is neither an object nor a list in {show(message)}")
 
     return _gather(items, errors)
 
 
 def _push_item(message: object, item: object) -> Kline:
     if not isinstance(item, Mapping):
-        raise ValueError(f"kline push item {_show(item, 40)} is not an object in {_show(message)}")
+        raise ValueError(f"kline push item {show(item, 40)} is not an object in {show(message)}")
     return _push_kline(message, item, "data.", "T")
 
 
@@ -275,28 +264,28 @@ def parse_contract(row: dict) -> InstrumentSpec:
             0 … :data:`MAX_PRECISION`, or ``launchTime`` is not a valid epoch-ms time.
     """
     if not isinstance(row, Mapping):
-        raise ValueError(f"contract must be an object, got {_show(row)}")
-    symbol = _field(row, "symbol")[1]
+        raise ValueError(f"contract must be an object, got {show(row)}")
+    symbol = pick(row, "symbol")[1]
     if not isinstance(symbol, str) or not symbol.strip():
-        raise ValueError(f"field 'symbol' is {_show(symbol, 40)}, not a symbol, in {_show(row)}")
+        raise ValueError(f"field 'symbol' is {show(symbol, 40)}, not a symbol, in {show(row)}")
     base, _, quote = symbol.partition("-")
     fee = _optional(row, "feeRate", float)
     maker = _optional(row, "makerFeeRate", float)
     taker = _optional(row, "takerFeeRate", float)
     if maker is None and fee is None:
-        raise ValueError(f"field 'makerFeeRate' is missing in {_show(row)}")
+        raise ValueError(f"field 'makerFeeRate' is missing in {show(row)}")
     if taker is None and fee is None:
-        raise ValueError(f"field 'takerFeeRate' is missing in {_show(row)}")
-    price_precision = _integer(row, "pricePrecision", _field(row, "pricePrecision")[1])
-    quantity_precision = _integer(row, "quantityPrecision", _field(row, "quantityPrecision")[1])
+        raise ValueError(f"field 'takerFeeRate' is missing in {show(row)}")
+    price_precision = _integer(row, "pricePrecision", pick(row, "pricePrecision")[1])
+    quantity_precision = _integer(row, "quantityPrecision", pick(row, "quantityPrecision")[1])
     for name, precision in (
         ("pricePrecision", price_precision),
         ("quantityPrecision", quantity_precision),
     ):
         if not 0 <= precision <= MAX_PRECISION:
             raise ValueError(
-                f"field {name!r} is {_show(precision, 40)}, not within 0 … {MAX_PRECISION}, "
-                f"in {_show(row)}"
+                f"field {name!r} is {show(precision, 40)}, not within 0 … {MAX_PRECISION}, "
+                f"in {show(row)}"
             )
     launch_ms = _optional_time(row, "launchTime")
     return InstrumentSpec(
@@ -305,8 +294,8 @@ def parse_contract(row: dict) -> InstrumentSpec:
         currency=_optional(row, "currency", str) or quote,
         price_precision=price_precision,
         quantity_precision=quantity_precision,
-        min_quantity=_number(row, "tradeMinQuantity", _field(row, "tradeMinQuantity")[1]),
-        min_notional=_number(row, "tradeMinUSDT", _field(row, "tradeMinUSDT")[1]),
+        min_quantity=_number(row, "tradeMinQuantity", pick(row, "tradeMinQuantity")[1]),
+        min_notional=_number(row, "tradeMinUSDT", pick(row, "tradeMinUSDT")[1]),
         maker_fee_rate=maker if maker is not None else fee,
         taker_fee_rate=taker if taker is not None else fee,
         max_long_leverage=_optional(row, "maxLongLeverage", int),
@@ -528,10 +517,10 @@ def _fill_id(row: Mapping[str, Any]) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool | float) or not isinstance(value, str | int):
-        raise ValueError(f"field 'fillId' is {_show(value, 40)}, not a fill id, in {_show(row)}")
+        raise ValueError(f"field 'fillId' is {show(value, 40)}, not a fill id, in {show(row)}")
     text = str(value).strip()
     if not text:
-        raise ValueError(f"field 'fillId' is blank in {_show(row)}")
+        raise ValueError(f"field 'fillId' is blank in {show(row)}")
     return text
 
 
@@ -542,33 +531,27 @@ def _boolean(record: object, name: str, value: object) -> bool:
         return value.strip().lower() == "true"
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    raise ValueError(f"field {name!r} is {value!r}, not a boolean, in {_show(record)}")
-
-
-def _mapping(record: object, what: str) -> Mapping[str, Any]:
-    if not isinstance(record, Mapping):
-        raise ValueError(f"{what} must be an object, got {_show(record)}")
-    return record
+    raise ValueError(f"field {name!r} is {value!r}, not a boolean, in {show(record)}")
 
 
 def _num(row: Mapping[str, Any], *names: str) -> float:
-    name, value = _field(row, *names)
+    name, value = pick(row, *names)
     return _number(row, name, value)
 
 
 def _time(row: Mapping[str, Any], *names: str) -> int:
-    name, value = _field(row, *names)
+    name, value = pick(row, *names)
     return _timestamp(row, name, value)
 
 
 def _percent(row: Mapping[str, Any], name: str) -> float:
     """A number in percent, sent bare (``"0.31"``, ``0.31``) or with a sign (``"0.31%"``)."""
-    raw = _field(row, name)[1]
+    raw = pick(row, name)[1]
     value = raw.strip().removesuffix("%") if isinstance(raw, str) else raw
     try:
         return _number(row, name, value)
     except ValueError:
-        raise ValueError(f"field {name!r} is {raw!r}, not a percentage, in {_show(row)}") from None
+        raise ValueError(f"field {name!r} is {raw!r}, not a percentage, in {show(row)}") from None
 
 
 def parse_funding_rate(row: dict, symbol: str | None = None) -> FundingRate:
@@ -581,10 +564,10 @@ def parse_funding_rate(row: dict, symbol: str | None = None) -> FundingRate:
     Raises:
         ValueError: If a field is missing or malformed.
     """
-    row = _mapping(row, "funding rate row")
+    row = mapping(row, "funding rate row")
     name = row.get("symbol") or symbol
     if not name:
-        raise ValueError(f"field 'symbol' is missing in {_show(row)}")
+        raise ValueError(f"field 'symbol' is missing in {show(row)}")
     return FundingRate(str(name), _time(row, "fundingTime"), _num(row, "fundingRate"))
 
 
@@ -598,13 +581,13 @@ def parse_premium_index(row: dict, received_ms: int) -> PremiumIndex:
     Raises:
         ValueError: If a field is missing or malformed, or the interval is not 1/2/4/8 h.
     """
-    row = _mapping(row, "premium index")
+    row = mapping(row, "premium index")
     hours = _optional(row, "fundingIntervalHours", int)
     if hours is not None and hours <= 0:
-        raise ValueError(f"field 'fundingIntervalHours' is {hours}, not positive, in {_show(row)}")
+        raise ValueError(f"field 'fundingIntervalHours' is {hours}, not positive, in {show(row)}")
     time_ms = _optional_time(row, "time")
     return PremiumIndex(
-        symbol=str(_field(row, "symbol")[1]),
+        symbol=str(pick(row, "symbol")[1]),
         time_ms=time_ms if time_ms is not None else int(received_ms),
         mark_price=_num(row, "markPrice"),
         index_price=_num(row, "indexPrice"),
@@ -620,10 +603,10 @@ def parse_open_interest(row: dict, received_ms: int) -> OpenInterest:
     Raises:
         ValueError: If a field is missing or malformed.
     """
-    row = _mapping(row, "open interest")
+    row = mapping(row, "open interest")
     time_ms = _optional_time(row, "time")
     return OpenInterest(
-        symbol=str(_field(row, "symbol")[1]),
+        symbol=str(pick(row, "symbol")[1]),
         time_ms=time_ms if time_ms is not None else int(received_ms),
         open_interest=_num(row, "openInterest"),
     )
@@ -637,9 +620,9 @@ def parse_ticker_24h(row: dict) -> Ticker24h:
     Raises:
         ValueError: If a required field is missing or malformed.
     """
-    row = _mapping(row, "24h ticker")
+    row = mapping(row, "24h ticker")
     return Ticker24h(
-        symbol=str(_field(row, "symbol")[1]),
+        symbol=str(pick(row, "symbol")[1]),
         time_ms=_time(row, "closeTime"),
         last_price=_num(row, "lastPrice"),
         open_price=_num(row, "openPrice"),
@@ -656,9 +639,9 @@ def parse_ticker_24h(row: dict) -> Ticker24h:
 
 
 def _levels(record: Mapping[str, Any], side: str, descending: bool) -> tuple:
-    rows = _field(record, side)[1]
+    rows = pick(record, side)[1]
     if not isinstance(rows, list):
-        raise ValueError(f"field {side!r} is not a list in {_show(record)}")
+        raise ValueError(f"field {side!r} is not a list in {show(record)}")
     levels = []
     for level in rows:
         if not isinstance(level, list | tuple) or len(level) < 2:
@@ -682,7 +665,7 @@ def parse_depth(data: dict, symbol: str, received_ms: int) -> DepthSnapshot:
     Raises:
         ValueError: If a side is missing or malformed, or the book is crossed.
     """
-    data = _mapping(data, "depth")
+    data = mapping(data, "depth")
     bids = _levels(data, "bids", descending=True)
     asks = _levels(data, "asks", descending=False)
     if bids and asks and bids[0][0] >= asks[0][0]:
@@ -699,8 +682,8 @@ def parse_trade_row(row: dict, symbol: str) -> Trade:
     Raises:
         ValueError: If a field is missing or malformed.
     """
-    row = _mapping(row, "trade row")
-    maker_name, maker = _field(row, "isBuyerMaker")
+    row = mapping(row, "trade row")
+    maker_name, maker = pick(row, "isBuyerMaker")
     return _make_trade(
         symbol, _time(row, "time"), _num(row, "price"), _num(row, "qty", "quantity"),
         _boolean(row, maker_name, maker), _fill_id(row),
@@ -724,26 +707,26 @@ def parse_trade_push(message: dict, *, errors: list[ValueError] | None = None) -
     """
 
     def items() -> list[Callable[[], Trade]]:
-        record = _mapping(message, "trade push")
+        record = mapping(message, "trade push")
         data = record.get("data")
         if isinstance(data, Mapping):  # tolerate a single object
             data = [data]
         if not isinstance(data, list):
-            raise ValueError(f"trade push 'data' is not a list: {_show(record)}")
+            raise ValueError(f"trade push 'data' is not a list: {show(record)}")
         return [functools.partial(_trade_item, record, item) for item in data]
 
     return _gather(items, errors)
 
 
 def _trade_item(message: Mapping[str, Any], item: object) -> Trade:
-    item = _mapping(item, "trade push item")
+    item = mapping(item, "trade push item")
     symbol = item.get("s") or message.get("s")
     if not symbol:
-        raise ValueError(f"field 'data.s' is missing in {_show(message)}")
+        raise ValueError(f"field 'data.s' is missing in {show(message)}")
     return _make_trade(
         str(symbol),
         _time(item, "T"),
         _num(item, "p"),
         _num(item, "q"),
-        _boolean(item, "m", _field(item, "m")[1]),
+        _boolean(item, "m", pick(item, "m")[1]),
     )
