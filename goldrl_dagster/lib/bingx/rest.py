@@ -2,10 +2,11 @@
 
 Every response is a ``{"code": 0, "msg": "", "data": …}`` envelope. Every request first draws
 from an optional :class:`~goldrl_dagster.lib.bingx.ratelimit.RateBudget`, so the client paces
-itself under BingX's limits instead of discovering them. Transient failures (timeouts,
-connection errors, HTTP 5xx) are retried with jittered exponential backoff; rate limiting
-(HTTP 429, code 100410) with a longer jittered backoff; a ban (HTTP 418) and every other
-non-zero code fail at once.
+itself under BingX's limits instead of discovering them. Answers are read by
+:func:`~goldrl_dagster.lib.bingx.envelope.decode`: what it calls an unknown outcome (timeouts,
+connection errors, HTTP 5xx, "system busy", an unreadable body) is retried with jittered
+exponential backoff, rate limiting (HTTP 429, code 100410) with a longer one; a ban (HTTP 418)
+and every definitive code fail at once.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Any, Self
 
 import httpx
 
+from goldrl_dagster.lib.bingx.envelope import decode, simulated_speed
 from goldrl_dagster.lib.bingx.errors import (
     BannedError,
     BingXError,
     RateLimitedError,
-    UnknownSymbolError,
+    UnknownOutcomeError,
 )
 from goldrl_dagster.lib.bingx.models import (
     BINGX_INTERVALS,
@@ -44,7 +46,7 @@ from goldrl_dagster.lib.bingx.models import (
     parse_trade_row,
 )
 from goldrl_dagster.lib.bingx.ratelimit import RateBudget
-from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS, UNKNOWN_SYMBOL_CODE, resolve_symbol
+from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS, resolve_symbol
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 
 log = logging.getLogger(__name__)
@@ -60,13 +62,11 @@ TICKER_PATH = "/openApi/swap/v2/quote/ticker"
 DEPTH_PATH = "/openApi/swap/v2/quote/depth"
 TRADES_PATH = "/openApi/swap/v2/quote/trades"
 
-RATE_LIMITED_CODE = 100410
 MAX_KLINE_LIMIT = 1440
 MAX_FUNDING_LIMIT = 1000
 MAX_TRADES_LIMIT = 1000
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 MARKET_GROUP = "market"
-SIMULATED_HEADER = "X-GoldRL-Simulated"
 
 
 class _Transient(Exception):
@@ -225,51 +225,16 @@ class BingXRestClient:
             raise _Transient(
                 BingXError(-1, f"{type(exc).__name__}: {exc}", context=context)
             ) from exc
-        if response.headers.get(SIMULATED_HEADER, "").lower() == "true":
+        if simulated_speed(response) is not None:
             self.simulated = True
-        status = response.status_code
-        if status == 418:
-            raise BannedError(
-                418, "IP temporarily banned (HTTP 418); stop and wait", context=context
-            )
-        if status == 429:
-            self.rate_limited += 1
-            raise _Transient(RateLimitedError(429, "rate limited (HTTP 429)", context=context))
-        if status >= 500:
-            raise _Transient(
-                BingXError(status, f"HTTP {status}: {response.text[:200]}", context=context)
-            )
         try:
-            envelope = response.json()
-        except ValueError:
-            raise BingXError(
-                status,
-                f"HTTP {status} with a non-JSON body: {response.text[:200]!r}",
-                context=context,
-            ) from None
-        if not isinstance(envelope, dict) or "code" not in envelope:
-            if status >= 400:
-                raise BingXError(status, f"HTTP {status}: {response.text[:200]}", context=context)
-            raise BingXError(
-                -1, f"response is not a BingX envelope: {response.text[:200]!r}", context=context
-            )
-        try:
-            code = int(envelope["code"])
-        except (TypeError, ValueError):
-            raise BingXError(
-                -1, f"envelope code {envelope['code']!r} is not an integer", context=context
-            ) from None
-        msg = str(envelope.get("msg") or "")
-        if code == 0:
-            if status >= 400:
-                raise BingXError(status, f"HTTP {status} with code 0: {msg}", context=context)
-            return envelope.get("data")
-        if code == RATE_LIMITED_CODE:
-            self.rate_limited += 1
-            raise _Transient(RateLimitedError(code, msg or "rate limited", context=context))
-        if code == UNKNOWN_SYMBOL_CODE:
-            raise UnknownSymbolError(code, msg or "symbol does not exist", context=context)
-        raise BingXError(code, msg, context=context)
+            return decode(response, context=context)
+        except BannedError:
+            raise
+        except UnknownOutcomeError as exc:  # 5xx, 408, 429/100410, "busy", unreadable 2xx
+            if isinstance(exc, RateLimitedError):
+                self.rate_limited += 1
+            raise _Transient(exc) from None
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -4,9 +4,11 @@ import httpx
 import pytest
 
 from goldrl_dagster.lib.bingx.errors import (
+    AuthenticationError,
     BannedError,
     BingXError,
     RateLimitedError,
+    RejectedError,
     UnknownSymbolError,
 )
 from goldrl_dagster.lib.bingx.models import Kline
@@ -108,9 +110,9 @@ def test_unknown_symbol_code():
 def test_other_codes_fail_without_retry():
     script = Script(httpx.Response(200, json={"code": 100001, "msg": "signature mismatch"}))
     client, sleeps = make_client(script)
-    with pytest.raises(BingXError, match="100001: signature mismatch") as info:
+    with pytest.raises(AuthenticationError, match="100001: signature mismatch") as info:
         client.server_time_ms()
-    assert type(info.value) is BingXError and info.value.code == 100001
+    assert isinstance(info.value, RejectedError) and info.value.code == 100001
     assert len(script.requests) == 1 and sleeps == []
 
 
