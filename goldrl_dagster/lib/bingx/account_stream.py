@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from goldrl_dagster.lib.bingx.account import AccountEvent, ListenKeyExpired, parse_account_event
+from goldrl_dagster.lib.bingx.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.errors import BingXError, RejectedError
 from goldrl_dagster.lib.bingx.stream import CorruptFrameError
 from goldrl_dagster.lib.bingx.stream import _decode as decode_frame
@@ -96,11 +96,6 @@ class AccountStream:
         open_timeout: float = 10.0,
         memory: int = 10_000,
     ) -> None:
-        first, cap = reconnect_backoff
-        if first <= 0 or cap < first:
-            raise ValueError(
-                f"reconnect_backoff must be (first > 0, cap >= first), got {first, cap}"
-            )
         if extend_every_s <= 0 or memory < 1:
             raise ValueError("extend_every_s and memory must be positive")
         self.ws_url = ws_url
@@ -111,17 +106,12 @@ class AccountStream:
         self.keys_created = 0
         self.extensions = 0
         self._extend_every = extend_every_s
-        self._backoff = reconnect_backoff
+        self._backoff = check_backoff("reconnect_backoff", reconnect_backoff)
         self._idle_timeout = idle_timeout
         self._open_timeout = open_timeout
         self._memory = memory
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._key: str | None = None
-
-    def _delay(self, attempt: int) -> float:
-        first, cap = self._backoff
-        ceiling = min(cap, first * 2.0**attempt)
-        return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "<listenKey>") if self._key else text
@@ -193,7 +183,7 @@ class AccountStream:
                     raise  # a definitive refusal (credentials, permissions): not transient
                 except _RECONNECTABLE as exc:
                     reason = self._redact(f"{type(exc).__name__}: {exc}")
-                delay = self._delay(attempt)
+                delay = backoff_delay(attempt, self._backoff)
                 attempt += 1
                 log.warning("account stream lost (%s); reconnecting in %.2fs", reason, delay)
                 await asyncio.sleep(delay)

@@ -12,7 +12,6 @@ and every definitive code fail at once.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -20,6 +19,7 @@ from typing import Any, Self
 
 import httpx
 
+from goldrl_dagster.lib.bingx.backoff import backoff_delay
 from goldrl_dagster.lib.bingx.envelope import decode, simulated_speed
 from goldrl_dagster.lib.bingx.errors import (
     BannedError,
@@ -188,12 +188,9 @@ class BingXRestClient:
         self.close()
 
     def _delay(self, attempt: int, error: Exception) -> float:
-        if isinstance(error, RateLimitedError):
-            first, cap = self._rate_limit_backoff
-            ceiling = min(cap, first * 2.0**attempt)
-            return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)  # never near zero
-        first, cap = self._backoff
-        return random.uniform(0.0, min(cap, first * 2.0**attempt))
+        if isinstance(error, RateLimitedError):  # the exceeded window must drain
+            return backoff_delay(attempt, self._rate_limit_backoff)
+        return backoff_delay(attempt, self._backoff, full_jitter=True)
 
     def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET ``path`` and return the envelope's ``data``, retrying transient failures."""

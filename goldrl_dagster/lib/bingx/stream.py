@@ -23,7 +23,6 @@ import contextlib
 import gzip
 import json
 import logging
-import random
 import uuid
 import zlib
 from collections import Counter, OrderedDict
@@ -32,6 +31,7 @@ from collections.abc import AsyncIterator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from goldrl_dagster.lib.bingx.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.errors import BingXError
 from goldrl_dagster.lib.bingx.models import (
     BINGX_INTERVALS,
@@ -87,25 +87,17 @@ class _Channel:
         idle_timeout: float,
         open_timeout: float,
     ) -> None:
-        first, cap = backoff
-        if first <= 0 or cap < first:
-            raise ValueError(f"reconnect_backoff must be (first > 0, cap >= first), got {backoff}")
         self.ws_url = ws_url
         self.data_type = data_type
         self.reconnects = 0
         self.corrupt_frames = 0
-        self._backoff = backoff
+        self._backoff = check_backoff("reconnect_backoff", backoff)
         self._idle_timeout = idle_timeout
         self._open_timeout = open_timeout
         self._ws: ClientConnection | None = None
         self._request_id = ""
         self._attempt = 0
         self._connected_before = False
-
-    def _delay(self, attempt: int) -> float:
-        first, cap = self._backoff
-        ceiling = min(cap, first * 2.0**attempt)
-        return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)
 
     def __aiter__(self) -> _Channel:
         return self
@@ -146,7 +138,7 @@ class _Channel:
             self.corrupt_frames += 1
             log.warning("%s: %s; replacing the connection", self.data_type, exc)
         await self.aclose()
-        delay = self._delay(self._attempt)
+        delay = backoff_delay(self._attempt, self._backoff)
         self._attempt += 1
         log.warning("%s: connection lost (%s); reconnecting in %.2fs", self.data_type, exc, delay)
         await asyncio.sleep(delay)

@@ -20,7 +20,6 @@ than sending an order whose ``positionSide`` would be wrong.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -42,6 +41,7 @@ from goldrl_dagster.lib.bingx.account import (
     parse_leverage,
     parse_position,
 )
+from goldrl_dagster.lib.bingx.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.envelope import decode, simulated_speed
 from goldrl_dagster.lib.bingx.errors import (
@@ -162,7 +162,7 @@ class BingXTradingClient:
         )  # type: ignore[assignment]
         self._credentials = credentials
         self._read_retries = read_retries
-        self._backoff = backoff
+        self._backoff = check_backoff("backoff", backoff)
         self._sleep = sleep
         self._dual_side: bool | None = None
         self._http = httpx.Client(
@@ -230,9 +230,7 @@ class BingXTradingClient:
                 self.rate_budget.acquire(group)
 
     def _delay(self, attempt: int) -> float:
-        first, cap = self._backoff
-        ceiling = min(cap, first * 2.0**attempt)
-        return ceiling / 2.0 + random.uniform(0.0, ceiling / 2.0)
+        return backoff_delay(attempt, self._backoff)
 
     def _send(
         self,
