@@ -57,8 +57,12 @@ class CorruptFrameError(ValueError):
 _RECONNECTABLE = (ConnectionClosed, OSError, TimeoutError, EOFError, CorruptFrameError)
 
 
-def _decode(frame: str | bytes) -> str:
-    """BingX gzips every frame; tolerate plain text too. Raise on anything else."""
+def decode_frame(frame: str | bytes) -> str:
+    """The text of a WebSocket frame: BingX gzips every frame; plain text is tolerated.
+
+    Raises:
+        CorruptFrameError: If the frame is neither valid gzip nor UTF-8 text.
+    """
     if isinstance(frame, str):
         return frame
     try:
@@ -147,7 +151,7 @@ class _Channel:
         """Read one frame: an event, or None for heartbeats and frames of no interest."""
         assert self._ws is not None
         frame = await asyncio.wait_for(self._ws.recv(), timeout=self._idle_timeout)
-        text = _decode(frame)
+        text = decode_frame(frame)
         if text == "Ping":
             await self._ws.send("Pong")
             return None
