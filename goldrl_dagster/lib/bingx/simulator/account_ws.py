@@ -10,17 +10,12 @@ connection closed. Faults on demand (:class:`AccountPushFaults`): duplicated and
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gzip
 import json
-import logging
-import time
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from goldrl_dagster.lib.bingx.simulator.exchange import SimAccount, SimExchange
-
-log = logging.getLogger(__name__)
+from goldrl_dagster.lib.bingx.simulator.ws_peer import WsPeer
 
 EXPIRY_CHECK_S = 0.2
 
@@ -38,8 +33,8 @@ class AccountPushFaults:
         self.drop = 0
 
 
-class AccountConnection:
-    """One account-stream client: reader, pinger, pusher and expiry watcher.
+class AccountConnection(WsPeer):
+    """One account-stream client: pushes its account's events, watches its key's expiry.
 
     Args:
         websocket: The accepted WebSocket.
@@ -59,27 +54,12 @@ class AccountConnection:
         ping_interval: float,
         faults: AccountPushFaults,
     ) -> None:
-        self.websocket = websocket
+        super().__init__(websocket, ping_interval)
         self.exchange = exchange
         self.account = account
         self.listen_key = listen_key
-        self.ping_interval = ping_interval
         self.faults = faults
-        self.last_pong = time.monotonic()
         self._queue: asyncio.Queue[dict] = asyncio.Queue()
-        self._send_lock = asyncio.Lock()
-        self._stop = asyncio.Event()
-        self._close_code = 1000
-        self._close_reason = ""
-
-    def drop(self, code: int = 1012, reason: str = "dropped by simulator") -> None:
-        """Ask the connection to close (call on the server's event loop)."""
-        self._close_code, self._close_reason = code, reason
-        self._stop.set()
-
-    async def _send_text(self, text: str) -> None:
-        async with self._send_lock:
-            await self.websocket.send_bytes(gzip.compress(text.encode()))
 
     async def run(self) -> None:
         """Serve until the client leaves, the key lapses or the server drops the connection."""
@@ -89,52 +69,10 @@ class AccountConnection:
             loop.call_soon_threadsafe(self._queue.put_nowait, event)
 
         self.exchange.add_listener(self.account, listener)
-        tasks = [
-            asyncio.create_task(self._reader(), name="sim-account-reader"),
-            asyncio.create_task(self._pinger(), name="sim-account-pinger"),
-            asyncio.create_task(self._pusher(), name="sim-account-pusher"),
-            asyncio.create_task(self._expiry(), name="sim-account-expiry"),
-            asyncio.create_task(self._stop.wait(), name="sim-account-stop"),
-        ]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            await self.serve(self._pusher(), self._expiry())
         finally:
             self.exchange.remove_listener(self.account, listener)
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(
-                result, WebSocketDisconnect | asyncio.CancelledError
-            ):
-                log.warning("simulator account stream failed: %r", result)
-        with contextlib.suppress(Exception):
-            await self.websocket.close(code=self._close_code, reason=self._close_reason)
-
-    async def _reader(self) -> None:
-        while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is None and message.get("bytes") is not None:
-                with contextlib.suppress(OSError, UnicodeDecodeError):
-                    text = gzip.decompress(message["bytes"]).decode()
-            if (text or "").strip() == "Pong":
-                self.last_pong = time.monotonic()
-
-    async def _pinger(self) -> None:
-        timeout = 2.0 * self.ping_interval
-        next_ping = time.monotonic() + self.ping_interval
-        while True:
-            await asyncio.sleep(self.ping_interval / 4.0)
-            now = time.monotonic()
-            if now - self.last_pong > timeout:
-                self.drop(1008, "no Pong received")
-                return
-            if now >= next_ping:
-                next_ping = now + self.ping_interval
-                await self._send_text("Ping")
 
     async def _pusher(self) -> None:
         while True:
@@ -148,7 +86,7 @@ class AccountConnection:
                 copies = 2
             text = json.dumps(event, separators=(",", ":"))
             for _ in range(copies):
-                await self._send_text(text)
+                await self.send_text(text)
 
     async def _expiry(self) -> None:
         while True:
@@ -159,6 +97,6 @@ class AccountConnection:
                     "E": self.exchange.now_ms(),
                     "listenKey": self.listen_key,
                 }
-                await self._send_text(json.dumps(event, separators=(",", ":")))
+                await self.send_text(json.dumps(event, separators=(",", ":")))
                 self.drop(1000, "listenKey expired")
                 return

@@ -34,7 +34,7 @@ from typing import Self
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.simulator.account_ws import AccountConnection, AccountPushFaults
@@ -65,6 +65,7 @@ from goldrl_dagster.lib.bingx.simulator.trading_api import (
     TradingFaults,
     build_trading_routes,
 )
+from goldrl_dagster.lib.bingx.simulator.ws_peer import WsPeer
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,8 @@ class _Subscription:
     last_trade_ms: int = 0  # time of the latest trade pushed (or of the subscription)
 
 
-class _Connection:
-    """One WebSocket client: a reader, a pinger/watchdog and a pusher, sharing one send lock."""
+class _Connection(WsPeer):
+    """One market-stream client: subscriptions and a pusher on top of :class:`WsPeer`."""
 
     def __init__(
         self,
@@ -100,29 +101,14 @@ class _Connection:
         push_interval: float,
         faults: PushFaults,
     ) -> None:
-        self.websocket = websocket
+        super().__init__(websocket, ping_interval)
         self.market = market
         self.feeds = feeds
         self.faults = faults
         self._held: list[str] = []  # pushes held back by an injected reordering
         self.clock = clock
-        self.ping_interval = ping_interval
         self.push_interval = push_interval
         self.subscriptions: dict[str, _Subscription] = {}
-        self.last_pong = time.monotonic()
-        self._send_lock = asyncio.Lock()
-        self._stop = asyncio.Event()
-        self._close_code = 1000
-        self._close_reason = ""
-
-    def drop(self, code: int = 1012, reason: str = "dropped by simulator") -> None:
-        """Ask the connection to close (call on the server's event loop)."""
-        self._close_code, self._close_reason = code, reason
-        self._stop.set()
-
-    async def send_text(self, text: str) -> None:
-        async with self._send_lock:
-            await self.websocket.send_bytes(gzip.compress(text.encode()))
 
     async def send_json(self, message: dict) -> None:
         await self.send_text(json.dumps(message, separators=(",", ":")))
@@ -133,8 +119,7 @@ class _Connection:
         text = json.dumps(faults.malform(message), separators=(",", ":"))
         if faults.corrupt:
             faults.corrupt = False
-            async with self._send_lock:
-                await self.websocket.send_bytes(CORRUPT_FRAME)
+            await self.send_raw(CORRUPT_FRAME)
             return
         if faults.reorder > 0:
             self._held.append(text)
@@ -156,41 +141,11 @@ class _Connection:
             await self.send_text(text)
 
     async def run(self) -> None:
-        tasks = [
-            asyncio.create_task(self._reader(), name="sim-ws-reader"),
-            asyncio.create_task(self._pinger(), name="sim-ws-pinger"),
-            asyncio.create_task(self._pusher(), name="sim-ws-pusher"),
-            asyncio.create_task(self._stop.wait(), name="sim-ws-stop"),
-        ]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(
-                result, WebSocketDisconnect | asyncio.CancelledError
-            ):
-                log.warning("simulator WS connection failed: %r", result)
-        with contextlib.suppress(Exception):
-            await self.websocket.close(code=self._close_code, reason=self._close_reason)
+        """Serve the client until it leaves or is dropped."""
+        await self.serve(self._pusher())
 
-    async def _reader(self) -> None:
-        while True:
-            message = await self.websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is None and message.get("bytes") is not None:
-                raw = message["bytes"]
-                try:
-                    text = gzip.decompress(raw).decode()
-                except OSError:
-                    text = raw.decode(errors="replace")
-            await self._handle(text or "")
-
-    async def _handle(self, text: str) -> None:
+    async def on_text(self, text: str) -> None:
+        """Answer ``Pong`` (text or JSON) and subscription requests."""
         if text.strip() == "Pong":
             self.last_pong = time.monotonic()
             return
@@ -236,20 +191,6 @@ class _Connection:
             return f"dataType {data_type!r} not supported: interval {interval!r}"
         self.subscriptions.setdefault(data_type, _Subscription(data_type, symbol, interval))
         return None
-
-    async def _pinger(self) -> None:
-        timeout = 2.0 * self.ping_interval
-        next_ping = time.monotonic() + self.ping_interval
-        while True:
-            await asyncio.sleep(min(self.ping_interval, timeout) / 4.0)
-            now = time.monotonic()
-            if now - self.last_pong > timeout:
-                log.info("simulator: dropping a WS client that sent no Pong for %.1fs", timeout)
-                self.drop(1008, "no Pong received")
-                return
-            if now >= next_ping:
-                next_ping = now + self.ping_interval
-                await self.send_text("Ping")
 
     async def _pusher(self) -> None:
         while True:
