@@ -144,10 +144,15 @@ def to_time_ms(record: object, name: str, value: object) -> int:
 
 
 def flag(record: Mapping[str, Any], name: str, default: bool | None = None) -> bool | None:
-    """A boolean sent as ``true``/``false``, ``"true"``/``"false"`` or 0/1."""
+    """An optional boolean field; ``default`` when absent or empty."""
     value = record.get(name)
     if value is None or value == "":
         return default
+    return to_bool(record, name, value)
+
+
+def to_bool(record: object, name: str, value: object) -> bool:
+    """A boolean sent as ``true``/``false``, ``"true"``/``"false"`` or 0/1."""
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):

@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-from goldrl_dagster.lib.bingx.fields import mapping, pick, show
+from goldrl_dagster.lib.bingx.fields import mapping, pick, show, to_bool
 from goldrl_dagster.lib.market.candles import CANDLE_INTERVALS, CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 
@@ -524,16 +524,6 @@ def _fill_id(row: Mapping[str, Any]) -> str | None:
     return text
 
 
-def _boolean(record: object, name: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"field {name!r} is {value!r}, not a boolean, in {show(record)}")
-
-
 def _num(row: Mapping[str, Any], *names: str) -> float:
     name, value = pick(row, *names)
     return _number(row, name, value)
@@ -686,7 +676,7 @@ def parse_trade_row(row: dict, symbol: str) -> Trade:
     maker_name, maker = pick(row, "isBuyerMaker")
     return _make_trade(
         symbol, _time(row, "time"), _num(row, "price"), _num(row, "qty", "quantity"),
-        _boolean(row, maker_name, maker), _fill_id(row),
+        to_bool(row, maker_name, maker), _fill_id(row),
     )  # fmt: skip
 
 
@@ -728,5 +718,5 @@ def _trade_item(message: Mapping[str, Any], item: object) -> Trade:
         _time(item, "T"),
         _num(item, "p"),
         _num(item, "q"),
-        _boolean(item, "m", pick(item, "m")[1]),
+        to_bool(item, "m", pick(item, "m")[1]),
     )

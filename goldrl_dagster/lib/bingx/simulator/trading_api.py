@@ -32,6 +32,7 @@ from goldrl_dagster.lib.bingx.simulator.exchange import (
     SimExchange,
     SimReject,
 )
+from goldrl_dagster.lib.bingx.simulator.rest_api import envelope, error
 
 BAD_SIGNATURE = 100001
 BAD_API_KEY = 100413
@@ -84,16 +85,6 @@ class SignedRequest:
 
     account: SimAccount
     params: dict[str, str]
-
-
-def envelope(data: Any = None) -> JSONResponse:
-    """A success answer."""
-    return JSONResponse({"code": 0, "msg": "", "data": data})
-
-
-def refusal(code: int, msg: str) -> JSONResponse:
-    """A business error (HTTP 200, non-zero code), as BingX answers them."""
-    return JSONResponse({"code": code, "msg": msg, "data": {}})
 
 
 def authenticate(
@@ -180,7 +171,7 @@ def build_trading_routes(
                     work, signed_request.account, signed_request.params
                 )
             except SimReject as exc:
-                return refusal(exc.code, exc.msg)
+                return error(exc.code, exc.msg)
             if order_write and faults.take("lost_order_responses"):
                 await asyncio.sleep(faults.lost_response_seconds)
             return result if isinstance(result, Response) else envelope(result)
