@@ -1,0 +1,1 @@
+"""Execution: the order state machine, the ledger and reconciliation, paper and live alike."""
