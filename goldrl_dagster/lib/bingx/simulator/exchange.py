@@ -35,6 +35,7 @@ from decimal import Decimal
 from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.simulator.feeds import SimulatedFeeds
 from goldrl_dagster.lib.bingx.simulator.market import SimContract, SimulatedMarket
+from goldrl_dagster.lib.execution.ledger import Position, apply_fill, funding_payment
 
 FIRST_ORDER_ID = 1_901_234_567_890_123_457  # above 2^53, like BingX's 19-digit ids
 DEFAULT_LEVERAGE = 5
@@ -362,7 +363,9 @@ class SimExchange:
             for position in [p for p in account.positions.values() if p.symbol == symbol]:
                 if position.quantity == 0:
                     continue
-                payment = position.quantity * mark * rate  # > 0: this side pays
+                payment = funding_payment(  # > 0: this side pays
+                    Position(position.quantity, position.entry_price), mark, rate
+                )
                 account.balance -= payment
                 account.income.append(
                     {
@@ -599,7 +602,13 @@ class SimExchange:
         fee_total = ZERO
         for price, quantity in takes:
             fee = (price * quantity * rate).quantize(Decimal("1e-8"))
-            realised = _apply_fill(position, order.sign * quantity, price)
+            effect = apply_fill(
+                Position(position.quantity, position.entry_price), order.side, quantity, price
+            )
+            position.quantity = effect.position.quantity
+            position.entry_price = effect.position.entry_price
+            position.realised += effect.realised_pnl
+            realised = effect.realised_pnl
             realised_total += realised
             fee_total += fee
             order.executed += quantity
@@ -961,28 +970,3 @@ class SimExchange:
 def _position_id(user_id: str, symbol: str, side: str) -> str:
     digest = hashlib.blake2b(f"{user_id}|{symbol}|{side}".encode(), digest_size=8).digest()
     return str(int.from_bytes(digest, "big") % 10**18 + 10**18)
-
-
-def _apply_fill(position: SimPosition, signed_qty: Decimal, price: Decimal) -> Decimal:
-    """Apply a fill to a position; return the PnL it realises."""
-    current = position.quantity
-    if current == 0 or (current > 0) == (signed_qty > 0):
-        total = current + signed_qty
-        position.entry_price = (
-            position.entry_price * abs(current) + price * abs(signed_qty)
-        ) / abs(total)
-        position.quantity = total
-        return ZERO
-    closing = min(abs(signed_qty), abs(current))
-    direction = 1 if current > 0 else -1
-    realised = (price - position.entry_price) * closing * direction
-    position.realised += realised
-    remainder = abs(signed_qty) - closing
-    if remainder > 0:  # flipped through zero
-        position.quantity = (1 if signed_qty > 0 else -1) * remainder
-        position.entry_price = price
-    else:
-        position.quantity = current + signed_qty
-        if position.quantity == 0:
-            position.entry_price = ZERO
-    return realised
