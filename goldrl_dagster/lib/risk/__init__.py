@@ -1,0 +1,13 @@
+"""Pre-trade risk: limits, rules, trading states and the kill switch (pure; no I/O, no clock)."""
+
+from goldrl_dagster.lib.risk.limits import DEFAULT_LIMITS, RISK_LIMITS_KIND, RiskLimits
+from goldrl_dagster.lib.risk.verdict import RiskBlock, RiskVerdict, Rule
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "RISK_LIMITS_KIND",
+    "RiskBlock",
+    "RiskLimits",
+    "RiskVerdict",
+    "Rule",
+]
