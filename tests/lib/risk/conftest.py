@@ -1,8 +1,35 @@
-"""Risk test fixtures: round limits so that boundaries are exact decimals."""
+"""A baseline scenario every risk test starts from: nothing in it breaches any limit.
+
+XAUT-USDT marked at 2000, a flat account with 2000 USDT equity at 2x, fresh inputs, and
+round limits so that boundaries are exact decimals (a value equal to its limit passes).
+"""
+
+from decimal import Decimal
 
 import pytest
 
-from goldrl_dagster.lib.risk import RiskLimits
+from goldrl_dagster.lib.market.instrument import InstrumentSpec
+from goldrl_dagster.lib.risk import AccountSnapshot, MarketSnapshot, RiskLimits
+
+NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z in epoch ms
+SYMBOL = "XAUT-USDT"
+
+
+@pytest.fixture
+def spec() -> InstrumentSpec:
+    return InstrumentSpec(
+        symbol=SYMBOL,
+        asset="XAUT",
+        currency="USDT",
+        price_precision=1,
+        quantity_precision=4,
+        min_quantity=0.001,
+        min_notional=1.0,
+        maker_fee_rate=0.0002,
+        taker_fee_rate=0.0005,
+        max_long_leverage=50,
+        max_short_leverage=50,
+    )
 
 
 @pytest.fixture
@@ -25,3 +52,34 @@ def limits() -> RiskLimits:
         circuit_breaker_failures=3,
         cooldown_s=600.0,
     )
+
+
+@pytest.fixture
+def market() -> MarketSnapshot:
+    return MarketSnapshot(
+        instrument=SYMBOL,
+        mark_price=Decimal("2000"),
+        mark_time_ms=NOW - 1_000,
+        bar_open_time_ms=NOW - 61_000,
+        bar_close_time_ms=NOW - 1_001,
+    )
+
+
+@pytest.fixture
+def account() -> AccountSnapshot:
+    return AccountSnapshot(
+        instrument=SYMBOL,
+        equity=Decimal("2000"),
+        available_margin=Decimal("2000"),
+        position_quantity=Decimal("0"),
+        position_entry_price=None,
+        leverage=2,
+        snapshot_time_ms=NOW - 1_000,
+        day_start_equity=Decimal("2000"),
+        peak_equity=Decimal("2000"),
+    )
+
+
+@pytest.fixture
+def now() -> int:
+    return NOW
