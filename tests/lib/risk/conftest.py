@@ -4,12 +4,21 @@ XAUT-USDT marked at 2000, a flat account with 2000 USDT equity at 2x, fresh inpu
 round limits so that boundaries are exact decimals (a value equal to its limit passes).
 """
 
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
 
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.risk import AccountSnapshot, MarketSnapshot, RiskLimits
+from goldrl_dagster.lib.risk import (
+    AccountSnapshot,
+    MarketSnapshot,
+    OrderProposal,
+    RiskLimits,
+    RiskVerdict,
+    TradingState,
+    check_order,
+)
 
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z in epoch ms
 SYMBOL = "XAUT-USDT"
@@ -78,6 +87,53 @@ def account() -> AccountSnapshot:
         day_start_equity=Decimal("2000"),
         peak_equity=Decimal("2000"),
     )
+
+
+def order(
+    side: str = "BUY",
+    quantity: str = "0.1",
+    price: str = "2000",
+    *,
+    reduce_only: bool = False,
+    order_type: str = "MARKET",
+    purpose: str = "trade",
+) -> OrderProposal:
+    return OrderProposal(
+        instrument=SYMBOL,
+        side=side,  # type: ignore[arg-type]
+        quantity=Decimal(quantity),
+        reference_price=Decimal(price),
+        reduce_only=reduce_only,
+        order_type=order_type,  # type: ignore[arg-type]
+        purpose=purpose,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def make_order() -> Callable[..., OrderProposal]:
+    return order
+
+
+@pytest.fixture
+def check(
+    spec: InstrumentSpec, limits: RiskLimits, market: MarketSnapshot, account: AccountSnapshot
+) -> Callable[..., RiskVerdict]:
+    """check_order with the baseline inputs; keyword arguments replace any of them."""
+
+    def run(proposal: OrderProposal, **overrides: object) -> RiskVerdict:
+        inputs: dict[str, object] = {
+            "limits": limits,
+            "state": TradingState.ACTIVE,
+            "market": market,
+            "account": account,
+            "instrument": spec,
+            "now_ms": NOW,
+            "recent_order_times_ms": (),
+        }
+        inputs.update(overrides)
+        return check_order(proposal, **inputs)  # type: ignore[arg-type]
+
+    return run
 
 
 @pytest.fixture
