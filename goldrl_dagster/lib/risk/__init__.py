@@ -6,6 +6,12 @@ Paper and live trading both send every order through :func:`check_order`; the en
 
 from goldrl_dagster.lib.risk.check import check_order
 from goldrl_dagster.lib.risk.inputs import AccountSnapshot, MarketSnapshot, OrderProposal
+from goldrl_dagster.lib.risk.kill_switch import (
+    KillSwitchPlan,
+    OrderCancel,
+    engage_kill_switch,
+    plan_kill_switch,
+)
 from goldrl_dagster.lib.risk.limits import DEFAULT_LIMITS, RISK_LIMITS_KIND, RiskLimits
 from goldrl_dagster.lib.risk.rules import estimated_liquidation_price
 from goldrl_dagster.lib.risk.state import (
@@ -20,7 +26,9 @@ __all__ = [
     "DEFAULT_LIMITS",
     "RISK_LIMITS_KIND",
     "AccountSnapshot",
+    "KillSwitchPlan",
     "MarketSnapshot",
+    "OrderCancel",
     "OrderProposal",
     "ResumeRefusedError",
     "RiskBlock",
@@ -31,5 +39,7 @@ __all__ = [
     "TradingState",
     "Transition",
     "check_order",
+    "engage_kill_switch",
     "estimated_liquidation_price",
+    "plan_kill_switch",
 ]
