@@ -1,0 +1,216 @@
+"""Intent → send → record → reconcile, against the simulator exchange and a real PostgreSQL.
+
+Each test stops an order's life at one step (as a crash would), then reconciles, and checks
+that the exchange holds exactly one order per intent and that the ledger equals the exchange.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from goldrl_dagster.lib.bingx.credentials import Credentials
+from goldrl_dagster.lib.bingx.ratelimit import DEFAULT_LIMITS, LocalRateBudget
+from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.bingx.simulator.market import DAY_MS, GENESIS_MS
+from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
+from goldrl_dagster.lib.bingx.trading import TRADING_SLACK, BingXTradingClient
+from goldrl_dagster.lib.execution.broker import BingXBroker, PaperBroker
+from goldrl_dagster.lib.execution.executor import execute
+from goldrl_dagster.lib.execution.order_states import OrderState
+from goldrl_dagster.lib.execution.reconcile import latest_report_age, reconcile
+from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
+from goldrl_dagster.lib.storage.order_store import (
+    OrderIntent,
+    apply_update,
+    commit_intent,
+    ensure_account,
+    load_order,
+    order_events,
+)
+
+XAUT = "XAUT-USDT"
+D = Decimal
+ids = (f"x{n}" for n in itertools.count())
+
+
+@pytest.fixture(scope="module")
+def sim():
+    anchor = GENESIS_MS + 40 * DAY_MS + 30_500
+    with SimulatorServer(seed=7, anchor_ms=anchor, push_interval=0.05) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def budget():
+    """One order budget for the module's clients: they share one IP, as in production."""
+    return LocalRateBudget(DEFAULT_LIMITS, slack=TRADING_SLACK)
+
+
+@pytest.fixture
+def venue(sim, clean_database, budget):
+    key, secret = secrets.token_hex(8), secrets.token_hex(16)
+    sim.create_account(key, secret, balance="100000", hedge_mode=False)
+    client = BingXTradingClient(
+        sim.base_url, Credentials(key, secret), timeout=1.0, rate_budget=budget
+    )
+    broker = BingXBroker(client, f"bingx:{client.key_id}", venue="simulator")
+    with clean_database.connect() as conn:
+        ensure_account(conn, broker.account_id, "live", "simulator")
+        yield conn, broker, sim.exchange.account(key)
+    client.close()
+
+
+def intent(broker, side="BUY", quantity="0.5", **changes) -> OrderIntent:
+    fields = {
+        "client_order_id": next(ids), "account_id": broker.account_id, "session_id": None,
+        "decision_id": None, "purpose": "operator", "instrument": XAUT, "side": side,
+        "order_type": "MARKET", "quantity": D(quantity), "price": None, "reduce_only": False,
+        "contract_sha256": "ab" * 32,
+    }  # fmt: skip
+    fields.update(changes)
+    return OrderIntent(**fields)
+
+
+def exchange_position(account) -> Decimal:
+    return sum((p.quantity for p in account.positions.values()), D(0))
+
+
+def converged(conn, broker, account) -> None:
+    report = reconcile(conn, broker, XAUT, trigger="test")
+    assert report.passed, report.problems
+    assert ledger_position(conn, broker.account_id, XAUT).quantity == exchange_position(account)
+
+
+def test_an_order_is_sent_once_and_the_ledger_converges(venue):
+    conn, broker, account = venue
+    first = intent(broker)
+    result = execute(conn, broker, first)
+    assert result.sent and result.order.state == OrderState.ACCEPTED  # BingX's brief answer
+    again = execute(conn, broker, first)  # a replayed intent sends nothing
+    assert not again.sent and len(account.orders) == 1
+    converged(conn, broker, account)
+    order = load_order(conn, first.client_order_id)
+    assert order.state == OrderState.FILLED and order.executed_qty == D("0.5")
+    fills = conn.execute("SELECT sum(quantity), sum(fee) FROM fills").fetchone()
+    exchange_fees = -sum(f.commission for o in account.orders.values() for f in o.fills)
+    assert fills == (D("0.5"), exchange_fees)
+    assert ledger_cash(conn, broker.account_id) == -exchange_fees
+    states = [e.to_state for e in order_events(conn, first.client_order_id)]
+    assert states[:3] == [OrderState.INTENDED, OrderState.SUBMITTED, OrderState.ACCEPTED]
+
+
+def test_a_lost_answer_is_unknown_until_reconciled_into_one_order(sim, venue):
+    conn, broker, account = venue
+    sim.lose_next_order_responses(1, seconds=2.0)
+    result = execute(conn, broker, intent(broker))
+    assert result.needs_reconciliation and result.order.state == OrderState.UNKNOWN
+    converged(conn, broker, account)
+    assert load_order(conn, result.order.client_order_id).state == OrderState.FILLED
+    assert len(account.orders) == 1
+
+
+def test_crash_after_the_intent_commit_means_never_sent(venue):
+    conn, broker, account = venue
+    order, _ = commit_intent(conn, intent(broker))
+    converged(conn, broker, account)
+    recorded = load_order(conn, order.client_order_id)
+    assert recorded.state == OrderState.REJECTED and account.orders == {}
+    assert "never sent" in order_events(conn, order.client_order_id)[-1].reason
+
+
+def test_crash_after_submitted_waits_out_the_grace_then_rejects(venue):
+    conn, broker, account = venue
+    order, _ = commit_intent(conn, intent(broker))
+    apply_update(conn, order.client_order_id, OrderState.SUBMITTED, "sending")
+    young = reconcile(conn, broker, XAUT, trigger="test")
+    assert not young.passed and young.orders_unresolved == 1  # the request may be in flight
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    old = reconcile(conn, broker, XAUT, trigger="test", now=later)
+    assert old.passed and load_order(conn, order.client_order_id).state == OrderState.REJECTED
+    assert account.orders == {}
+
+
+def test_crash_after_send_before_the_answer_was_recorded(venue):
+    conn, broker, account = venue
+    order, _ = commit_intent(conn, intent(broker))
+    order = apply_update(conn, order.client_order_id, OrderState.SUBMITTED, "sending")
+    broker.submit(order)  # the process dies before recording the acknowledgement
+    converged(conn, broker, account)
+    assert load_order(conn, order.client_order_id).state == OrderState.FILLED
+    assert len(account.orders) == 1
+
+
+def test_a_definitive_refusal_is_recorded_with_its_reason(venue):
+    conn, broker, account = venue
+    result = execute(conn, broker, intent(broker, quantity="1000"))
+    assert result.order.state == OrderState.REJECTED and "80012" in result.reason
+    assert account.orders == {}
+    converged(conn, broker, account)
+
+
+def test_partial_fill_then_cancel_converges_to_the_filled_part(sim, venue):
+    conn, broker, account = venue
+    _, asks = sim.exchange.book(XAUT, sim.clock.now_ms())
+    crossing = asks[0][1] + asks[1][1]
+    wanted = crossing + D("1")
+    limit = intent(broker, quantity=str(wanted), order_type="LIMIT", price=asks[1][0])
+    result = execute(conn, broker, limit)
+    converged(conn, broker, account)
+    order = load_order(conn, result.order.client_order_id)
+    assert order.state == OrderState.PARTIALLY_FILLED and order.executed_qty >= crossing
+    view = broker.cancel(order)
+    assert view is not None and view.state == OrderState.CANCELLED
+    converged(conn, broker, account)
+    final = load_order(conn, order.client_order_id)
+    assert final.state == OrderState.CANCELLED
+    assert final.executed_qty == ledger_position(conn, broker.account_id, XAUT).quantity
+
+
+def test_a_fill_that_lands_before_a_cancel_converges_to_filled(sim, venue):
+    conn, broker, account = venue
+    resting = intent(broker, quantity="0.1", order_type="LIMIT", price=D("100.00"))
+    result = execute(conn, broker, resting)
+    sim.fill_before_next_cancels(1)
+    assert broker.cancel(result.order) is None  # "not found": it may have filled
+    converged(conn, broker, account)
+    assert load_order(conn, result.order.client_order_id).state == OrderState.FILLED
+    assert ledger_position(conn, broker.account_id, XAUT).quantity == D("0.1")
+
+
+def test_the_paper_account_books_through_the_same_ledger_and_survives_restarts(sim, clean_database):
+    with BingXRestClient(sim.base_url) as rest:
+        spec = next(c for c in rest.contracts() if c.symbol == XAUT)
+    costs = CostModel.from_instrument(spec, slippage_bps=1.0)
+    account_id = "paper:test"
+    with clean_database.connect() as conn:
+        ensure_account(conn, account_id, "paper", "paper")
+
+        def make_broker() -> PaperBroker:
+            return PaperBroker(
+                account_id, costs, lambda s: ledger_position(conn, account_id, s),
+                lambda: datetime.now(UTC),
+            )  # fmt: skip
+
+        broker = make_broker()
+        broker.mark(D("2650.00"))
+        bought = execute(conn, broker, intent(broker, quantity="0.5"))
+        assert bought.order.state == OrderState.FILLED
+        assert reconcile(conn, broker, XAUT, trigger="test").passed
+        restarted = make_broker()  # a new process: nothing in memory, the ledger remembers
+        assert restarted.position(XAUT) == D("0.5")
+        restarted.mark(D("2660.00"))
+        sold = execute(conn, restarted, intent(restarted, side="SELL", quantity="0.8",
+                                               reduce_only=True))  # fmt: skip
+        assert sold.order.state == OrderState.CANCELLED  # capped at the 0.5 held
+        assert sold.order.executed_qty == D("0.5")
+        assert ledger_position(conn, account_id, XAUT).is_flat
+        cash = ledger_cash(conn, account_id)
+        assert D("0") < cash < D("10")  # +10 × 0.5 gross, minus slippage and two fees
+        passed, age = latest_report_age(conn, account_id, XAUT, datetime.now(UTC))
+        assert passed and age < timedelta(minutes=1)
