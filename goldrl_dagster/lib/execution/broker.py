@@ -122,9 +122,7 @@ class BingXBroker:
     def query(self, order: StoredOrder) -> OrderView | None:
         """Look the order up by client id."""
         try:
-            found = self.client.query_order(
-                order.instrument, client_order_id=order.client_order_id
-            )
+            found = self.client.query_order(order.instrument, client_order_id=order.client_order_id)
         except OrderNotFoundError:
             return None
         return _view(found)

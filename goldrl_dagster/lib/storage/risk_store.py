@@ -1,0 +1,158 @@
+"""Risk in PostgreSQL: versioned limits, every block and every state change, and the restore.
+
+Limits are immutable versions (``risk_configs``): a version, once written, never changes (the
+same limits written again are accepted, different ones under a used version refused). Every
+blocked order writes one ``risk_events`` row per broken rule with its value and limit; every
+trading-state transition writes one row carrying what a restarted engine needs to restore the
+state machine (state, reason, cooldown end, circuit-breaker count).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+
+from goldrl_dagster.lib.risk import RiskLimits, RiskStateMachine, RiskVerdict, TradingState
+from goldrl_dagster.lib.risk.state import Transition
+
+
+class RiskConfigError(ValueError):
+    """A risk configuration that cannot be stored or found (names the version)."""
+
+
+def save_risk_config(
+    conn: psycopg.Connection, limits: RiskLimits, *, created_by: str, reason: str
+) -> int:
+    """Store a limits version (idempotent for identical limits).
+
+    Raises:
+        RiskConfigError: If the version is stored with different limits, or the actor or reason
+            is empty.
+    """
+    if not created_by.strip() or not reason.strip():
+        raise RiskConfigError("a risk configuration needs who stored it and why")
+    conn.execute(
+        "INSERT INTO risk_configs (version, limits, fingerprint, created_by, reason) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (version) DO NOTHING",
+        (limits.version, json.dumps(limits.to_dict()), limits.fingerprint, created_by, reason),
+    )
+    stored = conn.execute(
+        "SELECT fingerprint FROM risk_configs WHERE version = %s", (limits.version,)
+    ).fetchone()
+    conn.commit()
+    if stored[0] != limits.fingerprint:
+        raise RiskConfigError(
+            f"risk configuration version {limits.version} is stored with other limits; "
+            "store the change as a new version"
+        )
+    return limits.version
+
+
+def load_risk_config(conn: psycopg.Connection, version: int | None = None) -> RiskLimits:
+    """A stored limits version (the latest when ``version`` is None).
+
+    Raises:
+        RiskConfigError: If there is none (or not that version).
+    """
+    if version is None:
+        row = conn.execute(
+            "SELECT limits FROM risk_configs ORDER BY version DESC LIMIT 1"
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT limits FROM risk_configs WHERE version = %s", (version,)
+        ).fetchone()
+    conn.commit()
+    if row is None:
+        which = "any" if version is None else f"version {version}"
+        raise RiskConfigError(f"no risk configuration ({which}) is stored")
+    return RiskLimits.from_dict(row[0])
+
+
+def _event(
+    conn: psycopg.Connection,
+    account_id: str,
+    instrument: str,
+    session_id: str | None,
+    kind: str,
+    rule: str,
+    value: object,
+    limit: object,
+    reason: str,
+    version: int | None,
+    detail: dict[str, Any],
+) -> None:
+    conn.execute(
+        "INSERT INTO risk_events (account_id, instrument, session_id, kind, rule, value, "
+        "limit_value, reason, risk_version, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+        "%s, %s)",
+        (
+            account_id, instrument, session_id, kind, rule,
+            None if value is None else str(value), None if limit is None else str(limit),
+            reason, version, json.dumps(detail, default=str, sort_keys=True),
+        ),
+    )  # fmt: skip
+
+
+def record_blocks(
+    conn: psycopg.Connection,
+    account_id: str,
+    instrument: str,
+    verdict: RiskVerdict,
+    *,
+    session_id: str | None,
+    version: int,
+    order: dict[str, Any],
+) -> int:
+    """Write one event per broken rule of a refused order; returns how many."""
+    for block in verdict.blocks:
+        _event(conn, account_id, instrument, session_id, "block", block.rule, block.value,
+               block.limit, block.message, version, {"order": order})  # fmt: skip
+    conn.commit()
+    return len(verdict.blocks)
+
+
+def record_transition(
+    conn: psycopg.Connection,
+    account_id: str,
+    instrument: str,
+    transition: Transition,
+    machine: RiskStateMachine,
+    *,
+    session_id: str | None,
+    version: int,
+    kind: str = "state",
+) -> None:
+    """Write a trading-state change with what :func:`restore_machine` needs."""
+    detail = {
+        **transition.to_dict(),
+        "cooldown_until_ms": machine.cooldown_until_ms,
+        "consecutive_failures": machine.consecutive_failures,
+    }
+    _event(conn, account_id, instrument, session_id, kind, transition.reason,
+           transition.to_state.value, None, transition.reason, version, detail)  # fmt: skip
+    conn.commit()
+
+
+def restore_machine(
+    conn: psycopg.Connection, account_id: str, instrument: str, limits: RiskLimits
+) -> RiskStateMachine:
+    """The state machine as the last recorded transition left it (ACTIVE when none)."""
+    row = conn.execute(
+        "SELECT detail FROM risk_events WHERE account_id = %s AND instrument = %s "
+        "AND kind IN ('state', 'kill_switch') ORDER BY event_id DESC LIMIT 1",
+        (account_id, instrument),
+    ).fetchone()
+    conn.commit()
+    if row is None:
+        return RiskStateMachine(limits)
+    detail = row[0]
+    return RiskStateMachine(
+        limits,
+        state=TradingState(detail["to_state"]),
+        reason=str(detail["reason"]),
+        cooldown_until_ms=detail.get("cooldown_until_ms"),
+        consecutive_failures=int(detail.get("consecutive_failures") or 0),
+    )
