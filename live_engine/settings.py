@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
@@ -35,8 +36,14 @@ class LiveSettings:
     heartbeat_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.order_quantity <= 0:
-            raise ValueError(f"order_quantity must be positive, got {self.order_quantity}")
+        if not math.isfinite(self.order_quantity) or self.order_quantity <= 0:
+            raise ValueError(
+                f"order_quantity must be a positive finite number, got {self.order_quantity}"
+            )
+        if not math.isfinite(self.starting_cash) or self.starting_cash <= 0:
+            raise ValueError(
+                f"starting_cash must be a positive finite number, got {self.starting_cash}"
+            )
         if self.duration_seconds is not None and self.duration_seconds <= 0:
             raise ValueError(f"duration_seconds must be positive, got {self.duration_seconds}")
         if self.interval != "1m":

@@ -273,3 +273,13 @@ def test_only_feature_sets_this_build_computes_are_traded():
     assert feature_set_for(DEFAULT_FEATURE_SET.fingerprint) is DEFAULT_FEATURE_SET
     with pytest.raises(LiveEngineError, match="feature set 000000000000, which this build"):
         feature_set_for("0" * 64)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1.0, 0.0])
+def test_absurd_order_quantities_are_refused_before_anything_starts(bad):
+    from live_engine.settings import LiveSettings
+
+    with pytest.raises(ValueError, match="order_quantity must be a positive finite number"):
+        LiveSettings("XAUT-USDT", "1m", "http://x", "ws://x", order_quantity=bad)
+    with pytest.raises(ValueError, match="starting_cash must be a positive finite number"):
+        LiveSettings("XAUT-USDT", "1m", "http://x", "ws://x", starting_cash=bad)
