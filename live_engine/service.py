@@ -18,12 +18,14 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.bingx.signing import ServerClock
 from goldrl_dagster.lib.bingx.stream import KlineStream
 from goldrl_dagster.lib.features.anchoring import anchor_us
 from goldrl_dagster.lib.features.incremental import BarGapError, FeatureRow, FeatureStream
@@ -38,7 +40,13 @@ from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import ModelRecord, current_champion, load_model_record
 from live_engine.paper_broker import PaperBroker
 from live_engine.settings import LiveSettings
-from live_engine.store import DecisionRow, record_decision, start_session, stop_session
+from live_engine.store import (
+    DecisionRow,
+    record_decision,
+    record_skip,
+    start_session,
+    stop_session,
+)
 
 log = logging.getLogger("goldrl.live")
 
@@ -57,6 +65,7 @@ class LiveSummary:
     decisions: int = 0
     fills: int = 0
     skipped_warmup: int = 0
+    skipped_stale: int = 0
     last_equity: float | None = None
     position: float = 0.0
     stop_reason: str = ""
@@ -67,7 +76,8 @@ class LiveSummary:
         equity = f"{self.last_equity:,.2f}" if self.last_equity is not None else "n/a"
         return (
             f"live session {self.session_id} ({self.instrument}, model {self.model_id}): "
-            f"{self.decisions} decisions, {self.fills} paper fills, position {self.position}, "
+            f"{self.decisions} decisions, {self.fills} paper fills, "
+            f"{self.skipped_stale} stale bars skipped, position {self.position}, "
             f"equity {equity}; stopped: {self.stop_reason}"
         )
 
@@ -145,8 +155,11 @@ class DecisionLoop:
         broker: PaperBroker,
         summary: LiveSummary,
         rest: BingXRestClient,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.rest = rest
+        # Bar ages are measured on the exchange's clock (the simulator's may run faster).
+        self.clock = clock or ServerClock(lambda: (rest.server_time_ms(), rest.speed)).now_ms
         self.runtime = runtime
         self.settings = settings
         self.model = model
@@ -221,14 +234,35 @@ class DecisionLoop:
             return None
         return self.features.current_row()
 
-    def on_closed_kline(self, kline: Kline) -> None:
+    def stale_reason(self, kline: Kline, *, superseded: bool) -> str | None:
+        """Why a closed bar must not be decided on, or None when it is the fresh newest bar."""
+        if superseded:
+            return "superseded by a newer closed bar"
+        closed_ms = kline.open_time_ms + INTERVAL_MS[self.settings.interval]
+        age_s = (self.clock() - closed_ms) / 1000.0
+        if age_s > self.settings.max_bar_age_seconds:
+            return f"stale: closed {age_s:.0f}s ago (limit {self.settings.max_bar_age_seconds:g}s)"
+        return None
+
+    def on_closed_kline(self, kline: Kline, *, superseded: bool = False) -> None:
         """Decide on one closed bar (with the same feature code as training) and record it.
 
-        Bars missing before it are fetched first so the features see a gap-free history; only
-        the newest bar is decided on (decisions on stale bars would trade on old prices).
+        Bars missing before it are fetched first so the features see a gap-free history. Only
+        the newest bar is decided on: a bar ``superseded`` by a newer one already received (a
+        refill after a gap) or closed longer ago than ``max_bar_age_seconds`` updates the
+        features and is recorded as skipped; trading on it would use old prices.
         """
         features = self.feature_row(kline)
         if features is None:
+            return
+        bar_time = datetime.fromtimestamp(kline.open_time_ms / 1000, tz=UTC)
+        stale = self.stale_reason(kline, superseded=superseded)
+        if stale is not None:
+            self.summary.skipped_stale += 1
+            record_skip(
+                self.runtime.db, self.summary.session_id, self.settings.instrument, bar_time, stale
+            )
+            log.info("bar %s: not decided on (%s)", bar_time.isoformat(), stale)
             return
         if features.is_warmup:
             self.summary.skipped_warmup += 1
@@ -243,7 +277,6 @@ class DecisionLoop:
         fill = self.broker.rebalance(
             target, self.settings.order_quantity, kline.close, bar_range_rel=bar_range_rel
         )
-        bar_time = datetime.fromtimestamp(kline.open_time_ms / 1000, tz=UTC)
         equity = self.broker.equity(kline.close)
         decision = DecisionRow(
             session_id=self.summary.session_id,
@@ -364,11 +397,14 @@ async def _feed(stream: KlineStream, queue: asyncio.Queue[Kline]) -> None:
 
 async def _decide(loop: DecisionLoop, queue: asyncio.Queue[Kline]) -> None:
     while True:
-        kline = await queue.get()
-        # Decisions hit PostgreSQL and torch: run them off the event loop so the feed keeps
-        # answering Pings.
-        await asyncio.to_thread(loop.on_closed_kline, kline)
-        queue.task_done()
+        batch = [await queue.get()]
+        while not queue.empty():  # bars that arrived together (a refill): only the newest counts
+            batch.append(queue.get_nowait())
+        for index, kline in enumerate(batch):
+            # Decisions hit PostgreSQL and torch: run them off the event loop so the feed keeps
+            # answering Pings.
+            await asyncio.to_thread(loop.on_closed_kline, kline, superseded=index < len(batch) - 1)
+            queue.task_done()
 
 
 async def _drain(queue: asyncio.Queue[Kline], timeout: float = 5.0) -> None:

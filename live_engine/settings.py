@@ -23,6 +23,8 @@ class LiveSettings:
         order_quantity: Size of a full position in base units.
         starting_cash: Paper account's starting balance in the quote currency.
         heartbeat_seconds: Interval of the heartbeat log line.
+        max_bar_age_seconds: A bar that closed longer ago than this (exchange time) is never
+            decided on: its features are updated and it is recorded as skipped.
     """
 
     instrument: str
@@ -34,6 +36,7 @@ class LiveSettings:
     order_quantity: float = 1.0
     starting_cash: float = 100_000.0
     heartbeat_seconds: float = 10.0
+    max_bar_age_seconds: float = 90.0
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.order_quantity) or self.order_quantity <= 0:
@@ -43,6 +46,10 @@ class LiveSettings:
         if not math.isfinite(self.starting_cash) or self.starting_cash <= 0:
             raise ValueError(
                 f"starting_cash must be a positive finite number, got {self.starting_cash}"
+            )
+        if not math.isfinite(self.max_bar_age_seconds) or self.max_bar_age_seconds <= 0:
+            raise ValueError(
+                f"max_bar_age_seconds must be positive, got {self.max_bar_age_seconds}"
             )
         if self.duration_seconds is not None and self.duration_seconds <= 0:
             raise ValueError(f"duration_seconds must be positive, got {self.duration_seconds}")

@@ -50,6 +50,19 @@ def stop_session(db: Database, session_id: str, reason: str) -> None:
         conn.commit()
 
 
+def record_skip(
+    db: Database, session_id: str, instrument: str, bar_open_time: datetime, reason: str
+) -> None:
+    """Record a bar the engine did not decide on, and why (idempotent per bar)."""
+    with db.connect() as conn:
+        conn.execute(
+            "INSERT INTO live_skipped_bars (session_id, instrument, bar_open_time, reason) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (session_id, instrument, bar_open_time, reason),
+        )
+        conn.commit()
+
+
 def record_decision(db: Database, row: DecisionRow, fill: PaperFill | None) -> int | None:
     """Store a decision and its fill atomically; a replayed bar is ignored.
 

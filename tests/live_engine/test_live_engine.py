@@ -283,3 +283,60 @@ def test_absurd_order_quantities_are_refused_before_anything_starts(bad):
         LiveSettings("XAUT-USDT", "1m", "http://x", "ws://x", order_quantity=bad)
     with pytest.raises(ValueError, match="starting_cash must be a positive finite number"):
         LiveSettings("XAUT-USDT", "1m", "http://x", "ws://x", starting_cash=bad)
+
+
+def test_after_a_silence_only_the_newest_fresh_bar_is_decided_on(candidate_model, simulator):
+    from live_engine.service import _decide
+    from live_engine.store import start_session
+
+    runtime = open_runtime()
+    model = load_model_record(runtime.db, candidate_model["model_id"])
+    instrument = instrument_at(runtime.db, SYMBOL)
+    first_ms = int(datetime(2025, 3, 8, 22, 0, tzinfo=UTC).timestamp() * 1000)
+    summary = LiveSummary(f"stale-{time.time_ns()}", model.model_id, SYMBOL)
+    start_session(runtime.db, summary.session_id, "paper", SYMBOL, simulator.ws_url)
+    exchange_now = [first_ms + 3_600_000]  # an hour after the first refilled bar opened
+    with BingXRestClient(simulator.base_url) as rest:
+        loop = DecisionLoop(
+            runtime,
+            _settings(simulator, model.model_id, 1.0),
+            model,
+            load_policy(runtime.artifacts.path_for(model.artifact)),
+            DEFAULT_FEATURE_SET,
+            PaperBroker(instrument, CostModel.from_instrument(instrument), 100_000.0),
+            summary,
+            rest,
+            clock=lambda: exchange_now[0],
+        )
+        loop.seed_history(
+            rest.klines_range(SYMBOL, "1m", loop.history_start_ms(first_ms), first_ms)
+        )
+        refill = rest.klines_range(SYMBOL, "1m", first_ms, first_ms + 30 * 60_000)
+        fresh = rest.klines_range(SYMBOL, "1m", first_ms + 30 * 60_000, first_ms + 31 * 60_000)
+
+        async def burst() -> None:
+            queue: asyncio.Queue = asyncio.Queue()
+            for kline in refill:  # a REST refill after a feed silence arrives all at once
+                queue.put_nowait(kline)
+            task = asyncio.create_task(_decide(loop, queue))
+            await asyncio.wait_for(queue.join(), 60)
+            exchange_now[0] = fresh[0].open_time_ms + 60_000 + 2_000  # 2 s after it closed
+            queue.put_nowait(fresh[0])
+            await asyncio.wait_for(queue.join(), 60)
+            task.cancel()
+
+        asyncio.run(burst())
+    assert summary.decisions == 1 and summary.skipped_stale == 30
+    skipped = read_frame(
+        runtime.db,
+        "SELECT reason FROM live_skipped_bars WHERE session_id = $1 ORDER BY bar_open_time",
+        [summary.session_id],
+    )["reason"].to_list()
+    assert skipped[:-1] == ["superseded by a newer closed bar"] * 29
+    assert skipped[-1].startswith("stale: closed") and "limit 90s" in skipped[-1]
+    [decided] = read_frame(
+        runtime.db,
+        "SELECT bar_open_time FROM live_decisions WHERE session_id = $1",
+        [summary.session_id],
+    )["bar_open_time"].to_list()
+    assert int(decided.timestamp() * 1000) == fresh[0].open_time_ms

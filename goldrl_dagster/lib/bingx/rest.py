@@ -158,6 +158,7 @@ class BingXRestClient:
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.simulated = False
+        self.speed = 1.0  # the simulator's clock speed once seen (BingX: 1)
         self.rate_budget = rate_budget
         self.rate_limited = 0  # rate-limit answers (429 / 100410) received, for monitoring
         self._backoff = backoff
@@ -222,8 +223,9 @@ class BingXRestClient:
             raise _Transient(
                 BingXError(-1, f"{type(exc).__name__}: {exc}", context=context)
             ) from exc
-        if simulated_speed(response) is not None:
-            self.simulated = True
+        speed = simulated_speed(response)
+        if speed is not None:
+            self.simulated, self.speed = True, speed
         try:
             return decode(response, context=context)
         except BannedError:
