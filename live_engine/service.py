@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.signing import ServerClock
@@ -42,6 +44,8 @@ from live_engine.paper_broker import PaperBroker
 from live_engine.settings import LiveSettings
 from live_engine.store import (
     DecisionRow,
+    beat,
+    mark_crashed_sessions,
     record_decision,
     record_skip,
     start_session,
@@ -49,6 +53,10 @@ from live_engine.store import (
 )
 
 log = logging.getLogger("goldrl.live")
+
+
+# An open session whose heartbeat is older than this many beats died without stopping.
+CRASHED_AFTER_BEATS = 6
 
 
 class LiveEngineError(RuntimeError):
@@ -349,6 +357,12 @@ async def run_live_engine(
             open_bar_ms,
         )
         loop.seed_history([k for k in history if k.open_time_ms + step <= now_ms])
+        crashed = await asyncio.to_thread(
+            mark_crashed_sessions, runtime.db, settings.instrument,
+            CRASHED_AFTER_BEATS * settings.heartbeat_seconds,
+        )  # fmt: skip
+        if crashed:
+            log.warning("marked %d earlier session(s) crashed: %s", len(crashed), crashed)
         await asyncio.to_thread(
             start_session, runtime.db, summary.session_id, "paper", settings.instrument,
             settings.ws_url,
@@ -370,7 +384,7 @@ async def run_live_engine(
             async with asyncio.TaskGroup() as group:
                 feed = group.create_task(_feed(stream, queue), name="feed")
                 decide = group.create_task(_decide(loop, queue), name="decisions")
-                beat = group.create_task(_heartbeat(summary, settings), name="heartbeat")
+                beat = group.create_task(_heartbeat(runtime, summary, settings), name="heartbeat")
                 timed_out = await _wait_for_stop(stop, settings.duration_seconds)
                 reason = "duration elapsed" if timed_out else "stop requested"
                 feed.cancel()
@@ -412,10 +426,14 @@ async def _drain(queue: asyncio.Queue[Kline], timeout: float = 5.0) -> None:
         await asyncio.wait_for(queue.join(), timeout)
 
 
-async def _heartbeat(summary: LiveSummary, settings: LiveSettings) -> None:
+async def _heartbeat(runtime: Runtime, summary: LiveSummary, settings: LiveSettings) -> None:
     started = time.monotonic()
     while True:
         await asyncio.sleep(settings.heartbeat_seconds)
+        try:
+            await asyncio.to_thread(beat, runtime.db, summary.session_id)
+        except (psycopg.Error, OSError) as exc:  # e.g. a restarting database
+            log.warning("heartbeat not recorded (%s); retrying at the next beat", exc)
         log.info(
             "heartbeat: %.0fs up, %d decisions, position %s, equity %s",
             time.monotonic() - started, summary.decisions, summary.position, summary.last_equity,

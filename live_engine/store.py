@@ -40,6 +40,37 @@ def start_session(db: Database, session_id: str, mode: str, instrument: str, url
         conn.commit()
 
 
+def beat(db: Database, session_id: str) -> None:
+    """Record that a session is alive (its heartbeat)."""
+    with db.connect() as conn:
+        conn.execute(
+            "UPDATE live_sessions SET heartbeat_at = now() WHERE session_id = %s", (session_id,)
+        )
+        conn.commit()
+
+
+def mark_crashed_sessions(db: Database, instrument: str, silent_for_s: float) -> list[str]:
+    """Close the instrument's sessions that never stopped and stopped beating: they crashed.
+
+    A session counts as dead when it is still open and neither its heartbeat nor its start is
+    more recent than ``silent_for_s`` seconds (a live engine beats far more often).
+
+    Returns:
+        The ids of the sessions marked crashed.
+    """
+    with db.connect() as conn:
+        rows = conn.execute(
+            "UPDATE live_sessions SET stopped_at = now(), "
+            "stop_reason = 'crashed: found open and silent by the next start' "
+            "WHERE instrument = %s AND stopped_at IS NULL "
+            "AND COALESCE(heartbeat_at, started_at) < now() - make_interval(secs => %s) "
+            "RETURNING session_id",
+            (instrument, silent_for_s),
+        ).fetchall()
+        conn.commit()
+    return [r[0] for r in rows]
+
+
 def stop_session(db: Database, session_id: str, reason: str) -> None:
     """Record how and when a live session ended."""
     with db.connect() as conn:

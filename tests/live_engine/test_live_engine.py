@@ -287,7 +287,7 @@ def test_absurd_order_quantities_are_refused_before_anything_starts(bad):
 
 def test_after_a_silence_only_the_newest_fresh_bar_is_decided_on(candidate_model, simulator):
     from live_engine.service import _decide
-    from live_engine.store import start_session
+    from live_engine.store import start_session, stop_session
 
     runtime = open_runtime()
     model = load_model_record(runtime.db, candidate_model["model_id"])
@@ -340,3 +340,37 @@ def test_after_a_silence_only_the_newest_fresh_bar_is_decided_on(candidate_model
         [summary.session_id],
     )["bar_open_time"].to_list()
     assert int(decided.timestamp() * 1000) == fresh[0].open_time_ms
+    stop_session(runtime.db, summary.session_id, "test over")
+
+
+def test_a_silent_open_session_is_marked_crashed_by_the_next_start(candidate_model, simulator):
+    from live_engine.store import beat, mark_crashed_sessions, start_session, stop_session
+
+    db = open_runtime().db
+    dead, alive = f"dead-{time.time_ns()}", f"alive-{time.time_ns()}"
+    for session_id in (dead, alive):
+        start_session(db, session_id, "paper", SYMBOL, "ws://x")
+    with db.connect() as conn:
+        conn.execute(
+            "UPDATE live_sessions SET started_at = now() - interval '10 minutes', "
+            "heartbeat_at = now() - interval '5 minutes' WHERE session_id = %s",
+            (dead,),
+        )
+        conn.commit()
+    beat(db, alive)
+    assert mark_crashed_sessions(db, SYMBOL, silent_for_s=60) == [dead]
+    summary = asyncio.run(
+        run_live_engine(
+            _settings(simulator, candidate_model["model_id"], 2.0), install_signals=False
+        )
+    )
+    sessions = read_frame(
+        db,
+        "SELECT session_id, stop_reason FROM live_sessions WHERE session_id = ANY($1)",
+        [[dead, alive, summary.session_id]],
+    )
+    reasons = dict(zip(sessions["session_id"], sessions["stop_reason"], strict=True))
+    assert reasons[dead].startswith("crashed")
+    assert reasons[alive] is None  # beating recently: not ours to close
+    assert reasons[summary.session_id] == "duration elapsed"
+    stop_session(db, alive, "test over")
