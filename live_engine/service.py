@@ -44,6 +44,7 @@ from live_engine.paper_broker import PaperBroker
 from live_engine.settings import LiveSettings
 from live_engine.store import (
     DecisionRow,
+    SessionWriter,
     beat,
     mark_crashed_sessions,
     record_decision,
@@ -166,6 +167,7 @@ class DecisionLoop:
         clock: Callable[[], int] | None = None,
     ) -> None:
         self.rest = rest
+        self.writer = SessionWriter(runtime.db)  # one connection for the session's writes
         # Bar ages are measured on the exchange's clock (the simulator's may run faster).
         self.clock = clock or ServerClock(lambda: (rest.server_time_ms(), rest.speed)).now_ms
         self.runtime = runtime
@@ -268,7 +270,7 @@ class DecisionLoop:
         if stale is not None:
             self.summary.skipped_stale += 1
             record_skip(
-                self.runtime.db, self.summary.session_id, self.settings.instrument, bar_time, stale
+                self.writer, self.summary.session_id, self.settings.instrument, bar_time, stale
             )
             log.info("bar %s: not decided on (%s)", bar_time.isoformat(), stale)
             return
@@ -302,7 +304,7 @@ class DecisionLoop:
             cash_after=self.broker.cash,
             equity_after=equity,
         )
-        record_decision(self.runtime.db, decision, fill)
+        record_decision(self.writer, decision, fill)
         self.summary.decisions += 1
         self.summary.fills += fill is not None
         self.summary.last_equity = equity
@@ -399,6 +401,7 @@ async def run_live_engine(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     event_loop.remove_signal_handler(sig)
             summary.stop_reason = reason
+            loop.writer.close()
             await asyncio.to_thread(stop_session, runtime.db, summary.session_id, reason)
     log.info(summary.describe())
     return summary
