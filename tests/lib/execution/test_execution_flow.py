@@ -21,8 +21,11 @@ from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.trading import TRADING_SLACK, BingXTradingClient
 from goldrl_dagster.lib.execution.broker import BingXBroker, PaperBroker
 from goldrl_dagster.lib.execution.executor import execute
+from goldrl_dagster.lib.execution.kill_switch import engage
 from goldrl_dagster.lib.execution.order_states import OrderState
 from goldrl_dagster.lib.execution.reconcile import latest_report_age, reconcile
+from goldrl_dagster.lib.risk import DEFAULT_LIMITS as RISK_LIMITS
+from goldrl_dagster.lib.risk import RiskStateMachine, TradingState
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.order_store import (
@@ -33,6 +36,7 @@ from goldrl_dagster.lib.storage.order_store import (
     load_order,
     order_events,
 )
+from goldrl_dagster.lib.storage.risk_store import restore_machine, save_risk_config
 
 XAUT = "XAUT-USDT"
 D = Decimal
@@ -214,3 +218,30 @@ def test_the_paper_account_books_through_the_same_ledger_and_survives_restarts(s
         assert D("0") < cash < D("10")  # +10 × 0.5 gross, minus slippage and two fees
         passed, age = latest_report_age(conn, account_id, XAUT, datetime.now(UTC))
         assert passed and age < timedelta(minutes=1)
+
+
+def test_the_kill_switch_leaves_no_open_order_and_a_flat_position(sim, venue):
+    conn, broker, account = venue
+    with BingXRestClient(sim.base_url) as rest:
+        spec = next(c for c in rest.contracts() if c.symbol == XAUT)
+    execute(conn, broker, intent(broker, quantity="0.7"))
+    for price in ("100.00", "200.00"):  # resting bids far below the market
+        execute(conn, broker, intent(broker, quantity="0.1", order_type="LIMIT", price=D(price)))
+    converged(conn, broker, account)
+    assert sum(1 for o in account.orders.values() if o.is_open) == 2
+    save_risk_config(conn, RISK_LIMITS, created_by="test", reason="kill switch test")
+    machine = RiskStateMachine(RISK_LIMITS)
+    now_ms = sim.clock.now_ms()
+    outcome = engage(
+        conn, broker, machine, spec, mark=sim.exchange.mark_price(XAUT, now_ms), now_ms=now_ms,
+        risk_version=RISK_LIMITS.version, contract_sha256=spec.content_sha256(),
+    )  # fmt: skip
+    assert outcome.flat_and_quiet, outcome.report.problems
+    assert len(outcome.cancelled) == 2 and len(outcome.flatten) == 1
+    assert outcome.flatten[0].order.reduce_only and outcome.flatten[0].order.purpose == "flatten"
+    assert not any(o.is_open for o in account.orders.values())
+    assert exchange_position(account) == 0
+    assert ledger_position(conn, broker.account_id, XAUT).is_flat
+    assert machine.state == TradingState.HALTED and machine.cooldown_until_ms > now_ms
+    restored = restore_machine(conn, broker.account_id, XAUT, RISK_LIMITS)
+    assert restored.state == TradingState.HALTED  # a restart does not resume trading
