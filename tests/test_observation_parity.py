@@ -265,11 +265,17 @@ def live_path(market: Market, settings, database) -> LiveRecords:
     summary = LiveSummary(session, model.model_id, SYMBOL)
     broker = PaperBroker(XAUT, cost_model(), EQUITY)
     with BingXRestClient(unreachable, max_retries=0) as rest:
-        loop = DecisionLoop(runtime, live_settings, model, policy, SPEC, broker, summary, rest)
+        # Bars are replayed as if each had just closed (the exchange clock a second later).
+        exchange_now = [0]
+        loop = DecisionLoop(
+            runtime, live_settings, model, policy, SPEC, broker, summary, rest,
+            clock=lambda: exchange_now[0],
+        )  # fmt: skip
         held: list[int] = []
         for kline in as_klines(market.candles):
             position = broker.position_sign
             decided = summary.decisions
+            exchange_now[0] = kline.open_time_ms + 60_000 + 1_000
             loop.on_closed_kline(kline)
             if summary.decisions > decided:
                 held.append(position)
