@@ -1,0 +1,244 @@
+"""From a target position to orders, paper and live alike: the piece a decision loop calls.
+
+:class:`Trader` owns one account and instrument for a session. ``start`` takes the lease and
+runs the start-up reconciliation (nothing is traded unless it passes); ``rebalance`` turns a
+target (−1, 0 or +1 full positions) into at most one order for the difference from the ledger's
+position, builds the risk inputs from the ledger and the bar, and places it through the risk
+gate (:func:`.gate.place`). Orders are refused while an earlier outcome is unresolved or the
+latest reconciliation failed or is older than ``max_report_age``; an unknown outcome triggers a
+reconciliation at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+
+import psycopg
+
+from goldrl_dagster.lib.execution.broker import Broker
+from goldrl_dagster.lib.execution.gate import OrderContext, Placement, place
+from goldrl_dagster.lib.execution.order_states import UNRESOLVED_STATES
+from goldrl_dagster.lib.execution.reconcile import (
+    ReconciliationReport,
+    latest_report_age,
+    reconcile,
+)
+from goldrl_dagster.lib.market.instrument import InstrumentSpec
+from goldrl_dagster.lib.risk import (
+    AccountSnapshot,
+    MarketSnapshot,
+    OrderProposal,
+    RiskLimits,
+    RiskStateMachine,
+)
+from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
+from goldrl_dagster.lib.storage.order_store import (
+    acquire_lease,
+    orders_in_states,
+    release_lease,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TradingRefusedError(RuntimeError):
+    """The trader will not trade (lease held elsewhere, reconciliation failed); names why."""
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The closed bar a decision is made on (epoch ms, prices as decimals)."""
+
+    open_time_ms: int
+    close_time_ms: int
+    close: Decimal
+
+
+class Trader:
+    """One account and instrument, traded through the risk gate.
+
+    Args:
+        conn: The session's connection (used from one thread at a time).
+        broker: Paper or live venue.
+        instrument: The contract rules valid now.
+        limits: The risk limits in force.
+        machine: The trading-state machine (restored from the database).
+        session_id: The live session (recorded on orders and events).
+        order_quantity: Size of a full position in base units.
+        leverage: The account's leverage for the instrument.
+        clock: Current time (injected; epoch ms on the venue's clock).
+        max_report_age: How old the latest passing reconciliation may be for a new order.
+        lease_ttl: Seconds a lease lasts unless renewed.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        broker: Broker,
+        instrument: InstrumentSpec,
+        limits: RiskLimits,
+        machine: RiskStateMachine,
+        *,
+        session_id: str,
+        order_quantity: Decimal,
+        leverage: int,
+        clock: Callable[[], int],
+        max_report_age: timedelta = timedelta(minutes=2),
+        lease_ttl: float = 60.0,
+    ) -> None:
+        if not order_quantity.is_finite() or order_quantity <= 0:
+            raise ValueError(f"order_quantity must be positive, got {order_quantity}")
+        self.conn = conn
+        self.broker = broker
+        self.instrument = instrument
+        self.limits = limits
+        self.machine = machine
+        self.session_id = session_id
+        self.order_quantity = order_quantity
+        self.leverage = leverage
+        self.clock = clock
+        self.max_report_age = max_report_age
+        self.lease_ttl = lease_ttl
+        self.recent_orders: deque[int] = deque(maxlen=1000)
+        self._day_start: tuple[int, Decimal] | None = None  # (UTC day, equity at its start)
+        self._peak = Decimal(0)
+
+    @property
+    def symbol(self) -> str:
+        """The instrument traded."""
+        return self.instrument.symbol
+
+    # -- session ------------------------------------------------------------------------
+
+    def start(self) -> ReconciliationReport:
+        """Take the lease and reconcile before the first order.
+
+        Raises:
+            TradingRefusedError: If another engine holds the lease or reconciliation fails.
+        """
+        self.renew_lease()
+        report = self.reconcile("startup")
+        if not report.passed:
+            raise TradingRefusedError(
+                f"start-up reconciliation of {self.broker.account_id} {self.symbol} failed: "
+                + "; ".join(report.problems)
+            )
+        return report
+
+    def renew_lease(self) -> None:
+        """Take or renew the lease (call more often than ``lease_ttl``).
+
+        Raises:
+            TradingRefusedError: If another engine holds it.
+        """
+        if not acquire_lease(self.conn, self.broker.account_id, self.symbol, self.session_id,
+                             self.lease_ttl):  # fmt: skip
+            raise TradingRefusedError(
+                f"another engine holds the lease on {self.broker.account_id} {self.symbol}"
+            )
+
+    def stop(self) -> None:
+        """Give the lease up."""
+        release_lease(self.conn, self.broker.account_id, self.symbol, self.session_id)
+
+    # -- decisions -----------------------------------------------------------------------
+
+    def target_quantity(self, target: int) -> Decimal:
+        """The position a target means, quantized down to the contract's step."""
+        if isinstance(target, bool) or target not in (-1, 0, 1):
+            raise ValueError(f"target must be -1, 0 or 1, got {target!r}")
+        step = Decimal(1).scaleb(-self.instrument.quantity_precision)
+        return (target * self.order_quantity).quantize(step, rounding=ROUND_DOWN)
+
+    def account_snapshot(self, mark: Decimal, now_ms: int) -> AccountSnapshot:
+        """The risk view of the account from the ledger, marked at ``mark``."""
+        position = ledger_position(self.conn, self.broker.account_id, self.symbol)
+        cash = ledger_cash(self.conn, self.broker.account_id)
+        equity = cash + position.quantity * (mark - position.entry_price)
+        day = now_ms // 86_400_000
+        if self._day_start is None or self._day_start[0] != day:
+            self._day_start = (day, equity)
+        self._peak = max(self._peak, equity)
+        used = abs(position.quantity) * mark / self.leverage
+        return AccountSnapshot(
+            instrument=self.symbol,
+            equity=equity,
+            available_margin=max(equity - used, Decimal(0)),
+            position_quantity=position.quantity,
+            position_entry_price=None if position.is_flat else position.entry_price,
+            leverage=self.leverage,
+            snapshot_time_ms=now_ms,
+            day_start_equity=self._day_start[1],
+            peak_equity=self._peak,
+        )
+
+    def reconcile(self, trigger: str = "periodic") -> ReconciliationReport:
+        """Reconcile now (the service calls this periodically)."""
+        return reconcile(self.conn, self.broker, self.symbol, trigger=trigger,
+                         session_id=self.session_id)  # fmt: skip
+
+    def ready(self) -> str | None:
+        """Why no new order may be sent now, or None.
+
+        Report ages are measured on the wall clock, like the reports' own timestamps.
+        """
+        now = datetime.now(UTC)
+        if orders_in_states(self.conn, self.broker.account_id, self.symbol, UNRESOLVED_STATES):
+            return "an earlier order's outcome is unresolved"
+        latest = latest_report_age(self.conn, self.broker.account_id, self.symbol, now)
+        if latest is None:
+            return "never reconciled"
+        passed, age = latest
+        if not passed:
+            return "the latest reconciliation failed"
+        if age > self.max_report_age:
+            return f"the latest reconciliation is {age.total_seconds():.0f}s old"
+        return None
+
+    def rebalance(self, target: int, bar: Bar, *, decision_id: int | None) -> Placement | None:
+        """Move the ledger's position to ``target`` with at most one order.
+
+        Returns:
+            The placement (refused by risk, or executed), or None when already at target.
+
+        Raises:
+            TradingRefusedError: If orders are held (see :meth:`ready`).
+        """
+        wanted = self.target_quantity(target)
+        now_ms = self.clock()
+        account = self.account_snapshot(bar.close, now_ms)
+        delta = wanted - account.position_quantity
+        if delta == 0:
+            return None
+        held = self.ready()
+        if held is not None:
+            raise TradingRefusedError(f"no new order: {held}")
+        reducing = (
+            account.position_quantity != 0
+            and abs(wanted) < abs(account.position_quantity)
+            and (wanted == 0 or (wanted > 0) == (account.position_quantity > 0))
+        )
+        proposal = OrderProposal(
+            self.symbol, "BUY" if delta > 0 else "SELL", abs(delta), bar.close,
+            reduce_only=reducing,
+        )  # fmt: skip
+        market = MarketSnapshot(self.symbol, bar.close, bar.close_time_ms, bar.open_time_ms,
+                                bar.close_time_ms)  # fmt: skip
+        client_order_id = f"{self.session_id[:12]}-{bar.open_time_ms // 1000}"
+        placement = place(
+            self.conn, self.broker, self.machine, proposal, client_order_id=client_order_id,
+            context=OrderContext(self.broker.account_id, self.session_id, decision_id,
+                                 self.limits, self.instrument),
+            market=market, account=account, now_ms=now_ms,
+            recent_order_times_ms=list(self.recent_orders),
+        )  # fmt: skip
+        if placement.sent:
+            self.recent_orders.append(now_ms)
+        if placement.result is not None and placement.result.needs_reconciliation:
+            self.reconcile("unknown_outcome")
+        return placement
