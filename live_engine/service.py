@@ -25,6 +25,8 @@ from typing import Any
 
 import psycopg
 
+from goldrl_dagster.lib.bingx.backoff import backoff_delay
+from goldrl_dagster.lib.bingx.errors import UnknownOutcomeError
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.signing import ServerClock
@@ -56,6 +58,8 @@ from live_engine.store import (
 log = logging.getLogger("goldrl.live")
 
 
+# Backoff of the market feed after the exchange refused a refill (seconds: first, cap).
+FEED_BACKOFF = (1.0, 30.0)
 # An open session whose heartbeat is older than this many beats died without stopping.
 CRASHED_AFTER_BEATS = 6
 
@@ -75,6 +79,8 @@ class LiveSummary:
     fills: int = 0
     skipped_warmup: int = 0
     skipped_stale: int = 0
+    degraded: bool = False
+    feed_failures: int = 0
     last_equity: float | None = None
     position: float = 0.0
     stop_reason: str = ""
@@ -344,7 +350,9 @@ async def run_live_engine(
     summary = LiveSummary(
         session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument
     )
-    with BingXRestClient(settings.rest_url) as rest:
+    # Few, short retries: a refill the exchange keeps refusing should surface quickly as a
+    # degraded feed (which backs off and resumes) rather than stall the stream for a minute.
+    with BingXRestClient(settings.rest_url, max_retries=2, backoff=(0.25, 1.0)) as rest:
         loop = DecisionLoop(runtime, settings, model, policy, spec, broker, summary, rest)
         now_ms = await asyncio.to_thread(rest.server_time_ms)
         step = INTERVAL_MS[settings.interval]
@@ -384,7 +392,7 @@ async def run_live_engine(
         reason = "stopped"
         try:
             async with asyncio.TaskGroup() as group:
-                feed = group.create_task(_feed(stream, queue), name="feed")
+                feed = group.create_task(_feed(stream, queue, summary), name="feed")
                 decide = group.create_task(_decide(loop, queue), name="decisions")
                 beat = group.create_task(_heartbeat(runtime, summary, settings), name="heartbeat")
                 timed_out = await _wait_for_stop(stop, settings.duration_seconds)
@@ -407,9 +415,34 @@ async def run_live_engine(
     return summary
 
 
-async def _feed(stream: KlineStream, queue: asyncio.Queue[Kline]) -> None:
-    async for kline in stream.closed_klines():
-        await queue.put(kline)
+async def _feed(
+    stream: KlineStream,
+    queue: asyncio.Queue[Kline],
+    summary: LiveSummary,
+    backoff: tuple[float, float] = FEED_BACKOFF,
+) -> None:
+    """Closed candles into the queue, forever; exchange trouble degrades, never crashes.
+
+    A refill the exchange refuses for a while (rate limits, 5xx, timeouts) ends one pass over
+    the stream; the feed is then *degraded*, waits with backoff and starts a new pass, whose
+    first bar refills whatever was missed. A definitive refusal (an unknown symbol, a refused
+    subscription) still ends the session.
+    """
+    attempt = 0
+    while True:
+        try:
+            async for kline in stream.closed_klines():
+                if summary.degraded:
+                    log.info("market feed recovered after %d failed pass(es)", attempt)
+                    summary.degraded, attempt = False, 0
+                await queue.put(kline)
+        except UnknownOutcomeError as exc:
+            summary.degraded = True
+            summary.feed_failures += 1
+            delay = backoff_delay(attempt, backoff)
+            attempt += 1
+            log.warning("market feed degraded (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
 
 
 async def _decide(loop: DecisionLoop, queue: asyncio.Queue[Kline]) -> None:

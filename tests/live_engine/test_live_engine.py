@@ -374,3 +374,26 @@ def test_a_silent_open_session_is_marked_crashed_by_the_next_start(candidate_mod
     assert reasons[alive] is None  # beating recently: not ours to close
     assert reasons[summary.session_id] == "duration elapsed"
     stop_session(db, alive, "test over")
+
+
+def test_refused_refills_degrade_the_feed_without_ending_the_session(candidate_model, simulator):
+    async def scenario():
+        session = asyncio.create_task(
+            run_live_engine(
+                _settings(simulator, candidate_model["model_id"], 16.0), install_signals=False
+            )
+        )
+        await asyncio.sleep(4.0)
+        # Twice what one REST refill retries through: the feed degrades, backs off, recovers.
+        simulator.inject_rest_faults(*([503] * 6))
+        return await session
+
+    summary = asyncio.run(scenario())
+    assert summary.stop_reason == "duration elapsed"
+    assert summary.feed_failures >= 1 and not summary.degraded  # it degraded, then recovered
+    decided = read_frame(
+        open_runtime().db,
+        "SELECT bar_open_time FROM live_decisions WHERE session_id = $1 ORDER BY bar_open_time",
+        [summary.session_id],
+    )["bar_open_time"].to_list()
+    assert len(decided) >= 2

@@ -221,7 +221,7 @@ class BingXRestClient:
             response = self._http.get(path, params=params)
         except httpx.TransportError as exc:  # timeouts, refused/reset connections, …
             raise _Transient(
-                BingXError(-1, f"{type(exc).__name__}: {exc}", context=context)
+                UnknownOutcomeError(-1, f"{type(exc).__name__}: {exc}", context=context)
             ) from exc
         speed = simulated_speed(response)
         if speed is not None:
