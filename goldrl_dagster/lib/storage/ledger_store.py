@@ -147,14 +147,26 @@ def book_funding(
     funding_time: datetime,
     rate: Decimal,
     mark_price: Decimal,
+    *,
+    position: Position | None = None,
 ) -> Decimal | None:
-    """Settle one funding event on the recorded position (once per account, instrument, time).
+    """Settle one funding event (once per account, instrument and time).
+
+    Args:
+        conn: Open connection.
+        account_id: The trading account.
+        instrument: Exchange symbol.
+        funding_time: The settlement time.
+        rate: The settled funding rate.
+        mark_price: The mark price at settlement.
+        position: The position held at ``funding_time`` (the recorded position when omitted).
 
     Returns:
         The amount booked (negative: paid), or None when this settlement was booked before or
         the position was flat.
     """
-    position = _locked_position(conn, account_id, instrument)
+    locked = _locked_position(conn, account_id, instrument)
+    position = locked if position is None else position
     if position.is_flat:
         conn.rollback()
         return None
@@ -186,6 +198,22 @@ def ledger_position(conn: psycopg.Connection, account_id: str, instrument: str) 
     ).fetchone()
     conn.commit()
     return Position() if row is None else Position(row[0], row[1])
+
+
+def position_at(
+    conn: psycopg.Connection, account_id: str, instrument: str, at: datetime
+) -> Position:
+    """The position held at ``at``: every fill up to and including that time, replayed."""
+    rows = conn.execute(
+        "SELECT side, quantity, price FROM fills WHERE account_id = %s AND instrument = %s "
+        "AND filled_at <= %s ORDER BY filled_at, fill_key",
+        (account_id, instrument, at),
+    ).fetchall()
+    conn.commit()
+    position = Position()
+    for side, quantity, price in rows:
+        position = apply_fill(position, side, quantity, price).position
+    return position
 
 
 def ledger_cash(conn: psycopg.Connection, account_id: str) -> Decimal:
