@@ -68,4 +68,3 @@ def settle_funding(
         if amount is not None:
             report.booked.append((funding_time, amount))
     return report
-
