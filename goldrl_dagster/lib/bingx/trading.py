@@ -97,6 +97,19 @@ MAX_HISTORY_LIMIT = 1000
 MarginType = Literal["ISOLATED", "CROSSED"]
 
 
+def _bare_or_envelope(
+    response: httpx.Response, *, context: str, client_order_id: str | None = None
+) -> Any:
+    """The listen-key endpoints answer a bare object (``{"listenKey": …}`` or ``{}``)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 200 and isinstance(body, dict) and "code" not in body:
+        return body
+    return decode(response, context=context, client_order_id=client_order_id)
+
+
 def _rows(data: Any, key: str | None, what: str) -> list:
     """A list of records, either ``data`` itself or ``data[key]``."""
     if data is None:
@@ -241,10 +254,12 @@ class BingXTradingClient:
         write: bool,
         client_order_id: str | None = None,
         groups: tuple[str, ...] = READ_GROUPS,
+        answer: Callable[..., Any] = decode,
     ) -> Any:
         """Sign and send one request; return the envelope's data.
 
-        ``groups`` are the rate-limit groups the request draws from. Writes go out once (an
+        ``groups`` are the rate-limit groups the request draws from; ``answer`` reads the
+        response (BingX's envelope unless an endpoint answers otherwise). Writes go out once (an
         unknown outcome is the caller's to reconcile); reads are retried after transient
         failures. A timestamp rejection re-measures the clock and resends once:
         the exchange did not act on it, so resending cannot duplicate anything.
@@ -271,7 +286,7 @@ class BingXTradingClient:
                         client_order_id=client_order_id,
                     ) from exc  # fmt: skip
                 self.simulated = self.simulated or simulated_speed(response) is not None
-                return decode(response, context=context, client_order_id=client_order_id)
+                return answer(response, context=context, client_order_id=client_order_id)
             except ClockSkewError as exc:
                 if resynced:
                     offset = self.clock.sample.offset_ms if self.clock.sample else float("nan")
@@ -570,21 +585,9 @@ class BingXTradingClient:
 
     def _listen_key_call(self, method: str, listen_key: str | None) -> Any:
         params: dict[str, WireValue] = {} if listen_key is None else {"listenKey": listen_key}
-        context = f"{method} {LISTEN_KEY_PATH}"
-        self._acquire(READ_GROUPS)
-        query = signed_query(params, self._credentials, self.clock.now_ms(), self.recv_window_ms)
-        try:
-            response = self._http.request(method, f"{LISTEN_KEY_PATH}?{query}")
-        except httpx.TransportError as exc:
-            raise UnknownOutcomeError(-1, f"{type(exc).__name__}", context=context) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        # BingX answers these with a bare object ({"listenKey": …} or {}), not an envelope.
-        if response.status_code == 200 and isinstance(body, dict) and "code" not in body:
-            return body
-        return decode(response, context=context)
+        # Creating, extending or deleting a key changes nothing an order depends on: retried
+        # like a read.
+        return self._send(method, LISTEN_KEY_PATH, params, write=False, answer=_bare_or_envelope)
 
     def create_listen_key(self) -> str:
         """A new account-stream key (valid 60 minutes unless extended)."""
