@@ -28,6 +28,7 @@ from goldrl_dagster.lib.bingx.fields import (
     text,
     time_ms,
 )
+from goldrl_dagster.lib.numbers import to_decimal
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["MARKET", "LIMIT"]
@@ -41,7 +42,6 @@ POSITION_SIDES = ("BOTH", "LONG", "SHORT")
 TERMINAL_STATUSES = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED"})
 OPEN_STATUSES = frozenset({"NEW", "PENDING", "PARTIALLY_FILLED"})
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-_MAX_QUANTITY = Decimal(10) ** 12
 
 
 def normalise_client_order_id(client_order_id: str) -> str:
@@ -56,18 +56,6 @@ def normalise_client_order_id(client_order_id: str) -> str:
             "'_' or '-'"
         )
     return client_order_id.lower()
-
-
-def _positive(name: str, value: Decimal | str | int | float) -> Decimal:
-    try:
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-    except ArithmeticError:
-        raise ValueError(f"{name} {value!r} is not a number") from None
-    if isinstance(value, bool) or not number.is_finite() or number <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    if number >= _MAX_QUANTITY:
-        raise ValueError(f"{name} {value!r} is absurdly large")
-    return number
 
 
 @dataclass(frozen=True)
@@ -107,14 +95,14 @@ class OrderRequest:
             raise ValueError(f"side must be BUY or SELL, got {self.side!r}")
         if self.type not in ORDER_TYPES:
             raise ValueError(f"order type must be one of {ORDER_TYPES}, got {self.type!r}")
-        object.__setattr__(self, "quantity", _positive("quantity", self.quantity))
+        object.__setattr__(self, "quantity", to_decimal("quantity", self.quantity, positive=True))
         object.__setattr__(self, "client_order_id", normalise_client_order_id(self.client_order_id))
         if not isinstance(self.reduce_only, bool):
             raise ValueError(f"reduce_only must be a bool, got {self.reduce_only!r}")
         if self.type == "LIMIT":
             if self.price is None:
                 raise ValueError("a LIMIT order needs a price")
-            object.__setattr__(self, "price", _positive("price", self.price))
+            object.__setattr__(self, "price", to_decimal("price", self.price, positive=True))
             if self.time_in_force is None:
                 object.__setattr__(self, "time_in_force", "GTC")
         elif self.price is not None or self.time_in_force is not None:

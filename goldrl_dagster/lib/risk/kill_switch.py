@@ -14,8 +14,9 @@ from decimal import ROUND_DOWN, Decimal
 
 from goldrl_dagster.lib.bingx.orders import Order
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
+from goldrl_dagster.lib.numbers import to_decimal
 from goldrl_dagster.lib.risk.account_rules import limit_decimal
-from goldrl_dagster.lib.risk.inputs import OrderProposal, to_decimal
+from goldrl_dagster.lib.risk.inputs import OrderProposal
 from goldrl_dagster.lib.risk.state import RiskStateMachine, Transition
 
 KILL_SWITCH_REASON = "kill_switch"
