@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import signal
 import time
 import uuid
@@ -26,7 +27,7 @@ from typing import Any
 import psycopg
 
 from goldrl_dagster.lib.bingx.backoff import backoff_delay
-from goldrl_dagster.lib.bingx.errors import UnknownOutcomeError
+from goldrl_dagster.lib.bingx.errors import BingXError, UnknownOutcomeError
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.signing import ServerClock
@@ -58,6 +59,8 @@ from live_engine.store import (
 log = logging.getLogger("goldrl.live")
 
 
+# How often the heartbeat re-measures the exchange's clock offset (seconds).
+CLOCK_RESYNC_SECONDS = 60.0
 # Backoff of the market feed after the exchange refused a refill (seconds: first, cap).
 FEED_BACKOFF = (1.0, 30.0)
 # An open session whose heartbeat is older than this many beats died without stopping.
@@ -175,7 +178,14 @@ class DecisionLoop:
         self.rest = rest
         self.writer = SessionWriter(runtime.db)  # one connection for the session's writes
         # Bar ages are measured on the exchange's clock (the simulator's may run faster).
-        self.clock = clock or ServerClock(lambda: (rest.server_time_ms(), rest.speed)).now_ms
+        # Never measured on the decision path: start-up measures it and the heartbeat
+        # re-measures it (resync_clock), so no decision waits for a server-time request.
+        self.server_clock = (
+            None
+            if clock is not None
+            else ServerClock(lambda: (rest.server_time_ms(), rest.speed), max_age_s=math.inf)
+        )
+        self.clock = clock or self.server_clock.now_ms
         self.runtime = runtime
         self.settings = settings
         self.model = model
@@ -249,6 +259,11 @@ class DecisionLoop:
         if not self._append(kline):
             return None
         return self.features.current_row()
+
+    def resync_clock(self) -> None:
+        """Measure the offset to the exchange's clock again (off the decision path)."""
+        if self.server_clock is not None:
+            self.server_clock.sync()
 
     def stale_reason(self, kline: Kline, *, superseded: bool) -> str | None:
         """Why a closed bar must not be decided on, or None when it is the fresh newest bar."""
@@ -354,7 +369,8 @@ async def run_live_engine(
     # degraded feed (which backs off and resumes) rather than stall the stream for a minute.
     with BingXRestClient(settings.rest_url, max_retries=2, backoff=(0.25, 1.0)) as rest:
         loop = DecisionLoop(runtime, settings, model, policy, spec, broker, summary, rest)
-        now_ms = await asyncio.to_thread(rest.server_time_ms)
+        await asyncio.to_thread(loop.resync_clock)
+        now_ms = loop.clock()
         step = INTERVAL_MS[settings.interval]
         open_bar_ms = now_ms - now_ms % step
         # Everything from the anchor of the open bar's day: the next bar's features then start
@@ -394,7 +410,9 @@ async def run_live_engine(
             async with asyncio.TaskGroup() as group:
                 feed = group.create_task(_feed(stream, queue, summary), name="feed")
                 decide = group.create_task(_decide(loop, queue), name="decisions")
-                beat = group.create_task(_heartbeat(runtime, summary, settings), name="heartbeat")
+                beat = group.create_task(
+                    _heartbeat(runtime, summary, settings, loop), name="heartbeat"
+                )
                 timed_out = await _wait_for_stop(stop, settings.duration_seconds)
                 reason = "duration elapsed" if timed_out else "stop requested"
                 feed.cancel()
@@ -462,14 +480,23 @@ async def _drain(queue: asyncio.Queue[Kline], timeout: float = 5.0) -> None:
         await asyncio.wait_for(queue.join(), timeout)
 
 
-async def _heartbeat(runtime: Runtime, summary: LiveSummary, settings: LiveSettings) -> None:
+async def _heartbeat(
+    runtime: Runtime, summary: LiveSummary, settings: LiveSettings, loop: DecisionLoop
+) -> None:
     started = time.monotonic()
+    last_sync = time.monotonic()
     while True:
         await asyncio.sleep(settings.heartbeat_seconds)
         try:
             await asyncio.to_thread(beat, runtime.db, summary.session_id)
         except (psycopg.Error, OSError) as exc:  # e.g. a restarting database
             log.warning("heartbeat not recorded (%s); retrying at the next beat", exc)
+        if time.monotonic() - last_sync >= CLOCK_RESYNC_SECONDS:
+            try:
+                await asyncio.to_thread(loop.resync_clock)
+                last_sync = time.monotonic()
+            except BingXError as exc:  # keep the last offset; try again at the next beat
+                log.warning("exchange clock not re-measured (%s)", exc)
         log.info(
             "heartbeat: %.0fs up, %d decisions, position %s, equity %s",
             time.monotonic() - started, summary.decisions, summary.position, summary.last_equity,

@@ -191,3 +191,19 @@ def test_bad_credentials_are_named_not_shown(env, message):
         Credentials.from_env(env)
     assert KEY not in str(caught.value) and SECRET not in str(caught.value)
     assert "has space" not in str(caught.value)
+
+
+def test_a_clock_that_never_expires_measures_only_when_asked():
+    calls = []
+    times = iter([0.0, 0.0, 1e9, 2e9, 3e9, 3e9, 3e9])
+
+    def fetch():
+        calls.append(1)
+        return 5_000, 1.0
+
+    clock = ServerClock(fetch, local_ms=lambda: next(times), max_age_s=float("inf"))
+    clock.sync()
+    assert clock.now_ms() == 5_000 + 1e9 and clock.now_ms() == 5_000 + 2e9
+    assert len(calls) == 1  # days later, still no request on the caller's path
+    clock.sync()
+    assert len(calls) == 2
