@@ -55,6 +55,12 @@ class OrderContext:
     instrument: InstrumentSpec
 
 
+def _purpose(proposal: OrderProposal, context: OrderContext) -> str:
+    if proposal.purpose == "flatten":
+        return "flatten"
+    return "decision" if context.decision_id is not None else "operator"
+
+
 def place(
     conn: psycopg.Connection,
     broker: Broker,
@@ -88,9 +94,7 @@ def place(
         account_id=context.account_id,
         session_id=context.session_id,
         decision_id=context.decision_id,
-        purpose="flatten" if proposal.purpose == "flatten" else (
-            "decision" if context.decision_id is not None else "operator"
-        ),
+        purpose=_purpose(proposal, context),
         instrument=symbol,
         side=proposal.side,
         order_type=proposal.order_type,

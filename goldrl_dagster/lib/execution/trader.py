@@ -215,14 +215,12 @@ class Trader:
         delta = wanted - account.position_quantity
         if delta == 0:
             return None
-        held = self.ready()
-        if held is not None:
-            raise TradingRefusedError(f"no new order: {held}")
-        reducing = (
-            account.position_quantity != 0
-            and abs(wanted) < abs(account.position_quantity)
-            and (wanted == 0 or (wanted > 0) == (account.position_quantity > 0))
-        )
+        blocked = self.ready()
+        if blocked is not None:
+            raise TradingRefusedError(f"no new order: {blocked}")
+        held = account.position_quantity
+        # Toward flat without crossing it: only then may the order be reduce-only.
+        reducing = abs(wanted) < abs(held) and wanted * held >= 0
         proposal = OrderProposal(
             self.symbol, "BUY" if delta > 0 else "SELL", abs(delta), bar.close,
             reduce_only=reducing,

@@ -75,21 +75,9 @@ class OrderIntent:
 
 
 @dataclass(frozen=True)
-class StoredOrder:
-    """An order as recorded."""
+class StoredOrder(OrderIntent):
+    """An order as recorded: its intent, and what has become of it."""
 
-    client_order_id: str
-    account_id: str
-    session_id: str | None
-    decision_id: int | None
-    purpose: str
-    instrument: str
-    side: str
-    order_type: str
-    quantity: Decimal
-    price: Decimal | None
-    reduce_only: bool
-    contract_sha256: str
     state: OrderState
     exchange_order_id: str | None
     executed_qty: Decimal

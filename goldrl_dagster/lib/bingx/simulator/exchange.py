@@ -537,7 +537,7 @@ class SimExchange:
                 order_margin += order.remaining * order.price / lev
         return position_margin, order_margin, unrealised
 
-    def _check_margin(self, account: SimAccount, order: SimOrder, price: Decimal, now: int):  # noqa: ANN202
+    def _check_margin(self, account: SimAccount, order: SimOrder, price: Decimal, now: int) -> None:
         added = self._exposure_added(account, order)
         if added == 0:
             return
