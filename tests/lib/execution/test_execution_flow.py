@@ -245,3 +245,49 @@ def test_the_kill_switch_leaves_no_open_order_and_a_flat_position(sim, venue):
     assert machine.state == TradingState.HALTED and machine.cooldown_until_ms > now_ms
     restored = restore_machine(conn, broker.account_id, XAUT, RISK_LIMITS)
     assert restored.state == TradingState.HALTED  # a restart does not resume trading
+
+
+class CrashingBroker:
+    """Delegates to a broker, and dies (as the process would) at the n-th cancel."""
+
+    def __init__(self, inner, crash_at_cancel: int) -> None:
+        self.inner, self.crash_at, self.cancels = inner, crash_at_cancel, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def cancel(self, order):
+        self.cancels += 1
+        if self.cancels == self.crash_at:
+            raise SystemExit("killed mid kill switch")
+        return self.inner.cancel(order)
+
+
+def test_a_kill_switch_interrupted_by_a_crash_finishes_after_the_restart(sim, venue):
+    conn, broker, account = venue
+    with BingXRestClient(sim.base_url) as rest:
+        spec = next(c for c in rest.contracts() if c.symbol == XAUT)
+    execute(conn, broker, intent(broker, quantity="0.4"))
+    for price in ("100.00", "200.00", "300.00"):
+        execute(conn, broker, intent(broker, quantity="0.1", order_type="LIMIT", price=D(price)))
+    converged(conn, broker, account)
+    save_risk_config(conn, RISK_LIMITS, created_by="test", reason="kill switch crash test")
+    now_ms = sim.clock.now_ms()
+    mark = sim.exchange.mark_price(XAUT, now_ms)
+    with pytest.raises(SystemExit):  # halted, one order cancelled, then the process dies
+        engage(conn, CrashingBroker(broker, crash_at_cancel=2), RiskStateMachine(RISK_LIMITS),
+               spec, mark=mark, now_ms=now_ms, risk_version=RISK_LIMITS.version,
+               contract_sha256=spec.content_sha256())  # fmt: skip
+    conn.rollback()
+    assert sum(1 for o in account.orders.values() if o.is_open) == 2  # half done
+    # The restart: the halt is still in force, and pulling the switch again finishes the job.
+    restored = restore_machine(conn, broker.account_id, XAUT, RISK_LIMITS)
+    assert restored.state == TradingState.HALTED
+    outcome = engage(
+        conn, broker, restored, spec, mark=mark, now_ms=now_ms + 1,
+        risk_version=RISK_LIMITS.version, contract_sha256=spec.content_sha256(),
+    )  # fmt: skip
+    assert outcome.flat_and_quiet, outcome.report.problems
+    assert not any(o.is_open for o in account.orders.values())
+    assert exchange_position(account) == 0
+    assert ledger_position(conn, broker.account_id, XAUT).is_flat
