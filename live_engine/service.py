@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 
-from goldrl_dagster.lib.bingx.backoff import backoff_delay
+from goldrl_dagster.lib.backoff import backoff_delay
 from goldrl_dagster.lib.bingx.errors import BingXError, UnknownOutcomeError
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import psycopg
 
-from goldrl_dagster.lib.bingx.backoff import backoff_delay
+from goldrl_dagster.lib.backoff import backoff_delay
 from goldrl_dagster.lib.storage.server import Database
 from live_engine.paper_broker import PaperFill
 

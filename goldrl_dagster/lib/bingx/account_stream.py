@@ -25,8 +25,8 @@ from urllib.parse import urlencode
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.account import AccountEvent, ListenKeyExpired, parse_account_event
-from goldrl_dagster.lib.bingx.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.errors import BingXError, RejectedError
 from goldrl_dagster.lib.bingx.stream import CorruptFrameError, decode_frame
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient

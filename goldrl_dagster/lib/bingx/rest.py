@@ -19,7 +19,7 @@ from typing import Any, Self
 
 import httpx
 
-from goldrl_dagster.lib.bingx.backoff import backoff_delay
+from goldrl_dagster.lib.backoff import backoff_delay
 from goldrl_dagster.lib.bingx.envelope import decode, simulated_speed
 from goldrl_dagster.lib.bingx.errors import (
     BannedError,

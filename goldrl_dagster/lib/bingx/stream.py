@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from goldrl_dagster.lib.bingx.backoff import backoff_delay, check_backoff
+from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.errors import BingXError
 from goldrl_dagster.lib.bingx.models import (
     BINGX_INTERVALS,

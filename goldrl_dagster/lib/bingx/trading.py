@@ -28,6 +28,7 @@ from typing import Any, Literal, Self
 
 import httpx
 
+from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.account import (
     Balance,
     CommissionRate,
@@ -41,7 +42,6 @@ from goldrl_dagster.lib.bingx.account import (
     parse_leverage,
     parse_position,
 )
-from goldrl_dagster.lib.bingx.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.envelope import decode, simulated_speed
 from goldrl_dagster.lib.bingx.errors import (

@@ -1,4 +1,4 @@
-"""Exponential backoff with jitter, shared by every BingX client and stream."""
+"""Exponential backoff with jitter, shared by the BingX clients, the streams and the engine."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from goldrl_dagster.lib.bingx.backoff import backoff_delay, check_backoff
+from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
 
 
 def test_the_ceiling_doubles_up_to_the_cap_and_the_wait_stays_in_its_band():
