@@ -330,6 +330,8 @@ class SimExchange:
             if now <= self._settled_until_ms:
                 return
             since, self._settled_until_ms = self._settled_until_ms, now
+            if not self.accounts:
+                return  # a market-data-only simulator: nothing to settle or match
             for account in self.accounts.values():
                 for order in [o for o in account.orders.values() if o.is_open]:
                     self._match_resting(account, order, now)
