@@ -23,6 +23,16 @@ def configure_logging(verbose: bool) -> None:
 
 def live(
     instrument: Annotated[str, typer.Option(help="Symbol or alias, e.g. XAUT-USDT.")] = "XAUT-USDT",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="paper: the persistent paper account; live: signed orders on BingX (needs "
+            "GOLDRL_BINGX_API_KEY/_SECRET, a stored risk configuration and a champion)."
+        ),
+    ] = "paper",
+    paper_account: Annotated[
+        str, typer.Option(help="Ledger id of the paper account (paper mode).")
+    ] = "paper:default",
     model_id: Annotated[
         str, typer.Option(help="Model to run instead of the champion (paper mode only).")
     ] = "",
@@ -31,27 +41,34 @@ def live(
     ] = 0.0,
     order_quantity: Annotated[
         float, typer.Option(min=0.0, help="Full position size in base units.")
-    ] = 1.0,
+    ] = 0.05,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
-    """Paper-trade the champion (or --model-id) on the BingX (or simulator) kline stream.
+    """Trade the champion (or, in paper mode, --model-id) on the BingX (or simulator) stream.
 
-    Stops cleanly on SIGINT/SIGTERM or after --duration seconds.
+    Every order goes through the risk limits and the order ledger in PostgreSQL; nothing is
+    sent before the start-up reconciliation passes. Stops cleanly on SIGINT/SIGTERM or after
+    --duration seconds (the lease is released, open sessions are closed).
     """
     # Imported here so `goldrl --help` does not pay for torch and Nautilus imports.
+    from goldrl_dagster.lib.bingx.credentials import CredentialsError
     from live_engine.service import LiveEngineError, run_live_engine
     from live_engine.settings import LiveSettings
 
     configure_logging(verbose)
     try:
+        if mode not in ("paper", "live"):
+            raise ValueError(f"--mode must be paper or live, got {mode!r}")
         settings = LiveSettings.from_environment(
             instrument=instrument,
+            mode=mode,  # type: ignore[arg-type]
+            paper_account=paper_account,
             model_id=model_id or None,
             duration_seconds=duration or None,
             order_quantity=order_quantity,
         )
         summary = asyncio.run(run_live_engine(settings))
-    except (LiveEngineError, ValueError, LookupError) as exc:
+    except (LiveEngineError, CredentialsError, ValueError, LookupError) as exc:
         typer.echo(f"live engine refused to start: {exc}", err=True)
         raise typer.Exit(2) from exc
     typer.echo(summary.describe())

@@ -1,12 +1,19 @@
-"""The live engine: stream → same feature code → promoted policy → paper broker → Postgres.
+"""The live engine: stream → same feature code → champion policy → risk-gated order → ledger.
 
 Features come from ``FeatureStream``: the anchored segment (``lib/features/anchoring.py``) is
 seeded over REST from the current day's anchor, then every closed bar adds one row that equals
 the stored / batch feature row byte for byte, so the policy sees exactly what it trained on.
 
-One ``asyncio.TaskGroup`` supervises the market feed, the decision loop, the heartbeat and the
-stop watcher: a crash in one cancels the others and surfaces; SIGINT/SIGTERM (or the configured
-duration) set a stop event, the decision in flight completes, then everything is cancelled.
+Each decision is stored first, then the trader (``lib/execution``) turns its target into at
+most one order through the risk gate and the executor (intent committed before the request),
+paper and live alike; the decision row is completed with the outcome and the ledger after it.
+
+Resources are opened through an ``AsyncExitStack``; one ``asyncio.TaskGroup`` supervises the
+market feed, the decisions, the reconciler (in-flight orders every few seconds, the account
+about once a minute, the lease, paper funding), the account stream (live) and the heartbeat.
+Everything on the session's connection runs on one trading thread, so nothing interleaves.
+SIGINT/SIGTERM (or the configured duration) set a stop event, the decision in flight
+completes, then everything is cancelled and the lease is released.
 """
 
 from __future__ import annotations
@@ -20,18 +27,26 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from functools import partial
+from typing import Any, TypeVar
 
 import psycopg
 
 from goldrl_dagster.lib.backoff import backoff_delay
+from goldrl_dagster.lib.bingx.account_stream import AccountStream, AccountStreamGap
+from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.errors import BingXError, UnknownOutcomeError
 from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.signing import ServerClock
 from goldrl_dagster.lib.bingx.stream import KlineStream
+from goldrl_dagster.lib.execution.ledger import Position
+from goldrl_dagster.lib.execution.reconcile import NOT_FINAL, ReconciliationReport
+from goldrl_dagster.lib.execution.trader import Bar, Trader, TradingRefusedError
 from goldrl_dagster.lib.features.anchoring import anchor_us
 from goldrl_dagster.lib.features.incremental import BarGapError, FeatureRow, FeatureStream
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fingerprint
@@ -41,22 +56,34 @@ from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
+from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.market_store import instrument_at
-from goldrl_dagster.lib.storage.registry import ModelRecord, current_champion, load_model_record
-from live_engine.paper_broker import PaperBroker
+from goldrl_dagster.lib.storage.order_store import orders_in_states
+from goldrl_dagster.lib.storage.registry import (
+    ModelRecord,
+    current_champion,
+    load_dataset_record,
+    load_model_record,
+)
+from goldrl_dagster.lib.storage.risk_store import record_transition
 from live_engine.settings import LiveSettings
 from live_engine.store import (
+    DecisionOutcome,
     DecisionRow,
     SessionWriter,
     beat,
+    count_filled_orders,
+    insert_decision,
     mark_crashed_sessions,
-    record_decision,
+    record_outcome,
     record_skip,
     start_session,
     stop_session,
 )
+from live_engine.trading import TradingSession, TradingSetupError, open_trading
 
 log = logging.getLogger("goldrl.live")
+T = TypeVar("T")
 
 
 # How often the heartbeat re-measures the exchange's clock offset (seconds).
@@ -65,6 +92,8 @@ CLOCK_RESYNC_SECONDS = 60.0
 FEED_BACKOFF = (1.0, 30.0)
 # An open session whose heartbeat is older than this many beats died without stopping.
 CRASHED_AFTER_BEATS = 6
+# How often the reconciler renews the session's lease (it lasts a minute unless renewed).
+LEASE_RENEW_SECONDS = 10.0
 
 
 class LiveEngineError(RuntimeError):
@@ -78,12 +107,21 @@ class LiveSummary:
     session_id: str
     model_id: str
     instrument: str
+    mode: str = "paper"
+    account_id: str = ""
     decisions: int = 0
+    orders: int = 0
     fills: int = 0
+    blocked: int = 0
+    held: int = 0
     skipped_warmup: int = 0
     skipped_stale: int = 0
+    reconciliations: int = 0
+    failed_reconciliations: int = 0
     degraded: bool = False
     feed_failures: int = 0
+    db_failures: int = 0
+    errors: int = 0
     last_equity: float | None = None
     position: float = 0.0
     stop_reason: str = ""
@@ -93,10 +131,12 @@ class LiveSummary:
         """One paragraph for the terminal."""
         equity = f"{self.last_equity:,.2f}" if self.last_equity is not None else "n/a"
         return (
-            f"live session {self.session_id} ({self.instrument}, model {self.model_id}): "
-            f"{self.decisions} decisions, {self.fills} paper fills, "
-            f"{self.skipped_stale} stale bars skipped, position {self.position}, "
-            f"equity {equity}; stopped: {self.stop_reason}"
+            f"{self.mode} session {self.session_id} ({self.instrument} on {self.account_id}, "
+            f"model {self.model_id}): {self.decisions} decisions, {self.orders} orders "
+            f"({self.fills} filled, {self.blocked} blocked by risk, {self.held} held), "
+            f"{self.skipped_stale} stale bars skipped, {self.reconciliations} reconciliations "
+            f"({self.failed_reconciliations} failed), position {self.position}, equity "
+            f"{equity}; stopped: {self.stop_reason}"
         )
 
 
@@ -161,7 +201,24 @@ def live_cost_model(instrument: InstrumentSpec, card: dict[str, Any]) -> CostMod
 
 
 class DecisionLoop:
-    """Turns closed candles into decisions; holds the feature stream and the paper account."""
+    """Turns closed candles into decisions and each decision into at most one gated order.
+
+    Everything that touches the session's connection (decisions, reconciliations, the lease,
+    funding) runs on one thread at a time: the service gives the loop a single-worker executor.
+
+    Args:
+        runtime: Database and artifacts.
+        settings: The session's settings.
+        model: The model traded.
+        policy: Its loaded policy.
+        spec: The feature set it was trained on.
+        trading: The account, broker and trader of the session.
+        summary: Counters for the operator.
+        rest: REST client (history refills).
+        clock: Venue time: the exchange's clock (measured at start-up and re-measured by the
+            heartbeat, never on the decision path) or any epoch-ms callable (tests).
+        writer: The session's persistent connection.
+    """
 
     def __init__(
         self,
@@ -170,33 +227,33 @@ class DecisionLoop:
         model: ModelRecord,
         policy: LoadedPolicy,
         spec: FeatureSetSpec,
-        broker: PaperBroker,
+        trading: TradingSession,
         summary: LiveSummary,
         rest: BingXRestClient,
-        clock: Callable[[], int] | None = None,
+        *,
+        clock: ServerClock | Callable[[], int],
+        writer: SessionWriter,
     ) -> None:
         self.rest = rest
-        self.writer = SessionWriter(runtime.db)  # one connection for the session's writes
-        # Bar ages are measured on the exchange's clock (the simulator's may run faster).
-        # Never measured on the decision path: start-up measures it and the heartbeat
-        # re-measures it (resync_clock), so no decision waits for a server-time request.
-        self.server_clock = (
-            None
-            if clock is not None
-            else ServerClock(lambda: (rest.server_time_ms(), rest.speed), max_age_s=math.inf)
-        )
-        self.clock = clock or self.server_clock.now_ms
+        self.writer = writer
+        self.server_clock = clock if isinstance(clock, ServerClock) else None
+        self.clock: Callable[[], int] = clock.now_ms if isinstance(clock, ServerClock) else clock
         self.runtime = runtime
         self.settings = settings
         self.model = model
         self.policy = policy
         self.spec = spec
-        self.broker = broker
+        self.trading = trading
         self.summary = summary
+        self.log = SessionLog(settings.instrument, model.model_id)
+        self._last_lease = -math.inf
+        self._last_account_check = time.monotonic()  # start-up reconciliation just ran
         try:
             self.features = FeatureStream(spec, settings.interval)
         except ValueError as exc:
             raise LiveEngineError(f"cannot trade this model live: {exc}") from exc
+
+    # -- history ---------------------------------------------------------------------------
 
     def history_start_ms(self, open_bar_ms: int) -> int:
         """Open time (ms) the history must start at for exact features of a bar.
@@ -241,7 +298,8 @@ class DecisionLoop:
         missing = self.rest.klines_range(
             self.settings.instrument, self.settings.interval, first_missing, kline.open_time_ms
         )
-        log.info("filled %d missing bar(s) before %s over REST", len(missing), kline.open_time_ms)
+        self.log.info("filled %d missing bar(s) before %s over REST", len(missing),
+                      kline.open_time_ms)  # fmt: skip
         for bar in sorted(missing, key=lambda k: k.open_time_ms):
             self._append(bar)
 
@@ -260,11 +318,6 @@ class DecisionLoop:
             return None
         return self.features.current_row()
 
-    def resync_clock(self) -> None:
-        """Measure the offset to the exchange's clock again (off the decision path)."""
-        if self.server_clock is not None:
-            self.server_clock.sync()
-
     def stale_reason(self, kline: Kline, *, superseded: bool) -> str | None:
         """Why a closed bar must not be decided on, or None when it is the fresh newest bar."""
         if superseded:
@@ -275,8 +328,10 @@ class DecisionLoop:
             return f"stale: closed {age_s:.0f}s ago (limit {self.settings.max_bar_age_seconds:g}s)"
         return None
 
+    # -- decisions -------------------------------------------------------------------------
+
     def on_closed_kline(self, kline: Kline, *, superseded: bool = False) -> None:
-        """Decide on one closed bar (with the same feature code as training) and record it.
+        """Decide on one closed bar (with the same feature code as training) and trade it.
 
         Bars missing before it are fetched first so the features see a gap-free history. Only
         the newest bar is decided on: a bar ``superseded`` by a newer one already received (a
@@ -293,144 +348,373 @@ class DecisionLoop:
             record_skip(
                 self.writer, self.summary.session_id, self.settings.instrument, bar_time, stale
             )
-            log.info("bar %s: not decided on (%s)", bar_time.isoformat(), stale)
+            self.log.info("bar %s: not decided on (%s)", bar_time.isoformat(), stale)
             return
         if features.is_warmup:
             self.summary.skipped_warmup += 1
-            log.info("bar %s: features warming up, no decision", kline.open_time_ms)
+            self.log.info("bar %s: features warming up, no decision", bar_time.isoformat())
             return
-        row = features.values
-        position = self.broker.position_sign
-        observation = build_observation(row, position)
+        self.writer.run(lambda conn: self._decide(conn, kline, features.values, bar_time))
+
+    def _decide(
+        self, conn: psycopg.Connection, kline: Kline, row: Any, bar_time: datetime
+    ) -> None:
+        """Record the decision, place its order through the trader, complete the record.
+
+        Idempotent per bar: run again after a lost connection, the stored decision's target is
+        used (not a new policy answer), and the trader's order for the bar is never sent twice.
+        """
+        trader = self.trading.use(conn)
+        close = Decimal(repr(kline.close))
+        held = ledger_position(conn, self.trading.account_id, trader.symbol)
+        cash = ledger_cash(conn, self.trading.account_id)
+        observation = build_observation(row, int(held.quantity.compare(0)))
         action = self.policy.act(observation)
-        target = ACTION_TO_POSITION[action]
-        bar_range_rel = (kline.high - kline.low) / kline.close
-        fill = self.broker.rebalance(
-            target, self.settings.order_quantity, kline.close, bar_range_rel=bar_range_rel
+        stored = insert_decision(
+            conn,
+            DecisionRow(
+                session_id=self.summary.session_id,
+                instrument=self.settings.instrument,
+                bar_open_time=bar_time,
+                model_id=self.model.model_id,
+                model_sha256=self.model.artifact.sha256,
+                dataset_hash=self.model.dataset_hash,
+                feature_fingerprint=self.spec.fingerprint,
+                observation_sha256=hashlib.sha256(observation.tobytes()).hexdigest(),
+                action=action,
+                target_position=ACTION_TO_POSITION[action],
+                price=kline.close,
+                position_after=float(held.quantity),
+                cash_after=float(cash),
+                equity_after=float(_equity(cash, held, close)),
+                account_id=self.trading.account_id,
+            ),
         )
-        equity = self.broker.equity(kline.close)
-        decision = DecisionRow(
-            session_id=self.summary.session_id,
-            instrument=self.settings.instrument,
-            bar_open_time=bar_time,
-            model_id=self.model.model_id,
-            model_sha256=self.model.artifact.sha256,
-            dataset_hash=self.model.dataset_hash,
-            feature_fingerprint=self.spec.fingerprint,
-            observation_sha256=hashlib.sha256(observation.tobytes()).hexdigest(),
-            action=action,
-            target_position=target,
-            price=kline.close,
-            position_after=self.broker.position,
-            cash_after=self.broker.cash,
-            equity_after=equity,
-        )
-        record_decision(self.writer, decision, fill)
-        self.summary.decisions += 1
-        self.summary.fills += fill is not None
-        self.summary.last_equity = equity
-        self.summary.position = self.broker.position
-        self.summary.actions.append(action)
-        log.info(
-            "bar %s close %.2f: target %+d, %s, equity %.2f", bar_time.isoformat(), kline.close,
-            target, f"{fill.side} {fill.quantity}" if fill else "no order", equity,
+        if stored.completed:
+            return  # decided and traded before (a replayed bar)
+        if self.trading.paper is not None:
+            self.trading.paper.mark(close, (kline.high - kline.low) / kline.close)
+        step = INTERVAL_MS[self.settings.interval]
+        bar = Bar(kline.open_time_ms, kline.open_time_ms + step, close)
+        outcome, client_order_id = self._trade(trader, stored.target_position, bar,
+                                               stored.decision_id)  # fmt: skip
+        held = ledger_position(conn, self.trading.account_id, trader.symbol)
+        cash = ledger_cash(conn, self.trading.account_id)
+        equity = _equity(cash, held, close)
+        record_outcome(
+            conn, stored.decision_id,
+            DecisionOutcome(outcome, client_order_id, float(held.quantity), float(cash),
+                            float(equity)),
         )  # fmt: skip
+        self.summary.decisions += 1
+        self.summary.last_equity = float(equity)
+        self.summary.position = float(held.quantity)
+        self.summary.actions.append(stored.target_position + 1)
+        self.log.info("bar %s close %s: target %+d, %s, equity %.2f", bar_time.isoformat(),
+                      close, stored.target_position, outcome, equity)  # fmt: skip
+
+    def _trade(
+        self, trader: Trader, target: int, bar: Bar, decision_id: int
+    ) -> tuple[str, str | None]:
+        """Place the decision's order; the outcome in words and the order's client id."""
+        try:
+            placement = trader.rebalance(target, bar, decision_id=decision_id)
+        except TradingRefusedError as exc:
+            self.summary.held += 1
+            return f"held: {exc}", None
+        except psycopg.OperationalError:
+            raise  # the session's connection broke: the writer retries the whole decision
+        except Exception as exc:  # a bug or an impossible input: stop trading, say why
+            self.summary.errors += 1
+            reason = f"engine error on a decision: {type(exc).__name__}: {exc}"
+            self.log.exception("bar %s: %s; trading HALTED", bar.open_time_ms, reason)
+            trader.conn.rollback()
+            transition = trader.machine.halt(reason, trader.clock())
+            record_transition(
+                trader.conn, self.trading.account_id, trader.symbol, transition, trader.machine,
+                session_id=self.summary.session_id, version=trader.limits.version,
+            )  # fmt: skip
+            return f"error: {reason}", None
+        if placement is None:
+            return "no order", None
+        if placement.result is None:
+            self.summary.blocked += 1
+            rules = ", ".join(block.rule for block in placement.verdict.blocks)
+            self.log.warning("bar %s: order blocked by risk (%s)", bar.open_time_ms, rules)
+            return f"blocked: {rules}", None
+        order = placement.result.order
+        self.summary.orders += 1
+        self.log.info("order %s %s %s: %s (%s)", order.client_order_id, order.side,
+                      order.quantity, order.state.value, placement.result.reason)  # fmt: skip
+        return f"{order.state.value} {order.side} {order.quantity}", order.client_order_id
+
+    # -- upkeep (runs on the trading thread, between decisions) ----------------------------
+
+    def resync_clock(self) -> None:
+        """Measure the offset to the exchange's clock again (off the decision path)."""
+        if self.server_clock is not None:
+            self.server_clock.sync()
+
+    def check(self, *, wake: bool = False) -> ReconciliationReport | None:
+        """Renew the lease, reconcile what is due and settle paper funding.
+
+        In-flight orders (or an account-stream event, ``wake``) are reconciled at every call;
+        the whole account once ``account_check_seconds`` have passed.
+
+        Raises:
+            TradingRefusedError: If another engine took the lease (the session must end).
+        """
+        now = time.monotonic()
+        account_due = now - self._last_account_check >= self.settings.account_check_seconds
+
+        def work(conn: psycopg.Connection) -> ReconciliationReport | None:
+            trader = self.trading.use(conn)
+            if now - self._last_lease >= LEASE_RENEW_SECONDS:
+                trader.renew_lease()
+                self._last_lease = now
+            in_flight = orders_in_states(conn, self.trading.account_id, trader.symbol, NOT_FINAL)
+            report = None
+            if in_flight or wake or account_due:
+                trigger = "in_flight" if in_flight else "account_event" if wake else "periodic"
+                report = trader.reconcile(trigger)
+                self.summary.reconciliations += 1
+                self.summary.failed_reconciliations += not report.passed
+            if account_due:
+                self._last_account_check = now
+                venue_now = datetime.fromtimestamp(self.clock() / 1000, tz=UTC)
+                funding = self.trading.settle_paper_funding(conn, venue_now)
+                for at, amount in funding.booked:
+                    self.log.info("paper funding at %s: %+s USDT", at.isoformat(), amount)
+            return report
+
+        return self.writer.run(work)
+
+
+def _equity(cash: Decimal, position: Position, mark: Decimal) -> Decimal:
+    """Cash plus the open position's unrealised PnL at ``mark``."""
+    return cash + position.quantity * (mark - position.entry_price)
+
+
+class SessionLog(logging.LoggerAdapter):
+    """The engine's log lines, each bound to the instrument and model traded."""
+
+    def __init__(self, instrument: str, model_id: str) -> None:
+        super().__init__(log, {"instrument": instrument, "model_id": model_id})
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        """Prefix the message with the instrument and model."""
+        extra = self.extra or {}
+        return f"[{extra['instrument']} {extra['model_id']}] {msg}", kwargs
+
+
+def exchange_clock(rest: BingXRestClient) -> ServerClock:
+    """The exchange's clock, measured at start-up and re-measured by the heartbeat only."""
+    return ServerClock(lambda: (rest.server_time_ms(), rest.speed), max_age_s=math.inf)
+
+
+def check_model_market(runtime: Runtime, model: ModelRecord, settings: LiveSettings) -> None:
+    """Refuse a model trained on another instrument or interval.
+
+    Raises:
+        LiveEngineError: If the model's dataset names other instruments or another interval.
+    """
+    dataset = load_dataset_record(runtime.db, model.dataset_hash)
+    if settings.instrument not in dataset.instruments or dataset.interval != settings.interval:
+        raise LiveEngineError(
+            f"model {model.model_id} was trained on {','.join(dataset.instruments)} "
+            f"{dataset.interval} bars; refusing to trade it on {settings.instrument} "
+            f"{settings.interval} (promote a champion for this instrument and interval)"
+        )
 
 
 async def run_live_engine(
-    settings: LiveSettings, *, stop: asyncio.Event | None = None, install_signals: bool = True
+    settings: LiveSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    install_signals: bool = True,
+    credentials: Credentials | None = None,
 ) -> LiveSummary:
-    """Run a paper session until ``stop`` is set, a signal arrives or the duration elapses.
+    """Run a paper or live session until ``stop`` is set, a signal arrives or time is up.
 
     Args:
         settings: What to trade and where.
         stop: Event that ends the session (one is created if omitted).
         install_signals: Install SIGINT/SIGTERM handlers that set ``stop``.
+        credentials: Live mode's keys (read from the environment when omitted).
 
     Returns:
         The session summary.
 
     Raises:
-        LiveEngineError: If no model can be traded or the feature set is unknown.
+        LiveEngineError: If no model can be traded, the feature set is unknown, the account
+            cannot be set up, another engine holds the lease or start-up reconciliation fails.
     """
     stop = stop or asyncio.Event()
     runtime = await asyncio.to_thread(open_runtime)
     model = await asyncio.to_thread(select_model, runtime, settings)
     spec = feature_set_for(model.feature_fingerprint)
+    await asyncio.to_thread(check_model_market, runtime, model, settings)
     policy = await asyncio.to_thread(load_policy, runtime.artifacts.path_for(model.artifact))
-    instrument = await asyncio.to_thread(instrument_at, runtime.db, settings.instrument)
-    costs = live_cost_model(instrument, policy.card)
-    log.info("paper broker cost model %s: %s", costs.fingerprint[:12], costs.to_dict())
-    broker = PaperBroker(instrument, costs, settings.starting_cash)
     summary = LiveSummary(
-        session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument
-    )
-    # Few, short retries: a refill the exchange keeps refusing should surface quickly as a
-    # degraded feed (which backs off and resumes) rather than stall the stream for a minute.
-    with BingXRestClient(settings.rest_url, max_retries=2, backoff=(0.25, 1.0)) as rest:
-        loop = DecisionLoop(runtime, settings, model, policy, spec, broker, summary, rest)
-        await asyncio.to_thread(loop.resync_clock)
-        now_ms = loop.clock()
-        step = INTERVAL_MS[settings.interval]
-        open_bar_ms = now_ms - now_ms % step
-        # Everything from the anchor of the open bar's day: the next bar's features then start
-        # exactly where the stored ones do (a shorter history would only approximate them).
-        history = await asyncio.to_thread(
-            rest.klines_range,
-            settings.instrument,
-            settings.interval,
-            loop.history_start_ms(open_bar_ms),
-            open_bar_ms,
+        session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument,
+        mode=settings.mode,
+    )  # fmt: skip
+    event_loop = asyncio.get_running_loop()
+    async with contextlib.AsyncExitStack() as stack:
+        # One thread for everything on the session's connection: decisions, reconciliation,
+        # lease and funding never interleave.
+        thread = ThreadPoolExecutor(1, thread_name_prefix="goldrl-trading")
+        stack.callback(thread.shutdown)
+
+        def on_thread(work: Callable[[], T]) -> asyncio.Future[T]:
+            return event_loop.run_in_executor(thread, work)
+
+        # Few, short retries: a refill the exchange keeps refusing should surface quickly as a
+        # degraded feed (which backs off and resumes) rather than stall the stream for a minute.
+        rest = stack.enter_context(
+            BingXRestClient(settings.rest_url, max_retries=2, backoff=(0.25, 1.0))
         )
-        loop.seed_history([k for k in history if k.open_time_ms + step <= now_ms])
+        clock = exchange_clock(rest)
+        await asyncio.to_thread(clock.sync)
+        writer = SessionWriter(runtime.db)
+        stack.callback(writer.close)
         crashed = await asyncio.to_thread(
             mark_crashed_sessions, runtime.db, settings.instrument,
             CRASHED_AFTER_BEATS * settings.heartbeat_seconds,
         )  # fmt: skip
         if crashed:
             log.warning("marked %d earlier session(s) crashed: %s", len(crashed), crashed)
-        await asyncio.to_thread(
-            start_session, runtime.db, summary.session_id, "paper", settings.instrument,
-            settings.ws_url,
-        )  # fmt: skip
-        log.info(
-            "session %s: paper trading %s with %s, %d bars of history",
-            summary.session_id, settings.instrument, model.model_id, loop.features.segment_length,
-        )  # fmt: skip
-        event_loop = asyncio.get_running_loop()
-        if install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                event_loop.add_signal_handler(sig, stop.set)
-        stream = KlineStream(
-            settings.ws_url, settings.instrument, settings.interval, rest_client=rest
-        )
-        queue: asyncio.Queue[Kline] = asyncio.Queue()
+        loop = await on_thread(lambda: open_session(
+            runtime, settings, model, policy, spec, summary, rest, clock=clock, writer=writer,
+            credentials=credentials,
+        ))  # fmt: skip
+        stack.callback(loop.trading.close)
         reason = "stopped"
         try:
-            async with asyncio.TaskGroup() as group:
-                feed = group.create_task(_feed(stream, queue, summary), name="feed")
-                decide = group.create_task(_decide(loop, queue), name="decisions")
-                beat = group.create_task(
-                    _heartbeat(runtime, summary, settings, loop), name="heartbeat"
-                )
-                timed_out = await _wait_for_stop(stop, settings.duration_seconds)
-                reason = "duration elapsed" if timed_out else "stop requested"
-                feed.cancel()
-                await _drain(queue)
-                decide.cancel()
-                beat.cancel()
+            reason = await _run_session(
+                loop, settings, stop, on_thread, install_signals=install_signals
+            )
         except BaseException as exc:
             reason = f"crashed: {exc!r}"
             raise
         finally:
-            if install_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    event_loop.remove_signal_handler(sig)
             summary.stop_reason = reason
-            loop.writer.close()
+            with contextlib.suppress(psycopg.Error, OSError):
+                await on_thread(lambda: writer.run(lambda conn: loop.trading.use(conn).stop()))
             await asyncio.to_thread(stop_session, runtime.db, summary.session_id, reason)
+            with contextlib.suppress(psycopg.Error, OSError):
+                summary.fills = await asyncio.to_thread(count_filled_orders, runtime.db,
+                                                        summary.session_id)  # fmt: skip
     log.info(summary.describe())
     return summary
+
+
+def open_session(
+    runtime: Runtime,
+    settings: LiveSettings,
+    model: ModelRecord,
+    policy: LoadedPolicy,
+    spec: FeatureSetSpec,
+    summary: LiveSummary,
+    rest: BingXRestClient,
+    *,
+    clock: ServerClock | Callable[[], int],
+    writer: SessionWriter,
+    credentials: Credentials | None = None,
+    instrument: InstrumentSpec | None = None,
+) -> DecisionLoop:
+    """Open the account, record the session, take the lease and pass start-up reconciliation.
+
+    ``instrument`` defaults to the contract rules stored for the settings' instrument now.
+
+    Returns:
+        The decision loop, ready for its first bar.
+
+    Raises:
+        LiveEngineError: If the account cannot be opened, another engine holds the lease or
+            the start-up reconciliation fails (the session is then recorded as refused).
+    """
+    instrument = instrument or instrument_at(runtime.db, settings.instrument)
+    costs = live_cost_model(instrument, policy.card)
+    log.info("paper broker cost model %s: %s", costs.fingerprint[:12], costs.to_dict())
+    now_ms = clock.now_ms if isinstance(clock, ServerClock) else clock
+    try:
+        trading = writer.run(lambda conn: open_trading(
+            conn, settings, instrument, costs, session_id=summary.session_id, clock=now_ms,
+            credentials=credentials,
+        ))  # fmt: skip
+    except (TradingSetupError, BingXError, ValueError) as exc:
+        raise LiveEngineError(f"cannot open the {settings.mode} account: {exc}") from exc
+    summary.account_id = trading.account_id
+    start_session(runtime.db, summary.session_id, settings.mode, settings.instrument,
+                  settings.ws_url, trading.account_id)  # fmt: skip
+    loop = DecisionLoop(runtime, settings, model, policy, spec, trading, summary, rest,
+                        clock=clock, writer=writer)  # fmt: skip
+    try:
+        report = writer.run(lambda conn: trading.use(conn).start())
+    except (TradingRefusedError, BingXError) as exc:
+        trading.close()
+        stop_session(runtime.db, summary.session_id, f"refused: {exc}")
+        raise LiveEngineError(str(exc)) from exc
+    summary.reconciliations += 1
+    loop.log.info("start-up reconciliation passed (%d orders checked, %d repaired)",
+                  report.orders_checked, report.orders_repaired)  # fmt: skip
+    return loop
+
+
+async def _run_session(
+    loop: DecisionLoop,
+    settings: LiveSettings,
+    stop: asyncio.Event,
+    on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]],
+    *,
+    install_signals: bool,
+) -> str:
+    """Seed the features, then supervise the session's tasks until told to stop."""
+    rest, summary = loop.rest, loop.summary
+    now_ms = loop.clock()
+    step = INTERVAL_MS[settings.interval]
+    open_bar_ms = now_ms - now_ms % step
+    # Everything from the anchor of the open bar's day: the next bar's features then start
+    # exactly where the stored ones do (a shorter history would only approximate them).
+    history = await asyncio.to_thread(
+        rest.klines_range, settings.instrument, settings.interval,
+        loop.history_start_ms(open_bar_ms), open_bar_ms,
+    )  # fmt: skip
+    loop.seed_history([k for k in history if k.open_time_ms + step <= now_ms])
+    loop.log.info(
+        "session %s: %s trading on %s, %d bars of history", summary.session_id, settings.mode,
+        summary.account_id, loop.features.segment_length,
+    )  # fmt: skip
+    event_loop = asyncio.get_running_loop()
+    if install_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            event_loop.add_signal_handler(sig, stop.set)
+    stream = KlineStream(settings.ws_url, settings.instrument, settings.interval, rest_client=rest)
+    queue: asyncio.Queue[Kline] = asyncio.Queue()
+    wake = asyncio.Event()
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_feed(stream, queue, summary), name="feed"),
+                group.create_task(_decide(loop, queue, on_thread), name="decisions"),
+                group.create_task(_heartbeat(loop), name="heartbeat"),
+                group.create_task(_checks(loop, wake, on_thread), name="reconciler"),
+            ]
+            client = loop.trading.client
+            if client is not None:
+                account = AccountStream(settings.ws_url, client)
+                tasks.append(group.create_task(_account_events(account, wake), name="account"))
+            timed_out = await _wait_for_stop(stop, settings.duration_seconds)
+            tasks[0].cancel()
+            await _drain(queue)
+            for task in tasks[1:]:
+                task.cancel()
+    finally:
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                event_loop.remove_signal_handler(sig)
+    return "duration elapsed" if timed_out else "stop requested"
 
 
 async def _feed(
@@ -463,16 +747,58 @@ async def _feed(
             await asyncio.sleep(delay)
 
 
-async def _decide(loop: DecisionLoop, queue: asyncio.Queue[Kline]) -> None:
+async def _decide(
+    loop: DecisionLoop,
+    queue: asyncio.Queue[Kline],
+    on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]],
+) -> None:
+    """Decide on queued bars; a database that stays down skips the bar, never the session."""
     while True:
         batch = [await queue.get()]
         while not queue.empty():  # bars that arrived together (a refill): only the newest counts
             batch.append(queue.get_nowait())
         for index, kline in enumerate(batch):
-            # Decisions hit PostgreSQL and torch: run them off the event loop so the feed keeps
-            # answering Pings.
-            await asyncio.to_thread(loop.on_closed_kline, kline, superseded=index < len(batch) - 1)
-            queue.task_done()
+            superseded = index < len(batch) - 1
+            try:
+                # Off the event loop (PostgreSQL, torch) so the feed keeps answering Pings.
+                await on_thread(partial(loop.on_closed_kline, kline, superseded=superseded))
+            except psycopg.OperationalError as exc:
+                loop.summary.db_failures += 1
+                loop.log.error("bar %s not decided: database unreachable (%s)",
+                               kline.open_time_ms, exc)  # fmt: skip
+            finally:
+                queue.task_done()
+
+
+async def _checks(
+    loop: DecisionLoop,
+    wake: asyncio.Event,
+    on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]],
+) -> None:
+    """Reconcile in-flight orders every few seconds and the account about once a minute.
+
+    Exchange or database trouble fails the report (or skips the pass) and is retried at the
+    next pass; losing the lease ends the session.
+    """
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), loop.settings.in_flight_check_seconds)
+        woken = wake.is_set()
+        wake.clear()
+        try:
+            await on_thread(partial(loop.check, wake=woken))
+        except TradingRefusedError as exc:
+            raise LiveEngineError(f"stopping: {exc}") from exc
+        except (psycopg.OperationalError, BingXError) as exc:
+            loop.log.warning("reconciliation pass skipped (%s); retrying", exc)
+
+
+async def _account_events(stream: AccountStream, wake: asyncio.Event) -> None:
+    """Every account push (and every reconnection gap) wakes the reconciler at once."""
+    async for event in stream.events():
+        if isinstance(event, AccountStreamGap):
+            log.warning("account stream reconnected (%s): reconciling", event.reason)
+        wake.set()
 
 
 async def _drain(queue: asyncio.Queue[Kline], timeout: float = 5.0) -> None:
@@ -480,9 +806,8 @@ async def _drain(queue: asyncio.Queue[Kline], timeout: float = 5.0) -> None:
         await asyncio.wait_for(queue.join(), timeout)
 
 
-async def _heartbeat(
-    runtime: Runtime, summary: LiveSummary, settings: LiveSettings, loop: DecisionLoop
-) -> None:
+async def _heartbeat(loop: DecisionLoop) -> None:
+    runtime, summary, settings = loop.runtime, loop.summary, loop.settings
     started = time.monotonic()
     last_sync = time.monotonic()
     while True:
@@ -497,9 +822,10 @@ async def _heartbeat(
                 last_sync = time.monotonic()
             except BingXError as exc:  # keep the last offset; try again at the next beat
                 log.warning("exchange clock not re-measured (%s)", exc)
-        log.info(
-            "heartbeat: %.0fs up, %d decisions, position %s, equity %s",
-            time.monotonic() - started, summary.decisions, summary.position, summary.last_equity,
+        loop.log.info(
+            "heartbeat: %.0fs up, %d decisions, %d orders, position %s, equity %s",
+            time.monotonic() - started, summary.decisions, summary.orders, summary.position,
+            summary.last_equity,
         )  # fmt: skip
 
 

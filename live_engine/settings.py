@@ -4,55 +4,84 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.config import load_settings
 
+PAPER_ACCOUNT = "paper:default"
+MODES = ("paper", "live")
+
+
+def _positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+
 
 @dataclass(frozen=True)
 class LiveSettings:
-    """What the live engine trades and where it listens.
+    """What the live engine trades, where, and how often it checks itself.
 
     Attributes:
         instrument: Exchange symbol.
         interval: Bar interval of the decisions.
-        rest_url: BingX REST base URL (history from the feature anchor, gap fill).
-        ws_url: BingX market WebSocket URL.
+        rest_url: BingX REST base URL (history from the feature anchor, gap fill, orders).
+        ws_url: BingX market WebSocket URL (also the account stream's, with a listen key).
+        mode: ``paper`` (the ledger-backed paper broker) or ``live`` (signed orders on BingX).
         model_id: Model to run instead of the champion (paper mode only), or None.
         duration_seconds: Stop after this long, or None to run until signalled.
         order_quantity: Size of a full position in base units.
-        starting_cash: Paper account's starting balance in the quote currency.
-        heartbeat_seconds: Interval of the heartbeat log line.
+        starting_cash: Opening deposit of a new paper account (quote currency); an existing
+            paper account keeps its ledger.
+        paper_account: Ledger id of the paper account.
+        leverage: Leverage the paper account trades under (live reads the exchange's).
+        heartbeat_seconds: Interval of the heartbeat (session row, lease, log line).
         max_bar_age_seconds: A bar that closed longer ago than this (exchange time) is never
             decided on: its features are updated and it is recorded as skipped.
+        in_flight_check_seconds: How often orders still in flight are reconciled.
+        account_check_seconds: How often the whole account is reconciled when nothing is in
+            flight (a new order needs a passing report younger than twice this).
     """
 
     instrument: str
     interval: str
     rest_url: str
     ws_url: str
+    mode: Literal["paper", "live"] = "paper"
     model_id: str | None = None
     duration_seconds: float | None = None
-    order_quantity: float = 1.0
+    order_quantity: float = 0.05
     starting_cash: float = 100_000.0
+    paper_account: str = PAPER_ACCOUNT
+    leverage: int = 1
     heartbeat_seconds: float = 10.0
     max_bar_age_seconds: float = 90.0
+    in_flight_check_seconds: float = 2.0
+    account_check_seconds: float = 60.0
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.order_quantity) or self.order_quantity <= 0:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be 'paper' or 'live', got {self.mode!r}")
+        if self.mode == "live" and self.model_id is not None:
             raise ValueError(
-                f"order_quantity must be a positive finite number, got {self.order_quantity}"
+                "live mode trades the champion only; --model-id is for paper sessions"
             )
-        if not math.isfinite(self.starting_cash) or self.starting_cash <= 0:
+        _positive("order_quantity", self.order_quantity)
+        _positive("starting_cash", self.starting_cash)
+        _positive("max_bar_age_seconds", self.max_bar_age_seconds)
+        _positive("heartbeat_seconds", self.heartbeat_seconds)
+        _positive("in_flight_check_seconds", self.in_flight_check_seconds)
+        _positive("account_check_seconds", self.account_check_seconds)
+        if self.duration_seconds is not None:
+            _positive("duration_seconds", self.duration_seconds)
+        if isinstance(self.leverage, bool) or not isinstance(self.leverage, int):
+            raise ValueError(f"leverage must be a whole number, got {self.leverage!r}")
+        if self.leverage < 1:
+            raise ValueError(f"leverage must be at least 1, got {self.leverage}")
+        if not self.paper_account.startswith("paper:") or len(self.paper_account) <= 6:
             raise ValueError(
-                f"starting_cash must be a positive finite number, got {self.starting_cash}"
+                f"paper_account must look like 'paper:<name>', got {self.paper_account!r}"
             )
-        if not math.isfinite(self.max_bar_age_seconds) or self.max_bar_age_seconds <= 0:
-            raise ValueError(
-                f"max_bar_age_seconds must be positive, got {self.max_bar_age_seconds}"
-            )
-        if self.duration_seconds is not None and self.duration_seconds <= 0:
-            raise ValueError(f"duration_seconds must be positive, got {self.duration_seconds}")
         if self.interval != "1m":
             raise ValueError(f"the live engine trades 1m bars for now, got {self.interval!r}")
 
@@ -61,9 +90,11 @@ class LiveSettings:
         cls,
         *,
         instrument: str = "XAUT-USDT",
+        mode: Literal["paper", "live"] = "paper",
         model_id: str | None = None,
         duration_seconds: float | None = None,
-        order_quantity: float = 1.0,
+        order_quantity: float = 0.05,
+        paper_account: str = PAPER_ACCOUNT,
     ) -> LiveSettings:
         """Build settings from ``GOLDRL_BINGX_*`` variables plus the given overrides."""
         env = load_settings()
@@ -72,7 +103,9 @@ class LiveSettings:
             interval="1m",
             rest_url=env.bingx_base_url,
             ws_url=env.bingx_ws_url,
+            mode=mode,
             model_id=model_id,
             duration_seconds=duration_seconds,
             order_quantity=order_quantity,
+            paper_account=paper_account,
         )

@@ -1,4 +1,4 @@
-"""Persistence of live sessions, decisions and paper fills (one transaction per decision).
+"""Persistence of live sessions and decisions (orders and fills live in the execution ledger).
 
 Decisions and skipped bars are written through a :class:`SessionWriter`, which keeps one
 connection open for the session (opening a connection costs milliseconds every decision would
@@ -19,7 +19,6 @@ import psycopg
 
 from goldrl_dagster.lib.backoff import backoff_delay
 from goldrl_dagster.lib.storage.server import Database
-from live_engine.paper_broker import PaperFill
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,15 +42,42 @@ class DecisionRow:
     position_after: float
     cash_after: float
     equity_after: float
+    account_id: str | None = None
 
 
-def start_session(db: Database, session_id: str, mode: str, instrument: str, url: str) -> None:
-    """Record that a live session started."""
+@dataclass(frozen=True)
+class DecisionOutcome:
+    """What became of a decision's order, and the ledger after it.
+
+    Attributes:
+        outcome: In words: ``no order``, ``filled BUY 0.05``, ``blocked: …``, ``held: …``.
+        client_order_id: The order's id, when one was placed.
+        position_after: The ledger's position after the order (base units).
+        cash_after: The ledger's cash after it.
+        equity_after: Cash plus the position's unrealised PnL at the bar's close.
+    """
+
+    outcome: str
+    client_order_id: str | None
+    position_after: float
+    cash_after: float
+    equity_after: float
+
+
+def start_session(
+    db: Database,
+    session_id: str,
+    mode: str,
+    instrument: str,
+    url: str,
+    account_id: str | None = None,
+) -> None:
+    """Record that a live session started (and which account it trades)."""
     with db.connect() as conn:
         conn.execute(
-            "INSERT INTO live_sessions (session_id, mode, instrument, stream_url) "
-            "VALUES (%s, %s, %s, %s)",
-            (session_id, mode, instrument, url),
+            "INSERT INTO live_sessions (session_id, mode, instrument, stream_url, account_id) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (session_id, mode, instrument, url, account_id),
         )
         conn.commit()
 
@@ -170,41 +196,68 @@ def record_skip(
     writer.run(write)
 
 
-def record_decision(writer: SessionWriter, row: DecisionRow, fill: PaperFill | None) -> int | None:
-    """Store a decision and its fill atomically; a replayed bar is ignored.
+@dataclass(frozen=True)
+class StoredDecision:
+    """A decision as stored.
+
+    Attributes:
+        decision_id: Its id (orders refer to it).
+        target_position: The target it recorded (a retry trades this, not a new answer).
+        completed: Whether its outcome is recorded (a replayed bar is never traded again).
+    """
+
+    decision_id: int
+    target_position: int
+    completed: bool
+
+
+def insert_decision(conn: psycopg.Connection, row: DecisionRow) -> StoredDecision:
+    """Store a decision before its order (the order's intent refers to it).
 
     Returns:
-        The decision id, or None when this session already decided on that bar.
+        The stored decision: this one, or the one this session already stored for the bar.
     """
-    return writer.run(lambda conn: _write_decision(conn, row, fill))
-
-
-def _write_decision(
-    conn: psycopg.Connection, row: DecisionRow, fill: PaperFill | None
-) -> int | None:
     inserted = conn.execute(
         "INSERT INTO live_decisions (session_id, instrument, bar_open_time, model_id, "
         "model_sha256, dataset_hash, feature_fingerprint, observation_sha256, action, "
-        "target_position, price, position_after, cash_after, equity_after) VALUES "
-        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "target_position, price, position_after, cash_after, equity_after, account_id) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (session_id, instrument, bar_open_time) DO NOTHING RETURNING decision_id",
         (
             row.session_id, row.instrument, row.bar_open_time, row.model_id,
             row.model_sha256, row.dataset_hash, row.feature_fingerprint,
             row.observation_sha256, row.action, row.target_position, row.price,
-            row.position_after, row.cash_after, row.equity_after,
+            row.position_after, row.cash_after, row.equity_after, row.account_id,
         ),
     ).fetchone()  # fmt: skip
-    if inserted is None:
-        conn.rollback()
-        return None
-    if fill is not None:
-        # Deterministic client order id: a retried write can never book the fill twice.
-        client_order_id = f"{row.session_id[:12]}-{int(row.bar_open_time.timestamp())}"
-        conn.execute(
-            "INSERT INTO paper_fills (decision_id, client_order_id, side, quantity, price, "
-            "fee) VALUES (%s, %s, %s, %s, %s, %s)",
-            (inserted[0], client_order_id, fill.side, fill.quantity, fill.price, fill.fee),
-        )
+    if inserted is not None:
+        conn.commit()
+        return StoredDecision(int(inserted[0]), row.target_position, completed=False)
+    decision_id, target, outcome = conn.execute(
+        "SELECT decision_id, target_position, outcome FROM live_decisions "
+        "WHERE session_id = %s AND instrument = %s AND bar_open_time = %s",
+        (row.session_id, row.instrument, row.bar_open_time),
+    ).fetchone()
     conn.commit()
-    return int(inserted[0])
+    return StoredDecision(int(decision_id), int(target), completed=outcome is not None)
+
+
+def record_outcome(conn: psycopg.Connection, decision_id: int, outcome: DecisionOutcome) -> None:
+    """Complete a decision with what became of its order and the ledger after it."""
+    conn.execute(
+        "UPDATE live_decisions SET position_after = %s, cash_after = %s, equity_after = %s, "
+        "outcome = %s, client_order_id = %s WHERE decision_id = %s",
+        (outcome.position_after, outcome.cash_after, outcome.equity_after, outcome.outcome,
+         outcome.client_order_id, decision_id),
+    )  # fmt: skip
+    conn.commit()
+
+
+def count_filled_orders(db: Database, session_id: str) -> int:
+    """How many of a session's orders filled at least partly (as reconciled so far)."""
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM orders WHERE session_id = %s AND executed_qty > 0",
+            (session_id,),
+        ).fetchone()
+    return int(row[0])

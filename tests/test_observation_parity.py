@@ -40,11 +40,11 @@ from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
+from goldrl_dagster.lib.storage.ledger_store import ledger_position
 from goldrl_dagster.lib.storage.registry import ModelRecord
-from live_engine.paper_broker import PaperBroker
-from live_engine.service import DecisionLoop, LiveSummary
+from live_engine.service import LiveSummary, open_session
 from live_engine.settings import LiveSettings
-from live_engine.store import start_session
+from live_engine.store import SessionWriter
 
 SPEC = TA_V2
 SYMBOL = XAUT.symbol
@@ -258,27 +258,34 @@ def live_path(market: Market, settings, database) -> LiveRecords:
         rest_url=unreachable,
         ws_url="ws://127.0.0.1:9",
         model_id=model.model_id,
-        order_quantity=ORDER_QUANTITY,
+        # The policy sees the position's sign only: a size within the default risk limits
+        # lets the live path's orders fill (and its positions vary) through the real gate.
+        order_quantity=0.05,
         starting_cash=EQUITY,
+        paper_account=f"paper:{session}",
     )
-    start_session(runtime.db, session, "paper", SYMBOL, live_settings.ws_url)
     summary = LiveSummary(session, model.model_id, SYMBOL)
-    broker = PaperBroker(XAUT, cost_model(), EQUITY)
     with BingXRestClient(unreachable, max_retries=0) as rest:
         # Bars are replayed as if each had just closed (the exchange clock a second later).
         exchange_now = [0]
-        loop = DecisionLoop(
-            runtime, live_settings, model, policy, SPEC, broker, summary, rest,
-            clock=lambda: exchange_now[0],
+        loop = open_session(
+            runtime, live_settings, model, policy, SPEC, summary, rest,
+            clock=lambda: exchange_now[0], writer=SessionWriter(runtime.db), instrument=XAUT,
         )  # fmt: skip
         held: list[int] = []
         for kline in as_klines(market.candles):
-            position = broker.position_sign
+            quantity = loop.writer.run(
+                lambda conn: ledger_position(conn, live_settings.paper_account, SYMBOL).quantity
+            )
+            position = int(quantity.compare(0))
             decided = summary.decisions
             exchange_now[0] = kline.open_time_ms + 60_000 + 1_000
             loop.on_closed_kline(kline)
             if summary.decisions > decided:
                 held.append(position)
+        loop.writer.run(lambda conn: loop.trading.use(conn).stop())
+        loop.writer.close()
+    assert summary.orders > 0 and set(held) == {-1, 0, 1}, "the live path trades every side"
     rows = read_frame(
         runtime.db,
         "SELECT bar_open_time, observation_sha256 FROM live_decisions WHERE session_id = $1 "

@@ -1,48 +1,60 @@
 """The live engine against the simulator's real WebSocket stream and a real PostgreSQL."""
 
 import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 import polars as pl
 import pytest
 
+from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.bingx.trading import BingXTradingClient
 from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
 from goldrl_dagster.lib.features.anchoring import compute_features_anchored, feature_anchor
 from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET, TA_V2
+from goldrl_dagster.lib.risk import DEFAULT_LIMITS as RISK_DEFAULTS
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import build_observation
 from goldrl_dagster.lib.rl.policy import load_policy
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
+from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
 from goldrl_dagster.lib.storage.registry import (
     DatasetRecord,
     load_model_record,
     record_dataset,
+    record_evaluation,
     record_model,
+    record_promotion_decision,
     register_feature_set,
 )
-from live_engine.paper_broker import PaperBroker
+from goldrl_dagster.lib.storage.risk_store import save_risk_config
 from live_engine.service import (
-    DecisionLoop,
     LiveEngineError,
     LiveSummary,
+    exchange_clock,
     feature_set_for,
+    open_session,
     run_live_engine,
 )
 from live_engine.settings import LiveSettings
+from live_engine.store import SessionWriter, stop_session
 
 SYMBOL = "XAUT-USDT"
 
@@ -112,7 +124,7 @@ def candidate_model(settings, database, simulator, tmp_path_factory):
     return {"model_id": model_id, "sha256": model_artifact.sha256, "dataset_hash": digest}
 
 
-def _settings(simulator, model_id, duration):
+def _settings(simulator, model_id, duration, account="paper:live-tests"):
     return LiveSettings(
         instrument=SYMBOL,
         interval="1m",
@@ -120,9 +132,36 @@ def _settings(simulator, model_id, duration):
         ws_url=simulator.ws_url,
         model_id=model_id,
         duration_seconds=duration,
-        order_quantity=1.0,
+        order_quantity=0.05,
+        paper_account=account,
         heartbeat_seconds=1.0,
     )
+
+
+@contextlib.contextmanager
+def _open_loop(simulator, model_id, rest, spec=DEFAULT_FEATURE_SET, clock=None):
+    """A decision loop on a started paper session of its own account (as the service opens);
+    the session is stopped and its lease released afterwards."""
+    runtime = open_runtime()
+    model = load_model_record(runtime.db, model_id)
+    session = f"loop-{time.time_ns()}"
+    loop = open_session(
+        runtime,
+        _settings(simulator, model_id, 1.0, account=f"paper:{session}"),
+        model,
+        load_policy(runtime.artifacts.path_for(model.artifact)),
+        spec,
+        LiveSummary(session, model_id, SYMBOL),
+        rest,
+        clock=clock or exchange_clock(rest),
+        writer=SessionWriter(runtime.db),
+    )
+    try:
+        yield loop
+    finally:
+        loop.writer.run(lambda conn: loop.trading.use(conn).stop())
+        loop.writer.close()
+        stop_session(runtime.db, session, "test over")
 
 
 def test_live_engine_decides_on_streamed_bars_with_provenance(candidate_model, simulator):
@@ -158,18 +197,25 @@ def test_live_engine_decides_on_streamed_bars_with_provenance(candidate_model, s
             features = compute_features_anchored(frame, DEFAULT_FEATURE_SET)
             obs = build_observation(feature_matrix(features.tail(1))[0], position)
             assert hashlib.sha256(obs.tobytes()).hexdigest() == row["observation_sha256"]
-            assert row["equity_after"] == pytest.approx(
-                row["cash_after"] + row["position_after"] * row["price"]
-            )
             position = int(np.sign(row["position_after"]))
-    fills = read_frame(
+    # Every position change is one filled order of that decision, booked in the ledger.
+    orders = read_frame(
         db,
-        "SELECT f.side FROM paper_fills f JOIN live_decisions d USING (decision_id) "
-        "WHERE d.session_id = $1",
+        "SELECT o.decision_id, o.state, o.side, o.executed_qty FROM orders o "
+        "JOIN live_decisions d USING (decision_id) WHERE d.session_id = $1",
         [summary.session_id],
     )
-    changes = int((rows["position_after"].diff().fill_null(rows["position_after"][0]) != 0).sum())
-    assert fills.height == summary.fills == changes
+    previous = rows["position_after"].shift(1).fill_null(0.0)
+    changes = int((rows["position_after"] != previous).sum())
+    assert orders.height == summary.orders == summary.fills == changes
+    assert set(orders["state"]) <= {"filled"}
+    assert set(rows["outcome"].drop_nulls()) and rows["outcome"].null_count() == 0
+    with db.connect() as conn:
+        held = ledger_position(conn, "paper:live-tests", SYMBOL)
+        cash = ledger_cash(conn, "paper:live-tests")
+    assert float(held.quantity) == rows["position_after"][-1] == summary.position
+    assert float(cash) == pytest.approx(rows["cash_after"][-1])
+    assert summary.failed_reconciliations == 0 and summary.reconciliations >= 1
     session = read_frame(
         db,
         "SELECT stopped_at, stop_reason FROM live_sessions WHERE session_id = $1",
@@ -184,23 +230,13 @@ def test_live_feature_rows_equal_the_anchored_batch_rows_byte_for_byte(
 ):
     # The decision loop's own path: seed from the anchor over REST, then closed bars one by
     # one across UTC midnight, with a hole the loop must refill over REST before computing.
-    runtime = open_runtime()
-    model = load_model_record(runtime.db, candidate_model["model_id"])
-    instrument = instrument_at(runtime.db, SYMBOL)
+    model = load_model_record(open_runtime().db, candidate_model["model_id"])
     first_bar = datetime(2025, 3, 8, 23, 0, tzinfo=UTC)
     first_ms = int(first_bar.timestamp() * 1000)
     end_ms = first_ms + 90 * 60_000  # through 00:29 on the 9th
-    with BingXRestClient(simulator.base_url) as rest:
-        loop = DecisionLoop(
-            runtime,
-            _settings(simulator, model.model_id, 1.0),
-            model,
-            load_policy(runtime.artifacts.path_for(model.artifact)),
-            spec,
-            PaperBroker(instrument, CostModel.from_instrument(instrument), 100_000.0),
-            LiveSummary("test", model.model_id, SYMBOL),
-            rest,
-        )
+    with BingXRestClient(simulator.base_url) as rest, _open_loop(
+        simulator, model.model_id, rest, spec
+    ) as loop:
         start_ms = loop.history_start_ms(first_ms)
         assert start_ms == int(feature_anchor(first_bar, "1m", spec).timestamp() * 1000)
         loop.seed_history(rest.klines_range(SYMBOL, "1m", start_ms, first_ms))
@@ -257,7 +293,7 @@ def test_live_cli_stops_cleanly_on_sigterm(candidate_model, simulator, settings)
             "SELECT count(*) FROM live_decisions d JOIN live_sessions s USING (session_id) "
             "WHERE s.stopped_at IS NULL",
         )[0, 0]
-    assert decided > 0, "the service should decide on streamed bars"
+    assert decided > 0, proc.poll() is not None and proc.communicate()[0][-3000:]
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
@@ -287,27 +323,14 @@ def test_absurd_order_quantities_are_refused_before_anything_starts(bad):
 
 def test_after_a_silence_only_the_newest_fresh_bar_is_decided_on(candidate_model, simulator):
     from live_engine.service import _decide
-    from live_engine.store import start_session, stop_session
 
     runtime = open_runtime()
-    model = load_model_record(runtime.db, candidate_model["model_id"])
-    instrument = instrument_at(runtime.db, SYMBOL)
     first_ms = int(datetime(2025, 3, 8, 22, 0, tzinfo=UTC).timestamp() * 1000)
-    summary = LiveSummary(f"stale-{time.time_ns()}", model.model_id, SYMBOL)
-    start_session(runtime.db, summary.session_id, "paper", SYMBOL, simulator.ws_url)
     exchange_now = [first_ms + 3_600_000]  # an hour after the first refilled bar opened
-    with BingXRestClient(simulator.base_url) as rest:
-        loop = DecisionLoop(
-            runtime,
-            _settings(simulator, model.model_id, 1.0),
-            model,
-            load_policy(runtime.artifacts.path_for(model.artifact)),
-            DEFAULT_FEATURE_SET,
-            PaperBroker(instrument, CostModel.from_instrument(instrument), 100_000.0),
-            summary,
-            rest,
-            clock=lambda: exchange_now[0],
-        )
+    with BingXRestClient(simulator.base_url) as rest, _open_loop(
+        simulator, candidate_model["model_id"], rest, clock=lambda: exchange_now[0]
+    ) as loop:
+        summary = loop.summary
         loop.seed_history(
             rest.klines_range(SYMBOL, "1m", loop.history_start_ms(first_ms), first_ms)
         )
@@ -318,7 +341,7 @@ def test_after_a_silence_only_the_newest_fresh_bar_is_decided_on(candidate_model
             queue: asyncio.Queue = asyncio.Queue()
             for kline in refill:  # a REST refill after a feed silence arrives all at once
                 queue.put_nowait(kline)
-            task = asyncio.create_task(_decide(loop, queue))
+            task = asyncio.create_task(_decide(loop, queue, asyncio.to_thread))
             await asyncio.wait_for(queue.join(), 60)
             exchange_now[0] = fresh[0].open_time_ms + 60_000 + 2_000  # 2 s after it closed
             queue.put_nowait(fresh[0])
@@ -340,7 +363,6 @@ def test_after_a_silence_only_the_newest_fresh_bar_is_decided_on(candidate_model
         [summary.session_id],
     )["bar_open_time"].to_list()
     assert int(decided.timestamp() * 1000) == fresh[0].open_time_ms
-    stop_session(runtime.db, summary.session_id, "test over")
 
 
 def test_a_silent_open_session_is_marked_crashed_by_the_next_start(candidate_model, simulator):
@@ -397,3 +419,76 @@ def test_refused_refills_degrade_the_feed_without_ending_the_session(candidate_m
         [summary.session_id],
     )["bar_open_time"].to_list()
     assert len(decided) >= 2
+
+
+def _champion(model_id: str) -> None:
+    """Promote the model through the registry, as the promotion asset does."""
+    db = open_runtime().db
+    record = load_model_record(db, model_id)
+    window = datetime(2025, 3, 9, tzinfo=UTC)
+    record_evaluation(
+        db, report_id=f"report-{model_id}", model_id=model_id, dataset_hash=record.dataset_hash,
+        window_start=window, window_end=window, policy_metrics={}, baseline_metrics={},
+        trades_sha256="0" * 64,
+    )  # fmt: skip
+    record_promotion_decision(
+        db, model_id=model_id, report_id=f"report-{model_id}", promoted=True, reasons=[]
+    )
+
+
+def test_live_mode_trades_the_champion_on_the_exchange_and_the_ledger_matches(
+    candidate_model, simulator
+):
+    key, secret = f"live-{secrets.token_hex(4)}", secrets.token_hex(16)
+    simulator.create_account(key, secret, balance="5000", hedge_mode=False)
+    _champion(candidate_model["model_id"])
+    with open_runtime().db.connect() as conn:
+        save_risk_config(conn, RISK_DEFAULTS, created_by="test", reason="live-mode test")
+    settings = dataclasses.replace(_settings(simulator, None, 8.0), mode="live")
+    credentials = Credentials(key, secret)
+    # The simulator's accounts start at BingX's default leverage, above the limits' 2x.
+    with pytest.raises(LiveEngineError, match="leverage, above the risk limit max_leverage=2"):
+        asyncio.run(run_live_engine(settings, install_signals=False, credentials=credentials))
+    with BingXTradingClient(simulator.base_url, credentials) as client:
+        client.set_leverage(SYMBOL, 2)
+    summary = asyncio.run(run_live_engine(settings, install_signals=False, credentials=credentials))
+    assert summary.mode == "live" and summary.account_id.startswith("simulator:")
+    assert summary.decisions >= 2 and summary.failed_reconciliations == 0
+    db = open_runtime().db
+    with db.connect() as conn:
+        held = ledger_position(conn, summary.account_id, SYMBOL).quantity
+        cash = ledger_cash(conn, summary.account_id)
+        orders = conn.execute(
+            "SELECT client_order_id, state, executed_qty FROM orders WHERE session_id = %s",
+            (summary.session_id,),
+        ).fetchall()
+    with BingXTradingClient(simulator.base_url, Credentials(key, secret)) as client:
+        venue_position = sum((p.quantity for p in client.positions(SYMBOL)), Decimal(0))
+        # Exactly one exchange order per recorded order, found by its client id.
+        for client_order_id, state, executed in orders:
+            found = client.query_order(SYMBOL, client_order_id=client_order_id)
+            assert found.executed_qty == executed and state == "filled"
+        wallet = next(b.balance for b in client.balance() if b.asset == "USDT")
+    assert held == venue_position and float(held) == summary.position
+    # The ledger's cash follows the wallet: opening sync, then fills' PnL and fees.
+    assert abs(cash - wallet) < Decimal("0.01"), (cash, wallet)
+    assert len(orders) == summary.orders
+    assert summary.orders + summary.blocked + summary.held > 0
+    assert summary.blocked == 0, "within the limits, nothing is blocked"
+
+
+def test_live_mode_refuses_without_keys_a_risk_configuration_or_a_matching_champion(
+    candidate_model, simulator, monkeypatch
+):
+    settings = dataclasses.replace(_settings(simulator, None, 2.0), mode="live")
+    _champion(candidate_model["model_id"])
+    monkeypatch.delenv("GOLDRL_BINGX_API_KEY", raising=False)
+    monkeypatch.delenv("GOLDRL_BINGX_API_SECRET", raising=False)
+    with pytest.raises(LiveEngineError, match="GOLDRL_BINGX_API_KEY"):
+        asyncio.run(run_live_engine(settings, install_signals=False))
+    # A champion trained on XAUT is never traded on PAXG.
+    paxg = dataclasses.replace(settings, instrument="PAXG-USDT")
+    with pytest.raises(LiveEngineError, match="trained on XAUT-USDT 1m bars; refusing"):
+        asyncio.run(run_live_engine(paxg, install_signals=False))
+    with pytest.raises(ValueError, match="live mode trades the champion only"):
+        dataclasses.replace(settings, model_id=candidate_model["model_id"])

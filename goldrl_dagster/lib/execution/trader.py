@@ -22,8 +22,10 @@ import psycopg
 
 from goldrl_dagster.lib.execution.broker import Broker
 from goldrl_dagster.lib.execution.gate import OrderContext, Placement, place
+from goldrl_dagster.lib.execution.kill_switch import KillSwitchOutcome, engage
 from goldrl_dagster.lib.execution.order_states import UNRESOLVED_STATES
 from goldrl_dagster.lib.execution.reconcile import (
+    DEFAULT_GRACE,
     ReconciliationReport,
     latest_report_age,
     reconcile,
@@ -42,6 +44,7 @@ from goldrl_dagster.lib.storage.order_store import (
     orders_in_states,
     release_lease,
 )
+from goldrl_dagster.lib.storage.risk_store import record_transition
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ class Trader:
         clock: Current time (injected; epoch ms on the venue's clock).
         max_report_age: How old the latest passing reconciliation may be for a new order.
         lease_ttl: Seconds a lease lasts unless renewed.
+        reconcile_grace: How long a sent order unknown to the venue may still be on its way
+            (a paper venue fills in-process: zero).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class Trader:
         clock: Callable[[], int],
         max_report_age: timedelta = timedelta(minutes=2),
         lease_ttl: float = 60.0,
+        reconcile_grace: timedelta = DEFAULT_GRACE,
     ) -> None:
         if not order_quantity.is_finite() or order_quantity <= 0:
             raise ValueError(f"order_quantity must be positive, got {order_quantity}")
@@ -104,6 +110,7 @@ class Trader:
         self.clock = clock
         self.max_report_age = max_report_age
         self.lease_ttl = lease_ttl
+        self.reconcile_grace = reconcile_grace
         self.recent_orders: deque[int] = deque(maxlen=1000)
         self._day_start: tuple[int, Decimal] | None = None  # (UTC day, equity at its start)
         self._peak = Decimal(0)
@@ -146,6 +153,14 @@ class Trader:
         """Give the lease up."""
         release_lease(self.conn, self.broker.account_id, self.symbol, self.session_id)
 
+    def kill_switch(self, reason: str, mark: Decimal) -> KillSwitchOutcome:
+        """Halt, cancel every open order and flatten with reduce-only orders (recorded)."""
+        return engage(
+            self.conn, self.broker, self.machine, self.instrument, mark=mark,
+            now_ms=self.clock(), risk_version=self.limits.version, session_id=self.session_id,
+            reason=reason, contract_sha256=self.instrument.content_sha256(),
+        )  # fmt: skip
+
     # -- decisions -----------------------------------------------------------------------
 
     def target_quantity(self, target: int) -> Decimal:
@@ -180,7 +195,7 @@ class Trader:
     def reconcile(self, trigger: str = "periodic") -> ReconciliationReport:
         """Reconcile now (the service calls this periodically)."""
         return reconcile(self.conn, self.broker, self.symbol, trigger=trigger,
-                         session_id=self.session_id)  # fmt: skip
+                         session_id=self.session_id, grace=self.reconcile_grace)  # fmt: skip
 
     def ready(self) -> str | None:
         """Why no new order may be sent now, or None.
@@ -212,6 +227,14 @@ class Trader:
         wanted = self.target_quantity(target)
         now_ms = self.clock()
         account = self.account_snapshot(bar.close, now_ms)
+        halted = self.machine.evaluate_pnl(account, now_ms)
+        if halted is not None:  # a loss limit breached: halt, cancel and flatten at once
+            record_transition(
+                self.conn, self.broker.account_id, self.symbol, halted, self.machine,
+                session_id=self.session_id, version=self.limits.version,
+            )  # fmt: skip
+            self.kill_switch(halted.reason, bar.close)
+            raise TradingRefusedError(f"trading halted: {halted.reason}")
         delta = wanted - account.position_quantity
         if delta == 0:
             return None

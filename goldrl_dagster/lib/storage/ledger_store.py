@@ -183,8 +183,8 @@ def book_funding(
 def book_deposit(
     conn: psycopg.Connection, account_id: str, amount: Decimal, key: str, at: datetime
 ) -> bool:
-    """Credit (or debit) the account once under ``key``; True when booked now."""
-    booked = _entry(conn, f"deposit:{key}", account_id, None, "deposit", amount, at)
+    """Credit (or debit) the account once under ``key`` (per account); True when booked now."""
+    booked = _entry(conn, f"deposit:{account_id}:{key}", account_id, None, "deposit", amount, at)
     conn.commit()
     return booked
 

@@ -68,6 +68,10 @@ def test_fills_move_the_position_and_book_fees_and_pnl_once(conn):
         "SELECT kind, count(*) FROM ledger_entries GROUP BY kind ORDER BY kind"
     ).fetchall()
     assert kinds == [("deposit", 1), ("fee", 2), ("realised_pnl", 1)]
+    # Deposit keys are per account: another account's opening deposit is its own.
+    ensure_account(conn, "paper:other", "paper", "paper")
+    assert book_deposit(conn, "paper:other", D("50"), "opening", T0) is True
+    assert ledger_cash(conn, "paper:other") == D("50")
 
 
 def test_funding_is_settled_once_per_time_and_skips_flat_positions(conn):
