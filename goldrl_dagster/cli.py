@@ -12,6 +12,7 @@ import typer
 
 from goldrl_dagster.account_cli import account as account_cli
 from goldrl_dagster.datasets_cli import dataset_app
+from goldrl_dagster.risk_cli import risk_app
 from goldrl_dagster.train_cli import train as train_cli
 from live_engine.cli import configure_logging
 from live_engine.cli import live as live_cli
@@ -24,6 +25,7 @@ app = typer.Typer(
 db_app = typer.Typer(help="Manage goldrl's PostgreSQL (embedded by default).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(risk_app, name="risk")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -10,6 +10,7 @@ state machine (state, reason, cooldown end, circuit-breaker count).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -69,6 +70,30 @@ def load_risk_config(conn: psycopg.Connection, version: int | None = None) -> Ri
         which = "any" if version is None else f"version {version}"
         raise RiskConfigError(f"no risk configuration ({which}) is stored")
     return RiskLimits.from_dict(row[0])
+
+
+def store_new_risk_version(
+    conn: psycopg.Connection, fields: Mapping[str, Any], *, created_by: str, reason: str
+) -> RiskLimits:
+    """Store limits as the next version (the latest stored + 1) and return them.
+
+    Args:
+        conn: Open connection.
+        fields: Every field of :class:`RiskLimits` except ``version``.
+        created_by: Who stores them.
+        reason: Why.
+
+    Raises:
+        RiskConfigError: If ``fields`` names a version, or who/why is empty.
+        ValueError: If a field is missing, unknown or invalid (named).
+    """
+    if "version" in fields:
+        raise RiskConfigError("the version is assigned when storing; leave it out of the file")
+    row = conn.execute("SELECT COALESCE(max(version), 0) FROM risk_configs").fetchone()
+    conn.commit()
+    limits = RiskLimits.from_dict({**fields, "version": int(row[0]) + 1})
+    save_risk_config(conn, limits, created_by=created_by, reason=reason)
+    return limits
 
 
 def _event(
