@@ -92,6 +92,8 @@ CLOCK_RESYNC_SECONDS = 60.0
 FEED_BACKOFF = (1.0, 30.0)
 # An open session whose heartbeat is older than this many beats died without stopping.
 CRASHED_AFTER_BEATS = 6
+# Tries of each start-up request (clock, history) before the engine gives up.
+STARTUP_ATTEMPTS = 5
 # How often the reconciler renews the session's lease (it lasts a minute unless renewed).
 LEASE_RENEW_SECONDS = 10.0
 
@@ -575,7 +577,7 @@ async def run_live_engine(
             BingXRestClient(settings.rest_url, max_retries=2, backoff=(0.25, 1.0))
         )
         clock = exchange_clock(rest)
-        await asyncio.to_thread(clock.sync)
+        await _at_startup(clock.sync, "measuring the exchange clock")
         writer = SessionWriter(runtime.db)
         stack.callback(writer.close)
         crashed = await asyncio.to_thread(
@@ -677,9 +679,10 @@ async def _run_session(
     open_bar_ms = now_ms - now_ms % step
     # Everything from the anchor of the open bar's day: the next bar's features then start
     # exactly where the stored ones do (a shorter history would only approximate them).
-    history = await asyncio.to_thread(
-        rest.klines_range, settings.instrument, settings.interval,
-        loop.history_start_ms(open_bar_ms), open_bar_ms,
+    history = await _at_startup(
+        partial(rest.klines_range, settings.instrument, settings.interval,
+                loop.history_start_ms(open_bar_ms), open_bar_ms),
+        "fetching the feature history",
     )  # fmt: skip
     loop.seed_history([k for k in history if k.open_time_ms + step <= now_ms])
     loop.log.info(
@@ -717,6 +720,31 @@ async def _run_session(
     return "duration elapsed" if timed_out else "stop requested"
 
 
+async def _at_startup[R](
+    work: Callable[[], R],
+    what: str,
+    attempts: int = STARTUP_ATTEMPTS,
+    backoff: tuple[float, float] = FEED_BACKOFF,
+) -> R:
+    """Run a start-up request, retrying transient exchange trouble with backoff.
+
+    Raises:
+        LiveEngineError: If the exchange is still refusing after ``attempts`` tries.
+    """
+    for attempt in range(attempts):
+        try:
+            return await asyncio.to_thread(work)
+        except UnknownOutcomeError as exc:
+            if attempt + 1 >= attempts:
+                raise LiveEngineError(
+                    f"{what} failed {attempts} times, last: {exc}; is the exchange reachable?"
+                ) from exc
+            delay = backoff_delay(attempt, backoff)
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 async def _feed(
     stream: KlineStream,
     queue: asyncio.Queue[Kline],
@@ -752,7 +780,11 @@ async def _decide(
     queue: asyncio.Queue[Kline],
     on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]],
 ) -> None:
-    """Decide on queued bars; a database that stays down skips the bar, never the session."""
+    """Decide on queued bars; a database or exchange that stays down skips a bar, never more.
+
+    A bar's features are only added once the bars before it are, so nothing is lost: the next
+    bar retries the refill.
+    """
     while True:
         batch = [await queue.get()]
         while not queue.empty():  # bars that arrived together (a refill): only the newest counts
@@ -766,6 +798,10 @@ async def _decide(
                 loop.summary.db_failures += 1
                 loop.log.error("bar %s not decided: database unreachable (%s)",
                                kline.open_time_ms, exc)  # fmt: skip
+            except UnknownOutcomeError as exc:  # the refill of missing bars was refused
+                loop.summary.feed_failures += 1
+                loop.log.error("bar %s not decided: missing bars not refilled (%s); the next "
+                               "bar retries the refill", kline.open_time_ms, exc)  # fmt: skip
             finally:
                 queue.task_done()
 

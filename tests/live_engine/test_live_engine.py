@@ -29,7 +29,7 @@ from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET, TA_V2
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS as RISK_DEFAULTS
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import build_observation
-from goldrl_dagster.lib.rl.policy import load_policy
+from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
@@ -234,9 +234,10 @@ def test_live_feature_rows_equal_the_anchored_batch_rows_byte_for_byte(
     first_bar = datetime(2025, 3, 8, 23, 0, tzinfo=UTC)
     first_ms = int(first_bar.timestamp() * 1000)
     end_ms = first_ms + 90 * 60_000  # through 00:29 on the 9th
-    with BingXRestClient(simulator.base_url) as rest, _open_loop(
-        simulator, model.model_id, rest, spec
-    ) as loop:
+    with (
+        BingXRestClient(simulator.base_url) as rest,
+        _open_loop(simulator, model.model_id, rest, spec) as loop,
+    ):
         start_ms = loop.history_start_ms(first_ms)
         assert start_ms == int(feature_anchor(first_bar, "1m", spec).timestamp() * 1000)
         loop.seed_history(rest.klines_range(SYMBOL, "1m", start_ms, first_ms))
@@ -327,9 +328,12 @@ def test_after_a_silence_only_the_newest_fresh_bar_is_decided_on(candidate_model
     runtime = open_runtime()
     first_ms = int(datetime(2025, 3, 8, 22, 0, tzinfo=UTC).timestamp() * 1000)
     exchange_now = [first_ms + 3_600_000]  # an hour after the first refilled bar opened
-    with BingXRestClient(simulator.base_url) as rest, _open_loop(
-        simulator, candidate_model["model_id"], rest, clock=lambda: exchange_now[0]
-    ) as loop:
+    with (
+        BingXRestClient(simulator.base_url) as rest,
+        _open_loop(
+            simulator, candidate_model["model_id"], rest, clock=lambda: exchange_now[0]
+        ) as loop,
+    ):
         summary = loop.summary
         loop.seed_history(
             rest.klines_range(SYMBOL, "1m", loop.history_start_ms(first_ms), first_ms)
@@ -492,3 +496,142 @@ def test_live_mode_refuses_without_keys_a_risk_configuration_or_a_matching_champ
         asyncio.run(run_live_engine(paxg, install_signals=False))
     with pytest.raises(ValueError, match="live mode trades the champion only"):
         dataclasses.replace(settings, model_id=candidate_model["model_id"])
+
+
+# -- the fault trials that once ended sessions or lost money --------------------------------
+
+
+def test_rate_limit_bursts_and_malformed_pushes_never_end_the_session(candidate_model, simulator):
+    async def scenario():
+        session = asyncio.create_task(
+            run_live_engine(
+                _settings(simulator, candidate_model["model_id"], 20.0, "paper:bursts"),
+                install_signals=False,
+            )
+        )
+        await asyncio.sleep(3.0)
+        faulted = datetime.now(UTC)
+        simulator.inject_rate_limit_burst(6)  # twice what one REST refill retries through
+        simulator.malform_next_pushes(1)
+        simulator.corrupt_next_frame()
+        simulator.drop_connections()  # the next bar needs a refill: it meets the burst
+        return await session, faulted
+
+    try:
+        summary, faulted = asyncio.run(scenario())
+    finally:
+        simulator.clear_rest_faults()
+    assert summary.stop_reason == "duration elapsed" and summary.errors == 0
+    decided = read_frame(
+        open_runtime().db,
+        "SELECT decided_at FROM live_decisions WHERE session_id = $1", [summary.session_id],
+    )["decided_at"].to_list()  # fmt: skip
+    assert any(at > faulted + timedelta(seconds=2) for at in decided), "decisions resumed"
+
+
+def test_a_database_that_drops_every_connection_degrades_but_never_ends_the_session(
+    candidate_model, simulator
+):
+    db = open_runtime().db
+
+    async def scenario():
+        session = asyncio.create_task(
+            run_live_engine(
+                _settings(simulator, candidate_model["model_id"], 12.0, "paper:db-drops"),
+                install_signals=False,
+            )
+        )
+        for _ in range(3):  # the server ends every other backend of the database, three times
+            await asyncio.sleep(3.0)
+            with db.connect(autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+        return await session
+
+    summary = asyncio.run(scenario())
+    assert summary.stop_reason == "duration elapsed"
+    assert summary.decisions >= 6
+    stopped = read_frame(
+        db, "SELECT stopped_at FROM live_sessions WHERE session_id = $1", [summary.session_id]
+    )["stopped_at"][0]
+    assert stopped is not None  # the session row is closed, not left open
+
+
+def test_the_paper_account_survives_a_restart_and_the_next_session_trades_on_its_position(
+    candidate_model, simulator
+):
+    account = f"paper:restart-{time.time_ns()}"
+    first = asyncio.run(
+        run_live_engine(
+            _settings(simulator, candidate_model["model_id"], 5.0, account), install_signals=False
+        )
+    )
+    second = asyncio.run(
+        run_live_engine(
+            _settings(simulator, candidate_model["model_id"], 5.0, account), install_signals=False
+        )
+    )
+    db = open_runtime().db
+    with db.connect() as conn:
+        deposits = conn.execute(
+            "SELECT count(*) FROM ledger_entries WHERE account_id = %s AND kind = 'deposit'",
+            (account,),
+        ).fetchone()[0]
+        held = ledger_position(conn, account, SYMBOL).quantity
+        orders = conn.execute(
+            "SELECT o.session_id, o.side, o.executed_qty FROM orders o "
+            "WHERE o.account_id = %s ORDER BY o.created_at",
+            (account,),
+        ).fetchall()
+    assert deposits == 1, "the opening deposit is booked once, not at every start"
+    # The ledger's position is the sum of both sessions' fills: nothing was forgotten.
+    signed = sum((q if side == "BUY" else -q for _, side, q in orders), Decimal(0))
+    assert held == signed and float(held) == second.position
+    assert abs(held) <= Decimal("0.05"), "the second session never added to a forgotten position"
+    # The second session's first decision saw the first session's position.
+    first_row = read_frame(
+        db,
+        "SELECT observation_sha256, bar_open_time FROM live_decisions WHERE session_id = $1 "
+        "ORDER BY bar_open_time LIMIT 1",
+        [second.session_id],
+    ).row(0, named=True)
+    bar_ms = int(first_row["bar_open_time"].timestamp() * 1000)
+    anchor = feature_anchor(first_row["bar_open_time"], "1m", DEFAULT_FEATURE_SET)
+    with BingXRestClient(simulator.base_url) as client:
+        history = client.klines_range(SYMBOL, "1m", int(anchor.timestamp() * 1000), bar_ms + 60_000)
+    features = compute_features_anchored(
+        klines_to_frame(history, SYMBOL, "1m", "bingx_rest"), DEFAULT_FEATURE_SET
+    )
+    position_before = int(np.sign(first.position))
+    obs = build_observation(feature_matrix(features.tail(1))[0], position_before)
+    assert hashlib.sha256(obs.tobytes()).hexdigest() == first_row["observation_sha256"]
+
+
+def test_an_absurd_order_quantity_is_blocked_by_risk_with_its_reasons(candidate_model, simulator):
+    account = f"paper:absurd-{time.time_ns()}"
+    settings = dataclasses.replace(
+        _settings(simulator, candidate_model["model_id"], 5.0, account), order_quantity=1e6
+    )
+    with open_runtime().db.connect() as conn:
+        save_risk_config(conn, RISK_DEFAULTS, created_by="test", reason="absurd-size test")
+    # Whatever the policy wants, no order of a million XAUT goes out.
+    original = LoadedPolicy.act
+    LoadedPolicy.act = lambda self, observation: 2  # always long
+    try:
+        summary = asyncio.run(run_live_engine(settings, install_signals=False))
+    finally:
+        LoadedPolicy.act = original
+    assert summary.decisions >= 2 and summary.orders == 0 and summary.position == 0.0
+    assert summary.blocked == summary.decisions
+    db = open_runtime().db
+    blocks = read_frame(
+        db, "SELECT DISTINCT rule FROM risk_events WHERE account_id = $1 AND kind = 'block'",
+        [account],
+    )["rule"].to_list()  # fmt: skip
+    assert {"max_order_notional", "max_position_notional"} <= set(blocks)
+    outcomes = read_frame(
+        db, "SELECT outcome FROM live_decisions WHERE session_id = $1", [summary.session_id]
+    )["outcome"].to_list()
+    assert all(o.startswith("blocked: ") and "max_order_notional" in o for o in outcomes)

@@ -73,6 +73,9 @@ def decode_frame(frame: str | bytes) -> str:
         raise CorruptFrameError(f"undecodable frame ({exc}): {frame[:40]!r}") from None
 
 
+CLOSE_TIMEOUT_S = 1.0  # how long closing a connection waits for the server's close frame
+
+
 class _Channel:
     """One subscription on the market stream, kept alive across reconnections.
 
@@ -128,7 +131,12 @@ class _Channel:
                 await ws.close()
 
     async def _open(self) -> None:
-        self._ws = await connect(self.ws_url, open_timeout=self._open_timeout)
+        # A connection is closed while pushes may still be queued unread (a refill blocked the
+        # reader): the close handshake cannot complete behind a full queue, so do not wait the
+        # library's default 10 s for it.
+        self._ws = await connect(
+            self.ws_url, open_timeout=self._open_timeout, close_timeout=CLOSE_TIMEOUT_S
+        )
         if self._connected_before:
             self.reconnects += 1
             log.info("%s: reconnected (%d)", self.data_type, self.reconnects)

@@ -50,6 +50,13 @@ class RestFaults:
         with self._lock:
             return self._pending.popleft() if self._pending else None
 
+    def clear(self) -> int:
+        """Drop every pending fault; returns how many were left."""
+        with self._lock:
+            left = len(self._pending)
+            self._pending.clear()
+            return left
+
 
 class PushFaults:
     """Pending faults on WebSocket data pushes (duplicates, reordering, corrupt or malformed).

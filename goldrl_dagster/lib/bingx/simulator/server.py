@@ -496,6 +496,10 @@ class SimulatorServer:
         """Fault injection: answer the next REST requests with these HTTP statuses, in order."""
         self.app.state.faults.push(*(RestFault("status", status=s) for s in statuses))
 
+    def clear_rest_faults(self) -> int:
+        """Drop the REST faults not yet served (so they cannot leak into the next test)."""
+        return self.app.state.faults.clear()
+
     def inject_rate_limit_burst(self, n: int, *, reply: str = "mixed") -> None:
         """Fault injection: refuse the next ``n`` REST requests as rate limited.
 
