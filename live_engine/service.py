@@ -643,7 +643,7 @@ def open_session(
     try:
         trading = writer.run(lambda conn: open_trading(
             conn, settings, instrument, costs, session_id=summary.session_id, clock=now_ms,
-            credentials=credentials,
+            credentials=credentials, clock_speed=rest.speed,
         ))  # fmt: skip
     except (TradingSetupError, BingXError, ValueError) as exc:
         raise LiveEngineError(f"cannot open the {settings.mode} account: {exc}") from exc

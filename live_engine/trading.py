@@ -146,6 +146,7 @@ def open_trading(
     session_id: str,
     clock: Callable[[], int],
     credentials: Credentials | None = None,
+    clock_speed: float = 1.0,
 ) -> TradingSession:
     """Open the session's account and trader (nothing is sent before :meth:`Trader.start`).
 
@@ -157,6 +158,7 @@ def open_trading(
         session_id: The live session.
         clock: Venue time in epoch ms (the exchange's clock).
         credentials: Live mode's keys (read from the environment when omitted).
+        clock_speed: The venue clock's speed (the simulator's; 1 on BingX).
 
     Raises:
         TradingSetupError: If live mode lacks a risk configuration.
@@ -188,7 +190,7 @@ def open_trading(
         trader = Trader(
             conn, paper, instrument, limits, machine, session_id=session_id,
             order_quantity=quantity, leverage=settings.leverage, clock=clock,
-            reconcile_grace=timedelta(0),
+            reconcile_grace=timedelta(0), clock_speed=clock_speed,
         )  # fmt: skip
         return TradingSession(trader=trader, paper=paper)
     credentials = credentials or Credentials.from_env()
@@ -215,7 +217,7 @@ def open_trading(
     machine = restore_machine(conn, account_id, instrument.symbol, limits)
     trader = Trader(
         conn, broker, instrument, limits, machine, session_id=session_id,
-        order_quantity=quantity, leverage=used, clock=clock,
+        order_quantity=quantity, leverage=used, clock=clock, clock_speed=clock_speed,
     )  # fmt: skip
     return TradingSession(trader=trader, client=client)
 

@@ -79,6 +79,8 @@ class Trader:
         lease_ttl: Seconds a lease lasts unless renewed.
         reconcile_grace: How long a sent order unknown to the venue may still be on its way
             (a paper venue fills in-process: zero).
+        clock_speed: How much faster than real time the venue's clock runs (1 on BingX; the
+            simulator's advertised speed): data ages are judged in real seconds.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Trader:
         max_report_age: timedelta = timedelta(minutes=2),
         lease_ttl: float = 60.0,
         reconcile_grace: timedelta = DEFAULT_GRACE,
+        clock_speed: float = 1.0,
     ) -> None:
         if not order_quantity.is_finite() or order_quantity <= 0:
             raise ValueError(f"order_quantity must be positive, got {order_quantity}")
@@ -111,6 +114,9 @@ class Trader:
         self.max_report_age = max_report_age
         self.lease_ttl = lease_ttl
         self.reconcile_grace = reconcile_grace
+        if not clock_speed > 0 or clock_speed == float("inf"):
+            raise ValueError(f"clock_speed must be positive and finite, got {clock_speed}")
+        self.clock_speed = clock_speed
         self.recent_orders: deque[int] = deque(maxlen=1000)
         self._day_start: tuple[int, Decimal] | None = None  # (UTC day, equity at its start)
         self._peak = Decimal(0)
@@ -248,8 +254,12 @@ class Trader:
             self.symbol, "BUY" if delta > 0 else "SELL", abs(delta), bar.close,
             reduce_only=reducing,
         )  # fmt: skip
-        market = MarketSnapshot(self.symbol, bar.close, bar.close_time_ms, bar.open_time_ms,
-                                bar.close_time_ms)  # fmt: skip
+        # The bar's close is the price acted on, observed when the bar closed. On a simulator
+        # whose clock runs ``clock_speed`` times faster, its age is judged in real seconds.
+        seen_ms = now_ms - round((now_ms - bar.close_time_ms) / self.clock_speed)
+        shift = seen_ms - bar.close_time_ms
+        market = MarketSnapshot(self.symbol, bar.close, seen_ms, bar.open_time_ms + shift,
+                                seen_ms)  # fmt: skip
         client_order_id = f"{self.session_id[:12]}-{bar.open_time_ms // 1000}"
         placement = place(
             self.conn, self.broker, self.machine, proposal, client_order_id=client_order_id,

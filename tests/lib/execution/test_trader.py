@@ -148,3 +148,19 @@ def test_an_order_quantity_of_a_million_is_blocked_not_traded(make_trader):
     assert not placed.verdict.allowed and placed.result is None
     assert {"max_order_notional", "max_position_notional", "margin"} <= set(placed.verdict.rules)
     assert ledger_position(trader.conn, ACCOUNT, XAUT).is_flat
+
+
+def test_data_ages_are_judged_in_real_seconds_on_a_faster_venue_clock(make_trader):
+    # 15 venue seconds after the close: stale for the 10 s mark-age limit at real speed, a
+    # quarter of a real second on a simulator running 60x.
+    for speed, allowed in ((1.0, False), (60.0, True)):
+        trader = make_trader(session=f"speed-{speed:g}")
+        trader.clock_speed = speed
+        assert trader.start().passed
+        trader.now[0] = bar(10).close_time_ms + 15_000
+        trader.broker.mark(D("2650"))
+        placement = trader.rebalance(1 if allowed else -1, bar(10), decision_id=None)
+        rules = {block.rule for block in placement.verdict.blocks}
+        assert placement.verdict.allowed is allowed, rules
+        assert allowed or "stale_mark_price" in rules
+        trader.stop()
