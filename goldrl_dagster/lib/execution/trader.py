@@ -4,9 +4,9 @@
 runs the start-up reconciliation (nothing is traded unless it passes); ``rebalance`` turns a
 target (−1, 0 or +1 full positions) into at most one order for the difference from the ledger's
 position, builds the risk inputs from the ledger and the bar, and places it through the risk
-gate (:func:`.gate.place`). Orders are refused while an earlier outcome is unresolved or the
-latest reconciliation failed or is older than ``max_report_age``; an unknown outcome triggers a
-reconciliation at once.
+gate (:func:`.gate.place`). Orders are refused while an earlier order is unresolved or still
+open, or the latest reconciliation failed or is older than ``max_report_age``; an unknown
+outcome, and an acknowledgement without fills, trigger a reconciliation at once.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from goldrl_dagster.lib.execution.kill_switch import KillSwitchOutcome, engage
 from goldrl_dagster.lib.execution.order_states import UNRESOLVED_STATES
 from goldrl_dagster.lib.execution.reconcile import (
     DEFAULT_GRACE,
+    NOT_FINAL,
     ReconciliationReport,
     latest_report_age,
     reconcile,
@@ -211,6 +212,10 @@ class Trader:
         now = datetime.now(UTC)
         if orders_in_states(self.conn, self.broker.account_id, self.symbol, UNRESOLVED_STATES):
             return "an earlier order's outcome is unresolved"
+        # An accepted order whose fills are not booked yet would make the ledger's position
+        # (which sizes the next order) wrong: wait for the reconciler to book it.
+        if orders_in_states(self.conn, self.broker.account_id, self.symbol, NOT_FINAL):
+            return "an earlier order is still open (its fills are not booked yet)"
         latest = latest_report_age(self.conn, self.broker.account_id, self.symbol, now)
         if latest is None:
             return "never reconciled"
@@ -272,4 +277,8 @@ class Trader:
             self.recent_orders.append(now_ms)
         if placement.result is not None and placement.result.needs_reconciliation:
             self.reconcile("unknown_outcome")
+        elif placement.result is not None and placement.result.order.state in NOT_FINAL:
+            # BingX acknowledges a placement without its fills: look the order up at once, so
+            # the ledger is current before the next decision.
+            self.reconcile("acknowledged")
         return placement
