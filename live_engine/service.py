@@ -56,7 +56,7 @@ from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
-from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
+from goldrl_dagster.lib.storage.account_state import AccountState
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.order_store import orders_in_states
 from goldrl_dagster.lib.storage.registry import (
@@ -368,8 +368,8 @@ class DecisionLoop:
         """
         trader = self.trading.use(conn)
         close = Decimal(repr(kline.close))
-        held = ledger_position(conn, self.trading.account_id, trader.symbol)
-        cash = ledger_cash(conn, self.trading.account_id)
+        state = trader.read_state()  # one read serves the decision and its order
+        held, cash = state.position, state.cash
         observation = build_observation(row, int(held.quantity.compare(0)))
         action = self.policy.act(observation)
         stored = insert_decision(
@@ -399,9 +399,9 @@ class DecisionLoop:
         step = INTERVAL_MS[self.settings.interval]
         bar = Bar(kline.open_time_ms, kline.open_time_ms + step, close)
         outcome, client_order_id = self._trade(trader, stored.target_position, bar,
-                                               stored.decision_id)  # fmt: skip
-        held = ledger_position(conn, self.trading.account_id, trader.symbol)
-        cash = ledger_cash(conn, self.trading.account_id)
+                                               stored.decision_id, state)  # fmt: skip
+        after = trader.read_state()
+        held, cash = after.position, after.cash
         equity = _equity(cash, held, close)
         record_outcome(
             conn, stored.decision_id,
@@ -416,11 +416,11 @@ class DecisionLoop:
                       close, stored.target_position, outcome, equity)  # fmt: skip
 
     def _trade(
-        self, trader: Trader, target: int, bar: Bar, decision_id: int
+        self, trader: Trader, target: int, bar: Bar, decision_id: int, state: AccountState
     ) -> tuple[str, str | None]:
         """Place the decision's order; the outcome in words and the order's client id."""
         try:
-            placement = trader.rebalance(target, bar, decision_id=decision_id)
+            placement = trader.rebalance(target, bar, decision_id=decision_id, state=state)
         except TradingRefusedError as exc:
             self.summary.held += 1
             return f"held: {exc}", None

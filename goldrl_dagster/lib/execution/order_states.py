@@ -50,6 +50,8 @@ FINAL_STATES = frozenset(
 # The exchange may hold the order but we cannot say in which state: reconcile before trading on.
 UNRESOLVED_STATES = frozenset({OrderState.SUBMITTED, OrderState.UNKNOWN})
 OPEN_STATES = frozenset({OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED})
+# Every state an order can still leave: its fills may still change the position.
+NOT_FINAL_STATES = frozenset({OrderState.INTENDED}) | UNRESOLVED_STATES | OPEN_STATES
 
 _AFTER_SEND = frozenset(
     {

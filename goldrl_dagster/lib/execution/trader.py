@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 
 import psycopg
@@ -23,12 +23,10 @@ import psycopg
 from goldrl_dagster.lib.execution.broker import Broker
 from goldrl_dagster.lib.execution.gate import OrderContext, Placement, place
 from goldrl_dagster.lib.execution.kill_switch import KillSwitchOutcome, engage
-from goldrl_dagster.lib.execution.order_states import UNRESOLVED_STATES
 from goldrl_dagster.lib.execution.reconcile import (
     DEFAULT_GRACE,
     NOT_FINAL,
     ReconciliationReport,
-    latest_report_age,
     reconcile,
 )
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
@@ -39,10 +37,9 @@ from goldrl_dagster.lib.risk import (
     RiskLimits,
     RiskStateMachine,
 )
-from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
+from goldrl_dagster.lib.storage.account_state import AccountState, read_account_state
 from goldrl_dagster.lib.storage.order_store import (
     acquire_lease,
-    orders_in_states,
     release_lease,
 )
 from goldrl_dagster.lib.storage.risk_store import record_transition
@@ -177,10 +174,16 @@ class Trader:
         step = Decimal(1).scaleb(-self.instrument.quantity_precision)
         return (target * self.order_quantity).quantize(step, rounding=ROUND_DOWN)
 
-    def account_snapshot(self, mark: Decimal, now_ms: int) -> AccountSnapshot:
-        """The risk view of the account from the ledger, marked at ``mark``."""
-        position = ledger_position(self.conn, self.broker.account_id, self.symbol)
-        cash = ledger_cash(self.conn, self.broker.account_id)
+    def read_state(self) -> AccountState:
+        """The ledger's position and cash, open orders and the latest reconciliation (one read)."""
+        return read_account_state(self.conn, self.broker.account_id, self.symbol)
+
+    def account_snapshot(
+        self, mark: Decimal, now_ms: int, state: AccountState | None = None
+    ) -> AccountSnapshot:
+        """The risk view of the account from the ledger (``state``, or read now) at ``mark``."""
+        state = state or self.read_state()
+        position, cash = state.position, state.cash
         equity = cash + position.quantity * (mark - position.entry_price)
         day = now_ms // 86_400_000
         if self._day_start is None or self._day_start[0] != day:
@@ -204,30 +207,35 @@ class Trader:
         return reconcile(self.conn, self.broker, self.symbol, trigger=trigger,
                          session_id=self.session_id, grace=self.reconcile_grace)  # fmt: skip
 
-    def ready(self) -> str | None:
-        """Why no new order may be sent now, or None.
-
-        Report ages are measured on the wall clock, like the reports' own timestamps.
-        """
-        now = datetime.now(UTC)
-        if orders_in_states(self.conn, self.broker.account_id, self.symbol, UNRESOLVED_STATES):
+    def ready(self, state: AccountState | None = None) -> str | None:
+        """Why no new order may be sent now (from ``state``, or read now), or None."""
+        state = state or self.read_state()
+        if state.unresolved_orders:
             return "an earlier order's outcome is unresolved"
         # An accepted order whose fills are not booked yet would make the ledger's position
         # (which sizes the next order) wrong: wait for the reconciler to book it.
-        if orders_in_states(self.conn, self.broker.account_id, self.symbol, NOT_FINAL):
+        if state.open_orders:
             return "an earlier order is still open (its fills are not booked yet)"
-        latest = latest_report_age(self.conn, self.broker.account_id, self.symbol, now)
-        if latest is None:
+        if state.report_passed is None or state.report_age is None:
             return "never reconciled"
-        passed, age = latest
-        if not passed:
+        if not state.report_passed:
             return "the latest reconciliation failed"
-        if age > self.max_report_age:
-            return f"the latest reconciliation is {age.total_seconds():.0f}s old"
+        if state.report_age > self.max_report_age:
+            return f"the latest reconciliation is {state.report_age.total_seconds():.0f}s old"
         return None
 
-    def rebalance(self, target: int, bar: Bar, *, decision_id: int | None) -> Placement | None:
+    def rebalance(
+        self,
+        target: int,
+        bar: Bar,
+        *,
+        decision_id: int | None,
+        state: AccountState | None = None,
+    ) -> Placement | None:
         """Move the ledger's position to ``target`` with at most one order.
+
+        ``state`` is the account as just read by the caller (one read serves the decision and
+        its order: this thread is the account's only writer); it is read now when omitted.
 
         Returns:
             The placement (refused by risk, or executed), or None when already at target.
@@ -237,7 +245,8 @@ class Trader:
         """
         wanted = self.target_quantity(target)
         now_ms = self.clock()
-        account = self.account_snapshot(bar.close, now_ms)
+        state = state or self.read_state()
+        account = self.account_snapshot(bar.close, now_ms, state)
         halted = self.machine.evaluate_pnl(account, now_ms)
         if halted is not None:  # a loss limit breached: halt, cancel and flatten at once
             record_transition(
@@ -249,7 +258,7 @@ class Trader:
         delta = wanted - account.position_quantity
         if delta == 0:
             return None
-        blocked = self.ready()
+        blocked = self.ready(state)
         if blocked is not None:
             raise TradingRefusedError(f"no new order: {blocked}")
         held = account.position_quantity
