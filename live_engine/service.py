@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from goldrl_dagster.lib.backoff import backoff_delay
 from goldrl_dagster.lib.bingx.account_stream import AccountStream, AccountStreamGap
@@ -303,7 +304,13 @@ class DecisionLoop:
         self.log.info("filled %d missing bar(s) before %s over REST", len(missing),
                       kline.open_time_ms)  # fmt: skip
         for bar in sorted(missing, key=lambda k: k.open_time_ms):
-            self._append(bar)
+            if self._append(bar):  # its features count; it is never decided on: say so
+                self.summary.skipped_stale += 1
+                record_skip(
+                    self.writer, self.summary.session_id, self.settings.instrument,
+                    datetime.fromtimestamp(bar.open_time_ms / 1000, tz=UTC),
+                    "refilled over REST after a gap in the feed",
+                )  # fmt: skip
 
     def feature_row(self, kline: Kline) -> FeatureRow | None:
         """Add a closed bar (filling any hole before it over REST) and return its features.
@@ -428,9 +435,15 @@ class DecisionLoop:
             raise  # the session's connection broke: the writer retries the whole decision
         except Exception as exc:  # a bug or an impossible input: stop trading, say why
             self.summary.errors += 1
-            reason = f"engine error on a decision: {type(exc).__name__}: {exc}"
+            reason = (
+                f"engine error on the decision for bar {bar.open_time_ms}: "
+                f"{type(exc).__name__}: {exc}"
+            )
             self.log.exception("bar %s: %s; trading HALTED", bar.open_time_ms, reason)
-            trader.conn.rollback()
+            if trader.conn.info.transaction_status == TransactionStatus.INERROR:
+                # The failed statement took the uncommitted decision row with it; the halt
+                # below records the bar and the error instead.
+                trader.conn.rollback()
             transition = trader.machine.halt(reason, trader.clock())
             record_transition(
                 trader.conn, self.trading.account_id, trader.symbol, transition, trader.machine,

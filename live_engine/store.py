@@ -212,7 +212,11 @@ class StoredDecision:
 
 
 def insert_decision(conn: psycopg.Connection, row: DecisionRow) -> StoredDecision:
-    """Store a decision before its order (the order's intent refers to it).
+    """Store a decision before its order (the order's intent refers to it), uncommitted.
+
+    A new decision is left in the open transaction: the order's intent commits it (one durable
+    commit fewer before the request leaves) and :func:`record_outcome` commits it when there is
+    no order. A bar this session already decided on is returned as stored.
 
     Returns:
         The stored decision: this one, or the one this session already stored for the bar.
@@ -231,7 +235,6 @@ def insert_decision(conn: psycopg.Connection, row: DecisionRow) -> StoredDecisio
         ),
     ).fetchone()  # fmt: skip
     if inserted is not None:
-        conn.commit()
         return StoredDecision(int(inserted[0]), row.target_position, completed=False)
     decision_id, target, outcome = conn.execute(
         "SELECT decision_id, target_position, outcome FROM live_decisions "

@@ -15,9 +15,9 @@ time; the trading client's timeout; the in-flight check) are scaled to the speed
 at 120x what they mean at 1x; the risk limits are the defaults (the trader judges data ages in
 real seconds on a faster venue clock). See the constants.
 
-A decision made before the previous order's fill is booked must not order twice (the soak's
-trials found it did; fixed since in the trader): pinned by a deterministic test. Bars the
-decision loop refills itself are recorded nowhere: pinned by an ``xfail(strict=True)`` test.
+A decision made before the previous order's fill is booked must not order twice, and bars the
+decision loop refills itself must be recorded as skipped (the soak's trials found both; fixed
+since): each pinned by a deterministic test.
 Marked ``slow``: excluded from the default run, run by CI as its own step (``-m slow``).
 """
 
@@ -73,7 +73,7 @@ from goldrl_dagster.lib.storage.risk_store import (
     save_risk_config,
     store_new_risk_version,
 )
-from live_engine.service import DecisionLoop, LiveSummary, open_session, run_live_engine
+from live_engine.service import LiveSummary, open_session, run_live_engine
 from live_engine.settings import LiveSettings
 from live_engine.store import SessionWriter, stop_session
 
@@ -310,7 +310,6 @@ class SoakRun:
     stop_ms: int
     injected: list[tuple[int, str]]
     actions: list[int]
-    refilled_ms: list[int]  # bars the decision loop fetched itself over REST (see the xfail)
     report_passed: bool = False
     report_problems: list[str] = field(default_factory=list)
     orders: list[tuple] = field(default_factory=list)
@@ -360,16 +359,6 @@ def soak_run(soak_simulator, soak_model, soak_limits):
     account_id = f"simulator:{credentials.key_id}"
     injected: list[tuple[int, str]] = []
     actions: list[int] = []
-    refilled: list[int] = []
-    fill_gap = DecisionLoop._fill_gap
-
-    def spy_fill_gap(self, kline):
-        before = self.features.last_open_time_ms
-        fill_gap(self, kline)
-        after = self.features.last_open_time_ms
-        if before is not None and after != before:
-            refilled.extend(range(before + 60_000, after + 60_000, 60_000))
-
     async def soak():
         start_ms = sim.clock.now_ms()
         end_ms = start_ms + int(SIM_HOURS * 3_600_000)
@@ -386,14 +375,12 @@ def soak_run(soak_simulator, soak_model, soak_limits):
     started = time.monotonic()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(LoadedPolicy, "act", _scripted_act(actions))
-        mp.setattr(DecisionLoop, "_fill_gap", spy_fill_gap)
         mp.setattr(
             live_engine.trading, "BingXTradingClient",
             functools.partial(BingXTradingClient, timeout=TRADING_TIMEOUT_S),
         )  # fmt: skip
         summary, start_ms, stop_ms = asyncio.run(soak())
-    run = SoakRun(summary, time.monotonic() - started, start_ms, stop_ms, injected, actions,
-                  refilled)  # fmt: skip
+    run = SoakRun(summary, time.monotonic() - started, start_ms, stop_ms, injected, actions)
     # A final reconciliation, as the next start-up would run it, resolves whatever the last
     # faults left in flight; then the ledger and the exchange are read side by side.
     with BingXTradingClient(sim.base_url, credentials) as client, db.connect() as conn:
@@ -459,8 +446,7 @@ def test_the_session_trades_its_hour_through_a_fault_every_few_minutes(
             f"position ledger {run.held} exchange {run.venue_position}; cash {run.cash} wallet "
             f"{run.wallet}\n"
             f"soak: bars: {len(run.decided_ms)} decided, {len(run.skipped)} skipped "
-            f"({dict(collections.Counter(r.split(':')[0] for r in run.skipped.values()))}), "
-            f"{len(run.refilled_ms)} refilled by the decision loop without a record\n"
+            f"({dict(collections.Counter(r.split(':')[0] for r in run.skipped.values()))})\n"
             f"soak: risk events {dict(collections.Counter(e[:2] for e in run.risk_events))}"
         )
     # The session ran its hour and ended by its duration, not by a crash or a refusal.
@@ -516,30 +502,24 @@ def test_every_order_is_on_the_exchange_exactly_once_and_none_is_unresolved(soak
 def test_the_engine_keeps_up_with_the_market(soak_run):
     """Every bar of the hour reached the features, and all but a few were decided on.
 
-    A bar is decided on, recorded as skipped (superseded by a newer bar, or stale) or, for
-    now, fetched by the decision loop's own gap fill without a record (see the xfail below).
+    A bar is decided on or recorded as skipped (superseded by a newer bar, stale, or refilled
+    over REST by the decision loop after a gap in the feed).
     """
     run = soak_run
-    decided, skipped, refilled = set(run.decided_ms), set(run.skipped), set(run.refilled_ms)
+    decided, skipped = set(run.decided_ms), set(run.skipped)
     assert len(decided) == len(run.decided_ms) == run.summary.decisions
-    assert not decided & skipped and not decided & refilled and not skipped & refilled
-    bars = decided | skipped | refilled
+    assert not decided & skipped
+    bars = decided | skipped
     first, last = min(bars), max(bars)
     span = (last - first) // 60_000 + 1
     assert len(bars) == span, "a bar of the hour never reached the engine"
     assert span >= SIM_HOURS * 60 - 2, span
-    assert run.summary.decisions == span - len(skipped) - len(refilled)
+    assert run.summary.decisions == span - len(skipped)
     # Measured: 46-49 of 59-60 bars decided; the rest were superseded or stale behind a
     # fault's real-time cost (a lost answer's 1.5 s timeout, a rate-limited refill's back-off).
     assert run.summary.decisions >= 0.7 * span, (run.summary.decisions, span, run.skipped)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="live_engine/service.py DecisionLoop._fill_gap appends the bars it fetches over "
-    "REST without record_skip: they are in neither live_decisions nor live_skipped_bars",
-)
 def test_bars_the_decision_loop_refills_itself_are_recorded_as_skipped(soak_simulator, soak_model):
     # A feed pass that ends (a degraded feed) starts the next with no memory of the last bar
     # yielded, so the bars missed meanwhile are fetched by the decision loop's gap fill.

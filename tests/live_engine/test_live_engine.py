@@ -635,3 +635,42 @@ def test_an_absurd_order_quantity_is_blocked_by_risk_with_its_reasons(candidate_
         db, "SELECT outcome FROM live_decisions WHERE session_id = $1", [summary.session_id]
     )["outcome"].to_list()
     assert all(o.startswith("blocked: ") and "max_order_notional" in o for o in outcomes)
+
+
+def test_an_engine_error_on_the_trade_path_halts_trading_with_its_reason(
+    candidate_model, simulator, monkeypatch
+):
+    from goldrl_dagster.lib.execution.trader import Trader
+
+    def broken(self, target, bar, *, decision_id, state=None):
+        if bar.open_time_ms % 120_000:  # odd minutes: a failing SQL statement
+            self.conn.execute("SELECT 1 / 0")
+        raise ValueError("equity must be positive")  # even minutes: a Python error
+
+    first_ms = int(datetime(2025, 3, 9, 12, 0, tzinfo=UTC).timestamp() * 1000)
+    now = [first_ms]
+    with BingXRestClient(simulator.base_url) as rest, _open_loop(
+        simulator, candidate_model["model_id"], rest, clock=lambda: now[0]
+    ) as loop:
+        loop.seed_history(rest.klines_range(SYMBOL, "1m", loop.history_start_ms(first_ms),
+                                            first_ms))  # fmt: skip
+        monkeypatch.setattr(Trader, "rebalance", broken)
+        for kline in rest.klines_range(SYMBOL, "1m", first_ms, first_ms + 2 * 60_000):
+            now[0] = kline.open_time_ms + 61_000
+            loop.on_closed_kline(kline)  # never raises: the error halts trading instead
+        assert loop.summary.errors == 2 and loop.trading.trader.machine.state.value == "HALTED"
+        session = loop.summary.session_id
+    db = open_runtime().db
+    halts = read_frame(
+        db, "SELECT reason FROM risk_events WHERE session_id = $1 AND kind = 'state' "
+        "ORDER BY event_id", [session],
+    )["reason"].to_list()  # fmt: skip
+    assert len(halts) == 2
+    assert "ValueError: equity must be positive" in halts[0]
+    assert "DivisionByZero" in halts[1] and str(first_ms + 60_000) in halts[1]
+    outcomes = read_frame(
+        db, "SELECT outcome FROM live_decisions WHERE session_id = $1", [session]
+    )["outcome"].to_list()
+    # The first decision is recorded with its error; the second went with the failed statement
+    # (the halt names its bar).
+    assert len(outcomes) == 1 and outcomes[0].startswith("error: engine error")
