@@ -471,7 +471,7 @@ class DecisionLoop:
             self.server_clock.sync()
 
     def check(self, *, wake: bool = False) -> ReconciliationReport | None:
-        """Renew the lease, reconcile what is due and settle paper funding.
+        """Renew the lease, reconcile what is due and bring funding into the ledger.
 
         In-flight orders (or an account-stream event, ``wake``) are reconciled at every call;
         the whole account once ``account_check_seconds`` have passed.
@@ -497,9 +497,9 @@ class DecisionLoop:
             if account_due:
                 self._last_account_check = now
                 venue_now = datetime.fromtimestamp(self.clock() / 1000, tz=UTC)
-                funding = self.trading.settle_paper_funding(conn, venue_now)
+                funding = self.trading.settle_funding(conn, venue_now)
                 for at, amount in funding.booked:
-                    self.log.info("paper funding at %s: %+s USDT", at.isoformat(), amount)
+                    self.log.info("funding at %s: %+s USDT", at.isoformat(), amount)
             return report
 
         return self.writer.run(work)

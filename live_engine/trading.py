@@ -34,7 +34,12 @@ from goldrl_dagster.lib.execution.trader import Trader
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS, RiskLimits
 from goldrl_dagster.lib.rl.costs import CostModel
-from goldrl_dagster.lib.storage.ledger_store import book_deposit, ledger_cash, ledger_position
+from goldrl_dagster.lib.storage.ledger_store import (
+    book_deposit,
+    book_funding_income,
+    ledger_cash,
+    ledger_position,
+)
 from goldrl_dagster.lib.storage.order_store import ensure_account
 from goldrl_dagster.lib.storage.risk_store import (
     RiskConfigError,
@@ -59,8 +64,9 @@ class TradingSession:
         trader: Risk-gated orders on the ledger.
         paper: The paper broker (paper mode), marked with each decision's bar.
         client: The signed client (live mode), closed with the session.
-        funding_since: Paper funding is settled from here on (the account's first fill).
-        funding: Paper funding settlements booked by this session.
+        funding_since: Funding is brought into the ledger from here on (paper: the account's
+            first fill; live: the session's start, which the wallet sync covered).
+        funding: Funding settlements booked by this session.
     """
 
     trader: Trader
@@ -87,8 +93,15 @@ class TradingSession:
         self.trader.conn = conn
         return self.trader
 
-    def settle_paper_funding(self, conn: psycopg.Connection, until: datetime) -> FundingReport:
-        """Book the paper account's funding settlements up to ``until`` (idempotent)."""
+    def settle_funding(self, conn: psycopg.Connection, until: datetime) -> FundingReport:
+        """Bring the account's funding into the ledger up to ``until`` (idempotent).
+
+        Paper: the stored settlements on the position held at each (from the first fill on).
+        Live: what the exchange charged or paid since the session started (the start-up sync
+        covered everything before), as its income records say.
+        """
+        if self.client is not None:
+            return self._book_exchange_funding(conn)
         if self.paper is None:
             return FundingReport()
         if self.funding_since is None:
@@ -103,6 +116,21 @@ class TradingSession:
         report = settle_funding(
             conn, self.account_id, self.trader.symbol, since=self.funding_since, until=until
         )
+        self.funding.booked.extend(report.booked)
+        return report
+
+    def _book_exchange_funding(self, conn: psycopg.Connection) -> FundingReport:
+        assert self.client is not None and self.funding_since is not None
+        report = FundingReport()
+        since_ms = int(self.funding_since.timestamp() * 1000)
+        for income in self.client.funding_income(self.trader.symbol, start_ms=since_ms):
+            at = datetime.fromtimestamp(income.time_ms / 1000, tz=UTC)
+            if income.time_ms < since_ms or income.asset != "USDT":
+                continue
+            detail = {"source": "exchange income", "tran_id": income.tran_id}
+            if book_funding_income(conn, self.account_id, self.trader.symbol, at,
+                                   income.amount, detail):  # fmt: skip
+                report.booked.append((at, income.amount))
         self.funding.booked.extend(report.booked)
         return report
 
@@ -219,7 +247,7 @@ def open_trading(
         conn, broker, instrument, limits, machine, session_id=session_id,
         order_quantity=quantity, leverage=used, clock=clock, clock_speed=clock_speed,
     )  # fmt: skip
-    return TradingSession(trader=trader, client=client)
+    return TradingSession(trader=trader, client=client, funding_since=venue_time())
 
 
 def _sync_cash(

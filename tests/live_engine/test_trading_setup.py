@@ -72,7 +72,7 @@ def test_live_mode_refuses_a_hedge_mode_account(conn, simulator):
 
 def test_paper_funding_settles_from_the_first_fill_once(conn):
     trading = open_paper(conn, paper_account="paper:funding")
-    assert trading.settle_paper_funding(conn, T0 + timedelta(days=1)).booked == []  # never held
+    assert trading.settle_funding(conn, T0 + timedelta(days=1)).booked == []  # never held
     commit_intent(conn, OrderIntent(
         "c1", "paper:funding", None, None, "operator", XAUT, "BUY", "MARKET", D("0.05"), None,
         False, SPEC.content_sha256(),
@@ -91,7 +91,44 @@ def test_paper_funding_settles_from_the_first_fill_once(conn):
             (XAUT, at - timedelta(minutes=1)),
         )  # fmt: skip
     conn.commit()
-    report = trading.settle_paper_funding(conn, T0 + timedelta(days=1))
+    report = trading.settle_funding(conn, T0 + timedelta(days=1))
     # Held from 01:00: the 00:00 settlement is not charged; a long pays positive rates.
     assert [amount for _, amount in report.booked] == [D("-0.0100"), D("0.0200")]
-    assert trading.settle_paper_funding(conn, T0 + timedelta(days=1)).booked == []  # once
+    assert trading.settle_funding(conn, T0 + timedelta(days=1)).booked == []  # once
+
+
+def test_live_funding_comes_from_the_exchange_income_once(conn, simulator):
+    from goldrl_dagster.lib.bingx.orders import OrderRequest
+    from goldrl_dagster.lib.bingx.trading import BingXTradingClient
+    from goldrl_dagster.lib.storage.risk_store import save_risk_config
+
+    save_risk_config(conn, DEFAULT_LIMITS, created_by="test", reason="live funding test")
+    key, secret = f"fund-{secrets.token_hex(4)}", secrets.token_hex(16)
+    simulator.create_account(key, secret, balance="5000", hedge_mode=False)
+    credentials = Credentials(key, secret)
+    with BingXTradingClient(simulator.base_url, credentials) as client:
+        client.set_leverage(XAUT, 2)
+        now_ms = client.sync_clock() + int(datetime.now(UTC).timestamp() * 1000)
+        live = settings("live", rest_url=simulator.base_url)
+        trading = open_trading(conn, live, SPEC, CostModel.from_instrument(SPEC),
+                               session_id="s-fund", clock=client.clock.now_ms,
+                               credentials=credentials)  # fmt: skip
+        try:
+            synced = ledger_cash(conn, trading.account_id)
+            assert synced == D("5000")  # the wallet, booked once at the start
+            client.place_order(OrderRequest(XAUT, "BUY", D("0.05"), "fund-open"))
+            # A settlement while the session runs (the simulator's own funding step).
+            simulator.exchange._settle_funding(XAUT, now_ms + 60_000)
+            paid = [i.amount for i in client.funding_income(XAUT)]
+            assert len(paid) == 1 and paid[0] != 0
+            later = datetime.fromtimestamp((now_ms + 120_000) / 1000, tz=UTC)
+            report = trading.settle_funding(conn, later)
+            assert [amount for _, amount in report.booked] == paid
+            assert trading.settle_funding(conn, later).booked == []  # once
+            kinds = conn.execute(
+                "SELECT kind, amount FROM ledger_entries WHERE account_id = %s AND kind = "
+                "'funding'", (trading.account_id,),
+            ).fetchall()  # fmt: skip
+            assert kinds == [("funding", paid[0])]
+        finally:
+            trading.close()

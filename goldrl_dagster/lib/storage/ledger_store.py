@@ -180,6 +180,27 @@ def book_funding(
     return amount
 
 
+def book_funding_income(
+    conn: psycopg.Connection,
+    account_id: str,
+    instrument: str,
+    funding_time: datetime,
+    amount: Decimal,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """Book a settlement the exchange charged or paid (once per account, instrument and time).
+
+    The key is :func:`book_funding`'s, so a settlement is never booked twice however it arrived.
+
+    Returns:
+        True when booked now.
+    """
+    key = f"funding:{account_id}:{instrument}:{int(funding_time.timestamp() * 1000)}"
+    booked = _entry(conn, key, account_id, instrument, "funding", amount, funding_time, detail)
+    conn.commit()
+    return booked
+
+
 def book_deposit(
     conn: psycopg.Connection, account_id: str, amount: Decimal, key: str, at: datetime
 ) -> bool:
