@@ -35,10 +35,10 @@ number of ledger entries, and which decisions waited for a reconciliation pass.
 Benchmark-only settings (stated with the results): no rate budget on the client
 (``rate_budget=None``) and none in the simulator — BingX's 3 orders/s never binds at one order
 a minute, but at the simulator's speed it would pace every order; the risk limits are
-``DEFAULT_LIMITS`` with the age limits (bar, mark, account) and the engine's
-``max_bar_age_seconds`` multiplied by the simulator's speed (the same tolerance in real time)
-and the daily loss limit raised so the forced flips' fees do not halt the account; every rule
-still runs. Torch runs on one thread.
+``DEFAULT_LIMITS`` with the daily loss limit raised so the forced flips' fees do not halt the
+account (every rule still runs; the trader judges data ages in real seconds on the simulator's
+clock); the engine's own ``max_bar_age_seconds``, measured on the exchange clock, is multiplied
+by the simulator's speed (the same tolerance in real time). Torch runs on one thread.
 
 Run::
 
@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import dataclasses
 import json
 import logging
@@ -61,6 +62,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -86,7 +88,8 @@ from goldrl_dagster.lib.risk import DEFAULT_LIMITS
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
-from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
+from goldrl_dagster.lib.storage.account_state import read_account_state
+from goldrl_dagster.lib.storage.ledger_store import ledger_cash
 from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
 from goldrl_dagster.lib.storage.registry import (
     DatasetRecord,
@@ -280,13 +283,15 @@ class Probe:
         if client is not None:
 
             def on_request(request: httpx.Request) -> None:
-                if probe.current is None:
+                record = probe.current
+                if record is None:
                     return
-                probe.current.setdefault("requests", []).append(
-                    f"{request.method} {request.url.path}"
-                )
+                name = f"{request.method} {request.url.path}"
                 if request.method == "POST" and request.url.path == trading_client.ORDER_PATH:
                     probe.mark("sent")
+                # Signed requests of the decision before its order (e.g. a clock measurement)
+                # and after it (e.g. the order's reconciliation).
+                record.setdefault("after" if "sent" in record else "before", []).append(name)
 
             def on_response(response: httpx.Response) -> None:
                 if response.request.url.path == trading_client.ORDER_PATH:
@@ -400,19 +405,16 @@ def register_champion(runtime: Runtime, rest: BingXRestClient, home: Path) -> st
     return model_id
 
 
-def store_limits(runtime: Runtime, speed: float) -> None:
-    """The default limits, with the age limits in real time and a daily loss limit for flips."""
-    day = 86_400.0
-    limits = dataclasses.replace(
-        DEFAULT_LIMITS,
-        max_bar_age_s=min(day, DEFAULT_LIMITS.max_bar_age_s * speed),
-        max_mark_age_s=min(day, DEFAULT_LIMITS.max_mark_age_s * speed),
-        max_account_age_s=min(day, DEFAULT_LIMITS.max_account_age_s * speed),
-        daily_loss_limit=10_000.0,
-    )
+def store_limits(runtime: Runtime) -> None:
+    """The default limits with a daily loss limit the forced flips' fees cannot reach.
+
+    The trader judges the bar's and mark's ages in real seconds on the simulator's faster
+    clock, so the age limits stay the defaults.
+    """
+    limits = dataclasses.replace(DEFAULT_LIMITS, daily_loss_limit=10_000.0)
     with runtime.db.connect() as conn:
         save_risk_config(conn, limits, created_by="bench_order_latency",
-                         reason="latency benchmark: ages in real time, forced flips")  # fmt: skip
+                         reason="latency benchmark: an order every bar")  # fmt: skip
 
 
 async def run_session(settings: LiveSettings, probe: Probe, bars: int) -> service.LiveSummary:
@@ -446,12 +448,12 @@ STAGES = (
     ("push arrival → bar yielded (stream; REST confirmation when on)", "arrival", "ready"),
     ("bar yielded → decision starts (queue, trading thread)", "ready", "enter"),
     ("features (`FeatureStream` update)", "enter", "features"),
-    ("ledger reads (position, cash) + observation", "decide", "policy_start"),
+    ("account / ledger reads + observation", "decide", "policy_start"),
     ("policy (`LoadedPolicy.act`)", "policy_start", "policy"),
-    ("decision insert (commit)", "policy", "inserted"),
-    ("risk inputs (ledger reads, readiness queries)", "inserted", "risk_start"),
+    ("decision insert", "policy", "inserted"),
+    ("risk inputs (`Trader.rebalance` up to the check)", "inserted", "risk_start"),
     ("risk check (`check_order`)", "risk_start", "risk"),
-    ("intent commit + `submitted` (2 commits)", "risk", "submit"),
+    ("intent commit + `submitted`", "risk", "submit"),
     ("request built and signed", "submit", "sent"),
     ("send → response (loopback + exchange)", "sent", "response"),
     ("response → ack recorded (`accepted` commit)", "response", "ack"),
@@ -486,14 +488,35 @@ def report(name: str, probe: Probe, summary: service.LiveSummary) -> dict[str, A
         f"{sum(s.corrections for s in streams)} REST corrections, "
         f"{sum(s.reconnects for s in streams)} reconnects"
     )
-    extra = [r["requests"] for r in measured if len(r.get("requests", [])) > 1]
-    print(f"bars with more than the order request on the decision path: {len(extra)} {extra[:3]}")
+    before_order = Counter(" + ".join(r["before"]) for r in measured if r.get("before"))
+    after_order = Counter(" + ".join(r.get("after", [])[1:]) or "nothing" for r in sent)
+    print(f"signed requests before the order within a decision: {dict(before_order) or 'none'}")
+    print(f"signed requests after the order within a decision: {dict(after_order)}")
+    # At the simulator's speed a bar follows the last one's order and reconciliation within
+    # 100 ms; on BingX the trading thread has a minute to finish them. Bars that found it busy
+    # (the previous decision or a reconciliation pass still running) are shown apart too.
+    checks = sorted(probe.checks)
+    starts = [a for a, _ in checks]
+    previous_done = 0.0
+    for record in measured:
+        if "ready" in record:
+            i = bisect.bisect_left(starts, record["ready"])
+            behind_check = any(b > record["ready"] for _, b in checks[max(0, i - 3) : i])
+            record["busy"] = behind_check or previous_done > record["ready"]
+        previous_done = record["done"]
     out: dict[str, Any] = {}
     print("\n| from push arrival | bars | → decision-ready p50 / p99 | → request leaves p50 / "
           "p90 / p99 / max | request → ack recorded p50 / p99 |")  # fmt: skip
     print("|---|---:|---:|---:|---:|")
-    for label, confirmed in ((CONFIRMED, True), (PUSHED, False), ("all", None)):
-        rows = [r for r in sent if confirmed is None or r.get("confirmed") == confirmed]
+    groups = [
+        (CONFIRMED, lambda r: r.get("confirmed") is True),
+        (PUSHED, lambda r: r.get("confirmed") is False),
+        ("all", lambda r: True),
+        (f"{CONFIRMED}, trading thread idle", lambda r: r["confirmed"] and not r["busy"]),
+        (f"{PUSHED}, trading thread idle", lambda r: not r["confirmed"] and not r["busy"]),
+    ]
+    for label, wanted in groups:
+        rows = [r for r in sent if "confirmed" in r and "busy" in r and wanted(r)]
         if not rows:
             continue
         ready = [ms(r, "arrival", "ready") for r in rows]
@@ -527,19 +550,16 @@ def report(name: str, probe: Probe, summary: service.LiveSummary) -> dict[str, A
     risk_inputs = [ms(r, "inserted", "risk_start") for r in sent]
     if len(sent) >= 400:
         print(
-            f"ledger reads p50, first / last 200 orders: {summarise(reads[:200])} / "
+            f"account reads, first / last 200 orders: {summarise(reads[:200])} / "
             f"{summarise(reads[-200:])} ms; risk inputs {summarise(risk_inputs[:200])} / "
             f"{summarise(risk_inputs[-200:])} ms"
         )
     slow = [r for r in sent if (ms(r, "ready", "enter") or 0) > 5]
-    behind_check = sum(
-        1 for r in slow if any(a < r["enter"] and b > r["ready"] for a, b in probe.checks)
-    )
     print(
-        f"bars whose decision started > 5 ms after the bar was ready: {len(slow)}, "
-        f"{behind_check} of them queued behind a reconciliation pass on the trading thread "
-        f"({len(probe.checks)} passes, "
-        f"{summarise([(b - a) * 1000 for a, b in probe.checks])} ms)"
+        f"orders whose bar found the trading thread busy: {sum(r['busy'] for r in sent)}; "
+        f"whose decision started > 5 ms after the bar was ready: {len(slow)} "
+        f"({sum(r['busy'] for r in slow)} of them busy); reconciliation passes: "
+        f"{len(probe.checks)}, {summarise([(b - a) * 1000 for a, b in probe.checks])} ms"
     )
     decision = [ms(r, "ready", "sent") for r in sent]
     print(f"\ndecision-ready → request leaves, all bars: {summarise(decision)} ms; "
@@ -570,9 +590,9 @@ def database_floor(runtime: Runtime, n: int = 1000) -> dict[str, list[float]]:
 
 
 def ledger_read_cost(runtime: Runtime, account_id: str, n: int = 200) -> tuple[int, str, str]:
-    """Ledger entries of an account and the p50 / p99 ms of ``ledger_cash`` and
-    ``ledger_position`` on it (both run several times before every order)."""
-    cash, position = [], []
+    """Ledger entries of an account, and p50 / p99 ms of the decision's account read
+    (``read_account_state``) and of ``ledger_cash`` (the sum of the entries it contains)."""
+    state, cash = [], []
     with runtime.db.connect() as conn:
         entries = conn.execute(
             "SELECT count(*) FROM ledger_entries WHERE account_id = %s", (account_id,)
@@ -580,12 +600,12 @@ def ledger_read_cost(runtime: Runtime, account_id: str, n: int = 200) -> tuple[i
         conn.commit()
         for _ in range(n):
             started = time.perf_counter()
+            read_account_state(conn, account_id, SYMBOL)
+            state.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
             ledger_cash(conn, account_id)
             cash.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            ledger_position(conn, account_id, SYMBOL)
-            position.append((time.perf_counter() - started) * 1000)
-    return int(entries), summarise(cash), summarise(position)
+    return int(entries), summarise(state), summarise(cash)
 
 
 def main() -> None:
@@ -614,7 +634,7 @@ def main() -> None:
     try:
         with BingXRestClient(base_url) as rest:
             model_id = register_champion(runtime, rest, home)
-        store_limits(runtime, args.speed)
+        store_limits(runtime)
         with trading_client.BingXTradingClient(base_url, Credentials(KEY, SECRET)) as client:
             client.set_leverage(SYMBOL, 2)
         base = LiveSettings(
@@ -663,9 +683,9 @@ def main() -> None:
         f"PostgreSQL floor on one connection (p50 / p99 ms): one-row INSERT + COMMIT "
         f"{summarise(floor['commit'])}, a read + COMMIT {summarise(floor['read'])}"
     )
-    for account, entries, cash, position in ledger_costs:
-        print(f"ledger reads on {account} ({entries} ledger entries), p50 / p99 ms: "
-              f"ledger_cash {cash}, ledger_position {position}")  # fmt: skip
+    for account, entries, state, cash in ledger_costs:
+        print(f"account reads on {account} ({entries} ledger entries), p50 / p99 ms: "
+              f"read_account_state {state}, ledger_cash {cash}")  # fmt: skip
     numbers = {name: report(name, probe, summary) for name, (probe, summary) in results.items()}
     live = numbers.get(sessions[0][0], {})
     confirmed, pushed = live.get(CONFIRMED), live.get(PUSHED)
