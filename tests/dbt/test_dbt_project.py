@@ -233,6 +233,11 @@ def insert_models_and_reports(db: Database) -> None:
 
 
 SESSION_POSITIONS = {"s_paper": [0.0, 0.01, 0.01, 0.0, -0.01, -0.01], "s_idle": []}
+# What became of each decision's order (the execution engine's outcome column).
+OUTCOMES = [
+    ("no order", None), ("filled BUY 0.01", "o-1"), ("blocked: max_order_notional", None),
+    ("filled SELL 0.01", "o-3"), ("filled SELL 0.01", "o-4"), ("held: no new order: x", None),
+]
 
 
 def insert_live(db: Database) -> None:
@@ -248,10 +253,11 @@ def insert_live(db: Database) -> None:
                 conn.execute(
                     "INSERT INTO live_decisions (session_id, instrument, bar_open_time, model_id,"
                     " model_sha256, dataset_hash, feature_fingerprint, observation_sha256, action,"
-                    " target_position, price, position_after, cash_after, equity_after)"
+                    " target_position, price, position_after, cash_after, equity_after, outcome,"
+                    " client_order_id)"
                     " VALUES (%s, 'PAXG-USDT', %s, 'm_alpha', 'x', 'd1', 'fp', 'o', 0, 0, 2000,"
-                    " %s, 0, %s)",
-                    (session, T0 + timedelta(minutes=i), positions[i], 1000.0 + i),
+                    " %s, 0, %s, %s, %s)",
+                    (session, T0 + timedelta(minutes=i), positions[i], 1000.0 + i, *OUTCOMES[i]),
                 )
         conn.commit()
 
@@ -337,10 +343,12 @@ def test_live_decision_summary(built):
     assert paper["last_position"] == positions[-1]
     assert paper["first_bar_open_time"] == T0
     assert paper["last_bar_open_time"] == T0 + timedelta(minutes=len(positions) - 1)
+    assert (paper["orders_sent"], paper["blocked_by_risk"], paper["held"]) == (3, 1, 1)
     idle = by_session["s_idle"]
     assert idle["decision_count"] == 0
     assert idle["position_changes"] == 0
     assert idle["last_equity"] is None
+    assert (idle["orders_sent"], idle["blocked_by_risk"], idle["held"]) == (0, 0, 0)
 
 
 # The tests below change source data; they stay last so the read-only tests see the seed.

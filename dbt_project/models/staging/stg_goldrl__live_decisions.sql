@@ -24,6 +24,9 @@ renamed as (
         position_after,
         cash_after,
         equity_after,
+        account_id,
+        outcome,
+        client_order_id,
         decided_at
 
     from source

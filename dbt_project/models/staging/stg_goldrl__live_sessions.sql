@@ -12,6 +12,7 @@ renamed as (
         session_id,
         mode,
         instrument,
+        account_id,
         stream_url,
         started_at,
         stopped_at,
