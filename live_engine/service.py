@@ -42,7 +42,7 @@ from goldrl_dagster.lib.bingx.account_stream import AccountStream, AccountStream
 from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.errors import BingXError, UnknownOutcomeError
 from goldrl_dagster.lib.bingx.models import Kline
-from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.bingx.rest import MAX_KLINE_LIMIT, BingXRestClient
 from goldrl_dagster.lib.bingx.signing import ServerClock
 from goldrl_dagster.lib.bingx.stream import KlineStream
 from goldrl_dagster.lib.execution.ledger import Position
@@ -299,8 +299,9 @@ class DecisionLoop:
         if kline.open_time_ms <= first_missing:
             return
         missing = self.rest.klines_range(
-            self.settings.instrument, self.settings.interval, first_missing, kline.open_time_ms
-        )
+            self.settings.instrument, self.settings.interval, first_missing, kline.open_time_ms,
+            page_limit=min(MAX_KLINE_LIMIT, (kline.open_time_ms - first_missing) // step),
+        )  # fmt: skip
         self.log.info("filled %d missing bar(s) before %s over REST", len(missing),
                       kline.open_time_ms)  # fmt: skip
         for bar in sorted(missing, key=lambda k: k.open_time_ms):
@@ -466,9 +467,15 @@ class DecisionLoop:
     # -- upkeep (runs on the trading thread, between decisions) ----------------------------
 
     def resync_clock(self) -> None:
-        """Measure the offset to the exchange's clock again (off the decision path)."""
+        """Measure the offsets to the exchange's clock again (off the decision path).
+
+        Both estimates: the service's (bar ages) and the signed client's (order timestamps),
+        which would otherwise re-measure itself before an order once five minutes old.
+        """
         if self.server_clock is not None:
             self.server_clock.sync()
+        if self.trading.client is not None:  # the signed client's own estimate, for orders
+            self.trading.client.sync_clock()
 
     def check(self, *, wake: bool = False) -> ReconciliationReport | None:
         """Renew the lease, reconcile what is due and bring funding into the ledger.

@@ -44,7 +44,7 @@ def read_account_state(conn: psycopg.Connection, account_id: str, instrument: st
     orders = "SELECT count(*) FROM orders WHERE account_id = %(a)s AND instrument = %(i)s "
     row = conn.execute(
         "SELECT p.quantity, p.entry_price, "
-        "(SELECT COALESCE(sum(amount), 0) FROM ledger_entries WHERE account_id = %(a)s), "
+        "(SELECT COALESCE(max(cash), 0) FROM ledger_balances WHERE account_id = %(a)s), "
         f"({orders} AND state = ANY(%(unresolved)s)), ({orders} AND state = ANY(%(open)s)), "
         "r.passed, now() - r.created_at "
         "FROM (SELECT 1) AS one "

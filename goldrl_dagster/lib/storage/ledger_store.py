@@ -238,10 +238,12 @@ def position_at(
 
 
 def ledger_cash(conn: psycopg.Connection, account_id: str) -> Decimal:
-    """Cash of the account: deposits + realised PnL − fees + funding, all instruments."""
+    """Cash of the account: deposits + realised PnL − fees + funding, all instruments.
+
+    Read from the running balance the database keeps with every entry (migration 0011).
+    """
     row = conn.execute(
-        "SELECT COALESCE(sum(amount), 0) FROM ledger_entries WHERE account_id = %s",
-        (account_id,),
+        "SELECT cash FROM ledger_balances WHERE account_id = %s", (account_id,)
     ).fetchone()
     conn.commit()
-    return Decimal(row[0])
+    return Decimal(0) if row is None else Decimal(row[0])

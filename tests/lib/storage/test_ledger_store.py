@@ -97,6 +97,14 @@ def test_concurrent_bookings_of_many_fills_serialise_on_the_position(clean_datab
     assert ledger_position(conn, ACCOUNT, XAUT) == Position(D("2.0"), D("100"))
     assert conn.execute("SELECT count(*) FROM fills").fetchone()[0] == 20
     assert ledger_cash(conn, ACCOUNT) == D("-2.0")  # 20 fees of 0.1
+    # The running balance the database keeps equals the sum of the entries it was fed.
+    total, entries = conn.execute(
+        "SELECT sum(amount), count(*) FROM ledger_entries WHERE account_id = %s", (ACCOUNT,)
+    ).fetchone()
+    balance = conn.execute(
+        "SELECT cash, entries FROM ledger_balances WHERE account_id = %s", (ACCOUNT,)
+    ).fetchone()
+    assert balance == (total, entries) and entries == 20
 
 
 def test_exchange_fill_keys_are_stable_and_distinct():
