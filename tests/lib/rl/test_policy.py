@@ -127,3 +127,29 @@ def test_malformed_bundles_are_refused(trained_bundle, tmp_path, replace, messag
     bad = _rewrite(path, tmp_path / "bad.zip", replace)
     with pytest.raises(PolicyBundleError, match=message):
         load_policy(bad)
+
+
+@pytest.mark.parametrize("algorithm", ["A2C", "DQN"])
+def test_act_equals_sb3_predict_for_every_discrete_algorithm(
+    algorithm, random_market, tmp_path
+):
+    # act() skips SB3's predict wrapper for speed: it must answer exactly what predict does.
+    features, closes = random_market(n=400, k=4, seed=5)
+    config = TrainConfig(
+        total_timesteps=512, n_envs=2, n_steps=64, batch_size=64, episode_length=128,
+        net_arch=(32,), learning_rate=1e-3, algorithm=algorithm,
+    )  # fmt: skip
+    trained = fit_policy(features, closes, COSTS, config)
+    policy = load_policy(write_bundle(trained, {"model_name": algorithm}, tmp_path / "p.zip"))
+    rng = np.random.default_rng(3)
+    observations = [
+        build_observation(row * rng.uniform(0.5, 2.0), position)
+        for row in features[::3]
+        for position in ACTION_TO_POSITION
+    ]
+    expected = [
+        int(trained.model.predict(trained.normalizer.normalize_obs(obs), deterministic=True)[0])
+        for obs in observations
+    ]
+    assert [policy.act(obs) for obs in observations] == expected
+    assert len(set(expected)) >= 2  # the comparison is not vacuous
