@@ -79,6 +79,10 @@ class Broker(Protocol):
         """The venue's net position (signed base quantity)."""
         ...
 
+    def balance(self) -> Decimal | None:
+        """The venue's quote-currency wallet balance, or None when the ledger is the book."""
+        ...
+
 
 def _view(order: Order) -> OrderView:
     return OrderView(
@@ -168,6 +172,10 @@ class BingXBroker:
     def position(self, instrument: str) -> Decimal:
         """Net position from ``/user/positions`` (0 when none is open)."""
         return sum((p.quantity for p in self.client.positions(instrument)), Decimal(0))
+
+    def balance(self) -> Decimal | None:
+        """The USDT wallet balance (``/user/balance``), None when BingX reports none."""
+        return next((b.balance for b in self.client.balance() if b.asset == "USDT"), None)
 
 
 class PaperBroker:
@@ -271,3 +279,7 @@ class PaperBroker:
     def position(self, instrument: str) -> Decimal:
         """The ledger's position: paper has no other book."""
         return self._ledger_position(instrument).quantity
+
+    def balance(self) -> Decimal | None:
+        """None: paper has no wallet apart from the ledger."""
+        return None

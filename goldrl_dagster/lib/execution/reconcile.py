@@ -30,7 +30,7 @@ from goldrl_dagster.lib.bingx.errors import BingXError
 from goldrl_dagster.lib.execution.broker import Broker
 from goldrl_dagster.lib.execution.executor import record_view
 from goldrl_dagster.lib.execution.order_states import OrderState, TransitionError
-from goldrl_dagster.lib.storage.ledger_store import ledger_position
+from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.order_store import apply_update, orders_in_states
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ NOT_FINAL = (
     OrderState.PARTIALLY_FILLED,
 )
 DEFAULT_GRACE = timedelta(seconds=10)
+BALANCE_TOLERANCE = Decimal("0.01")  # a wallet/ledger difference below a cent is rounding
 
 
 @dataclass
@@ -59,7 +60,10 @@ class ReconciliationReport:
         orders_unresolved: Orders still not known for sure.
         venue_position: The venue's net position.
         ledger_position: The ledger's net position after repairs.
-        passed: Nothing unresolved and the positions agree.
+        venue_balance: The venue's wallet balance, when checked (live accounts).
+        ledger_cash: The ledger's cash, when the balance was checked.
+        passed: Nothing unresolved and the positions agree (a balance difference is reported,
+            not failed: funding reaches the ledger up to a minute after the exchange books it).
         duration_ms: How long it took.
         problems: What is unresolved, in words.
         report_id: The stored row's id (after :func:`reconcile`).
@@ -74,6 +78,8 @@ class ReconciliationReport:
     orders_unresolved: int = 0
     venue_position: Decimal = Decimal(0)
     ledger_position: Decimal = Decimal(0)
+    venue_balance: Decimal | None = None
+    ledger_cash: Decimal | None = None
     passed: bool = False
     duration_ms: float = 0.0
     problems: list[str] = field(default_factory=list)
@@ -83,6 +89,13 @@ class ReconciliationReport:
     def position_delta(self) -> Decimal:
         """Venue minus ledger."""
         return self.venue_position - self.ledger_position
+
+    @property
+    def balance_delta(self) -> Decimal | None:
+        """Venue wallet minus ledger cash, when checked."""
+        if self.venue_balance is None or self.ledger_cash is None:
+            return None
+        return self.venue_balance - self.ledger_cash
 
 
 def reconcile(
@@ -94,11 +107,13 @@ def reconcile(
     session_id: str | None = None,
     now: datetime | None = None,
     grace: timedelta = DEFAULT_GRACE,
+    check_balance: bool = False,
 ) -> ReconciliationReport:
     """Converge every unfinished order and the position on the venue's view; store the report.
 
     A venue that cannot be reached leaves the orders unresolved (the report fails); nothing is
-    guessed.
+    guessed. With ``check_balance`` the venue's wallet is compared with the ledger's cash too
+    (reported as ``balance_delta``; a difference is logged, not failed).
     """
     started = time.perf_counter()
     now = now or datetime.now(UTC)
@@ -147,6 +162,19 @@ def reconcile(
         report.problems.append(f"position unreadable ({exc})")
         report.orders_unresolved += 1
     report.ledger_position = ledger_position(conn, broker.account_id, instrument).quantity
+    if check_balance:
+        try:
+            report.venue_balance = broker.balance()
+        except BingXError as exc:
+            report.problems.append(f"balance unreadable ({exc})")
+        if report.venue_balance is not None:
+            report.ledger_cash = ledger_cash(conn, broker.account_id)
+            if abs(report.balance_delta) >= BALANCE_TOLERANCE:
+                report.problems.append(
+                    f"balance differs: venue {report.venue_balance}, ledger {report.ledger_cash}"
+                )
+                log.warning("%s: wallet %s, ledger cash %s", broker.account_id,
+                            report.venue_balance, report.ledger_cash)  # fmt: skip
     if report.position_delta != 0:
         report.problems.append(
             f"position differs: venue {report.venue_position}, ledger {report.ledger_position}"
@@ -167,16 +195,20 @@ def _store(conn: psycopg.Connection, report: ReconciliationReport, session_id: s
     row = conn.execute(
         "INSERT INTO reconciliation_reports (account_id, instrument, session_id, trigger, "
         "orders_checked, orders_matched, orders_repaired, orders_unresolved, position_delta, "
-        "passed, duration_ms, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-        "RETURNING report_id",
+        "balance_delta, passed, duration_ms, detail) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING report_id",
         (
             report.account_id, report.instrument, session_id, report.trigger,
             report.orders_checked, report.orders_matched, report.orders_repaired,
-            report.orders_unresolved, report.position_delta, report.passed, report.duration_ms,
+            report.orders_unresolved, report.position_delta, report.balance_delta,
+            report.passed, report.duration_ms,
             json.dumps({
                 "problems": report.problems,
                 "venue_position": str(report.venue_position),
                 "ledger_position": str(report.ledger_position),
+                "venue_balance": None if report.venue_balance is None
+                else str(report.venue_balance),
+                "ledger_cash": None if report.ledger_cash is None else str(report.ledger_cash),
             }),
         ),
     ).fetchone()  # fmt: skip

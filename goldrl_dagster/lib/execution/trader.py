@@ -45,6 +45,8 @@ from goldrl_dagster.lib.storage.order_store import (
 from goldrl_dagster.lib.storage.risk_store import record_transition
 
 log = logging.getLogger(__name__)
+# Reconciliations of the whole account (they compare the wallet with the ledger's cash too).
+ACCOUNT_TRIGGERS = frozenset({"startup", "periodic", "account_event"})
 
 
 class TradingRefusedError(RuntimeError):
@@ -204,8 +206,10 @@ class Trader:
 
     def reconcile(self, trigger: str = "periodic") -> ReconciliationReport:
         """Reconcile now (the service calls this periodically)."""
-        return reconcile(self.conn, self.broker, self.symbol, trigger=trigger,
-                         session_id=self.session_id, grace=self.reconcile_grace)  # fmt: skip
+        return reconcile(
+            self.conn, self.broker, self.symbol, trigger=trigger, session_id=self.session_id,
+            grace=self.reconcile_grace, check_balance=trigger in ACCOUNT_TRIGGERS,
+        )  # fmt: skip
 
     def ready(self, state: AccountState | None = None) -> str | None:
         """Why no new order may be sent now (from ``state``, or read now), or None."""

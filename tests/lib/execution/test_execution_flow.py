@@ -27,7 +27,7 @@ from goldrl_dagster.lib.execution.reconcile import latest_report_age, reconcile
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS as RISK_LIMITS
 from goldrl_dagster.lib.risk import RiskStateMachine, TradingState
 from goldrl_dagster.lib.rl.costs import CostModel
-from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
+from goldrl_dagster.lib.storage.ledger_store import book_deposit, ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.order_store import (
     OrderIntent,
     apply_update,
@@ -291,3 +291,23 @@ def test_a_kill_switch_interrupted_by_a_crash_finishes_after_the_restart(sim, ve
     assert not any(o.is_open for o in account.orders.values())
     assert exchange_position(account) == 0
     assert ledger_position(conn, broker.account_id, XAUT).is_flat
+
+
+def test_an_account_reconciliation_compares_the_wallet_with_the_ledger_cash(venue):
+    conn, broker, account = venue
+    book_deposit(conn, broker.account_id, account.balance, "opening", datetime.now(UTC))
+    execute(conn, broker, intent(broker))
+    report = reconcile(conn, broker, XAUT, trigger="periodic", check_balance=True)
+    # Fills' realised PnL and fees reach both books: the wallet equals the ledger's cash.
+    assert report.passed and report.balance_delta is not None
+    assert abs(report.balance_delta) < D("0.01"), (report.venue_balance, report.ledger_cash)
+    # Something the ledger never saw (a transfer on the exchange): reported, not failed.
+    account.balance += D("25")
+    report = reconcile(conn, broker, XAUT, trigger="periodic", check_balance=True)
+    assert report.passed and report.balance_delta == pytest.approx(D("25"), abs=D("0.01"))
+    assert any(p.startswith("balance differs") for p in report.problems)
+    stored = conn.execute(
+        "SELECT balance_delta FROM reconciliation_reports WHERE report_id = %s",
+        (report.report_id,),
+    ).fetchone()[0]
+    assert stored == report.balance_delta

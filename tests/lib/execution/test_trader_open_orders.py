@@ -54,6 +54,9 @@ class AcknowledgingVenue:
     def position(self, instrument: str) -> Decimal:
         return sum((o.quantity if o.side == "BUY" else -o.quantity for o in self.sent), D(0))
 
+    def balance(self) -> Decimal | None:
+        return None
+
 
 @pytest.fixture
 def trader(clean_database):
