@@ -1,0 +1,98 @@
+"""A tradeable model for live-engine tests: trained on simulator candles, registered, promoted.
+
+Call these after the ``settings`` and ``database`` fixtures have pointed goldrl at the test
+database (they open the runtime from the environment).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from goldrl_dagster.lib.bingx.models import klines_to_frame
+from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
+from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
+from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
+from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
+from goldrl_dagster.lib.runtime import open_runtime
+from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
+from goldrl_dagster.lib.storage.registry import (
+    DatasetRecord,
+    load_model_record,
+    record_dataset,
+    record_evaluation,
+    record_model,
+    record_promotion_decision,
+    register_feature_set,
+)
+
+SYMBOL = "XAUT-USDT"
+
+
+def register_candidate_model(base_url: str, model_id: str, workdir: Path) -> dict[str, str]:
+    """Train a small PPO policy on 12 simulator hours and register it as the asset does.
+
+    Returns:
+        ``model_id``, the bundle's ``sha256`` and the ``dataset_hash`` it was trained on.
+    """
+    runtime = open_runtime()
+    spec = DEFAULT_FEATURE_SET
+    with BingXRestClient(base_url) as client:
+        sync_instruments(runtime.db, client.contracts(), "simulator")
+        end = datetime(2025, 3, 9, tzinfo=UTC)
+        start = end - timedelta(hours=12)
+        klines = client.klines_range(
+            SYMBOL, "1m", int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        )
+    candles = klines_to_frame(klines, SYMBOL, "1m", "simulator")
+    features = compute_features(candles, spec)
+    usable = features.filter(~pl.col("is_warmup"))
+    closes = candles.filter(~features["is_warmup"])["close"].to_numpy()
+    config = DatasetConfig(SYMBOL, "1m", start, end, spec.fingerprint)
+    artifact = runtime.artifacts.put_bytes(parquet_bytes(usable), ".parquet")
+    digest = dataset_hash(artifact.sha256, config)
+    register_feature_set(
+        runtime.db, spec.fingerprint, spec.name, spec.version, list(spec.feature_names),
+        spec.canonical_json(),
+    )  # fmt: skip
+    record_dataset(
+        runtime.db,
+        DatasetRecord(
+            digest, [SYMBOL], "1m", start, end, spec.fingerprint, usable.height, artifact,
+            json.loads(config.canonical_json()), {"split_index": 1},
+        ),
+    )  # fmt: skip
+    bundle = train_policy(
+        feature_matrix(usable, spec),
+        closes,
+        CostModel.from_instrument(instrument_at(runtime.db, SYMBOL)),
+        TrainConfig(total_timesteps=512, n_steps=128, batch_size=64),
+        {"dataset_hash": digest},
+        workdir / "policy.zip",
+    )
+    model_artifact = runtime.artifacts.put_file(bundle)
+    record_model(
+        runtime.db, model_id=model_id, artifact=model_artifact, dataset_hash=digest,
+        feature_fingerprint=spec.fingerprint, algorithm="PPO", seed=0, card={},
+    )  # fmt: skip
+    return {"model_id": model_id, "sha256": model_artifact.sha256, "dataset_hash": digest}
+
+
+def promote_champion(model_id: str) -> None:
+    """Promote the model through the registry, as the promotion asset does."""
+    db = open_runtime().db
+    record = load_model_record(db, model_id)
+    window = datetime(2025, 3, 9, tzinfo=UTC)
+    record_evaluation(
+        db, report_id=f"report-{model_id}", model_id=model_id, dataset_hash=record.dataset_hash,
+        window_start=window, window_end=window, policy_metrics={}, baseline_metrics={},
+        trades_sha256="0" * 64,
+    )  # fmt: skip
+    record_promotion_decision(
+        db, model_id=model_id, report_id=f"report-{model_id}", promoted=True, reasons=[]
+    )
