@@ -673,8 +673,8 @@ def open_session(
     loop = DecisionLoop(runtime, settings, model, policy, spec, trading, summary, rest,
                         clock=clock, writer=writer)  # fmt: skip
     try:
-        report = writer.run(lambda conn: trading.use(conn).start())
-    except (TradingRefusedError, BingXError) as exc:
+        report = writer.run(trading.start)
+    except (TradingRefusedError, TradingSetupError, BingXError) as exc:
         trading.close()
         stop_session(runtime.db, summary.session_id, f"refused: {exc}")
         raise LiveEngineError(str(exc)) from exc

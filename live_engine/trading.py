@@ -9,8 +9,9 @@ live differ only in the broker and where the account comes from:
   (and say so) so a first paper session can trade;
 * **live** — :class:`~goldrl_dagster.lib.execution.broker.BingXBroker` over the signed client
   with keys from the environment; the account must be in one-way mode, a risk configuration must
-  be stored, and the ledger's cash is synced to the exchange's wallet balance (the difference is
-  booked once per session as a ``deposit`` with its reason).
+  be stored, and once the start-up reconciliation has booked every fill the ledger's cash is
+  synced to the exchange's wallet balance (the difference is booked once per session as a
+  ``deposit`` with its reason).
 
 Both then go through the same :class:`~goldrl_dagster.lib.execution.trader.Trader`: lease,
 start-up reconciliation, risk gate, executor, ledger.
@@ -30,6 +31,7 @@ from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient
 from goldrl_dagster.lib.execution.broker import BingXBroker, Broker, PaperBroker
 from goldrl_dagster.lib.execution.funding import FundingReport, settle_funding
+from goldrl_dagster.lib.execution.reconcile import ReconciliationReport
 from goldrl_dagster.lib.execution.trader import Trader
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS, RiskLimits
@@ -134,6 +136,39 @@ class TradingSession:
         self.funding.booked.extend(report.booked)
         return report
 
+    def start(self, conn: psycopg.Connection) -> ReconciliationReport:
+        """Take the lease, pass the start-up reconciliation, then (live) sync the cash.
+
+        The cash is synced only once the lease is held and reconciliation has booked every
+        fill the exchange holds: synced earlier, fills a crashed engine left unbooked would be
+        counted twice (in the sync and again when booked).
+
+        Raises:
+            TradingRefusedError: If another engine holds the lease or reconciliation fails.
+            TradingSetupError: If the exchange reports no USDT balance.
+        """
+        report = self.use(conn).start()
+        if self.client is not None:
+            self._sync_cash(conn)
+        return report
+
+    def _sync_cash(self, conn: psycopg.Connection) -> None:
+        """Book the difference between the exchange's USDT wallet and the ledger's cash, once.
+
+        Funding the exchange books from now on is brought in from its income records.
+        """
+        assert self.client is not None
+        wallet = self.trader.broker.balance()
+        self.funding_since = datetime.fromtimestamp(self.trader.clock() / 1000, tz=UTC)
+        if wallet is None:
+            raise TradingSetupError(f"the BingX account {self.account_id} reports no USDT balance")
+        difference = wallet - ledger_cash(conn, self.account_id)
+        key = f"sync:{self.trader.session_id}"
+        if difference != 0 and book_deposit(conn, self.account_id, difference, key,
+                                            self.funding_since):  # fmt: skip
+            log.info("ledger cash of %s synced to the exchange wallet (%+s USDT)",
+                     self.account_id, difference)  # fmt: skip
+
     def close(self) -> None:
         """Release the signed client's connections."""
         if self.client is not None:
@@ -237,7 +272,6 @@ def open_trading(
                 f"{limits.version}); lower it on BingX (or `goldrl account` with the simulator) "
                 "or store a risk configuration that allows it"
             )
-        _sync_cash(conn, client, account_id, session_id, venue_time())
     except BaseException:
         client.close()
         raise
@@ -247,21 +281,4 @@ def open_trading(
         conn, broker, instrument, limits, machine, session_id=session_id,
         order_quantity=quantity, leverage=used, clock=clock, clock_speed=clock_speed,
     )  # fmt: skip
-    return TradingSession(trader=trader, client=client, funding_since=venue_time())
-
-
-def _sync_cash(
-    conn: psycopg.Connection,
-    client: BingXTradingClient,
-    account_id: str,
-    session_id: str,
-    at: datetime,
-) -> None:
-    """Book the difference between the exchange's USDT wallet and the ledger's cash, once."""
-    wallet = next((b.balance for b in client.balance() if b.asset == "USDT"), None)
-    if wallet is None:
-        raise TradingSetupError(f"the BingX account {account_id} reports no USDT balance")
-    difference = wallet - ledger_cash(conn, account_id)
-    if difference != 0 and book_deposit(conn, account_id, difference, f"sync:{session_id}", at):
-        log.info("ledger cash of %s synced to the exchange wallet (%+s USDT)", account_id,
-                 difference)  # fmt: skip
+    return TradingSession(trader=trader, client=client)

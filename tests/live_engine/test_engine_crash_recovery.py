@@ -307,7 +307,9 @@ def _assert_ledger_equals_exchange(db: Database, venue: Venue) -> dict[str, tupl
         venue_position = sum((p.quantity for p in client.positions(SYMBOL)), Decimal(0))
         wallet = next(b.balance for b in client.balance() if b.asset == "USDT")
     assert held == venue_position, f"ledger position {held}, exchange {venue_position}"
-    if cash != wallet:
+    # The wallet holds 8 decimals; realised PnL on an averaged entry price carries more in the
+    # ledger (exact decimals), so the books agree to the wallet's precision.
+    if abs(cash - wallet) >= Decimal("1e-8"):
         raise LedgerCashDivergedError(
             f"ledger cash {cash} != exchange wallet {wallet} (off by {cash - wallet}); "
             f"deposits booked: {deposits}"
@@ -376,17 +378,8 @@ def _assert_recovered(
     _assert_ledger_equals_exchange(db, venue)
 
 
-CASH_COUNTED_TWICE = pytest.mark.xfail(
-    strict=True,
-    raises=LedgerCashDivergedError,
-    reason="live_engine.trading.open_trading syncs the ledger's cash to the exchange wallet "
-    "(a 'sync:<session>' deposit) BEFORE the start-up reconciliation books the fills the dead "
-    "engine left unbooked: their fees (and realised PnL) are then counted twice",
-)
-
-
 def _marks(step: str) -> list[pytest.MarkDecorator]:
-    marks = [CASH_COUNTED_TWICE] if AT_CRASH[step][1] else []
+    marks = []
     if step == "after_unknown":  # waits out the client's 10 s timeout; after_send covers more
         marks.append(pytest.mark.slow)
     return marks

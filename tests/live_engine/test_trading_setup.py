@@ -114,8 +114,15 @@ def test_live_funding_comes_from_the_exchange_income_once(conn, simulator):
                                session_id="s-fund", clock=client.clock.now_ms,
                                credentials=credentials)  # fmt: skip
         try:
-            synced = ledger_cash(conn, trading.account_id)
-            assert synced == D("5000")  # the wallet, booked once at the start
+            assert ledger_cash(conn, trading.account_id) == 0  # nothing before the start
+            conn.execute(
+                "INSERT INTO live_sessions (session_id, mode, instrument, stream_url) "
+                "VALUES ('s-fund', 'live', %s, 'ws://x')", (XAUT,),
+            )  # fmt: skip
+            conn.commit()
+            assert trading.start(conn).passed
+            # The wallet, booked once the lease is held and reconciliation passed.
+            assert ledger_cash(conn, trading.account_id) == D("5000")
             client.place_order(OrderRequest(XAUT, "BUY", D("0.05"), "fund-open"))
             # A settlement while the session runs (the simulator's own funding step).
             simulator.exchange._settle_funding(XAUT, now_ms + 60_000)

@@ -162,7 +162,10 @@ def test_partial_fill_then_cancel_converges_to_the_filled_part(sim, venue):
     conn, broker, account = venue
     _, asks = sim.exchange.book(XAUT, sim.clock.now_ms())
     crossing = asks[0][1] + asks[1][1]
-    wanted = crossing + D("1")
+    # A remainder far above what a new minute's book offers at the limit: the order stays
+    # partially filled until cancelled, however slowly the test runs (1 XAUT once filled
+    # when a minute boundary fell between the steps on a loaded machine).
+    wanted = crossing + D("10")
     limit = intent(broker, quantity=str(wanted), order_type="LIMIT", price=asks[1][0])
     result = execute(conn, broker, limit)
     converged(conn, broker, account)
