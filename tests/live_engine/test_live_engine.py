@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import json
 import os
 import secrets
 import signal
@@ -17,32 +16,23 @@ from decimal import Decimal
 import numpy as np
 import polars as pl
 import pytest
+from live_engine_support import promote_champion, register_candidate_model
 
 from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient
-from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
 from goldrl_dagster.lib.features.anchoring import compute_features_anchored, feature_anchor
-from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
+from goldrl_dagster.lib.features.pipeline import feature_matrix
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET, TA_V2
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS as RISK_DEFAULTS
-from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.observation import build_observation
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
-from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
-from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
 from goldrl_dagster.lib.storage.registry import (
-    DatasetRecord,
     load_model_record,
-    record_dataset,
-    record_evaluation,
-    record_model,
-    record_promotion_decision,
-    register_feature_set,
 )
 from goldrl_dagster.lib.storage.risk_store import save_risk_config
 from live_engine.service import (
@@ -62,66 +52,9 @@ SYMBOL = "XAUT-USDT"
 @pytest.fixture(scope="module")
 def candidate_model(settings, database, simulator, tmp_path_factory):
     """A small PPO policy trained on simulator candles and registered like the asset does."""
-    runtime = open_runtime()
-    spec = DEFAULT_FEATURE_SET
-    with BingXRestClient(simulator.base_url) as client:
-        sync_instruments(runtime.db, client.contracts(), "simulator")
-        end = datetime(2025, 3, 9, tzinfo=UTC)
-        start = end - timedelta(hours=12)
-        klines = client.klines_range(
-            SYMBOL, "1m", int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        )
-    candles = klines_to_frame(klines, SYMBOL, "1m", "simulator")
-    features = compute_features(candles, spec)
-    usable = features.filter(~pl.col("is_warmup"))
-    closes = candles.filter(~features["is_warmup"])["close"].to_numpy()
-    config = DatasetConfig(SYMBOL, "1m", start, end, spec.fingerprint)
-    artifact = runtime.artifacts.put_bytes(parquet_bytes(usable), ".parquet")
-    digest = dataset_hash(artifact.sha256, config)
-    register_feature_set(
-        runtime.db,
-        spec.fingerprint,
-        spec.name,
-        spec.version,
-        list(spec.feature_names),
-        spec.canonical_json(),
+    return register_candidate_model(
+        simulator.base_url, "ppo-livetest", tmp_path_factory.mktemp("model")
     )
-    record_dataset(
-        runtime.db,
-        DatasetRecord(
-            digest,
-            [SYMBOL],
-            "1m",
-            start,
-            end,
-            spec.fingerprint,
-            usable.height,
-            artifact,
-            json.loads(config.canonical_json()),
-            {"split_index": 1},
-        ),
-    )
-    bundle = train_policy(
-        feature_matrix(usable, spec),
-        closes,
-        CostModel.from_instrument(instrument_at(runtime.db, SYMBOL)),
-        TrainConfig(total_timesteps=512, n_steps=128, batch_size=64),
-        {"dataset_hash": digest},
-        tmp_path_factory.mktemp("model") / "policy.zip",
-    )
-    model_artifact = runtime.artifacts.put_file(bundle)
-    model_id = "ppo-livetest"
-    record_model(
-        runtime.db,
-        model_id=model_id,
-        artifact=model_artifact,
-        dataset_hash=digest,
-        feature_fingerprint=spec.fingerprint,
-        algorithm="PPO",
-        seed=0,
-        card={},
-    )
-    return {"model_id": model_id, "sha256": model_artifact.sha256, "dataset_hash": digest}
 
 
 def _settings(simulator, model_id, duration, account="paper:live-tests"):
@@ -425,27 +358,12 @@ def test_refused_refills_degrade_the_feed_without_ending_the_session(candidate_m
     assert len(decided) >= 2
 
 
-def _champion(model_id: str) -> None:
-    """Promote the model through the registry, as the promotion asset does."""
-    db = open_runtime().db
-    record = load_model_record(db, model_id)
-    window = datetime(2025, 3, 9, tzinfo=UTC)
-    record_evaluation(
-        db, report_id=f"report-{model_id}", model_id=model_id, dataset_hash=record.dataset_hash,
-        window_start=window, window_end=window, policy_metrics={}, baseline_metrics={},
-        trades_sha256="0" * 64,
-    )  # fmt: skip
-    record_promotion_decision(
-        db, model_id=model_id, report_id=f"report-{model_id}", promoted=True, reasons=[]
-    )
-
-
 def test_live_mode_trades_the_champion_on_the_exchange_and_the_ledger_matches(
     candidate_model, simulator
 ):
     key, secret = f"live-{secrets.token_hex(4)}", secrets.token_hex(16)
     simulator.create_account(key, secret, balance="5000", hedge_mode=False)
-    _champion(candidate_model["model_id"])
+    promote_champion(candidate_model["model_id"])
     with open_runtime().db.connect() as conn:
         save_risk_config(conn, RISK_DEFAULTS, created_by="test", reason="live-mode test")
     settings = dataclasses.replace(_settings(simulator, None, 8.0), mode="live")
@@ -485,7 +403,7 @@ def test_live_mode_refuses_without_keys_a_risk_configuration_or_a_matching_champ
     candidate_model, simulator, monkeypatch
 ):
     settings = dataclasses.replace(_settings(simulator, None, 2.0), mode="live")
-    _champion(candidate_model["model_id"])
+    promote_champion(candidate_model["model_id"])
     monkeypatch.delenv("GOLDRL_BINGX_API_KEY", raising=False)
     monkeypatch.delenv("GOLDRL_BINGX_API_SECRET", raising=False)
     with pytest.raises(LiveEngineError, match="GOLDRL_BINGX_API_KEY"):
