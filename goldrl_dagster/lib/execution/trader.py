@@ -36,7 +36,9 @@ from goldrl_dagster.lib.risk import (
     OrderProposal,
     RiskLimits,
     RiskStateMachine,
+    TradingState,
 )
+from goldrl_dagster.lib.risk.verdict import Rule
 from goldrl_dagster.lib.storage.account_state import AccountState, read_account_state
 from goldrl_dagster.lib.storage.order_store import (
     acquire_lease,
@@ -45,6 +47,8 @@ from goldrl_dagster.lib.storage.order_store import (
 from goldrl_dagster.lib.storage.risk_store import record_transition
 
 log = logging.getLogger(__name__)
+# Halts the engine lifts by itself once their cooldown ran out (others wait for an operator).
+AUTO_RESUMABLE = frozenset({Rule.CIRCUIT_BREAKER.value})
 # Reconciliations of the whole account (they compare the wallet with the ledger's cash too).
 ACCOUNT_TRIGGERS = frozenset({"startup", "periodic", "account_event"})
 
@@ -159,6 +163,25 @@ class Trader:
         """Give the lease up."""
         release_lease(self.conn, self.broker.account_id, self.symbol, self.session_id)
 
+    def _resume_after_cooldown(self, account: AccountSnapshot, now_ms: int) -> None:
+        """Resume a circuit-breaker halt once its cooldown ran out (recorded).
+
+        Only when nothing else stands in the way; any other halt waits for an operator.
+        """
+        machine = self.machine
+        if machine.state is not TradingState.HALTED or machine.reason not in AUTO_RESUMABLE:
+            return
+        if machine.resume_blocks(now_ms, account):
+            return
+        transition = machine.resume(now_ms, account)
+        if transition is not None:
+            record_transition(
+                self.conn, self.broker.account_id, self.symbol, transition, machine,
+                session_id=self.session_id, version=self.limits.version,
+            )  # fmt: skip
+            log.warning("%s %s: trading resumed after the circuit breaker's cooldown",
+                        self.broker.account_id, self.symbol)  # fmt: skip
+
     def kill_switch(self, reason: str, mark: Decimal) -> KillSwitchOutcome:
         """Halt, cancel every open order and flatten with reduce-only orders (recorded)."""
         return engage(
@@ -251,6 +274,7 @@ class Trader:
         now_ms = self.clock()
         state = state or self.read_state()
         account = self.account_snapshot(bar.close, now_ms, state)
+        self._resume_after_cooldown(account, now_ms)
         halted = self.machine.evaluate_pnl(account, now_ms)
         if halted is not None:  # a loss limit breached: halt, cancel and flatten at once
             record_transition(

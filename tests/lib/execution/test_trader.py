@@ -164,3 +164,28 @@ def test_data_ages_are_judged_in_real_seconds_on_a_faster_venue_clock(make_trade
         assert placement.verdict.allowed is allowed, rules
         assert allowed or "stale_mark_price" in rules
         trader.stop()
+
+
+def test_a_circuit_breaker_halt_lifts_after_its_cooldown_other_halts_do_not(make_trader):
+    trader = make_trader(session="breaker")
+    assert trader.start().passed
+    for _ in range(DEFAULT_LIMITS.circuit_breaker_failures):
+        tripped = trader.machine.record_result(False, trader.now[0])
+    assert tripped is not None and trader.machine.state.value == "HALTED"
+    halted_at = trader.now[0]
+    during = decide(trader, 1, 1)  # a bar inside the cooldown: blocked, still halted
+    assert not during.verdict.allowed and trader.machine.state.value == "HALTED"
+    cooldown_bars = int(DEFAULT_LIMITS.cooldown_s // 60) + 2
+    after = decide(trader, 1, 1 + cooldown_bars)
+    assert trader.now[0] - halted_at > DEFAULT_LIMITS.cooldown_s * 1000
+    assert after.verdict.allowed, after.verdict.blocks
+    assert trader.machine.state.value == "ACTIVE"
+    resumed = trader.conn.execute(
+        "SELECT detail->>'to_state' FROM risk_events WHERE session_id = 'breaker' "
+        "AND kind = 'state' ORDER BY event_id DESC LIMIT 1"
+    ).fetchone()[0]
+    assert resumed == "ACTIVE"
+    # A kill switch's halt is not lifted by the engine, however long ago it was pulled.
+    trader.kill_switch("operator test", D("2650"))
+    later = decide(trader, -1, 3 * cooldown_bars)
+    assert not later.verdict.allowed and trader.machine.state.value == "HALTED"
