@@ -71,3 +71,32 @@ def set_limits(
         except ValueError as exc:  # RiskConfigError too
             _fail(str(exc))
     typer.echo(f"stored risk configuration version {limits.version} ({limits.fingerprint[:12]})")
+
+
+@risk_app.command("resume")
+def resume(
+    account: Annotated[str, typer.Option(help="Trading account, e.g. paper:default.")],
+    instrument: Annotated[str, typer.Option(help="Symbol, e.g. XAUT-USDT.")],
+    by: Annotated[str, typer.Option("--by", help="Who resumes trading.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is safe to trade again.")],
+) -> None:
+    """Lift a halt for the engine's next start (stop the engine first; the cooldown must be over).
+
+    Recorded in risk_events with who and why. The engine judges the loss limits again on its
+    first decision.
+    """
+    import time
+
+    from goldrl_dagster.lib.bingx.symbols import resolve_symbol
+    from goldrl_dagster.lib.runtime import open_runtime
+    from goldrl_dagster.lib.storage.risk_store import resume_by_operator
+
+    with open_runtime().db.connect() as conn:
+        try:
+            transition = resume_by_operator(
+                conn, account, resolve_symbol(instrument), actor=by, reason=reason,
+                now_ms=int(time.time() * 1000),
+            )  # fmt: skip
+        except (ValueError, LookupError) as exc:
+            _fail(str(exc))
+    typer.echo(f"{account} {instrument}: {transition.from_state.value} -> ACTIVE (recorded)")

@@ -45,3 +45,49 @@ def test_limits_are_stored_as_new_versions_and_bad_files_are_refused_by_name(
                                        "--reason", "b"])  # fmt: skip
     assert missing_file.exit_code == 2 and "cannot read" in missing_file.output
     assert json.loads(runner.invoke(app, ["risk", "show"]).output)["version"] == 2
+
+
+def test_an_operator_resumes_a_halt_once_the_engine_is_stopped_and_the_cooldown_over(
+    clean_database,
+):
+    import time
+
+    from goldrl_dagster.lib.risk import RiskStateMachine
+    from goldrl_dagster.lib.storage.order_store import (
+        acquire_lease,
+        ensure_account,
+        release_lease,
+    )
+    from goldrl_dagster.lib.storage.risk_store import (
+        record_transition,
+        restore_machine,
+        save_risk_config,
+    )
+
+    account, symbol = "paper:ops", "XAUT-USDT"
+    args = ["risk", "resume", "--account", account, "--instrument", symbol, "--by", "ops@desk",
+            "--reason", "checked the book"]  # fmt: skip
+    with clean_database.connect() as conn:
+        ensure_account(conn, account, "paper", "paper")
+        save_risk_config(conn, DEFAULT_LIMITS, created_by="test", reason="resume test")
+        now_ms = int(time.time() * 1000)
+        machine = RiskStateMachine(DEFAULT_LIMITS)
+        halt = machine.halt("kill_switch", now_ms)  # its cooldown runs 900 s from now
+        record_transition(conn, account, symbol, halt, machine, session_id=None, version=1,
+                          kind="kill_switch")  # fmt: skip
+        refused = runner.invoke(app, args)
+        assert refused.exit_code == 2 and "cooldown runs for another" in refused.output
+        old = RiskStateMachine(DEFAULT_LIMITS)
+        halt = old.halt("daily_loss", now_ms - 1_000_000)  # halted long ago: cooldown over
+        record_transition(conn, account, symbol, halt, old, session_id=None, version=1)
+        acquire_lease(conn, account, symbol, "engine-1", 60.0)
+        held = runner.invoke(app, args)
+        assert held.exit_code == 2 and "engine-1 holds the lease" in held.output
+        release_lease(conn, account, symbol, "engine-1")
+        resumed = runner.invoke(app, args)
+        assert resumed.exit_code == 0 and "HALTED -> ACTIVE" in resumed.output, resumed.output
+        restored = restore_machine(conn, account, symbol, DEFAULT_LIMITS)
+        assert restored.state.value == "ACTIVE"
+        assert restored.reason == "operator resume by ops@desk: checked the book"
+        again = runner.invoke(app, args)
+        assert again.exit_code == 2 and "already ACTIVE" in again.output

@@ -17,6 +17,7 @@ import psycopg
 
 from goldrl_dagster.lib.risk import RiskLimits, RiskStateMachine, RiskVerdict, TradingState
 from goldrl_dagster.lib.risk.state import Transition
+from goldrl_dagster.lib.storage.order_store import lease_holder
 
 
 class RiskConfigError(ValueError):
@@ -181,3 +182,50 @@ def restore_machine(
         cooldown_until_ms=detail.get("cooldown_until_ms"),
         consecutive_failures=int(detail.get("consecutive_failures") or 0),
     )
+
+
+def resume_by_operator(
+    conn: psycopg.Connection,
+    account_id: str,
+    instrument: str,
+    *,
+    actor: str,
+    reason: str,
+    now_ms: int,
+) -> Transition:
+    """Lift a halt (or reduce-only) for an engine's next start, recorded with who and why.
+
+    The engine must be stopped (its lease lapsed): a running engine keeps its own state. The
+    halt's cooldown must have run out. Loss limits are judged again by the engine on its first
+    decision (a breach still there halts it at once).
+
+    Raises:
+        RiskConfigError: If an engine holds the lease, trading is already active, the cooldown
+            still runs, or who/why is empty.
+    """
+    if not actor.strip() or not reason.strip():
+        raise RiskConfigError("resuming needs who does it and why")
+    holder = lease_holder(conn, account_id, instrument)
+    if holder is not None:
+        raise RiskConfigError(
+            f"session {holder} holds the lease on {account_id} {instrument}: stop the engine "
+            "first (it keeps its own trading state while it runs)"
+        )
+    limits = load_risk_config(conn)
+    machine = restore_machine(conn, account_id, instrument, limits)
+    if machine.state is TradingState.ACTIVE:
+        raise RiskConfigError(f"{account_id} {instrument} is already ACTIVE")
+    until = machine.cooldown_until_ms
+    if until is not None and now_ms < until:
+        raise RiskConfigError(
+            f"the halt's cooldown runs for another {(until - now_ms) / 1000:.0f} s "
+            f"(halted for: {machine.reason})"
+        )
+    transition = Transition(
+        machine.state, TradingState.ACTIVE, f"operator resume by {actor}: {reason}", now_ms
+    )
+    record_transition(
+        conn, account_id, instrument, transition, RiskStateMachine(limits), session_id=None,
+        version=limits.version,
+    )  # fmt: skip
+    return transition
