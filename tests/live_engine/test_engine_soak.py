@@ -39,6 +39,7 @@ import pytest
 
 import live_engine.trading
 from goldrl_dagster.lib.bingx.credentials import Credentials
+from goldrl_dagster.lib.bingx.errors import RateLimitedError
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.orders import Fill, Order
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
@@ -370,6 +371,7 @@ def soak_run(soak_simulator, soak_model, soak_limits):
             faults.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await faults
+            sim.clear_rest_faults()  # a burst not yet served must not hit the next test
         return summary, start_ms, sim.clock.now_ms()
 
     started = time.monotonic()
@@ -571,7 +573,16 @@ def test_a_decision_before_the_last_fill_is_booked_does_not_order_twice(
     credentials = Credentials(key, secret)
     sim.create_account(key, secret, balance="5000", hedge_mode=False)
     with BingXTradingClient(sim.base_url, credentials) as client:
-        client.set_leverage(SYMBOL, 2)
+        # Right after the soak the IP's request windows may still be full (the simulator
+        # enforces BingX's limits): a refused setting is retried once the window drains.
+        for attempt in range(6):
+            try:
+                client.set_leverage(SYMBOL, 2)
+                break
+            except RateLimitedError:
+                if attempt == 5:
+                    raise
+                time.sleep(1.0)
     monkeypatch.setattr(LoadedPolicy, "act", lambda self, observation: 2)  # long, both bars
     session_id = f"twice-{time.time_ns()}"
     first_ms = _ms(SOAK_ANCHOR - timedelta(hours=2))
