@@ -46,7 +46,7 @@ from goldrl_dagster.lib.bingx.rest import MAX_KLINE_LIMIT, BingXRestClient
 from goldrl_dagster.lib.bingx.signing import ServerClock
 from goldrl_dagster.lib.bingx.stream import KlineStream
 from goldrl_dagster.lib.execution.ledger import Position
-from goldrl_dagster.lib.execution.reconcile import NOT_FINAL, ReconciliationReport
+from goldrl_dagster.lib.execution.reconcile import ReconciliationReport
 from goldrl_dagster.lib.execution.trader import Bar, Trader, TradingRefusedError
 from goldrl_dagster.lib.features.anchoring import anchor_us
 from goldrl_dagster.lib.features.incremental import BarGapError, FeatureRow, FeatureStream
@@ -59,7 +59,6 @@ from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.account_state import AccountState
 from goldrl_dagster.lib.storage.market_store import instrument_at
-from goldrl_dagster.lib.storage.order_store import orders_in_states
 from goldrl_dagster.lib.storage.registry import (
     ModelRecord,
     current_champion,
@@ -494,7 +493,7 @@ class DecisionLoop:
             if now - self._last_lease >= LEASE_RENEW_SECONDS:
                 trader.renew_lease()
                 self._last_lease = now
-            in_flight = orders_in_states(conn, self.trading.account_id, trader.symbol, NOT_FINAL)
+            in_flight = trader.read_state().open_orders
             report = None
             if in_flight or wake or account_due:
                 trigger = "in_flight" if in_flight else "account_event" if wake else "periodic"
@@ -658,7 +657,8 @@ def open_session(
     """
     instrument = instrument or instrument_at(runtime.db, settings.instrument)
     costs = live_cost_model(instrument, policy.card)
-    log.info("paper broker cost model %s: %s", costs.fingerprint[:12], costs.to_dict())
+    if settings.mode == "paper":
+        log.info("paper broker cost model %s: %s", costs.fingerprint[:12], costs.to_dict())
     now_ms = clock.now_ms if isinstance(clock, ServerClock) else clock
     try:
         trading = writer.run(lambda conn: open_trading(

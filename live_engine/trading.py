@@ -39,6 +39,7 @@ from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.storage.ledger_store import (
     book_deposit,
     book_funding_income,
+    first_fill_time,
     ledger_cash,
     ledger_position,
 )
@@ -107,14 +108,9 @@ class TradingSession:
         if self.paper is None:
             return FundingReport()
         if self.funding_since is None:
-            row = conn.execute(
-                "SELECT min(filled_at) FROM fills WHERE account_id = %s AND instrument = %s",
-                (self.account_id, self.trader.symbol),
-            ).fetchone()
-            conn.commit()
-            if row[0] is None:
+            self.funding_since = first_fill_time(conn, self.account_id, self.trader.symbol)
+            if self.funding_since is None:
                 return FundingReport()  # never held anything: nothing to settle
-            self.funding_since = row[0]
         report = settle_funding(
             conn, self.account_id, self.trader.symbol, since=self.funding_since, until=until
         )

@@ -47,7 +47,8 @@ from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient
 from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
 from goldrl_dagster.lib.execution.broker import BingXBroker
-from goldrl_dagster.lib.execution.reconcile import NOT_FINAL, reconcile
+from goldrl_dagster.lib.execution.order_states import NOT_FINAL_STATES
+from goldrl_dagster.lib.execution.reconcile import reconcile
 from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS
@@ -472,7 +473,7 @@ def test_after_the_hour_the_ledger_equals_the_exchange(soak_run):
 
 def test_every_order_is_on_the_exchange_exactly_once_and_none_is_unresolved(soak_run):
     run = soak_run
-    not_final = {state.value for state in NOT_FINAL}
+    not_final = {state.value for state in NOT_FINAL_STATES}
     assert not [o for o in run.orders if o[1] in not_final], "left unresolved"
     assert not run.open_orders
     on_venue = collections.Counter(o.client_order_id for o in run.history)

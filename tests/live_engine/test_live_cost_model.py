@@ -3,22 +3,12 @@
 import dataclasses
 
 import pytest
+from backtest_fixtures import XAUT
 
-from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.costs import CostModel
 from live_engine.service import LiveEngineError, live_cost_model
 
-SPEC = InstrumentSpec(
-    symbol="XAUT-USDT",
-    asset="XAUT",
-    currency="USDT",
-    price_precision=2,
-    quantity_precision=3,
-    min_quantity=0.001,
-    min_notional=2.0,
-    maker_fee_rate=0.0002,
-    taker_fee_rate=0.0005,
-)
+SPEC = XAUT
 COSTS = CostModel.from_instrument(SPEC, slippage_bps=10.0, slippage_range_fraction=0.5)
 
 

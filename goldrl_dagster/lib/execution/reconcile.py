@@ -29,19 +29,16 @@ import psycopg
 from goldrl_dagster.lib.bingx.errors import BingXError
 from goldrl_dagster.lib.execution.broker import Broker
 from goldrl_dagster.lib.execution.executor import record_view
-from goldrl_dagster.lib.execution.order_states import OrderState, TransitionError
+from goldrl_dagster.lib.execution.order_states import (
+    NOT_FINAL_STATES,
+    OrderState,
+    TransitionError,
+)
 from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.order_store import apply_update, orders_in_states
 
 log = logging.getLogger(__name__)
 
-NOT_FINAL = (
-    OrderState.INTENDED,
-    OrderState.SUBMITTED,
-    OrderState.UNKNOWN,
-    OrderState.ACCEPTED,
-    OrderState.PARTIALLY_FILLED,
-)
 DEFAULT_GRACE = timedelta(seconds=10)
 BALANCE_TOLERANCE = Decimal("0.01")  # a wallet/ledger difference below a cent is rounding
 
@@ -118,7 +115,7 @@ def reconcile(
     started = time.perf_counter()
     now = now or datetime.now(UTC)
     report = ReconciliationReport(broker.account_id, instrument, trigger)
-    for order in orders_in_states(conn, broker.account_id, instrument, NOT_FINAL):
+    for order in orders_in_states(conn, broker.account_id, instrument, NOT_FINAL_STATES):
         report.orders_checked += 1
         try:
             view = broker.query(order)
@@ -214,16 +211,3 @@ def _store(conn: psycopg.Connection, report: ReconciliationReport, session_id: s
     ).fetchone()  # fmt: skip
     conn.commit()
     return int(row[0])
-
-
-def latest_report_age(
-    conn: psycopg.Connection, account_id: str, instrument: str, now: datetime
-) -> tuple[bool, timedelta] | None:
-    """Whether the latest reconciliation passed, and how old it is (None: never ran)."""
-    row = conn.execute(
-        "SELECT passed, created_at FROM reconciliation_reports WHERE account_id = %s "
-        "AND instrument = %s ORDER BY report_id DESC LIMIT 1",
-        (account_id, instrument),
-    ).fetchone()
-    conn.commit()
-    return None if row is None else (bool(row[0]), now - row[1])

@@ -23,9 +23,9 @@ import psycopg
 from goldrl_dagster.lib.execution.broker import Broker
 from goldrl_dagster.lib.execution.gate import OrderContext, Placement, place
 from goldrl_dagster.lib.execution.kill_switch import KillSwitchOutcome, engage
+from goldrl_dagster.lib.execution.order_states import NOT_FINAL_STATES
 from goldrl_dagster.lib.execution.reconcile import (
     DEFAULT_GRACE,
-    NOT_FINAL,
     ReconciliationReport,
     reconcile,
 )
@@ -314,7 +314,7 @@ class Trader:
             self.recent_orders.append(now_ms)
         if placement.result is not None and placement.result.needs_reconciliation:
             self.reconcile("unknown_outcome")
-        elif placement.result is not None and placement.result.order.state in NOT_FINAL:
+        elif placement.result is not None and placement.result.order.state in NOT_FINAL_STATES:
             # BingX acknowledges a placement without its fills: look the order up at once, so
             # the ledger is current before the next decision.
             self.reconcile("acknowledged")

@@ -237,6 +237,18 @@ def position_at(
     return position
 
 
+def first_fill_time(
+    conn: psycopg.Connection, account_id: str, instrument: str
+) -> datetime | None:
+    """When the account first traded the instrument (None: never)."""
+    row = conn.execute(
+        "SELECT min(filled_at) FROM fills WHERE account_id = %s AND instrument = %s",
+        (account_id, instrument),
+    ).fetchone()
+    conn.commit()
+    return row[0]
+
+
 def ledger_cash(conn: psycopg.Connection, account_id: str) -> Decimal:
     """Cash of the account: deposits + realised PnL − fees + funding, all instruments.
 

@@ -23,10 +23,11 @@ from goldrl_dagster.lib.execution.broker import BingXBroker, PaperBroker
 from goldrl_dagster.lib.execution.executor import execute
 from goldrl_dagster.lib.execution.kill_switch import engage
 from goldrl_dagster.lib.execution.order_states import OrderState
-from goldrl_dagster.lib.execution.reconcile import latest_report_age, reconcile
+from goldrl_dagster.lib.execution.reconcile import reconcile
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS as RISK_LIMITS
 from goldrl_dagster.lib.risk import RiskStateMachine, TradingState
 from goldrl_dagster.lib.rl.costs import CostModel
+from goldrl_dagster.lib.storage.account_state import read_account_state
 from goldrl_dagster.lib.storage.ledger_store import book_deposit, ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.order_store import (
     OrderIntent,
@@ -219,7 +220,8 @@ def test_the_paper_account_books_through_the_same_ledger_and_survives_restarts(s
         assert ledger_position(conn, account_id, XAUT).is_flat
         cash = ledger_cash(conn, account_id)
         assert D("0") < cash < D("10")  # +10 × 0.5 gross, minus slippage and two fees
-        passed, age = latest_report_age(conn, account_id, XAUT, datetime.now(UTC))
+        state = read_account_state(conn, account_id, XAUT)
+        passed, age = state.report_passed, state.report_age
         assert passed and age < timedelta(minutes=1)
 
 

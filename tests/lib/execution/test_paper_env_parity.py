@@ -13,27 +13,17 @@ from decimal import Decimal
 
 import numpy as np
 import pytest
+from backtest_fixtures import XAUT
 
 from goldrl_dagster.lib.execution.broker import PaperBroker
 from goldrl_dagster.lib.execution.ledger import Position, apply_fill, funding_payment
 from goldrl_dagster.lib.execution.order_states import OrderState
-from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.env import GoldTradingEnv
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION
 from goldrl_dagster.lib.storage.order_store import StoredOrder
 
-SPEC = InstrumentSpec(
-    symbol="XAUT-USDT",
-    asset="XAUT",
-    currency="USDT",
-    price_precision=2,
-    quantity_precision=3,
-    min_quantity=0.001,
-    min_notional=2.0,
-    maker_fee_rate=0.0002,
-    taker_fee_rate=0.0005,
-)
+SPEC = XAUT
 COSTS = CostModel.from_instrument(SPEC, slippage_bps=10.0, slippage_range_fraction=0.5)
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 
