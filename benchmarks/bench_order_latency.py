@@ -51,7 +51,6 @@ import argparse
 import asyncio
 import bisect
 import dataclasses
-import json
 import logging
 import multiprocessing
 import os
@@ -71,35 +70,24 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+
+from live_engine_support import promote_champion, register_candidate_model
 
 from goldrl_dagster.lib.bingx import trading as trading_client
 from goldrl_dagster.lib.bingx.credentials import Credentials
-from goldrl_dagster.lib.bingx.models import Kline, klines_to_frame
+from goldrl_dagster.lib.bingx.models import Kline
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.stream import KlineStream
-from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
 from goldrl_dagster.lib.execution import executor, gate
-from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
 from goldrl_dagster.lib.features.spec import TA_V2
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS
-from goldrl_dagster.lib.rl.costs import CostModel
-from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.account_state import read_account_state
 from goldrl_dagster.lib.storage.ledger_store import ledger_cash
-from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
-from goldrl_dagster.lib.storage.registry import (
-    DatasetRecord,
-    load_model_record,
-    record_dataset,
-    record_evaluation,
-    record_model,
-    record_promotion_decision,
-    register_feature_set,
-)
 from goldrl_dagster.lib.storage.risk_store import save_risk_config
 from goldrl_dagster.lib.storage.server import stop_embedded
 from live_engine import service
@@ -364,44 +352,11 @@ class Probe:
 
 def register_champion(runtime: Runtime, rest: BingXRestClient, home: Path) -> str:
     """Train a small PPO policy on a simulated day and promote it, as the assets would."""
-    sync_instruments(runtime.db, rest.contracts(), "simulator")
+    del runtime  # the support helpers open it from the environment, as the tests do
     end = ANCHOR - timedelta(hours=1)
-    start = end - timedelta(hours=30)
-    klines = rest.klines_range(
-        SYMBOL, "1m", int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-    )
-    candles = klines_to_frame(klines, SYMBOL, "1m", "simulator")
-    features = compute_features(candles, TA_V2)
-    usable = features.filter(~pl.col("is_warmup"))
-    closes = candles.filter(~features["is_warmup"])["close"].to_numpy()
-    config = DatasetConfig(SYMBOL, "1m", start, end, TA_V2.fingerprint)
-    artifact = runtime.artifacts.put_bytes(parquet_bytes(usable), ".parquet")
-    digest = dataset_hash(artifact.sha256, config)
-    register_feature_set(runtime.db, TA_V2.fingerprint, TA_V2.name, TA_V2.version,
-                         list(TA_V2.feature_names), TA_V2.canonical_json())  # fmt: skip
-    record_dataset(runtime.db, DatasetRecord(
-        digest, [SYMBOL], "1m", start, end, TA_V2.fingerprint, usable.height, artifact,
-        json.loads(config.canonical_json()), {"split_index": 1},
-    ))  # fmt: skip
-    bundle = train_policy(
-        feature_matrix(usable, TA_V2), closes,
-        CostModel.from_instrument(instrument_at(runtime.db, SYMBOL)),
-        TrainConfig(total_timesteps=512, n_steps=128, batch_size=64),
-        {"dataset_hash": digest}, home / "policy.zip",
-    )  # fmt: skip
-    model_artifact = runtime.artifacts.put_file(bundle)
     model_id = "ppo-latency-bench"
-    record_model(runtime.db, model_id=model_id, artifact=model_artifact, dataset_hash=digest,
-                 feature_fingerprint=TA_V2.fingerprint, algorithm="PPO", seed=0,
-                 card={})  # fmt: skip
-    record = load_model_record(runtime.db, model_id)
-    record_evaluation(
-        runtime.db, report_id=f"report-{model_id}", model_id=model_id,
-        dataset_hash=record.dataset_hash, window_start=start, window_end=end,
-        policy_metrics={}, baseline_metrics={}, trades_sha256="0" * 64,
-    )  # fmt: skip
-    record_promotion_decision(runtime.db, model_id=model_id, report_id=f"report-{model_id}",
-                              promoted=True, reasons=[])  # fmt: skip
+    register_candidate_model(rest.base_url, model_id, home, end=end, hours=30, spec=TA_V2)
+    promote_champion(model_id, end)
     return model_id
 
 

@@ -25,7 +25,6 @@ import asyncio
 import collections
 import contextlib
 import functools
-import json
 import random
 import secrets
 import time
@@ -34,40 +33,28 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import polars as pl
 import pytest
+from live_engine_support import promote_champion, register_candidate_model
 
 import live_engine.trading
 from goldrl_dagster.lib.bingx.credentials import Credentials
 from goldrl_dagster.lib.bingx.errors import RateLimitedError
-from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.orders import Fill, Order
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient
-from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
 from goldrl_dagster.lib.execution.broker import BingXBroker
 from goldrl_dagster.lib.execution.order_states import NOT_FINAL_STATES
 from goldrl_dagster.lib.execution.reconcile import reconcile
-from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS
-from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
-from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
-from goldrl_dagster.lib.storage.market_store import instrument_at, sync_instruments
 from goldrl_dagster.lib.storage.registry import (
-    DatasetRecord,
     current_champion,
     load_model_record,
-    record_dataset,
-    record_evaluation,
-    record_model,
-    record_promotion_decision,
-    register_feature_set,
 )
 from goldrl_dagster.lib.storage.risk_store import (
     RiskConfigError,
@@ -123,69 +110,19 @@ def soak_model(database, soak_simulator, tmp_path_factory):
 
     The previous champion and risk configuration are put back afterwards (both are global).
     """
-    runtime = open_runtime()
-    db = runtime.db
-    spec = DEFAULT_FEATURE_SET
-    with BingXRestClient(soak_simulator.base_url) as client:
-        sync_instruments(db, client.contracts(), "simulator")
-        end = SOAK_ANCHOR - timedelta(hours=1)
-        start = end - timedelta(hours=12)
-        klines = client.klines_range(
-            SYMBOL, "1m", int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-        )
-    candles = klines_to_frame(klines, SYMBOL, "1m", "simulator")
-    features = compute_features(candles, spec)
-    usable = features.filter(~pl.col("is_warmup"))
-    closes = candles.filter(~features["is_warmup"])["close"].to_numpy()
-    config = DatasetConfig(SYMBOL, "1m", start, end, spec.fingerprint)
-    artifact = runtime.artifacts.put_bytes(parquet_bytes(usable), ".parquet")
-    digest = dataset_hash(artifact.sha256, config)
-    register_feature_set(
-        db, spec.fingerprint, spec.name, spec.version, list(spec.feature_names),
-        spec.canonical_json(),
-    )  # fmt: skip
-    record_dataset(
-        db,
-        DatasetRecord(
-            digest,
-            [SYMBOL],
-            "1m",
-            start,
-            end,
-            spec.fingerprint,
-            usable.height,
-            artifact,
-            json.loads(config.canonical_json()),
-            {"split_index": 1},
-        ),
-    )
-    bundle = train_policy(
-        feature_matrix(usable, spec),
-        closes,
-        CostModel.from_instrument(instrument_at(db, SYMBOL)),
-        TrainConfig(total_timesteps=512, n_steps=128, batch_size=64),
-        {"dataset_hash": digest},
-        tmp_path_factory.mktemp("soak-model") / "policy.zip",
-    )
+    db = open_runtime().db
+    end = SOAK_ANCHOR - timedelta(hours=1)
     model_id = "ppo-soak"
-    record_model(
-        db, model_id=model_id, artifact=runtime.artifacts.put_file(bundle), dataset_hash=digest,
-        feature_fingerprint=spec.fingerprint, algorithm="PPO", seed=0, card={},
-    )  # fmt: skip
+    register_candidate_model(
+        soak_simulator.base_url, model_id, tmp_path_factory.mktemp("soak-model"), end=end
+    )
     with db.connect() as conn:
         champion_row = conn.execute("SELECT slot, model_id, decision_id FROM champion").fetchall()
         try:
             limits_before = load_risk_config(conn)
         except RiskConfigError:
             limits_before = None
-    record_evaluation(
-        db, report_id=f"report-{model_id}", model_id=model_id, dataset_hash=digest,
-        window_start=end, window_end=end, policy_metrics={}, baseline_metrics={},
-        trades_sha256="0" * 64,
-    )  # fmt: skip
-    record_promotion_decision(
-        db, model_id=model_id, report_id=f"report-{model_id}", promoted=True, reasons=[]
-    )
+    promote_champion(model_id, end)
     assert current_champion(db) == model_id
     yield load_model_record(db, model_id)
     with db.connect() as conn:

@@ -16,7 +16,7 @@ from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.datasets.build import DatasetConfig, dataset_hash, parquet_bytes
 from goldrl_dagster.lib.features.pipeline import compute_features, feature_matrix
-from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
+from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET, FeatureSetSpec
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import open_runtime
@@ -34,18 +34,26 @@ from goldrl_dagster.lib.storage.registry import (
 SYMBOL = "XAUT-USDT"
 
 
-def register_candidate_model(base_url: str, model_id: str, workdir: Path) -> dict[str, str]:
-    """Train a small PPO policy on 12 simulator hours and register it as the asset does.
+def register_candidate_model(
+    base_url: str,
+    model_id: str,
+    workdir: Path,
+    *,
+    end: datetime = datetime(2025, 3, 9, tzinfo=UTC),
+    hours: int = 12,
+    spec: FeatureSetSpec = DEFAULT_FEATURE_SET,
+) -> dict[str, str]:
+    """Train a small PPO policy on the simulator's ``hours`` before ``end`` and register it.
+
+    Registered as the asset does: feature set, dataset version, model.
 
     Returns:
         ``model_id``, the bundle's ``sha256`` and the ``dataset_hash`` it was trained on.
     """
     runtime = open_runtime()
-    spec = DEFAULT_FEATURE_SET
     with BingXRestClient(base_url) as client:
         sync_instruments(runtime.db, client.contracts(), "simulator")
-        end = datetime(2025, 3, 9, tzinfo=UTC)
-        start = end - timedelta(hours=12)
+        start = end - timedelta(hours=hours)
         klines = client.klines_range(
             SYMBOL, "1m", int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         )
@@ -83,11 +91,10 @@ def register_candidate_model(base_url: str, model_id: str, workdir: Path) -> dic
     return {"model_id": model_id, "sha256": model_artifact.sha256, "dataset_hash": digest}
 
 
-def promote_champion(model_id: str) -> None:
+def promote_champion(model_id: str, window: datetime = datetime(2025, 3, 9, tzinfo=UTC)) -> None:
     """Promote the model through the registry, as the promotion asset does."""
     db = open_runtime().db
     record = load_model_record(db, model_id)
-    window = datetime(2025, 3, 9, tzinfo=UTC)
     record_evaluation(
         db, report_id=f"report-{model_id}", model_id=model_id, dataset_hash=record.dataset_hash,
         window_start=window, window_end=window, policy_metrics={}, baseline_metrics={},
