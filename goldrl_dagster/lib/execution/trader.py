@@ -44,7 +44,12 @@ from goldrl_dagster.lib.storage.order_store import (
     acquire_lease,
     release_lease,
 )
-from goldrl_dagster.lib.storage.risk_store import record_transition
+from goldrl_dagster.lib.storage.risk_store import (
+    EquityWatermarks,
+    load_watermarks,
+    record_transition,
+    save_watermarks,
+)
 
 log = logging.getLogger(__name__)
 # Halts the engine lifts by itself once their cooldown ran out (others wait for an operator).
@@ -122,8 +127,7 @@ class Trader:
             raise ValueError(f"clock_speed must be positive and finite, got {clock_speed}")
         self.clock_speed = clock_speed
         self.recent_orders: deque[int] = deque(maxlen=1000)
-        self._day_start: tuple[int, Decimal] | None = None  # (UTC day, equity at its start)
-        self._peak = Decimal(0)
+        self._marks: EquityWatermarks | None = None  # loaded from the database on first use
 
     @property
     def symbol(self) -> str:
@@ -210,10 +214,7 @@ class Trader:
         state = state or self.read_state()
         position, cash = state.position, state.cash
         equity = cash + position.quantity * (mark - position.entry_price)
-        day = now_ms // 86_400_000
-        if self._day_start is None or self._day_start[0] != day:
-            self._day_start = (day, equity)
-        self._peak = max(self._peak, equity)
+        marks = self._watermarks(equity, now_ms // 86_400_000)
         used = abs(position.quantity) * mark / self.leverage
         return AccountSnapshot(
             instrument=self.symbol,
@@ -223,9 +224,27 @@ class Trader:
             position_entry_price=None if position.is_flat else position.entry_price,
             leverage=self.leverage,
             snapshot_time_ms=now_ms,
-            day_start_equity=self._day_start[1],
-            peak_equity=self._peak,
+            day_start_equity=marks.day_start_equity,
+            peak_equity=marks.peak_equity,
         )
+
+    def _watermarks(self, equity: Decimal, day: int) -> EquityWatermarks:
+        """The day's starting equity and the peak, continued across restarts.
+
+        Stored when they change, in the decision's transaction.
+        """
+        if self._marks is None:
+            self._marks = load_watermarks(self.conn, self.broker.account_id, self.symbol)
+        marks = self._marks
+        if marks is None or marks.day != day:
+            peak = equity if marks is None else max(marks.peak_equity, equity)
+            marks = EquityWatermarks(day, equity, peak)
+        elif equity > marks.peak_equity:
+            marks = EquityWatermarks(day, marks.day_start_equity, equity)
+        if marks != self._marks:
+            save_watermarks(self.conn, self.broker.account_id, self.symbol, marks)
+            self._marks = marks
+        return marks
 
     def reconcile(self, trigger: str = "periodic") -> ReconciliationReport:
         """Reconcile now (the service calls this periodically)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -229,3 +231,45 @@ def resume_by_operator(
         version=limits.version,
     )  # fmt: skip
     return transition
+
+
+@dataclass(frozen=True)
+class EquityWatermarks:
+    """What the loss limits are measured from.
+
+    Attributes:
+        day: The UTC day (days since the epoch) ``day_start_equity`` belongs to.
+        day_start_equity: Equity at the first look at the account that day.
+        peak_equity: The highest equity seen.
+    """
+
+    day: int
+    day_start_equity: Decimal
+    peak_equity: Decimal
+
+
+def load_watermarks(
+    conn: psycopg.Connection, account_id: str, instrument: str
+) -> EquityWatermarks | None:
+    """The stored watermarks of an account and instrument (None: never stored)."""
+    row = conn.execute(
+        "SELECT day - DATE '1970-01-01', day_start_equity, peak_equity FROM equity_watermarks "
+        "WHERE account_id = %s AND instrument = %s",
+        (account_id, instrument),
+    ).fetchone()
+    conn.commit()
+    return None if row is None else EquityWatermarks(int(row[0]), row[1], row[2])
+
+
+def save_watermarks(
+    conn: psycopg.Connection, account_id: str, instrument: str, marks: EquityWatermarks
+) -> None:
+    """Store the watermarks in the open transaction (the caller's next commit makes it durable)."""
+    conn.execute(
+        "INSERT INTO equity_watermarks (account_id, instrument, day, day_start_equity, "
+        "peak_equity) VALUES (%s, %s, DATE '1970-01-01' + %s, %s, %s) "
+        "ON CONFLICT (account_id, instrument) DO UPDATE SET day = EXCLUDED.day, "
+        "day_start_equity = EXCLUDED.day_start_equity, peak_equity = EXCLUDED.peak_equity, "
+        "updated_at = now()",
+        (account_id, instrument, marks.day, marks.day_start_equity, marks.peak_equity),
+    )

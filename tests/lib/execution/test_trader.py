@@ -189,3 +189,26 @@ def test_a_circuit_breaker_halt_lifts_after_its_cooldown_other_halts_do_not(make
     trader.kill_switch("operator test", D("2650"))
     later = decide(trader, -1, 3 * cooldown_bars)
     assert not later.verdict.allowed and trader.machine.state.value == "HALTED"
+
+
+def test_the_day_start_and_peak_equity_survive_a_restart(make_trader):
+    # The daily loss and the drawdown are measured from watermarks the restart must continue,
+    # not from whatever equity the new process first sees.
+    trader = make_trader("marks-a")
+    trader.start()
+    trader.now[0] = bar(0).close_time_ms
+    first = trader.account_snapshot(D("2650"), trader.now[0])
+    decide(trader, 1, 0)  # long 0.05: equity now moves with the price
+    up = trader.account_snapshot(D("2750"), trader.now[0])  # +5 USDT: a new peak
+    assert up.peak_equity == up.equity > first.equity
+    trader.conn.commit()  # the next decision's commit would make it durable
+    trader.stop()
+    restarted = make_trader("marks-b")
+    restarted.start()
+    down = restarted.account_snapshot(D("2600"), trader.now[0] + 60_000)  # same UTC day
+    assert down.day_start_equity == first.day_start_equity
+    assert down.peak_equity == up.peak_equity > down.equity
+    # A new UTC day starts from the equity seen then; the peak carries on.
+    next_day = restarted.account_snapshot(D("2600"), trader.now[0] + 86_400_000)
+    assert next_day.day_start_equity == next_day.equity
+    assert next_day.peak_equity == up.peak_equity
