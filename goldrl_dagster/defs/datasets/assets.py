@@ -36,7 +36,11 @@ from goldrl_dagster.lib.datasets.build import (
     parquet_bytes,
     split_index,
 )
-from goldrl_dagster.lib.datasets.feature_days import compute_day_features, day_segment_start
+from goldrl_dagster.lib.datasets.feature_days import (
+    FeatureLeakageError,
+    checked_day_features,
+    day_segment_start,
+)
 from goldrl_dagster.lib.datasets.feature_stats import feature_statistics
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.storage.bulk import read_frame
@@ -112,7 +116,16 @@ def dataset_version(
         else None
     )
     for day in missing:
-        features = compute_day_features(history, spec, day, inputs=inputs)
+        try:
+            # The snapshot asset's own path: the same bars proven free of look-ahead.
+            features = checked_day_features(
+                history, spec, day, partition_key=_partition(day.isoformat(), symbol), inputs=inputs
+            ).features
+        except FeatureLeakageError as exc:
+            raise dg.Failure(
+                description=f"{symbol} {day}: {exc}",
+                metadata={"leaky_features": list(exc.report.leaky_features)},
+            ) from exc
         suite = validate_features(features, spec, candle_rows=candle_days[day])
         if not suite.success:
             raise dg.Failure(

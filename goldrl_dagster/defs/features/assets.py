@@ -32,14 +32,12 @@ from goldrl_dagster.defs.market_data.partitions import (
 )
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.datasets.feature_days import (
-    compute_day_features,
+    FeatureLeakageError,
+    checked_day_features,
     day_bounds,
-    day_segment,
     day_segment_start,
-    leakage_sample,
 )
 from goldrl_dagster.lib.datasets.feature_stats import feature_statistics
-from goldrl_dagster.lib.features.leakage import check_no_lookahead
 from goldrl_dagster.lib.features.spec import (
     CORE_V1,
     FUTURES_V1,
@@ -136,21 +134,19 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             )
 
         inputs = read_feature_inputs(runtime.db, symbol, anchor, end) if spec.needs_inputs else None
-        features = compute_day_features(candles, spec, day, inputs=inputs)
-        segment = day_segment(candles, day, spec)
-        points = leakage_sample(
-            segment.height, features.height, f"{context.partition_key}|{spec.fingerprint}"
-        )
-        if points:
-            leakage = check_no_lookahead(segment, spec, points, rng_seed=0, inputs=inputs)
-            if not leakage.ok:
-                raise dg.Failure(
-                    description=leakage.summary(),
-                    metadata={
-                        "leaky_features": list(leakage.leaky_features),
-                        "bars": sorted({str(d.open_time) for d in leakage.differences}),
-                    },
-                )
+        try:
+            checked = checked_day_features(
+                candles, spec, day, partition_key=context.partition_key, inputs=inputs
+            )
+        except FeatureLeakageError as exc:
+            raise dg.Failure(
+                description=str(exc),
+                metadata={
+                    "leaky_features": list(exc.report.leaky_features),
+                    "bars": sorted({str(d.open_time) for d in exc.report.differences}),
+                },
+            ) from exc
+        features = checked.features
 
         suite = validate_features(features, spec, candle_rows=day_candles)
         check = to_check_result(suite, asset_key=key, check_name=FEATURES_QUALITY_CHECK)
@@ -163,7 +159,7 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
             "tail_rows_read": candles.height - day_candles,
             "feature_set": f"{spec.name} v{spec.version}",
             "fingerprint": spec.fingerprint,
-            "leakage_checked_bars": len(points),
+            "leakage_checked_bars": checked.leakage_checked_bars,
         }
         if not suite.success:
             # Features that fail their suite are not stored: nothing downstream can read them.
@@ -176,7 +172,7 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         write_feature_statistics(runtime.db, symbol, BASE_INTERVAL, spec, day, stats)
         context.log.info(
             "%s %s: %d %s rows (%d warm-up, %d missing input), no look-ahead at %d bars",
-            symbol, day, written, spec.name, warmup, missing_input, len(points),
+            symbol, day, written, spec.name, warmup, missing_input, checked.leakage_checked_bars,
         )  # fmt: skip
         return dg.MaterializeResult(
             metadata=metadata

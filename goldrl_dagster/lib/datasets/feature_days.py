@@ -1,14 +1,16 @@
 """Features of one UTC day, computed exactly as the anchored contract defines them.
 
 The feature-snapshot assets and the dataset build (for days the store lacks) both call
-``compute_day_features``, so a cached row and a freshly computed one are the same bytes: the
-day is computed on its anchored segment (``features.anchoring``: the ``warmup_bars`` bars
-before UTC midnight, then the day) and only the day's own rows are kept.
+``checked_day_features``, so a cached row and a freshly computed one are the same bytes and
+went through the same look-ahead check: the day is computed on its anchored segment
+(``features.anchoring``: the ``warmup_bars`` bars before UTC midnight, then the day), only the
+day's own rows are kept, and sampled bars are recomputed without their future.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -16,6 +18,7 @@ import polars as pl
 
 from goldrl_dagster.lib.features.anchoring import feature_anchor
 from goldrl_dagster.lib.features.futures_functions import FeatureInputs
+from goldrl_dagster.lib.features.leakage import LeakageReport, check_no_lookahead
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
 
@@ -82,3 +85,60 @@ def leakage_sample(
     rng = np.random.default_rng(seed)
     picked = rng.choice(population, size=min(points, population), replace=False)
     return sorted(first + int(i) for i in picked)
+
+
+class FeatureLeakageError(ValueError):
+    """A feature of the day changed when the bars after it were removed (look-ahead)."""
+
+    def __init__(self, report: LeakageReport) -> None:
+        super().__init__(report.summary())
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CheckedFeatureDay:
+    """A day's features that passed the look-ahead check.
+
+    Attributes:
+        features: The ``compute_day_features`` frame of the day.
+        leakage_checked_bars: How many of the day's bars were recomputed without their future.
+    """
+
+    features: pl.DataFrame
+    leakage_checked_bars: int
+
+
+def checked_day_features(
+    candles: pl.DataFrame,
+    spec: FeatureSetSpec,
+    day: date,
+    *,
+    partition_key: str,
+    inputs: FeatureInputs | None = None,
+) -> CheckedFeatureDay:
+    """A day's features, computed and proven free of look-ahead on sampled bars.
+
+    The sampled bars are seeded by the partition key and the feature set's fingerprint, so the
+    snapshot asset and a dataset build computing the same day check the same bars.
+
+    Args:
+        candles: Canonical candles covering at least the day's anchored segment.
+        spec: The feature set.
+        day: The UTC day.
+        partition_key: The instrument × day partition key (``"<instrument>|<day>"``).
+        inputs: External observations, for sets that need them.
+
+    Returns:
+        The features and the number of bars checked.
+
+    Raises:
+        FeatureLeakageError: If any feature differs without the future (names the features).
+    """
+    features = compute_day_features(candles, spec, day, inputs=inputs)
+    segment = day_segment(candles, day, spec)
+    points = leakage_sample(segment.height, features.height, f"{partition_key}|{spec.fingerprint}")
+    if points:
+        report = check_no_lookahead(segment, spec, points, rng_seed=0, inputs=inputs)
+        if not report.ok:
+            raise FeatureLeakageError(report)
+    return CheckedFeatureDay(features, len(points))

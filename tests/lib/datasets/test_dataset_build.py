@@ -17,14 +17,18 @@ from goldrl_dagster.lib.datasets.build import (
     parquet_bytes,
 )
 from goldrl_dagster.lib.datasets.feature_days import (
+    FeatureLeakageError,
+    checked_day_features,
     compute_day_features,
     day_segment_start,
     leakage_sample,
 )
 from goldrl_dagster.lib.datasets.request import DatasetRequest
+from goldrl_dagster.lib.features import functions
 from goldrl_dagster.lib.features.anchoring import compute_features_anchored
+from goldrl_dagster.lib.features.functions import FeatureFunction
 from goldrl_dagster.lib.features.pipeline import compute_features
-from goldrl_dagster.lib.features.spec import CORE_V1
+from goldrl_dagster.lib.features.spec import CORE_V1, FeatureSetSpec, FeatureSpec
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -128,3 +132,24 @@ def test_leakage_sample_is_seeded_and_inside_the_day():
     assert points != leakage_sample(1679, 1440, "2025-03-04|XAUT-USDT|abc")
     assert len(points) == 6 and all(239 <= p < 1678 for p in points)
     assert leakage_sample(10, 1, "x") == []
+
+
+def _peek_next(bars, params):
+    out = np.full(bars.close.shape[0], np.nan)
+    out[:-1] = bars.close[1:] / bars.close[:-1] - 1.0
+    return out
+
+
+def test_checked_day_features_prove_the_day_free_of_lookahead(candles, monkeypatch):
+    day = date(2025, 3, 3)
+    checked = checked_day_features(candles, CORE_V1, day, partition_key="XAUT-USDT|2025-03-03")
+    assert checked.features.equals(compute_day_features(candles, CORE_V1, day))
+    assert checked.leakage_checked_bars == 6
+    # The same day computed by a dataset build with a leaky set is refused, naming the feature.
+    monkeypatch.setitem(
+        functions.FUNCTIONS, "peek_next", FeatureFunction("peek_next", {}, _peek_next, lambda p: 0)
+    )
+    leaky = FeatureSetSpec("leaky", 1, (*CORE_V1.features[:2], FeatureSpec("peek", "peek_next")))
+    with pytest.raises(FeatureLeakageError, match=r"LOOK-AHEAD in \['peek'\]") as caught:
+        checked_day_features(candles, leaky, day, partition_key="XAUT-USDT|2025-03-03")
+    assert caught.value.report.leaky_features == ("peek",)
