@@ -162,11 +162,14 @@ def select_model(runtime: Runtime, settings: LiveSettings) -> ModelRecord:
     Raises:
         LiveEngineError: If there is no champion and no model was named.
     """
-    model_id = settings.model_id or current_champion(runtime.db)
+    model_id = settings.model_id or current_champion(
+        runtime.db, settings.instrument, settings.interval
+    )
     if model_id is None:
         raise LiveEngineError(
-            "no champion model: promote one (materialize models/promoted_model) or pass "
-            "--model-id to paper-trade a candidate"
+            f"no champion model for {settings.instrument} {settings.interval}: promote one "
+            "(goldrl promote, or materialize models/promoted_model) or pass --model-id to "
+            "paper-trade a candidate"
         )
     return load_model_record(runtime.db, model_id)
 

@@ -219,14 +219,14 @@ def insert_models_and_reports(db: Database) -> None:
             }
             conn.execute(
                 "INSERT INTO evaluation_reports (report_id, model_id, dataset_hash, window_start,"
-                " window_end, policy_metrics, baseline_metrics, trades_sha256)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, 'tsha')",
+                " window_end, policy_metrics, baseline_metrics, trades_sha256, instrument,"
+                " interval) VALUES (%s, %s, %s, %s, %s, %s, %s, 'tsha', 'PAXG-USDT', '1m')",
                 (report_id, model, dataset, T0, T0, json.dumps(policy), json.dumps(baselines)),
             )
         for model, report, promoted in PROMOTIONS:
             conn.execute(
-                "INSERT INTO promotion_decisions (model_id, report_id, promoted, reasons)"
-                " VALUES (%s, %s, %s, '[]')",
+                "INSERT INTO promotion_decisions (model_id, report_id, promoted, reasons,"
+                " instrument, interval) VALUES (%s, %s, %s, '[]', 'PAXG-USDT', '1m')",
                 (model, report, promoted),
             )
         conn.commit()

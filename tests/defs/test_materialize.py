@@ -244,7 +244,7 @@ def test_model_evaluation_and_promotion_are_linked(graph_run):
     )
     assert decision.height == 1
     assert decision["promoted"][0] == promotion["promoted"]
-    champion = read_frame(db, "SELECT model_id FROM champion")
+    champion = read_frame(db, "SELECT model_id FROM champions")
     if promotion["promoted"]:
         assert champion["model_id"].to_list() == [model["model_id"]]
     else:

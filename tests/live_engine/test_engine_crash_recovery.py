@@ -80,7 +80,9 @@ def champion(settings, database, simulator, tmp_path_factory):
     )
     db = open_runtime().db
     with db.connect() as conn:
-        champion_rows = conn.execute("SELECT slot, model_id, decision_id FROM champion").fetchall()
+        champion_rows = conn.execute(
+            "SELECT instrument, interval, model_id, decision_id FROM champions"
+        ).fetchall()
         try:
             limits_before = load_risk_config(conn)
         except RiskConfigError:  # version 1 is the defaults', as other tests store them
@@ -95,9 +97,10 @@ def champion(settings, database, simulator, tmp_path_factory):
         )  # fmt: skip
     yield model
     with db.connect() as conn:
-        conn.execute("DELETE FROM champion")
+        conn.execute("DELETE FROM champions")
         for row in champion_rows:
-            conn.execute("INSERT INTO champion (slot, model_id, decision_id) VALUES (%s, %s, %s)",
+            conn.execute("INSERT INTO champions (instrument, interval, model_id, decision_id) "
+                         "VALUES (%s, %s, %s, %s)",
                          row)  # fmt: skip
         conn.commit()
         store_new_risk_version(conn, _fields(limits_before), created_by="crash tests",

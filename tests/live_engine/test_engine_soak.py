@@ -117,18 +117,21 @@ def soak_model(database, soak_simulator, tmp_path_factory):
         soak_simulator.base_url, model_id, tmp_path_factory.mktemp("soak-model"), end=end
     )
     with db.connect() as conn:
-        champion_row = conn.execute("SELECT slot, model_id, decision_id FROM champion").fetchall()
+        champion_row = conn.execute(
+            "SELECT instrument, interval, model_id, decision_id FROM champions"
+        ).fetchall()
         try:
             limits_before = load_risk_config(conn)
         except RiskConfigError:
             limits_before = None
     promote_champion(model_id, end)
-    assert current_champion(db) == model_id
+    assert current_champion(db, "XAUT-USDT", "1m") == model_id
     yield load_model_record(db, model_id)
     with db.connect() as conn:
-        conn.execute("DELETE FROM champion")
+        conn.execute("DELETE FROM champions")
         for row in champion_row:
-            conn.execute("INSERT INTO champion (slot, model_id, decision_id) VALUES (%s, %s, %s)",
+            conn.execute("INSERT INTO champions (instrument, interval, model_id, decision_id) "
+                         "VALUES (%s, %s, %s, %s)",
                          row)  # fmt: skip
         conn.commit()
         latest = load_risk_config(conn)

@@ -198,7 +198,7 @@ def test_live_feature_rows_equal_the_anchored_batch_rows_byte_for_byte(
 
 def test_live_engine_refuses_without_a_champion(candidate_model, simulator):
     with open_runtime().db.connect() as conn:
-        conn.execute("DELETE FROM champion")
+        conn.execute("DELETE FROM champions")
         conn.commit()
     with pytest.raises(LiveEngineError, match="no champion"):
         asyncio.run(run_live_engine(_settings(simulator, None, 1.0), install_signals=False))
@@ -408,10 +408,16 @@ def test_live_mode_refuses_without_keys_a_risk_configuration_or_a_matching_champ
     monkeypatch.delenv("GOLDRL_BINGX_API_SECRET", raising=False)
     with pytest.raises(LiveEngineError, match="GOLDRL_BINGX_API_KEY"):
         asyncio.run(run_live_engine(settings, install_signals=False))
-    # A champion trained on XAUT is never traded on PAXG.
+    # The XAUT champion is XAUT's only: PAXG has its own slot, and it is empty.
     paxg = dataclasses.replace(settings, instrument="PAXG-USDT")
-    with pytest.raises(LiveEngineError, match="trained on XAUT-USDT 1m bars; refusing"):
+    with pytest.raises(LiveEngineError, match="no champion model for PAXG-USDT 1m"):
         asyncio.run(run_live_engine(paxg, install_signals=False))
+    # A model trained on XAUT is never traded on PAXG, even named explicitly on paper.
+    paper_paxg = dataclasses.replace(
+        paxg, mode="paper", model_id=candidate_model["model_id"]
+    )
+    with pytest.raises(LiveEngineError, match="trained on XAUT-USDT 1m bars; refusing"):
+        asyncio.run(run_live_engine(paper_paxg, install_signals=False))
     with pytest.raises(ValueError, match="live mode trades the champion only"):
         dataclasses.replace(settings, model_id=candidate_model["model_id"])
 

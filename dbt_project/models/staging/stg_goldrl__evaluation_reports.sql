@@ -15,6 +15,8 @@ flattened as (
         report_id,
         model_id,
         dataset_hash,
+        instrument,
+        interval,
         window_start,
         window_end,
         trades_sha256,

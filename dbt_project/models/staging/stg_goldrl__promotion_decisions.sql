@@ -12,6 +12,11 @@ renamed as (
         decision_id,
         model_id,
         report_id,
+        instrument,
+        interval,
+        champion_report_id,
+        trials,
+        decided_by,
         previous_champion,
         promoted,
         case when jsonb_typeof(reasons) = 'array' then jsonb_array_length(reasons) end

@@ -12,8 +12,6 @@ import psycopg
 from goldrl_dagster.lib.storage.artifacts import StoredArtifact
 from goldrl_dagster.lib.storage.server import Database
 
-CHAMPION_SLOT = "champion"
-
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
@@ -211,8 +209,13 @@ def record_evaluation(
     folds: list[dict[str, Any]] | None = None,
     config: dict[str, Any] | None = None,
     cost_model_fingerprint: str | None = None,
+    daily_pnl: dict[str, list[list[Any]]] | None = None,
+    diagnostics: dict[str, Any] | None = None,
 ) -> None:
     """Store an evaluation report (idempotent on report id).
+
+    The report is labelled with the instrument and interval of the dataset it scored, so the
+    market's number of trials counts it.
 
     Args:
         db: The database.
@@ -227,26 +230,134 @@ def record_evaluation(
         folds: Per-fold summaries of a walk-forward evaluation.
         config: The evaluation settings.
         cost_model_fingerprint: Fingerprint of the cost model the runs were scored under.
+        daily_pnl: Per run, ``[day, net PnL]`` pairs of every UTC day scored.
+        diagnostics: The policy's behaviour (turnover, entropy, time in market, ...).
+
+    Raises:
+        LookupError: If the dataset version is unknown.
     """
     with db.connect() as conn:
-        conn.execute(
+        cur = conn.execute(
             "INSERT INTO evaluation_reports (report_id, model_id, dataset_hash, window_start, "
             "window_end, policy_metrics, baseline_metrics, trades_sha256, folds, config, "
-            "cost_model_fingerprint) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "cost_model_fingerprint, daily_pnl, diagnostics, instrument, interval) "
+            "SELECT %s, %s, d.dataset_hash, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "d.instruments[1], d.interval FROM dataset_versions d WHERE d.dataset_hash = %s "
             "ON CONFLICT (report_id) DO NOTHING",
-            (report_id, model_id, dataset_hash, window_start, window_end,
-             _json(policy_metrics), _json(baseline_metrics), trades_sha256,
-             _json(folds or []), _json(config or {}), cost_model_fingerprint),
+            (report_id, model_id, window_start, window_end, _json(policy_metrics),
+             _json(baseline_metrics), trades_sha256, _json(folds or []), _json(config or {}),
+             cost_model_fingerprint, _json(daily_pnl or {}), _json(diagnostics or {}),
+             dataset_hash),
         )  # fmt: skip
+        if cur.rowcount == 0:
+            known = conn.execute(
+                "SELECT 1 FROM dataset_versions WHERE dataset_hash = %s", (dataset_hash,)
+            ).fetchone()
+            if known is None:
+                raise LookupError(f"unknown dataset version {dataset_hash}")
         conn.commit()
 
 
-def current_champion(db: Database) -> str | None:
-    """Return the champion model id, or None if no model was ever promoted."""
+@dataclass(frozen=True)
+class EvaluationRecord:
+    """A stored evaluation report: what the promotion gate judges.
+
+    Attributes:
+        report_id: Identity of the report.
+        model_id: The evaluated model.
+        dataset_hash: The dataset version it was scored on.
+        instrument: The market's instrument.
+        interval: The market's bar interval.
+        window_start: Open time of the first scored bar.
+        window_end: Open time of the last scored bar.
+        policy_metrics: Aggregate metrics of the policy.
+        baseline_metrics: Aggregate metrics of each baseline.
+        folds: Per-fold summaries (metrics per run).
+        config: The evaluation settings.
+        cost_model_fingerprint: The cost model the runs were scored under.
+        daily_pnl: Per run, ``[day, net PnL]`` pairs.
+        diagnostics: The policy's behaviour.
+        trades_sha256: Hash of the policy's trades.
+    """
+
+    report_id: str
+    model_id: str
+    dataset_hash: str
+    instrument: str
+    interval: str
+    window_start: datetime
+    window_end: datetime
+    policy_metrics: dict[str, Any]
+    baseline_metrics: dict[str, dict[str, Any]]
+    folds: list[dict[str, Any]]
+    config: dict[str, Any]
+    cost_model_fingerprint: str | None
+    daily_pnl: dict[str, list[list[Any]]]
+    diagnostics: dict[str, Any]
+    trades_sha256: str
+
+
+_EVALUATION_COLUMNS = (
+    "report_id, model_id, dataset_hash, instrument, interval, window_start, window_end, "
+    "policy_metrics, baseline_metrics, folds, config, cost_model_fingerprint, daily_pnl, "
+    "diagnostics, trades_sha256"
+)
+
+
+def load_evaluation(db: Database, report_id: str) -> EvaluationRecord:
+    """Fetch an evaluation report by id.
+
+    Raises:
+        LookupError: If the report id is unknown.
+    """
     with db.connect() as conn:
         row = conn.execute(
-            "SELECT model_id FROM champion WHERE slot = %s", (CHAMPION_SLOT,)
+            f"SELECT {_EVALUATION_COLUMNS} FROM evaluation_reports WHERE report_id = %s",
+            (report_id,),
+        ).fetchone()
+    if row is None:
+        raise LookupError(f"unknown evaluation report {report_id!r}")
+    return EvaluationRecord(*row)
+
+
+def find_evaluation(
+    db: Database, *, model_id: str, dataset_hash: str, config: dict[str, Any]
+) -> EvaluationRecord | None:
+    """The report of a model on a dataset under exactly these settings, if one is stored."""
+    with db.connect() as conn:
+        row = conn.execute(
+            f"SELECT {_EVALUATION_COLUMNS} FROM evaluation_reports WHERE model_id = %s "
+            "AND dataset_hash = %s AND config = %s::jsonb ORDER BY created_at DESC LIMIT 1",
+            (model_id, dataset_hash, _json(config)),
+        ).fetchone()
+    return EvaluationRecord(*row) if row else None
+
+
+def market_trials(db: Database, instrument: str, interval: str) -> dict[str, list[list[Any]]]:
+    """Every model ever evaluated on a market, with the daily PnL of its latest report.
+
+    Selection among many candidates inflates the best one's performance; the promotion gate
+    deflates the challenger's Sharpe ratio by this number of trials.
+
+    Returns:
+        Model id to the policy's ``[day, net PnL]`` pairs of its latest report on the market
+        (empty when the report predates daily series).
+    """
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (model_id) model_id, daily_pnl -> 'policy' FROM evaluation_reports "
+            "WHERE instrument = %s AND interval = %s ORDER BY model_id, created_at DESC",
+            (instrument, interval),
+        ).fetchall()
+    return {model_id: series or [] for model_id, series in rows}
+
+
+def current_champion(db: Database, instrument: str, interval: str) -> str | None:
+    """Return the champion model id of a market, or None if none was ever promoted there."""
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT model_id FROM champions WHERE instrument = %s AND interval = %s",
+            (instrument, interval),
         ).fetchone()
     return row[0] if row else None
 
@@ -258,34 +369,58 @@ def record_promotion_decision(
     report_id: str,
     promoted: bool,
     reasons: list[dict[str, Any]],
+    champion_report_id: str | None = None,
+    trials: int | None = None,
+    decided_by: str = "goldrl",
 ) -> tuple[int, str | None]:
-    """Store a promotion decision and, if promoted, move the champion pointer atomically.
+    """Store a promotion decision and, if promoted, move the market's champion atomically.
 
-    The champion row is locked while deciding so two concurrent promotions cannot both read the
-    same previous champion.
+    The market is the report's instrument and interval. Decisions on one market are serialised
+    (a transaction-scoped advisory lock), so two concurrent promotions cannot both read the same
+    previous champion; the live engine is notified (``goldrl_champion``, JSON payload with the
+    instrument, interval and model id).
 
     Returns:
-        The decision id and the previous champion's model id.
+        The decision id and the market's previous champion model id.
+
+    Raises:
+        LookupError: If the report id is unknown.
     """
     with db.connect() as conn:
+        market = conn.execute(
+            "SELECT instrument, interval FROM evaluation_reports WHERE report_id = %s",
+            (report_id,),
+        ).fetchone()
+        if market is None:
+            raise LookupError(f"unknown evaluation report {report_id!r}")
+        instrument, interval = market
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('goldrl_champion:' || %s || ':' || %s))",
+            (instrument, interval),
+        )
         row = conn.execute(
-            "SELECT model_id FROM champion WHERE slot = %s FOR UPDATE", (CHAMPION_SLOT,)
+            "SELECT model_id FROM champions WHERE instrument = %s AND interval = %s",
+            (instrument, interval),
         ).fetchone()
         previous = row[0] if row else None
         decision = conn.execute(
             "INSERT INTO promotion_decisions (model_id, report_id, previous_champion, promoted, "
-            "reasons) VALUES (%s, %s, %s, %s, %s) RETURNING decision_id",
-            (model_id, report_id, previous, promoted, _json(reasons)),
-        ).fetchone()
+            "reasons, instrument, interval, champion_report_id, trials, decided_by) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING decision_id",
+            (model_id, report_id, previous, promoted, _json(reasons), instrument, interval,
+             champion_report_id, trials, decided_by),
+        ).fetchone()  # fmt: skip
         assert decision is not None
         if promoted:
             conn.execute(
-                "INSERT INTO champion (slot, model_id, decision_id) VALUES (%s, %s, %s) "
-                "ON CONFLICT (slot) DO UPDATE SET model_id = EXCLUDED.model_id, "
-                "decision_id = EXCLUDED.decision_id, updated_at = now()",
-                (CHAMPION_SLOT, model_id, decision[0]),
+                "INSERT INTO champions (instrument, interval, model_id, decision_id) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (instrument, interval) DO UPDATE SET "
+                "model_id = EXCLUDED.model_id, decision_id = EXCLUDED.decision_id, "
+                "updated_at = now()",
+                (instrument, interval, model_id, decision[0]),
             )
-            # Wake the live engine's model watcher (LISTEN goldrl_champion).
-            conn.execute("SELECT pg_notify('goldrl_champion', %s)", (model_id,))
+            # Wake the live engines' model watchers (LISTEN goldrl_champion).
+            payload = {"instrument": instrument, "interval": interval, "model_id": model_id}
+            conn.execute("SELECT pg_notify('goldrl_champion', %s)", (_json(payload),))
         conn.commit()
     return decision[0], previous
