@@ -114,7 +114,7 @@ def load_view(runtime: Runtime, reference: str) -> DatasetView:
     Raises:
         DatasetLookupError: See ``find_dataset``.
     """
-    from goldrl_dagster.defs.datasets.loading import load_dataset
+    from goldrl_dagster.lib.datasets.loading import load_dataset
 
     record = find_dataset(runtime.db, reference)
     loaded = load_dataset(runtime, record.dataset_hash)

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 
 from goldrl_dagster.defs import keys
-from goldrl_dagster.defs.datasets.loading import load_dataset
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.lib.datasets.loading import load_dataset
 from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.features.spec import TA_V2
 from goldrl_dagster.lib.runtime import open_runtime

@@ -9,13 +9,13 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from goldrl_dagster.defs.datasets.loading import load_dataset
 from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import upstream_value
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.backtest.plots import walk_forward_plot_png
 from goldrl_dagster.lib.datasets.build import FUNDING_RATE
+from goldrl_dagster.lib.datasets.loading import load_dataset
 from goldrl_dagster.lib.evaluation.folds import FoldConfig
 from goldrl_dagster.lib.evaluation.walk_forward import (
     WalkForwardConfig,

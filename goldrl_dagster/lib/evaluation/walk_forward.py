@@ -155,6 +155,8 @@ class FoldResult:
         results: Backtests keyed ``policy`` and the baseline names (empty if the fold failed).
         cost_model_fingerprint: Fingerprint of the fold's cost model (None if it failed early).
         error: Why the fold failed, or None.
+        positions: The policy's target position after each test bar's decision, starting flat
+            (empty if the fold failed): what the policy diagnostics read.
     """
 
     fold: Fold
@@ -163,6 +165,7 @@ class FoldResult:
     results: dict[str, BacktestResult] = field(default_factory=dict)
     cost_model_fingerprint: str | None = None
     error: str | None = None
+    positions: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
 
     @property
     def ok(self) -> bool:
@@ -221,6 +224,40 @@ class WalkForwardReport:
     def stitched_curves(self) -> dict[str, pl.DataFrame]:
         """Per run, the folds' equity curves joined into one (see the module docstring)."""
         return _stitched(self.folds, self.config.starting_balance)[0]
+
+    def daily_pnl(self) -> dict[str, list[list[Any]]]:
+        """Per run, the net PnL of every UTC day scored, from the stitched equity curve.
+
+        A bar belongs to the day its close falls in (a close at midnight closes the day
+        before); a day's PnL is its last equity minus the previous day's (the first day's minus
+        the starting balance), so fees and funding count on the day they were paid.
+
+        Returns:
+            Run name to ``[ISO day, net PnL]`` pairs, oldest first (JSON-ready).
+        """
+        series: dict[str, list[list[Any]]] = {}
+        curves = _stitched([f for f in self.folds if f.ok], self.config.starting_balance)[0]
+        for name, curve in curves.items():
+            closes = (
+                curve.with_columns(
+                    (pl.col("ts") - pl.duration(microseconds=1)).dt.date().alias("day")
+                )
+                .group_by("day", maintain_order=True)
+                .agg(pl.col("equity").last())
+                .sort("day")
+            )
+            equity = closes["equity"].to_numpy()
+            pnl = np.diff(equity, prepend=self.config.starting_balance)
+            series[name] = [
+                [day.isoformat(), float(value)]
+                for day, value in zip(closes["day"].to_list(), pnl, strict=True)
+            ]
+        return series
+
+    def policy_positions(self) -> np.ndarray:
+        """The policy's target positions over every fold that ran, oldest first."""
+        paths = [f.positions for f in self.folds if f.ok]
+        return np.concatenate(paths) if paths else np.zeros(0, dtype=np.int8)
 
 
 class WalkForwardError(RuntimeError):
@@ -340,10 +377,11 @@ def run_walk_forward(
             table = np.asarray(scored.action_table(feats[start:end]))
             if table.shape != (end - start, len(ACTION_TO_POSITION)):
                 raise ValueError(f"policy action table has shape {table.shape}")
+            targets = _POSITIONS[table]
             results = evaluate_with_baselines(
                 frame.slice(start, end - start),
                 spec,
-                _POSITIONS[table],
+                targets,
                 order_quantity=config.order_quantity,
                 starting_balance=config.starting_balance,
                 cost_model=cost_model,
@@ -359,7 +397,9 @@ def run_walk_forward(
                 FoldResult(fold, *window, cost_model_fingerprint=fingerprint, error=repr(exc))
             )
             continue
-        outcomes.append(FoldResult(fold, *window, results, fingerprint))
+        outcomes.append(
+            FoldResult(fold, *window, results, fingerprint, positions=realised_positions(targets))
+        )
     if not any(outcome.ok for outcome in outcomes):
         raise WalkForwardError(f"all {len(outcomes)} folds failed: {outcomes[0].error}")
     interval = frame["interval"][0]
@@ -381,6 +421,28 @@ def run_walk_forward(
         trades_sha256=hashlib.sha256("\n".join(lines).encode()).hexdigest(),
         cost_model_fingerprint=common,
     )
+
+
+def realised_positions(targets: np.ndarray) -> np.ndarray:
+    """The position path a ``(n, 3)`` target table produces, starting flat.
+
+    Column ``sign + 1`` of row ``i`` is the target at bar ``i`` when the position is ``sign``
+    (see ``backtest.strategy``); the path follows the table from flat, as the backtest's
+    strategy does when every order fills.
+
+    Args:
+        targets: Target positions in {-1, 0, 1}, shape ``(n, 3)``.
+
+    Returns:
+        The position after each bar's decision, int8 of shape ``(n,)``.
+    """
+    table = np.asarray(targets, dtype=np.int8)
+    path = np.empty(table.shape[0], dtype=np.int8)
+    position = 0
+    for i, row in enumerate(table):
+        position = int(row[position + 1])
+        path[i] = position
+    return path
 
 
 def ppo_trainer(train_config: TrainConfig) -> Trainer:

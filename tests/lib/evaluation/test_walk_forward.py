@@ -12,6 +12,7 @@ from goldrl_dagster.lib.evaluation.walk_forward import (
     WalkForwardConfig,
     WalkForwardError,
     ppo_trainer,
+    realised_positions,
     run_walk_forward,
 )
 from goldrl_dagster.lib.rl.train import TrainConfig
@@ -233,3 +234,24 @@ def test_hourly_folds_carry_funding_into_the_aggregate():
     assert hold["trade_count"] == 2
     assert hold["avg_holding_bars"] == 39.0
     assert hold["avg_holding_hours"] == pytest.approx(39.0)
+
+
+def test_daily_pnl_adds_up_to_each_runs_net_pnl(report):
+    daily = report.daily_pnl()
+    assert set(daily) == set(report.aggregate)
+    for name, series in daily.items():
+        days = [day for day, _ in series]
+        assert days == sorted(set(days)) and len(days) >= 1
+        total = sum(pnl for _, pnl in series)
+        assert total == pytest.approx(report.aggregate[name]["net_pnl"], abs=1e-6)
+    json.dumps(daily)  # JSON-ready
+
+
+def test_realised_positions_follow_the_table_from_flat(report, features):
+    # The momentum policy's target ignores the position: its path is the rule itself.
+    path = report.policy_positions()
+    scored = np.r_[features[70:160, 0]]
+    assert path.tolist() == np.where(scored >= 0, 1, -1).tolist()
+    # A state-dependent table: from flat go long, from long go flat, never short.
+    table = np.tile(np.array([[0, 1, 0]], dtype=np.int8), (5, 1))
+    assert realised_positions(table).tolist() == [1, 0, 1, 0, 1]
