@@ -264,3 +264,88 @@ def count_filled_orders(db: Database, session_id: str) -> int:
             (session_id,),
         ).fetchone()
     return int(row[0])
+
+
+SWAP_OUTCOMES = ("swapped", "refused")
+
+
+@dataclass(frozen=True)
+class ModelSwapRow:
+    """A champion change a session applied or turned down (table ``live_model_swaps``).
+
+    Attributes:
+        session_id: The session.
+        instrument: Its instrument.
+        interval: Its bar interval.
+        from_model_id: The model trading before (and, after a refusal, still trading).
+        to_model_id: The candidate.
+        outcome: ``swapped`` or ``refused``.
+        reason: Why it was swapped (the trigger, any feature rebuild) or refused (the check
+            that failed, in words).
+        trigger: What made the session look: ``notification``, ``poll`` or ``listener
+            connected``.
+        after_bar_open_time: The last bar the previous model saw (swapped: the new model
+            decides every later bar), or None before the first bar.
+        from_model_sha256: The previous model's artifact checksum.
+        to_model_sha256: The candidate's verified artifact checksum (swapped only).
+    """
+
+    session_id: str
+    instrument: str
+    interval: str
+    from_model_id: str
+    to_model_id: str
+    outcome: str
+    reason: str
+    trigger: str
+    after_bar_open_time: datetime | None = None
+    from_model_sha256: str | None = None
+    to_model_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome not in SWAP_OUTCOMES:
+            raise ValueError(f"outcome must be 'swapped' or 'refused', got {self.outcome!r}")
+
+
+def insert_model_swap(conn: psycopg.Connection, row: ModelSwapRow) -> int:
+    """Append a swap or refusal on ``conn`` and commit it.
+
+    Returns:
+        The row's ``swap_id``.
+    """
+    inserted = conn.execute(
+        "INSERT INTO live_model_swaps (session_id, instrument, interval, from_model_id, "
+        "to_model_id, outcome, reason, trigger, from_model_sha256, to_model_sha256, "
+        "after_bar_open_time) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "RETURNING swap_id",
+        (
+            row.session_id, row.instrument, row.interval, row.from_model_id, row.to_model_id,
+            row.outcome, row.reason, row.trigger, row.from_model_sha256, row.to_model_sha256,
+            row.after_bar_open_time,
+        ),
+    ).fetchone()  # fmt: skip
+    conn.commit()
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def record_model_swap(db: Database, row: ModelSwapRow) -> int:
+    """Append a swap or refusal on a connection of its own (off the trading thread).
+
+    Returns:
+        The row's ``swap_id``.
+    """
+    with db.connect() as conn:
+        return insert_model_swap(conn, row)
+
+
+def session_model_swaps(db: Database, session_id: str) -> list[ModelSwapRow]:
+    """A session's swaps and refusals, oldest first."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT session_id, instrument, interval, from_model_id, to_model_id, outcome, "
+            "reason, trigger, after_bar_open_time, from_model_sha256, to_model_sha256 "
+            "FROM live_model_swaps WHERE session_id = %s ORDER BY swap_id",
+            (session_id,),
+        ).fetchall()
+    return [ModelSwapRow(*r) for r in rows]
