@@ -179,7 +179,7 @@ def _run_pipeline(
         partition_key=add_dataset_partition(instance, request),
         run_config={"ops": {"models__trained_policy": {"config": {"total_timesteps": timesteps}}}},
     )
-    _materialize(definitions, instance, [PROMOTED_MODEL])
+    _materialize(definitions, instance, [PROMOTED_MODEL], partition_key=DEMO_INSTRUMENT)
     for key in (DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT, PROMOTED_MODEL):
         report.metadata[key.to_user_string()] = _latest_metadata(instance, key)
     dbt_keys = [

@@ -1,6 +1,7 @@
 import dagster as dg
 
 from goldrl_dagster.defs import keys
+from goldrl_dagster.defs.market_data.partitions import market_instrument_partitions
 from goldrl_dagster.demo import load_definitions
 
 
@@ -52,7 +53,10 @@ def test_every_feature_set_has_a_checked_snapshot_asset_and_datasets_are_dynamic
     assert keys.feature_snapshots_key("ta", 2) == keys.FEATURE_SNAPSHOTS
     for key in (keys.DATASET_VERSION, keys.TRAINED_POLICY, keys.EVALUATION_REPORT):
         assert defs.resolve_assets_def(key).partitions_def == dataset_partitions
-    assert defs.resolve_assets_def(keys.PROMOTED_MODEL).partitions_def is None
+    # One promotion partition per instrument: which report is judged never depends on run order.
+    assert defs.resolve_assets_def(keys.PROMOTED_MODEL).partitions_def == (
+        market_instrument_partitions
+    )
 
 
 def test_bingx_resource_paces_through_the_shared_postgres_budget(settings, database, simulator):

@@ -73,7 +73,7 @@ def graph_run(settings, database, simulator):
         partition_key=dataset_key,
         run_config=run_config,
     )
-    _run(defs, instance, [keys.PROMOTED_MODEL])
+    _run(defs, instance, [keys.PROMOTED_MODEL], partition_key=SYMBOL)
     dbt_keys = [k for k in defs.resolve_all_asset_keys() if k.path[0] == keys.ANALYTICS_GROUP]
     _run(defs, instance, dbt_keys)
     yield {
@@ -239,16 +239,23 @@ def test_model_evaluation_and_promotion_are_linked(graph_run):
     )
     decision = read_frame(
         db,
-        "SELECT promoted, reasons FROM promotion_decisions WHERE model_id = $1",
+        "SELECT promoted, reasons, instrument, interval, trials FROM promotion_decisions "
+        "WHERE model_id = $1",
         [model["model_id"]],
     )
     assert decision.height == 1
-    assert decision["promoted"][0] == promotion["promoted"]
-    champion = read_frame(db, "SELECT model_id FROM champions")
-    if promotion["promoted"]:
-        assert champion["model_id"].to_list() == [model["model_id"]]
-    else:
-        assert champion.height == 0
+    assert (decision["instrument"][0], decision["interval"][0]) == (SYMBOL, "1m")
+    assert decision["trials"][0] >= 1 and promotion["trials"] == decision["trials"][0]
+    # Two days of data (a held-out tail of hours) are not evidence: rejected, not promoted.
+    assert promotion["promoted"] is False and not decision["promoted"][0]
+    assert "evidence_trading_days" in promotion["failed_rules"]
+    rules = {rule["rule"]: rule for rule in _jsonb(decision["reasons"][0])}
+    assert {"evidence_trades", "excess_over_best_baseline", "deflated_sharpe",
+            "action_entropy_at_least"} <= set(rules)  # fmt: skip
+    assert rules["evidence_trading_days"]["threshold"] == 5.0
+    assert promotion["rules"].startswith("| rule | passed |")
+    assert promotion["gate_plot"].startswith("![gate](data:image/png;base64,")
+    assert read_frame(db, "SELECT model_id FROM champions").height == 0
 
 
 def test_dbt_views_reflect_the_ingested_candles(graph_run):
@@ -288,3 +295,14 @@ def test_evaluation_report_stores_walk_forward_folds(graph_run):
     assert policy["folds"] == len(folds)
     assert stored["trades_sha256"][0] == report["trades_sha256"]
     assert report["equity_curves"].startswith("![walk-forward equity](data:image/png;base64,")
+    # What the gate reads: the daily PnL of every run and the policy's behaviour.
+    extra = read_frame(
+        db,
+        "SELECT daily_pnl, diagnostics, instrument FROM evaluation_reports WHERE report_id = $1",
+        [report["report_id"]],
+    )
+    daily = _jsonb(extra["daily_pnl"][0])
+    assert set(daily) == {"policy", "flat", "buy_and_hold", "sma_cross"}
+    assert sum(pnl for _, pnl in daily["policy"]) == pytest.approx(policy["net_pnl"], abs=1e-6)
+    assert 0.0 <= _jsonb(extra["diagnostics"][0])["time_in_market"] <= 1.0
+    assert extra["instrument"][0] == SYMBOL

@@ -2,34 +2,23 @@
 
 import base64
 import dataclasses
-import hashlib
-import json
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
 from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import upstream_value
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.backtest.plots import walk_forward_plot_png
-from goldrl_dagster.lib.datasets.build import FUNDING_RATE
-from goldrl_dagster.lib.datasets.loading import load_dataset
-from goldrl_dagster.lib.evaluation.folds import FoldConfig
-from goldrl_dagster.lib.evaluation.walk_forward import (
-    WalkForwardConfig,
-    WalkForwardError,
-    WalkForwardReport,
-    ppo_trainer,
-    run_walk_forward,
+from goldrl_dagster.lib.evaluation.model_evaluation import (
+    EvaluationError,
+    EvaluationSettings,
+    evaluate_model,
 )
-from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
-from goldrl_dagster.lib.market.candles import conform_candles
-from goldrl_dagster.lib.rl.policy import load_policy
-from goldrl_dagster.lib.rl.train import TrainConfig
-from goldrl_dagster.lib.storage.market_store import instrument_at
-from goldrl_dagster.lib.storage.registry import load_model_record, record_evaluation
+from goldrl_dagster.lib.evaluation.walk_forward import (
+    WalkForwardReport,
+)
 
 _TABLE_METRICS = (
     "net_pnl",
@@ -47,7 +36,7 @@ _TABLE_METRICS = (
 
 
 class EvaluationConfig(dg.Config):
-    """Walk-forward settings shared by the policy and its baselines.
+    """Walk-forward settings shared by the policy and its baselines (see ``EvaluationSettings``).
 
     ``fixed`` scores the trained model on successive test windows inside the dataset's held-out
     tail (it never sees bars it was trained on); ``retrain`` trains a fresh policy per fold on
@@ -68,58 +57,6 @@ class EvaluationConfig(dg.Config):
     slippage_bps: float | None = None
     slippage_range_fraction: float | None = None
     retrain_timesteps: int = 2048
-
-
-def _walk_forward_config(
-    config: EvaluationConfig, n_bars: int, split_index: int, card: dict[str, Any]
-) -> WalkForwardConfig:
-    """Resolve the defaults against the dataset and the model card, or fail naming the field."""
-    # By default the folds' test windows tile the held-out tail in both modes.
-    test_size = config.test_size or (n_bars - split_index) // max(config.n_folds, 1)
-    first_test = n_bars - config.n_folds * test_size
-    train_size = config.train_size or max(first_test - config.purge, 2)
-    if config.mode == "fixed" and first_test < split_index:
-        raise dg.Failure(
-            f"mode 'fixed' would score the model on bars it was trained on: {config.n_folds} "
-            f"folds of {test_size} bars start at bar {first_test}, the held-out tail at "
-            f"{split_index}; lower n_folds/test_size or use mode 'retrain'"
-        )
-    # Unless told otherwise, score under the slippage the model was trained with.
-    costs = card.get("cost_model", {})
-    slippage = config.slippage_bps
-    if slippage is None:
-        slippage = costs.get("slippage_bps", 1.0)
-    slippage_range = config.slippage_range_fraction
-    if slippage_range is None:
-        slippage_range = costs.get("slippage_range_fraction", 0.0)
-    try:
-        return WalkForwardConfig(
-            folds=FoldConfig(
-                n_folds=config.n_folds,
-                test_size=test_size,
-                train_size=train_size,
-                purge=config.purge,
-                embargo=config.embargo,
-                window=config.window,
-            ),
-            mode=config.mode,
-            strict=config.strict,
-            order_quantity=config.order_quantity,
-            starting_balance=config.starting_balance,
-            slippage_bps=float(slippage),
-            slippage_range_fraction=float(slippage_range),
-        )
-    except ValueError as exc:
-        raise dg.Failure(f"invalid evaluation config: {exc}") from exc
-
-
-def _retrain_config(card: dict[str, Any], timesteps: int) -> TrainConfig:
-    """The model's own training settings with ``timesteps`` steps, for per-fold retraining."""
-    stored = card.get("config") or {}
-    try:
-        return TrainConfig.from_dict({**stored, "total_timesteps": timesteps})
-    except ValueError as exc:
-        raise dg.Failure(f"cannot retrain with the model card's training config: {exc}") from exc
 
 
 def _metrics_table(report: WalkForwardReport) -> str:
@@ -165,76 +102,23 @@ def evaluation_report(
     equity and drawdown curves per fold against the baselines are attached as an image.
     """
     runtime = storage.runtime()
-    model_id = upstream_value(context, TRAINED_POLICY, "model_id")
-    model = load_model_record(runtime.db, model_id)
-    policy = load_policy(runtime.artifacts.path_for(model.artifact))
-    card = policy.card
-    if card.get("action_space", "discrete") != "discrete":
-        raise dg.Failure(f"model {model_id} acts continuously; walk-forward scores discrete ones")
-    dataset = load_dataset(runtime, model.dataset_hash)
-    table = dataset.table
-    feature_names = card.get("feature_names") or list(DEFAULT_FEATURE_SET.feature_names)
-    symbol = dataset.record.instruments[0]
-    sources = dataset.record.lineage.get("candle_sources") or ["bingx_rest"]
-    candles = conform_candles(
-        table.with_columns(
-            pl.lit(symbol).alias("instrument"),
-            pl.lit(dataset.record.interval).alias("interval"),
-            pl.lit(sources[0]).alias("source"),
-        )
-    )
-    funding = (
-        table[FUNDING_RATE].cast(pl.Float64).fill_null(0.0).to_numpy()
-        if FUNDING_RATE in table.columns
-        else None
-    )
-    wf_config = _walk_forward_config(config, table.height, dataset.split_index, card)
-    trainer = None
-    if wf_config.mode == "retrain":
-        trainer = ppo_trainer(_retrain_config(card, config.retrain_timesteps))
+    model = upstream_value(context, TRAINED_POLICY, "model_id")
     try:
-        report = run_walk_forward(
-            candles,
-            table.select(feature_names).to_numpy(),
-            wf_config,
-            lambda when: instrument_at(runtime.db, symbol, when),
-            funding_rates=funding,
-            policy=policy,
-            trainer=trainer,
+        outcome = evaluate_model(
+            runtime,
+            model,
+            settings=EvaluationSettings.from_mapping(config.model_dump()),
+            reuse=False,
+            on_fold=context.log.info,
         )
-    except (WalkForwardError, ValueError) as exc:
-        raise dg.Failure(f"walk-forward evaluation of {model_id} failed: {exc}") from exc
-    for fold in report.folds:
-        status = "ok" if fold.ok else f"FAILED ({fold.error})"
-        pnl = fold.results["policy"].net_pnl if fold.ok else None
-        context.log.info("fold %d %s: policy net PnL %s", fold.fold.index, status, pnl)
-
-    settings = wf_config.to_dict()
-    identity = {
-        "model": model_id,
-        "model_sha256": model.artifact.sha256,
-        "dataset": model.dataset_hash,
-        "cost_model": report.cost_model_fingerprint,
-        "config": settings,
-    }
-    report_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    except EvaluationError as exc:
+        raise dg.Failure(str(exc)) from exc
+    record, report = outcome.record, outcome.report
+    assert report is not None  # reuse=False always runs the backtests
+    report_id, model_id = record.report_id, record.model_id
+    window_start, window_end = record.window_start, record.window_end
     scored = [fold for fold in report.folds if fold.ok]
-    window_start, window_end = scored[0].window_start, scored[-1].window_end
-    folds = [fold.to_dict() for fold in report.folds]
-    record_evaluation(
-        runtime.db,
-        report_id=report_id,
-        model_id=model_id,
-        dataset_hash=model.dataset_hash,
-        window_start=window_start,
-        window_end=window_end,
-        policy_metrics=report.policy_metrics,
-        baseline_metrics=report.baseline_metrics,
-        trades_sha256=report.trades_sha256,
-        folds=folds,
-        config=settings,
-        cost_model_fingerprint=report.cost_model_fingerprint,
-    )
+    settings = record.config
     png = walk_forward_plot_png(report)
     plot = runtime.artifacts.put_bytes(png, ".png")
     policy_pnl = report.policy_metrics["net_pnl"]
@@ -248,10 +132,10 @@ def evaluation_report(
         metadata={
             "report_id": report_id,
             "model_id": model_id,
-            "model_sha256": model.artifact.sha256,
-            "dataset_hash": model.dataset_hash,
+            "dataset_hash": record.dataset_hash,
+            "market": f"{record.instrument} {record.interval}",
             "cost_model_fingerprint": report.cost_model_fingerprint,
-            "mode": wf_config.mode,
+            "mode": report.config.mode,
             "folds": len(report.folds),
             "failed_folds": dg.MetadataValue.json(report.failed_folds),
             "bars": sum(fold.fold.test_end - fold.fold.test_start for fold in scored),
@@ -262,6 +146,7 @@ def evaluation_report(
             "policy_sharpe": dg.MetadataValue.json({"sharpe": report.policy_metrics["sharpe"]}),
             "buy_and_hold_net_pnl": baselines["buy_and_hold"]["net_pnl"],
             "config": dg.MetadataValue.json(settings),
+            "diagnostics": dg.MetadataValue.json(record.diagnostics),
             "fold_ranges": dg.MetadataValue.json(
                 [dataclasses.asdict(fold.fold) for fold in report.folds]
             ),

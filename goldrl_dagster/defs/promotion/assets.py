@@ -1,65 +1,130 @@
-"""Promotion: move the champion pointer only when the challenger passes the gate."""
+"""Promotion: per market, judge the pending challenger and move the champion only on a pass."""
+
+import base64
 
 import dagster as dg
 
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, PROMOTED_MODEL
-from goldrl_dagster.defs.lineage import upstream_value
+from goldrl_dagster.defs.market_data.partitions import market_instrument_partitions
 from goldrl_dagster.defs.resources import GoldrlStorage
-from goldrl_dagster.lib.promotion.gate import GateConfig, decide_promotion
-from goldrl_dagster.lib.storage.registry import record_promotion_decision
+from goldrl_dagster.lib.promotion.gate import GateConfig
+from goldrl_dagster.lib.promotion.judge import judge_challenger
+from goldrl_dagster.lib.promotion.plots import decision_plot_png
+from goldrl_dagster.lib.storage.registry import latest_own_report, pending_challengers
 
 
 class PromotionConfig(dg.Config):
-    """Gate thresholds."""
+    """Which challenger to judge, and the gate's thresholds (see ``GateConfig``).
 
+    By default the partition's market judges its newest evaluated challenger that has no
+    decision yet, so the outcome never depends on the order runs happened in.
+    """
+
+    interval: str = "1m"
+    model_id: str | None = None
+    min_trades: int = 10
+    min_trading_days: int = 5
+    min_folds: int = 3
+    confidence: float = 0.95
+    bootstrap_reps: int = 2000
+    min_probabilistic_sharpe: float = 0.95
+    min_deflated_sharpe: float = 0.95
+    min_fold_consistency: float = 0.5
+    max_pbo: float = 0.5
     max_drawdown: float = 0.20
-    min_trades: int = 1
+    max_drawdown_vs_champion: float = 1.5
+
+    def gate(self) -> GateConfig:
+        """The gate thresholds."""
+        fields = self.model_dump(exclude={"interval", "model_id"})
+        try:
+            return GateConfig(**fields)
+        except ValueError as exc:
+            raise dg.Failure(f"invalid promotion config: {exc}") from exc
 
 
-@dg.asset(key=PROMOTED_MODEL, group_name=MODELS_GROUP, deps=[EVALUATION_REPORT], kinds={"postgres"})
+def _rules_table(reasons: list[dict]) -> str:
+    lines = ["| rule | passed | value | threshold | detail |", "|---|---|---|---|---|"]
+    for rule in reasons:
+        value, threshold = rule["value"], rule["threshold"]
+        lines.append(
+            f"| {rule['rule']} | {'yes' if rule['passed'] else '**NO**'} | "
+            f"{'' if value is None else f'{value:.4g}'} | "
+            f"{'' if threshold is None else f'{threshold:.4g}'} | {rule['detail']} |"
+        )
+    return "\n".join(lines)
+
+
+@dg.asset(
+    key=PROMOTED_MODEL,
+    group_name=MODELS_GROUP,
+    deps=[dg.AssetDep(EVALUATION_REPORT, partition_mapping=dg.AllPartitionMapping())],
+    partitions_def=market_instrument_partitions,
+    kinds={"postgres"},
+)
 def promoted_model(
     context: dg.AssetExecutionContext, config: PromotionConfig, storage: GoldrlStorage
 ) -> dg.MaterializeResult:
-    """The champion model pointer, moved only when the latest evaluation passes the gate.
+    """The market's champion pointer, moved only when a challenger passes the statistical gate.
 
-    Every decision is stored with each rule's value, threshold and verdict, promoted or not;
-    the live engine is notified of a new champion (PostgreSQL NOTIFY ``goldrl_champion``).
+    The champion is re-evaluated on the challenger's dataset, folds, window and cost model;
+    the decision, each rule's value, threshold and verdict, the champion's replay and the
+    market's number of trials are stored, promoted or not; the live engines trading the market
+    are notified of a new champion (PostgreSQL NOTIFY ``goldrl_champion``).
     """
     runtime = storage.runtime()
-    report_id = upstream_value(context, EVALUATION_REPORT, "report_id")
-    with runtime.db.connect() as conn:
-        row = conn.execute(
-            "SELECT model_id, policy_metrics, baseline_metrics FROM evaluation_reports "
-            "WHERE report_id = %s",
-            (report_id,),
-        ).fetchone()
-    if row is None:
-        raise dg.Failure(f"evaluation report {report_id} is not in the database")
-    model_id, policy_metrics, baseline_metrics = row
-    decision = decide_promotion(
-        policy_metrics,
-        baseline_metrics,
-        GateConfig(max_drawdown=config.max_drawdown, min_trades=config.min_trades),
+    instrument = context.partition_key
+    if config.model_id:
+        report_id = latest_own_report(runtime.db, config.model_id)
+        if report_id is None:
+            raise dg.Failure(f"model {config.model_id} has no evaluation on its own dataset")
+    else:
+        pending = pending_challengers(runtime.db, instrument, config.interval)
+        if not pending:
+            note = f"no evaluated challenger awaits a decision on {instrument} {config.interval}"
+            context.log.info(note)
+            return dg.MaterializeResult(metadata={"judged": "none", "note": note})
+        report_id = pending[0]
+    verdict = judge_challenger(
+        runtime, report_id, config.gate(), decided_by="dagster", on_progress=context.log.info
     )
-    decision_id, previous = record_promotion_decision(
-        runtime.db,
-        model_id=model_id,
-        report_id=report_id,
-        promoted=decision.promoted,
-        reasons=decision.reasons(),
-    )
-    champion = model_id if decision.promoted else previous
-    verdict = "promoted" if decision.promoted else "rejected"
+    if (verdict.challenger.instrument, verdict.challenger.interval) != (
+        instrument,
+        config.interval,
+    ):
+        raise dg.Failure(
+            f"report {report_id} scored {verdict.challenger.instrument} "
+            f"{verdict.challenger.interval}, not this partition's market"
+        )
+    challenger = verdict.challenger.model_id
+    champion = challenger if verdict.promoted else verdict.champion_model
+    failed = [rule.rule for rule in verdict.decision.failed()]
     context.log.info(
-        "%s %s (decision %d); champion is %s", model_id, verdict, decision_id, champion
-    )
+        "%s %s on %s %s (decision %s, %d trials)%s; champion is %s",
+        challenger, "promoted" if verdict.promoted else "rejected", instrument, config.interval,
+        verdict.decision_id, verdict.trials, f": failed {failed}" if failed else "",
+        champion or "none",
+    )  # fmt: skip
+    png = decision_plot_png(verdict.decision, verdict.challenger, verdict.champion_report)
+    reasons = verdict.decision.reasons()
     return dg.MaterializeResult(
         metadata={
-            "decision_id": decision_id,
-            "challenger": model_id,
-            "promoted": decision.promoted,
+            "decision_id": verdict.decision_id,
+            "market": f"{instrument} {config.interval}",
+            "challenger": challenger,
+            "report_id": report_id,
+            "promoted": verdict.promoted,
             "champion": champion or "none",
-            "previous_champion": previous or "none",
-            "reasons": dg.MetadataValue.json(decision.reasons()),
+            "previous_champion": verdict.champion_model or "none",
+            "champion_replay": (
+                verdict.champion_report.report_id if verdict.champion_report else "none"
+            ),
+            "trials": verdict.trials,
+            "failed_rules": dg.MetadataValue.json(failed),
+            "reasons": dg.MetadataValue.json(reasons),
+            "rules": dg.MetadataValue.md(_rules_table(reasons)),
+            "gate_plot": dg.MetadataValue.md(
+                f"![gate](data:image/png;base64,{base64.b64encode(png).decode()})"
+            ),
         }
     )

@@ -424,3 +424,36 @@ def record_promotion_decision(
             conn.execute("SELECT pg_notify('goldrl_champion', %s)", (_json(payload),))
         conn.commit()
     return decision[0], previous
+
+
+def pending_challengers(db: Database, instrument: str, interval: str) -> list[str]:
+    """Reports of models scored on their own dataset with no promotion decision yet.
+
+    Champion replays (a model scored on another model's dataset) are never challengers. The
+    newest evaluation window comes first, so a partition of the promotion asset judges the
+    same report whatever order runs happened in.
+
+    Returns:
+        Report ids, newest window first (ties: newest report, then report id).
+    """
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT r.report_id FROM evaluation_reports r JOIN models m USING (model_id) "
+            "WHERE r.instrument = %s AND r.interval = %s AND r.dataset_hash = m.dataset_hash "
+            "AND NOT EXISTS (SELECT 1 FROM promotion_decisions p WHERE p.model_id = r.model_id) "
+            "ORDER BY r.window_end DESC, r.created_at DESC, r.report_id",
+            (instrument, interval),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def latest_own_report(db: Database, model_id: str) -> str | None:
+    """The newest report of a model scored on its own dataset, or None."""
+    with db.connect() as conn:
+        row = conn.execute(
+            "SELECT r.report_id FROM evaluation_reports r JOIN models m USING (model_id) "
+            "WHERE r.model_id = %s AND r.dataset_hash = m.dataset_hash "
+            "ORDER BY r.created_at DESC, r.report_id LIMIT 1",
+            (model_id,),
+        ).fetchone()
+    return row[0] if row else None
