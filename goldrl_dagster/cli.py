@@ -12,6 +12,9 @@ import typer
 
 from goldrl_dagster.account_cli import account as account_cli
 from goldrl_dagster.datasets_cli import dataset_app
+from goldrl_dagster.governance_cli import champions as champions_cli
+from goldrl_dagster.governance_cli import evaluate as evaluate_cli
+from goldrl_dagster.governance_cli import promote as promote_cli
 from goldrl_dagster.risk_cli import risk_app
 from goldrl_dagster.train_cli import train as train_cli
 from live_engine.cli import configure_logging
@@ -135,6 +138,9 @@ def ui(
 
 app.command("live")(live_cli)
 app.command("train")(train_cli)
+app.command("evaluate")(evaluate_cli)
+app.command("promote")(promote_cli)
+app.command("champions")(champions_cli)
 
 
 @app.command()

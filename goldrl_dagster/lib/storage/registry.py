@@ -457,3 +457,24 @@ def latest_own_report(db: Database, model_id: str) -> str | None:
             (model_id,),
         ).fetchone()
     return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class ChampionRow:
+    """A market's champion pointer."""
+
+    instrument: str
+    interval: str
+    model_id: str
+    decision_id: int
+    updated_at: datetime
+
+
+def list_champions(db: Database) -> list[ChampionRow]:
+    """Every market's champion, by instrument and interval."""
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT instrument, interval, model_id, decision_id, updated_at FROM champions "
+            "ORDER BY instrument, interval"
+        ).fetchall()
+    return [ChampionRow(*row) for row in rows]

@@ -1,0 +1,156 @@
+"""``goldrl evaluate | promote | champions``: model governance from the terminal.
+
+``evaluate`` scores any registered model walk-forward (trained by the asset or by ``goldrl
+train``) on its own dataset or another one of the same market; ``promote`` judges a model's
+latest evaluation against its market's champion with the statistical gate (``--dry-run`` shows
+the verdict without recording it); ``champions`` lists the champion of every market. All three
+call the same library functions as the Dagster assets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import typer
+
+from live_engine.cli import configure_logging
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def evaluate(
+    model_id: Annotated[str, typer.Argument(help="A registered model id.")],
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset version to score on (hash, prefix or partition key; default: the "
+            "model's own, on its held-out tail). Build one for another window with `goldrl "
+            "dataset build`."
+        ),
+    ] = None,
+    n_folds: Annotated[int, typer.Option(min=1, help="Walk-forward folds.")] = 3,
+    mode: Annotated[str, typer.Option(help="fixed (score the model) or retrain (per fold).")] = (
+        "fixed"
+    ),
+    order_quantity: Annotated[float, typer.Option(help="Position size in base units.")] = 1.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Score a model walk-forward in Nautilus next to flat, buy-and-hold and SMA cross."""
+    from goldrl_dagster.datasets_cli import find_dataset
+    from goldrl_dagster.lib.evaluation.model_evaluation import (
+        EvaluationError,
+        EvaluationSettings,
+        evaluate_model,
+    )
+    from goldrl_dagster.lib.runtime import open_runtime
+
+    configure_logging(verbose)
+    try:
+        if not math.isfinite(order_quantity) or order_quantity <= 0:
+            raise ValueError(f"--order-quantity must be a finite number > 0, got {order_quantity}")
+        if mode not in ("fixed", "retrain"):
+            raise ValueError(f"--mode must be fixed or retrain, got {mode!r}")
+        settings = EvaluationSettings(mode=mode, n_folds=n_folds, order_quantity=order_quantity)
+        runtime = open_runtime()
+        dataset_hash = find_dataset(runtime.db, dataset).dataset_hash if dataset else None
+    except (ValueError, LookupError) as exc:
+        raise _fail(str(exc), 2) from exc
+    typer.echo(f"evaluating {model_id} ({settings.mode}, {settings.n_folds} folds) …")
+    try:
+        outcome = evaluate_model(
+            runtime, model_id, dataset_hash=dataset_hash, settings=settings, on_fold=typer.echo
+        )
+    except EvaluationError as exc:
+        raise _fail(str(exc), 1) from exc
+    record = outcome.record
+    policy = record.policy_metrics
+    typer.echo(
+        f"report {record.report_id}{' (already stored)' if outcome.reused else ''}: "
+        f"{record.instrument} {record.interval}, {record.window_start:%Y-%m-%d %H:%M} .. "
+        f"{record.window_end:%Y-%m-%d %H:%M}, {len(record.daily_pnl.get('policy', []))} days"
+    )
+    typer.echo(
+        f"  policy        net PnL {policy['net_pnl']:12,.2f}  drawdown "
+        f"{policy['max_drawdown']:.2%}  trades {policy['trade_count']}"
+    )
+    for name, metrics in sorted(record.baseline_metrics.items()):
+        typer.echo(f"  {name:13} net PnL {metrics['net_pnl']:12,.2f}")
+    diag = record.diagnostics
+    if diag:
+        typer.echo(
+            f"  behaviour     in market {diag['time_in_market']:.0%}, entropy "
+            f"{diag['action_entropy']:.2f}, one-sided {diag['one_sidedness']:.2f}, "
+            f"turnover {diag['turnover_per_day']:.1f}/day, "
+            f"holds {diag['average_holding_bars']:.1f} bars"
+        )
+
+
+def promote(
+    model_id: Annotated[str, typer.Argument(help="A model with an evaluation on its own dataset.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the verdict; record nothing.")
+    ] = False,
+    by: Annotated[str, typer.Option(help="Who decides (stored with the decision).")] = "cli",
+    min_trading_days: Annotated[int, typer.Option(min=0, help="Fewest days scored.")] = 5,
+    min_trades: Annotated[int, typer.Option(min=0, help="Fewest round trips.")] = 10,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Judge a model against its market's champion (replayed on its folds) and the baselines.
+
+    Exit status: 0 promoted (or would be, with --dry-run), 3 rejected, 1/2 errors.
+    """
+    from goldrl_dagster.lib.promotion.gate import GateConfig
+    from goldrl_dagster.lib.promotion.judge import judge_challenger
+    from goldrl_dagster.lib.runtime import open_runtime
+    from goldrl_dagster.lib.storage.registry import latest_own_report
+
+    configure_logging(verbose)
+    try:
+        config = GateConfig(min_trading_days=min_trading_days, min_trades=min_trades)
+        runtime = open_runtime()
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
+    report_id = latest_own_report(runtime.db, model_id)
+    if report_id is None:
+        raise _fail(
+            f"model {model_id!r} has no evaluation on its own dataset: run `goldrl evaluate "
+            f"{model_id}` first",
+            2,
+        )
+    verdict = judge_challenger(
+        runtime, report_id, config, dry_run=dry_run, decided_by=by, on_progress=typer.echo
+    )
+    market = f"{verdict.challenger.instrument} {verdict.challenger.interval}"
+    typer.echo(
+        f"{model_id} on {market} vs champion {verdict.champion_model or '(none)'}, "
+        f"{verdict.trials} trial(s) on the market:"
+    )
+    for rule in verdict.decision.rules:
+        typer.echo(f"  {'pass' if rule.passed else 'FAIL'}  {rule.rule:28} {rule.detail}")
+    outcome = "PROMOTED" if verdict.promoted else "REJECTED"
+    if dry_run:
+        typer.echo(f"dry run: would be {outcome}; nothing recorded")
+    else:
+        typer.echo(f"{outcome} (decision {verdict.decision_id})")
+    if not verdict.promoted:
+        raise typer.Exit(3)
+
+
+def champions() -> None:
+    """List the champion of every market, with the decision that made it."""
+    from goldrl_dagster.lib.runtime import open_runtime
+    from goldrl_dagster.lib.storage.registry import list_champions
+
+    rows = list_champions(open_runtime().db)
+    if not rows:
+        typer.echo("no champion on any market yet")
+        return
+    for row in rows:
+        typer.echo(
+            f"{row.instrument:10} {row.interval:4} {row.model_id}  (decision {row.decision_id}, "
+            f"since {row.updated_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
