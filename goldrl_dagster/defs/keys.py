@@ -37,3 +37,8 @@ TICKER_24H = dg.AssetKey(["market", "ticker_24h"])
 ORDER_BOOK = dg.AssetKey(["market", "order_book"])
 RECENT_TRADES = dg.AssetKey(["market", "recent_trades"])
 MARKET_SNAPSHOT_KEYS = (PREMIUM_INDEX, OPEN_INTEREST, TICKER_24H, ORDER_BOOK, RECENT_TRADES)
+
+# Monitoring of the champion in production (issue 11).
+FEATURE_DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
+MONITORING_GROUP = "monitoring"
+FEATURE_DRIFT_CHECK = "feature_drift"
