@@ -14,6 +14,14 @@ about once a minute, the lease, paper funding), the account stream (live) and th
 Everything on the session's connection runs on one trading thread, so nothing interleaves.
 SIGINT/SIGTERM (or the configured duration) set a stop event, the decision in flight
 completes, then everything is cancelled and the lease is released.
+
+A session that trades the champion follows it (``model_watch.ChampionWatcher``: LISTEN
+``goldrl_champion`` plus a periodic re-read). A new champion is loaded and verified off the
+trading path (registry record, artifact checksum, feature set, market, observation size, cost
+model; a different feature set gets a stream seeded from its own anchor), then swapped in by a
+job on the trading thread, i.e. between two bars: the new model decides the next bar. A bad
+candidate is refused and the old model keeps trading; both are rows of ``live_model_swaps``.
+A session started with ``--model-id`` is pinned to that model.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import math
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,10 +63,15 @@ from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fing
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.costs import CostModel
-from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, build_observation
-from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
+from goldrl_dagster.lib.rl.observation import (
+    ACTION_TO_POSITION,
+    build_observation,
+    observation_size,
+)
+from goldrl_dagster.lib.rl.policy import LoadedPolicy, PolicyBundleError, load_policy
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.account_state import AccountState
+from goldrl_dagster.lib.storage.artifacts import ArtifactIntegrityError
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import (
     ModelRecord,
@@ -66,15 +80,19 @@ from goldrl_dagster.lib.storage.registry import (
     load_model_record,
 )
 from goldrl_dagster.lib.storage.risk_store import record_transition
+from live_engine.model_watch import ChampionWatcher
 from live_engine.settings import LiveSettings
 from live_engine.store import (
     DecisionOutcome,
     DecisionRow,
+    ModelSwapRow,
     SessionWriter,
     beat,
     count_filled_orders,
     insert_decision,
+    insert_model_swap,
     mark_crashed_sessions,
+    record_model_swap,
     record_outcome,
     record_skip,
     start_session,
@@ -96,10 +114,17 @@ CRASHED_AFTER_BEATS = 6
 STARTUP_ATTEMPTS = 5
 # How often the reconciler renews the session's lease (it lasts a minute unless renewed).
 LEASE_RENEW_SECONDS = 10.0
+# Bars the decision loop keeps after adding them to its features: a stream seeded for a new
+# model's feature set catches up from them when the swap is applied (REST fills older holes).
+RECENT_BARS = 256
 
 
 class LiveEngineError(RuntimeError):
     """A fatal condition: the engine refuses to trade (fails closed)."""
+
+
+class ModelRefusedError(LiveEngineError):
+    """A model the engine will not trade: at start-up fatal, as a new champion a refused swap."""
 
 
 @dataclass
@@ -128,13 +153,26 @@ class LiveSummary:
     position: float = 0.0
     stop_reason: str = ""
     actions: list[int] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    swaps: int = 0
+    refused_swaps: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            self.models = [self.model_id]
 
     def describe(self) -> str:
         """One paragraph for the terminal."""
         equity = f"{self.last_equity:,.2f}" if self.last_equity is not None else "n/a"
+        models = f"model {self.model_id}"
+        if len(self.models) > 1 or self.refused_swaps:
+            models = (
+                f"models {' -> '.join(self.models)} ({self.swaps} swapped, "
+                f"{self.refused_swaps} refused)"
+            )
         return (
             f"{self.mode} session {self.session_id} ({self.instrument} on {self.account_id}, "
-            f"model {self.model_id}): {self.decisions} decisions, {self.orders} orders "
+            f"{models}): {self.decisions} decisions, {self.orders} orders "
             f"({self.fills} filled, {self.blocked} blocked by risk, {self.held} held), "
             f"{self.skipped_stale} stale bars skipped, {self.reconciliations} reconciliations "
             f"({self.failed_reconciliations} failed), position {self.position}, equity "
@@ -205,6 +243,83 @@ def live_cost_model(instrument: InstrumentSpec, card: dict[str, Any]) -> CostMod
         raise LiveEngineError(f"model card's cost_model is unusable: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class VerifiedModel:
+    """A model that passed every check the engine makes before trading it.
+
+    Attributes:
+        model: Its registry record.
+        policy: The policy loaded from its checksum-verified artifact.
+        spec: The feature set it was trained on (one this build computes).
+    """
+
+    model: ModelRecord
+    policy: LoadedPolicy
+    spec: FeatureSetSpec
+
+
+def verify_model(runtime: Runtime, settings: LiveSettings, model: ModelRecord) -> VerifiedModel:
+    """Check a model can be traded on the session's market and load its policy.
+
+    The checks, at start-up and for every new champion alike: the feature set is one this
+    build computes, the model was trained on this instrument and interval, its artifact
+    hashes to the checksum in the registry (and its bundle's weights to its card), the policy
+    is a discrete one and its observation size is the feature set's plus the position.
+
+    Raises:
+        ModelRefusedError: Naming the check that failed.
+    """
+    try:
+        spec = feature_set_for(model.feature_fingerprint)
+        check_model_market(runtime, model, settings)
+    except LookupError as exc:  # the model's dataset version is not registered
+        raise ModelRefusedError(f"model {model.model_id}: {exc}") from exc
+    except LiveEngineError as exc:
+        raise ModelRefusedError(str(exc)) from exc
+    try:
+        path = runtime.artifacts.path_for(model.artifact)
+    except ArtifactIntegrityError as exc:
+        raise ModelRefusedError(f"artifact checksum mismatch for model {model.model_id}: "
+                                f"{exc}") from exc  # fmt: skip
+    except FileNotFoundError as exc:
+        raise ModelRefusedError(f"artifact of model {model.model_id} is missing: {exc}") from exc
+    try:
+        policy = load_policy(path)
+    except PolicyBundleError as exc:
+        raise ModelRefusedError(f"policy bundle of model {model.model_id} is unusable: "
+                                f"{exc}") from exc  # fmt: skip
+    if policy.continuous:
+        raise ModelRefusedError(
+            f"model {model.model_id} is a continuous policy; the live engine trades "
+            "short/flat/long policies"
+        )
+    expected = observation_size(len(spec.feature_names))
+    if policy.observation_size != expected:
+        raise ModelRefusedError(
+            f"model {model.model_id} takes observations of {policy.observation_size} values, "
+            f"its feature set {spec.name} v{spec.version} gives {expected}"
+        )
+    return VerifiedModel(model, policy, spec)
+
+
+@dataclass(frozen=True)
+class PreparedSwap:
+    """A verified new champion, ready to be swapped in between two bars.
+
+    Attributes:
+        verified: The model, its policy and feature set.
+        costs: The paper broker's cost model for it (its card's slippage).
+        features: A stream of its feature set seeded up to a bar the loop has seen, when it
+            differs from the feature set trading now (None: the loop's stream is kept).
+        trigger: What made the session look (``notification``, ``poll``, ...).
+    """
+
+    verified: VerifiedModel
+    costs: CostModel
+    features: FeatureStream | None
+    trigger: str
+
+
 class DecisionLoop:
     """Turns closed candles into decisions and each decision into at most one gated order.
 
@@ -251,6 +366,8 @@ class DecisionLoop:
         self.trading = trading
         self.summary = summary
         self.log = SessionLog(settings.instrument, model.model_id)
+        self._recent: deque[Kline] = deque(maxlen=RECENT_BARS)
+        self.last_bar_ms: int | None = None  # newest bar in the features (read by the watcher)
         self._last_lease = -math.inf
         self._last_account_check = time.monotonic()  # start-up reconciliation just ran
         try:
@@ -277,18 +394,25 @@ class DecisionLoop:
         for kline in sorted(klines, key=lambda k: k.open_time_ms):
             self._append(kline)
 
-    def _append(self, kline: Kline) -> bool:
-        """Add a bar to the stream; False for a replayed or older bar (already accounted for)."""
-        last = self.features.last_open_time_ms
+    def _append(self, kline: Kline, stream: FeatureStream | None = None) -> bool:
+        """Add a bar to the stream; False for a replayed or older bar (already accounted for).
+
+        ``stream`` defaults to the loop's own, whose bars are also kept for a swap's catch-up.
+        """
+        features = self.features if stream is None else stream
+        last = features.last_open_time_ms
         if last is not None and kline.open_time_ms <= last:
             return False
         try:
-            self.features.append(kline)
+            features.append(kline)
         except BarGapError as exc:
             raise LiveEngineError(
                 f"{self.settings.instrument} {self.settings.interval}: {exc}; the exchange did "
                 "not return the missing bars, refusing to trade on features across a hole"
             ) from exc
+        if stream is None:
+            self._recent.append(kline)
+            self.last_bar_ms = kline.open_time_ms
         return True
 
     def _fill_gap(self, kline: Kline) -> None:
@@ -466,6 +590,155 @@ class DecisionLoop:
                       order.quantity, order.state.value, placement.result.reason)  # fmt: skip
         return f"{order.state.value} {order.side} {order.quantity}", order.client_order_id
 
+    # -- champion hot swap ----------------------------------------------------------------
+
+    def prepare_swap(self, model_id: str, trigger: str) -> PreparedSwap:
+        """Load and verify a new champion, off the trading thread.
+
+        Runs the start-up checks (:func:`verify_model`) and the cost model's; a model of
+        another feature set also gets a stream of that set seeded over REST from its anchor
+        (as at start-up) through the newest bar the loop has seen, never beyond it.
+
+        Raises:
+            ModelRefusedError: If the model must not be traded (the reason names the check).
+            psycopg.OperationalError: If the database is unreachable (transient).
+            BingXError: If the exchange refuses the history (transient).
+        """
+        try:
+            model = load_model_record(self.runtime.db, model_id)
+        except LookupError as exc:
+            raise ModelRefusedError(str(exc)) from exc
+        verified = verify_model(self.runtime, self.settings, model)
+        try:
+            costs = live_cost_model(self.trading.trader.instrument, verified.policy.card)
+        except LiveEngineError as exc:
+            raise ModelRefusedError(f"model {model_id}: {exc}") from exc
+        features = None
+        if verified.spec.fingerprint != self.spec.fingerprint:
+            features = self.seeded_stream(verified.spec, self.last_bar_ms)
+        return PreparedSwap(verified, costs, features, trigger)
+
+    def seeded_stream(self, spec: FeatureSetSpec, upto_ms: int | None) -> FeatureStream:
+        """A stream of ``spec`` seeded over REST from its anchor through the bar at ``upto_ms``.
+
+        ``upto_ms`` is a bar the loop has already added, so the stream is never ahead of the
+        loop's own; the swap catches it up with the bars that came after.
+
+        Raises:
+            ModelRefusedError: If the set cannot be computed live or its history has a hole.
+            BingXError: If the exchange refuses the history (transient).
+        """
+        try:
+            stream = FeatureStream(spec, self.settings.interval)
+        except ValueError as exc:
+            raise ModelRefusedError(
+                f"feature set {spec.name} v{spec.version} cannot be computed live: {exc}"
+            ) from exc
+        if upto_ms is None:
+            return stream
+        step = INTERVAL_MS[self.settings.interval]
+        start = anchor_us((upto_ms + step) * 1000, self.settings.interval, spec) // 1000
+        history = self.rest.klines_range(
+            self.settings.instrument, self.settings.interval, start, upto_ms + step
+        )
+        try:
+            for kline in sorted(history, key=lambda k: k.open_time_ms):
+                self._append(kline, stream)
+        except LiveEngineError as exc:
+            raise ModelRefusedError(f"history of feature set {spec.name} v{spec.version}: "
+                                    f"{exc}") from exc  # fmt: skip
+        return stream
+
+    def _catch_up(self, stream: FeatureStream) -> None:
+        """Add to ``stream`` the bars the loop added after its newest (kept ones, else REST).
+
+        Raises:
+            ModelRefusedError: If the stream cannot reach the loop's newest bar.
+            BingXError: If the exchange refuses the missing bars (transient).
+        """
+        target = self.features.last_open_time_ms
+        last = stream.last_open_time_ms
+        if target is None or last == target:
+            return
+        if last is not None and last > target:  # never: it is seeded through a bar seen
+            raise ModelRefusedError("the new feature stream is ahead of the decision loop")
+        bars = [k for k in self._recent if last is None or k.open_time_ms > last]
+        if last is not None:
+            step = INTERVAL_MS[self.settings.interval]
+            first_missing = last + step
+            end = bars[0].open_time_ms if bars else target + step
+            if end > first_missing:  # older than the kept bars: over REST
+                older = self.rest.klines_range(
+                    self.settings.instrument, self.settings.interval, first_missing, end,
+                    page_limit=min(MAX_KLINE_LIMIT, (end - first_missing) // step),
+                )  # fmt: skip
+                bars = sorted(older, key=lambda k: k.open_time_ms) + bars
+        try:
+            for kline in bars:
+                self._append(kline, stream)
+        except LiveEngineError as exc:
+            raise ModelRefusedError(f"the new feature stream cannot catch up: {exc}") from exc
+        if stream.last_open_time_ms != target:
+            raise ModelRefusedError(
+                f"the new feature stream reached bar {stream.last_open_time_ms}, the loop is at "
+                f"{target}"
+            )
+
+    def swap_model(self, prepared: PreparedSwap) -> ModelSwapRow:
+        """Swap a verified model in, on the trading thread between two bars, and record it.
+
+        The new model decides every bar after the newest one the loop has added. The swap row
+        is committed before anything changes: if it cannot be written, nothing is swapped
+        (the watcher retries), so no decision of the new model exists without its swap row.
+
+        Returns:
+            The recorded swap.
+
+        Raises:
+            ModelRefusedError: If the new feature stream cannot catch up with the loop.
+            psycopg.OperationalError: If the swap cannot be recorded (transient).
+            BingXError: If the exchange refuses bars the catch-up needs (transient).
+        """
+        new = prepared.verified
+        features = self.features
+        if prepared.features is not None:
+            self._catch_up(prepared.features)
+            features = prepared.features
+            how = f"features rebuilt for {new.spec.name} v{new.spec.version}"
+        else:
+            how = f"same feature set {new.spec.name} v{new.spec.version}"
+        last = self.features.last_open_time_ms
+        row = ModelSwapRow(
+            session_id=self.summary.session_id,
+            instrument=self.settings.instrument,
+            interval=self.settings.interval,
+            from_model_id=self.model.model_id,
+            to_model_id=new.model.model_id,
+            outcome="swapped",
+            reason=f"new champion ({prepared.trigger}); {how}",
+            trigger=prepared.trigger,
+            after_bar_open_time=_bar_time(last),
+            from_model_sha256=self.model.artifact.sha256,
+            to_model_sha256=new.model.artifact.sha256,
+        )
+        self.writer.run(lambda conn: insert_model_swap(conn, row))
+        previous = self.model.model_id
+        self.model, self.policy, self.spec, self.features = (
+            new.model, new.policy, new.spec, features,
+        )  # fmt: skip
+        if self.trading.paper is not None:
+            self.trading.paper.costs = prepared.costs
+        self.log = SessionLog(self.settings.instrument, new.model.model_id)
+        self.summary.model_id = new.model.model_id
+        self.summary.models.append(new.model.model_id)
+        self.summary.swaps += 1
+        self.log.info(
+            "swapped in for %s after bar %s (%s, artifact %s verified); the next bar is "
+            "decided by this model", previous, row.after_bar_open_time, row.reason,
+            new.model.artifact.sha256[:12],
+        )  # fmt: skip
+        return row
+
     # -- upkeep (runs on the trading thread, between decisions) ----------------------------
 
     def resync_clock(self) -> None:
@@ -512,6 +785,10 @@ class DecisionLoop:
             return report
 
         return self.writer.run(work)
+
+
+def _bar_time(open_time_ms: int | None) -> datetime | None:
+    return None if open_time_ms is None else datetime.fromtimestamp(open_time_ms / 1000, tz=UTC)
 
 
 def _equity(cash: Decimal, position: Position, mark: Decimal) -> Decimal:
@@ -576,9 +853,8 @@ async def run_live_engine(
     stop = stop or asyncio.Event()
     runtime = await asyncio.to_thread(open_runtime)
     model = await asyncio.to_thread(select_model, runtime, settings)
-    spec = feature_set_for(model.feature_fingerprint)
-    await asyncio.to_thread(check_model_market, runtime, model, settings)
-    policy = await asyncio.to_thread(load_policy, runtime.artifacts.path_for(model.artifact))
+    verified = await asyncio.to_thread(verify_model, runtime, settings, model)
+    policy, spec = verified.policy, verified.spec
     summary = LiveSummary(
         session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument,
         mode=settings.mode,
@@ -731,6 +1007,11 @@ async def _run_session(
             if client is not None:
                 account = AccountStream(settings.ws_url, client)
                 tasks.append(group.create_task(_account_events(account, wake), name="account"))
+            if settings.model_id is None:
+                tasks.append(group.create_task(follow_champion(loop, on_thread), name="champion"))
+            else:
+                loop.log.info("pinned to model %s (--model-id): not following the champion",
+                              settings.model_id)  # fmt: skip
             timed_out = await _wait_for_stop(stop, settings.duration_seconds)
             tasks[0].cancel()
             await _drain(queue)
@@ -850,6 +1131,81 @@ async def _checks(
             raise LiveEngineError(f"stopping: {exc}") from exc
         except (psycopg.OperationalError, BingXError) as exc:
             loop.log.warning("reconciliation pass skipped (%s); retrying", exc)
+
+
+async def follow_champion(
+    loop: DecisionLoop, on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]]
+) -> None:
+    """Follow the market's champion for the whole session (never ends it; see model_watch)."""
+    settings = loop.settings
+
+    async def consider(model_id: str, trigger: str) -> bool:
+        return await consider_champion(loop, on_thread, model_id, trigger)
+
+    watcher = ChampionWatcher(
+        loop.runtime.db, settings.instrument, settings.interval,
+        current=lambda: loop.model.model_id, consider=consider,
+        poll_seconds=settings.champion_poll_seconds, logger=lambda: loop.log,
+    )  # fmt: skip
+    await watcher.run()
+
+
+async def consider_champion(
+    loop: DecisionLoop,
+    on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]],
+    model_id: str,
+    trigger: str,
+) -> bool:
+    """Verify a new champion off the trading path, then swap it in between two bars.
+
+    A refused candidate is logged and recorded with its reason; the old model keeps trading.
+
+    Returns:
+        True when the candidate is settled (swapped, or refused and recorded); False when a
+        transient failure (database, exchange) leaves it for the next poll.
+    """
+    try:
+        prepared = await asyncio.to_thread(loop.prepare_swap, model_id, trigger)
+        # A job on the trading thread runs between two bars' decisions, never inside one.
+        await on_thread(partial(loop.swap_model, prepared))
+    except ModelRefusedError as exc:
+        return await _refuse(loop, model_id, trigger, str(exc))
+    except (psycopg.OperationalError, BingXError, OSError) as exc:
+        loop.log.warning("new champion %s not swapped in yet (%s: %s); retrying at the next "
+                         "poll", model_id, type(exc).__name__, exc)  # fmt: skip
+        return False
+    except Exception as exc:  # fail closed: an unexpected error never swaps a model in
+        loop.log.exception("new champion %s could not be loaded", model_id)
+        reason = f"unexpected error loading it: {type(exc).__name__}: {exc}"
+        return await _refuse(loop, model_id, trigger, reason)
+    return True
+
+
+async def _refuse(loop: DecisionLoop, model_id: str, trigger: str, reason: str) -> bool:
+    """Log and record a refused candidate; False when the record could not be written."""
+    current = loop.model
+    loop.log.error("REFUSED the new champion %s: %s; %s keeps trading", model_id, reason,
+                   current.model_id)  # fmt: skip
+    row = ModelSwapRow(
+        session_id=loop.summary.session_id,
+        instrument=loop.settings.instrument,
+        interval=loop.settings.interval,
+        from_model_id=current.model_id,
+        to_model_id=model_id,
+        outcome="refused",
+        reason=reason,
+        trigger=trigger,
+        after_bar_open_time=_bar_time(loop.last_bar_ms),
+        from_model_sha256=current.artifact.sha256,
+    )
+    try:
+        await asyncio.to_thread(record_model_swap, loop.runtime.db, row)
+    except (psycopg.Error, OSError) as exc:
+        loop.log.warning("refusal of %s not recorded (%s); retrying at the next poll",
+                         model_id, exc)  # fmt: skip
+        return False
+    loop.summary.refused_swaps += 1
+    return True
 
 
 async def _account_events(stream: AccountStream, wake: asyncio.Event) -> None:

@@ -41,6 +41,9 @@ class LiveSettings:
         in_flight_check_seconds: How often orders still in flight are reconciled.
         account_check_seconds: How often the whole account is reconciled when nothing is in
             flight (a new order needs a passing report younger than twice this).
+        champion_poll_seconds: How often a session following the champion re-reads it, in
+            case a ``goldrl_champion`` notification was missed (sessions pinned with
+            ``model_id`` never swap).
     """
 
     instrument: str
@@ -58,6 +61,7 @@ class LiveSettings:
     max_bar_age_seconds: float = 90.0
     in_flight_check_seconds: float = 2.0
     account_check_seconds: float = 60.0
+    champion_poll_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -72,6 +76,7 @@ class LiveSettings:
         _positive("heartbeat_seconds", self.heartbeat_seconds)
         _positive("in_flight_check_seconds", self.in_flight_check_seconds)
         _positive("account_check_seconds", self.account_check_seconds)
+        _positive("champion_poll_seconds", self.champion_poll_seconds)
         if self.duration_seconds is not None:
             _positive("duration_seconds", self.duration_seconds)
         if isinstance(self.leverage, bool) or not isinstance(self.leverage, int):
