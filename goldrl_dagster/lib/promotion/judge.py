@@ -26,6 +26,8 @@ from goldrl_dagster.lib.promotion.gate import (
     PromotionEvidence,
     decide_promotion,
 )
+from goldrl_dagster.lib.rollout.config import RolloutConfig
+from goldrl_dagster.lib.rollout.manage import begin_rollout
 from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.registry import (
     EvaluationRecord,
@@ -48,6 +50,8 @@ class PromotionVerdict:
         decision: The gate's verdict and rules.
         trials: Models ever evaluated on the market.
         decision_id: The stored decision, or None for a dry run.
+        rollout_id: The staged rollout a passing challenger started (None: it became champion
+            at once, was rejected, or this was a dry run).
     """
 
     challenger: EvaluationRecord
@@ -56,6 +60,7 @@ class PromotionVerdict:
     decision: GateDecision
     trials: int
     decision_id: int | None
+    rollout_id: int | None = None
 
     @property
     def promoted(self) -> bool:
@@ -86,6 +91,7 @@ def judge_challenger(
     decided_by: str = "goldrl",
     cycle: Sequence[str] = (),
     on_progress: Callable[[str], None] | None = None,
+    rollout: RolloutConfig | None = None,
 ) -> PromotionVerdict:
     """Judge one evaluated challenger against its market's champion and the baselines.
 
@@ -99,6 +105,9 @@ def judge_challenger(
         cycle: Reports of every candidate trained in the same cycle (the challenger included),
             for the probability of backtest overfitting.
         on_progress: Called with a line per step.
+        rollout: Stage a passing challenger (shadow, canary, full) under these thresholds
+            instead of making it champion at once. A market's first champion has nothing to
+            roll back to and is made champion at once.
 
     Returns:
         The verdict (and the stored decision id unless a dry run).
@@ -143,7 +152,8 @@ def judge_challenger(
     if blocking:
         rules = tuple(blocking) + tuple(r for r in decision.rules if r.rule != "beats_champion")
         decision = GateDecision(False, rules, decision.intervals)
-    decision_id = None
+    decision_id = rollout_id = None
+    staged = rollout is not None and champion_report is not None and decision.promoted
     if not dry_run:
         decision_id, _ = record_promotion_decision(
             runtime.db,
@@ -154,7 +164,15 @@ def judge_challenger(
             champion_report_id=champion_report.report_id if champion_report else None,
             trials=max(len(trials), 1),
             decided_by=decided_by,
+            move_champion=not staged,
         )
+        if staged:
+            assert rollout is not None and champion_report is not None
+            started = begin_rollout(
+                runtime, decision_id, challenger, champion_report, rollout, decided_by=decided_by
+            )
+            rollout_id = started.rollout_id
+            say(f"{challenger.model_id} passed: rollout {rollout_id} starts in shadow")
     return PromotionVerdict(
         challenger=challenger,
         champion_model=champion_model,
@@ -162,4 +180,5 @@ def judge_challenger(
         decision=decision,
         trials=max(len(trials), 1),
         decision_id=decision_id,
+        rollout_id=rollout_id,
     )

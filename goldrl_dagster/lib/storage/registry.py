@@ -372,8 +372,12 @@ def record_promotion_decision(
     champion_report_id: str | None = None,
     trials: int | None = None,
     decided_by: str = "goldrl",
+    move_champion: bool = True,
 ) -> tuple[int, str | None]:
     """Store a promotion decision and, if promoted, move the market's champion atomically.
+
+    With ``move_champion=False`` a passing decision leaves the pointer alone: the challenger
+    goes through a staged rollout, which moves it when it reaches ``full``.
 
     The market is the report's instrument and interval. Decisions on one market are serialised
     (a transaction-scoped advisory lock), so two concurrent promotions cannot both read the same
@@ -411,7 +415,7 @@ def record_promotion_decision(
              champion_report_id, trials, decided_by),
         ).fetchone()  # fmt: skip
         assert decision is not None
-        if promoted:
+        if promoted and move_champion:
             conn.execute(
                 "INSERT INTO champions (instrument, interval, model_id, decision_id) "
                 "VALUES (%s, %s, %s, %s) ON CONFLICT (instrument, interval) DO UPDATE SET "

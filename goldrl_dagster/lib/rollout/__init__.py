@@ -1,0 +1,1 @@
+"""Staged rollout of a challenger: shadow → canary → full, judged on live evidence."""

@@ -1,0 +1,200 @@
+"""Staged rollouts end to end on planted policies: start, live evidence, advance, roll back."""
+
+import uuid
+from datetime import timedelta
+
+import numpy as np
+import psycopg
+import pytest
+from planted_policy import planted_market, register_planted_dataset, register_planted_model
+
+from goldrl_dagster.lib.evaluation.model_evaluation import EvaluationSettings, evaluate_model
+from goldrl_dagster.lib.promotion.gate import GateConfig
+from goldrl_dagster.lib.promotion.judge import judge_challenger
+from goldrl_dagster.lib.rollout.config import RolloutConfig
+from goldrl_dagster.lib.rollout.manage import review_rollouts
+from goldrl_dagster.lib.runtime import open_runtime
+from goldrl_dagster.lib.storage.registry import current_champion
+from goldrl_dagster.lib.storage.rollout_store import (
+    RolloutError,
+    load_rollout,
+    market_assignment,
+    record_shadow_decision,
+    rollout_transitions,
+    transition_rollout,
+)
+
+MARKET = ("XAUT-USDT", "15m")
+SETTINGS = EvaluationSettings(n_folds=4)
+ROLLOUT = RolloutConfig(min_shadow_decisions=60, min_canary_decisions=60, min_canary_fills=3)
+
+
+@pytest.fixture(scope="module")
+def market():
+    return planted_market(days=24, seed=11)
+
+
+def _report(runtime, table, digest, model_id, follow, workdir):
+    register_planted_model(runtime, table, digest, model_id, follow, workdir)
+    return evaluate_model(runtime, model_id, settings=SETTINGS).record.report_id
+
+
+def _staged(runtime, table, tmp_path, challenger_follows="signal_strong"):
+    digest = register_planted_dataset(runtime, table, MARKET[1])
+    weak = _report(runtime, table, digest, "weak", "signal_weak", tmp_path)
+    assert judge_challenger(runtime, weak, GateConfig(), rollout=ROLLOUT).promoted
+    assert current_champion(runtime.db, *MARKET) == "weak"  # first champion: at once
+    strong = _report(runtime, table, digest, "strong", challenger_follows, tmp_path)
+    return judge_challenger(runtime, strong, GateConfig(), rollout=ROLLOUT, decided_by="test")
+
+
+def _session(conn) -> str:
+    session = uuid.uuid4().hex
+    conn.execute(
+        "INSERT INTO live_sessions (session_id, mode, instrument, stream_url) "
+        "VALUES (%s, 'paper', 'XAUT-USDT', 'ws://test')",
+        (session,),
+    )
+    return session
+
+
+def _live(runtime, table, *, traded, shadow, rollout_id, bars, signal, skip=0):
+    """Write what an engine records: the traded model's decisions and the shadow model's.
+
+    The bars are the held-out part of the planted market (after ``skip`` of them).
+    """
+    rows = table.slice(table.height // 3 + skip, bars)
+    times = rows["open_time"].to_list()
+    closes = rows["close"].to_list()
+    signals = {name: rows[column].to_list() for name, column in signal.items()}
+    equity = 100_000.0
+    with runtime.db.connect() as conn:
+        session = _session(conn)
+        for i, (when, price) in enumerate(zip(times, closes, strict=True)):
+            target = int(signals[traded][i])
+            conn.execute(
+                "INSERT INTO live_decisions (session_id, instrument, bar_open_time, model_id, "
+                "model_sha256, dataset_hash, feature_fingerprint, observation_sha256, action, "
+                "target_position, price, position_after, cash_after, equity_after, outcome, "
+                "rollout_id) VALUES (%s, 'XAUT-USDT', %s, %s, 's', 'd', 'f', 'o', %s, %s, %s, "
+                "%s, %s, %s, %s, %s)",
+                (session, when, traded, target + 1, target, price, target, equity, equity,
+                 "filled BUY 1" if i % 10 == 0 else "no order", rollout_id),
+            )  # fmt: skip
+            shadow_target = int(signals[shadow][i])
+            record_shadow_decision(
+                conn, session_id=session, instrument="XAUT-USDT", bar_open_time=when,
+                model_id=shadow, model_sha256="s", rollout_id=rollout_id,
+                observation_sha256="o", action=shadow_target + 1, target_position=shadow_target,
+                price=price,
+            )  # fmt: skip
+        conn.commit()
+
+
+def test_a_better_challenger_goes_shadow_canary_full(market, clean_database, tmp_path):
+    runtime = open_runtime()
+    verdict = _staged(runtime, market, tmp_path)
+    assert verdict.promoted and verdict.rollout_id is not None
+    rollout = load_rollout(runtime.db, verdict.rollout_id)
+    assert (rollout.stage, rollout.challenger, rollout.stable_champion) == (
+        "shadow", "strong", "weak",
+    )  # fmt: skip
+    assert rollout.config["edge"] > 0  # the backtest's excess per unit per bar
+    # The champion pointer does not move until the rollout is complete.
+    assert current_champion(runtime.db, *MARKET) == "weak"
+    shadow = market_assignment(runtime.db, *MARKET)
+    assert (shadow.trading_model, shadow.size_fraction, shadow.shadow_models) == (
+        "weak", 1.0, ("strong",),
+    )  # fmt: skip
+
+    # Too little evidence: wait.
+    signals = {"weak": "signal_weak", "strong": "signal_strong"}
+    _live(runtime, market, traded="weak", shadow="strong", rollout_id=rollout.rollout_id,
+          bars=20, signal=signals)  # fmt: skip
+    [early] = review_rollouts(runtime, decided_by="test")
+    assert early.verdict.action == "wait" and early.moved_to is None
+    assert "shadow_decisions" in early.verdict.reason()
+
+    # A day of shadow decisions confirms the edge: canary at a quarter of the size.
+    _live(runtime, market, traded="weak", shadow="strong", rollout_id=rollout.rollout_id,
+          bars=96, signal=signals, skip=20)  # fmt: skip
+    [advanced] = review_rollouts(runtime, decided_by="test")
+    assert advanced.moved_to == "canary", advanced.verdict.reason()
+    canary = market_assignment(runtime.db, *MARKET)
+    assert (canary.trading_model, canary.size_fraction, canary.shadow_models) == (
+        "strong", 0.25, ("weak",),
+    )  # fmt: skip
+
+    # The canary trades (the challenger's own orders) with the champion in shadow.
+    _live(runtime, market, traded="strong", shadow="weak", rollout_id=rollout.rollout_id,
+          bars=96, signal=signals, skip=116)  # fmt: skip
+    [done] = review_rollouts(runtime, decided_by="test")
+    assert done.moved_to == "full", done.verdict.reason()
+    assert current_champion(runtime.db, *MARKET) == "strong"
+    assert market_assignment(runtime.db, *MARKET).shadow_models == ()
+    stages = [
+        (t["from_stage"], t["to_stage"])
+        for t in rollout_transitions(runtime.db, rollout.rollout_id)
+    ]
+    assert stages == [(None, "shadow"), ("shadow", "canary"), ("canary", "full")]
+    assert review_rollouts(runtime, decided_by="test") == []  # nothing in progress
+
+
+def test_a_challenger_that_underdelivers_live_is_rolled_back(market, clean_database, tmp_path):
+    runtime = open_runtime()
+    verdict = _staged(runtime, market, tmp_path)
+    rollout_id = verdict.rollout_id
+    # Live, the "strong" challenger decides like noise: the SPRT rejects the promised edge.
+    _live(runtime, market, traded="weak", shadow="strong", rollout_id=rollout_id, bars=400,
+          signal={"weak": "signal_weak", "strong": "signal_noise"})  # fmt: skip
+    [outcome] = review_rollouts(runtime, decided_by="test")
+    assert outcome.moved_to == "rolled_back", outcome.verdict.reason()
+    failed = [r.rule for r in outcome.verdict.rules if r.kind == "breach" and not r.passed]
+    assert "sprt_no_edge_rejected" in failed
+    assert current_champion(runtime.db, *MARKET) == "weak"
+    assignment = market_assignment(runtime.db, *MARKET)
+    assert (assignment.trading_model, assignment.shadow_models) == ("weak", ())
+    last = rollout_transitions(runtime.db, rollout_id)[-1]
+    assert last["to_stage"] == "rolled_back" and "sprt_no_edge_rejected" in last["reason"]
+    assert last["evidence"]["sprt"]["decision"] == "accept_h0"
+
+
+def test_stage_moves_are_checked_and_the_history_is_append_only(market, clean_database, tmp_path):
+    runtime = open_runtime()
+    verdict = _staged(runtime, market, tmp_path)
+    rollout_id = verdict.rollout_id
+    with pytest.raises(RolloutError, match="is in shadow; it cannot move to full"):
+        transition_rollout(runtime.db, rollout_id, "full", reason="skip", decided_by="test")
+    # A second challenger cannot start while one is in progress on the market.
+    third = _report(runtime, market, verdict.challenger.dataset_hash, "third", "signal_strong",
+                    tmp_path)  # fmt: skip
+    with pytest.raises(RolloutError, match=f"rollout {rollout_id} of strong is in shadow"):
+        judge_challenger(runtime, third, GateConfig(), rollout=ROLLOUT)
+    transition_rollout(runtime.db, rollout_id, "aborted", reason="operator", decided_by="ops")
+    with pytest.raises(RolloutError, match="is in aborted"):
+        transition_rollout(runtime.db, rollout_id, "canary", reason="late", decided_by="test")
+    with runtime.db.connect() as conn, pytest.raises(psycopg.Error, match="append-only"):
+        conn.execute("UPDATE rollout_transitions SET reason = 'edited'")
+    with runtime.db.connect() as conn, pytest.raises(psycopg.Error, match="append-only"):
+        conn.execute("DELETE FROM rollout_transitions")
+
+
+def test_stage_changes_are_notified(market, clean_database, tmp_path):
+    runtime = open_runtime()
+    with psycopg.connect(runtime.db.url, autocommit=True) as listener:
+        listener.execute("LISTEN goldrl_rollout")
+        verdict = _staged(runtime, market, tmp_path)
+        notes = list(listener.notifies(timeout=1.0, stop_after=1))
+    assert f'"rollout_id": {verdict.rollout_id}' in notes[0].payload
+    assert '"stage": "shadow"' in notes[0].payload
+
+
+def test_rollout_thresholds_are_validated():
+    for field, value in [("canary_fraction", 0.0), ("sprt_alpha", 0.5), ("min_canary_fills", 0),
+                         ("edge", float("nan")), ("max_turnover_ratio", 0.5)]:  # fmt: skip
+        with pytest.raises(ValueError, match=field):
+            RolloutConfig(**{field: value})
+    with pytest.raises(ValueError, match="unknown rollout setting"):
+        RolloutConfig.from_dict({"canary": 1})
+    assert RolloutConfig.from_dict(ROLLOUT.to_dict()) == ROLLOUT
+    assert np.isfinite(timedelta(seconds=1).total_seconds())
