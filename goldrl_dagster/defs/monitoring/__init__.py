@@ -1,0 +1,1 @@
+"""Dagster wiring: monitoring of the market champions in production (feature drift)."""
