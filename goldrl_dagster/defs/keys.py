@@ -42,3 +42,6 @@ MARKET_SNAPSHOT_KEYS = (PREMIUM_INDEX, OPEN_INTEREST, TICKER_24H, ORDER_BOOK, RE
 FEATURE_DRIFT = dg.AssetKey(["monitoring", "feature_drift"])
 MONITORING_GROUP = "monitoring"
 FEATURE_DRIFT_CHECK = "feature_drift"
+
+# Staged rollout of a challenger that passed the gate (issue 11).
+ROLLOUT = dg.AssetKey(["models", "rollout"])

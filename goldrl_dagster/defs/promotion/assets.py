@@ -10,7 +10,9 @@ from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.promotion.gate import GateConfig
 from goldrl_dagster.lib.promotion.judge import judge_challenger
 from goldrl_dagster.lib.promotion.plots import decision_plot_png
+from goldrl_dagster.lib.rollout.config import RolloutConfig
 from goldrl_dagster.lib.storage.registry import latest_own_report, pending_challengers
+from goldrl_dagster.lib.storage.rollout_store import RolloutError
 
 
 class PromotionConfig(dg.Config):
@@ -33,14 +35,33 @@ class PromotionConfig(dg.Config):
     max_pbo: float = 0.5
     max_drawdown: float = 0.20
     max_drawdown_vs_champion: float = 1.5
+    staged: bool = True
+    canary_fraction: float = 0.25
+    min_shadow_decisions: int = 120
+    min_canary_decisions: int = 120
+    min_canary_fills: int = 3
 
     def gate(self) -> GateConfig:
         """The gate thresholds."""
-        fields = self.model_dump(exclude={"interval", "model_id"})
+        fields = self.model_dump(exclude={"interval", "model_id", "staged", *_ROLLOUT_FIELDS})
         try:
             return GateConfig(**fields)
         except ValueError as exc:
             raise dg.Failure(f"invalid promotion config: {exc}") from exc
+
+    def rollout(self) -> RolloutConfig | None:
+        """The rollout thresholds, or None to make a passing challenger champion at once."""
+        if not self.staged:
+            return None
+        try:
+            return RolloutConfig(**self.model_dump(include=set(_ROLLOUT_FIELDS)))
+        except ValueError as exc:
+            raise dg.Failure(f"invalid promotion config: {exc}") from exc
+
+
+_ROLLOUT_FIELDS = (
+    "canary_fraction", "min_shadow_decisions", "min_canary_decisions", "min_canary_fills",
+)  # fmt: skip
 
 
 def _rules_table(reasons: list[dict]) -> str:
@@ -67,6 +88,10 @@ def promoted_model(
 ) -> dg.MaterializeResult:
     """The market's champion pointer, moved only when a challenger passes the statistical gate.
 
+    On a market that has a champion, a passing challenger starts a staged rollout (shadow ->
+    canary -> full, reviewed by ``models/rollout``); a market's first champion (nothing to roll
+    back to) or ``staged: false`` moves the pointer at once.
+
     The champion is re-evaluated on the challenger's dataset, folds, window and cost model;
     the decision, each rule's value, threshold and verdict, the champion's replay and the
     market's number of trials are stored, promoted or not; the live engines trading the market
@@ -85,9 +110,13 @@ def promoted_model(
             context.log.info(note)
             return dg.MaterializeResult(metadata={"judged": "none", "note": note})
         report_id = pending[0]
-    verdict = judge_challenger(
-        runtime, report_id, config.gate(), decided_by="dagster", on_progress=context.log.info
-    )
+    try:
+        verdict = judge_challenger(
+            runtime, report_id, config.gate(), decided_by="dagster",
+            on_progress=context.log.info, rollout=config.rollout(),
+        )  # fmt: skip
+    except RolloutError as exc:
+        raise dg.Failure(f"the challenger passed but its rollout could not start: {exc}") from exc
     if (verdict.challenger.instrument, verdict.challenger.interval) != (
         instrument,
         config.interval,
@@ -97,7 +126,8 @@ def promoted_model(
             f"{verdict.challenger.interval}, not this partition's market"
         )
     challenger = verdict.challenger.model_id
-    champion = challenger if verdict.promoted else verdict.champion_model
+    staged = verdict.rollout_id is not None
+    champion = challenger if verdict.promoted and not staged else verdict.champion_model
     failed = [rule.rule for rule in verdict.decision.failed()]
     context.log.info(
         "%s %s on %s %s (decision %s, %d trials)%s; champion is %s",
@@ -114,6 +144,7 @@ def promoted_model(
             "challenger": challenger,
             "report_id": report_id,
             "promoted": verdict.promoted,
+            "rollout_id": verdict.rollout_id if staged else "none (not staged)",
             "champion": champion or "none",
             "previous_champion": verdict.champion_model or "none",
             "champion_replay": (

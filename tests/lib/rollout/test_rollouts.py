@@ -1,12 +1,12 @@
 """Staged rollouts end to end on planted policies: start, live evidence, advance, roll back."""
 
-import uuid
 from datetime import timedelta
 
 import numpy as np
 import psycopg
 import pytest
 from planted_policy import planted_market, register_planted_dataset, register_planted_model
+from rollout_support import write_live_decisions
 
 from goldrl_dagster.lib.evaluation.model_evaluation import EvaluationSettings, evaluate_model
 from goldrl_dagster.lib.promotion.gate import GateConfig
@@ -19,7 +19,6 @@ from goldrl_dagster.lib.storage.rollout_store import (
     RolloutError,
     load_rollout,
     market_assignment,
-    record_shadow_decision,
     rollout_transitions,
     transition_rollout,
 )
@@ -48,49 +47,6 @@ def _staged(runtime, table, tmp_path, challenger_follows="signal_strong"):
     return judge_challenger(runtime, strong, GateConfig(), rollout=ROLLOUT, decided_by="test")
 
 
-def _session(conn) -> str:
-    session = uuid.uuid4().hex
-    conn.execute(
-        "INSERT INTO live_sessions (session_id, mode, instrument, stream_url) "
-        "VALUES (%s, 'paper', 'XAUT-USDT', 'ws://test')",
-        (session,),
-    )
-    return session
-
-
-def _live(runtime, table, *, traded, shadow, rollout_id, bars, signal, skip=0):
-    """Write what an engine records: the traded model's decisions and the shadow model's.
-
-    The bars are the held-out part of the planted market (after ``skip`` of them).
-    """
-    rows = table.slice(table.height // 3 + skip, bars)
-    times = rows["open_time"].to_list()
-    closes = rows["close"].to_list()
-    signals = {name: rows[column].to_list() for name, column in signal.items()}
-    equity = 100_000.0
-    with runtime.db.connect() as conn:
-        session = _session(conn)
-        for i, (when, price) in enumerate(zip(times, closes, strict=True)):
-            target = int(signals[traded][i])
-            conn.execute(
-                "INSERT INTO live_decisions (session_id, instrument, bar_open_time, model_id, "
-                "model_sha256, dataset_hash, feature_fingerprint, observation_sha256, action, "
-                "target_position, price, position_after, cash_after, equity_after, outcome, "
-                "rollout_id) VALUES (%s, 'XAUT-USDT', %s, %s, 's', 'd', 'f', 'o', %s, %s, %s, "
-                "%s, %s, %s, %s, %s)",
-                (session, when, traded, target + 1, target, price, target, equity, equity,
-                 "filled BUY 1" if i % 10 == 0 else "no order", rollout_id),
-            )  # fmt: skip
-            shadow_target = int(signals[shadow][i])
-            record_shadow_decision(
-                conn, session_id=session, instrument="XAUT-USDT", bar_open_time=when,
-                model_id=shadow, model_sha256="s", rollout_id=rollout_id,
-                observation_sha256="o", action=shadow_target + 1, target_position=shadow_target,
-                price=price,
-            )  # fmt: skip
-        conn.commit()
-
-
 def test_a_better_challenger_goes_shadow_canary_full(market, clean_database, tmp_path):
     runtime = open_runtime()
     verdict = _staged(runtime, market, tmp_path)
@@ -109,15 +65,30 @@ def test_a_better_challenger_goes_shadow_canary_full(market, clean_database, tmp
 
     # Too little evidence: wait.
     signals = {"weak": "signal_weak", "strong": "signal_strong"}
-    _live(runtime, market, traded="weak", shadow="strong", rollout_id=rollout.rollout_id,
-          bars=20, signal=signals)  # fmt: skip
+    write_live_decisions(
+        runtime,
+        market,
+        traded="weak",
+        shadow="strong",
+        rollout_id=rollout.rollout_id,
+        bars=20,
+        signal=signals,
+    )
     [early] = review_rollouts(runtime, decided_by="test")
     assert early.verdict.action == "wait" and early.moved_to is None
     assert "shadow_decisions" in early.verdict.reason()
 
     # A day of shadow decisions confirms the edge: canary at a quarter of the size.
-    _live(runtime, market, traded="weak", shadow="strong", rollout_id=rollout.rollout_id,
-          bars=96, signal=signals, skip=20)  # fmt: skip
+    write_live_decisions(
+        runtime,
+        market,
+        traded="weak",
+        shadow="strong",
+        rollout_id=rollout.rollout_id,
+        bars=96,
+        signal=signals,
+        skip=20,
+    )
     [advanced] = review_rollouts(runtime, decided_by="test")
     assert advanced.moved_to == "canary", advanced.verdict.reason()
     canary = market_assignment(runtime.db, *MARKET)
@@ -126,8 +97,16 @@ def test_a_better_challenger_goes_shadow_canary_full(market, clean_database, tmp
     )  # fmt: skip
 
     # The canary trades (the challenger's own orders) with the champion in shadow.
-    _live(runtime, market, traded="strong", shadow="weak", rollout_id=rollout.rollout_id,
-          bars=96, signal=signals, skip=116)  # fmt: skip
+    write_live_decisions(
+        runtime,
+        market,
+        traded="strong",
+        shadow="weak",
+        rollout_id=rollout.rollout_id,
+        bars=96,
+        signal=signals,
+        skip=116,
+    )
     [done] = review_rollouts(runtime, decided_by="test")
     assert done.moved_to == "full", done.verdict.reason()
     assert current_champion(runtime.db, *MARKET) == "strong"
@@ -145,8 +124,15 @@ def test_a_challenger_that_underdelivers_live_is_rolled_back(market, clean_datab
     verdict = _staged(runtime, market, tmp_path)
     rollout_id = verdict.rollout_id
     # Live, the "strong" challenger decides like noise: the SPRT rejects the promised edge.
-    _live(runtime, market, traded="weak", shadow="strong", rollout_id=rollout_id, bars=400,
-          signal={"weak": "signal_weak", "strong": "signal_noise"})  # fmt: skip
+    write_live_decisions(
+        runtime,
+        market,
+        traded="weak",
+        shadow="strong",
+        rollout_id=rollout_id,
+        bars=400,
+        signal={"weak": "signal_weak", "strong": "signal_noise"},
+    )
     [outcome] = review_rollouts(runtime, decided_by="test")
     assert outcome.moved_to == "rolled_back", outcome.verdict.reason()
     failed = [r.rule for r in outcome.verdict.rules if r.kind == "breach" and not r.passed]
