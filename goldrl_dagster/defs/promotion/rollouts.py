@@ -16,13 +16,8 @@ from goldrl_dagster.defs.market_data.partitions import (
     market_instrument_partitions,
 )
 from goldrl_dagster.defs.resources import GoldrlStorage
-from goldrl_dagster.lib.rollout.manage import review_rollout
-from goldrl_dagster.lib.storage.rollout_store import (
-    RolloutError,
-    market_assignment,
-    rollouts_in_progress,
-    transition_rollout,
-)
+from goldrl_dagster.lib.rollout.manage import review_and_move
+from goldrl_dagster.lib.storage.rollout_store import market_assignment, rollouts_in_progress
 
 
 class RolloutReviewConfig(dg.Config):
@@ -73,17 +68,10 @@ def rollout(
         context.log.info("%s %s: %s", instrument, config.interval, note)
         return dg.MaterializeResult(metadata={"stage": "none", "note": note})
     [progress] = current
-    verdict = review_rollout(runtime, progress)
-    moved = None
-    if config.apply and verdict.to_stage is not None:
-        try:
-            transition_rollout(
-                runtime.db, progress.rollout_id, verdict.to_stage, reason=verdict.reason(),
-                decided_by=f"dagster run {context.run.run_id[:8]}", evidence=verdict.to_dict(),
-            )  # fmt: skip
-            moved = verdict.to_stage
-        except RolloutError as exc:
-            context.log.warning("rollout %d was moved meanwhile: %s", progress.rollout_id, exc)
+    outcome = review_and_move(
+        runtime, progress, decided_by=f"dagster run {context.run.run_id[:8]}", apply=config.apply
+    )
+    verdict, moved = outcome.verdict, outcome.moved_to
     context.log.info(
         "rollout %d of %s (%s): %s%s", progress.rollout_id, progress.challenger, progress.stage,
         verdict.action, f" -> {moved}" if moved else "",

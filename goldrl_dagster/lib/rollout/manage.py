@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -11,6 +10,11 @@ from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.rollout.config import RolloutConfig
 from goldrl_dagster.lib.rollout.review import StageVerdict, judge_stage
 from goldrl_dagster.lib.runtime import Runtime
+from goldrl_dagster.lib.storage.drift_reports import (
+    GovernanceRequest,
+    mark_governance_request_handled,
+    read_governance_requests,
+)
 from goldrl_dagster.lib.storage.registry import EvaluationRecord, load_evaluation
 from goldrl_dagster.lib.storage.rollout_store import (
     Rollout,
@@ -131,38 +135,62 @@ def review_rollout(
     )
 
 
+def pending_rollback_requests(runtime: Runtime, rollout: Rollout) -> list[GovernanceRequest]:
+    """Unhandled ``rollback``/``halt`` requests on the rollout's market since its stage began.
+
+    A drift monitor configured to roll back (or halt) asks for it with a governance request;
+    during a rollout that request is a breach: the challenger goes, the stable champion stays.
+    """
+    return [
+        request
+        for request in read_governance_requests(
+            runtime.db, instrument=rollout.instrument, interval=rollout.interval, pending_only=True
+        )
+        if request.kind in ("rollback", "halt") and request.created_at >= rollout.stage_started_at
+    ]
+
+
+def review_and_move(
+    runtime: Runtime, rollout: Rollout, *, decided_by: str, apply: bool = True
+) -> ReviewOutcome:
+    """Review one rollout (with the market's pending rollback requests) and move it if due."""
+    requests = pending_rollback_requests(runtime, rollout)
+    alerts = tuple(f"{r.requested_by} asked to {r.kind}: {r.reason}" for r in requests)
+    verdict = review_rollout(runtime, rollout, drift_alerts=alerts)
+    moved = None
+    if apply and verdict.to_stage is not None:
+        try:
+            transition_rollout(
+                runtime.db, rollout.rollout_id, verdict.to_stage, reason=verdict.reason(),
+                decided_by=decided_by, evidence=verdict.to_dict(),
+            )  # fmt: skip
+            moved = verdict.to_stage
+        except RolloutError:
+            # Moved by someone else meanwhile (an operator, another review): theirs stands.
+            moved = None
+        if moved == "rolled_back":
+            for request in requests:
+                mark_governance_request_handled(
+                    runtime.db, request.request_id,
+                    f"rolled back rollout {rollout.rollout_id} of {rollout.challenger}",
+                )  # fmt: skip
+    return ReviewOutcome(rollout, verdict, moved)
+
+
 def review_rollouts(
-    runtime: Runtime,
-    *,
-    decided_by: str,
-    drift_alerts: Callable[[Rollout], tuple[str, ...]] | None = None,
-    apply: bool = True,
+    runtime: Runtime, *, decided_by: str, apply: bool = True
 ) -> list[ReviewOutcome]:
     """Review every rollout in progress and move those whose evidence says so.
 
     Args:
         runtime: Database and artifacts.
         decided_by: Recorded with every transition.
-        drift_alerts: The drift alerts of a rollout's market since its stage started.
         apply: Move the rollouts (False: report the verdicts only).
 
     Returns:
         One outcome per rollout in progress.
     """
-    outcomes = []
-    for rollout in rollouts_in_progress(runtime.db):
-        alerts = drift_alerts(rollout) if drift_alerts else ()
-        verdict = review_rollout(runtime, rollout, drift_alerts=alerts)
-        moved = None
-        if apply and verdict.to_stage is not None:
-            try:
-                transition_rollout(
-                    runtime.db, rollout.rollout_id, verdict.to_stage, reason=verdict.reason(),
-                    decided_by=decided_by, evidence=verdict.to_dict(),
-                )  # fmt: skip
-                moved = verdict.to_stage
-            except RolloutError:
-                # Moved by someone else meanwhile (an operator, another review): theirs stands.
-                moved = None
-        outcomes.append(ReviewOutcome(rollout, verdict, moved))
-    return outcomes
+    return [
+        review_and_move(runtime, rollout, decided_by=decided_by, apply=apply)
+        for rollout in rollouts_in_progress(runtime.db)
+    ]

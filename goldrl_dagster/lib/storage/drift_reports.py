@@ -286,3 +286,20 @@ def read_governance_requests(
             params,
         ).fetchall()
     return [GovernanceRequest(*row) for row in rows]
+
+
+def mark_governance_request_handled(db: Database, request_id: int, outcome: str) -> bool:
+    """Record how a pending request was handled (once; a handled request stays as it was).
+
+    Returns:
+        True if this call handled it, False if it was already handled.
+    """
+    _text("outcome", outcome)
+    with db.connect() as conn:
+        cur = conn.execute(
+            "UPDATE governance_requests SET handled_at = now(), outcome = %s "
+            "WHERE request_id = %s AND handled_at IS NULL",
+            (outcome, request_id),
+        )
+        conn.commit()
+    return cur.rowcount == 1

@@ -14,6 +14,10 @@ from goldrl_dagster.lib.promotion.judge import judge_challenger
 from goldrl_dagster.lib.rollout.config import RolloutConfig
 from goldrl_dagster.lib.rollout.manage import review_rollouts
 from goldrl_dagster.lib.runtime import open_runtime
+from goldrl_dagster.lib.storage.drift_reports import (
+    read_governance_requests,
+    request_governance_action,
+)
 from goldrl_dagster.lib.storage.registry import current_champion
 from goldrl_dagster.lib.storage.rollout_store import (
     RolloutError,
@@ -184,3 +188,20 @@ def test_rollout_thresholds_are_validated():
         RolloutConfig.from_dict({"canary": 1})
     assert RolloutConfig.from_dict(ROLLOUT.to_dict()) == ROLLOUT
     assert np.isfinite(timedelta(seconds=1).total_seconds())
+
+
+def test_a_drift_alert_asking_for_rollback_ends_the_rollout(market, clean_database, tmp_path):
+    runtime = open_runtime()
+    verdict = _staged(runtime, market, tmp_path)
+    _, created = request_governance_action(
+        runtime.db, kind="rollback", instrument=MARKET[0], interval=MARKET[1], model_id="weak",
+        day=None, reason="PSI 0.41 on log_ret_60", requested_by="feature_drift",
+    )  # fmt: skip
+    assert created
+    [outcome] = review_rollouts(runtime, decided_by="test")
+    assert outcome.moved_to == "rolled_back"
+    assert "feature_drift asked to rollback: PSI 0.41 on log_ret_60" in outcome.verdict.reason()
+    assert current_champion(runtime.db, *MARKET) == "weak"
+    [handled] = read_governance_requests(runtime.db, instrument=MARKET[0])
+    assert handled.handled_at is not None
+    assert handled.outcome == f"rolled back rollout {verdict.rollout_id} of strong"
