@@ -45,6 +45,9 @@ class TrainedPolicyConfig(dg.Config):
     equity_fraction: float = _DEFAULTS.equity_fraction
     reward_scale: float = _DEFAULTS.reward_scale
     checkpoint_every: int = _DEFAULTS.checkpoint_every
+    # Reward shaping normally comes from the dataset request's named reward.
+    turnover_penalty: float = _DEFAULTS.turnover_penalty
+    drawdown_penalty: float = _DEFAULTS.drawdown_penalty
     slippage_bps: float = 1.0
     slippage_range_fraction: float = 0.0
     leverage: float | None = None

@@ -22,11 +22,11 @@ from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.datasets.build import DatasetConfig
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_name
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.rl.rewards import DEFAULT_REWARD, reward_shaping
 
 KEY_SEPARATOR = ":"
 DEFAULT_DATASET_FEATURE_SET = ("ta", 2)
 """Feature set (name, version) a dataset uses unless the request names another."""
-DEFAULT_REWARD = "equity_change_after_costs"
 DEFAULT_HOLDOUT_FRACTION = 0.25
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -140,6 +140,7 @@ class DatasetRequest:
             raise ValueError(
                 f"reward {self.reward!r} must be a lower-case name (letters, digits, _)"
             )
+        reward_shaping(self.reward)  # a reward the training env knows, or a clear error
 
     @property
     def spec(self) -> FeatureSetSpec:

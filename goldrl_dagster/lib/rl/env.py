@@ -14,6 +14,11 @@ Timeline of one step at bar ``t`` (bar ``t`` has closed, the agent saw its featu
    that bar stands in for the mark price at the funding time.
 4. ``reward = reward_scale × (equity[t + 1] - equity[t]) / initial_equity``: the change of
    equity after fees, slippage and funding, as a fraction of the starting equity.
+5. Optional shaping (both 0 by default, which leaves the reward exactly as above): minus
+   ``turnover_penalty × |change of target position|`` (units of a full position) and minus
+   ``drawdown_penalty × reward_scale ×`` the growth of the drawdown from the episode's equity
+   peak (fraction of the starting equity), so a policy that churns or digs deeper holes than it
+   needs to is taught otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +38,15 @@ from goldrl_dagster.lib.rl.observation import (
     build_observations,
     observation_size,
 )
+
+
+def _non_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
 
 
 def _positive_number(name: str, value: object, *, upper: float = math.inf) -> float:
@@ -105,6 +119,8 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         episode_length: int | None = None,
         reward_scale: float = 1.0,
         step_info: bool = True,
+        turnover_penalty: float = 0.0,
+        drawdown_penalty: float = 0.0,
     ) -> None:
         super().__init__()
         feats = np.asarray(features)
@@ -140,6 +156,9 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         self._initial_equity = _positive_number("initial_equity", initial_equity)
         self._equity_fraction = _positive_number("equity_fraction", equity_fraction, upper=1.0)
         self._reward_scale = _positive_number("reward_scale", reward_scale)
+        self._turnover_penalty = _non_negative("turnover_penalty", turnover_penalty)
+        self._drawdown_penalty = _non_negative("drawdown_penalty", drawdown_penalty)
+        self._peak = self._drawdown = 0.0
         slippage = cost_model.slippage_fractions(per_bar_values("bar_ranges", bar_ranges, n))
         funding = per_bar_values("funding_rates", funding_rates, n)
         if not cost_model.charge_funding:
@@ -248,6 +267,7 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         self._t, self._end, self._started = start, end, True
         self._position, self._quantity = 0.0, 0.0
         self._cash = self._equity = self._initial_equity
+        self._peak, self._drawdown = self._initial_equity, 0.0
         return self._observation(), {"t": start, "position": 0.0, "equity": self._equity}
 
     def _target(self, action: Any) -> float:
@@ -286,6 +306,7 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         close = self._closes[t]
         costs = self._cost_model
         fee = slippage = fill = delta = 0.0
+        before = self._position
         # Holding the same target never trades, so equity sizing does not re-size every bar.
         if target != self._position:
             if self._order_quantity is None:
@@ -319,6 +340,14 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         previous = self._equity
         self._equity = equity = self._cash + self._quantity * mark
         reward = self._reward_scale * (equity - previous) / self._initial_equity
+        if self._turnover_penalty:
+            reward -= self._turnover_penalty * abs(self._position - before)
+        if self._drawdown_penalty:
+            self._peak = max(self._peak, equity)
+            drawdown = (self._peak - equity) / self._initial_equity
+            if drawdown > self._drawdown:
+                reward -= self._drawdown_penalty * self._reward_scale * (drawdown - self._drawdown)
+            self._drawdown = drawdown
         terminated = equity <= 0.0
         truncated = not terminated and t >= self._end
         if terminated or truncated:

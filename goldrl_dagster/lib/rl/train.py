@@ -109,6 +109,9 @@ class TrainConfig:
         reward_scale: Multiplies the env reward (equity change / initial equity); the default
             100 makes it a percentage, large enough for the value function to learn quickly.
         checkpoint_every: Keep a checkpoint every this many timesteps (0: none).
+        turnover_penalty: Reward shaping: subtracted per unit of target-position change.
+        drawdown_penalty: Reward shaping: times the growth of the drawdown from the episode's
+            equity peak (see ``GoldTradingEnv``).
     """
 
     algorithm: str = "PPO"
@@ -134,6 +137,8 @@ class TrainConfig:
     equity_fraction: float = 1.0
     reward_scale: float = 100.0
     checkpoint_every: int = 0
+    turnover_penalty: float = 0.0
+    drawdown_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         """Validate the configuration.
@@ -173,6 +178,8 @@ class TrainConfig:
         check_number("equity_fraction", self.equity_fraction, 1e-9, 1.0)
         check_number("initial_equity", self.initial_equity, 1e-9, 1e15)
         check_number("reward_scale", self.reward_scale, 1e-9, 1e9)
+        check_number("turnover_penalty", self.turnover_penalty, 0.0, 1e6)
+        check_number("drawdown_penalty", self.drawdown_penalty, 0.0, 1e6)
         if self.order_quantity is not None:
             check_number("order_quantity", self.order_quantity, 1e-12, 1e12)
         if (
@@ -222,6 +229,8 @@ class TrainConfig:
             "episode_length": self.episode_length,
             "reward_scale": float(self.reward_scale),
             "step_info": False,
+            "turnover_penalty": float(self.turnover_penalty),
+            "drawdown_penalty": float(self.drawdown_penalty),
         }
 
 

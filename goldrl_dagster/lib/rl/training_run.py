@@ -6,6 +6,7 @@ record the same card and registry row; they differ only in how progress is shown
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import tempfile
@@ -22,6 +23,7 @@ from goldrl_dagster.lib.datasets.build import FUNDING_RATE
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fingerprint
 from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.policy import load_policy
+from goldrl_dagster.lib.rl.rewards import DEFAULT_REWARD, reward_shaping
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.artifacts import StoredArtifact
@@ -135,6 +137,28 @@ def load_training_data(runtime: Runtime, dataset_hash: str) -> TrainingData:
     )
 
 
+def _with_reward(config: TrainConfig, reward: str) -> TrainConfig:
+    """The training config under the dataset's named reward (its shaping penalties).
+
+    Raises:
+        ValueError: If the reward is unknown, or the config sets other penalties than it.
+    """
+    shaping = reward_shaping(reward)
+    asked = (config.turnover_penalty, config.drawdown_penalty)
+    if asked == (0.0, 0.0):
+        return dataclasses.replace(
+            config,
+            turnover_penalty=shaping.turnover_penalty,
+            drawdown_penalty=shaping.drawdown_penalty,
+        )
+    if asked != (shaping.turnover_penalty, shaping.drawdown_penalty) and reward != DEFAULT_REWARD:
+        raise ValueError(
+            f"the dataset's reward {reward!r} sets the shaping penalties; the training config "
+            f"asks for turnover {asked[0]} / drawdown {asked[1]} as well"
+        )
+    return config
+
+
 def run_training(
     runtime: Runtime,
     dataset_hash: str,
@@ -165,6 +189,7 @@ def run_training(
     costs = costs or CostSettings()
     started = time.monotonic()
     data = load_training_data(runtime, dataset_hash)
+    config = _with_reward(config, str(data.record.config.get("reward", DEFAULT_REWARD)))
     symbol = data.record.instruments[0]
     instrument = instrument_at(runtime.db, symbol, data.record.window_start)
     cost_model = CostModel.from_instrument(
@@ -184,6 +209,7 @@ def run_training(
         "interval": data.record.interval,
         "train_rows": data.rows,
         "funding_charged": data.funding_rates is not None and cost_model.charge_funding,
+        "reward": str(data.record.config.get("reward", DEFAULT_REWARD)),
     }
     with tempfile.TemporaryDirectory() as tmp:
         bundle = train_policy(

@@ -35,9 +35,9 @@ def test_aliases_resolve_to_one_key():
 
 
 def test_config_carries_the_fingerprint_and_label_settings():
-    config = _request(holdout_fraction=0.3, reward="log_return").to_config()
+    config = _request(holdout_fraction=0.3, reward="drawdown_penalised").to_config()
     assert config.feature_fingerprint == TA_V2.fingerprint
-    assert (config.holdout_fraction, config.reward) == (0.3, "log_return")
+    assert (config.holdout_fraction, config.reward) == (0.3, "drawdown_penalised")
     assert config.window_end == datetime(2025, 3, 10, tzinfo=UTC)
 
 
@@ -49,7 +49,7 @@ def test_every_field_changes_the_key():
         {"end_day": date(2025, 3, 10)},
         {"feature_set": "core", "feature_set_version": 1},
         {"holdout_fraction": 0.2},
-        {"reward": "other_reward"},
+        {"reward": "turnover_penalised"},
     ]
     keys = {_request(**change).partition_key() for change in changes}
     assert len(keys) == len(changes) and KEY not in keys
@@ -69,6 +69,7 @@ def test_every_field_changes_the_key():
         ({"holdout_fraction": 1.0}, "holdout_fraction must be in (0, 1)"),
         ({"holdout_fraction": True}, "holdout_fraction must be a number"),
         ({"reward": "Bad Reward"}, "reward 'Bad Reward'"),
+        ({"reward": "log_return"}, "unknown reward 'log_return'; known: ['drawdown_penalised'"),
     ],
 )
 def test_bad_requests_are_refused_by_name(changes, message):

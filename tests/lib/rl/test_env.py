@@ -298,3 +298,40 @@ def test_spawned_envs_share_data_but_not_state(market):
     assert info == expected_info
     assert twin.step(SHORT)[1] == fresh.step(SHORT)[1]
     assert env.position == 1.0 and twin.position == -1.0
+
+
+def _rewards(env, actions):
+    env.reset(seed=0)
+    out = []
+    for action in actions:
+        _, reward, _, _, info = env.step(np.int64(action))
+        out.append((reward, info["equity"]))
+    return out
+
+
+def test_reward_shaping_penalises_turnover_and_deeper_drawdowns_only():
+    features = np.zeros((6, 2))
+    closes = np.array([100.0, 101.0, 99.0, 98.0, 99.5, 100.0])
+    actions = [LONG, SHORT, SHORT, LONG, FLAT]
+    plain = GoldTradingEnv(features, closes, COSTS, order_quantity=1.0, initial_equity=1_000.0)
+    zero = GoldTradingEnv(features, closes, COSTS, order_quantity=1.0, initial_equity=1_000.0,
+                          turnover_penalty=0.0, drawdown_penalty=0.0)  # fmt: skip
+    base = _rewards(plain, actions)
+    assert _rewards(zero, actions) == base  # zero penalties: the very same floats
+    churn = GoldTradingEnv(features, closes, COSTS, order_quantity=1.0, initial_equity=1_000.0,
+                           turnover_penalty=0.01)  # fmt: skip
+    # Position changes: flat->long 1, long->short 2, none, short->long 2, long->flat 1.
+    for (shaped, _), (reward, _), units in zip(_rewards(churn, actions), base, [1, 2, 0, 2, 1],
+                                               strict=True):  # fmt: skip
+        assert shaped == pytest.approx(reward - 0.01 * units)
+    holes = GoldTradingEnv(features, closes, COSTS, order_quantity=1.0, initial_equity=1_000.0,
+                           drawdown_penalty=1.0)  # fmt: skip
+    peak, deepest = 1_000.0, 0.0
+    for (shaped, equity), (reward, _) in zip(_rewards(holes, actions), base, strict=True):
+        peak = max(peak, equity)
+        drawdown = (peak - equity) / 1_000.0
+        assert shaped == pytest.approx(reward - max(0.0, drawdown - deepest))
+        deepest = drawdown
+    for name in ("turnover_penalty", "drawdown_penalty"):
+        with pytest.raises(ValueError, match=name):
+            GoldTradingEnv(features, closes, COSTS, **{name: -1.0})

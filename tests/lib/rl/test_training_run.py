@@ -1,5 +1,6 @@
 """A training run over a registered dataset version, against a real PostgreSQL."""
 
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.market_store import sync_instruments
 from goldrl_dagster.lib.storage.registry import (
     DatasetRecord,
+    load_dataset_record,
     load_model_record,
     record_dataset,
     register_feature_set,
@@ -175,3 +177,31 @@ def test_asset_run_config_maps_onto_train_config_and_cost_settings():
     assert config.cost_settings() == CostSettings(leverage=2.0)
     with pytest.raises(ValueError, match="batch_size"):
         TrainedPolicyConfig(batch_size=100).train_config()
+
+
+def test_the_datasets_named_reward_shapes_the_training(dataset):
+    runtime, digest, _, _ = dataset
+    record = load_dataset_record(runtime.db, digest)
+    shaped = dataclasses.replace(
+        record, dataset_hash=digest[:-8] + "5ba9ed00",
+        config={**record.config, "reward": "turnover_penalised"},
+    )  # fmt: skip
+    record_dataset(runtime.db, shaped)
+    try:
+        outcome = run_training(runtime, shaped.dataset_hash, TINY)
+        plain = run_training(runtime, digest, TINY)
+        assert outcome.card["reward"] == "turnover_penalised" and plain.card["reward"] == (
+            "equity_change_after_costs"
+        )
+        assert outcome.card["config"]["turnover_penalty"] == 0.02
+        assert plain.card["config"]["turnover_penalty"] == 0.0
+        assert outcome.weights_sha256 != plain.weights_sha256  # it learned under another reward
+        clash = dataclasses.replace(TINY, drawdown_penalty=3.0)
+        with pytest.raises(ValueError, match="reward 'turnover_penalised' sets the shaping"):
+            run_training(runtime, shaped.dataset_hash, clash)
+    finally:
+        with runtime.db.connect() as conn:
+            conn.execute("DELETE FROM models WHERE dataset_hash = %s", (shaped.dataset_hash,))
+            conn.execute("DELETE FROM dataset_versions WHERE dataset_hash = %s",
+                         (shaped.dataset_hash,))  # fmt: skip
+            conn.commit()
