@@ -11,6 +11,7 @@ from dagster_dbt import DbtCliResource
 from goldrl_dagster.defs.analytics.project import DBT_PROJECT
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.config import DEFAULT_BINGX_BASE_URL, load_settings
+from goldrl_dagster.lib.learning.cycle import CycleConfig
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.rate_budget import PostgresRateBudget
 
@@ -59,6 +60,47 @@ class BingXMarketData(dg.ConfigurableResource):
                 budget.close()
 
 
+class LearningLoop(dg.ConfigurableResource):
+    """What each cycle trains and how long it may wait for its candidates.
+
+    ``feature_sets`` and ``rewards`` are comma-separated (e.g. ``ta-v2,core-v1`` and
+    ``equity_change_after_costs,turnover_penalised``); every combination is a candidate.
+    """
+
+    interval: str = "1m"
+    window_days: int = 30
+    feature_sets: str = "ta-v2"
+    rewards: str = "equity_change_after_costs,turnover_penalised"
+    total_timesteps: int = 0
+    max_cycle_hours: float = 12.0
+
+    def cycle_config(self) -> CycleConfig:
+        """The validated search space."""
+        return CycleConfig(
+            interval=self.interval,
+            window_days=self.window_days,
+            feature_sets=tuple(s.strip() for s in self.feature_sets.split(",") if s.strip()),
+            rewards=tuple(r.strip() for r in self.rewards.split(",") if r.strip()),
+        )
+
+    def training_run_config(self) -> dict:
+        """Run config of a candidate run (the training steps, when set)."""
+        if self.total_timesteps <= 0:
+            return {}
+        config = {"total_timesteps": self.total_timesteps}
+        return {"ops": {"models__trained_policy": {"config": config}}}
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     """Bind resources from the environment, one configuration for every deployment."""
@@ -67,6 +109,14 @@ def resources() -> dg.Definitions:
         resources={
             "storage": storage,
             "dbt": DbtCliResource(project_dir=DBT_PROJECT),
+            "learning": LearningLoop(
+                window_days=_env_int("GOLDRL_LEARNING_WINDOW_DAYS", 30),
+                feature_sets=os.environ.get("GOLDRL_LEARNING_FEATURE_SETS", "ta-v2"),
+                rewards=os.environ.get(
+                    "GOLDRL_LEARNING_REWARDS", "equity_change_after_costs,turnover_penalised"
+                ),
+                total_timesteps=_env_int("GOLDRL_LEARNING_TIMESTEPS", 0),
+            ),
             "bingx": BingXMarketData(
                 storage=storage,
                 base_url=os.environ.get("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL),

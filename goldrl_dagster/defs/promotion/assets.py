@@ -1,17 +1,25 @@
 """Promotion: per market, judge the pending challenger and move the champion only on a pass."""
 
 import base64
+from typing import Any
 
 import dagster as dg
 
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, PROMOTED_MODEL
 from goldrl_dagster.defs.market_data.partitions import market_instrument_partitions
 from goldrl_dagster.defs.resources import GoldrlStorage
+from goldrl_dagster.lib.learning.cycle import judge_cycle
 from goldrl_dagster.lib.promotion.gate import GateConfig
-from goldrl_dagster.lib.promotion.judge import judge_challenger
+from goldrl_dagster.lib.promotion.judge import PromotionVerdict, judge_challenger
 from goldrl_dagster.lib.promotion.plots import decision_plot_png
 from goldrl_dagster.lib.rollout.config import RolloutConfig
-from goldrl_dagster.lib.storage.registry import latest_own_report, pending_challengers
+from goldrl_dagster.lib.runtime import Runtime
+from goldrl_dagster.lib.storage.cycle_store import load_cycle
+from goldrl_dagster.lib.storage.registry import (
+    latest_own_report,
+    load_evaluation,
+    pending_challengers,
+)
 from goldrl_dagster.lib.storage.rollout_store import RolloutError
 
 
@@ -24,6 +32,8 @@ class PromotionConfig(dg.Config):
 
     interval: str = "1m"
     model_id: str | None = None
+    cycle_id: str | None = None
+    give_up: bool = False
     min_trades: int = 10
     min_trading_days: int = 5
     min_folds: int = 3
@@ -43,7 +53,9 @@ class PromotionConfig(dg.Config):
 
     def gate(self) -> GateConfig:
         """The gate thresholds."""
-        fields = self.model_dump(exclude={"interval", "model_id", "staged", *_ROLLOUT_FIELDS})
+        fields = self.model_dump(
+            exclude={"interval", "model_id", "cycle_id", "give_up", "staged", *_ROLLOUT_FIELDS}
+        )
         try:
             return GateConfig(**fields)
         except ValueError as exc:
@@ -99,6 +111,8 @@ def promoted_model(
     """
     runtime = storage.runtime()
     instrument = context.partition_key
+    if config.cycle_id:
+        return _judge_cycle(context, config, runtime)
     if config.model_id:
         report_id = latest_own_report(runtime.db, config.model_id)
         if report_id is None:
@@ -110,6 +124,12 @@ def promoted_model(
             context.log.info(note)
             return dg.MaterializeResult(metadata={"judged": "none", "note": note})
         report_id = pending[0]
+    scored = load_evaluation(runtime.db, report_id)
+    if (scored.instrument, scored.interval) != (instrument, config.interval):
+        raise dg.Failure(
+            f"report {report_id} scored {scored.instrument} {scored.interval}, not this "
+            f"partition's market ({instrument} {config.interval}); nothing was decided"
+        )
     try:
         verdict = judge_challenger(
             runtime, report_id, config.gate(), decided_by="dagster",
@@ -117,14 +137,6 @@ def promoted_model(
         )  # fmt: skip
     except RolloutError as exc:
         raise dg.Failure(f"the challenger passed but its rollout could not start: {exc}") from exc
-    if (verdict.challenger.instrument, verdict.challenger.interval) != (
-        instrument,
-        config.interval,
-    ):
-        raise dg.Failure(
-            f"report {report_id} scored {verdict.challenger.instrument} "
-            f"{verdict.challenger.interval}, not this partition's market"
-        )
     challenger = verdict.challenger.model_id
     staged = verdict.rollout_id is not None
     champion = challenger if verdict.promoted and not staged else verdict.champion_model
@@ -135,12 +147,20 @@ def promoted_model(
         verdict.decision_id, verdict.trials, f": failed {failed}" if failed else "",
         champion or "none",
     )  # fmt: skip
+    return dg.MaterializeResult(metadata=_verdict_metadata(verdict, report_id))
+
+
+def _verdict_metadata(verdict: PromotionVerdict, report_id: str) -> dict[str, Any]:
+    challenger = verdict.challenger.model_id
+    instrument, interval = verdict.challenger.instrument, verdict.challenger.interval
+    staged = verdict.rollout_id is not None
+    champion = challenger if verdict.promoted and not staged else verdict.champion_model
+    failed = [rule.rule for rule in verdict.decision.failed()]
     png = decision_plot_png(verdict.decision, verdict.challenger, verdict.champion_report)
     reasons = verdict.decision.reasons()
-    return dg.MaterializeResult(
-        metadata={
+    return {
             "decision_id": verdict.decision_id,
-            "market": f"{instrument} {config.interval}",
+            "market": f"{instrument} {interval}",
             "challenger": challenger,
             "report_id": report_id,
             "promoted": verdict.promoted,
@@ -158,4 +178,38 @@ def promoted_model(
                 f"![gate](data:image/png;base64,{base64.b64encode(png).decode()})"
             ),
         }
-    )
+
+
+def _judge_cycle(
+    context: dg.AssetExecutionContext, config: PromotionConfig, runtime: Runtime
+) -> dg.MaterializeResult:
+    """Judge a learning cycle's best candidate with the whole cycle as trials."""
+    try:
+        cycle = load_cycle(runtime.db, config.cycle_id or "")
+    except LookupError as exc:
+        raise dg.Failure(str(exc)) from exc
+    if cycle.instrument != context.partition_key:
+        raise dg.Failure(f"cycle {cycle.cycle_id} is not this partition's market")
+    if cycle.judged_at is not None:
+        note = f"cycle {cycle.cycle_id} was judged at {cycle.judged_at}: {cycle.outcome}"
+        return dg.MaterializeResult(metadata={"judged": "already", "note": note})
+    try:
+        judgement = judge_cycle(
+            runtime, cycle, config.gate(), rollout=config.rollout(), decided_by="learning loop",
+            give_up=config.give_up,
+        )  # fmt: skip
+    except RolloutError as exc:
+        raise dg.Failure(f"the challenger passed but its rollout could not start: {exc}") from exc
+    if not judgement.ready:
+        raise dg.Failure(
+            f"cycle {cycle.cycle_id} still misses {len(judgement.missing)} candidate "
+            f"evaluation(s): {judgement.missing}; rerun with give_up: true to judge without them"
+        )
+    finished = load_cycle(runtime.db, cycle.cycle_id)
+    context.log.info("cycle %s: %s", cycle.cycle_id, finished.outcome)
+    meta: dict[str, Any] = {"cycle_id": cycle.cycle_id, "outcome": finished.outcome or ""}
+    meta["candidates"] = dg.MetadataValue.json(cycle.candidates)
+    if judgement.verdict is not None:
+        report_id = judgement.verdict.challenger.report_id
+        meta |= _verdict_metadata(judgement.verdict, report_id)
+    return dg.MaterializeResult(metadata=meta)

@@ -1,0 +1,1 @@
+"""Dagster wiring: the continuous-learning loop."""

@@ -1,0 +1,1 @@
+"""The continuous-learning loop: cycles of candidates trained on rolling windows, judged."""
