@@ -35,8 +35,9 @@ from goldrl_dagster.defs.keys import (
 from goldrl_dagster.instance import ensure_dagster_home
 from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
-from goldrl_dagster.lib.datasets.request import DatasetRequest
+from goldrl_dagster.lib.learning.cycle import CycleConfig
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
+from goldrl_dagster.lib.storage.cycle_store import LearningCycle, load_cycle, start_cycle
 
 DEMO_INSTRUMENT = "XAUT-USDT"
 # One simulated minute per real second: the live engine sees a new closed bar every second.
@@ -52,6 +53,7 @@ class DemoReport:
     checks: list[tuple[str, str, bool, bool]] = field(default_factory=list)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     dbt_models: list[str] = field(default_factory=list)
+    cycles: list[LearningCycle] = field(default_factory=list)
     live: Any = None
     seconds: float = 0.0
 
@@ -165,21 +167,37 @@ def _run_pipeline(
                     (str(key), evaluation.check_name, evaluation.passed, bool(evaluation.blocking))
                 )
             progress.advance(task)
-    console.print("training, evaluating (Nautilus) and gating the policy …")
-    request = DatasetRequest(
-        instrument=DEMO_INSTRUMENT,
-        interval="1m",
-        start_day=date.fromisoformat(day_keys[0]),
-        end_day=date.fromisoformat(day_keys[-1]),
-    )
-    _materialize(
-        definitions,
-        instance,
-        [DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT],
-        partition_key=add_dataset_partition(instance, request),
-        run_config={"ops": {"models__trained_policy": {"config": {"total_timesteps": timesteps}}}},
-    )
-    _materialize(definitions, instance, [PROMOTED_MODEL], partition_key=DEMO_INSTRUMENT)
+    # The continuous-learning loop, twice: a cycle on the window ending each of the last two
+    # days (what learning_cycle_sensor starts when a day completes), each judged by the gate.
+    loop = CycleConfig(window_days=max(days - 1, 2), rewards=("equity_change_after_costs",))
+    last_days = [date.fromisoformat(d) for d in day_keys[-2:]] if days > 2 else []
+    for last_day in last_days or [date.fromisoformat(day_keys[-1])]:
+        first_day = last_day - timedelta(days=loop.window_days - 1)
+        console.print(
+            f"learning cycle {first_day}..{last_day}: training, evaluating (Nautilus), gating …"
+        )
+        requests = loop.requests(DEMO_INSTRUMENT, first_day, last_day)
+        cycle, _ = start_cycle(
+            runtime.db, instrument=DEMO_INSTRUMENT, interval=loop.interval,
+            first_day=first_day, last_day=last_day,
+            candidates=[r.partition_key() for r in requests], reason="goldrl demo",
+        )  # fmt: skip
+        for request in requests:
+            _materialize(
+                definitions,
+                instance,
+                [DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT],
+                partition_key=add_dataset_partition(instance, request),
+                run_config={
+                    "ops": {"models__trained_policy": {"config": {"total_timesteps": timesteps}}}
+                },
+            )
+        config = {"cycle_id": cycle.cycle_id, "interval": loop.interval}
+        _materialize(
+            definitions, instance, [PROMOTED_MODEL], partition_key=DEMO_INSTRUMENT,
+            run_config={"ops": {"models__promoted_model": {"config": config}}},
+        )  # fmt: skip
+        report.cycles.append(load_cycle(runtime.db, cycle.cycle_id))
     for key in (DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT, PROMOTED_MODEL):
         report.metadata[key.to_user_string()] = _latest_metadata(instance, key)
     dbt_keys = [
@@ -237,14 +255,13 @@ def _print(report: DemoReport, console: Console) -> None:
         "evaluation (net PnL after fees and funding, USDT)",
         f"policy {pnl['policy']}, buy-and-hold {pnl['buy_and_hold']}, flat 0.00",
     )
+    for cycle in report.cycles:
+        table.add_row(
+            f"learning cycle {cycle.first_day}..{cycle.last_day}",
+            cycle.outcome or "not judged",
+        )
     promotion = report.metadata.get("models/promoted_model", {})
-    verdict = "PROMOTED" if promotion.get("promoted") else "REJECTED"
-    failed = [r["rule"] for r in promotion.get("reasons", []) if not r.get("passed")]
-    table.add_row(
-        "promotion decision",
-        f"{verdict}{' (' + ', '.join(failed) + ')' if failed else ''}; champion: "
-        f"{promotion.get('champion')}",
-    )
+    table.add_row("champion (XAUT-USDT 1m)", str(promotion.get("champion", "none")))
     table.add_row("dbt models built", str(len(report.dbt_models)))
     if report.live is not None:
         table.add_row("live decisions (paper)", report.live.describe())
