@@ -19,6 +19,10 @@ from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.cycle_store import load_cycle, unjudged_cycles
+from goldrl_dagster.lib.storage.drift_reports import (
+    read_governance_requests,
+    request_governance_action,
+)
 from goldrl_dagster.lib.storage.market_store import sync_instruments, write_candles
 
 SYMBOL = "XAUT-USDT"
@@ -52,6 +56,11 @@ def test_one_cycle_runs_itself_from_complete_days_to_a_decision(two_days, monkey
     monkeypatch.setenv("DAGSTER_HOME", "")  # restored after the test
     instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(runtime)))
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    # The drift monitor asked for a retrain: the cycle answers it.
+    request_governance_action(
+        runtime.db, kind="retrain", instrument=SYMBOL, interval="1m", model_id=None,
+        day=None, reason="PSI 0.3 on natr_14", requested_by="feature_drift",
+    )  # fmt: skip
     started = _sensor(learning_cycle_sensor, instance)
     assert len(started.run_requests) == 2, started.skip_reason
     keys = sorted(r.partition_key for r in started.run_requests)
@@ -64,6 +73,9 @@ def test_one_cycle_runs_itself_from_complete_days_to_a_decision(two_days, monkey
     assert not again.run_requests
     assert "the cycle for 2025-03-07 exists" in again.skip_reason.skip_message
     [cycle] = unjudged_cycles(runtime.db)
+    assert "1 retrain request(s): PSI 0.3 on natr_14" in cycle.reason
+    [answered] = read_governance_requests(runtime.db, instrument=SYMBOL)
+    assert answered.outcome == f"answered by learning cycle {cycle.cycle_id}"
     waiting = _sensor(learning_judge_sensor, instance)
     assert not waiting.run_requests
     assert "2 candidate(s) not evaluated yet" in waiting.skip_reason.skip_message

@@ -28,6 +28,7 @@ from goldrl_dagster.defs.market_data.partitions import (
 from goldrl_dagster.defs.resources import GoldrlStorage, LearningLoop
 from goldrl_dagster.lib.learning.cycle import CyclePlan, due_cycle
 from goldrl_dagster.lib.storage.cycle_store import candidate_reports, start_cycle, unjudged_cycles
+from goldrl_dagster.lib.storage.drift_reports import mark_governance_request_handled
 
 TRAINING_POOL_TAG = {"goldrl/pool": "training"}
 
@@ -89,6 +90,10 @@ def learning_cycle_sensor(
             "%s cycle %s (%s): %d candidate(s)", "started" if created else "resumed",
             cycle.cycle_id, plan.reason, len(plan.requests),
         )  # fmt: skip
+        for request_id in plan.retrain_requests:
+            mark_governance_request_handled(
+                runtime.db, request_id, f"answered by learning cycle {cycle.cycle_id}"
+            )
         keys += [r.partition_key() for r in plan.requests]
         runs += candidate_requests(plan, cycle.cycle_id, learning)
     added = [dataset_partitions.build_add_request(keys)] if keys else []

@@ -111,7 +111,7 @@ class CycleConfig:
 
 @dataclass(frozen=True)
 class CyclePlan:
-    """A cycle that is due."""
+    """A cycle that is due (``retrain_requests``: the pending requests it answers)."""
 
     instrument: str
     interval: str
@@ -119,6 +119,7 @@ class CyclePlan:
     last_day: date
     requests: list[DatasetRequest]
     reason: str
+    retrain_requests: tuple[int, ...] = ()
 
 
 def due_cycle(
@@ -164,7 +165,8 @@ def due_cycle(
     if retrain:
         reason += f"; {len(retrain)} retrain request(s): {retrain[0].reason}"
     return CyclePlan(instrument, config.interval, first, last,
-                     config.requests(instrument, first, last), reason)  # fmt: skip
+                     config.requests(instrument, first, last), reason,
+                     tuple(r.request_id for r in retrain))  # fmt: skip
 
 
 def best_candidate(reports: list[str], runtime: Runtime) -> str:
