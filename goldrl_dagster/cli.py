@@ -12,6 +12,7 @@ import typer
 
 from goldrl_dagster.account_cli import account as account_cli
 from goldrl_dagster.datasets_cli import dataset_app
+from goldrl_dagster.governance_cli import abort_rollout as abort_rollout_cli
 from goldrl_dagster.governance_cli import champions as champions_cli
 from goldrl_dagster.governance_cli import evaluate as evaluate_cli
 from goldrl_dagster.governance_cli import promote as promote_cli
@@ -141,6 +142,7 @@ app.command("train")(train_cli)
 app.command("evaluate")(evaluate_cli)
 app.command("promote")(promote_cli)
 app.command("champions")(champions_cli)
+app.command("abort-rollout")(abort_rollout_cli)
 
 
 @app.command()

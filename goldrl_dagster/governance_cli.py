@@ -95,6 +95,13 @@ def promote(
         bool, typer.Option("--dry-run", help="Show the verdict; record nothing.")
     ] = False,
     by: Annotated[str, typer.Option(help="Who decides (stored with the decision).")] = "cli",
+    immediate: Annotated[
+        bool,
+        typer.Option(
+            "--immediate",
+            help="Make a passing challenger champion at once instead of shadow → canary → full.",
+        ),
+    ] = False,
     min_trading_days: Annotated[int, typer.Option(min=0, help="Fewest days scored.")] = 5,
     min_trades: Annotated[int, typer.Option(min=0, help="Fewest round trips.")] = 10,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
@@ -105,8 +112,10 @@ def promote(
     """
     from goldrl_dagster.lib.promotion.gate import GateConfig
     from goldrl_dagster.lib.promotion.judge import judge_challenger
+    from goldrl_dagster.lib.rollout.config import RolloutConfig
     from goldrl_dagster.lib.runtime import open_runtime
     from goldrl_dagster.lib.storage.registry import latest_own_report
+    from goldrl_dagster.lib.storage.rollout_store import RolloutError
 
     configure_logging(verbose)
     try:
@@ -121,9 +130,13 @@ def promote(
             f"{model_id}` first",
             2,
         )
-    verdict = judge_challenger(
-        runtime, report_id, config, dry_run=dry_run, decided_by=by, on_progress=typer.echo
-    )
+    try:
+        verdict = judge_challenger(
+            runtime, report_id, config, dry_run=dry_run, decided_by=by, on_progress=typer.echo,
+            rollout=None if immediate else RolloutConfig(),
+        )  # fmt: skip
+    except RolloutError as exc:
+        raise _fail(f"the challenger passed but its rollout could not start: {exc}", 1) from exc
     market = f"{verdict.challenger.instrument} {verdict.challenger.interval}"
     typer.echo(
         f"{model_id} on {market} vs champion {verdict.champion_model or '(none)'}, "
@@ -134,6 +147,11 @@ def promote(
     outcome = "PROMOTED" if verdict.promoted else "REJECTED"
     if dry_run:
         typer.echo(f"dry run: would be {outcome}; nothing recorded")
+    elif verdict.rollout_id is not None:
+        typer.echo(
+            f"PASSED (decision {verdict.decision_id}): rollout {verdict.rollout_id} starts in "
+            "shadow; `goldrl champions` shows its stage"
+        )
     else:
         typer.echo(f"{outcome} (decision {verdict.decision_id})")
     if not verdict.promoted:
@@ -144,13 +162,41 @@ def champions() -> None:
     """List the champion of every market, with the decision that made it."""
     from goldrl_dagster.lib.runtime import open_runtime
     from goldrl_dagster.lib.storage.registry import list_champions
+    from goldrl_dagster.lib.storage.rollout_store import rollouts_in_progress
 
-    rows = list_champions(open_runtime().db)
+    db = open_runtime().db
+    rows = list_champions(db)
     if not rows:
         typer.echo("no champion on any market yet")
-        return
     for row in rows:
         typer.echo(
             f"{row.instrument:10} {row.interval:4} {row.model_id}  (decision {row.decision_id}, "
             f"since {row.updated_at:%Y-%m-%d %H:%M:%S} UTC)"
         )
+    for rollout in rollouts_in_progress(db):
+        typer.echo(
+            f"  rollout {rollout.rollout_id}: {rollout.challenger} in {rollout.stage} on "
+            f"{rollout.instrument} {rollout.interval} since "
+            f"{rollout.stage_started_at:%Y-%m-%d %H:%M:%S} UTC (stable: {rollout.stable_champion})"
+        )
+
+
+def abort_rollout(
+    rollout_id: Annotated[int, typer.Argument(help="The rollout in progress.")],
+    by: Annotated[str, typer.Option(help="Who aborts (recorded).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded).")],
+) -> None:
+    """Abort a rollout in shadow or canary: the stable champion keeps (or goes back to) trading."""
+    from goldrl_dagster.lib.runtime import open_runtime
+    from goldrl_dagster.lib.storage.rollout_store import RolloutError, transition_rollout
+
+    if not by.strip() or not reason.strip():
+        raise _fail("--by and --reason must not be empty", 2)
+    try:
+        moved = transition_rollout(
+            open_runtime().db, rollout_id, "aborted", reason=reason.strip(),
+            decided_by=by.strip(),
+        )  # fmt: skip
+    except (RolloutError, LookupError) as exc:
+        raise _fail(str(exc), 1) from exc
+    typer.echo(f"rollout {rollout_id} aborted; {moved.stable_champion} trades {moved.instrument}")

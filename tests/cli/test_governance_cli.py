@@ -49,6 +49,30 @@ def test_a_cli_trained_model_is_evaluated_judged_and_promoted(clean_database, tm
     assert twice.exit_code == 3 and "FAIL  not_already_champion" in twice.output
 
 
+def test_a_second_champion_is_staged_and_an_operator_can_abort_it(clean_database, tmp_path):
+    runtime = open_runtime()
+    table = planted_market(days=24, seed=11)
+    digest = register_planted_dataset(runtime, table, "15m")
+    for model_id, follow in (("cli-weak", "signal_weak"), ("cli-strong", "signal_strong")):
+        register_planted_model(runtime, table, digest, model_id, follow, tmp_path)
+        assert runner.invoke(app, ["evaluate", model_id, "--n-folds", "4"]).exit_code == 0
+    assert runner.invoke(app, ["promote", "cli-weak"]).exit_code == 0
+    staged = runner.invoke(app, ["promote", "cli-strong", "--by", "ops@desk"])
+    assert staged.exit_code == 0, staged.output
+    assert "rollout 1 starts in shadow" in staged.output
+    assert current_champion(runtime.db, "XAUT-USDT", "15m") == "cli-weak"
+    listed = runner.invoke(app, ["champions"]).output
+    assert "rollout 1: cli-strong in shadow on XAUT-USDT 15m" in listed
+    assert "(stable: cli-weak)" in listed
+    bad = runner.invoke(app, ["abort-rollout", "1", "--by", " ", "--reason", "x"])
+    assert bad.exit_code == 2 and "--by and --reason must not be empty" in bad.output
+    aborted = runner.invoke(app, ["abort-rollout", "1", "--by", "ops@desk", "--reason", "FOMC"])
+    assert aborted.exit_code == 0 and "cli-weak trades XAUT-USDT" in aborted.output
+    again = runner.invoke(app, ["abort-rollout", "1", "--by", "ops@desk", "--reason", "twice"])
+    assert again.exit_code == 1 and "is in aborted" in again.output
+    assert "rollout 1" not in runner.invoke(app, ["champions"]).output
+
+
 def test_bad_arguments_exit_2_naming_the_problem(clean_database):
     for args, message in [
         (["evaluate", "m", "--order-quantity", "nan"], "--order-quantity must be a finite"),
