@@ -45,3 +45,5 @@ FEATURE_DRIFT_CHECK = "feature_drift"
 
 # Staged rollout of a challenger that passed the gate (issue 11).
 ROLLOUT = dg.AssetKey(["models", "rollout"])
+PERFORMANCE_DRIFT = dg.AssetKey(["monitoring", "performance_drift"])
+PERFORMANCE_DRIFT_CHECK = "performance_drift"
