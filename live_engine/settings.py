@@ -41,9 +41,10 @@ class LiveSettings:
         in_flight_check_seconds: How often orders still in flight are reconciled.
         account_check_seconds: How often the whole account is reconciled when nothing is in
             flight (a new order needs a passing report younger than twice this).
-        champion_poll_seconds: How often a session following the champion re-reads it, in
-            case a ``goldrl_champion`` notification was missed (sessions pinned with
-            ``model_id`` never swap).
+        champion_poll_seconds: How often a session following its market re-reads the
+            market's assignment (champion, rollout stage, canary size, shadow models), in case
+            a ``goldrl_champion`` or ``goldrl_rollout`` notification was missed (sessions
+            pinned with ``model_id`` never swap and run no shadow models).
     """
 
     instrument: str

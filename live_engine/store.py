@@ -26,7 +26,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DecisionRow:
-    """A decision with the provenance needed to reproduce it."""
+    """A decision with the provenance needed to reproduce it.
+
+    ``rollout_id`` is the rollout in progress on the market when the decision was taken (the
+    rollout review reads the challenger's traded decisions by it) and ``size_fraction`` the
+    share of the normal order size the trading model traded at (a canary's fraction, else 1).
+    """
 
     session_id: str
     instrument: str
@@ -43,6 +48,8 @@ class DecisionRow:
     cash_after: float
     equity_after: float
     account_id: str | None = None
+    rollout_id: int | None = None
+    size_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -224,14 +231,16 @@ def insert_decision(conn: psycopg.Connection, row: DecisionRow) -> StoredDecisio
     inserted = conn.execute(
         "INSERT INTO live_decisions (session_id, instrument, bar_open_time, model_id, "
         "model_sha256, dataset_hash, feature_fingerprint, observation_sha256, action, "
-        "target_position, price, position_after, cash_after, equity_after, account_id) VALUES "
-        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+        "target_position, price, position_after, cash_after, equity_after, account_id, "
+        "rollout_id, size_fraction) VALUES "
+        "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (session_id, instrument, bar_open_time) DO NOTHING RETURNING decision_id",
         (
             row.session_id, row.instrument, row.bar_open_time, row.model_id,
             row.model_sha256, row.dataset_hash, row.feature_fingerprint,
             row.observation_sha256, row.action, row.target_position, row.price,
             row.position_after, row.cash_after, row.equity_after, row.account_id,
+            row.rollout_id, row.size_fraction,
         ),
     ).fetchone()  # fmt: skip
     if inserted is not None:
@@ -271,7 +280,11 @@ SWAP_OUTCOMES = ("swapped", "refused")
 
 @dataclass(frozen=True)
 class ModelSwapRow:
-    """A champion change a session applied or turned down (table ``live_model_swaps``).
+    """A model change a session applied or turned down (table ``live_model_swaps``).
+
+    Besides trading models (a new champion, a canary's challenger, the stable champion after
+    a rollback), shadow models that fail verification are recorded here too: ``refused`` with a
+    reason starting ``shadow model``, ``from_model_id`` being the model that keeps trading.
 
     Attributes:
         session_id: The session.
