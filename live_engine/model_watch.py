@@ -1,21 +1,29 @@
-"""Following the champion: ``LISTEN goldrl_champion`` plus a periodic re-read of the champion.
+"""Following the market's assignment: ``LISTEN goldrl_champion`` and ``goldrl_rollout``.
 
+What a session runs on its market is :func:`~goldrl_dagster.lib.storage.rollout_store.
+market_assignment`: the model that trades, at what share of the order size, and the models that
+decide in shadow (a staged rollout's challenger in shadow, its stable champion in canary).
 A promotion moves the market's ``champions`` row and sends ``pg_notify('goldrl_champion',
-'{"instrument": …, "interval": …, "model_id": …}')`` in the same transaction. The watcher
-holds one autocommit connection of its own that listens on that channel (reconnecting with
-backoff when it drops; every (re)connection re-reads the champion, since notifications sent
-while it was down are lost) and re-reads the champion every ``poll_seconds`` in case a
-notification was missed all the same.
+'{"instrument": …, "interval": …, "model_id": …}')`` in the same transaction; a rollout's stage
+change sends ``pg_notify('goldrl_rollout', '{"instrument": …, "interval": …, "rollout_id": …,
+"stage": …}')``. The watcher holds one autocommit connection of its own that listens on both
+channels (reconnecting with backoff when it drops; every (re)connection re-reads the
+assignment, since notifications sent while it was down are lost) and re-reads the assignment
+every ``poll_seconds`` in case a notification was missed all the same.
 
-A notification is only a reason to look: the champion row is the truth (a notification names
-the model promoted at the time, a later promotion may already have replaced it, and the channel
-is shared by every schema of the database). Notifications for other markets are ignored,
-malformed ones are logged and ignored. When the champion differs from the model trading, the
-watcher hands it to ``consider`` (the service verifies and swaps it, or refuses it); a
-candidate settled that way (swapped or refused) is not considered again by the periodic
-re-read, only by a new notification naming it (a re-promotion, e.g. after its artifact was
-repaired). A check that failed for a transient reason (database or exchange down) is retried
-at the next poll. Nothing here ever ends the session: every failure is logged and retried.
+A notification is only a reason to look: the rows are the truth (a notification names the
+state at the time, a later change may already have replaced it, and the channels are shared
+by every schema of the database). Notifications for other markets are ignored, malformed ones
+are logged and ignored. When the assignment differs from what the session runs, the watcher
+hands it to ``consider`` (the service verifies and applies it between two bars, refusing any
+model that fails the checks); an assignment settled that way is not considered again by the
+periodic re-read, only by a new champion notification naming one of its models (a
+re-promotion, e.g. after an artifact was repaired) or by a change of the assignment. A check
+that failed for a transient reason (database or exchange down) is retried at the next poll.
+Nothing here ever ends the session: every failure is logged and retried.
+
+:class:`ChampionWatcher` is the same watcher restricted to the champion (``goldrl_champion``
+and the ``champions`` row only).
 """
 
 from __future__ import annotations
@@ -23,18 +31,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import psycopg
 
 from goldrl_dagster.lib.backoff import backoff_delay
 from goldrl_dagster.lib.storage.registry import current_champion
+from goldrl_dagster.lib.storage.rollout_store import Assignment, market_assignment
 from goldrl_dagster.lib.storage.server import Database
 
 log = logging.getLogger("goldrl.live")
 
 CHANNEL = "goldrl_champion"
+ROLLOUT_CHANNEL = "goldrl_rollout"
+CHANNELS = (CHANNEL, ROLLOUT_CHANNEL)
 # application_name of the listening connection (what pg_stat_activity shows).
 LISTENER_NAME = "goldrl-champion-listener"
 # Backoff of the listener's reconnections (seconds: first, cap).
@@ -45,8 +56,10 @@ LISTEN_TIMEOUT = 5.0
 PAYLOAD_LOG_CHARS = 200
 
 TRIGGER_NOTIFICATION = "notification"
+TRIGGER_ROLLOUT = "rollout notification"
 TRIGGER_POLL = "poll"
 TRIGGER_CONNECTED = "listener connected"
+TRIGGER_STARTUP = "start-up"
 
 
 @dataclass(frozen=True)
@@ -58,8 +71,38 @@ class ChampionNotice:
     model_id: str
 
 
+@dataclass(frozen=True)
+class RolloutNotice:
+    """A parsed ``goldrl_rollout`` notification: a market's rollout moved to a stage."""
+
+    instrument: str
+    interval: str
+    rollout_id: int
+    stage: str
+
+
+def _object(payload: str) -> dict:
+    try:
+        data = json.loads(payload)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"not JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object but {type(data).__name__}")
+    return data
+
+
+def _strings(data: dict, keys: Iterable[str]) -> dict[str, str]:
+    values = {}
+    for key in keys:
+        value = data.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{key!r} must be a non-empty string, got {value!r}")
+        values[key] = value
+    return values
+
+
 def parse_notice(payload: str) -> ChampionNotice:
-    """Parse a notification's JSON payload.
+    """Parse a ``goldrl_champion`` notification's JSON payload.
 
     Args:
         payload: ``{"instrument": …, "interval": …, "model_id": …}`` (other keys ignored).
@@ -70,46 +113,80 @@ def parse_notice(payload: str) -> ChampionNotice:
     Raises:
         ValueError: If the payload is not a JSON object with those three non-empty strings.
     """
-    try:
-        data = json.loads(payload)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise ValueError(f"not JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"not a JSON object but {type(data).__name__}")
-    values = {}
-    for key in ("instrument", "interval", "model_id"):
-        value = data.get(key)
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{key!r} must be a non-empty string, got {value!r}")
-        values[key] = value
-    return ChampionNotice(**values)
+    return ChampionNotice(**_strings(_object(payload), ("instrument", "interval", "model_id")))
+
+
+def parse_rollout_notice(payload: str) -> RolloutNotice:
+    """Parse a ``goldrl_rollout`` notification's JSON payload.
+
+    Args:
+        payload: ``{"instrument": …, "interval": …, "rollout_id": …, "stage": …}`` (other keys
+            ignored).
+
+    Returns:
+        The notice.
+
+    Raises:
+        ValueError: If the payload is not a JSON object with non-empty ``instrument``,
+            ``interval`` and ``stage`` strings and a positive integer ``rollout_id``.
+    """
+    data = _object(payload)
+    values = _strings(data, ("instrument", "interval", "stage"))
+    rollout_id = data.get("rollout_id")
+    if isinstance(rollout_id, bool) or not isinstance(rollout_id, int) or rollout_id < 1:
+        raise ValueError(f"'rollout_id' must be a positive integer, got {rollout_id!r}")
+    return RolloutNotice(rollout_id=rollout_id, **values)
+
+
+def describe_assignment(assignment: Assignment) -> str:
+    """An assignment in words, for the log."""
+    if assignment.trading_model is None:
+        return "no champion"
+    size = "" if assignment.size_fraction == 1.0 else f" at {assignment.size_fraction:.0%} size"
+    text = f"{assignment.trading_model} trades{size}"
+    if assignment.rollout_id is not None:
+        text += f" (rollout {assignment.rollout_id} in {assignment.stage})"
+    if assignment.shadow_models:
+        text += f", {', '.join(assignment.shadow_models)} in shadow"
+    return text
+
+
+def same_assignment(a: Assignment | None, b: Assignment | None) -> bool:
+    """Whether two assignments run the same thing (shadow models in any order)."""
+    if a is None or b is None:
+        return a is b
+    return (a.trading_model, a.size_fraction, sorted(a.shadow_models), a.rollout_id,
+            a.stage) == (b.trading_model, b.size_fraction, sorted(b.shadow_models),
+                         b.rollout_id, b.stage)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class _Wake:
     trigger: str
-    named: str | None = None  # the model a notification named
+    named: str | None = None  # the model a champion notification named
 
 
+AssignmentReader = Callable[[Database, str, str], Assignment]
 ChampionReader = Callable[[Database, str, str], str | None]
 
 
-class ChampionWatcher:
-    """Watches one market's champion and hands every new one to ``consider``.
+class AssignmentWatcher:
+    """Watches one market's assignment and hands every new one to ``consider``.
 
     Args:
         db: The database (the listener opens its own connection to it).
         instrument: The session's instrument.
         interval: The session's bar interval.
-        current: The model trading now.
-        consider: Verifies and swaps (or refuses and records) a candidate; returns True when
-            the candidate is settled either way, False to retry it at the next poll (a
-            transient failure). Called for one candidate at a time.
-        poll_seconds: How often the champion is re-read regardless of notifications.
+        current: What the session runs now, as an assignment.
+        consider: Verifies and applies (or refuses and records) an assignment; returns True
+            when it is settled either way, False to retry it at the next poll (a transient
+            failure). Called for one assignment at a time.
+        poll_seconds: How often the assignment is re-read regardless of notifications.
         logger: The session's log (its ``[instrument model]`` prefix follows the swaps).
         listen_timeout: How long to wait for notifications before checking the connection.
         backoff: ``(first, cap)`` seconds between the listener's reconnection attempts.
-        read_champion: Reads the champion (``current_champion``; injectable for tests).
+        read_assignment: Reads the assignment (``market_assignment``; injectable for tests).
+        channels: The channels listened on.
 
     Attributes:
         notifications: Notifications for this market received.
@@ -123,13 +200,14 @@ class ChampionWatcher:
         instrument: str,
         interval: str,
         *,
-        current: Callable[[], str],
-        consider: Callable[[str, str], Awaitable[bool]],
+        current: Callable[[], Assignment],
+        consider: Callable[[Assignment, str], Awaitable[bool]],
         poll_seconds: float,
         logger: Callable[[], logging.LoggerAdapter] | None = None,
         listen_timeout: float = LISTEN_TIMEOUT,
         backoff: tuple[float, float] = LISTEN_BACKOFF,
-        read_champion: ChampionReader = current_champion,
+        read_assignment: AssignmentReader = market_assignment,
+        channels: tuple[str, ...] = CHANNELS,
     ) -> None:
         self.db = db
         self.instrument = instrument
@@ -137,15 +215,16 @@ class ChampionWatcher:
         self.poll_seconds = poll_seconds
         self.listen_timeout = listen_timeout
         self.backoff = backoff
+        self.channels = channels
         self.notifications = 0
         self.malformed = 0
         self.listener_failures = 0
         self._current = current
         self._consider = consider
         self._logger = logger or (lambda: logging.LoggerAdapter(log, {}))
-        self._read = read_champion
+        self._read = read_assignment
         self._wakes: asyncio.Queue[_Wake] = asyncio.Queue()
-        self._settled: str | None = None  # the last candidate swapped in or refused
+        self._settled: Assignment | None = None  # the last assignment applied or refused
         self._no_champion_logged = False
 
     @property
@@ -154,11 +233,11 @@ class ChampionWatcher:
         return self._logger()
 
     async def run(self) -> None:
-        """Listen, poll and follow the champion until cancelled (never returns otherwise)."""
+        """Listen, poll and follow the assignment until cancelled (never returns otherwise)."""
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._listen(), name="champion-listener")
-            group.create_task(self._poll(), name="champion-poll")
-            group.create_task(self._follow(), name="champion-follow")
+            group.create_task(self._listen(), name="assignment-listener")
+            group.create_task(self._poll(), name="assignment-poll")
+            group.create_task(self._follow(), name="assignment-follow")
 
     # -- sources of wake-ups ----------------------------------------------------------------
 
@@ -177,47 +256,56 @@ class ChampionWatcher:
         )
 
     async def _listen(self) -> None:
-        """LISTEN on the channel forever; a dropped connection is re-opened with backoff."""
+        """LISTEN on the channels forever; a dropped connection is re-opened with backoff."""
         failures = 0
         while True:
             try:
                 async with await self._connect() as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    for channel in self.channels:
+                        await conn.execute(f"LISTEN {channel}")
                     if failures:
-                        self.log.info("champion listener reconnected after %d failed attempt(s)",
-                                      failures)  # fmt: skip
+                        self.log.info("assignment listener reconnected after %d failed "
+                                      "attempt(s)", failures)  # fmt: skip
                     failures = 0
-                    # Anything promoted while nobody listened: look at the champion row now.
+                    # Anything changed while nobody listened: look at the rows now.
                     self._wakes.put_nowait(_Wake(TRIGGER_CONNECTED))
                     while True:
                         async for notify in conn.notifies(timeout=self.listen_timeout):
-                            self.on_payload(notify.payload)
+                            self.on_payload(notify.payload, notify.channel)
                         # A dead connection fails here (or times out: half-open TCP).
                         await asyncio.wait_for(conn.execute("SELECT 1"), self.listen_timeout)
             except Exception as exc:  # never ends the session: log, back off, reconnect
                 self.listener_failures += 1
                 delay = backoff_delay(failures, self.backoff)
                 failures += 1
-                self.log.warning("champion listener lost (%s: %s); reconnecting in %.1fs, the "
-                                 "champion is still re-read every %gs", type(exc).__name__, exc,
-                                 delay, self.poll_seconds)  # fmt: skip
+                self.log.warning("assignment listener lost (%s: %s); reconnecting in %.1fs, "
+                                 "the assignment is still re-read every %gs",
+                                 type(exc).__name__, exc, delay, self.poll_seconds)  # fmt: skip
                 await asyncio.sleep(delay)
 
-    def on_payload(self, payload: str) -> None:
+    def on_payload(self, payload: str, channel: str = CHANNEL) -> None:
         """Handle one notification's payload (malformed ones are logged and ignored)."""
         try:
-            notice = parse_notice(payload)
+            if channel == ROLLOUT_CHANNEL:
+                notice: ChampionNotice | RolloutNotice = parse_rollout_notice(payload)
+            else:
+                notice = parse_notice(payload)
         except ValueError as exc:
             self.malformed += 1
-            self.log.warning("ignored a malformed %s notification %r: %s", CHANNEL,
+            self.log.warning("ignored a malformed %s notification %r: %s", channel,
                              payload[:PAYLOAD_LOG_CHARS], exc)  # fmt: skip
             return
         if (notice.instrument, notice.interval) != (self.instrument, self.interval):
-            self.log.debug("champion notification for %s %s ignored (not this market)",
+            self.log.debug("%s notification for %s %s ignored (not this market)", channel,
                            notice.instrument, notice.interval)  # fmt: skip
             return
         self.notifications += 1
-        self._wakes.put_nowait(_Wake(TRIGGER_NOTIFICATION, notice.model_id))
+        if isinstance(notice, RolloutNotice):
+            self.log.info("rollout %d of %s %s moved to %s", notice.rollout_id,
+                          notice.instrument, notice.interval, notice.stage)  # fmt: skip
+            self._wakes.put_nowait(_Wake(TRIGGER_ROLLOUT))
+        else:
+            self._wakes.put_nowait(_Wake(TRIGGER_NOTIFICATION, notice.model_id))
 
     async def _poll(self) -> None:
         while True:
@@ -227,7 +315,7 @@ class ChampionWatcher:
     # -- following --------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        """Look at the champion once per batch of wake-ups, one candidate at a time."""
+        """Look at the assignment once per batch of wake-ups, one at a time."""
         while True:
             wakes = [await self._wakes.get()]
             while not self._wakes.empty():
@@ -238,39 +326,93 @@ class ChampionWatcher:
             try:
                 await self.check(trigger, named)
             except Exception:  # a bug must not end the session: say so, retry at the next wake
-                self.log.exception("champion check failed; the next notification or poll "
+                self.log.exception("assignment check failed; the next notification or poll "
                                    "looks again")  # fmt: skip
 
     async def check(self, trigger: str, named: set[str] | frozenset[str] = frozenset()) -> None:
-        """Read the champion and, if it is new, hand it to ``consider``.
+        """Read the assignment and, if it is new, hand it to ``consider``.
 
         Args:
             trigger: What made the watcher look.
-            named: Models that notifications named (considered even if refused before).
+            named: Models that champion notifications named (an assignment with one of them
+                is considered even if it was refused before).
         """
         try:
-            champion = await asyncio.to_thread(self._read, self.db, self.instrument,
-                                               self.interval)  # fmt: skip
+            assignment = await asyncio.to_thread(self._read, self.db, self.instrument,
+                                                 self.interval)  # fmt: skip
         except (psycopg.Error, OSError) as exc:
-            self.log.warning("champion not re-read (%s); retrying at the next poll", exc)
+            self.log.warning("assignment not re-read (%s); retrying at the next poll", exc)
             return
         current = self._current()
+        champion = assignment.trading_model
         if champion is None:
             if not self._no_champion_logged:
                 self.log.warning("%s %s has no champion any more; %s keeps trading",
-                                 self.instrument, self.interval, current)  # fmt: skip
+                                 self.instrument, self.interval,
+                                 current.trading_model)  # fmt: skip
                 self._no_champion_logged = True
             return
         self._no_champion_logged = False
-        for model_id in named - {champion}:
+        models = {champion, *assignment.shadow_models}
+        for model_id in named - models:
             self.log.info("a notification named %s, but the champion is now %s", model_id,
                           champion)  # fmt: skip
-        if champion == current:
-            self._settled = champion
+        if same_assignment(assignment, current):
+            self._settled = assignment
             return
-        if champion == self._settled and champion not in named:
+        if same_assignment(assignment, self._settled) and not named & models:
             return  # refused before; only a new notification naming it tries it again
-        self.log.info("champion of %s %s is now %s (%s): verifying it", self.instrument,
-                      self.interval, champion, trigger)  # fmt: skip
-        if await self._consider(champion, trigger):
-            self._settled = champion
+        if champion != current.trading_model:
+            self.log.info("champion of %s %s is now %s (%s): verifying it", self.instrument,
+                          self.interval, champion, trigger)  # fmt: skip
+        else:
+            self.log.info("assignment of %s %s is now: %s (%s)", self.instrument,
+                          self.interval, describe_assignment(assignment), trigger)  # fmt: skip
+        if await self._consider(assignment, trigger):
+            self._settled = assignment
+
+
+class ChampionWatcher(AssignmentWatcher):
+    """The watcher restricted to the champion: ``goldrl_champion`` and the ``champions`` row.
+
+    Args:
+        db: The database (the listener opens its own connection to it).
+        instrument: The session's instrument.
+        interval: The session's bar interval.
+        current: The model trading now.
+        consider: Verifies and swaps (or refuses and records) a candidate; True when settled,
+            False to retry it at the next poll.
+        poll_seconds: How often the champion is re-read regardless of notifications.
+        logger: The session's log.
+        listen_timeout: How long to wait for notifications before checking the connection.
+        backoff: ``(first, cap)`` seconds between the listener's reconnection attempts.
+        read_champion: Reads the champion (``current_champion``; injectable for tests).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        instrument: str,
+        interval: str,
+        *,
+        current: Callable[[], str],
+        consider: Callable[[str, str], Awaitable[bool]],
+        poll_seconds: float,
+        logger: Callable[[], logging.LoggerAdapter] | None = None,
+        listen_timeout: float = LISTEN_TIMEOUT,
+        backoff: tuple[float, float] = LISTEN_BACKOFF,
+        read_champion: ChampionReader = current_champion,
+    ) -> None:
+        async def consider_champion(assignment: Assignment, trigger: str) -> bool:
+            assert assignment.trading_model is not None
+            return await consider(assignment.trading_model, trigger)
+
+        super().__init__(
+            db, instrument, interval, current=lambda: Assignment(current()),
+            consider=consider_champion, poll_seconds=poll_seconds, logger=logger,
+            listen_timeout=listen_timeout, backoff=backoff,
+            read_assignment=lambda db, instrument, interval: Assignment(
+                read_champion(db, instrument, interval)
+            ),
+            channels=(CHANNEL,),
+        )  # fmt: skip
