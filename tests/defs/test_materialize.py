@@ -253,7 +253,7 @@ def test_model_evaluation_and_promotion_are_linked(graph_run):
     assert {"evidence_trades", "excess_over_best_baseline", "deflated_sharpe",
             "action_entropy_at_least"} <= set(rules)  # fmt: skip
     assert rules["evidence_trading_days"]["threshold"] == 5.0
-    assert promotion["rules"].startswith("| rule | passed |")
+    assert promotion["rules"].startswith("| rule | holds | value | threshold | detail |")
     assert promotion["gate_plot"].startswith("![gate](data:image/png;base64,")
     assert read_frame(db, "SELECT model_id FROM champions").height == 0
 

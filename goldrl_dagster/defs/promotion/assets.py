@@ -12,6 +12,7 @@ from goldrl_dagster.lib.learning.cycle import judge_cycle
 from goldrl_dagster.lib.promotion.gate import GateConfig
 from goldrl_dagster.lib.promotion.judge import PromotionVerdict, judge_challenger
 from goldrl_dagster.lib.promotion.plots import decision_plot_png
+from goldrl_dagster.lib.promotion.tables import rules_markdown
 from goldrl_dagster.lib.rollout.config import RolloutConfig
 from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.cycle_store import load_cycle
@@ -74,18 +75,6 @@ class PromotionConfig(dg.Config):
 _ROLLOUT_FIELDS = (
     "canary_fraction", "min_shadow_decisions", "min_canary_decisions", "min_canary_fills",
 )  # fmt: skip
-
-
-def _rules_table(reasons: list[dict]) -> str:
-    lines = ["| rule | passed | value | threshold | detail |", "|---|---|---|---|---|"]
-    for rule in reasons:
-        value, threshold = rule["value"], rule["threshold"]
-        lines.append(
-            f"| {rule['rule']} | {'yes' if rule['passed'] else '**NO**'} | "
-            f"{'' if value is None else f'{value:.4g}'} | "
-            f"{'' if threshold is None else f'{threshold:.4g}'} | {rule['detail']} |"
-        )
-    return "\n".join(lines)
 
 
 @dg.asset(
@@ -173,7 +162,7 @@ def _verdict_metadata(verdict: PromotionVerdict, report_id: str) -> dict[str, An
             "trials": verdict.trials,
             "failed_rules": dg.MetadataValue.json(failed),
             "reasons": dg.MetadataValue.json(reasons),
-            "rules": dg.MetadataValue.md(_rules_table(reasons)),
+            "rules": dg.MetadataValue.md(rules_markdown(reasons)),
             "gate_plot": dg.MetadataValue.md(
                 f"![gate](data:image/png;base64,{base64.b64encode(png).decode()})"
             ),

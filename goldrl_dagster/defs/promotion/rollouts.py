@@ -16,6 +16,7 @@ from goldrl_dagster.defs.market_data.partitions import (
     market_instrument_partitions,
 )
 from goldrl_dagster.defs.resources import GoldrlStorage
+from goldrl_dagster.lib.promotion.tables import rules_markdown
 from goldrl_dagster.lib.rollout.manage import review_and_move
 from goldrl_dagster.lib.storage.rollout_store import market_assignment, rollouts_in_progress
 
@@ -25,18 +26,6 @@ class RolloutReviewConfig(dg.Config):
 
     interval: str = "1m"
     apply: bool = True
-
-
-def _rules_table(rules: list[dict]) -> str:
-    lines = ["| rule | kind | holds | value | threshold | detail |", "|---|---|---|---|---|---|"]
-    for rule in rules:
-        value, threshold = rule["value"], rule["threshold"]
-        lines.append(
-            f"| {rule['rule']} | {rule['kind']} | {'yes' if rule['passed'] else '**NO**'} | "
-            f"{'' if value is None else f'{value:.4g}'} | "
-            f"{'' if threshold is None else f'{threshold:.4g}'} | {rule['detail']} |"
-        )
-    return "\n".join(lines)
 
 
 @dg.asset(
@@ -86,7 +75,7 @@ def rollout(
             "action": verdict.action,
             "reason": verdict.reason(),
             "bars": verdict.evidence.get("bars", 0),
-            "rules": dg.MetadataValue.md(_rules_table(summary["rules"])),
+            "rules": dg.MetadataValue.md(rules_markdown(summary["rules"])),
             "sprt": dg.MetadataValue.json(verdict.evidence.get("sprt") or {}),
         }
     )
