@@ -15,12 +15,18 @@ Everything on the session's connection runs on one trading thread, so nothing in
 SIGINT/SIGTERM (or the configured duration) set a stop event, the decision in flight
 completes, then everything is cancelled and the lease is released.
 
-A session that trades the champion follows it (``model_watch.ChampionWatcher``: LISTEN
-``goldrl_champion`` plus a periodic re-read). A new champion is loaded and verified off the
-trading path (registry record, artifact checksum, feature set, market, observation size, cost
-model; a different feature set gets a stream seeded from its own anchor), then swapped in by a
-job on the trading thread, i.e. between two bars: the new model decides the next bar. A bad
-candidate is refused and the old model keeps trading; both are rows of ``live_model_swaps``.
+A session that trades the champion follows its market's assignment
+(``model_watch.AssignmentWatcher``: LISTEN ``goldrl_champion`` and ``goldrl_rollout`` plus a
+periodic re-read of ``market_assignment``): the model that trades, the share of the order size
+it trades at (a canary's fraction) and the models that decide in shadow. A new trading model
+is loaded and verified off the trading path (registry record, artifact checksum, feature set,
+market, observation size, cost model; a different feature set gets a stream seeded from its
+own anchor), then swapped in by a job on the trading thread, i.e. between two bars: the new
+model decides the next bar. A bad candidate is refused and the old model keeps trading (at
+full size); both are rows of ``live_model_swaps``. Shadow models are verified the same way
+(a refused one is a ``refused`` row whose reason starts with ``shadow``) and decide after the
+trading decision on every bar it was taken, each on its own feature stream with its own
+virtual position, into ``live_shadow_decisions``; their failures never touch trading.
 A session started with ``--model-id`` is pinned to that model.
 """
 
@@ -39,7 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from functools import partial
 from typing import Any, TypeVar
 
@@ -75,12 +81,17 @@ from goldrl_dagster.lib.storage.artifacts import ArtifactIntegrityError
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import (
     ModelRecord,
-    current_champion,
     load_dataset_record,
     load_model_record,
 )
 from goldrl_dagster.lib.storage.risk_store import record_transition
-from live_engine.model_watch import ChampionWatcher
+from goldrl_dagster.lib.storage.rollout_store import (
+    Assignment,
+    load_rollout,
+    market_assignment,
+    record_shadow_decision,
+)
+from live_engine.model_watch import TRIGGER_STARTUP, AssignmentWatcher, describe_assignment
 from live_engine.settings import LiveSettings
 from live_engine.store import (
     DecisionOutcome,
@@ -156,6 +167,10 @@ class LiveSummary:
     models: list[str] = field(default_factory=list)
     swaps: int = 0
     refused_swaps: int = 0
+    shadow_decisions: int = 0
+    shadow_skips: int = 0
+    refused_shadows: int = 0
+    shadow_models: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -169,6 +184,11 @@ class LiveSummary:
             models = (
                 f"models {' -> '.join(self.models)} ({self.swaps} swapped, "
                 f"{self.refused_swaps} refused)"
+            )
+        if self.shadow_models or self.refused_shadows:
+            models += (
+                f"; shadow {', '.join(self.shadow_models) or 'none'}: {self.shadow_decisions} "
+                f"decisions, {self.shadow_skips} skipped, {self.refused_shadows} refused"
             )
         return (
             f"{self.mode} session {self.session_id} ({self.instrument} on {self.account_id}, "
@@ -194,22 +214,22 @@ def feature_set_for(fingerprint: str) -> FeatureSetSpec:
         ) from exc
 
 
-def select_model(runtime: Runtime, settings: LiveSettings) -> ModelRecord:
-    """The champion, or an explicitly named model for a paper session.
+def select_assignment(runtime: Runtime, settings: LiveSettings) -> Assignment:
+    """What the session starts on: the market's assignment, or the model named (pinned).
 
     Raises:
         LiveEngineError: If there is no champion and no model was named.
     """
-    model_id = settings.model_id or current_champion(
-        runtime.db, settings.instrument, settings.interval
-    )
-    if model_id is None:
+    if settings.model_id is not None:
+        return Assignment(settings.model_id)
+    assignment = market_assignment(runtime.db, settings.instrument, settings.interval)
+    if assignment.trading_model is None:
         raise LiveEngineError(
             f"no champion model for {settings.instrument} {settings.interval}: promote one "
             "(goldrl promote, or materialize models/promoted_model) or pass --model-id to "
             "paper-trade a candidate"
         )
-    return load_model_record(runtime.db, model_id)
+    return assignment
 
 
 def live_cost_model(instrument: InstrumentSpec, card: dict[str, Any]) -> CostModel:
@@ -312,12 +332,85 @@ class PreparedSwap:
         features: A stream of its feature set seeded up to a bar the loop has seen, when it
             differs from the feature set trading now (None: the loop's stream is kept).
         trigger: What made the session look (``notification``, ``poll``, ...).
+        why: Why it trades now, in words (``new champion``, ``canary of rollout 3``, ...).
     """
 
     verified: VerifiedModel
     costs: CostModel
     features: FeatureStream | None
     trigger: str
+    why: str = "new champion"
+
+
+@dataclass(frozen=True)
+class PreparedShadow:
+    """A verified shadow model, ready to be installed between two bars.
+
+    Attributes:
+        verified: The model, its policy and feature set.
+        features: A stream of its feature set seeded up to a bar the loop has seen, when it
+            differs from the feature set trading now (None: a stream the loop keeps is used).
+    """
+
+    verified: VerifiedModel
+    features: FeatureStream | None
+
+
+@dataclass
+class ShadowModel:
+    """A model deciding in shadow: recorded on every bar the trading model decides, never traded.
+
+    Attributes:
+        verified: The model, its policy and feature set.
+        features: Its feature stream (the trading model's when they share a feature set).
+        position: Its virtual position: its previous shadow target (flat when it started).
+        decisions: Shadow decisions recorded.
+        skips: Bars it skipped (its features or its write failed).
+    """
+
+    verified: VerifiedModel
+    features: FeatureStream
+    position: int = 0
+    decisions: int = 0
+    skips: int = 0
+
+    @property
+    def model_id(self) -> str:
+        """The shadow model's id."""
+        return self.verified.model.model_id
+
+
+@dataclass(frozen=True)
+class AssignmentChange:
+    """What a job on the trading thread applies between two bars.
+
+    Attributes:
+        assignment: The market's assignment being applied.
+        swap: The verified new trading model, or None when the trading model stays.
+        shadows: The new shadow models, verified (the ones running and still assigned stay).
+    """
+
+    assignment: Assignment
+    swap: PreparedSwap | None = None
+    shadows: tuple[PreparedShadow, ...] = ()
+
+
+@dataclass
+class AppliedChange:
+    """What an :class:`AssignmentChange` did.
+
+    Attributes:
+        swap: The recorded swap, if the trading model changed.
+        swap_refused: Why the new trading model was refused at the swap (its stream could not
+            catch up with the loop), or None.
+        refused_shadows: Shadow models refused while being installed, with the reason.
+        retry: Whether something failed for a transient reason (retry at the next poll).
+    """
+
+    swap: ModelSwapRow | None = None
+    swap_refused: str | None = None
+    refused_shadows: dict[str, str] = field(default_factory=dict)
+    retry: bool = False
 
 
 class DecisionLoop:
@@ -370,6 +463,13 @@ class DecisionLoop:
         self.last_bar_ms: int | None = None  # newest bar in the features (read by the watcher)
         self._last_lease = -math.inf
         self._last_account_check = time.monotonic()  # start-up reconciliation just ran
+        # The market's assignment as applied (changed only by jobs on the trading thread).
+        self.size_fraction = 1.0
+        self.rollout_id: int | None = None
+        self.stage: str | None = None
+        self.shadows: dict[str, ShadowModel] = {}
+        self._full_quantity = trading.trader.order_quantity
+        self._row: tuple[int, FeatureRow] | None = None  # the newest bar's trading features
         try:
             self.features = FeatureStream(spec, settings.interval)
         except ValueError as exc:
@@ -466,6 +566,11 @@ class DecisionLoop:
 
     # -- decisions -------------------------------------------------------------------------
 
+    def assignment(self) -> Assignment:
+        """What the session runs now, in the terms of ``market_assignment``."""
+        return Assignment(self.model.model_id, self.size_fraction, tuple(self.shadows),
+                          self.rollout_id, self.stage)  # fmt: skip
+
     def on_closed_kline(self, kline: Kline, *, superseded: bool = False) -> None:
         """Decide on one closed bar (with the same feature code as training) and trade it.
 
@@ -473,10 +578,20 @@ class DecisionLoop:
         the newest bar is decided on: a bar ``superseded`` by a newer one already received (a
         refill after a gap) or closed longer ago than ``max_bar_age_seconds`` updates the
         features and is recorded as skipped; trading on it would use old prices.
+
+        Shadow models decide after the trading decision (never before it, never instead of
+        it): see :meth:`shadow_step`.
         """
         features = self.feature_row(kline)
         if features is None:
             return
+        self._row = (kline.open_time_ms, features)
+        decided = self._trading_step(kline, features, superseded=superseded)
+        if self.shadows:
+            self.shadow_step(kline, decided=decided)
+
+    def _trading_step(self, kline: Kline, features: FeatureRow, *, superseded: bool) -> bool:
+        """The trading model's part of a bar; True when it decided (a new decision)."""
         bar_time = datetime.fromtimestamp(kline.open_time_ms / 1000, tz=UTC)
         stale = self.stale_reason(kline, superseded=superseded)
         if stale is not None:
@@ -485,20 +600,23 @@ class DecisionLoop:
                 self.writer, self.summary.session_id, self.settings.instrument, bar_time, stale
             )
             self.log.info("bar %s: not decided on (%s)", bar_time.isoformat(), stale)
-            return
+            return False
         if features.is_warmup:
             self.summary.skipped_warmup += 1
             self.log.info("bar %s: features warming up, no decision", bar_time.isoformat())
-            return
-        self.writer.run(lambda conn: self._decide(conn, kline, features.values, bar_time))
+            return False
+        return self.writer.run(lambda conn: self._decide(conn, kline, features.values, bar_time))
 
     def _decide(
         self, conn: psycopg.Connection, kline: Kline, row: Any, bar_time: datetime
-    ) -> None:
+    ) -> bool:
         """Record the decision, place its order through the trader, complete the record.
 
         Idempotent per bar: run again after a lost connection, the stored decision's target is
         used (not a new policy answer), and the trader's order for the bar is never sent twice.
+
+        Returns:
+            True for a new decision, False for a bar decided and traded before.
         """
         trader = self.trading.use(conn)
         close = Decimal(repr(kline.close))
@@ -524,10 +642,12 @@ class DecisionLoop:
                 cash_after=float(cash),
                 equity_after=float(_equity(cash, held, close)),
                 account_id=self.trading.account_id,
+                rollout_id=self.rollout_id,
+                size_fraction=self.size_fraction,
             ),
         )
         if stored.completed:
-            return  # decided and traded before (a replayed bar)
+            return False  # decided and traded before (a replayed bar)
         if self.trading.paper is not None:
             self.trading.paper.mark(close, (kline.high - kline.low) / kline.close)
         step = INTERVAL_MS[self.settings.interval]
@@ -548,11 +668,49 @@ class DecisionLoop:
         self.summary.actions.append(stored.target_position + 1)
         self.log.info("bar %s close %s: target %+d, %s, equity %.2f", bar_time.isoformat(),
                       close, stored.target_position, outcome, equity)  # fmt: skip
+        return True
+
+    def sized_quantity(self) -> Decimal:
+        """A full position at the size fraction, rounded down to the contract's quantity step."""
+        step = Decimal(1).scaleb(-self.trading.trader.instrument.quantity_precision)
+        fraction = Decimal(repr(self.size_fraction))
+        return (self._full_quantity * fraction).quantize(step, rounding=ROUND_DOWN)
+
+    def _below_minimum(self, quantity: Decimal, price: Decimal) -> str | None:
+        """Why a (canary) position size cannot be traded on the contract, or None."""
+        instrument = self.trading.trader.instrument
+        minimum = Decimal(repr(instrument.min_quantity))
+        what = (
+            f"canary size {quantity} ({self.size_fraction:g} of {self._full_quantity}) below "
+            "the minimum"
+        )
+        if quantity < minimum or quantity <= 0:
+            return f"{what} quantity {minimum} of {instrument.symbol}"
+        notional = Decimal(repr(instrument.min_notional))
+        if quantity * price < notional:
+            return f"{what} notional {notional} USDT at {price} ({instrument.symbol})"
+        return None
 
     def _trade(
         self, trader: Trader, target: int, bar: Bar, decision_id: int, state: AccountState
     ) -> tuple[str, str | None]:
-        """Place the decision's order; the outcome in words and the order's client id."""
+        """Place the decision's order; the outcome in words and the order's client id.
+
+        The order is sized at the trading model's size fraction (a canary's share of a full
+        position, rounded down to the quantity step). A position that small the contract would
+        refuse is not sent: the decision is held with the reason.
+        """
+        if self.size_fraction != 1.0:
+            sized = self.sized_quantity()
+            if target != 0:
+                too_small = self._below_minimum(sized, bar.close)
+                if too_small is not None:
+                    self.summary.held += 1
+                    self.log.warning("bar %s: %s; held", bar.open_time_ms, too_small)
+                    return f"held: {too_small}", None
+            trader.order_quantity = sized if sized > 0 else self._full_quantity
+        else:
+            trader.order_quantity = self._full_quantity
         try:
             placement = trader.rebalance(target, bar, decision_id=decision_id, state=state)
         except TradingRefusedError as exc:
@@ -592,7 +750,9 @@ class DecisionLoop:
 
     # -- champion hot swap ----------------------------------------------------------------
 
-    def prepare_swap(self, model_id: str, trigger: str) -> PreparedSwap:
+    def prepare_swap(
+        self, model_id: str, trigger: str, why: str = "new champion"
+    ) -> PreparedSwap:
         """Load and verify a new champion, off the trading thread.
 
         Runs the start-up checks (:func:`verify_model`) and the cost model's; a model of
@@ -616,7 +776,7 @@ class DecisionLoop:
         features = None
         if verified.spec.fingerprint != self.spec.fingerprint:
             features = self.seeded_stream(verified.spec, self.last_bar_ms)
-        return PreparedSwap(verified, costs, features, trigger)
+        return PreparedSwap(verified, costs, features, trigger, why)
 
     def seeded_stream(self, spec: FeatureSetSpec, upto_ms: int | None) -> FeatureStream:
         """A stream of ``spec`` seeded over REST from its anchor through the bar at ``upto_ms``.
@@ -715,7 +875,7 @@ class DecisionLoop:
             from_model_id=self.model.model_id,
             to_model_id=new.model.model_id,
             outcome="swapped",
-            reason=f"new champion ({prepared.trigger}); {how}",
+            reason=f"{prepared.why} ({prepared.trigger}); {how}",
             trigger=prepared.trigger,
             after_bar_open_time=_bar_time(last),
             from_model_sha256=self.model.artifact.sha256,
@@ -738,6 +898,235 @@ class DecisionLoop:
             new.model.artifact.sha256[:12],
         )  # fmt: skip
         return row
+
+    # -- the market's assignment: size fraction, rollout, shadow models ------------------
+
+    def prepare_shadow(self, model_id: str) -> PreparedShadow:
+        """Load and verify a shadow model, off the trading thread (as a swap candidate).
+
+        A model of a feature set no stream of the loop computes gets a stream of its own,
+        seeded over REST from its anchor through the newest bar the loop has seen.
+
+        Raises:
+            ModelRefusedError: If the model must not decide here (the reason names the check).
+            psycopg.OperationalError: If the database is unreachable (transient).
+            BingXError: If the exchange refuses the history (transient).
+        """
+        try:
+            model = load_model_record(self.runtime.db, model_id)
+        except LookupError as exc:
+            raise ModelRefusedError(str(exc)) from exc
+        verified = verify_model(self.runtime, self.settings, model)
+        try:
+            live_cost_model(self.trading.trader.instrument, verified.policy.card)
+        except LiveEngineError as exc:
+            raise ModelRefusedError(f"model {model_id}: {exc}") from exc
+        fingerprint = verified.spec.fingerprint
+        kept = {self.spec.fingerprint}
+        kept |= {shadow.features.spec.fingerprint for shadow in self.shadows.values()}
+        features = None
+        if fingerprint not in kept:
+            features = self.seeded_stream(verified.spec, self.last_bar_ms)
+        return PreparedShadow(verified, features)
+
+    def apply_assignment(self, change: AssignmentChange) -> AppliedChange:
+        """Apply the market's assignment on the trading thread, between two bars.
+
+        In order: the trading model is swapped (:meth:`swap_model`; a candidate whose stream
+        cannot catch up is refused and the old model keeps trading), the size fraction is the
+        assignment's when its trading model is the one trading (else full size), shadow models
+        no longer assigned (or trading now) stop, new ones start flat on a stream of their
+        feature set (one the loop keeps, else their own seeded one, caught up with the loop).
+
+        Returns:
+            What was applied and refused.
+
+        Raises:
+            psycopg.OperationalError: If the swap cannot be recorded (transient: nothing
+                changed).
+            BingXError: If the exchange refuses bars the swap's catch-up needs (transient:
+                nothing changed).
+        """
+        applied = AppliedChange()
+        assignment = change.assignment
+        before = self.assignment()
+        streams = [self.features] + [s.features for s in self.shadows.values()]
+        if change.swap is not None:
+            try:
+                applied.swap = self.swap_model(change.swap)
+            except ModelRefusedError as exc:
+                applied.swap_refused = str(exc)
+        trading = self.model.model_id
+        self.size_fraction = (
+            assignment.size_fraction if trading == assignment.trading_model else 1.0
+        )
+        self.rollout_id, self.stage = assignment.rollout_id, assignment.stage
+        wanted = [m for m in assignment.shadow_models if m != trading]
+        for model_id in [m for m in self.shadows if m not in wanted]:
+            gone = self.shadows.pop(model_id)
+            self.log.info("shadow model %s stopped after bar %s (%d shadow decisions)",
+                          model_id, _bar_time(self.last_bar_ms), gone.decisions)  # fmt: skip
+        streams.append(self.features)
+        for prepared in change.shadows:
+            model_id = prepared.verified.model.model_id
+            if model_id not in wanted or model_id in self.shadows:
+                continue
+            try:
+                stream = self._shadow_stream(prepared, streams)
+            except ModelRefusedError as exc:
+                applied.refused_shadows[model_id] = str(exc)
+                continue
+            except (BingXError, OSError) as exc:
+                self.log.warning("shadow model %s not started yet (%s); retrying at the next "
+                                 "poll", model_id, exc)  # fmt: skip
+                applied.retry = True
+                continue
+            streams.append(stream)
+            self.shadows[model_id] = ShadowModel(prepared.verified, stream)
+            if model_id not in self.summary.shadow_models:
+                self.summary.shadow_models.append(model_id)
+            shared = " (the trading model's)" if stream is self.features else ""
+            self.log.info(
+                "shadow model %s (artifact %s verified, features %s v%s%s) decides from the next "
+                "bar, starting flat", model_id, prepared.verified.model.artifact.sha256[:12],
+                prepared.verified.spec.name, prepared.verified.spec.version, shared,
+            )  # fmt: skip
+        after = self.assignment()
+        if after != before:
+            self.log.info("now running: %s (after bar %s)", describe_assignment(after),
+                          _bar_time(self.last_bar_ms))  # fmt: skip
+        return applied
+
+    def _shadow_stream(
+        self, prepared: PreparedShadow, streams: list[FeatureStream]
+    ) -> FeatureStream:
+        """A stream of the shadow model's feature set at the loop's newest bar.
+
+        One the loop keeps (the trading stream, the previous trading stream, another shadow
+        model's) is shared; else the prepared one, caught up with the loop.
+
+        Raises:
+            ModelRefusedError: If no stream of its set can reach the loop's newest bar.
+            BingXError: If the exchange refuses bars the catch-up needs (transient).
+        """
+        fingerprint = prepared.verified.spec.fingerprint
+        for stream in streams:
+            if stream.spec.fingerprint == fingerprint:
+                if stream is not self.features:
+                    self._catch_up(stream)
+                return stream
+        if prepared.features is None:
+            raise ModelRefusedError(
+                f"no feature stream of {prepared.verified.spec.name} "
+                f"v{prepared.verified.spec.version} was prepared for shadow model "
+                f"{prepared.verified.model.model_id}"
+            )
+        self._catch_up(prepared.features)
+        return prepared.features
+
+    def shadow_step(self, kline: Kline, *, decided: bool) -> None:
+        """The shadow models' part of a bar, after the trading decision; never raises.
+
+        Every stream of a shadow model is brought up to the bar (from the kept bars). When the
+        trading model decided the bar, each shadow model decides on its own features with its
+        own virtual position (its previous shadow target): one policy call each, then one
+        transaction records them all. A shadow model whose features or decision fail skips the
+        bar (logged); a failed write skips the bar for all of them. Trading never waits on it
+        beyond this step, and nothing here touches the account.
+        """
+        try:
+            self._shadow_step(kline, decided=decided)
+        except Exception:  # a bug in shadow work must never reach trading
+            self.summary.shadow_skips += len(self.shadows)
+            self.log.exception("shadow models skipped bar %s", kline.open_time_ms)
+
+    def _shadow_step(self, kline: Kline, *, decided: bool) -> None:
+        caught_up = {id(self.features)}
+        lagging: set[int] = set()
+        for shadow in self.shadows.values():
+            stream = shadow.features
+            if id(stream) in caught_up or id(stream) in lagging:
+                continue
+            try:
+                self._catch_up(stream)
+                caught_up.add(id(stream))
+            except Exception as exc:
+                lagging.add(id(stream))
+                self.log.warning("features of shadow model %s not at bar %s: %s",
+                                 shadow.model_id, kline.open_time_ms, exc)  # fmt: skip
+        if not decided:
+            return
+        bar_time = datetime.fromtimestamp(kline.open_time_ms / 1000, tz=UTC)
+        decisions: list[tuple[ShadowModel, str, int, int]] = []
+        rows: dict[int, FeatureRow] = {}  # per stream: computed once however many share it
+        if self._row is not None and self._row[0] == kline.open_time_ms:
+            rows[id(self.features)] = self._row[1]
+        for shadow in self.shadows.values():
+            try:
+                row = self._shadow_row(shadow, kline, rows)
+                if row is None:
+                    shadow.skips += 1
+                    self.summary.shadow_skips += 1
+                    continue
+                observation = build_observation(row.values, shadow.position)
+                action = shadow.verified.policy.act(observation)
+            except Exception as exc:
+                shadow.skips += 1
+                self.summary.shadow_skips += 1
+                self.log.warning("shadow model %s skipped bar %s: %s: %s", shadow.model_id,
+                                 bar_time.isoformat(), type(exc).__name__, exc)  # fmt: skip
+                continue
+            digest = hashlib.sha256(observation.tobytes()).hexdigest()
+            decisions.append((shadow, digest, action, ACTION_TO_POSITION[action]))
+        if not decisions:
+            return
+
+        def write(conn: psycopg.Connection) -> None:
+            for shadow, digest, action, target in decisions:
+                record_shadow_decision(
+                    conn, session_id=self.summary.session_id,
+                    instrument=self.settings.instrument, bar_open_time=bar_time,
+                    model_id=shadow.model_id, model_sha256=shadow.verified.model.artifact.sha256,
+                    rollout_id=self.rollout_id, observation_sha256=digest, action=action,
+                    target_position=target, price=kline.close,
+                )  # fmt: skip
+            conn.commit()
+
+        try:
+            self.writer.run(write)
+        except (psycopg.Error, OSError) as exc:
+            for shadow, *_ in decisions:
+                shadow.skips += 1
+            self.summary.shadow_skips += len(decisions)
+            self.log.warning("shadow decisions on bar %s not recorded (%s); skipped",
+                             bar_time.isoformat(), exc)  # fmt: skip
+            return
+        for shadow, _, _, target in decisions:
+            shadow.position = target
+            shadow.decisions += 1
+            self.summary.shadow_decisions += 1
+        self.log.info("bar %s shadow: %s", bar_time.isoformat(), ", ".join(
+            f"{shadow.model_id} target {target:+d}" for shadow, _, _, target in decisions
+        ))  # fmt: skip
+
+    @staticmethod
+    def _shadow_row(
+        shadow: ShadowModel, kline: Kline, rows: dict[int, FeatureRow]
+    ) -> FeatureRow | None:
+        """The shadow model's features of the bar, or None while they warm up.
+
+        Raises:
+            LiveEngineError: If its stream is not at the bar.
+        """
+        stream = shadow.features
+        if stream.last_open_time_ms != kline.open_time_ms:
+            raise LiveEngineError(
+                f"its features are at bar {stream.last_open_time_ms}, not {kline.open_time_ms}"
+            )
+        row = rows.get(id(stream))
+        if row is None:
+            row = rows[id(stream)] = stream.current_row()
+        return None if row.is_warmup else row
 
     # -- upkeep (runs on the trading thread, between decisions) ----------------------------
 
@@ -852,7 +1241,9 @@ async def run_live_engine(
     """
     stop = stop or asyncio.Event()
     runtime = await asyncio.to_thread(open_runtime)
-    model = await asyncio.to_thread(select_model, runtime, settings)
+    assignment = await asyncio.to_thread(select_assignment, runtime, settings)
+    assert assignment.trading_model is not None
+    model = await asyncio.to_thread(load_model_record, runtime.db, assignment.trading_model)
     verified = await asyncio.to_thread(verify_model, runtime, settings, model)
     policy, spec = verified.policy, verified.spec
     summary = LiveSummary(
@@ -889,6 +1280,12 @@ async def run_live_engine(
             credentials=credentials,
         ))  # fmt: skip
         stack.callback(loop.trading.close)
+        # The canary's size and the rollout from the first bar (shadow models start once the
+        # history is in).
+        loop.size_fraction = assignment.size_fraction
+        loop.rollout_id, loop.stage = assignment.rollout_id, assignment.stage
+        if assignment.rollout_id is not None:
+            loop.log.info("starting on: %s", describe_assignment(assignment))
         reason = "stopped"
         try:
             reason = await _run_session(
@@ -988,6 +1385,18 @@ async def _run_session(
         "session %s: %s trading on %s, %d bars of history", summary.session_id, settings.mode,
         summary.account_id, loop.features.segment_length,
     )  # fmt: skip
+    watcher = None
+    if settings.model_id is None:
+        # Shadow models (and anything that changed since start-up) before the first bar.
+        watcher = assignment_watcher(loop, on_thread)
+        try:
+            await watcher.check(TRIGGER_STARTUP)
+        except Exception:  # the listener's first look tries again
+            loop.log.exception("assignment check at start-up failed")
+    else:
+        loop.log.info("pinned to model %s (--model-id): not following the champion or "
+                      "rollouts (no canary size, no shadow models)",
+                      settings.model_id)  # fmt: skip
     event_loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1007,11 +1416,8 @@ async def _run_session(
             if client is not None:
                 account = AccountStream(settings.ws_url, client)
                 tasks.append(group.create_task(_account_events(account, wake), name="account"))
-            if settings.model_id is None:
-                tasks.append(group.create_task(follow_champion(loop, on_thread), name="champion"))
-            else:
-                loop.log.info("pinned to model %s (--model-id): not following the champion",
-                              settings.model_id)  # fmt: skip
+            if watcher is not None:
+                tasks.append(group.create_task(watcher.run(), name="assignment"))
             timed_out = await _wait_for_stop(stop, settings.duration_seconds)
             tasks[0].cancel()
             await _drain(queue)
@@ -1133,21 +1539,139 @@ async def _checks(
             loop.log.warning("reconciliation pass skipped (%s); retrying", exc)
 
 
-async def follow_champion(
+def assignment_watcher(
     loop: DecisionLoop, on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]]
-) -> None:
-    """Follow the market's champion for the whole session (never ends it; see model_watch)."""
+) -> AssignmentWatcher:
+    """The watcher that makes the session follow its market's assignment (see model_watch)."""
     settings = loop.settings
 
-    async def consider(model_id: str, trigger: str) -> bool:
-        return await consider_champion(loop, on_thread, model_id, trigger)
+    async def consider(assignment: Assignment, trigger: str) -> bool:
+        return await consider_assignment(loop, on_thread, assignment, trigger)
 
-    watcher = ChampionWatcher(
-        loop.runtime.db, settings.instrument, settings.interval,
-        current=lambda: loop.model.model_id, consider=consider,
-        poll_seconds=settings.champion_poll_seconds, logger=lambda: loop.log,
+    return AssignmentWatcher(
+        loop.runtime.db, settings.instrument, settings.interval, current=loop.assignment,
+        consider=consider, poll_seconds=settings.champion_poll_seconds, logger=lambda: loop.log,
     )  # fmt: skip
-    await watcher.run()
+
+
+async def consider_assignment(
+    loop: DecisionLoop,
+    on_thread: Callable[[Callable[[], Any]], asyncio.Future[Any]],
+    assignment: Assignment,
+    trigger: str,
+) -> bool:
+    """Verify what the assignment adds off the trading path, then apply it between two bars.
+
+    A new trading model goes through the hot swap (verified, its stream seeded, swapped in by
+    a job on the trading thread); new shadow models are verified the same way. A model that
+    fails a check is refused and recorded (``live_model_swaps``): a refused trading model
+    leaves the old one trading at full size, a refused shadow model leaves trading untouched.
+
+    Returns:
+        True when the assignment is settled (applied, with any refusals recorded); False when
+        a transient failure (database, exchange) leaves something for the next poll.
+    """
+    settled = True
+    target = assignment.trading_model
+    swap = None
+    if target is not None and target != loop.model.model_id:
+        why = await _swap_why(loop, assignment)
+        try:
+            swap = await asyncio.to_thread(loop.prepare_swap, target, trigger, why)
+        except ModelRefusedError as exc:
+            if not await _refuse(loop, target, trigger, str(exc), what=why):
+                return False
+        except (psycopg.OperationalError, BingXError, OSError) as exc:
+            loop.log.warning("%s %s not swapped in yet (%s: %s); retrying at the next poll",
+                             why, target, type(exc).__name__, exc)  # fmt: skip
+            return False
+        except Exception as exc:  # fail closed: an unexpected error never swaps a model in
+            loop.log.exception("%s %s could not be loaded", why, target)
+            reason = f"unexpected error loading it: {type(exc).__name__}: {exc}"
+            if not await _refuse(loop, target, trigger, reason, what=why):
+                return False
+    trading = target if swap is not None else loop.model.model_id
+    shadows: list[PreparedShadow] = []
+    for model_id in assignment.shadow_models:
+        if model_id == trading or model_id in loop.shadows:
+            continue
+        try:
+            shadows.append(await asyncio.to_thread(loop.prepare_shadow, model_id))
+        except ModelRefusedError as exc:
+            settled &= await _refuse_shadow(loop, model_id, assignment, trigger, str(exc))
+        except (psycopg.OperationalError, BingXError, OSError) as exc:
+            loop.log.warning("shadow model %s not started yet (%s: %s); retrying at the next "
+                             "poll", model_id, type(exc).__name__, exc)  # fmt: skip
+            settled = False
+        except Exception as exc:  # fail closed, and never at trading's expense
+            loop.log.exception("shadow model %s could not be loaded", model_id)
+            reason = f"unexpected error loading it: {type(exc).__name__}: {exc}"
+            settled &= await _refuse_shadow(loop, model_id, assignment, trigger, reason)
+    change = AssignmentChange(assignment, swap, tuple(shadows))
+    try:
+        # A job on the trading thread runs between two bars' decisions, never inside one.
+        applied = await on_thread(partial(loop.apply_assignment, change))
+    except (psycopg.OperationalError, BingXError, OSError) as exc:
+        loop.log.warning("assignment (%s) not applied yet (%s: %s); retrying at the next poll",
+                         describe_assignment(assignment), type(exc).__name__,
+                         exc)  # fmt: skip
+        return False
+    if applied.swap_refused is not None and target is not None:
+        settled &= await _refuse(loop, target, trigger, applied.swap_refused,
+                                 what=swap.why if swap else "new champion")  # fmt: skip
+    for model_id, reason in applied.refused_shadows.items():
+        settled &= await _refuse_shadow(loop, model_id, assignment, trigger, reason)
+    return settled and not applied.retry
+
+
+async def _swap_why(loop: DecisionLoop, assignment: Assignment) -> str:
+    """Why the assignment's trading model replaces the one trading, in words."""
+    if assignment.stage == "canary" and assignment.rollout_id is not None:
+        return (
+            f"canary of rollout {assignment.rollout_id} at {assignment.size_fraction:.0%} size"
+        )
+    ended = loop.rollout_id
+    if ended is not None and assignment.rollout_id != ended:
+        try:
+            stage = (await asyncio.to_thread(load_rollout, loop.runtime.db, ended)).stage
+        except (psycopg.Error, OSError, LookupError):
+            stage = "ended"
+        return f"rollout {ended} {stage}"
+    return "new champion"
+
+
+async def _refuse_shadow(
+    loop: DecisionLoop, model_id: str, assignment: Assignment, trigger: str, reason: str
+) -> bool:
+    """Log and record a refused shadow model; False when the record could not be written.
+
+    The record is a ``refused`` row of ``live_model_swaps`` whose reason starts with
+    ``shadow model``; the trading model (its ``from_model_id``) keeps trading untouched.
+    """
+    current = loop.model
+    rollout = f"rollout {assignment.rollout_id} in {assignment.stage}"
+    loop.log.error("REFUSED shadow model %s (%s): %s; it does not decide in shadow, trading "
+                   "is untouched", model_id, rollout, reason)  # fmt: skip
+    row = ModelSwapRow(
+        session_id=loop.summary.session_id,
+        instrument=loop.settings.instrument,
+        interval=loop.settings.interval,
+        from_model_id=current.model_id,
+        to_model_id=model_id,
+        outcome="refused",
+        reason=f"shadow model ({rollout}) refused: {reason}",
+        trigger=trigger,
+        after_bar_open_time=_bar_time(loop.last_bar_ms),
+        from_model_sha256=current.artifact.sha256,
+    )
+    try:
+        await asyncio.to_thread(record_model_swap, loop.runtime.db, row)
+    except (psycopg.Error, OSError) as exc:
+        loop.log.warning("refusal of shadow model %s not recorded (%s); retrying at the next "
+                         "poll", model_id, exc)  # fmt: skip
+        return False
+    loop.summary.refused_shadows += 1
+    return True
 
 
 async def consider_champion(
@@ -1181,10 +1705,12 @@ async def consider_champion(
     return True
 
 
-async def _refuse(loop: DecisionLoop, model_id: str, trigger: str, reason: str) -> bool:
+async def _refuse(
+    loop: DecisionLoop, model_id: str, trigger: str, reason: str, *, what: str = "new champion"
+) -> bool:
     """Log and record a refused candidate; False when the record could not be written."""
     current = loop.model
-    loop.log.error("REFUSED the new champion %s: %s; %s keeps trading", model_id, reason,
+    loop.log.error("REFUSED the %s %s: %s; %s keeps trading", what, model_id, reason,
                    current.model_id)  # fmt: skip
     row = ModelSwapRow(
         session_id=loop.summary.session_id,
