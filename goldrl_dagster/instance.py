@@ -37,7 +37,14 @@ def ensure_dagster_home(runtime: Runtime) -> Path:
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
             "class": "QueuedRunCoordinator",
-            "config": {"max_concurrent_runs": 2},
+            # Two runs at once; of them at most one learning-loop training run, so candidate
+            # trainings never take both slots from ingestion and gap healing.
+            "config": {
+                "max_concurrent_runs": 2,
+                "tag_concurrency_limits": [
+                    {"key": "goldrl/pool", "value": "training", "limit": 1},
+                ],
+            },
         },
         "telemetry": {"enabled": False},
     }
