@@ -1710,8 +1710,12 @@ async def _refuse(
 ) -> bool:
     """Log and record a refused candidate; False when the record could not be written."""
     current = loop.model
-    loop.log.error("REFUSED the %s %s: %s; %s keeps trading", what, model_id, reason,
-                   current.model_id)  # fmt: skip
+    if what == "new champion":
+        loop.log.error("REFUSED the new champion %s: %s; %s keeps trading", model_id, reason,
+                       current.model_id)  # fmt: skip
+    else:  # a rollout's trading model (the canary's challenger, the stable champion)
+        loop.log.error("REFUSED %s as the trading model (%s): %s; %s keeps trading at full "
+                       "size", model_id, what, reason, current.model_id)  # fmt: skip
     row = ModelSwapRow(
         session_id=loop.summary.session_id,
         instrument=loop.settings.instrument,
