@@ -17,13 +17,11 @@ and the operator plane will read them.
 """
 
 import base64
-import io
 import math
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Literal
 
 import dagster as dg
-import polars as pl
 
 from goldrl_dagster.defs.features.assets import SNAPSHOT_FEATURE_SETS
 from goldrl_dagster.defs.keys import (
@@ -51,6 +49,7 @@ from goldrl_dagster.lib.drift.daily import (
     worst_features_markdown,
 )
 from goldrl_dagster.lib.drift.feature_drift import DriftReport, DriftThresholds
+from goldrl_dagster.lib.drift.model_reference import TrainingReferenceError, first_held_out_bar
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fingerprint
 from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.drift_reports import (
@@ -101,25 +100,6 @@ class FeatureDriftConfig(dg.Config):
             raise dg.Failure(f"invalid feature drift config: {exc}") from exc
 
 
-def _first_held_out_bar(runtime: Runtime, dataset: DatasetRecord) -> datetime | None:
-    """Open time of the dataset's row ``split_index`` (None: no split or nothing held out)."""
-    split = dataset.lineage.get("split_index")
-    if split is None or not 0 < int(split) < dataset.row_count:
-        return None
-    try:
-        data = runtime.artifacts.get_bytes(dataset.artifact)
-        times = pl.read_parquet(io.BytesIO(data), columns=["open_time"])["open_time"]
-    except Exception as exc:
-        raise dg.Failure(
-            f"cannot read dataset {dataset.dataset_hash[:12]}'s bars to place its split: {exc}"
-        ) from exc
-    if times.len() <= int(split):
-        raise dg.Failure(
-            f"dataset {dataset.dataset_hash[:12]} has {times.len()} rows, split at {split}"
-        )
-    return times.sort()[int(split)]
-
-
 def _check(
     config: FeatureDriftConfig, passed: bool, metadata: dict[str, Any]
 ) -> dg.AssetCheckResult:
@@ -163,9 +143,9 @@ def _champion_feature_set(model_id: str, fingerprint: str) -> FeatureSetSpec:
 def _reference_window(runtime: Runtime, dataset: DatasetRecord) -> ReferenceWindow:
     try:
         return training_reference_window(
-            dataset.window_start, dataset.window_end, _first_held_out_bar(runtime, dataset)
+            dataset.window_start, dataset.window_end, first_held_out_bar(runtime, dataset)
         )
-    except ValueError as exc:
+    except (TrainingReferenceError, ValueError) as exc:
         raise dg.Failure(f"dataset {dataset.dataset_hash[:12]}: {exc}") from exc
 
 
