@@ -961,6 +961,11 @@ class DecisionLoop:
             assignment.size_fraction if trading == assignment.trading_model else 1.0
         )
         self.rollout_id, self.stage = assignment.rollout_id, assignment.stage
+        minimum = Decimal(repr(self.trading.trader.instrument.min_quantity))
+        if self.size_fraction != 1.0 and self.sized_quantity() < minimum:
+            self.log.warning("a %g share of %s is %s, below the contract's minimum quantity %s: "
+                             "every decision for a position will be held", self.size_fraction,
+                             self._full_quantity, self.sized_quantity(), minimum)  # fmt: skip
         wanted = [m for m in assignment.shadow_models if m != trading]
         for model_id in [m for m in self.shadows if m not in wanted]:
             gone = self.shadows.pop(model_id)
