@@ -21,7 +21,7 @@ def _session(conn) -> str:
 
 
 def write_live_decisions(
-    runtime: Runtime, table: pl.DataFrame, *, traded: str, shadow: str, rollout_id: int,
+    runtime: Runtime, table: pl.DataFrame, *, traded: str, shadow: str, rollout_id: int | None,
     bars: int, signal: dict[str, str], skip: int = 0,
 ) -> None:  # fmt: skip
     """Write what an engine records: the traded model's decisions and the shadow model's.

@@ -118,7 +118,11 @@ def review_rollout(
     since = rollout.stage_started_at
     if rollout.stage == "shadow":
         challenger = shadow_path(runtime.db, rollout.rollout_id, rollout.challenger)
-        champion = traded_path(runtime.db, rollout.instrument, rollout.stable_champion, since)
+        # Only the sessions following the rollout: a pinned paper session of the same model on
+        # another account is not the champion's evidence.
+        champion = traded_path(
+            runtime.db, rollout.instrument, rollout.stable_champion, since, rollout.rollout_id
+        )
     else:
         challenger = traded_path(
             runtime.db, rollout.instrument, rollout.challenger, since, rollout.rollout_id

@@ -81,6 +81,15 @@ def test_a_better_challenger_goes_shadow_canary_full(market, clean_database, tmp
     [early] = review_rollouts(runtime, decided_by="test")
     assert early.verdict.action == "wait" and early.moved_to is None
     assert "shadow_decisions" in early.verdict.reason()
+    assert early.verdict.evidence["bars"] == 20
+    # A session that does not follow the rollout (a pinned paper session of the champion on
+    # other bars) is not evidence.
+    write_live_decisions(
+        runtime, market, traded="weak", shadow="strong", rollout_id=None, bars=96,
+        signal=signals, skip=300,
+    )  # fmt: skip
+    [still] = review_rollouts(runtime, decided_by="test")
+    assert still.verdict.action == "wait" and still.verdict.evidence["bars"] == 20
 
     # A day of shadow decisions confirms the edge: canary at a quarter of the size.
     write_live_decisions(
