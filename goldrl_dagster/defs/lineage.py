@@ -1,8 +1,15 @@
-"""Read what an upstream asset's materialization recorded (its hash or id)."""
+"""What an upstream asset handed on: its recorded id, resolved to a typed registry record."""
 
 import dagster as dg
 
-from goldrl_dagster.defs.keys import DATASET_VERSION
+from goldrl_dagster.defs.keys import DATASET_VERSION, TRAINED_POLICY
+from goldrl_dagster.lib.runtime import Runtime
+from goldrl_dagster.lib.storage.registry import (
+    DatasetRecord,
+    ModelRecord,
+    load_dataset_record,
+    load_model_record,
+)
 
 
 def _metadata_value(event: dg.EventLogEntry | None, key: dg.AssetKey, name: str, where: str) -> str:
@@ -44,3 +51,40 @@ def dataset_hash_for(context: dg.AssetExecutionContext) -> str:
         dg.Failure: If that partition was never materialized.
     """
     return upstream_value(context, DATASET_VERSION, "dataset_hash")
+
+
+def dataset_for(context: dg.AssetExecutionContext, runtime: Runtime) -> DatasetRecord:
+    """The registered dataset version of this dataset partition, as a typed record.
+
+    Raises:
+        dg.Failure: If the partition was never materialized or its hash is not registered.
+    """
+    digest = dataset_hash_for(context)
+    try:
+        return load_dataset_record(runtime.db, digest)
+    except LookupError as exc:
+        raise dg.Failure(f"dataset {digest[:12]} of this partition is not registered") from exc
+
+
+def trained_model_for(context: dg.AssetExecutionContext, runtime: Runtime) -> ModelRecord:
+    """The model the same partition of ``models/trained_policy`` registered, as a typed record.
+
+    The model must have been trained on this partition's dataset version: a mismatch (the
+    dataset was rebuilt after the model, say) fails instead of scoring one on the other.
+
+    Raises:
+        dg.Failure: If the policy was never trained here, is unknown, or was trained on another
+            dataset version than the partition's.
+    """
+    model_id = upstream_value(context, TRAINED_POLICY, "model_id")
+    try:
+        model = load_model_record(runtime.db, model_id)
+    except LookupError as exc:
+        raise dg.Failure(f"model {model_id} of this partition is not registered") from exc
+    dataset = dataset_for(context, runtime)
+    if model.dataset_hash != dataset.dataset_hash:
+        raise dg.Failure(
+            f"model {model_id} was trained on dataset {model.dataset_hash[:12]}, but this "
+            f"partition's dataset is now {dataset.dataset_hash[:12]}: retrain it first"
+        )
+    return model

@@ -8,7 +8,7 @@ import dagster as dg
 
 from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, TRAINED_POLICY
-from goldrl_dagster.defs.lineage import upstream_value
+from goldrl_dagster.defs.lineage import trained_model_for
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.backtest.plots import walk_forward_plot_png
 from goldrl_dagster.lib.evaluation.model_evaluation import (
@@ -102,11 +102,11 @@ def evaluation_report(
     equity and drawdown curves per fold against the baselines are attached as an image.
     """
     runtime = storage.runtime()
-    model = upstream_value(context, TRAINED_POLICY, "model_id")
+    model = trained_model_for(context, runtime)
     try:
         outcome = evaluate_model(
             runtime,
-            model,
+            model.model_id,
             settings=EvaluationSettings.from_mapping(config.model_dump()),
             reuse=False,
             on_fold=context.log.info,
