@@ -10,7 +10,7 @@ call the same library functions as the Dagster assets.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,6 +32,14 @@ def evaluate(
             "dataset build`."
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="First UTC day (YYYY-MM-DD) of a window to score on instead: the dataset is "
+            "built (or found) for the model's market, feature set and reward; with --end."
+        ),
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Last UTC day of that window.")] = None,
     n_folds: Annotated[int, typer.Option(min=1, help="Walk-forward folds.")] = 3,
     mode: Annotated[str, typer.Option(help="fixed (score the model) or retrain (per fold).")] = (
         "fixed"
@@ -55,10 +63,22 @@ def evaluate(
         if mode not in ("fixed", "retrain"):
             raise ValueError(f"--mode must be fixed or retrain, got {mode!r}")
         settings = EvaluationSettings(mode=mode, n_folds=n_folds, order_quantity=order_quantity)
+        if (start is None) != (end is None):
+            raise ValueError("--start and --end go together")
+        if start is not None and dataset is not None:
+            raise ValueError("give either --dataset or --start/--end, not both")
         runtime = open_runtime()
         dataset_hash = find_dataset(runtime.db, dataset).dataset_hash if dataset else None
+        request = _window_request(runtime, model_id, start, end) if start and end else None
     except (ValueError, LookupError) as exc:
         raise _fail(str(exc), 2) from exc
+    if request is not None:
+        from goldrl_dagster.datasets_cli import build_dataset
+
+        try:
+            dataset_hash = str(build_dataset(request)["dataset_hash"])
+        except RuntimeError as exc:
+            raise _fail(f"cannot build the window's dataset: {exc}", 1) from exc
     typer.echo(f"evaluating {model_id} ({settings.mode}, {settings.n_folds} folds) …")
     try:
         outcome = evaluate_model(
@@ -87,6 +107,26 @@ def evaluate(
             f"turnover {diag['turnover_per_day']:.1f}/day, "
             f"holds {diag['average_holding_bars']:.1f} bars"
         )
+
+
+def _window_request(runtime: Any, model_id: str, start: str, end: str) -> Any:
+    """The dataset request of a window on the model's market, feature set and reward."""
+    from goldrl_dagster.lib.datasets.request import DatasetRequest, parse_day
+    from goldrl_dagster.lib.features.spec import feature_set_by_fingerprint
+    from goldrl_dagster.lib.storage.registry import load_dataset_record, load_model_record
+
+    model = load_model_record(runtime.db, model_id)
+    trained_on = load_dataset_record(runtime.db, model.dataset_hash)
+    spec = feature_set_by_fingerprint(model.feature_fingerprint)
+    return DatasetRequest(
+        instrument=trained_on.instruments[0],
+        interval=trained_on.interval,
+        start_day=parse_day(start, "--start"),
+        end_day=parse_day(end, "--end"),
+        feature_set=spec.name,
+        feature_set_version=spec.version,
+        reward=str(trained_on.config.get("reward", "equity_change_after_costs")),
+    )
 
 
 def promote(

@@ -103,6 +103,9 @@ def walk_forward_config(
         EvaluationError: If fixed mode would score bars the model trained on, or a setting is
             unusable.
     """
+    # Folds need two train bars before the first test window, even in fixed mode where the
+    # train part is not used: a window scored from its first bar starts at bar 2.
+    split_index = max(split_index, 2)
     test_size = settings.test_size or (n_bars - split_index) // max(settings.n_folds, 1)
     first_test = n_bars - settings.n_folds * test_size
     train_size = settings.train_size or max(first_test - settings.purge, 2)
@@ -227,6 +230,27 @@ def _model_features(
     return joined.select(names).to_numpy()
 
 
+def _first_unseen_bar(model_id: str, trained_on: LoadedDataset, other: LoadedDataset) -> int:
+    """First row of another dataset after every bar the model was trained on.
+
+    On its own dataset a model is scored on the held-out tail; on another dataset of the same
+    market (a later window, say) it is scored on every bar after its training rows, never on a
+    bar it learned from.
+
+    Raises:
+        EvaluationError: If the other dataset has no bar after the model's training rows.
+    """
+    training_end = trained_on.table["open_time"][trained_on.split_index - 1]
+    times = other.table["open_time"]
+    unseen = int((times <= training_end).sum())
+    if unseen >= times.len() - 1:
+        raise EvaluationError(
+            f"dataset {other.record.dataset_hash[:12]} ends at {times[-1]}, before or at the last "
+            f"bar model {model_id} was trained on ({training_end}): nothing out of sample to score"
+        )
+    return unseen
+
+
 def _bars_per_day(interval: str) -> float:
     if interval not in INTERVAL_MS:
         raise EvaluationError(f"no bar length for interval {interval!r}")
@@ -275,17 +299,22 @@ def evaluate_model(
             f"model {model_id} acts continuously; walk-forward scores discrete ones"
         )
     record = dataset.record
+    table = dataset.table
+    split = dataset.split_index
     if model.dataset_hash != record.dataset_hash:
-        trained_on = load_dataset(runtime, model.dataset_hash).record
-        if (trained_on.instruments, trained_on.interval) != (record.instruments, record.interval):
+        trained_on = load_dataset(runtime, model.dataset_hash)
+        if (trained_on.record.instruments, trained_on.record.interval) != (
+            record.instruments,
+            record.interval,
+        ):
             raise EvaluationError(
-                f"model {model_id} was trained on {','.join(trained_on.instruments)} "
-                f"{trained_on.interval}; dataset {record.dataset_hash[:12]} is "
+                f"model {model_id} was trained on {','.join(trained_on.record.instruments)} "
+                f"{trained_on.record.interval}; dataset {record.dataset_hash[:12]} is "
                 f"{','.join(record.instruments)} {record.interval}"
             )
-    table = dataset.table
+        split = _first_unseen_bar(model_id, trained_on, dataset)
     wf_config = walk_forward or walk_forward_config(
-        settings or EvaluationSettings(), table.height, dataset.split_index, card
+        settings or EvaluationSettings(), table.height, split, card
     )
     stored_config = wf_config.to_dict()
     if wf_config.mode == "retrain":

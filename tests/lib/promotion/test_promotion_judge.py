@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from planted_policy import planted_market, register_planted_dataset, register_planted_model
 
-from goldrl_dagster.lib.evaluation.model_evaluation import EvaluationSettings, evaluate_model
+from goldrl_dagster.lib.evaluation.model_evaluation import (
+    EvaluationError,
+    EvaluationSettings,
+    evaluate_model,
+)
 from goldrl_dagster.lib.promotion.gate import GateConfig
 from goldrl_dagster.lib.promotion.judge import judge_challenger
 from goldrl_dagster.lib.runtime import open_runtime
@@ -164,3 +168,18 @@ def test_a_cycle_of_candidates_is_judged_for_backtest_overfitting(market, clean_
     assert rule.passed and rule.value is not None and rule.value < 0.2
     assert "3 candidates" in rule.detail
     assert np.isfinite(rule.value)
+
+
+def test_a_model_is_never_scored_on_bars_it_learned_from(clean_database, tmp_path):
+    runtime = open_runtime()
+    table = planted_market(days=6, seed=3)
+    digest = register_planted_dataset(runtime, table, INTERVAL)
+    register_planted_model(runtime, table, digest, "m", "signal_strong", tmp_path)
+    # A dataset of the market's first day only: every bar of it is training data of "m".
+    early = register_planted_dataset(runtime, table.slice(0, 96), INTERVAL)
+    with pytest.raises(EvaluationError, match="nothing out of sample to score"):
+        evaluate_model(runtime, "m", dataset_hash=early, settings=SETTINGS)
+    # A dataset reaching past the training rows is scored from the first unseen bar on.
+    wider = register_planted_dataset(runtime, table.slice(0, table.height - 10), INTERVAL)
+    record = evaluate_model(runtime, "m", dataset_hash=wider, settings=SETTINGS).record
+    assert record.window_start > table["open_time"][table.height // 3 - 1]
