@@ -24,6 +24,7 @@ from goldrl_dagster.lib.storage.drift_reports import (
     request_governance_action,
 )
 from goldrl_dagster.lib.storage.market_store import sync_instruments, write_candles
+from goldrl_dagster.lib.storage.registry import pending_challengers
 
 SYMBOL = "XAUT-USDT"
 FIRST = datetime(2025, 3, 6, tzinfo=UTC)
@@ -107,6 +108,8 @@ def test_one_cycle_runs_itself_from_complete_days_to_a_decision(two_days, monkey
             (judged.decision_id,),
         ).fetchone()
     assert trials == 2  # both candidates count
+    # The cycle's other candidate was judged with it: no longer a pending challenger.
+    assert pending_challengers(runtime.db, SYMBOL, "1m") == []
     assert "2 candidates" in cycle_rule["detail"] or "day(s)" in cycle_rule["detail"]
     quiet = _sensor(learning_judge_sensor, instance).skip_reason
     assert quiet.skip_message == "no cycle awaits judgement"

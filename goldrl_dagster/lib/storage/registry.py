@@ -433,8 +433,9 @@ def record_promotion_decision(
 def pending_challengers(db: Database, instrument: str, interval: str) -> list[str]:
     """Reports of models scored on their own dataset with no promotion decision yet.
 
-    Champion replays (a model scored on another model's dataset) are never challengers. The
-    newest evaluation window comes first, so a partition of the promotion asset judges the
+    Champion replays (a model scored on another model's dataset) and the candidates of a judged
+    learning cycle (judged with their cycle) are never challengers. The newest evaluation
+    window comes first, so a partition of the promotion asset judges the
     same report whatever order runs happened in.
 
     Returns:
@@ -445,6 +446,10 @@ def pending_challengers(db: Database, instrument: str, interval: str) -> list[st
             "SELECT r.report_id FROM evaluation_reports r JOIN models m USING (model_id) "
             "WHERE r.instrument = %s AND r.interval = %s AND r.dataset_hash = m.dataset_hash "
             "AND NOT EXISTS (SELECT 1 FROM promotion_decisions p WHERE p.model_id = r.model_id) "
+            # A candidate of a judged learning cycle was judged with its cycle (as a trial).
+            "AND NOT EXISTS (SELECT 1 FROM learning_cycles c JOIN dataset_versions d "
+            "ON d.dataset_hash = r.dataset_hash WHERE c.judged_at IS NOT NULL "
+            "AND c.candidates ? (d.lineage ->> 'partition_key')) "
             "ORDER BY r.window_end DESC, r.created_at DESC, r.report_id",
             (instrument, interval),
         ).fetchall()
