@@ -1,11 +1,12 @@
-"""Performance drift of each market's champion, and the daily monitoring schedule.
+"""Performance drift of each market's champion, and the daily monitoring schedules.
 
 ``monitoring/performance_drift`` (per instrument) judges the champion's traded decisions since
-it became champion against its own walk-forward evaluation and runs a change detector on the
-live per-bar PnL (``lib/drift/live_performance.py``). An alert fails the (non-blocking) check
-and records the configured governance action (``on_alert``: ``retrain`` by default) once per
-kind, market, champion and day; a rollout in progress is rolled back by a ``rollback`` or
-``halt`` request, and the learning loop answers a ``retrain`` request.
+it became champion against its own walk-forward evaluation, runs a change detector on the live
+per-bar PnL and compares its fills' slippage with its cost model's
+(``lib/drift/live_performance.py``). An alert fails the (non-blocking) check and records the
+configured governance action (``on_alert``: ``retrain`` by default) once per kind, market,
+champion and day; a rollout in progress is rolled back by a ``rollback`` or ``halt`` request,
+and the learning loop answers a ``retrain`` request.
 """
 
 from collections.abc import Iterator
@@ -28,10 +29,12 @@ from goldrl_dagster.defs.market_data.partitions import (
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.drift.live_performance import live_performance_drift
 from goldrl_dagster.lib.storage.drift_reports import request_governance_action
+from goldrl_dagster.lib.storage.fill_quality import fill_slippage_bps
 from goldrl_dagster.lib.storage.registry import (
     latest_own_report,
     list_champions,
     load_evaluation,
+    load_model_record,
 )
 from goldrl_dagster.lib.storage.rollout_store import traded_path
 
@@ -81,9 +84,12 @@ def performance_drift(
         report = load_evaluation(runtime.db, report_id)
         quantity = float(report.config.get("order_quantity") or 1.0)
         expected = [float(pnl) / quantity for _, pnl in report.daily_pnl.get("policy", [])]
+    model = load_model_record(runtime.db, champion.model_id)
+    assumed = float((model.card.get("cost_model") or {}).get("slippage_bps", 1.0))
+    slippage = fill_slippage_bps(runtime.db, instrument, champion.model_id, champion.updated_at)
     verdict = live_performance_drift(
         path, expected, fee_rate=config.fee_rate, min_bars=config.min_bars,
-        z_alert=config.z_alert,
+        z_alert=config.z_alert, slippage_bps=slippage, expected_slippage_bps=assumed,
     )  # fmt: skip
     requested = None
     if verdict.status == "alert" and config.on_alert != "none":
@@ -105,6 +111,8 @@ def performance_drift(
             "status": verdict.status,
             "bars": verdict.bars,
             "days": verdict.days,
+            "fills": verdict.fills,
+            "slippage_bps": verdict.slippage_bps,
             "z": verdict.z,
             "reasons": dg.MetadataValue.json(verdict.reasons),
             "governance_request": requested or "none",

@@ -47,3 +47,18 @@ def test_a_few_bars_are_not_judged():
     short = live_performance_drift(_path(table.slice(0, 100), [1] * 100), [1.0, 2.0])
     assert short.status == "insufficient" and short.bars == 99
     assert np.isfinite(short.bars)
+
+
+def test_fills_paying_far_more_slippage_than_assumed_alert():
+    table = planted_market(days=24, seed=11)
+    strong = [int(v) for v in table["signal_strong"]]
+    backtest, live = table.slice(0, table.height // 2), table.slice(table.height // 2)
+    expected = _daily(_path(backtest, strong[: backtest.height]))
+    path = _path(live, strong[backtest.height :])
+    fine = live_performance_drift(path, expected, slippage_bps=[1.0, 2.0] * 10)
+    assert fine.status == "ok" and fine.fills == 20 and fine.slippage_bps == 1.5
+    costly = live_performance_drift(path, expected, slippage_bps=[6.0] * 20)
+    assert costly.status == "alert"
+    assert any("6.00 bps of slippage on average over 20 fills" in r for r in costly.reasons)
+    few = live_performance_drift(path, expected, slippage_bps=[60.0] * 3)  # too few to judge
+    assert few.status == "ok"
