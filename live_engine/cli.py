@@ -42,12 +42,24 @@ def live(
     order_quantity: Annotated[
         float, typer.Option(min=0.0, help="Full position size in base units.")
     ] = 0.05,
+    ood_guard: Annotated[
+        str,
+        typer.Option(
+            "--ood-guard",
+            help="on: hold a bar whose features fall outside the model's training reference "
+            "(the feature statistics of its training days) — recorded, no order, position kept; "
+            "a model without a reference trades unguarded, with a warning. required: refuse a "
+            "model without a reference (at start, or as a new champion or canary). off: no "
+            "guard.",
+        ),
+    ] = "on",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Trade the champion (or, in paper mode, --model-id) on the BingX (or simulator) stream.
 
     Every order goes through the risk limits and the order ledger in PostgreSQL; nothing is
-    sent before the start-up reconciliation passes. Stops cleanly on SIGINT/SIGTERM or after
+    sent before the start-up reconciliation passes. Bars whose features the model never saw
+    in training are held (--ood-guard). Stops cleanly on SIGINT/SIGTERM or after
     --duration seconds (the lease is released, open sessions are closed).
     """
     # Imported here so `goldrl --help` does not pay for torch and Nautilus imports.
@@ -66,6 +78,7 @@ def live(
             model_id=model_id or None,
             duration_seconds=duration or None,
             order_quantity=order_quantity,
+            ood_guard=ood_guard,  # type: ignore[arg-type]
         )
         summary = asyncio.run(run_live_engine(settings))
     except (LiveEngineError, CredentialsError, ValueError, LookupError) as exc:

@@ -11,6 +11,9 @@ from goldrl_dagster.lib.config import load_settings
 
 PAPER_ACCOUNT = "paper:default"
 MODES = ("paper", "live")
+OOD_GUARDS = ("on", "required", "off")
+"""``ood_guard`` values: hold out-of-distribution bars when the trading model has a training
+reference (``on``), refuse a model without one (``required``), or no guard (``off``)."""
 
 
 def _positive(name: str, value: float) -> None:
@@ -45,6 +48,15 @@ class LiveSettings:
             market's assignment (champion, rollout stage, canary size, shadow models), in case
             a ``goldrl_champion`` or ``goldrl_rollout`` notification was missed (sessions
             pinned with ``model_id`` never swap and run no shadow models).
+        ood_guard: The out-of-distribution guard of the trading model (``OOD_GUARDS``). ``on``:
+            a bar whose features fall outside the model's training reference (the feature
+            statistics of its training days) or are not finite is held — recorded, no order,
+            the position kept; a model without a reference trades unguarded, with a warning
+            (log and session summary). ``required``: a model without a reference is refused
+            (at start-up the session does not start; as a new trading model the swap is
+            refused and recorded). ``off``: no guard. Paper and live alike default to ``on``.
+        drift_window_bars: Bars of the guard's rolling PSI window (its alerts are logged, never
+            held); 1440 is a day of 1m bars.
     """
 
     instrument: str
@@ -63,6 +75,8 @@ class LiveSettings:
     in_flight_check_seconds: float = 2.0
     account_check_seconds: float = 60.0
     champion_poll_seconds: float = 30.0
+    ood_guard: Literal["on", "required", "off"] = "on"
+    drift_window_bars: int = 1440
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -88,6 +102,13 @@ class LiveSettings:
             raise ValueError(
                 f"paper_account must look like 'paper:<name>', got {self.paper_account!r}"
             )
+        if self.ood_guard not in OOD_GUARDS:
+            raise ValueError(
+                f"ood_guard must be 'on', 'required' or 'off', got {self.ood_guard!r}"
+            )
+        window = self.drift_window_bars
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"drift_window_bars must be a positive whole number, got {window!r}")
         if self.interval != "1m":
             raise ValueError(f"the live engine trades 1m bars for now, got {self.interval!r}")
 
@@ -101,6 +122,7 @@ class LiveSettings:
         duration_seconds: float | None = None,
         order_quantity: float = 0.05,
         paper_account: str = PAPER_ACCOUNT,
+        ood_guard: Literal["on", "required", "off"] = "on",
     ) -> LiveSettings:
         """Build settings from ``GOLDRL_BINGX_*`` variables plus the given overrides."""
         env = load_settings()
@@ -114,4 +136,5 @@ class LiveSettings:
             duration_seconds=duration_seconds,
             order_quantity=order_quantity,
             paper_account=paper_account,
+            ood_guard=ood_guard,
         )
