@@ -28,6 +28,10 @@ full size); both are rows of ``live_model_swaps``. Shadow models are verified th
 trading decision on every bar it was taken, each on its own feature stream with its own
 virtual position, into ``live_shadow_decisions``; their failures never touch trading.
 A session started with ``--model-id`` is pinned to that model.
+
+Every model that trades brings its out-of-distribution guard (``ood_guard``), loaded with it off
+the trading path: a bar whose features fall outside the model's training reference is held
+(recorded, no order, the position kept) before the policy is asked (``LiveSettings.ood_guard``).
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ from goldrl_dagster.lib.storage.rollout_store import (
     record_shadow_decision,
 )
 from live_engine.model_watch import TRIGGER_STARTUP, AssignmentWatcher, describe_assignment
+from live_engine.ood_guard import OodGuard, load_ood_guard
 from live_engine.settings import LiveSettings
 from live_engine.store import (
     DecisionOutcome,
@@ -171,6 +176,11 @@ class LiveSummary:
     shadow_skips: int = 0
     refused_shadows: int = 0
     shadow_models: list[str] = field(default_factory=list)
+    ood_guard: str = "off"
+    ood_holds: int = 0
+    ood_errors: int = 0
+    drift_alerts: list[str] = field(default_factory=list)
+    unguarded: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -196,8 +206,23 @@ class LiveSummary:
             f"({self.fills} filled, {self.blocked} blocked by risk, {self.held} held), "
             f"{self.skipped_stale} stale bars skipped, {self.reconciliations} reconciliations "
             f"({self.failed_reconciliations} failed), position {self.position}, equity "
-            f"{equity}; stopped: {self.stop_reason}"
+            f"{equity}; {self.describe_guard()}; stopped: {self.stop_reason}"
         )
+
+    def describe_guard(self) -> str:
+        """The out-of-distribution guard's part of the summary."""
+        text = f"out-of-distribution guard {self.ood_guard}"
+        if self.ood_guard != "off":
+            text += f": {self.ood_holds} bars held"
+        if self.ood_errors:
+            text += f", {self.ood_errors} let through after a guard error"
+        if self.drift_alerts:
+            text += f", PSI alerts on {', '.join(self.drift_alerts)}"
+        if self.unguarded:
+            text += ", UNGUARDED: " + "; ".join(
+                f"{model} ({why})" for model, why in self.unguarded.items()
+            )
+        return text
 
 
 def feature_set_for(fingerprint: str) -> FeatureSetSpec:
@@ -322,6 +347,26 @@ def verify_model(runtime: Runtime, settings: LiveSettings, model: ModelRecord) -
     return VerifiedModel(model, policy, spec)
 
 
+def guard_for(runtime: Runtime, settings: LiveSettings, verified: VerifiedModel) -> OodGuard:
+    """Load the out-of-distribution guard of a model about to trade (off the trading path).
+
+    Raises:
+        ModelRefusedError: If the setting is ``required`` and the model has no usable training
+            reference (at start-up the session does not start; as a swap it is refused).
+        psycopg.OperationalError: If the database is unreachable (transient).
+    """
+    model = verified.model
+    guard = load_ood_guard(runtime, model, verified.spec, settings.ood_guard,
+                           settings.drift_window_bars)  # fmt: skip
+    if settings.ood_guard == "required" and not guard.active:
+        raise ModelRefusedError(
+            f"model {model.model_id} cannot be guarded against out-of-distribution inputs "
+            f"(--ood-guard required): {guard.unguarded}; materialize the feature statistics "
+            "of its training days (the features assets) or run with --ood-guard on"
+        )
+    return guard
+
+
 @dataclass(frozen=True)
 class PreparedSwap:
     """A verified new champion, ready to be swapped in between two bars.
@@ -333,6 +378,7 @@ class PreparedSwap:
             differs from the feature set trading now (None: the loop's stream is kept).
         trigger: What made the session look (``notification``, ``poll``, ...).
         why: Why it trades now, in words (``new champion``, ``canary of rollout 3``, ...).
+        guard: Its out-of-distribution guard (None: none, as with ``ood_guard`` off).
     """
 
     verified: VerifiedModel
@@ -340,6 +386,7 @@ class PreparedSwap:
     features: FeatureStream | None
     trigger: str
     why: str = "new champion"
+    guard: OodGuard | None = None
 
 
 @dataclass(frozen=True)
@@ -431,6 +478,8 @@ class DecisionLoop:
         clock: Venue time: the exchange's clock (measured at start-up and re-measured by the
             heartbeat, never on the decision path) or any epoch-ms callable (tests).
         writer: The session's persistent connection.
+        guard: The model's out-of-distribution guard (:func:`guard_for`); None: no guard (a
+            loop opened without the service, e.g. by a test; ``run_live_engine`` loads one).
     """
 
     def __init__(
@@ -446,6 +495,7 @@ class DecisionLoop:
         *,
         clock: ServerClock | Callable[[], int],
         writer: SessionWriter,
+        guard: OodGuard | None = None,
     ) -> None:
         self.rest = rest
         self.writer = writer
@@ -474,6 +524,27 @@ class DecisionLoop:
             self.features = FeatureStream(spec, settings.interval)
         except ValueError as exc:
             raise LiveEngineError(f"cannot trade this model live: {exc}") from exc
+        self.guard = OodGuard(model.model_id, "off")  # replaced at once:
+        self._install_guard(guard)
+
+    def _install_guard(self, guard: OodGuard | None) -> None:
+        """Make ``guard`` the trading model's (replacing the previous model's) and say so.
+
+        A model the setting would guard but cannot (no training reference) is logged once as a
+        warning and listed in the summary's ``unguarded``.
+        """
+        self.guard = guard = guard or OodGuard(self.model.model_id, "off")
+        if guard.active:
+            self.log.info("out-of-distribution guard %s: %s", guard.mode, guard.describe())
+        elif guard.unguarded is not None:
+            if guard.model_id not in self.summary.unguarded:
+                self.summary.unguarded[guard.model_id] = guard.unguarded
+                self.log.warning(
+                    "trading WITHOUT the out-of-distribution guard (--ood-guard %s): %s; "
+                    "--ood-guard required would refuse this model", guard.mode, guard.unguarded,
+                )  # fmt: skip
+        else:
+            self.log.info("out-of-distribution guard off")
 
     # -- history ---------------------------------------------------------------------------
 
@@ -605,15 +676,42 @@ class DecisionLoop:
             self.summary.skipped_warmup += 1
             self.log.info("bar %s: features warming up, no decision", bar_time.isoformat())
             return False
-        return self.writer.run(lambda conn: self._decide(conn, kline, features.values, bar_time))
+        hold = self._guard(kline, features)
+        return self.writer.run(
+            lambda conn: self._decide(conn, kline, features.values, bar_time, hold)
+        )
+
+    def _guard(self, kline: Kline, features: FeatureRow) -> str | None:
+        """The out-of-distribution guard's verdict on the bar: why to hold it, or None.
+
+        Once per bar, before the policy is asked (a retried decision reuses the verdict). The
+        guard never raises: its own errors let the bar through unguarded (logged, counted).
+        """
+        guard = self.guard
+        errors = guard.errors
+        hold = guard.check(features.values, kline.open_time_ms, self.log)
+        self.summary.ood_errors += guard.errors - errors
+        for name in guard.alerted:
+            if name not in self.summary.drift_alerts:
+                self.summary.drift_alerts.append(name)
+        return hold
 
     def _decide(
-        self, conn: psycopg.Connection, kline: Kline, row: Any, bar_time: datetime
+        self,
+        conn: psycopg.Connection,
+        kline: Kline,
+        row: Any,
+        bar_time: datetime,
+        hold: str | None = None,
     ) -> bool:
         """Record the decision, place its order through the trader, complete the record.
 
         Idempotent per bar: run again after a lost connection, the stored decision's target is
         used (not a new policy answer), and the trader's order for the bar is never sent twice.
+
+        ``hold`` (the out-of-distribution guard's reason) holds the bar: the policy is not
+        asked on inputs it never saw, the decision's target is the position held and it is
+        recorded as ``held: <reason>`` with no order.
 
         Returns:
             True for a new decision, False for a bar decided and traded before.
@@ -622,8 +720,12 @@ class DecisionLoop:
         close = Decimal(repr(kline.close))
         state = trader.read_state()  # one read serves the decision and its order
         held, cash = state.position, state.cash
-        observation = build_observation(row, int(held.quantity.compare(0)))
-        action = self.policy.act(observation)
+        position = int(held.quantity.compare(0))
+        observation = build_observation(row, position)
+        if hold is None:
+            action = self.policy.act(observation)
+        else:
+            action = ACTION_TO_POSITION.index(position)  # keep the position
         stored = insert_decision(
             conn,
             DecisionRow(
@@ -653,7 +755,7 @@ class DecisionLoop:
         step = INTERVAL_MS[self.settings.interval]
         bar = Bar(kline.open_time_ms, kline.open_time_ms + step, close)
         outcome, client_order_id = self._trade(trader, stored.target_position, bar,
-                                               stored.decision_id, state)  # fmt: skip
+                                               stored.decision_id, state, hold)  # fmt: skip
         after = trader.read_state()
         held, cash = after.position, after.cash
         equity = _equity(cash, held, close)
@@ -692,15 +794,34 @@ class DecisionLoop:
         return None
 
     def _trade(
-        self, trader: Trader, target: int, bar: Bar, decision_id: int, state: AccountState
+        self,
+        trader: Trader,
+        target: int,
+        bar: Bar,
+        decision_id: int,
+        state: AccountState,
+        hold: str | None = None,
     ) -> tuple[str, str | None]:
         """Place the decision's order; the outcome in words and the order's client id.
 
         The order is sized at the trading model's size fraction (a canary's share of a full
         position, rounded down to the quantity step). A position that small the contract would
         refuse is not sent: the decision is held with the reason.
+
+        A bar the out-of-distribution guard holds (``hold``) sends nothing and keeps the
+        position (never flattens it), but the trader still judges the loss limits on it: the
+        target is the position held, sized at exactly its quantity, so the rebalance has
+        nothing to send and only a breached limit acts (its kill switch).
         """
-        if self.size_fraction != 1.0:
+        if hold is not None:
+            self.summary.held += 1
+            self.summary.ood_holds += 1
+            kept = state.position.quantity
+            trader.order_quantity = abs(kept) if kept else self._full_quantity
+            target = int(kept.compare(0))
+            if trader.target_quantity(target) != kept:  # off the contract's step: nothing to run
+                return f"held: {hold}", None
+        elif self.size_fraction != 1.0:
             sized = self.sized_quantity()
             if target != 0:
                 too_small = self._below_minimum(sized, bar.close)
@@ -714,6 +835,8 @@ class DecisionLoop:
         try:
             placement = trader.rebalance(target, bar, decision_id=decision_id, state=state)
         except TradingRefusedError as exc:
+            if hold is not None:
+                return f"held: {hold}; {exc}", None
             self.summary.held += 1
             return f"held: {exc}", None
         except psycopg.OperationalError:
@@ -736,7 +859,7 @@ class DecisionLoop:
             )  # fmt: skip
             return f"error: {reason}", None
         if placement is None:
-            return "no order", None
+            return ("no order", None) if hold is None else (f"held: {hold}", None)
         if placement.result is None:
             self.summary.blocked += 1
             rules = ", ".join(block.rule for block in placement.verdict.blocks)
@@ -755,9 +878,11 @@ class DecisionLoop:
     ) -> PreparedSwap:
         """Load and verify a new champion, off the trading thread.
 
-        Runs the start-up checks (:func:`verify_model`) and the cost model's; a model of
-        another feature set also gets a stream of that set seeded over REST from its anchor
-        (as at start-up) through the newest bar the loop has seen, never beyond it.
+        Runs the start-up checks (:func:`verify_model`) and the cost model's and loads its
+        out-of-distribution guard (:func:`guard_for`: ``required`` refuses a model without a
+        training reference); a model of another feature set also gets a stream of that set
+        seeded over REST from its anchor (as at start-up) through the newest bar the loop has
+        seen, never beyond it.
 
         Raises:
             ModelRefusedError: If the model must not be traded (the reason names the check).
@@ -773,10 +898,11 @@ class DecisionLoop:
             costs = live_cost_model(self.trading.trader.instrument, verified.policy.card)
         except LiveEngineError as exc:
             raise ModelRefusedError(f"model {model_id}: {exc}") from exc
+        guard = guard_for(self.runtime, self.settings, verified)
         features = None
         if verified.spec.fingerprint != self.spec.fingerprint:
             features = self.seeded_stream(verified.spec, self.last_bar_ms)
-        return PreparedSwap(verified, costs, features, trigger, why)
+        return PreparedSwap(verified, costs, features, trigger, why, guard)
 
     def seeded_stream(self, spec: FeatureSetSpec, upto_ms: int | None) -> FeatureStream:
         """A stream of ``spec`` seeded over REST from its anchor through the bar at ``upto_ms``.
@@ -897,6 +1023,7 @@ class DecisionLoop:
             "decided by this model", previous, row.after_bar_open_time, row.reason,
             new.model.artifact.sha256[:12],
         )  # fmt: skip
+        self._install_guard(prepared.guard)  # the new model's guard replaces the old one's
         return row
 
     # -- the market's assignment: size fraction, rollout, shadow models ------------------
@@ -1251,9 +1378,10 @@ async def run_live_engine(
     model = await asyncio.to_thread(load_model_record, runtime.db, assignment.trading_model)
     verified = await asyncio.to_thread(verify_model, runtime, settings, model)
     policy, spec = verified.policy, verified.spec
+    guard = await asyncio.to_thread(guard_for, runtime, settings, verified)
     summary = LiveSummary(
         session_id=uuid.uuid4().hex, model_id=model.model_id, instrument=settings.instrument,
-        mode=settings.mode,
+        mode=settings.mode, ood_guard=settings.ood_guard,
     )  # fmt: skip
     event_loop = asyncio.get_running_loop()
     async with contextlib.AsyncExitStack() as stack:
@@ -1282,7 +1410,7 @@ async def run_live_engine(
             log.warning("marked %d earlier session(s) crashed: %s", len(crashed), crashed)
         loop = await on_thread(lambda: open_session(
             runtime, settings, model, policy, spec, summary, rest, clock=clock, writer=writer,
-            credentials=credentials,
+            credentials=credentials, guard=guard,
         ))  # fmt: skip
         stack.callback(loop.trading.close)
         # The canary's size and the rollout from the first bar (shadow models start once the
@@ -1324,10 +1452,12 @@ def open_session(
     writer: SessionWriter,
     credentials: Credentials | None = None,
     instrument: InstrumentSpec | None = None,
+    guard: OodGuard | None = None,
 ) -> DecisionLoop:
     """Open the account, record the session, take the lease and pass start-up reconciliation.
 
-    ``instrument`` defaults to the contract rules stored for the settings' instrument now.
+    ``instrument`` defaults to the contract rules stored for the settings' instrument now;
+    ``guard`` is the model's out-of-distribution guard (:func:`guard_for`; None: none).
 
     Returns:
         The decision loop, ready for its first bar.
@@ -1352,7 +1482,7 @@ def open_session(
     start_session(runtime.db, summary.session_id, settings.mode, settings.instrument,
                   settings.ws_url, trading.account_id)  # fmt: skip
     loop = DecisionLoop(runtime, settings, model, policy, spec, trading, summary, rest,
-                        clock=clock, writer=writer)  # fmt: skip
+                        clock=clock, writer=writer, guard=guard)  # fmt: skip
     try:
         report = writer.run(trading.start)
     except (TradingRefusedError, TradingSetupError, BingXError) as exc:
