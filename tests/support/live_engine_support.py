@@ -103,3 +103,65 @@ def promote_champion(model_id: str, window: datetime = datetime(2025, 3, 9, tzin
     record_promotion_decision(
         db, model_id=model_id, report_id=f"report-{model_id}", promoted=True, reasons=[]
     )
+
+
+def write_training_statistics(
+    base_url: str, model_id: str, *, narrow: tuple[str, ...] = ()
+):
+    """Store the feature statistics of a registered model's training days: its training reference.
+
+    Written as the features assets write them: per UTC day of the model's reference window
+    (``training_reference_window`` of its dataset), the anchored features of the whole day from
+    the simulator's candles, through ``feature_statistics`` and ``write_feature_statistics``.
+    Statistics are per (instrument, interval, feature set, day): every model of that feature set
+    trained on those days shares them, so pick days no other test's model trains on.
+
+    Args:
+        base_url: The simulator's REST URL.
+        model_id: The registered model.
+        narrow: Features whose statistics collapse to one value (the day's median, spread 0):
+            their out-of-distribution range is then that value alone, so live values fall out.
+
+    Returns:
+        The days written (``datetime.date``).
+    """
+    from goldrl_dagster.lib.datasets.feature_stats import feature_statistics
+    from goldrl_dagster.lib.drift.daily import training_reference_window
+    from goldrl_dagster.lib.drift.model_reference import first_held_out_bar
+    from goldrl_dagster.lib.features.anchoring import compute_features_anchored, feature_anchor
+    from goldrl_dagster.lib.features.spec import feature_set_by_fingerprint
+    from goldrl_dagster.lib.storage.feature_store import write_feature_statistics
+    from goldrl_dagster.lib.storage.registry import load_dataset_record
+
+    runtime = open_runtime()
+    model = load_model_record(runtime.db, model_id)
+    spec = feature_set_by_fingerprint(model.feature_fingerprint)
+    dataset = load_dataset_record(runtime.db, model.dataset_hash)
+    window = training_reference_window(
+        dataset.window_start, dataset.window_end, first_held_out_bar(runtime, dataset)
+    )
+    days = [
+        window.first_day + timedelta(days=i)
+        for i in range((window.last_day - window.first_day).days + 1)
+    ]
+    symbol, interval = dataset.instruments[0], dataset.interval
+    spread = ["mean", "min", "q01", "q05", "q25", "q75", "q95", "q99", "max"]
+    with BingXRestClient(base_url) as client:
+        for day in days:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            anchor = feature_anchor(start, interval, spec)
+            klines = client.klines_range(
+                symbol, interval, int(anchor.timestamp() * 1000),
+                int((start + timedelta(days=1)).timestamp() * 1000),
+            )  # fmt: skip
+            frame = klines_to_frame(klines, symbol, interval, "simulator")
+            features = compute_features_anchored(frame, spec)
+            stats = feature_statistics(features.filter(pl.col("open_time") >= start), spec)
+            narrowed = pl.col("feature").is_in(list(narrow))
+            stats = stats.with_columns(
+                *(pl.when(narrowed).then(pl.col("q50")).otherwise(pl.col(c)).alias(c)
+                  for c in spread),
+                pl.when(narrowed).then(0.0).otherwise(pl.col("std")).alias("std"),
+            )  # fmt: skip
+            write_feature_statistics(runtime.db, symbol, interval, spec, day, stats)
+    return days
