@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 
 from goldrl_dagster.lib.storage.artifacts import StoredArtifact
+from goldrl_dagster.lib.storage.audit_log import audit_promotion_decision
 from goldrl_dagster.lib.storage.server import Database
 
 
@@ -426,6 +427,12 @@ def record_promotion_decision(
             # Wake the live engines' model watchers (LISTEN goldrl_champion).
             payload = {"instrument": instrument, "interval": interval, "model_id": model_id}
             conn.execute("SELECT pg_notify('goldrl_champion', %s)", (_json(payload),))
+        audit_promotion_decision(
+            conn, decided_by=decided_by, decision_id=decision[0], model_id=model_id,
+            report_id=report_id, instrument=instrument, interval=interval,
+            previous_champion=previous, promoted=promoted, moved=promoted and move_champion,
+            reasons=reasons, trials=trials, champion_report_id=champion_report_id,
+        )  # fmt: skip
         conn.commit()
     return decision[0], previous
 

@@ -19,6 +19,7 @@ import psycopg
 
 from goldrl_dagster.lib.risk import RiskLimits, RiskStateMachine, RiskVerdict, TradingState
 from goldrl_dagster.lib.risk.state import Transition
+from goldrl_dagster.lib.storage.audit_log import audit_risk_limits, audit_risk_resume
 from goldrl_dagster.lib.storage.order_store import lease_holder
 
 
@@ -37,11 +38,13 @@ def save_risk_config(
     """
     if not created_by.strip() or not reason.strip():
         raise RiskConfigError("a risk configuration needs who stored it and why")
-    conn.execute(
+    inserted = conn.execute(
         "INSERT INTO risk_configs (version, limits, fingerprint, created_by, reason) "
         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (version) DO NOTHING",
         (limits.version, json.dumps(limits.to_dict()), limits.fingerprint, created_by, reason),
     )
+    if inserted.rowcount == 1:  # a new version (not the same limits stored again)
+        audit_risk_limits(conn, limits, created_by=created_by, reason=reason)
     stored = conn.execute(
         "SELECT fingerprint FROM risk_configs WHERE version = %s", (limits.version,)
     ).fetchone()
@@ -226,6 +229,7 @@ def resume_by_operator(
     transition = Transition(
         machine.state, TradingState.ACTIVE, f"operator resume by {actor}: {reason}", now_ms
     )
+    audit_risk_resume(conn, account_id, instrument, machine, actor=actor, reason=reason)
     record_transition(
         conn, account_id, instrument, transition, RiskStateMachine(limits), session_id=None,
         version=limits.version,

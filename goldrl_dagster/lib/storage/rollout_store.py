@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from goldrl_dagster.lib.storage.audit_log import audit_rollout_started, audit_rollout_transition
 from goldrl_dagster.lib.storage.server import Database
 
 IN_PROGRESS = ("shadow", "canary")
@@ -133,6 +134,7 @@ def start_rollout(
             "decided_by) VALUES (%s, NULL, 'shadow', %s, %s)",
             (rollout.rollout_id, reason, decided_by),
         )
+        audit_rollout_started(conn, rollout, decided_by=decided_by, reason=reason)
         _notify(conn, rollout, "shadow")
         conn.commit()
     return rollout
@@ -206,6 +208,9 @@ def transition_rollout(
             "INSERT INTO rollout_transitions (rollout_id, from_stage, to_stage, reason, evidence, "
             "decided_by) VALUES (%s, %s, %s, %s, %s, %s)",
             (rollout_id, rollout.stage, to_stage, reason, _json(evidence or {}), decided_by),
+        )
+        audit_rollout_transition(
+            conn, rollout, to_stage, decided_by=decided_by, reason=reason, evidence=evidence
         )
         if to_stage == "full":
             conn.execute(
