@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from goldrl_dagster.account_cli import account as account_cli
+from goldrl_dagster.audit_cli import audit_app
 from goldrl_dagster.datasets_cli import dataset_app
 from goldrl_dagster.governance_cli import abort_rollout as abort_rollout_cli
 from goldrl_dagster.governance_cli import champions as champions_cli
@@ -30,6 +31,7 @@ db_app = typer.Typer(help="Manage goldrl's PostgreSQL (embedded by default).", n
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(risk_app, name="risk")
+app.add_typer(audit_app, name="audit")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
