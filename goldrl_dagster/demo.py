@@ -222,8 +222,14 @@ def _run_live(report: DemoReport, seconds: float, console: Console) -> Any:
             f"no champion yet: the live engine paper-trades candidate {model_id} (not promoted)"
         )
     console.print(f"live engine: paper trading the simulator stream for {seconds:.0f}s …")
+    # The demo's model trained on a day or so: its training reference is one (often weekend)
+    # day, against which most live bars would be held. Production windows span weeks.
+    console.print(
+        "out-of-distribution guard off for the demo (a one-day training reference); "
+        "`goldrl live` guards by default"
+    )
     settings = LiveSettings.from_environment(
-        instrument=DEMO_INSTRUMENT, model_id=model_id, duration_seconds=seconds
+        instrument=DEMO_INSTRUMENT, model_id=model_id, duration_seconds=seconds, ood_guard="off"
     )
     return asyncio.run(run_live_engine(settings, install_signals=False))
 

@@ -50,9 +50,9 @@ def live(
             "(the feature statistics of its training days) — recorded, no order, position kept; "
             "a model without a reference trades unguarded, with a warning. required: refuse a "
             "model without a reference (at start, or as a new champion or canary). off: no "
-            "guard.",
+            "guard. Default: required in live mode (fail closed), on in paper mode.",
         ),
-    ] = "on",
+    ] = "",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Trade the champion (or, in paper mode, --model-id) on the BingX (or simulator) stream.
@@ -78,7 +78,8 @@ def live(
             model_id=model_id or None,
             duration_seconds=duration or None,
             order_quantity=order_quantity,
-            ood_guard=ood_guard,  # type: ignore[arg-type]
+            # Live money fails closed: no training reference, no trading (unless told "on").
+            ood_guard=(ood_guard or ("required" if mode == "live" else "on")),  # type: ignore[arg-type]
         )
         summary = asyncio.run(run_live_engine(settings))
     except (LiveEngineError, CredentialsError, ValueError, LookupError) as exc:

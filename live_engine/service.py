@@ -1480,7 +1480,8 @@ def open_session(
         raise LiveEngineError(f"cannot open the {settings.mode} account: {exc}") from exc
     summary.account_id = trading.account_id
     start_session(runtime.db, summary.session_id, settings.mode, settings.instrument,
-                  settings.ws_url, trading.account_id)  # fmt: skip
+                  settings.ws_url, trading.account_id, model_id=model.model_id,
+                  model_sha256=model.artifact.sha256, ood_guard=settings.ood_guard)  # fmt: skip
     loop = DecisionLoop(runtime, settings, model, policy, spec, trading, summary, rest,
                         clock=clock, writer=writer, guard=guard)  # fmt: skip
     try:

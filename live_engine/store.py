@@ -18,6 +18,7 @@ from typing import TypeVar
 import psycopg
 
 from goldrl_dagster.lib.backoff import backoff_delay
+from goldrl_dagster.lib.storage.audit_log import append_audit
 from goldrl_dagster.lib.storage.server import Database
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,28 @@ def start_session(
     instrument: str,
     url: str,
     account_id: str | None = None,
+    *,
+    model_id: str | None = None,
+    model_sha256: str | None = None,
+    ood_guard: str | None = None,
 ) -> None:
-    """Record that a live session started (and which account it trades)."""
+    """Record that a live session started (and which account it trades).
+
+    The start is an entry of the audit log in the same transaction (who: ``goldrl live``; what:
+    mode, account, model and guard; never a credential).
+    """
     with db.connect() as conn:
         conn.execute(
             "INSERT INTO live_sessions (session_id, mode, instrument, stream_url, account_id) "
             "VALUES (%s, %s, %s, %s, %s)",
             (session_id, mode, instrument, url, account_id),
         )
+        append_audit(
+            conn, actor=f"goldrl live ({mode})", action="live.started",
+            subject=f"{account_id or mode} {instrument}", reason=f"{mode} session started",
+            after={"session_id": session_id, "mode": mode, "account_id": account_id,
+                   "model_id": model_id, "model_sha256": model_sha256, "ood_guard": ood_guard},
+        )  # fmt: skip
         conn.commit()
 
 

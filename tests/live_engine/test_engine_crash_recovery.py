@@ -173,7 +173,9 @@ def engine(simulator, venue, bytecode_cache, tmp_path):
         if crash_at is not None:
             env["GOLDRL_TEST_CRASH_AT"] = crash_at
         argv = [
-            sys.executable, str(LAUNCHER), "--mode", "live", "--instrument", SYMBOL,
+            # The crash trials' model is registered by hand, without training statistics.
+            sys.executable, str(LAUNCHER), "--mode", "live", "--ood-guard", "on",
+            "--instrument", SYMBOL,
             "--duration", str(duration), "--order-quantity", str(quantity),
         ]  # fmt: skip
         started.append(Engine(argv, env, tmp_path / f"engine-{len(started)}.log"))

@@ -29,6 +29,7 @@ from goldrl_dagster.lib.risk import DEFAULT_LIMITS as RISK_DEFAULTS
 from goldrl_dagster.lib.rl.observation import build_observation
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.runtime import open_runtime
+from goldrl_dagster.lib.storage.audit_log import recent_audit, verify_audit_chain
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.ledger_store import ledger_cash, ledger_position
 from goldrl_dagster.lib.storage.registry import (
@@ -113,6 +114,15 @@ def test_live_engine_decides_on_streamed_bars_with_provenance(candidate_model, s
     )
     assert rows.height == summary.decisions
     assert set(rows["model_sha256"]) == {candidate_model["sha256"]}
+    # The start is in the audit log, chained, with the model and no credential.
+    [started] = [
+        e
+        for e in recent_audit(db, limit=50, action="live.started")
+        if e.after["session_id"] == summary.session_id
+    ]
+    assert started.after["model_sha256"] == candidate_model["sha256"]
+    assert started.actor == "goldrl live (paper)"
+    assert verify_audit_chain(db).ok
     assert set(rows["dataset_hash"]) == {candidate_model["dataset_hash"]}
     assert set(rows["feature_fingerprint"]) == {DEFAULT_FEATURE_SET.fingerprint}
     steps = rows["bar_open_time"].diff().drop_nulls().dt.total_seconds().to_list()

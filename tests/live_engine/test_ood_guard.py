@@ -387,3 +387,22 @@ def test_the_command_line_takes_the_guard_and_refuses_a_bad_value(simulator_env)
     assert result.exit_code == 2
     assert "ood_guard must be 'on', 'required' or 'off', got 'sometimes'" in result.output
     assert "--ood-guard" in CliRunner().invoke(app, ["--help"]).output
+
+
+def test_live_mode_fails_closed_by_default_and_paper_guards_when_it_can(
+    simulator_env, monkeypatch
+):
+    import live_engine.service as service
+
+    seen = []
+
+    async def record(settings, **_kwargs):
+        seen.append(settings.ood_guard)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(service, "run_live_engine", record)
+    app = typer.Typer()
+    app.command()(live)
+    for args in (["--mode", "live"], ["--mode", "paper"], ["--mode", "live", "--ood-guard", "on"]):
+        CliRunner().invoke(app, args)
+    assert seen == ["required", "on", "on"]

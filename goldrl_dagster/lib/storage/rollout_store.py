@@ -336,16 +336,22 @@ def shadow_path(db: Database, rollout_id: int, model_id: str) -> DecisionPath:
 def traded_path(
     db: Database, instrument: str, model_id: str, since: datetime, rollout_id: int | None = None
 ) -> DecisionPath:
-    """A model's traded decisions on a market since a time (under a rollout, if given)."""
+    """A model's traded decisions on a market since a time (under a rollout, if given).
+
+    The target of a held decision (nothing sent) is the position kept, not the policy's wish.
+    """
     with db.connect() as conn:
         rows = conn.execute(
             "SELECT DISTINCT ON (bar_open_time) bar_open_time, target_position, price, outcome, "
-            "equity_after FROM live_decisions WHERE instrument = %s AND model_id = %s "
+            "equity_after, sign(position_after) FROM live_decisions "
+            "WHERE instrument = %s AND model_id = %s "
             "AND decided_at >= %s AND (%s::bigint IS NULL OR rollout_id = %s) "
             "ORDER BY bar_open_time, decided_at",
             (instrument, model_id, since, rollout_id, rollout_id),
         ).fetchall()
+    # A held decision sent nothing: the position it kept is what the bar earned on.
+    targets = [int(r[5]) if r[3] and str(r[3]).startswith("held") else r[1] for r in rows]
     return DecisionPath(
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+        [r[0] for r in rows], targets, [r[2] for r in rows], [r[3] for r in rows],
         [float(r[4]) for r in rows],
     )  # fmt: skip
