@@ -50,7 +50,12 @@ def ensure_dagster_home(runtime: Runtime) -> Path:
     }
     text = yaml.safe_dump(config, sort_keys=False)
     target = home / "dagster.yaml"
+    # The storage URL may hold an external database's password: only the owner may read it.
+    home.chmod(0o700)
     if not target.exists() or target.read_text() != text:
-        target.write_text(text)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+    target.chmod(0o600)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
