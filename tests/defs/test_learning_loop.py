@@ -114,23 +114,3 @@ def test_one_cycle_runs_itself_from_complete_days_to_a_decision(two_days, monkey
     quiet = _sensor(learning_judge_sensor, instance).skip_reason
     assert quiet.skip_message == "no cycle awaits judgement"
 
-
-def test_the_instance_gives_training_runs_one_slot_of_two(settings, database, monkeypatch):
-    monkeypatch.setenv("DAGSTER_HOME", "")
-    instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(open_runtime())))
-    coordinator = instance.run_coordinator
-    assert coordinator.get_run_queue_config().max_concurrent_runs == 2
-    limits = coordinator.get_run_queue_config().tag_concurrency_limits
-    assert {"key": "goldrl/pool", "value": "training", "limit": 1} in limits
-
-
-def test_the_instance_file_with_the_storage_url_is_readable_by_its_owner_only(
-    settings, database, monkeypatch
-):
-    monkeypatch.setenv("DAGSTER_HOME", "")
-    home = ensure_dagster_home(open_runtime())
-    assert (home / "dagster.yaml").stat().st_mode & 0o777 == 0o600
-    assert home.stat().st_mode & 0o777 == 0o700
-    (home / "dagster.yaml").chmod(0o644)  # loosened by hand: tightened again on the next start
-    ensure_dagster_home(open_runtime())
-    assert (home / "dagster.yaml").stat().st_mode & 0o777 == 0o600
