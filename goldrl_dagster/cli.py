@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from goldrl_dagster.account_cli import account as account_cli
 from goldrl_dagster.audit_cli import audit_app
@@ -22,7 +24,22 @@ from goldrl_dagster.train_cli import train as train_cli
 from live_engine.cli import configure_logging
 from live_engine.cli import live as live_cli
 
+
+class _SettingsErrorsAsOneLine(TyperGroup):
+    """Top-level group: a malformed ``GOLDRL_*`` setting is one ``error:`` line, exit 2."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from goldrl_dagster.lib.config import SettingsError
+
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_SettingsErrorsAsOneLine,
     help="goldrl: a continuously learning RL agent for BingX gold perpetuals, on Dagster.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,

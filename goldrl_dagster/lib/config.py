@@ -3,21 +3,57 @@
 Every operator-facing knob is an environment variable with a safe embedded default, so the same
 code runs on a laptop (embedded PostgreSQL, local artifact folder, local simulator) and in a
 deployment (managed PostgreSQL, object storage, the real BingX API).
+
+:func:`load_settings` reads and validates every ``GOLDRL_*`` setting at once. A malformed value
+raises :class:`SettingsError` whose one-line message names the variable, the value (URLs with
+their password redacted) and what is accepted; numbers must be finite and in range.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 DEFAULT_HOME = ".goldrl"
 DEFAULT_BINGX_BASE_URL = "https://open-api.bingx.com"
 DEFAULT_BINGX_WS_URL = "wss://open-api-swap.bingx.com/swap-market"
+DEFAULT_SCHEMA = "goldrl"
+DEFAULT_MARKET_START = date(2025, 1, 1)
+DEFAULT_FRESHNESS_WARN_MINUTES = 120.0
+DEFAULT_FRESHNESS_ERROR_MINUTES = 1560.0
+DEFAULT_LEARNING_WINDOW_DAYS = 30
+DEFAULT_LEARNING_FEATURE_SETS: tuple[str, ...] = ("ta-v2",)
+DEFAULT_LEARNING_REWARDS: tuple[str, ...] = ("equity_change_after_costs", "turnover_penalised")
+
+# Freshness thresholds: at most a year; |log return| outlier thresholds: at most 5 (a x148 move).
+MAX_FRESHNESS_MINUTES = 366 * 24 * 60
+MAX_RETURN_OUTLIER_THRESHOLD = 5.0
+MAX_LEARNING_TIMESTEPS = 1_000_000_000
+LEARNING_WINDOW_DAYS_RANGE = (2, 3660)
+# dbt and Dagster append ``_analytics`` / ``_dagster``; PostgreSQL names hold 63 bytes.
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,52}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+_INTERVALS = (
+    "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w",
+)  # fmt: skip
+_MAX_SHOWN = 80
 
 
-class ConfigError(ValueError):
-    """Raised when an environment variable or setting holds an unusable value."""
+class SettingsError(ValueError):
+    """A ``GOLDRL_*`` environment variable holds an unusable value.
+
+    The message is one line naming the variable, the (redacted) value and what is accepted.
+    """
+
+
+# Older name, still imported by callers.
+ConfigError = SettingsError
 
 
 @dataclass(frozen=True)
@@ -30,6 +66,17 @@ class Settings:
         artifact_root: Folder of the content-addressed artifact store.
         bingx_base_url: REST base URL of BingX (or of the local simulator).
         bingx_ws_url: WebSocket market-stream URL of BingX (or of the local simulator).
+        schema: PostgreSQL schema of goldrl's tables (``GOLDRL_SCHEMA``).
+        instruments: Exchange symbols to ingest (``GOLDRL_INSTRUMENTS``).
+        market_start: First day of the market-data partitions (``GOLDRL_MARKET_START``).
+        venue_closures: Venue-closure file (``GOLDRL_VENUE_CLOSURES``), None for 24/7.
+        freshness_warn_minutes: Candle age above which freshness warns.
+        freshness_error_minutes: Candle age above which freshness errors.
+        return_outlier_thresholds: Per-interval ``|log return|`` overrides, as sorted pairs.
+        learning_window_days: Rolling window of the learning loop's cycles.
+        learning_feature_sets: Feature-set references the learning loop trains.
+        learning_rewards: Rewards the learning loop trains.
+        learning_timesteps: PPO steps per candidate (0: the training default).
     """
 
     home: Path
@@ -37,6 +84,17 @@ class Settings:
     artifact_root: Path
     bingx_base_url: str
     bingx_ws_url: str
+    schema: str = DEFAULT_SCHEMA
+    instruments: tuple[str, ...] = ("XAUT-USDT", "PAXG-USDT")
+    market_start: date = DEFAULT_MARKET_START
+    venue_closures: Path | None = None
+    freshness_warn_minutes: float = DEFAULT_FRESHNESS_WARN_MINUTES
+    freshness_error_minutes: float = DEFAULT_FRESHNESS_ERROR_MINUTES
+    return_outlier_thresholds: tuple[tuple[str, float], ...] = ()
+    learning_window_days: int = DEFAULT_LEARNING_WINDOW_DAYS
+    learning_feature_sets: tuple[str, ...] = DEFAULT_LEARNING_FEATURE_SETS
+    learning_rewards: tuple[str, ...] = DEFAULT_LEARNING_REWARDS
+    learning_timesteps: int = 0
 
     @property
     def dagster_home(self) -> Path:
@@ -49,38 +107,283 @@ class Settings:
         return self.home / "pgdata"
 
 
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password in its user-info (or ``password=`` query) masked."""
+    text = re.sub(r"(?i)(password=)[^&#\s]*", r"\1***", url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    # User-info ends at the last "@" before the query: a password may hold "@" or "/".
+    head = re.split(r"[?#]", rest, maxsplit=1)[0]
+    at = head.rfind("@")
+    if at < 0 or ":" not in head[:at]:
+        return text
+    return f"{scheme}{sep}{head[:at].split(':', 1)[0]}:***{rest[at:]}"
+
+
+def _shown(value: str, *, url: bool = False) -> str:
+    text = redact_url(value) if url else value
+    if len(text) > _MAX_SHOWN:
+        text = text[: _MAX_SHOWN - 1] + "…"
+    return repr(text)
+
+
+def _fail(name: str, value: str, accepted: str, *, url: bool = False) -> SettingsError:
+    return SettingsError(f"{name}={_shown(value, url=url)} is not valid: {accepted}")
+
+
+def _raw(name: str) -> str | None:
+    """The variable's value stripped, or None when unset or blank."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _split_url(name: str, value: str, accepted: str) -> SplitResult:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise _fail(name, value, accepted, url=True) from None
+    return parts
+
+
 def _url(name: str, default: str, schemes: tuple[str, ...]) -> str:
-    value = os.environ.get(name, default).strip()
-    if not value.startswith(schemes):
-        raise ConfigError(f"{name}={value!r} must start with one of {', '.join(schemes)}")
+    value = _raw(name) or default
+    accepted = f"a {' or '.join(s + '://' for s in schemes)} URL with a host, e.g. {default}"
+    parts = _split_url(name, value, accepted)
+    if parts.scheme.lower() not in schemes or not parts.hostname or any(c.isspace() for c in value):
+        raise _fail(name, value, accepted, url=True)
     return value.rstrip("/")
 
 
+def _database_url() -> str | None:
+    name = "GOLDRL_DATABASE_URL"
+    value = _raw(name)
+    if value is None:
+        return None
+    accepted = (
+        "a postgresql://user:password@host:port/dbname URL; unset it to use the embedded server"
+    )
+    parts = _split_url(name, value, accepted)
+    if parts.scheme.lower() not in ("postgresql", "postgres") or any(c.isspace() for c in value):
+        raise _fail(name, value, accepted, url=True)
+    if not parts.hostname and "host=" not in parts.query:
+        raise _fail(name, value, accepted, url=True)
+    return value
+
+
+def _folder(name: str, default: Path) -> Path:
+    value = _raw(name)
+    if value is None:
+        path = default
+    else:
+        try:
+            path = Path(value).expanduser().resolve()
+        except (ValueError, RuntimeError, OSError):
+            raise _fail(name, value, "a folder path") from None
+    if path.exists() and not path.is_dir():
+        raise _fail(name, str(path), "a folder (or a path to create), not a file")
+    return path
+
+
+def _schema() -> str:
+    name = "GOLDRL_SCHEMA"
+    value = os.environ.get(name, DEFAULT_SCHEMA)
+    if not _SCHEMA_RE.match(value) or value.startswith("pg_"):
+        raise _fail(
+            name,
+            value,
+            "a lower-case identifier of at most 53 characters (letters, digits, _; "
+            "not starting with a digit or pg_), e.g. 'goldrl'",
+        )
+    return value
+
+
+def _instruments() -> tuple[str, ...]:
+    from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
+    from goldrl_dagster.lib.market.universe import INSTRUMENTS_ENV, parse_instruments
+
+    value = _raw(INSTRUMENTS_ENV)
+    if value is None:
+        return GOLD_SYMBOLS
+    try:
+        return parse_instruments(value)
+    except ValueError:
+        raise _fail(
+            INSTRUMENTS_ENV,
+            value,
+            f"a comma-separated list of {', '.join(GOLD_SYMBOLS)} "
+            "(aliases such as Gold-USDT or PAXGUSDT work); unset it for all",
+        ) from None
+
+
+def _market_start() -> date:
+    name = "GOLDRL_MARKET_START"
+    value = _raw(name)
+    if value is None:
+        return DEFAULT_MARKET_START
+    today = datetime.now(UTC).date()
+    accepted = f"a YYYY-MM-DD date between 2010-01-01 and today ({today.isoformat()})"
+    try:
+        if len(value) != 10:
+            raise ValueError(value)
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise _fail(name, value, accepted) from None
+    if not date(2010, 1, 1) <= day <= today:
+        raise _fail(name, value, accepted)
+    return day
+
+
+def _venue_closures() -> Path | None:
+    from goldrl_dagster.lib.market.closures import CLOSURES_ENV, load_closures
+
+    value = _raw(CLOSURES_ENV)
+    if value is None:
+        return None
+    try:
+        path = Path(value).expanduser().resolve()
+    except (ValueError, RuntimeError, OSError):
+        raise _fail(CLOSURES_ENV, value, "a path to a YAML or JSON closure file") from None
+    if not path.is_file():
+        raise _fail(CLOSURES_ENV, value, "an existing YAML or JSON closure file; unset it for 24/7")
+    try:
+        load_closures(path)
+    except ValueError as exc:
+        detail = " ".join(str(exc).split())
+        raise SettingsError(
+            f"{CLOSURES_ENV}={_shown(value)} is not a valid closure file: {detail}"
+        ) from None
+    return path
+
+
+def finite_number(
+    name: str,
+    value: object,
+    *,
+    low: float,
+    high: float,
+    low_inclusive: bool = False,
+    unit: str = "",
+) -> float:
+    """Parse a finite number within ``(low, high]`` (``[low, high]`` with ``low_inclusive``).
+
+    Args:
+        name: What the number is, for the message (usually the variable name).
+        value: A string from the environment, or a number from parsed JSON.
+        low: Lower bound.
+        high: Upper bound (inclusive).
+        low_inclusive: Whether ``low`` itself is accepted.
+        unit: Unit shown in the message, e.g. ``minutes``.
+
+    Raises:
+        SettingsError: If the value is not a number, not finite, or out of range.
+    """
+    opening = "[" if low_inclusive else "("
+    accepted = f"a finite number in {opening}{low:g}, {high:g}]" + (f" {unit}" if unit else "")
+    shown = value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _fail(name, str(shown), accepted)
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise _fail(name, str(shown), accepted) from None
+    in_range = (low <= number if low_inclusive else low < number) and number <= high
+    if not math.isfinite(number) or not in_range:
+        raise _fail(name, str(shown), accepted)
+    return number
+
+
+def _minutes(name: str, default: float) -> float:
+    value = _raw(name)
+    if value is None:
+        return default
+    return finite_number(name, value, low=0.0, high=MAX_FRESHNESS_MINUTES, unit="minutes")
+
+
+def _whole(name: str, default: int, low: int, high: int) -> int:
+    value = _raw(name)
+    if value is None:
+        return default
+    if not re.fullmatch(r"[+]?\d{1,12}", value) or not low <= int(value) <= high:
+        raise _fail(name, value, f"a whole number in [{low}, {high}]")
+    return int(value)
+
+
+def _return_outlier_thresholds() -> tuple[tuple[str, float], ...]:
+    name = "GOLDRL_RETURN_OUTLIER_THRESHOLDS"
+    value = _raw(name)
+    if value is None:
+        return ()
+    accepted = 'a JSON object of interval to |log return| threshold, e.g. {"1m": 0.05, "5m": 0.08}'
+
+    def refuse(constant: str) -> float:
+        raise _fail(name, value, f"{accepted} ({constant} is not a finite number)")
+
+    try:
+        document = json.loads(value, parse_constant=refuse)
+    except json.JSONDecodeError:
+        raise _fail(name, value, accepted) from None
+    if not isinstance(document, dict) or not document:
+        raise _fail(name, value, accepted)
+    out: dict[str, float] = {}
+    for interval, threshold in document.items():
+        if interval not in _INTERVALS:
+            raise _fail(name, value, f"{accepted}; unknown interval {interval!r}")
+        if isinstance(threshold, str):
+            raise _fail(name, value, f"{accepted}; thresholds are JSON numbers, not strings")
+        out[interval] = finite_number(
+            f"{name}[{interval}]", threshold, low=0.0, high=MAX_RETURN_OUTLIER_THRESHOLD
+        )
+    return tuple(sorted(out.items()))
+
+
+def _names(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = _raw(name)
+    if value is None:
+        return default
+    items = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    if not items or not all(_NAME_RE.match(item) for item in items):
+        raise _fail(name, value, f"a comma-separated list of names, e.g. {','.join(default)}")
+    return items
+
+
 def load_settings() -> Settings:
-    """Read settings from the environment.
+    """Read and validate every ``GOLDRL_*`` setting from the environment.
 
     Returns:
         The resolved settings; paths are absolute.
 
     Raises:
-        ConfigError: If a variable holds a value goldrl cannot use.
+        SettingsError: If a variable holds a value goldrl cannot use; the message names it.
     """
-    home = Path(os.environ.get("GOLDRL_HOME", DEFAULT_HOME)).expanduser().resolve()
-    database_url = os.environ.get("GOLDRL_DATABASE_URL") or None
-    if database_url is not None and not database_url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "GOLDRL_DATABASE_URL must be a postgresql:// URL "
-            f"(got {database_url.split('@')[-1]!r}); unset it to use the embedded server"
+    home = _folder("GOLDRL_HOME", Path(DEFAULT_HOME).expanduser().resolve())
+    warn = _minutes("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", DEFAULT_FRESHNESS_WARN_MINUTES)
+    error = _minutes("GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES", DEFAULT_FRESHNESS_ERROR_MINUTES)
+    if warn > error:
+        raise SettingsError(
+            f"GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES={warn:g} is not valid: it must not exceed "
+            f"GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES={error:g}"
         )
-    artifact_root = (
-        Path(os.environ.get("GOLDRL_ARTIFACT_ROOT", str(home / "artifacts"))).expanduser().resolve()
-    )
     return Settings(
         home=home,
-        database_url=database_url,
-        artifact_root=artifact_root,
-        bingx_base_url=_url(
-            "GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL, ("http://", "https://")
+        database_url=_database_url(),
+        artifact_root=_folder("GOLDRL_ARTIFACT_ROOT", home / "artifacts"),
+        bingx_base_url=_url("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL, ("http", "https")),
+        bingx_ws_url=_url("GOLDRL_BINGX_WS_URL", DEFAULT_BINGX_WS_URL, ("ws", "wss")),
+        schema=_schema(),
+        instruments=_instruments(),
+        market_start=_market_start(),
+        venue_closures=_venue_closures(),
+        freshness_warn_minutes=warn,
+        freshness_error_minutes=error,
+        return_outlier_thresholds=_return_outlier_thresholds(),
+        learning_window_days=_whole(
+            "GOLDRL_LEARNING_WINDOW_DAYS", DEFAULT_LEARNING_WINDOW_DAYS, *LEARNING_WINDOW_DAYS_RANGE
         ),
-        bingx_ws_url=_url("GOLDRL_BINGX_WS_URL", DEFAULT_BINGX_WS_URL, ("ws://", "wss://")),
+        learning_feature_sets=_names("GOLDRL_LEARNING_FEATURE_SETS", DEFAULT_LEARNING_FEATURE_SETS),
+        learning_rewards=_names("GOLDRL_LEARNING_REWARDS", DEFAULT_LEARNING_REWARDS),
+        learning_timesteps=_whole("GOLDRL_LEARNING_TIMESTEPS", 0, 0, MAX_LEARNING_TIMESTEPS),
     )
