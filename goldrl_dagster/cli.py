@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -132,28 +131,38 @@ def sim(
 def ui(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Webserver port.")] = 3000,
 ) -> None:
-    """Start the Dagster webserver and daemon on localhost (asset graph, runs, checks)."""
+    """Start the Dagster webserver and daemon on localhost (asset graph, runs, checks).
+
+    Ctrl-C, SIGTERM or SIGHUP stops both and everything they started; so does either exiting.
+    """
     from goldrl_dagster.instance import ensure_dagster_home
     from goldrl_dagster.lib.runtime import open_runtime
+    from goldrl_dagster.ui_process import UiSupervisor
 
     runtime = open_runtime()
     home = ensure_dagster_home(runtime)
     env = {**os.environ, "DAGSTER_HOME": str(home), **runtime.dbt_env()}
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     bin_dir = Path(sys.executable).parent
-    daemon = subprocess.Popen([bin_dir / "dagster-daemon", "run", "-w", workspace], env=env)
-    typer.echo(f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops webserver and daemon)")
+    webserver = [bin_dir / "dagster-webserver", "-h", "127.0.0.1", "-p", str(port)]
+    supervisor = UiSupervisor(
+        {
+            "dagster-daemon": [bin_dir / "dagster-daemon", "run", "-w", workspace],
+            "dagster-webserver": [*webserver, "-w", workspace],
+        },
+        env=env,
+    )
     try:
-        subprocess.run(
-            [bin_dir / "dagster-webserver", "-h", "127.0.0.1", "-p", str(port), "-w", workspace],
-            env=env,
-            check=False,
+        supervisor.run(
+            started=lambda: typer.echo(
+                f"Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops webserver and daemon)"
+            )
         )
-    except KeyboardInterrupt:
-        pass
     finally:
-        daemon.terminate()
-        daemon.wait(timeout=30)
+        if supervisor.report is not None:
+            supervisor.report.announce()
+    assert supervisor.report is not None
+    raise typer.Exit(supervisor.report.exit_code)
 
 
 app.command("live")(live_cli)
