@@ -55,11 +55,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 @db_app.command("start")
 def db_start() -> None:
     """Start (or reuse) the database and apply migrations; print where it lives."""
+    from goldrl_dagster.lib.config import redact_url
     from goldrl_dagster.lib.runtime import open_runtime
 
     runtime = open_runtime()
     kind = "embedded" if runtime.db.embedded else "external"
-    typer.echo(f"{kind} PostgreSQL ready, schema {runtime.db.schema}: {runtime.db.url}")
+    # Never a password on the screen (or in a terminal log): `goldrl db url` prints it for psql.
+    typer.echo(
+        f"{kind} PostgreSQL ready, schema {runtime.db.schema}: {redact_url(runtime.db.url)}"
+    )
 
 
 @db_app.command("url")

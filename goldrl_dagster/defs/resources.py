@@ -91,31 +91,20 @@ class LearningLoop(dg.ConfigurableResource):
         return {"ops": {"models__trained_policy": {"config": config}}}
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-
-
 @dg.definitions
 def resources() -> dg.Definitions:
     """Bind resources from the environment, one configuration for every deployment."""
+    settings = load_settings()  # every GOLDRL_* validated once, errors naming the variable
     storage = GoldrlStorage(database_url=os.environ.get("GOLDRL_DATABASE_URL", ""))
     return dg.Definitions(
         resources={
             "storage": storage,
             "dbt": DbtCliResource(project_dir=DBT_PROJECT),
             "learning": LearningLoop(
-                window_days=_env_int("GOLDRL_LEARNING_WINDOW_DAYS", 30),
-                feature_sets=os.environ.get("GOLDRL_LEARNING_FEATURE_SETS", "ta-v2"),
-                rewards=os.environ.get(
-                    "GOLDRL_LEARNING_REWARDS", "equity_change_after_costs,turnover_penalised"
-                ),
-                total_timesteps=_env_int("GOLDRL_LEARNING_TIMESTEPS", 0),
+                window_days=settings.learning_window_days,
+                feature_sets=",".join(settings.learning_feature_sets),
+                rewards=",".join(settings.learning_rewards),
+                total_timesteps=settings.learning_timesteps,
             ),
             "bingx": BingXMarketData(
                 storage=storage,
