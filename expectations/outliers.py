@@ -10,6 +10,7 @@ model must either see or have explicitly masked.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,6 +77,10 @@ class ReturnOutlierReport:
     outlier_count: int
 
 
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a threshold")
+
+
 def return_threshold(interval: str, overrides: Mapping[str, float] | None = None) -> float:
     """Return the outlier threshold of an interval.
 
@@ -92,14 +97,22 @@ def return_threshold(interval: str, overrides: Mapping[str, float] | None = None
     if overrides is None:
         text = os.environ.get(THRESHOLDS_ENV, "").strip()
         try:
-            overrides = json.loads(text) if text else {}
-        except json.JSONDecodeError as exc:
+            # NaN/Infinity are not JSON numbers: refused rather than read as a threshold.
+            overrides = json.loads(text, parse_constant=_refuse_constant) if text else {}
+        except (json.JSONDecodeError, ValueError) as exc:
             raise ValueError(f"{THRESHOLDS_ENV} must be a JSON object: {exc}") from exc
         if not isinstance(overrides, dict):
             raise ValueError(f'{THRESHOLDS_ENV} must be a JSON object like {{"1m": 0.02}}')
     value = overrides.get(interval, DEFAULT_THRESHOLDS[interval])
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"return-outlier threshold for {interval} must be > 0, got {value!r}")
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"return-outlier threshold for {interval} must be a finite number > 0, got {value!r}"
+        )
     return float(value)
 
 

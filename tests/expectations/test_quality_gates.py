@@ -81,8 +81,12 @@ def test_threshold_is_per_interval_and_configurable(monkeypatch):
     monkeypatch.setenv("GOLDRL_RETURN_OUTLIER_THRESHOLDS", '{"1m": 0.05}')
     assert return_threshold("1m") == 0.05
     assert return_threshold("5m") == DEFAULT_THRESHOLDS["5m"]
-    monkeypatch.setenv("GOLDRL_RETURN_OUTLIER_THRESHOLDS", '{"1m": -1}')
-    with pytest.raises(ValueError, match="must be > 0"):
+    for bad in ('{"1m": -1}', '{"1m": 1e999}'):
+        monkeypatch.setenv("GOLDRL_RETURN_OUTLIER_THRESHOLDS", bad)
+        with pytest.raises(ValueError, match="must be a finite number > 0"):
+            return_threshold("1m")
+    monkeypatch.setenv("GOLDRL_RETURN_OUTLIER_THRESHOLDS", '{"1m": Infinity}')
+    with pytest.raises(ValueError, match="Infinity is not a threshold"):
         return_threshold("1m")
     with pytest.raises(ValueError, match="unknown interval"):
         return_threshold("7m", {})

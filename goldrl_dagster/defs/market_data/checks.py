@@ -16,6 +16,7 @@ Across instruments (a standalone check, run on demand or by a schedule):
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -155,8 +156,8 @@ def _minutes(name: str, default: timedelta) -> timedelta:
         minutes = float(value)
     except ValueError as exc:
         raise dg.Failure(f"{name}={value!r} must be a number of minutes") from exc
-    if minutes <= 0:
-        raise dg.Failure(f"{name}={value!r} must be positive")
+    if not math.isfinite(minutes) or minutes <= 0:
+        raise dg.Failure(f"{name}={value!r} must be a finite number of minutes > 0")
     return timedelta(minutes=minutes)
 
 

@@ -193,3 +193,12 @@ def test_dataset_refuses_a_window_with_a_hole(world):
         _run(defs, instance, [keys.CANDLES], partition_key=PARTITION, raise_on_error=True)
     built = _run(defs, instance, [keys.DATASET_VERSION], partition_key=dataset, raise_on_error=True)
     assert built.success
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-5", "soon"])
+def test_freshness_thresholds_must_be_finite_positive_minutes(bad, monkeypatch):
+    from goldrl_dagster.defs.market_data.checks import _minutes
+
+    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", bad)
+    with pytest.raises(dg.Failure, match="GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES"):
+        _minutes("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", timedelta(minutes=1))
