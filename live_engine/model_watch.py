@@ -21,9 +21,6 @@ periodic re-read, only by a new champion notification naming one of its models (
 re-promotion, e.g. after an artifact was repaired) or by a change of the assignment. A check
 that failed for a transient reason (database or exchange down) is retried at the next poll.
 Nothing here ever ends the session: every failure is logged and retried.
-
-:class:`ChampionWatcher` is the same watcher restricted to the champion (``goldrl_champion``
-and the ``champions`` row only).
 """
 
 from __future__ import annotations
@@ -37,7 +34,6 @@ from dataclasses import dataclass
 import psycopg
 
 from goldrl_dagster.lib.backoff import backoff_delay
-from goldrl_dagster.lib.storage.registry import current_champion
 from goldrl_dagster.lib.storage.rollout_store import Assignment, market_assignment
 from goldrl_dagster.lib.storage.server import Database
 
@@ -167,7 +163,6 @@ class _Wake:
 
 
 AssignmentReader = Callable[[Database, str, str], Assignment]
-ChampionReader = Callable[[Database, str, str], str | None]
 
 
 class AssignmentWatcher:
@@ -370,49 +365,3 @@ class AssignmentWatcher:
                           self.interval, describe_assignment(assignment), trigger)  # fmt: skip
         if await self._consider(assignment, trigger):
             self._settled = assignment
-
-
-class ChampionWatcher(AssignmentWatcher):
-    """The watcher restricted to the champion: ``goldrl_champion`` and the ``champions`` row.
-
-    Args:
-        db: The database (the listener opens its own connection to it).
-        instrument: The session's instrument.
-        interval: The session's bar interval.
-        current: The model trading now.
-        consider: Verifies and swaps (or refuses and records) a candidate; True when settled,
-            False to retry it at the next poll.
-        poll_seconds: How often the champion is re-read regardless of notifications.
-        logger: The session's log.
-        listen_timeout: How long to wait for notifications before checking the connection.
-        backoff: ``(first, cap)`` seconds between the listener's reconnection attempts.
-        read_champion: Reads the champion (``current_champion``; injectable for tests).
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        instrument: str,
-        interval: str,
-        *,
-        current: Callable[[], str],
-        consider: Callable[[str, str], Awaitable[bool]],
-        poll_seconds: float,
-        logger: Callable[[], logging.LoggerAdapter] | None = None,
-        listen_timeout: float = LISTEN_TIMEOUT,
-        backoff: tuple[float, float] = LISTEN_BACKOFF,
-        read_champion: ChampionReader = current_champion,
-    ) -> None:
-        async def consider_champion(assignment: Assignment, trigger: str) -> bool:
-            assert assignment.trading_model is not None
-            return await consider(assignment.trading_model, trigger)
-
-        super().__init__(
-            db, instrument, interval, current=lambda: Assignment(current()),
-            consider=consider_champion, poll_seconds=poll_seconds, logger=logger,
-            listen_timeout=listen_timeout, backoff=backoff,
-            read_assignment=lambda db, instrument, interval: Assignment(
-                read_champion(db, instrument, interval)
-            ),
-            channels=(CHANNEL,),
-        )  # fmt: skip

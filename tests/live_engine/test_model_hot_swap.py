@@ -35,7 +35,8 @@ from goldrl_dagster.lib.storage.registry import (
     record_dataset,
     record_model,
 )
-from live_engine.model_watch import LISTENER_NAME, ChampionWatcher, parse_notice
+from goldrl_dagster.lib.storage.rollout_store import Assignment
+from live_engine.model_watch import LISTENER_NAME, AssignmentWatcher, parse_notice
 from live_engine.service import (
     LiveSummary,
     ModelRefusedError,
@@ -581,18 +582,18 @@ def test_the_watcher_retries_a_refused_candidate_only_when_notified_again():
     considered: list[tuple[str, str]] = []
     settle = [True]
 
-    async def consider(model_id: str, trigger: str) -> bool:
-        considered.append((model_id, trigger))
+    async def consider(assignment: Assignment, trigger: str) -> bool:
+        considered.append((assignment.trading_model, trigger))
         return settle[0]
 
-    watcher = ChampionWatcher(
+    watcher = AssignmentWatcher(
         None,
         SYMBOL,
         "1m",
-        current=lambda: "a",
+        current=lambda: Assignment("a"),
         consider=consider,
         poll_seconds=1.0,
-        read_champion=lambda db, instrument, interval: champion[0],
+        read_assignment=lambda db, instrument, interval: Assignment(champion[0]),
     )
 
     async def scenario():
