@@ -110,7 +110,9 @@ def test_one_cycle_runs_itself_from_complete_days_to_a_decision(two_days, monkey
     assert trials == 2  # both candidates count
     # The cycle's other candidate was judged with it: no longer a pending challenger.
     assert pending_challengers(runtime.db, SYMBOL, "1m") == []
-    assert "2 candidates" in cycle_rule["detail"] or "day(s)" in cycle_rule["detail"]
+    # Two days hold out less than one: no CSCV split of the candidates is possible, said so.
+    assert cycle_rule["passed"] is False
+    assert cycle_rule["detail"] == "1 day(s): too few to split"
     quiet = _sensor(learning_judge_sensor, instance).skip_reason
     assert quiet.skip_message == "no cycle awaits judgement"
 

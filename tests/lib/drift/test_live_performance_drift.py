@@ -1,6 +1,5 @@
 """The champion's live performance: silent while it earns as promised, alerts when it stops."""
 
-import numpy as np
 from planted_policy import planted_market
 
 from goldrl_dagster.lib.drift.live_performance import live_performance_drift
@@ -46,7 +45,6 @@ def test_a_few_bars_are_not_judged():
     table = planted_market(days=3, seed=5)
     short = live_performance_drift(_path(table.slice(0, 100), [1] * 100), [1.0, 2.0])
     assert short.status == "insufficient" and short.bars == 99
-    assert np.isfinite(short.bars)
 
 
 def test_fills_paying_far_more_slippage_than_assumed_alert():
