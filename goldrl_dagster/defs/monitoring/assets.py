@@ -12,8 +12,9 @@ out-of-distribution share, and stores one row per feature in ``feature_drift_rep
 The ``feature_drift`` check fails when a feature is at alert: WARN by default, ERROR (and so
 blocking downstream) with ``blocking: true``. An alert also records the configured governance
 action (``on_alert``: retrain by default, rollback, halt or none) in ``governance_requests``,
-once per kind, market, champion and day. Nothing executes these requests yet: the retrain loop
-and the operator plane will read them.
+once per kind, market, champion and day. The market's next learning cycle answers a retrain
+request; a rollback or halt request rolls back a rollout in progress (executing a halt on the
+engine is the operator plane's).
 """
 
 import base64
@@ -177,9 +178,9 @@ def feature_drift(
     training days (before the held-out split). The day's stored snapshots of that set are
     judged, warm-up and missing-input rows excluded; ``tow_*`` (weekly) features by their
     out-of-distribution share only. A feature at alert fails the ``feature_drift`` check and
-    records the ``on_alert`` governance request (once per kind, market, champion and day);
-    nothing executes it yet (the retrain loop and operator plane will). No champion: nothing is
-    judged and the check passes with a note.
+    records the ``on_alert`` governance request (once per kind, market, champion and day), which
+    the learning loop or the rollout review acts on. No champion: nothing is judged and the
+    check passes with a note.
     """
     thresholds = config.thresholds()
     runtime = storage.runtime()
