@@ -338,7 +338,8 @@ def traded_path(
 ) -> DecisionPath:
     """A model's traded decisions on a market since a time (under a rollout, if given).
 
-    The target of a held decision (nothing sent) is the position kept, not the policy's wish.
+    The path's targets are the sign of the position held after each decision
+    (``position_after``), so a held or blocked decision counts as the position it kept.
     """
     with db.connect() as conn:
         rows = conn.execute(
@@ -349,8 +350,9 @@ def traded_path(
             "ORDER BY bar_open_time, decided_at",
             (instrument, model_id, since, rollout_id, rollout_id),
         ).fetchall()
-    # A held decision sent nothing: the position it kept is what the bar earned on.
-    targets = [int(r[5]) if r[3] and str(r[3]).startswith("held") else r[1] for r in rows]
+    # What the bar earned on is the position held after the decision, not the policy's wish:
+    # a held, blocked or unfilled decision leaves the position where it was.
+    targets = [int(r[5]) for r in rows]
     return DecisionPath(
         [r[0] for r in rows], targets, [r[2] for r in rows], [r[3] for r in rows],
         [float(r[4]) for r in rows],

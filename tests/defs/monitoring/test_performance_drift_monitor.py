@@ -40,8 +40,8 @@ def _trade(runtime, table, model_id, targets):
                 "INSERT INTO live_decisions (session_id, instrument, bar_open_time, model_id, "
                 "model_sha256, dataset_hash, feature_fingerprint, observation_sha256, action, "
                 "target_position, price, position_after, cash_after, equity_after) "
-                "VALUES (%s, %s, %s, %s, 's', 'd', 'f', 'o', %s, %s, %s, 0, 0, 0)",
-                (session, SYMBOL, when, model_id, target + 1, target, price),
+                "VALUES (%s, %s, %s, %s, 's', 'd', 'f', 'o', %s, %s, %s, %s, 0, 0)",
+                (session, SYMBOL, when, model_id, target + 1, target, price, 0.05 * target),
             )
         conn.commit()
 

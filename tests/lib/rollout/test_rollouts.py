@@ -1,5 +1,6 @@
 """Staged rollouts end to end on planted policies: start, live evidence, advance, roll back."""
 
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from goldrl_dagster.lib.storage.rollout_store import (
     load_rollout,
     market_assignment,
     rollout_transitions,
+    traded_path,
     transition_rollout,
 )
 
@@ -211,3 +213,28 @@ def test_a_drift_alert_asking_for_rollback_ends_the_rollout(market, clean_databa
     [handled] = read_governance_requests(runtime.db, instrument=MARKET[0])
     assert handled.handled_at is not None
     assert handled.outcome == f"rolled back rollout {verdict.rollout_id} of strong"
+
+
+def test_a_traded_path_counts_the_position_kept_not_the_wish(clean_database):
+    runtime = open_runtime()
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+    rows = [
+        ("filled BUY 0.05", 1, 0.05),
+        ("blocked: max_order_notional", -1, 0.05),
+        ("held: canary size 0.001 below the minimum", -1, 0.05),
+        ("filled SELL 0.1", -1, -0.05),
+    ]
+    with runtime.db.connect() as conn:
+        conn.execute("INSERT INTO live_sessions (session_id, mode, instrument, stream_url) "
+                     "VALUES ('s', 'paper', 'XAUT-USDT', 'ws://t')")  # fmt: skip
+        for i, (outcome, target, position) in enumerate(rows):
+            conn.execute(
+                "INSERT INTO live_decisions (session_id, instrument, bar_open_time, model_id, "
+                "model_sha256, dataset_hash, feature_fingerprint, observation_sha256, action, "
+                "target_position, price, position_after, cash_after, equity_after, outcome) "
+                "VALUES ('s', 'XAUT-USDT', %s, 'm', 's', 'd', 'f', 'o', 0, %s, 2000, %s, 0, 0, %s)",
+                (t0 + timedelta(minutes=i), target, position, outcome),
+            )
+        conn.commit()
+    path = traded_path(runtime.db, "XAUT-USDT", "m", t0 - timedelta(days=9999))
+    assert path.targets == [1, 1, 1, -1]
