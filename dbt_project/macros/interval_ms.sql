@@ -1,6 +1,6 @@
 {#- Milliseconds of a bar interval label (BingX kline intervals, as INTERVAL_MS in
     goldrl_dagster/lib/market/candles.py); null for an unknown label, which the
-    not_null test on stg_goldrl__candles.interval_ms reports. -#}
+    not_null test on stg_market__candles.interval_ms reports. -#}
 {% macro interval_ms(column) -%}
     case {{ column }}
         when '1m' then 60000

@@ -11,33 +11,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from dbt.cli.main import dbtRunner, dbtRunnerResult
-from psycopg import sql
+from dbt.cli.main import dbtRunnerResult
+from dbt_support import (
+    analytics,
+    dbt_environment,
+    drop_analytics_schema,
+    failed_nodes,
+    run_dbt,
+    truncate_goldrl_tables,
+)
 
 from goldrl_dagster.lib.market.candles import INTERVAL_MS, conform_candles
-from goldrl_dagster.lib.storage.bulk import read_frame, upsert_frame
+from goldrl_dagster.lib.storage.bulk import upsert_frame
 from goldrl_dagster.lib.storage.server import Database
 
-PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 T0 = datetime(2024, 1, 2, 23, 50, tzinfo=UTC)
-
-
-def truncate_goldrl_tables(db: Database) -> None:
-    with db.connect() as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s "
-                "AND tablename <> 'schema_migrations'",
-                (db.schema,),
-            )
-        ]
-        conn.execute(
-            sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-                sql.SQL(", ").join(sql.Identifier(t) for t in tables)
-            )
-        )
-        conn.commit()
 
 
 @pytest.fixture(scope="module")
@@ -49,27 +37,13 @@ def built(database: Database, tmp_path_factory: pytest.TempPathFactory):
     """
     db = database
     tmp_path = tmp_path_factory.mktemp("dbt")
-    parts = db.libpq_parts()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GOLDRL_PG_HOST", parts["host"])
-        mp.setenv("GOLDRL_PG_PORT", parts["port"])
-        mp.setenv("GOLDRL_PG_USER", parts["user"])
-        mp.setenv("GOLDRL_PG_PASSWORD", parts["password"])
-        mp.setenv("GOLDRL_PG_DBNAME", parts["dbname"])
-        mp.setenv("GOLDRL_SCHEMA", db.schema)
-        mp.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    with dbt_environment(db):
         truncate_goldrl_tables(db)
         candles = seed(db)
         result = run_dbt(tmp_path, "build")
         yield Built(db=db, tmp_path=tmp_path, candles=candles, result=result)
         truncate_goldrl_tables(db)
-        # dbt's schema is not one of the fixture's: drop it so external servers stay clean.
-        with db.connect(autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(f"{db.schema}_analytics")
-                )
-            )
+        drop_analytics_schema(db)
 
 
 @dataclass(frozen=True)
@@ -80,35 +54,9 @@ class Built:
     result: dbtRunnerResult
 
 
-def run_dbt(tmp_path: Path, *args: str) -> dbtRunnerResult:
-    return dbtRunner().invoke(
-        [
-            *args,
-            "--project-dir",
-            str(PROJECT_DIR),
-            "--profiles-dir",
-            str(PROJECT_DIR),
-            "--target-path",
-            str(tmp_path / "target"),
-            "--log-path",
-            str(tmp_path / "logs"),
-            "--quiet",
-        ]
-    )
-
-
-def failed_nodes(result: dbtRunnerResult) -> set[str]:
-    assert result.result is not None, result.exception
-    return {r.node.name for r in result.result.results if str(r.status) in {"fail", "error"}}
-
-
 def freshness_statuses(result: dbtRunnerResult) -> list[str]:
     assert result.result is not None, result.exception
     return [str(r.status) for r in result.result.results]
-
-
-def analytics(db: Database, relation: str, order_by: str) -> pl.DataFrame:
-    return read_frame(db, f'SELECT * FROM "{db.schema}_analytics"."{relation}" ORDER BY {order_by}')
 
 
 # --- seed data ---------------------------------------------------------------------------------
@@ -281,7 +229,7 @@ def test_build_succeeds(built):
     assert statuses["daily_ohlc_aggregates_bars_by_utc_day"] == "pass"  # the dbt unit test
     # XAUT has no contract metadata: the relationships test only warns.
     assert statuses[
-        "relationships_daily_ohlc_instrument__symbol__ref_stg_goldrl__instruments_"
+        "relationships_daily_ohlc_instrument__symbol__ref_stg_market__instruments_"
     ] == ("warn")
 
 
@@ -301,7 +249,7 @@ def test_daily_ohlc_matches_python(built):
 
 
 def test_only_current_instrument_rows_are_staged(built):
-    instruments = analytics(built.db, "stg_goldrl__instruments", "symbol")
+    instruments = analytics(built.db, "stg_market__instruments", "symbol")
     assert instruments["symbol"].to_list() == ["PAXG-USDT"]
     assert instruments["price_precision"].to_list() == [2]  # the current row, not the old one
 

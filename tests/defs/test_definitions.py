@@ -19,7 +19,7 @@ def test_definitions_load_with_expected_assets_and_checks():
     }
     assert expected <= asset_keys
     dbt_keys = {k for k in asset_keys if k.path[0] == keys.ANALYTICS_GROUP}
-    assert {"daily_ohlc", "evaluation_leaderboard", "stg_goldrl__candles"} <= {
+    assert {"daily_ohlc", "evaluation_leaderboard", "stg_market__candles"} <= {
         k.path[-1] for k in dbt_keys
     }
     graph = defs.resolve_asset_graph()

@@ -5,7 +5,7 @@ with
 
 candles as (
 
-    select * from {{ ref('stg_goldrl__candles') }}
+    select * from {{ ref('stg_market__candles') }}
 
 ),
 

@@ -7,7 +7,7 @@ with
 
 sessions as (
 
-    select * from {{ ref('stg_goldrl__live_sessions') }}
+    select * from {{ ref('stg_live__sessions') }}
 
 ),
 
@@ -22,7 +22,7 @@ decisions as (
             partition by session_id order by bar_open_time desc
         ) as recency
 
-    from {{ ref('stg_goldrl__live_decisions') }}
+    from {{ ref('stg_live__decisions') }}
 
 ),
 

@@ -16,7 +16,8 @@ renamed as (
         stream_url,
         started_at,
         stopped_at,
-        stop_reason
+        stop_reason,
+        heartbeat_at
 
     from source
 

@@ -14,6 +14,7 @@ renamed as (
         seed,
         dataset_hash,
         feature_fingerprint,
+        cost_model_fingerprint,
         artifact_sha256,
         created_at
 

@@ -2,7 +2,7 @@ with
 
 source as (
 
-    select * from {{ source('models', 'promotion_decisions') }}
+    select * from {{ source('governance', 'promotion_decisions') }}
 
 ),
 

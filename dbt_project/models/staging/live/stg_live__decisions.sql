@@ -27,7 +27,10 @@ renamed as (
         account_id,
         outcome,
         client_order_id,
-        decided_at
+        rollout_id,
+        size_fraction,
+        decided_at,
+        (bar_open_time at time zone 'UTC')::date as bar_date
 
     from source
 
