@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
@@ -77,6 +77,8 @@ class Settings:
         learning_feature_sets: Feature-set references the learning loop trains.
         learning_rewards: Rewards the learning loop trains.
         learning_timesteps: PPO steps per candidate (0: the training default).
+        alert_webhook_url: Webhook the SLO alerts are posted to (``GOLDRL_ALERT_WEBHOOK_URL``),
+            or None to record alerts without posting. A secret: never in a repr or a message.
     """
 
     home: Path
@@ -95,6 +97,7 @@ class Settings:
     learning_feature_sets: tuple[str, ...] = DEFAULT_LEARNING_FEATURE_SETS
     learning_rewards: tuple[str, ...] = DEFAULT_LEARNING_REWARDS
     learning_timesteps: int = 0
+    alert_webhook_url: str | None = field(default=None, repr=False)
 
     @property
     def dagster_home(self) -> Path:
@@ -350,6 +353,27 @@ def _names(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return items
 
 
+def _webhook_url() -> str | None:
+    """``GOLDRL_ALERT_WEBHOOK_URL``: an http(s) URL with a host; its path is a secret."""
+    name = "GOLDRL_ALERT_WEBHOOK_URL"
+    value = _raw(name)
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        valid = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid or any(c.isspace() for c in value):
+        # Never echo the value: a webhook URL carries its token (Slack, Telegram).
+        raise SettingsError(
+            f"{name} is not valid: an http:// or https:// URL with a host, e.g. "
+            "https://hooks.slack.com/services/…; unset it to record alerts without posting"
+        )
+    return value
+
+
 def load_settings() -> Settings:
     """Read and validate every ``GOLDRL_*`` setting from the environment.
 
@@ -386,4 +410,5 @@ def load_settings() -> Settings:
         learning_feature_sets=_names("GOLDRL_LEARNING_FEATURE_SETS", DEFAULT_LEARNING_FEATURE_SETS),
         learning_rewards=_names("GOLDRL_LEARNING_REWARDS", DEFAULT_LEARNING_REWARDS),
         learning_timesteps=_whole("GOLDRL_LEARNING_TIMESTEPS", 0, 0, MAX_LEARNING_TIMESTEPS),
+        alert_webhook_url=_webhook_url(),
     )
