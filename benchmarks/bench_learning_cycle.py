@@ -59,8 +59,8 @@ def main() -> None:
         PROMOTED_MODEL,
         TRAINED_POLICY,
     )
-    from goldrl_dagster.demo import load_definitions
     from goldrl_dagster.instance import ensure_dagster_home
+    from goldrl_dagster.jobs_in_process import load_definitions
     from goldrl_dagster.lib.bingx.models import klines_to_frame
     from goldrl_dagster.lib.bingx.rest import BingXRestClient
     from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer

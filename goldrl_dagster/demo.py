@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
@@ -32,7 +31,8 @@ from goldrl_dagster.defs.keys import (
     PROMOTED_MODEL,
     TRAINED_POLICY,
 )
-from goldrl_dagster.instance import ensure_dagster_home
+from goldrl_dagster.jobs_in_process import InProcessJobs, goldrl_jobs
+from goldrl_dagster.jobs_in_process import load_definitions as load_definitions  # old home
 from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
 from goldrl_dagster.lib.learning.cycle import CycleConfig
@@ -64,40 +64,6 @@ def demo_days(now: datetime, days: int) -> list[str]:
     return [(today - timedelta(days=d)).isoformat() for d in range(days, 0, -1)]
 
 
-def load_definitions() -> dg.Definitions:
-    """Load the code location exactly as ``dagster`` tooling does."""
-    from goldrl_dagster.definitions import defs
-
-    return defs() if callable(defs) else defs
-
-
-def _materialize(
-    definitions: dg.Definitions,
-    instance: dg.DagsterInstance,
-    selection: Sequence[dg.AssetKey],
-    *,
-    partition_key: str | dg.MultiPartitionKey | None = None,
-    run_config: dict[str, Any] | None = None,
-) -> dg.ExecuteInProcessResult:
-    job = definitions.resolve_implicit_global_asset_job_def()
-    # Run events still go to the Dagster instance (and the UI); the terminal gets warnings only.
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return job.execute_in_process(
-        instance=instance,
-        asset_selection=list(selection),
-        partition_key=partition_key,
-        run_config={**quiet, **(run_config or {})},
-        raise_on_error=True,
-    )
-
-
-def _latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, Any]:
-    event = instance.get_latest_materialization_event(key)
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
-
-
 def run_demo(*, days: int = 3, timesteps: int = 8192, live_seconds: float = 20.0) -> DemoReport:
     """Run the end-to-end demo and print a summary.
 
@@ -122,38 +88,43 @@ def run_demo(*, days: int = 3, timesteps: int = 8192, live_seconds: float = 20.0
         os.environ["GOLDRL_BINGX_WS_URL"] = simulator.ws_url
         os.environ.update(runtime.dbt_env())
         console.print(f"BingX simulator (SIMULATED data) at {simulator.base_url}")
-        ensure_dagster_home(runtime)
-        instance = dg.DagsterInstance.get()
-        definitions = load_definitions()
-        _run_pipeline(definitions, instance, runtime, days, timesteps, report, console)
+        jobs = goldrl_jobs(runtime)
+        with console.status("loading the Dagster code location …"):
+            jobs.definitions  # noqa: B018 - loaded here, under a spinner, not in the first run
+        _run_pipeline(jobs, runtime, days, timesteps, report, console)
         report.live = _run_live(report, live_seconds, console)
     report.seconds = time.monotonic() - started
     _print(report, console)
     return report
 
 
+def _progress(console: Console) -> Progress:
+    """A transient progress display: what runs, how far along, how long it has taken."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    )  # fmt: skip
+
+
 def _run_pipeline(
-    definitions: dg.Definitions,
-    instance: dg.DagsterInstance,
+    jobs: InProcessJobs,
     runtime: Runtime,
     days: int,
     timesteps: int,
     report: DemoReport,
     console: Console,
 ) -> None:
-    _materialize(definitions, instance, [INSTRUMENTS])
+    jobs.materialize([INSTRUMENTS])
     day_keys = demo_days(datetime.now(UTC), days)
     partitions = [
         dg.MultiPartitionKey({"instrument": symbol, "day": day})
         for symbol in GOLD_SYMBOLS
         for day in day_keys
     ]
-    with Progress(console=console, transient=True) as progress:
+    with _progress(console) as progress:
         task = progress.add_task("candles + features", total=len(partitions))
         for key in partitions:
-            result = _materialize(
-                definitions, instance, [CANDLES, FEATURE_SNAPSHOTS], partition_key=key
-            )
+            result = jobs.materialize([CANDLES, FEATURE_SNAPSHOTS], partition_key=key)
             for event in result.get_asset_materialization_events():
                 materialization = event.step_materialization_data.materialization
                 if materialization.asset_key == CANDLES:
@@ -182,30 +153,34 @@ def _run_pipeline(
             first_day=first_day, last_day=last_day,
             candidates=[r.partition_key() for r in requests], reason="goldrl demo",
         )  # fmt: skip
-        for request in requests:
-            _materialize(
-                definitions,
-                instance,
-                [DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT],
-                partition_key=add_dataset_partition(instance, request),
-                run_config={
-                    "ops": {"models__trained_policy": {"config": {"total_timesteps": timesteps}}}
-                },
-            )
+        training = {"ops": {"models__trained_policy": {"config": {"total_timesteps": timesteps}}}}
         config = {"cycle_id": cycle.cycle_id, "interval": loop.interval}
-        _materialize(
-            definitions, instance, [PROMOTED_MODEL], partition_key=DEMO_INSTRUMENT,
-            run_config={"ops": {"models__promoted_model": {"config": config}}},
-        )  # fmt: skip
+        with _progress(console) as progress:
+            task = progress.add_task(
+                "candidates: dataset, training, evaluation", total=len(requests) + 1
+            )
+            for request in requests:
+                jobs.materialize(
+                    [DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT],
+                    partition_key=add_dataset_partition(jobs.instance, request),
+                    run_config=training,
+                )
+                progress.advance(task)
+            progress.update(task, description="promotion gate")
+            jobs.materialize(
+                [PROMOTED_MODEL], partition_key=DEMO_INSTRUMENT,
+                run_config={"ops": {"models__promoted_model": {"config": config}}},
+            )  # fmt: skip
+            progress.advance(task)
         report.cycles.append(load_cycle(runtime.db, cycle.cycle_id))
     for key in (DATASET_VERSION, TRAINED_POLICY, EVALUATION_REPORT, PROMOTED_MODEL):
-        report.metadata[key.to_user_string()] = _latest_metadata(instance, key)
+        report.metadata[key.to_user_string()] = jobs.latest_metadata(key)
     dbt_keys = [
-        key for key in definitions.resolve_all_asset_keys() if key.path[0] == ANALYTICS_GROUP
+        key for key in jobs.definitions.resolve_all_asset_keys() if key.path[0] == ANALYTICS_GROUP
     ]
     if dbt_keys:
-        console.print("building dbt analytics views …")
-        _materialize(definitions, instance, dbt_keys)
+        with console.status(f"building {len(dbt_keys)} dbt analytics models …"):
+            jobs.materialize(dbt_keys)
         report.dbt_models = [key.to_user_string() for key in dbt_keys]
 
 

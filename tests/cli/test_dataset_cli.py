@@ -154,7 +154,10 @@ def test_a_window_without_candles_fails_the_run_with_the_reason(world):
         "--feature-set", "core",
     )  # fmt: skip
     assert result.exit_code == 1
-    assert "no 1m candles for XAUT-USDT in 2024-01-01..2024-01-02" in result.output
+    # Once, plainly: no Dagster log line or stack trace before the error line.
+    assert result.output.count("no 1m candles for XAUT-USDT in 2024-01-01..2024-01-02") == 1
+    assert "error: no 1m candles for XAUT-USDT in 2024-01-01..2024-01-02" in result.output
+    assert "Traceback" not in result.output and "dagster._core" not in result.output
 
 
 def test_unknown_or_ambiguous_references_exit_1(world, built):

@@ -18,3 +18,16 @@ def test_db_start_prints_the_url_with_the_password_masked(monkeypatch):
     assert "external PostgreSQL ready, schema goldrl: postgresql://ops:***@db.example" in (
         result.output
     )
+
+
+def test_db_url_masks_the_password_unless_asked(monkeypatch):
+    url = "postgresql://ops:s3cr%40t-pw@db.example:5432/goldrl"
+    fake = SimpleNamespace(db=SimpleNamespace(url=url, schema="goldrl", embedded=False))
+    monkeypatch.setattr(runtime_module, "open_runtime", lambda *a, **k: fake)
+    masked = CliRunner().invoke(app, ["db", "url"])
+    assert masked.exit_code == 0, masked.output
+    assert "s3cr" not in masked.output
+    assert masked.output.strip() == "postgresql://ops:***@db.example:5432/goldrl"
+    whole = CliRunner().invoke(app, ["db", "url", "--show-password"])
+    assert whole.exit_code == 0, whole.output
+    assert whole.output.strip() == url

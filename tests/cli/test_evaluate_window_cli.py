@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from goldrl_dagster.cli import app
-from goldrl_dagster.datasets_cli import build_dataset
+from goldrl_dagster.jobs_in_process import build_dataset
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.datasets.request import DatasetRequest

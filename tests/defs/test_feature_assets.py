@@ -12,7 +12,7 @@ from goldrl_dagster.defs import keys
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.defs.features.assets import build_feature_snapshot_asset
 from goldrl_dagster.defs.resources import GoldrlStorage
-from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.jobs_in_process import load_definitions
 from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.features import functions
 from goldrl_dagster.lib.features.functions import FeatureFunction

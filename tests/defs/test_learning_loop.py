@@ -13,8 +13,8 @@ import pytest
 
 from goldrl_dagster.defs.learning.sensors import learning_cycle_sensor, learning_judge_sensor
 from goldrl_dagster.defs.resources import GoldrlStorage, LearningLoop
-from goldrl_dagster.demo import load_definitions
 from goldrl_dagster.instance import ensure_dagster_home
+from goldrl_dagster.jobs_in_process import load_definitions
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.runtime import open_runtime

@@ -9,7 +9,7 @@ import pytest
 
 from goldrl_dagster.defs import keys
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
-from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.jobs_in_process import load_definitions
 from goldrl_dagster.lib.datasets.loading import load_dataset
 from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.features.spec import TA_V2

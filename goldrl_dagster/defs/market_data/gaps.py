@@ -40,8 +40,11 @@ from goldrl_dagster.lib.storage.gap_store import (
 )
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.server import Database
+from goldrl_dagster.lib.text import bounded_lines
 
 BASE_INTERVAL = "1m"
+# Gaps a refused dataset build names; the rest are counted ("… and N more").
+LISTED_GAPS = 20
 # A requested heal run that has not reported back within this time is assumed lost.
 HEAL_TIMEOUT = timedelta(minutes=30)
 SENSOR_INTERVAL_SECONDS = 300
@@ -248,7 +251,7 @@ def ensure_no_open_gaps(
             f"{instrument} has unhealed candle gaps in {start:%Y-%m-%d %H:%M}.."
             f"{end:%Y-%m-%d %H:%M} UTC; refusing to build over them. Let candle_gap_sensor "
             "heal them (re-materialize market/candles for the day) or declare a venue closure.\n"
-            + "\n".join(lines[:20])
+            + "\n".join(bounded_lines(lines, LISTED_GAPS))
         ),
         metadata={"instrument": instrument, "open_gaps": len(lines)},
     )

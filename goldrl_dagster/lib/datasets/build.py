@@ -20,10 +20,8 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from goldrl_dagster.lib.datasets.constants import FUNDING_RATE, OHLCV
 from goldrl_dagster.lib.features.spec import FeatureSetSpec
-
-OHLCV = ("open", "high", "low", "close", "volume")
-FUNDING_RATE = "funding_rate"
 
 
 @dataclass(frozen=True)

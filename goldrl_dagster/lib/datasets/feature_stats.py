@@ -9,11 +9,13 @@ over the finite values only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from goldrl_dagster.lib.features.spec import FeatureSetSpec
+if TYPE_CHECKING:  # the spec module loads TA-Lib; `goldrl dataset diff` needs only the maths
+    from goldrl_dagster.lib.features.spec import FeatureSetSpec
 
 QUANTILES: tuple[tuple[str, float], ...] = (
     ("q01", 0.01),

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.datasets.build import DatasetConfig
+from goldrl_dagster.lib.datasets.constants import DEFAULT_HOLDOUT_FRACTION
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_name
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.rl.rewards import DEFAULT_REWARD, reward_shaping
@@ -27,7 +28,6 @@ from goldrl_dagster.lib.rl.rewards import DEFAULT_REWARD, reward_shaping
 KEY_SEPARATOR = ":"
 DEFAULT_DATASET_FEATURE_SET = ("ta", 2)
 """Feature set (name, version) a dataset uses unless the request names another."""
-DEFAULT_HOLDOUT_FRACTION = 0.25
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _KEY_FIELDS = (

@@ -8,7 +8,7 @@ import pytest
 from goldrl_dagster.defs import keys
 from goldrl_dagster.defs.market_data.partitions import MARKET_INSTRUMENTS
 from goldrl_dagster.defs.market_data.schedules import daily_run_requests, market_daily_feeds
-from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.jobs_in_process import load_definitions
 from goldrl_dagster.lib.bingx.rest import TICKER_PATH, BingXRestClient
 from goldrl_dagster.lib.bingx.simulator.feeds import DEFAULT_FUNDING_HOURS
 from goldrl_dagster.lib.market.aggregate import AGGREGATE_INTERVALS, DAY_MS, bucket_start

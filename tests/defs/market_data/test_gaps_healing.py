@@ -21,7 +21,7 @@ from goldrl_dagster.defs.market_data.checks import (
 )
 from goldrl_dagster.defs.market_data.gaps import candle_gap_sensor
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
-from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.jobs_in_process import load_definitions
 from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame

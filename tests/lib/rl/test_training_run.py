@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from goldrl_dagster.cli import app
-from goldrl_dagster.datasets_cli import find_dataset
 from goldrl_dagster.lib.datasets.build import (
     DatasetConfig,
     assemble_dataset,
     dataset_hash,
     parquet_bytes,
 )
+from goldrl_dagster.lib.datasets.inspection import find_dataset
 from goldrl_dagster.lib.features.pipeline import compute_features
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.market.instrument import InstrumentSpec

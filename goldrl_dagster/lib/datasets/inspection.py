@@ -1,39 +1,30 @@
-"""``goldrl dataset build | show | diff``: dataset versions for operators.
+"""Find, load, describe and compare registered dataset versions (``goldrl dataset show|diff``).
 
-``build`` registers the request's dynamic partition and materializes ``datasets/dataset_version``
-for it in this process, against the configured PostgreSQL and Dagster instance (so the run shows
-in ``goldrl ui``). ``show`` prints a version's configuration, size, time range and lineage;
-``diff`` compares two versions field by field, down to per-feature statistics.
+A dataset version is named by its hash, an unambiguous hash prefix or its partition key (the
+dataset request). Reading one loads its Parquet table (checksum verified); ``describe`` and
+``compare`` turn versions into the lines an operator reads. Nothing here loads TA-Lib.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import polars as pl
-import typer
 
-from goldrl_dagster.lib.datasets.build import FUNDING_RATE, OHLCV
+from goldrl_dagster.lib.datasets.constants import FUNDING_RATE, OHLCV
 from goldrl_dagster.lib.datasets.feature_stats import column_statistics
-from goldrl_dagster.lib.datasets.request import (
-    DEFAULT_HOLDOUT_FRACTION,
-    DEFAULT_REWARD,
-    DatasetRequest,
-    parse_day,
-    parse_feature_set_ref,
-)
-from goldrl_dagster.lib.features.spec import feature_set_by_name
-from goldrl_dagster.lib.runtime import Runtime, open_runtime
+from goldrl_dagster.lib.datasets.loading import load_dataset
+from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.registry import DatasetRecord, load_dataset_record
 from goldrl_dagster.lib.storage.server import Database
 
-dataset_app = typer.Typer(help="Build, inspect and compare dataset versions.", no_args_is_help=True)
-
 _HEX = re.compile(r"^[0-9a-f]+$")
 MIN_PREFIX = 4
+# Matches an ambiguous prefix lists (the rest are counted).
+_AMBIGUOUS_LISTED = 5
 # Statistics compared by ``diff``, and how much they may differ before a feature is listed.
 _DIFF_STATS = ("count", "mean", "std", "min", "q50", "max")
 _DIFF_TOLERANCE = 1e-12
@@ -71,16 +62,18 @@ def find_dataset(db: Database, reference: str) -> DatasetRecord:
         )
     rows = read_frame(
         db,
-        "SELECT dataset_hash FROM dataset_versions WHERE dataset_hash LIKE $1 "
-        "ORDER BY dataset_hash LIMIT 6",
-        [prefix + "%"],
+        "SELECT dataset_hash, count(*) OVER () AS matches FROM dataset_versions "
+        "WHERE dataset_hash LIKE $1 ORDER BY dataset_hash LIMIT $2",
+        [prefix + "%", _AMBIGUOUS_LISTED],
     )
     hashes = rows["dataset_hash"].to_list()
     if not hashes:
         raise DatasetLookupError(f"no dataset version has a hash starting with {prefix!r}")
     if len(hashes) > 1:
-        shown = ", ".join(h[:16] for h in hashes[:5])
-        raise DatasetLookupError(f"hash prefix {prefix!r} is ambiguous: {shown}")
+        shown = ", ".join(h[:16] for h in hashes)
+        more = int(rows["matches"][0]) - len(hashes)
+        tail = f" … and {more} more" if more > 0 else ""
+        raise DatasetLookupError(f"hash prefix {prefix!r} is ambiguous: {shown}{tail}")
     return load_dataset_record(db, hashes[0])
 
 
@@ -114,8 +107,6 @@ def load_view(runtime: Runtime, reference: str) -> DatasetView:
     Raises:
         DatasetLookupError: See ``find_dataset``.
     """
-    from goldrl_dagster.lib.datasets.loading import load_dataset
-
     record = find_dataset(runtime.db, reference)
     loaded = load_dataset(runtime, record.dataset_hash)
     created = read_frame(
@@ -241,128 +232,3 @@ def compare(a: DatasetView, b: DatasetView) -> list[str]:
         return [f"identical: {a.record.dataset_hash[:16]} and {b.record.dataset_hash[:16]}"]
     header = f"A {a.record.dataset_hash[:16]}  B {b.record.dataset_hash[:16]}"
     return [header, *lines]
-
-
-def build_dataset(request: DatasetRequest, *, echo: Any = typer.echo) -> dict[str, Any]:
-    """Register the request's partition and materialize ``datasets/dataset_version`` for it.
-
-    Runs in this process against the configured database and the goldrl Dagster instance.
-
-    Returns:
-        The materialization's metadata.
-
-    Raises:
-        RuntimeError: If the run failed (the message is the failure's description).
-    """
-    import dagster as dg
-
-    from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
-    from goldrl_dagster.defs.keys import DATASET_VERSION
-    from goldrl_dagster.demo import load_definitions
-    from goldrl_dagster.instance import ensure_dagster_home
-
-    runtime = open_runtime()
-    ensure_dagster_home(runtime)
-    instance = dg.DagsterInstance.get()
-    key = add_dataset_partition(instance, request)
-    spec = request.spec
-    echo(f"building dataset {key} (feature set {spec.name} v{spec.version}) …")
-    job = load_definitions().resolve_implicit_global_asset_job_def()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=[DATASET_VERSION],
-        partition_key=key,
-        run_config=quiet,
-        raise_on_error=False,
-    )
-    if not result.success:
-        failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        message = (
-            str(failures[0].event_specific_data.error.message).strip()
-            if failures and failures[0].event_specific_data is not None
-            else "the run failed"
-        )
-        raise RuntimeError(message)
-    event = result.get_asset_materialization_events()[0]
-    metadata = event.step_materialization_data.materialization.metadata
-    return {name: value.value for name, value in metadata.items()}
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-@dataset_app.command("build")
-def build(
-    instrument: Annotated[str, typer.Option(help="Instrument, e.g. XAUT-USDT (aliases work).")],
-    start: Annotated[str, typer.Option(help="First UTC day, YYYY-MM-DD.")],
-    end: Annotated[str, typer.Option(help="Last UTC day (included), YYYY-MM-DD.")],
-    interval: Annotated[str, typer.Option(help="Bar interval.")] = "1m",
-    feature_set: Annotated[
-        str, typer.Option(help="Feature set NAME[:VERSION]; the highest version by default.")
-    ] = "ta",
-    holdout: Annotated[
-        float, typer.Option(help="Share of rows held out for evaluation.")
-    ] = DEFAULT_HOLDOUT_FRACTION,
-    reward: Annotated[str, typer.Option(help="Reward definition of the training env.")] = (
-        DEFAULT_REWARD
-    ),
-) -> None:
-    """Build (or find again) the dataset version for a window and feature set."""
-    try:
-        name, version = parse_feature_set_ref(feature_set)
-        spec = feature_set_by_name(name, version)
-        request = DatasetRequest(
-            instrument=instrument,
-            interval=interval,
-            start_day=parse_day(start, "--start"),
-            end_day=parse_day(end, "--end"),
-            feature_set=spec.name,
-            feature_set_version=spec.version,
-            holdout_fraction=holdout,
-            reward=reward,
-        )
-    except ValueError as exc:
-        raise _fail(str(exc), 2) from exc
-    try:
-        meta = build_dataset(request)
-    except RuntimeError as exc:
-        raise _fail(str(exc), 1) from exc
-    status = "new version" if meta.get("new_version") else "already registered"
-    typer.echo(
-        f"dataset {meta['dataset_hash']} ({status}): {meta['rows']} rows "
-        f"({meta['train_rows']} train / {meta['test_rows']} held out), feature days: "
-        f"{meta['feature_days_cached']} cached, {meta['feature_days_computed']} computed"
-    )
-
-
-@dataset_app.command("show")
-def show(
-    reference: Annotated[
-        str, typer.Argument(help="Dataset hash, hash prefix (>= 4 hex digits) or partition key.")
-    ],
-) -> None:
-    """Print a dataset version: configuration, rows, time range and lineage."""
-    try:
-        view = load_view(open_runtime(), reference)
-    except DatasetLookupError as exc:
-        raise _fail(str(exc), 1) from exc
-    for line in describe(view):
-        typer.echo(line)
-
-
-@dataset_app.command("diff")
-def diff(
-    a: Annotated[str, typer.Argument(help="First dataset (hash, prefix or partition key).")],
-    b: Annotated[str, typer.Argument(help="Second dataset.")],
-) -> None:
-    """Compare two dataset versions: config, rows, time ranges, features, hashes, statistics."""
-    runtime = open_runtime()
-    try:
-        left, right = load_view(runtime, a), load_view(runtime, b)
-    except DatasetLookupError as exc:
-        raise _fail(str(exc), 1) from exc
-    for line in compare(left, right):
-        typer.echo(line)

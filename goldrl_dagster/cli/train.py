@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from live_engine.cli import configure_logging
+from goldrl_dagster.cli.common import configure_logging, fail
 
 
 def train(
@@ -48,7 +48,7 @@ def train(
         TimeRemainingColumn,
     )
 
-    from goldrl_dagster.datasets_cli import find_dataset
+    from goldrl_dagster.lib.datasets.inspection import find_dataset
     from goldrl_dagster.lib.rl.train import TrainConfig
     from goldrl_dagster.lib.rl.training_run import CostSettings, run_training
     from goldrl_dagster.lib.runtime import open_runtime
@@ -65,8 +65,7 @@ def train(
         runtime = open_runtime()
         dataset_hash = find_dataset(runtime.db, dataset).dataset_hash
     except (ValueError, LookupError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc), 2) from None
     typer.echo(
         f"training {config.algorithm} on dataset {dataset_hash[:12]} for "
         f"{config.total_timesteps:,} steps (seed {config.seed})"
@@ -86,8 +85,7 @@ def train(
                 runtime, dataset_hash, config, CostSettings(slippage_bps=slippage_bps), progress
             )
     except (ValueError, LookupError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(str(exc), 1) from None
     typer.echo(
         f"model {outcome.model_id}: {outcome.card['timesteps_done']:,} steps in "
         f"{outcome.seconds:.1f}s ({outcome.steps_per_second:,.0f} steps/s)\n"

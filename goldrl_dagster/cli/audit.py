@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-audit_app = typer.Typer(
-    help="The audit log: who promoted, rolled out, changed limits or resumed trading, and why.",
-    no_args_is_help=True,
+from goldrl_dagster.cli.common import command_group
+
+audit_app = command_group(
+    "The audit log: who promoted, rolled out, changed limits or resumed trading, and why."
 )
 
 

@@ -14,12 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from live_engine.cli import configure_logging
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+from goldrl_dagster.cli.common import configure_logging, fail
 
 
 def evaluate(
@@ -48,7 +43,7 @@ def evaluate(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Score a model walk-forward in Nautilus next to flat, buy-and-hold and SMA cross."""
-    from goldrl_dagster.datasets_cli import find_dataset
+    from goldrl_dagster.lib.datasets.inspection import find_dataset
     from goldrl_dagster.lib.evaluation.model_evaluation import (
         EvaluationError,
         EvaluationSettings,
@@ -71,21 +66,23 @@ def evaluate(
         dataset_hash = find_dataset(runtime.db, dataset).dataset_hash if dataset else None
         request = _window_request(runtime, model_id, start, end) if start and end else None
     except (ValueError, LookupError) as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
     if request is not None:
-        from goldrl_dagster.datasets_cli import build_dataset
+        from goldrl_dagster.cli.common import status
+        from goldrl_dagster.jobs_in_process import JobRunError, build_dataset
 
         try:
-            dataset_hash = str(build_dataset(request)["dataset_hash"])
-        except RuntimeError as exc:
-            raise _fail(f"cannot build the window's dataset: {exc}", 1) from exc
+            with status("materializing datasets/dataset_version in this process …"):
+                dataset_hash = str(build_dataset(request, echo=typer.echo)["dataset_hash"])
+        except JobRunError as exc:
+            raise fail(f"cannot build the window's dataset: {exc}", 1) from exc
     typer.echo(f"evaluating {model_id} ({settings.mode}, {settings.n_folds} folds) …")
     try:
         outcome = evaluate_model(
             runtime, model_id, dataset_hash=dataset_hash, settings=settings, on_fold=typer.echo
         )
     except EvaluationError as exc:
-        raise _fail(str(exc), 1) from exc
+        raise fail(str(exc), 1) from exc
     record = outcome.record
     policy = record.policy_metrics
     typer.echo(
@@ -162,10 +159,10 @@ def promote(
         config = GateConfig(min_trading_days=min_trading_days, min_trades=min_trades)
         runtime = open_runtime()
     except ValueError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
     report_id = latest_own_report(runtime.db, model_id)
     if report_id is None:
-        raise _fail(
+        raise fail(
             f"model {model_id!r} has no evaluation on its own dataset: run `goldrl evaluate "
             f"{model_id}` first",
             2,
@@ -176,7 +173,7 @@ def promote(
             rollout=None if immediate else RolloutConfig(),
         )  # fmt: skip
     except RolloutError as exc:
-        raise _fail(f"the challenger passed but its rollout could not start: {exc}", 1) from exc
+        raise fail(f"the challenger passed but its rollout could not start: {exc}", 1) from exc
     market = f"{verdict.challenger.instrument} {verdict.challenger.interval}"
     typer.echo(
         f"{model_id} on {market} vs champion {verdict.champion_model or '(none)'}, "
@@ -231,12 +228,12 @@ def abort_rollout(
     from goldrl_dagster.lib.storage.rollout_store import RolloutError, transition_rollout
 
     if not by.strip() or not reason.strip():
-        raise _fail("--by and --reason must not be empty", 2)
+        raise fail("--by and --reason must not be empty", 2)
     try:
         moved = transition_rollout(
             open_runtime().db, rollout_id, "aborted", reason=reason.strip(),
             decided_by=by.strip(),
         )  # fmt: skip
     except (RolloutError, LookupError) as exc:
-        raise _fail(str(exc), 1) from exc
+        raise fail(str(exc), 1) from exc
     typer.echo(f"rollout {rollout_id} aborted; {moved.stable_champion} trades {moved.instrument}")

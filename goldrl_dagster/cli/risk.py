@@ -8,9 +8,10 @@ from typing import Annotated
 
 import typer
 
-risk_app = typer.Typer(
-    help="Risk limits: every order (paper and live) is checked against the latest version.",
-    no_args_is_help=True,
+from goldrl_dagster.cli.common import command_group
+
+risk_app = command_group(
+    "Risk limits: every order (paper and live) is checked against the latest version."
 )
 
 
