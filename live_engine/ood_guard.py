@@ -76,6 +76,7 @@ class OodGuard:
         self.holds = 0  # bars held out of distribution
         self.errors = 0  # bars let through unguarded after an internal error
         self.alerted: list[str] = []  # features whose windowed PSI reached the alert level
+        self.psi: dict[str, float] = {}  # the last bar's windowed PSI per feature (metrics)
         self._alert_logged: dict[str, int] = {}  # feature -> bar (ms) its alert was last logged
         self._error_logged: int | None = None
         self._held_since: int | None = None  # first bar of the current run of held bars
@@ -114,6 +115,7 @@ class OodGuard:
             return None
         try:
             verdict = self.monitor.update(dict(zip(self.names, values.tolist(), strict=True)))
+            self.psi = verdict.psi
             if verdict.alerts:
                 self._log_alerts(verdict, bar_ms, log)
             return self._held(verdict, bar_ms, log)
