@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import psycopg
 
-from goldrl_dagster.lib.backoff import backoff_delay
 from goldrl_dagster.lib.storage.rollout_store import Assignment, market_assignment
 from goldrl_dagster.lib.storage.server import Database
+from live_engine.listener import listen_forever
 
 log = logging.getLogger("goldrl.live")
 
@@ -236,47 +236,21 @@ class AssignmentWatcher:
 
     # -- sources of wake-ups ----------------------------------------------------------------
 
-    async def _connect(self) -> psycopg.AsyncConnection:
-        return await psycopg.AsyncConnection.connect(
-            self.db.url,
-            autocommit=True,
-            options=f"-c search_path={self.db.schema},public",
-            application_name=LISTENER_NAME,
-            connect_timeout=10,
-            # A peer that vanished without closing (TCP) is noticed within about a minute.
-            keepalives=1,
-            keepalives_idle=30,
-            keepalives_interval=10,
-            keepalives_count=3,
-        )
-
     async def _listen(self) -> None:
         """LISTEN on the channels forever; a dropped connection is re-opened with backoff."""
-        failures = 0
-        while True:
-            try:
-                async with await self._connect() as conn:
-                    for channel in self.channels:
-                        await conn.execute(f"LISTEN {channel}")
-                    if failures:
-                        self.log.info("assignment listener reconnected after %d failed "
-                                      "attempt(s)", failures)  # fmt: skip
-                    failures = 0
-                    # Anything changed while nobody listened: look at the rows now.
-                    self._wakes.put_nowait(_Wake(TRIGGER_CONNECTED))
-                    while True:
-                        async for notify in conn.notifies(timeout=self.listen_timeout):
-                            self.on_payload(notify.payload, notify.channel)
-                        # A dead connection fails here (or times out: half-open TCP).
-                        await asyncio.wait_for(conn.execute("SELECT 1"), self.listen_timeout)
-            except Exception as exc:  # never ends the session: log, back off, reconnect
-                self.listener_failures += 1
-                delay = backoff_delay(failures, self.backoff)
-                failures += 1
-                self.log.warning("assignment listener lost (%s: %s); reconnecting in %.1fs, "
-                                 "the assignment is still re-read every %gs",
-                                 type(exc).__name__, exc, delay, self.poll_seconds)  # fmt: skip
-                await asyncio.sleep(delay)
+
+        def connected() -> None:  # anything changed while nobody listened: look at the rows
+            self._wakes.put_nowait(_Wake(TRIGGER_CONNECTED))
+
+        def failed() -> None:
+            self.listener_failures += 1
+
+        await listen_forever(
+            self.db, self.channels, on_payload=self.on_payload, on_connected=connected,
+            on_failure=failed, logger=self._logger, what="assignment listener",
+            application_name=LISTENER_NAME, timeout=self.listen_timeout, backoff=self.backoff,
+            poll_seconds=self.poll_seconds,
+        )  # fmt: skip
 
     def on_payload(self, payload: str, channel: str = CHANNEL) -> None:
         """Handle one notification's payload (malformed ones are logged and ignored)."""

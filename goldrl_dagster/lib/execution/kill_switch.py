@@ -61,8 +61,13 @@ def engage(
     session_id: str | None = None,
     reason: str = "kill_switch",
     contract_sha256: str,
+    flatten: bool = True,
 ) -> KillSwitchOutcome:
-    """Pull the kill switch for one instrument of one account."""
+    """Pull the kill switch for one instrument of one account.
+
+    With ``flatten=False`` (an operator's halt that keeps the position) it halts and cancels
+    every open order but sends no flatten order.
+    """
     symbol = instrument.symbol
     transition = machine.halt(reason, now_ms)  # first: nothing new may start from here on
     record_transition(
@@ -70,14 +75,54 @@ def engage(
         version=risk_version, kind="kill_switch",
     )  # fmt: skip
     log.warning("kill switch (%s) on %s %s: halted", reason, broker.account_id, symbol)
+    cancelled = cancel_open_orders(conn, broker, symbol, f"kill switch ({reason})")
+    results: tuple[ExecutionResult, ...] = ()
+    residual = Decimal(0)
+    if flatten:
+        results, residual = flatten_position(
+            conn, broker, instrument, mark=mark, now_ms=now_ms, session_id=session_id,
+            contract_sha256=contract_sha256,
+        )  # fmt: skip
+    report = reconcile(conn, broker, symbol, trigger=f"kill_switch ({reason})",
+                       session_id=session_id)  # fmt: skip
+    return KillSwitchOutcome(cancelled, results, report, residual)
+
+
+def cancel_open_orders(
+    conn: psycopg.Connection, broker: Broker, symbol: str, why: str
+) -> tuple[str, ...]:
+    """Cancel every order the ledger holds open (a "not found" is looked up: it may have filled).
+
+    Returns:
+        The client ids of the orders cancelled or found finished.
+    """
     cancelled = []
     for order in orders_in_states(conn, broker.account_id, symbol, OPEN_STATES):
         view = broker.cancel(order) or broker.query(order)  # "not found" may mean filled
         if view is not None:
-            record_view(conn, broker, order, view, f"kill switch ({reason})")
+            record_view(conn, broker, order, view, why)
         cancelled.append(order.client_order_id)
-    # The position once nothing can fill any more.
-    plan = plan_kill_switch((), broker.position(symbol), instrument, mark)
+    return tuple(cancelled)
+
+
+def flatten_position(
+    conn: psycopg.Connection,
+    broker: Broker,
+    instrument: InstrumentSpec,
+    *,
+    mark: Decimal,
+    now_ms: int,
+    session_id: str | None,
+    contract_sha256: str,
+) -> tuple[tuple[ExecutionResult, ...], Decimal]:
+    """Close the venue's position with reduce-only MARKET orders (intent first).
+
+    Call it once nothing can fill any more (open orders cancelled).
+
+    Returns:
+        The orders' results and the residual below the contract's step or minimum.
+    """
+    plan = plan_kill_switch((), broker.position(instrument.symbol), instrument, mark)
     results = []
     for n, proposal in enumerate(plan.flatten):
         intent = OrderIntent(
@@ -86,7 +131,7 @@ def engage(
             session_id=session_id,
             decision_id=None,
             purpose="flatten",
-            instrument=symbol,
+            instrument=instrument.symbol,
             side=proposal.side,
             order_type="MARKET",
             quantity=proposal.quantity,
@@ -95,6 +140,4 @@ def engage(
             contract_sha256=contract_sha256,
         )
         results.append(execute(conn, broker, intent))
-    report = reconcile(conn, broker, symbol, trigger=f"kill_switch ({reason})",
-                       session_id=session_id)  # fmt: skip
-    return KillSwitchOutcome(tuple(cancelled), tuple(results), report, plan.residual)
+    return tuple(results), plan.residual

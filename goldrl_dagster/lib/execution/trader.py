@@ -186,12 +186,15 @@ class Trader:
             log.warning("%s %s: trading resumed after the circuit breaker's cooldown",
                         self.broker.account_id, self.symbol)  # fmt: skip
 
-    def kill_switch(self, reason: str, mark: Decimal) -> KillSwitchOutcome:
-        """Halt, cancel every open order and flatten with reduce-only orders (recorded)."""
+    def kill_switch(self, reason: str, mark: Decimal, *, flatten: bool = True) -> KillSwitchOutcome:
+        """Halt, cancel every open order and flatten with reduce-only orders (recorded).
+
+        ``flatten=False`` keeps the position (halt and cancel only).
+        """
         return engage(
             self.conn, self.broker, self.machine, self.instrument, mark=mark,
             now_ms=self.clock(), risk_version=self.limits.version, session_id=self.session_id,
-            reason=reason, contract_sha256=self.instrument.content_sha256(),
+            reason=reason, contract_sha256=self.instrument.content_sha256(), flatten=flatten,
         )  # fmt: skip
 
     # -- decisions -----------------------------------------------------------------------

@@ -265,9 +265,17 @@ def market_assignment(db: Database, instrument: str, interval: str) -> Assignmen
 
     - no rollout in progress: the champion trades at full size;
     - shadow: the champion trades, the challenger decides in shadow;
-    - canary: the challenger trades at the canary fraction, the champion decides in shadow.
+    - canary: the challenger trades at the canary fraction, the champion decides in shadow;
+    - a model an operator pinned to the market (``model_pins``) trades at full size, alone,
+      whatever the champion (a pin is refused while a rollout is in progress).
     """
     with db.connect() as conn:
+        pinned = conn.execute(
+            "SELECT model_id FROM model_pins WHERE instrument = %s AND interval = %s",
+            (instrument, interval),
+        ).fetchone()
+        if pinned is not None:
+            return Assignment(pinned[0])
         champion = conn.execute(
             "SELECT model_id FROM champions WHERE instrument = %s AND interval = %s",
             (instrument, interval),
