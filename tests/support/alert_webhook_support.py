@@ -38,7 +38,7 @@ def local_webhook() -> Iterator[Webhook]:
     hook: Webhook
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with hook.lock:
                 hook.requests.append(body)
