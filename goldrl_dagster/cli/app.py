@@ -6,6 +6,7 @@ its command functions, so building this app (and ``goldrl --help``) loads typer 
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 import typer
@@ -63,3 +64,24 @@ app.command("abort-rollout")(abort_rollout)
 app.command("demo")(demo)
 app.command("import-candles")(import_candles_cmd)
 app.command("account")(account)
+
+
+def _register_optional(module: str, attribute: str, name: str) -> None:
+    """Add the Typer app ``module.attribute`` as ``goldrl <name>`` when that module exists.
+
+    Command families maintained beside this package (``goldrl analytics``) join the root
+    group here. A missing module is skipped; one that fails to import fails
+    loudly. Their help is rendered plainly too, so ``--help`` stays free of Rich.
+    """
+    try:
+        family = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            return
+        raise
+    sub_app: typer.Typer = getattr(family, attribute)
+    sub_app.rich_markup_mode = None
+    app.add_typer(sub_app, name=name)
+
+
+_register_optional("goldrl_dagster.analytics_cli", "analytics_app", "analytics")
