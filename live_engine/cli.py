@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import dataclasses
 from typing import Annotated
 
 import typer
@@ -11,14 +11,15 @@ import typer
 OWN_LOGGERS = ("goldrl", "goldrl_dagster", "live_engine")
 
 
-def configure_logging(verbose: bool) -> None:
-    """Goldrl's own loggers at INFO (DEBUG with --verbose); libraries only from WARNING."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for name in OWN_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+def configure_logging(verbose: bool, log_format: str = "text") -> None:
+    """Goldrl's own loggers at INFO (DEBUG with --verbose); libraries only from WARNING.
+
+    ``log_format`` ``json`` writes one JSON object per line with the bound context
+    (``live_engine.logs``); both formats mask secrets.
+    """
+    from live_engine.logs import configure_logging as configure
+
+    configure(verbose, log_format, OWN_LOGGERS)
 
 
 def live(
@@ -53,6 +54,16 @@ def live(
             "guard. Default: required in live mode (fail closed), on in paper mode.",
         ),
     ] = "",
+    metrics_port: Annotated[
+        int,
+        typer.Option(min=0, max=65535, help="Port of the Prometheus endpoint on 127.0.0.1 "
+                     "(/metrics); 0: none."),
+    ] = 9464,
+    log_format: Annotated[
+        str,
+        typer.Option(envvar="GOLDRL_LOG_FORMAT", help="text, or json: one JSON object per line "
+                     "with instrument, model, bar time, order and stage (secrets masked)."),
+    ] = "text",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Trade the champion (or, in paper mode, --model-id) on the BingX (or simulator) stream.
@@ -67,8 +78,8 @@ def live(
     from live_engine.service import LiveEngineError, run_live_engine
     from live_engine.settings import LiveSettings
 
-    configure_logging(verbose)
     try:
+        configure_logging(verbose, log_format)
         if mode not in ("paper", "live"):
             raise ValueError(f"--mode must be paper or live, got {mode!r}")
         settings = LiveSettings.from_environment(
@@ -81,6 +92,7 @@ def live(
             # Live money fails closed: no training reference, no trading (unless told "on").
             ood_guard=(ood_guard or ("required" if mode == "live" else "on")),  # type: ignore[arg-type]
         )
+        settings = dataclasses.replace(settings, metrics_port=metrics_port)
         summary = asyncio.run(run_live_engine(settings))
     except (LiveEngineError, CredentialsError, ValueError, LookupError) as exc:
         typer.echo(f"live engine refused to start: {exc}", err=True)

@@ -82,6 +82,7 @@ from goldrl_dagster.lib.rl.policy import LoadedPolicy, PolicyBundleError, load_p
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.account_state import AccountState
 from goldrl_dagster.lib.storage.artifacts import ArtifactIntegrityError
+from goldrl_dagster.lib.storage.heartbeat_store import upsert_heartbeat
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import (
     ModelRecord,
@@ -95,6 +96,9 @@ from goldrl_dagster.lib.storage.rollout_store import (
     market_assignment,
     record_shadow_decision,
 )
+from live_engine.controls import ControlWatcher, apply_command, restore_pause
+from live_engine.logs import BoundLog
+from live_engine.metrics import EngineMetrics
 from live_engine.model_watch import TRIGGER_STARTUP, AssignmentWatcher, describe_assignment
 from live_engine.ood_guard import OodGuard, load_ood_guard
 from live_engine.settings import LiveSettings
@@ -509,6 +513,7 @@ class DecisionLoop:
         self.trading = trading
         self.summary = summary
         self.log = SessionLog(settings.instrument, model.model_id)
+        self.metrics = EngineMetrics(self)  # Prometheus, and the heartbeat's health summary
         self._recent: deque[Kline] = deque(maxlen=RECENT_BARS)
         self.last_bar_ms: int | None = None  # newest bar in the features (read by the watcher)
         self._last_lease = -math.inf
@@ -518,6 +523,7 @@ class DecisionLoop:
         self.rollout_id: int | None = None
         self.stage: str | None = None
         self.shadows: dict[str, ShadowModel] = {}
+        self.paused: str | None = None  # why an operator paused decisions (live_engine.controls)
         self._full_quantity = trading.trader.order_quantity
         self._row: tuple[int, FeatureRow] | None = None  # the newest bar's trading features
         try:
@@ -653,6 +659,7 @@ class DecisionLoop:
         Shadow models decide after the trading decision (never before it, never instead of
         it): see :meth:`shadow_step`.
         """
+        self.log.bind(bar_time=_bar_time(kline.open_time_ms), order=None, stage=self.stage)
         features = self.feature_row(kline)
         if features is None:
             return
@@ -677,6 +684,8 @@ class DecisionLoop:
             self.log.info("bar %s: features warming up, no decision", bar_time.isoformat())
             return False
         hold = self._guard(kline, features)
+        if self.paused is not None:  # an operator's pause holds every bar
+            hold = self.paused
         return self.writer.run(
             lambda conn: self._decide(conn, kline, features.values, bar_time, hold)
         )
@@ -750,6 +759,7 @@ class DecisionLoop:
         )
         if stored.completed:
             return False  # decided and traded before (a replayed bar)
+        self.metrics.decided(kline.open_time_ms, self.clock())
         if self.trading.paper is not None:
             self.trading.paper.mark(close, (kline.high - kline.low) / kline.close)
         step = INTERVAL_MS[self.settings.interval]
@@ -768,6 +778,7 @@ class DecisionLoop:
         self.summary.last_equity = float(equity)
         self.summary.position = float(held.quantity)
         self.summary.actions.append(stored.target_position + 1)
+        self.metrics.completed(outcome, float(held.quantity), float(close), float(equity))
         self.log.info("bar %s close %s: target %+d, %s, equity %.2f", bar_time.isoformat(),
                       close, stored.target_position, outcome, equity)  # fmt: skip
         return True
@@ -815,7 +826,7 @@ class DecisionLoop:
         """
         if hold is not None:
             self.summary.held += 1
-            self.summary.ood_holds += 1
+            self.summary.ood_holds += self.paused is None
             kept = state.position.quantity
             trader.order_quantity = abs(kept) if kept else self._full_quantity
             target = int(kept.compare(0))
@@ -866,6 +877,8 @@ class DecisionLoop:
             self.log.warning("bar %s: order blocked by risk (%s)", bar.open_time_ms, rules)
             return f"blocked: {rules}", None
         order = placement.result.order
+        self.metrics.order_sent(bar, placement.result, self.clock())
+        self.log.bind(order=order.client_order_id)
         self.summary.orders += 1
         self.log.info("order %s %s %s: %s (%s)", order.client_order_id, order.side,
                       order.quantity, order.state.value, placement.result.reason)  # fmt: skip
@@ -1297,6 +1310,7 @@ class DecisionLoop:
                 report = trader.reconcile(trigger)
                 self.summary.reconciliations += 1
                 self.summary.failed_reconciliations += not report.passed
+                self.metrics.reconciled(report)
             if account_due:
                 self._last_account_check = now
                 venue_now = datetime.fromtimestamp(self.clock() / 1000, tz=UTC)
@@ -1317,16 +1331,11 @@ def _equity(cash: Decimal, position: Position, mark: Decimal) -> Decimal:
     return cash + position.quantity * (mark - position.entry_price)
 
 
-class SessionLog(logging.LoggerAdapter):
-    """The engine's log lines, each bound to the instrument and model traded."""
+class SessionLog(BoundLog):
+    """The engine's log lines, bound to the instrument, model, bar, order and rollout stage."""
 
     def __init__(self, instrument: str, model_id: str) -> None:
         super().__init__(log, {"instrument": instrument, "model_id": model_id})
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        """Prefix the message with the instrument and model."""
-        extra = self.extra or {}
-        return f"[{extra['instrument']} {extra['model_id']}] {msg}", kwargs
 
 
 def exchange_clock(rest: BingXRestClient) -> ServerClock:
@@ -1413,6 +1422,7 @@ async def run_live_engine(
             credentials=credentials, guard=guard,
         ))  # fmt: skip
         stack.callback(loop.trading.close)
+        stack.enter_context(loop.metrics.serving(settings.metrics_host, settings.metrics_port))
         # The canary's size and the rollout from the first bar (shadow models start once the
         # history is in).
         loop.size_fraction = assignment.size_fraction
@@ -1491,6 +1501,7 @@ def open_session(
         stop_session(runtime.db, summary.session_id, f"refused: {exc}")
         raise LiveEngineError(str(exc)) from exc
     summary.reconciliations += 1
+    loop.metrics.reconciled(report)
     loop.log.info("start-up reconciliation passed (%d orders checked, %d repaired)",
                   report.orders_checked, report.orders_repaired)  # fmt: skip
     return loop
@@ -1533,11 +1544,20 @@ async def _run_session(
         loop.log.info("pinned to model %s (--model-id): not following the champion or "
                       "rollouts (no canary size, no shadow models)",
                       settings.model_id)  # fmt: skip
+    # Operator commands: a pause carried over, then whatever was issued while no engine ran
+    # (a halt applies before the first order).
+    controls = ControlWatcher(
+        loop, partial(apply_command, loop, on_thread, watcher),
+        poll_seconds=settings.control_poll_seconds,
+    )  # fmt: skip
+    await asyncio.to_thread(restore_pause, loop)
+    await controls.check()
     event_loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             event_loop.add_signal_handler(sig, stop.set)
     stream = KlineStream(settings.ws_url, settings.instrument, settings.interval, rest_client=rest)
+    stream = loop.metrics.watch(stream, loop.clock)  # timed: ingestion lag, reconnects
     queue: asyncio.Queue[Kline] = asyncio.Queue()
     wake = asyncio.Event()
     try:
@@ -1554,6 +1574,7 @@ async def _run_session(
                 tasks.append(group.create_task(_account_events(account, wake), name="account"))
             if watcher is not None:
                 tasks.append(group.create_task(watcher.run(), name="assignment"))
+            tasks.append(group.create_task(controls.run(), name="controls"))
             timed_out = await _wait_for_stop(stop, settings.duration_seconds)
             tasks[0].cancel()
             await _drain(queue)
@@ -1895,6 +1916,7 @@ async def _heartbeat(loop: DecisionLoop) -> None:
         await asyncio.sleep(settings.heartbeat_seconds)
         try:
             await asyncio.to_thread(beat, runtime.db, summary.session_id)
+            await asyncio.to_thread(upsert_heartbeat, runtime.db, loop.metrics.heartbeat())
         except (psycopg.Error, OSError) as exc:  # e.g. a restarting database
             log.warning("heartbeat not recorded (%s); retrying at the next beat", exc)
         if time.monotonic() - last_sync >= CLOCK_RESYNC_SECONDS:

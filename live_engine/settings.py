@@ -48,6 +48,8 @@ class LiveSettings:
             market's assignment (champion, rollout stage, canary size, shadow models), in case
             a ``goldrl_champion`` or ``goldrl_rollout`` notification was missed (sessions
             pinned with ``model_id`` never swap and run no shadow models).
+        control_poll_seconds: How often the session re-reads its market's open operator
+            commands in case a ``goldrl_control`` notification was missed.
         ood_guard: The out-of-distribution guard of the trading model (``OOD_GUARDS``). ``on``:
             a bar whose features fall outside the model's training reference (the feature
             statistics of its training days) or are not finite is held — recorded, no order,
@@ -57,6 +59,9 @@ class LiveSettings:
             refused and recorded). ``off``: no guard. Paper and live alike default to ``on``.
         drift_window_bars: Bars of the guard's rolling PSI window (its alerts are logged, never
             held); 1440 is a day of 1m bars.
+        metrics_host: Address the Prometheus endpoint listens on (loopback by default).
+        metrics_port: Port of the Prometheus endpoint (``/metrics``); 0: not served (the
+            default here; ``goldrl live`` serves on 9464 unless ``--metrics-port 0``).
     """
 
     instrument: str
@@ -75,8 +80,11 @@ class LiveSettings:
     in_flight_check_seconds: float = 2.0
     account_check_seconds: float = 60.0
     champion_poll_seconds: float = 30.0
+    control_poll_seconds: float = 5.0
     ood_guard: Literal["on", "required", "off"] = "on"
     drift_window_bars: int = 1440
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -92,6 +100,7 @@ class LiveSettings:
         _positive("in_flight_check_seconds", self.in_flight_check_seconds)
         _positive("account_check_seconds", self.account_check_seconds)
         _positive("champion_poll_seconds", self.champion_poll_seconds)
+        _positive("control_poll_seconds", self.control_poll_seconds)
         if self.duration_seconds is not None:
             _positive("duration_seconds", self.duration_seconds)
         if isinstance(self.leverage, bool) or not isinstance(self.leverage, int):
@@ -111,6 +120,9 @@ class LiveSettings:
             raise ValueError(f"drift_window_bars must be a positive whole number, got {window!r}")
         if self.interval != "1m":
             raise ValueError(f"the live engine trades 1m bars for now, got {self.interval!r}")
+        port = self.metrics_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"metrics_port must be a port number (0: none), got {port!r}")
 
     @classmethod
     def from_environment(

@@ -375,3 +375,27 @@ def paused_reason(conn: psycopg.Connection, instrument: str, interval: str) -> s
 def pause_text(action: str, actor: str, reason: str) -> str:
     """How a pause is said in decision records: ``paused by <who> (<action>): <why>``."""
     return f"paused by {actor} ({action}): {reason}"
+
+
+def answer_text(command: ControlCommand) -> str:
+    """The command's outcome for an operator: the engine's state, the refusal, or what waits."""
+    head = command.describe()
+    if command.status in ("applied", "refused") and command.result:
+        state = command.result
+        paused = f", decisions paused ({state['paused']})" if state.get("paused") else ""
+        stage = f", rollout {state['rollout_id']} in {state['stage']}" if state.get("stage") else ""
+        return (
+            f"{head}\n  engine {command.claimed_by}: trading {state.get('trading_state')}"
+            f"{paused}; model {state.get('model_id')}{stage}; position {state.get('position')}; "
+            f"risk limits v{state.get('risk_version')}"
+        )
+    if command.status == "pending":
+        until = (
+            "until an engine for the market starts"
+            if command.expires_at is None
+            else f"until {command.expires_at:%Y-%m-%d %H:%M:%S %Z}, then it expires"
+        )
+        return f"{head}\n  no engine has answered yet: the command stays pending {until}"
+    if command.status == "claimed":
+        return f"{head}\n  engine {command.claimed_by} took it and has not answered yet"
+    return head
