@@ -419,3 +419,41 @@ def test_an_engine_started_with_model_id_refuses_assignment_commands_and_says_wh
     assert "--model-id" in answered.refusal
     assert answered.result["model_id"] == A
     assert [c.command_id for c in list_commands(db, instrument=SYMBOL, open_only=True)] == []
+
+
+def test_the_ops_jobs_are_answered_by_the_engine_and_a_refusal_fails_the_run(simulator):
+    from goldrl_dagster.defs.operations.jobs import engine_jobs
+    from goldrl_dagster.defs.resources import GoldrlStorage
+
+    jobs = {job.name: job for job in engine_jobs}
+    account = _account("ctl-jobs")
+
+    def launch(name: str) -> Any:
+        op = f"{name.removeprefix('ops_')}_command"
+        config = {"actor": "launchpad-test", "reason": "from the UI", "instrument": SYMBOL}
+        return jobs[name].execute_in_process(
+            run_config={"ops": {op: {"config": config}}},
+            resources={"storage": GoldrlStorage()}, raise_on_error=False,
+        )  # fmt: skip
+
+    async def scenario() -> tuple[Any, Any]:
+        stop, engine = _engine(simulator, account)
+        task = asyncio.create_task(engine())
+        await _long(account)
+        paused = await asyncio.to_thread(launch, "ops_pause")
+        await asyncio.to_thread(launch, "ops_unpause")
+        refused = await asyncio.to_thread(launch, "ops_unpause")  # nothing paused any more
+        stop.set()
+        await task
+        return paused, refused
+
+    paused, refused = asyncio.run(scenario())
+    assert paused.success
+    output = paused.output_for_node("pause_command")
+    assert output["status"] == "applied"
+    assert output["result"]["paused"] == "paused by launchpad-test (pause): from the UI"
+    observed = paused.get_step_success_events()[0]
+    assert observed.step_key == "pause_command"
+    assert not refused.success
+    failure = refused.get_step_failure_events()[0].step_failure_data.error
+    assert "decisions are not paused" in failure.message
