@@ -20,6 +20,11 @@ from goldrl_dagster.lib.control.commands import (
     issue_command,
 )
 from goldrl_dagster.lib.storage.audit_log import append_audit
+from goldrl_dagster.lib.storage.drift_reports import (
+    GovernanceRequest,
+    mark_governance_request_handled,
+    read_governance_requests,
+)
 from goldrl_dagster.lib.storage.registry import load_dataset_record, record_promotion_decision
 from goldrl_dagster.lib.storage.risk_store import store_new_risk_version
 from goldrl_dagster.lib.storage.rollout_store import (
@@ -291,3 +296,31 @@ def rollout_of(db: Database, rollout_id: int) -> tuple[str, str, str]:
     except LookupError as exc:
         raise ControlCommandError(str(exc)) from exc
     return rollout.instrument, rollout.interval, rollout.stage
+
+
+def pending_halt_requests(db: Database) -> list[GovernanceRequest]:
+    """Governance requests of kind ``halt`` (from the drift monitors) not acted on yet."""
+    return [r for r in read_governance_requests(db, pending_only=True) if r.kind == "halt"]
+
+
+def execute_halt_request(db: Database, request: GovernanceRequest) -> ControlCommand | None:
+    """Act on a ``halt`` governance request: a halt command for its market, recorded on both.
+
+    The command's actor is the requester (e.g. ``goldrl performance_drift``) and its reason
+    names the request. Issuing twice (a crash between the two writes) only halts a halted
+    market again.
+
+    Returns:
+        The command, or None when the request was handled meanwhile.
+    """
+    if request.kind != "halt":
+        raise ControlCommandError(f"request {request.request_id} is a {request.kind}, not a halt")
+    command = issue(
+        db, action="halt", instrument=request.instrument, interval=request.interval,
+        actor=f"goldrl {request.requested_by}",
+        reason=f"governance request {request.request_id}: {request.reason}",
+    )  # fmt: skip
+    handled = mark_governance_request_handled(
+        db, request.request_id, f"halt command {command.command_id} issued"
+    )
+    return command if handled else None
