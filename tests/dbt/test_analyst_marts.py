@@ -387,6 +387,7 @@ def test_fill_slippage_is_signed_as_a_cost(marts):
         "champion", "champion", "canary",
     ]  # fmt: skip
     assert by_order["o-d1"]["mode"] == "paper"
+    assert by_order["o-d1"]["decision_to_fill_ms"] == pytest.approx(1000.0)  # decided +5 s, +6 s
     flatten = by_order["o-flatten"]
     assert (flatten["purpose"], flatten["decision_price"], flatten["slippage_bps"]) == (
         "flatten", None, None,

@@ -30,7 +30,20 @@ class GoldrlDbtTranslator(DagsterDbtTranslator):
 def analytics_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: GoldrlStorage
 ) -> Iterator[Any]:
-    """Dbt build: staging views over goldrl's tables, marts for analysts, and their tests."""
+    """Dbt build: staging views over goldrl's tables, marts for analysts, and their tests.
+
+    Then the docs site (``goldrl analytics docs`` prints or serves it). A failed docs
+    generation is logged as a warning: the built marts stay materialized.
+    """
+    from goldrl_dagster.lib.analytics_docs import DbtCommandError, generate_docs
+
     # The profile reads the connection from the environment of the dbt process.
-    os.environ.update(storage.runtime().dbt_env())
+    env = storage.runtime().dbt_env()
+    os.environ.update(env)
     yield from dbt.cli(["build"], context=context).stream()
+    try:
+        index = generate_docs(env)
+    except (DbtCommandError, OSError) as error:
+        context.log.warning(f"dbt docs generate failed: {error}")
+    else:
+        context.log.info(f"dbt docs site: {index}")
