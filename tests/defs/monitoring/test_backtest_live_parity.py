@@ -17,8 +17,16 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from dbt_support import (
+    analytics,
+    dbt_environment,
+    drop_analytics_schema,
+    failed_nodes,
+    node_statuses,
+    run_dbt,
+    truncate_goldrl_tables,
+)
 from live_engine_support import register_candidate_model
-from psycopg import sql
 
 from goldrl_dagster.defs.monitoring.parity import backtest_live_parity
 from goldrl_dagster.defs.resources import GoldrlStorage
@@ -42,25 +50,6 @@ SYMBOL = "XAUT-USDT"
 SPEC = DEFAULT_FEATURE_SET
 MODEL_ID = "ppo-paritytest"
 TOLERANCE = 1e-6
-
-
-def _truncate_goldrl_tables(db):
-    """Start from an empty database: the day's report covers every session of the day."""
-    with db.connect() as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = %s "
-                "AND tablename <> 'schema_migrations'",
-                (db.schema,),
-            )
-        ]
-        conn.execute(
-            sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
-                sql.SQL(", ").join(sql.Identifier(t) for t in tables)
-            )
-        )
-        conn.commit()
 
 
 def _volume_follower(fit_policy):
@@ -98,7 +87,7 @@ def _volume_follower(fit_policy):
 @pytest.fixture(scope="module")
 def paper_day(settings, database, simulator, tmp_path_factory):
     """A paper session of a hand-set model on the simulator, and the day's candles stored."""
-    _truncate_goldrl_tables(database)
+    truncate_goldrl_tables(database)  # the day's report covers every session of the day
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(train_module, "fit_policy", _volume_follower(train_module.fit_policy))
         register_candidate_model(simulator.base_url, MODEL_ID, tmp_path_factory.mktemp("model"))
@@ -271,3 +260,31 @@ def test_a_planted_candle_is_flagged_on_exactly_the_bars_it_changes(paper_day, d
     assert causes == {"feature_mismatch"}
     first_divergence = bars.filter(pl.col("cause").is_not_null())["bar_open_time"][0]
     assert first_divergence == min(changed) == when
+
+
+def test_the_parity_mart_has_one_row_per_report_with_the_gap_by_cause(
+    paper_day, database, tmp_path
+):
+    # Runs after the planted candle: the stored report is the mismatching one.
+    [report] = read_frame(database, "SELECT * FROM parity_reports").iter_rows(named=True)
+    with dbt_environment(database):
+        try:
+            result = run_dbt(tmp_path, "build", "--select", "+backtest_live_parity")
+            assert not failed_nodes(result), node_statuses(result)
+            assert {"stg_parity__reports", "stg_parity__report_bars", "backtest_live_parity"} <= (
+                set(node_statuses(result))
+            )
+            mart = analytics(database, "backtest_live_parity", "report_id")
+        finally:
+            drop_analytics_schema(database)
+    [row] = mart.iter_rows(named=True)
+    assert (row["session_id"], row["model_id"], row["parity_date"]) == (
+        paper_day["session_id"], MODEL_ID, paper_day["day"],
+    )  # fmt: skip
+    assert row["status"] == "mismatch" == report["status"]
+    attribution = _attribution(report)
+    gaps = {cause: row[f"gap_{cause}"] for cause in CAUSES}
+    assert gaps == pytest.approx(attribution, abs=1e-12)
+    assert sum(gaps.values()) == pytest.approx(row["pnl_gap"], abs=TOLERANCE)
+    assert row["bars_feature_mismatch"] >= 1 and row["bars_missed"] == 0
+    assert row["disagreeing_bars"] == row["compared_bars"] - row["agreeing_bars"] >= 1
