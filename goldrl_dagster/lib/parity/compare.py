@@ -244,12 +244,15 @@ def _vwap(fills: list[BacktestFill]) -> tuple[float, float, float | None]:
     return quantity, commission, price
 
 
-def _bar_cause(bar: LiveBar, feature_match: bool | None, agree: bool | None) -> str | None:
-    """Why this bar could make the live and backtest positions part (None: nothing of its own)."""
+def _bar_cause(bar: LiveBar, agree: bool | None, feature_match: bool | None) -> str | None:
+    """What on this bar itself could part the live and backtest positions (None: nothing).
+
+    A decided bar where live reached the target the backtest gives for the same position has
+    no cause of its own (a trade difference there comes from an earlier divergence); a feature
+    mismatch that did not change the decision is no cause either.
+    """
     if not bar.decided:
         return "missed_bars"
-    if feature_match is False and not bar.guard_held:
-        return "feature_mismatch"
     reached = (
         bar.position_after is not None
         and bar.target is not None
@@ -258,7 +261,7 @@ def _bar_cause(bar: LiveBar, feature_match: bool | None, agree: bool | None) -> 
     if bar.guard_held or not reached:
         return "held_or_blocked"
     if agree is False:
-        return "unexplained"
+        return "unexplained" if feature_match else "feature_mismatch"
     return None
 
 
@@ -363,7 +366,7 @@ def compare_window(
         pnl_l = mark_l - cost_l - fund_l
         pnl_b = mark_b - cost_b - fund_b
         # Attribution of pnl_l - pnl_b.
-        bar_cause = _bar_cause(bar, feature_match, agree)
+        bar_cause = _bar_cause(bar, agree, feature_match)
         attribution["funding"] += -(fund_l - fund_b)
         mark_cause = open_cause or "unexplained"
         if mark_l != mark_b:
