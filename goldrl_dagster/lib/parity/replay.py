@@ -132,6 +132,9 @@ def read_day_decisions(runtime: Runtime, instrument: str, interval: str, day: da
         One row per decision, ordered by session, model and bar: the ``live_decisions`` columns
         the comparison needs, ``mode``, and per decision the signed filled quantity
         (``fill_quantity``), its volume-weighted price (``fill_price``) and fees (``fill_fee``).
+
+    Raises:
+        ParityError: If a decision names a dataset the registry does not know.
     """
     start, end = _day_bounds(day)
     frame = read_frame(
@@ -152,10 +155,13 @@ def read_day_decisions(runtime: Runtime, instrument: str, interval: str, day: da
     )
     if frame.height == 0:
         return frame
-    intervals = {
-        digest: load_dataset_record(runtime.db, digest).interval
-        for digest in frame["dataset_hash"].unique().to_list()
-    }
+    try:
+        intervals = {
+            digest: load_dataset_record(runtime.db, digest).interval
+            for digest in frame["dataset_hash"].unique().to_list()
+        }
+    except LookupError as exc:
+        raise ParityError(f"a live decision names an unknown dataset: {exc}") from exc
     return frame.filter(pl.col("dataset_hash").replace_strict(intervals) == interval)
 
 
@@ -209,7 +215,12 @@ def _window_features(
     candles = read_candles(runtime.db, instrument, interval, anchor, end)
     if candles.height == 0:
         raise ParityError(f"no stored {instrument} {interval} candles from {anchor} to {end}")
-    features = compute_features_anchored(candles, spec)
+    try:
+        features = compute_features_anchored(candles, spec)
+    except ValueError as exc:
+        raise ParityError(
+            f"cannot recompute {spec.name} v{spec.version} from the stored candles: {exc}"
+        ) from exc
     return candles.join(features, on="open_time", how="left")
 
 
