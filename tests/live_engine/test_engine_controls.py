@@ -9,13 +9,13 @@ always want a long position, so halts and flattens have a position to act on.
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_sessions import paper_account, query, running_session, until
 from live_engine_support import SYMBOL, promote_champion, register_candidate_model
 
 from goldrl_dagster.lib.control.commands import (
@@ -108,26 +108,9 @@ def _settings(simulator, account: str) -> LiveSettings:
     )
 
 
-def _account(name: str) -> str:
-    return f"paper:{name}-{time.time_ns()}"
-
-
-def _query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with open_runtime().db.connect() as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def _session_id(account: str) -> str | None:
-    rows = _query(
-        "SELECT session_id FROM live_sessions WHERE account_id = %s AND stopped_at IS NULL",
-        account,
-    )
-    return rows[0][0] if rows else None
-
-
 def _decisions(session_id: str) -> list[tuple[Any, ...]]:
     """(bar_open_time, model_id, position_after, outcome) in bar order."""
-    return _query(
+    return query(
         "SELECT bar_open_time, model_id, position_after, outcome FROM live_decisions "
         "WHERE session_id = %s ORDER BY bar_open_time",
         session_id,
@@ -136,26 +119,16 @@ def _decisions(session_id: str) -> list[tuple[Any, ...]]:
 
 def _orders(session_id: str) -> list[tuple[str, str, str]]:
     """(purpose, side, state) of the session's orders, in the order they were written."""
-    return _query(
+    return query(
         "SELECT purpose, side, state FROM orders WHERE session_id = %s ORDER BY created_at",
         session_id,
     )
 
 
-async def _until(check: Callable[[], Any], what: str, timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await asyncio.to_thread(check)
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def _long(account: str) -> str:
     """The session on ``account``, once it holds its long position."""
-    session_id = await _until(lambda: _session_id(account), f"a session on {account}")
-    await _until(
+    session_id = await until(lambda: running_session(account), f"a session on {account}")
+    await until(
         lambda: any(row[2] > 0 for row in _decisions(session_id)), "a long position"
     )
     return session_id
@@ -171,7 +144,7 @@ async def _answer(command: ControlCommand) -> ControlCommand:
 
 def _audit(command_id: int) -> list[tuple[str, Any, Any]]:
     """(action, before, after) of the audit entries about one command, in chain order."""
-    return _query(
+    return query(
         "SELECT action, before, after FROM audit_log WHERE (after ->> 'command_id')::bigint = %s "
         "ORDER BY entry_id",
         command_id,
@@ -186,7 +159,7 @@ def _engine(simulator, account: str) -> tuple[asyncio.Event, Callable[[], Any]]:
 
 def test_halt_flattens_a_refused_resume_names_the_cooldown_and_a_later_resume_trades(simulator):
     db = open_runtime().db
-    account = _account("ctl-halt")
+    account = paper_account("ctl-halt")
     # A minute's cooldown on the venue's clock (one real second at 60x), as a new limits
     # version loaded by the running engine through its own command.
     limits = {k: v for k, v in DEFAULT_LIMITS.to_dict().items() if k != "version"}
@@ -215,7 +188,7 @@ def test_halt_flattens_a_refused_resume_names_the_cooldown_and_a_later_resume_tr
             engine_command, db, "resume", SYMBOL, "1m", actor="ops-test", reason="drill over"
         )
         resumed = await _answer(late)
-        await _until(
+        await until(
             lambda: _decisions(session_id)[-1][2] > 0, "the long position reopened after resume"
         )
         stop.set()
@@ -255,7 +228,7 @@ def test_halt_flattens_a_refused_resume_names_the_cooldown_and_a_later_resume_tr
 
 def test_a_pause_holds_every_bar_survives_a_restart_and_unpause_trades_again(simulator):
     db = open_runtime().db
-    account = _account("ctl-pause")
+    account = paper_account("ctl-pause")
 
     async def first_session() -> tuple[ControlCommand, str, int]:
         stop, engine = _engine(simulator, account)
@@ -266,7 +239,7 @@ def test_a_pause_holds_every_bar_survives_a_restart_and_unpause_trades_again(sim
         )
         paused = await _answer(pause)
         decided = len(await asyncio.to_thread(_decisions, session_id))
-        await _until(lambda: len(_decisions(session_id)) >= decided + 2, "two paused bars")
+        await until(lambda: len(_decisions(session_id)) >= decided + 2, "two paused bars")
         stop.set()
         await task
         return paused, session_id, decided
@@ -280,13 +253,13 @@ def test_a_pause_holds_every_bar_survives_a_restart_and_unpause_trades_again(sim
     async def second_session() -> tuple[ControlCommand, str]:
         stop, engine = _engine(simulator, account)
         task = asyncio.create_task(engine())
-        session_id = await _until(lambda: _session_id(account), "the second session")
-        await _until(lambda: len(_decisions(session_id)) >= 2, "two decisions after restart")
+        session_id = await until(lambda: running_session(account), "the second session")
+        await until(lambda: len(_decisions(session_id)) >= 2, "two decisions after restart")
         unpause = await asyncio.to_thread(
             engine_command, db, "unpause", SYMBOL, "1m", actor="ops-test", reason="calm"
         )
         answered = await _answer(unpause)
-        await _until(lambda: "paused" not in _decisions(session_id)[-1][3], "a traded bar")
+        await until(lambda: "paused" not in _decisions(session_id)[-1][3], "a traded bar")
         stop.set()
         await task
         return answered, session_id
@@ -300,7 +273,7 @@ def test_a_pause_holds_every_bar_survives_a_restart_and_unpause_trades_again(sim
 
 def test_flatten_closes_the_position_and_keeps_it_closed_until_unpaused(simulator):
     db = open_runtime().db
-    account = _account("ctl-flat")
+    account = paper_account("ctl-flat")
 
     async def scenario() -> tuple[ControlCommand, str, int]:
         stop, engine = _engine(simulator, account)
@@ -311,7 +284,7 @@ def test_flatten_closes_the_position_and_keeps_it_closed_until_unpaused(simulato
         )
         answered = await _answer(flatten)
         decided = len(await asyncio.to_thread(_decisions, session_id))
-        await _until(lambda: len(_decisions(session_id)) >= decided + 2, "two bars after")
+        await until(lambda: len(_decisions(session_id)) >= decided + 2, "two bars after")
         stop.set()
         await task
         return answered, session_id, decided
@@ -328,7 +301,7 @@ def test_flatten_closes_the_position_and_keeps_it_closed_until_unpaused(simulato
 
 def test_pin_unpin_a_refused_pin_and_a_rollback_are_answered_with_the_model_trading(simulator):
     db = open_runtime().db
-    account = _account("ctl-pin")
+    account = paper_account("ctl-pin")
 
     async def scenario() -> dict[str, ControlCommand]:
         stop, engine = _engine(simulator, account)
@@ -346,7 +319,7 @@ def test_pin_unpin_a_refused_pin_and_a_rollback_are_answered_with_the_model_trad
         ))  # fmt: skip
         await asyncio.to_thread(unpin_model, db, SYMBOL, "1m", actor="ops-test", reason="undo")
         await asyncio.to_thread(promote_champion, B)  # B replaces A as the champion
-        await _until(lambda: _decisions(_session_id(account))[-1][1] == B, "B trading")
+        await until(lambda: _decisions(running_session(account))[-1][1] == B, "B trading")
         out["rollback"] = await _answer(await asyncio.to_thread(
             rollback_champion, db, SYMBOL, "1m", actor="ops-test", reason="B misbehaves"
         ))  # fmt: skip
@@ -365,7 +338,7 @@ def test_pin_unpin_a_refused_pin_and_a_rollback_are_answered_with_the_model_trad
     rollback = out["rollback"]
     assert rollback.status == "applied" and rollback.result["model_id"] == A
     assert current_champion(db, SYMBOL, "1m") == A
-    decided = _query(
+    decided = query(
         "SELECT decided_by, reasons -> 0 ->> 'rule' FROM promotion_decisions WHERE "
         "decision_id = (SELECT decision_id FROM champions WHERE instrument = %s AND "
         "interval = '1m')",
@@ -376,7 +349,7 @@ def test_pin_unpin_a_refused_pin_and_a_rollback_are_answered_with_the_model_trad
 
 def test_a_halt_issued_while_no_engine_runs_is_applied_before_the_first_order(simulator):
     db = open_runtime().db
-    account = _account("ctl-cold")
+    account = paper_account("ctl-cold")
     halt = engine_command(db, "halt", SYMBOL, "1m", actor="ops-test", reason="closed for audit",
                           params={"flatten": False})  # fmt: skip
     assert load_command(db, halt.command_id).status == "pending"
@@ -384,8 +357,8 @@ def test_a_halt_issued_while_no_engine_runs_is_applied_before_the_first_order(si
     async def scenario() -> str:
         stop, engine = _engine(simulator, account)
         task = asyncio.create_task(engine())
-        session_id = await _until(lambda: _session_id(account), "a session")
-        await _until(lambda: len(_decisions(session_id)) >= 3, "three decisions")
+        session_id = await until(lambda: running_session(account), "a session")
+        await until(lambda: len(_decisions(session_id)) >= 3, "three decisions")
         stop.set()
         await task
         return session_id
@@ -400,7 +373,7 @@ def test_a_halt_issued_while_no_engine_runs_is_applied_before_the_first_order(si
 
 def test_an_engine_started_with_model_id_refuses_assignment_commands_and_says_why(simulator):
     db = open_runtime().db
-    account = _account("ctl-fixed")
+    account = paper_account("ctl-fixed")
     settings = dataclasses.replace(_settings(simulator, account), model_id=A)
 
     async def scenario() -> ControlCommand:
@@ -426,7 +399,7 @@ def test_the_ops_jobs_are_answered_by_the_engine_and_a_refusal_fails_the_run(sim
     from goldrl_dagster.defs.resources import GoldrlStorage
 
     jobs = {job.name: job for job in engine_jobs}
-    account = _account("ctl-jobs")
+    account = paper_account("ctl-jobs")
 
     def launch(name: str) -> Any:
         op = f"{name.removeprefix('ops_')}_command"

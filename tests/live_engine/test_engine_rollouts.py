@@ -10,13 +10,13 @@ import asyncio
 import hashlib
 import itertools
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_sessions import paper_account, query, running_session, until
 from live_engine_support import SYMBOL, promote_champion, register_candidate_model
 
 from goldrl_dagster.lib.bingx.models import klines_to_frame
@@ -132,27 +132,10 @@ def _settings(simulator, account: str) -> LiveSettings:
     )
 
 
-def _account(name: str) -> str:
-    return f"paper:{name}-{time.time_ns()}"
-
-
-def _query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with open_runtime().db.connect() as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def _session_id(account: str) -> str | None:
-    rows = _query(
-        "SELECT session_id FROM live_sessions WHERE account_id = %s AND stopped_at IS NULL",
-        account,
-    )
-    return rows[0][0] if rows else None
-
-
 def _decisions(session_id: str) -> list[tuple[Any, ...]]:
     """(bar_open_time, model_id, rollout_id, size_fraction, position_after, outcome, price,
     decision_id) in bar order."""
-    return _query(
+    return query(
         "SELECT bar_open_time, model_id, rollout_id, size_fraction, position_after, outcome, "
         "price, decision_id FROM live_decisions WHERE session_id = %s ORDER BY bar_open_time",
         session_id,
@@ -162,7 +145,7 @@ def _decisions(session_id: str) -> list[tuple[Any, ...]]:
 def _shadow(session_id: str) -> list[tuple[Any, ...]]:
     """(bar_open_time, model_id, rollout_id, observation_sha256, target_position, price,
     model_sha256) in bar order."""
-    return _query(
+    return query(
         "SELECT bar_open_time, model_id, rollout_id, observation_sha256, target_position, price, "
         "model_sha256 FROM live_shadow_decisions WHERE session_id = %s ORDER BY bar_open_time",
         session_id,
@@ -171,27 +154,16 @@ def _shadow(session_id: str) -> list[tuple[Any, ...]]:
 
 def _orders(session_id: str) -> dict[Any, tuple[str, Decimal, Decimal]]:
     """decision_id -> (side, quantity, executed quantity) of the session's orders."""
-    rows = _query(
+    rows = query(
         "SELECT decision_id, side, quantity, executed_qty FROM orders WHERE session_id = %s",
         session_id,
     )
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-async def _until(check: Callable[[], Any], what: str, timeout: float = 40.0) -> Any:
-    """Poll ``check`` (in a thread) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await asyncio.to_thread(check)
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def _started(account: str, decisions: int = 2) -> str:
-    session_id = await _until(lambda: _session_id(account), f"a session on {account}")
-    await _until(lambda: len(_decisions(session_id)) >= decisions, "the first decisions")
+    session_id = await until(lambda: running_session(account), f"a session on {account}")
+    await until(lambda: len(_decisions(session_id)) >= decisions, "the first decisions")
     return session_id
 
 
@@ -246,7 +218,7 @@ def busy_policies(monkeypatch):
 def test_in_shadow_the_challenger_decides_beside_the_champion_on_the_same_bars(
     models, simulator
 ):
-    account = _account("shadow")
+    account = paper_account("shadow")
 
     async def scenario():
         stop = asyncio.Event()
@@ -255,7 +227,7 @@ def test_in_shadow_the_challenger_decides_beside_the_champion_on_the_same_bars(
         )
         session_id = await _started(account)
         rollout_id = await asyncio.to_thread(_stage, B)  # mid-session: goldrl_rollout
-        await _until(lambda: len(_shadow(session_id)) >= 4, "four shadow decisions")
+        await until(lambda: len(_shadow(session_id)) >= 4, "four shadow decisions")
         stop.set()
         return await session, rollout_id
 
@@ -288,7 +260,7 @@ def test_in_shadow_the_challenger_decides_beside_the_champion_on_the_same_bars(
 def test_canary_trades_the_challenger_at_its_fraction_and_a_rollback_restores_the_champion(
     models, simulator, busy_policies
 ):
-    account = _account("canary")
+    account = paper_account("canary")
     rollout_id = _stage(B)  # before the session: it starts in shadow
 
     async def scenario():
@@ -298,10 +270,10 @@ def test_canary_trades_the_challenger_at_its_fraction_and_a_rollback_restores_th
         )
         session_id = await _started(account, 3)
         await asyncio.to_thread(_move, rollout_id, "canary")
-        await _until(lambda: _count(session_id, B) >= 4, "four canary decisions")
+        await until(lambda: _count(session_id, B) >= 4, "four canary decisions")
         await asyncio.to_thread(_move, rollout_id, "rolled_back")
         before = len(_decisions(session_id))
-        await _until(lambda: _count(session_id, A, before) >= 3, "the champion back")
+        await until(lambda: _count(session_id, A, before) >= 3, "the champion back")
         stop.set()
         return await session
 
@@ -361,7 +333,7 @@ def test_canary_trades_the_challenger_at_its_fraction_and_a_rollback_restores_th
 
 
 def test_a_session_started_in_canary_goes_full_without_a_swap(models, simulator):
-    account = _account("full")
+    account = paper_account("full")
     rollout_id = _stage(B)
     _move(rollout_id, "canary")
 
@@ -373,7 +345,7 @@ def test_a_session_started_in_canary_goes_full_without_a_swap(models, simulator)
         session_id = await _started(account, 3)
         await asyncio.to_thread(_move, rollout_id, "full")
         before = len(_decisions(session_id))
-        await _until(
+        await until(
             lambda: sum(r[3] == 1.0 for r in _decisions(session_id)[before:]) >= 2,
             "full-size decisions",
         )
@@ -396,7 +368,7 @@ def test_a_session_started_in_canary_goes_full_without_a_swap(models, simulator)
 def test_a_shadow_model_with_a_corrupted_artifact_is_refused_and_trading_goes_on(
     models, simulator
 ):
-    account = _account("broken-shadow")
+    account = paper_account("broken-shadow")
 
     async def scenario():
         stop = asyncio.Event()
@@ -405,11 +377,11 @@ def test_a_shadow_model_with_a_corrupted_artifact_is_refused_and_trading_goes_on
         )
         session_id = await _started(account)
         rollout_id = await asyncio.to_thread(_stage, BROKEN)
-        refused = await _until(
+        refused = await until(
             lambda: session_model_swaps(open_runtime().db, session_id), "the refusal"
         )
         decided = len(_decisions(session_id))
-        await _until(lambda: len(_decisions(session_id)) >= decided + 3, "trading going on")
+        await until(lambda: len(_decisions(session_id)) >= decided + 3, "trading going on")
         stop.set()
         return await session, rollout_id, refused
 
@@ -437,7 +409,7 @@ def opened_loop(models, simulator):
     """A decision loop on a started paper session (no stream), its clock at our command."""
     runtime = open_runtime()
     model = load_model_record(runtime.db, A)
-    settings = _settings(simulator, _account("size"))
+    settings = _settings(simulator, paper_account("size"))
     first_ms = int(datetime(2025, 3, 9, 12, 0, tzinfo=UTC).timestamp() * 1000)
     now = [first_ms]
     with BingXRestClient(simulator.base_url) as rest:

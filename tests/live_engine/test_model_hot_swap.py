@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from engine_sessions import paper_account, running_session, until
 from live_engine_support import SYMBOL, promote_champion, register_candidate_model
 
 from goldrl_dagster.lib.bingx.models import klines_to_frame
@@ -102,19 +102,6 @@ def _settings(simulator, account: str, *, model_id=None, poll=NEVER) -> LiveSett
     )
 
 
-def _account(name: str) -> str:
-    return f"paper:{name}-{time.time_ns()}"
-
-
-def _session_id(account: str) -> str | None:
-    with open_runtime().db.connect() as conn:
-        row = conn.execute(
-            "SELECT session_id FROM live_sessions WHERE account_id = %s AND stopped_at IS NULL",
-            (account,),
-        ).fetchone()
-    return row[0] if row else None
-
-
 def _decisions(session_id: str) -> list[tuple[Any, ...]]:
     """(bar_open_time, model_id, model_sha256, feature_fingerprint, observation_sha256,
     position_after, decided_at) in bar order."""
@@ -137,21 +124,10 @@ def _skipped(session_id: str, first=None, last=None) -> int:
         ).fetchone()[0]
 
 
-async def _until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll ``check`` (in a thread) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await asyncio.to_thread(check)
-        if found:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def _started(account: str, decisions: int = 2) -> str:
     """The account's open session, once it decided ``decisions`` bars."""
-    session_id = await _until(lambda: _session_id(account), f"a session on {account}")
-    await _until(lambda: len(_decisions(session_id)) >= decisions, "the first decisions")
+    session_id = await until(lambda: running_session(account), f"a session on {account}")
+    await until(lambda: len(_decisions(session_id)) >= decisions, "the first decisions")
     return session_id
 
 
@@ -200,7 +176,7 @@ def test_a_new_champion_is_swapped_in_between_two_bars_and_a_pinned_session_stay
     models, simulator
 ):
     promote_champion(A)
-    follower, pinned = _account("follow"), _account("pinned")
+    follower, pinned = paper_account("follow"), paper_account("pinned")
 
     async def scenario():
         stop = asyncio.Event()
@@ -212,10 +188,10 @@ def test_a_new_champion_is_swapped_in_between_two_bars_and_a_pinned_session_stay
         pinned_id = await _started(pinned)
         promoted_at = datetime.now(UTC)
         await asyncio.to_thread(promote_champion, B)  # another feature set: features rebuilt
-        await _until(
+        await until(
             lambda: sum(r[1] == B for r in _decisions(following)) >= 3, "three decisions by B"
         )
-        await _until(
+        await until(
             lambda: any(r[6] > promoted_at + timedelta(seconds=2) for r in _decisions(pinned_id)),
             "the pinned session deciding after the promotion",
         )
@@ -258,7 +234,7 @@ def test_a_champion_with_a_corrupted_artifact_is_refused_and_the_old_model_keeps
     models, simulator
 ):
     promote_champion(A)
-    account = _account("tampered")
+    account = paper_account("tampered")
 
     async def scenario():
         stop = asyncio.Event()
@@ -267,11 +243,11 @@ def test_a_champion_with_a_corrupted_artifact_is_refused_and_the_old_model_keeps
         )
         session_id = await _started(account)
         await asyncio.to_thread(promote_champion, TAMPERED)
-        refused = await _until(
+        refused = await until(
             lambda: session_model_swaps(open_runtime().db, session_id), "the refusal"
         )
         decided = len(_decisions(session_id))
-        await _until(lambda: len(_decisions(session_id)) >= decided + 2, "A deciding on")
+        await until(lambda: len(_decisions(session_id)) >= decided + 2, "A deciding on")
         stop.set()
         return await session, refused
 
@@ -293,7 +269,7 @@ def test_a_champion_with_a_corrupted_artifact_is_refused_and_the_old_model_keeps
 
 def test_a_missed_notification_is_caught_by_the_periodic_re_read(models, simulator):
     promote_champion(A)
-    account = _account("poll")
+    account = paper_account("poll")
 
     async def scenario():
         stop = asyncio.Event()
@@ -304,7 +280,7 @@ def test_a_missed_notification_is_caught_by_the_periodic_re_read(models, simulat
         )
         session_id = await _started(account)
         await asyncio.to_thread(_set_champion_silently, A2)
-        await _until(lambda: sum(r[1] == A2 for r in _decisions(session_id)) >= 2, "A2 deciding")
+        await until(lambda: sum(r[1] == A2 for r in _decisions(session_id)) >= 2, "A2 deciding")
         stop.set()
         return await session
 
@@ -322,7 +298,7 @@ def test_a_missed_notification_is_caught_by_the_periodic_re_read(models, simulat
 
 def test_malformed_and_foreign_notifications_do_not_disturb_the_session(models, simulator, caplog):
     promote_champion(A)
-    account = _account("malformed")
+    account = paper_account("malformed")
     payloads = [
         "not json",
         "[1, 2]",
@@ -344,7 +320,7 @@ def test_malformed_and_foreign_notifications_do_not_disturb_the_session(models, 
         for payload in payloads:
             await asyncio.to_thread(_notify, payload)
         decided = len(_decisions(session_id))
-        await _until(lambda: len(_decisions(session_id)) >= decided + 3, "decisions going on")
+        await until(lambda: len(_decisions(session_id)) >= decided + 3, "decisions going on")
         stop.set()
         return await session
 
@@ -365,7 +341,7 @@ def test_malformed_and_foreign_notifications_do_not_disturb_the_session(models, 
 
 def test_a_dropped_listener_reconnects_and_catches_up(models, simulator):
     promote_champion(A)
-    account = _account("listener")
+    account = paper_account("listener")
 
     def kill_listeners() -> int:
         with open_runtime().db.connect(autocommit=True) as conn:
@@ -387,15 +363,15 @@ def test_a_dropped_listener_reconnects_and_catches_up(models, simulator):
         # re-reads the champion.
         await asyncio.to_thread(_set_champion_silently, A2)
         assert await asyncio.to_thread(kill_listeners) >= 1
-        await _until(lambda: session_model_swaps(open_runtime().db, session_id), "A2 swapped in")
+        await until(lambda: session_model_swaps(open_runtime().db, session_id), "A2 swapped in")
         # The new connection listens again.
         await asyncio.to_thread(promote_champion, A)
-        await _until(
+        await until(
             lambda: len(session_model_swaps(open_runtime().db, session_id)) == 2,
             "A swapped back in",
         )
         decided = len(_decisions(session_id))
-        await _until(lambda: len(_decisions(session_id)) >= decided + 1, "A deciding again")
+        await until(lambda: len(_decisions(session_id)) >= decided + 1, "A deciding again")
         stop.set()
         return await session
 
@@ -414,7 +390,7 @@ def test_a_dropped_listener_reconnects_and_catches_up(models, simulator):
 
 def test_every_check_refuses_a_bad_model_with_its_reason(models, simulator):
     runtime = open_runtime()
-    settings = _settings(simulator, _account("verify"))
+    settings = _settings(simulator, paper_account("verify"))
     a = load_model_record(runtime.db, A)
     dataset = load_dataset_record(runtime.db, a.dataset_hash)
     paxg_hash = "paxg-" + dataset.dataset_hash[5:]
@@ -462,7 +438,7 @@ def test_a_session_refuses_to_start_on_a_champion_that_fails_the_checks(models, 
     try:
         with pytest.raises(ModelRefusedError, match="artifact checksum mismatch"):
             asyncio.run(
-                run_live_engine(_settings(simulator, _account("start")), install_signals=False)
+                run_live_engine(_settings(simulator, paper_account("start")), install_signals=False)
             )
     finally:
         promote_champion(A)
@@ -473,7 +449,7 @@ def opened_loop(models, simulator):
     """A decision loop on a started paper session (no stream), seeded up to an hour ago."""
     runtime = open_runtime()
     model = load_model_record(runtime.db, A)
-    settings = _settings(simulator, _account("loop"))
+    settings = _settings(simulator, paper_account("loop"))
     with BingXRestClient(simulator.base_url) as rest:
         clock = exchange_clock(rest)
         clock.sync()
