@@ -9,20 +9,23 @@ feature mismatch, held or blocked orders and funding (``goldrl_dagster/lib/parit
 reports go to ``parity_reports`` / ``parity_report_bars`` (migration 0021; re-materializing a
 day replaces its reports); the metadata carries the agreement, the attribution table and a plot
 of both equity curves. The ``backtest_live_parity`` check warns when a decided bar's features
-or decision differ from the backtest's.
+or decision differ from the backtest's. ``backtest_live_parity_daily`` runs yesterday's
+partitions of every market after the day's candles are in (a day without decisions is a no-op).
 
 Heavy imports (Nautilus, torch, polars) happen inside the asset, so the code location loads
 fast.
 """
 
 import base64
-from datetime import date
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from goldrl_dagster.defs.keys import CANDLES, MONITORING_GROUP
 from goldrl_dagster.defs.market_data.partitions import (
+    MARKET_INSTRUMENTS,
     instrument_day,
     market_instrument_day_partitions,
 )
@@ -204,3 +207,30 @@ def backtest_live_parity(
             )
         ],
     )
+
+
+backtest_live_parity_job = dg.define_asset_job(
+    "backtest_live_parity_job",
+    selection=dg.AssetSelection.assets(BACKTEST_LIVE_PARITY),
+    partitions_def=market_instrument_day_partitions,
+    description="One day's live decisions of each market replayed through the backtest.",
+)
+
+
+@dg.schedule(
+    name="backtest_live_parity_daily",
+    cron_schedule="50 0 * * *",
+    job=backtest_live_parity_job,
+    execution_timezone="UTC",
+    # Reads goldrl's own rows and writes its own: safe from the first start.
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+def backtest_live_parity_daily(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+    """Yesterday's parity report per instrument (after the day's candles are stored)."""
+    scheduled = context.scheduled_execution_time or datetime.now(UTC)
+    day = (scheduled.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+    for instrument in MARKET_INSTRUMENTS:
+        yield dg.RunRequest(
+            run_key=f"backtest_live_parity|{instrument}|{day}",
+            partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
+        )

@@ -28,7 +28,8 @@ from dbt_support import (
 )
 from live_engine_support import register_candidate_model
 
-from goldrl_dagster.defs.monitoring.parity import backtest_live_parity
+from goldrl_dagster.defs.market_data.partitions import MARKET_INSTRUMENTS
+from goldrl_dagster.defs.monitoring.parity import backtest_live_parity, backtest_live_parity_daily
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.rest import BingXRestClient
@@ -288,3 +289,16 @@ def test_the_parity_mart_has_one_row_per_report_with_the_gap_by_cause(
     assert sum(gaps.values()) == pytest.approx(row["pnl_gap"], abs=TOLERANCE)
     assert row["bars_feature_mismatch"] >= 1 and row["bars_missed"] == 0
     assert row["disagreeing_bars"] == row["compared_bars"] - row["agreeing_bars"] >= 1
+
+
+def test_the_daily_schedule_asks_for_yesterday_of_every_market():
+    from datetime import UTC, datetime
+
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2025, 3, 11, 0, 50, tzinfo=UTC)
+    )
+    requests = list(backtest_live_parity_daily(context))
+    assert [r.partition_key for r in requests] == [
+        dg.MultiPartitionKey({"instrument": i, "day": "2025-03-10"}) for i in MARKET_INSTRUMENTS
+    ]
+    assert len({r.run_key for r in requests}) == len(MARKET_INSTRUMENTS)
