@@ -1,19 +1,22 @@
 """Resources shared by every goldrl asset: storage and the BingX market-data client."""
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
-import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from goldrl_dagster.defs.analytics.project import DBT_PROJECT
-from goldrl_dagster.lib.bingx.rest import BingXRestClient
+from goldrl_dagster.defs.analytics.dbt_specs import DbtCli
+from goldrl_dagster.defs.analytics.project import DBT_PROJECT_DIR
 from goldrl_dagster.lib.config import DEFAULT_BINGX_BASE_URL, load_settings
-from goldrl_dagster.lib.learning.cycle import CycleConfig
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
-from goldrl_dagster.lib.storage.rate_budget import PostgresRateBudget
+
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.bingx.rest import BingXRestClient
+    from goldrl_dagster.lib.learning.cycle import CycleConfig
 
 
 class GoldrlStorage(dg.ConfigurableResource):
@@ -49,6 +52,9 @@ class BingXMarketData(dg.ConfigurableResource):
     @contextlib.contextmanager
     def client(self) -> Iterator[BingXRestClient]:
         """A REST client for the duration of a ``with`` block."""
+        from goldrl_dagster.lib.bingx.rest import BingXRestClient
+        from goldrl_dagster.lib.storage.rate_budget import PostgresRateBudget
+
         budget = PostgresRateBudget(self.storage.runtime().db) if self.shared_rate_budget else None
         try:
             with BingXRestClient(
@@ -76,6 +82,8 @@ class LearningLoop(dg.ConfigurableResource):
 
     def cycle_config(self) -> CycleConfig:
         """The validated search space."""
+        from goldrl_dagster.lib.learning.cycle import CycleConfig
+
         return CycleConfig(
             interval=self.interval,
             window_days=self.window_days,
@@ -95,11 +103,11 @@ class LearningLoop(dg.ConfigurableResource):
 def resources() -> dg.Definitions:
     """Bind resources from the environment, one configuration for every deployment."""
     settings = load_settings()  # every GOLDRL_* validated once, errors naming the variable
-    storage = GoldrlStorage(database_url=os.environ.get("GOLDRL_DATABASE_URL", ""))
+    storage = GoldrlStorage(database_url=settings.database_url or "")
     return dg.Definitions(
         resources={
             "storage": storage,
-            "dbt": DbtCliResource(project_dir=DBT_PROJECT),
+            "dbt": DbtCli(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR)),
             "learning": LearningLoop(
                 window_days=settings.learning_window_days,
                 feature_sets=",".join(settings.learning_feature_sets),
@@ -108,7 +116,7 @@ def resources() -> dg.Definitions:
             ),
             "bingx": BingXMarketData(
                 storage=storage,
-                base_url=os.environ.get("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL),
+                base_url=settings.bingx_base_url,
             ),
         }
     )

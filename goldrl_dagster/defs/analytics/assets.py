@@ -1,34 +1,22 @@
 """dbt models as Dagster assets, downstream of the Python assets through dbt sources."""
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from goldrl_dagster.defs.analytics.project import DBT_PROJECT, ensure_manifest
-from goldrl_dagster.defs.keys import ANALYTICS_GROUP
+from goldrl_dagster.defs.analytics.dbt_specs import DbtCli, dbt_multi_asset
+from goldrl_dagster.defs.analytics.project import ensure_manifest
 from goldrl_dagster.defs.resources import GoldrlStorage
 
-
-class GoldrlDbtTranslator(DagsterDbtTranslator):
-    """Models live under the ``analytics/`` key prefix; sources keep their ``meta`` keys."""
-
-    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        """Asset key of a dbt resource."""
-        if dbt_resource_props["resource_type"] == "source":
-            return super().get_asset_key(dbt_resource_props)
-        return dg.AssetKey([ANALYTICS_GROUP, dbt_resource_props["name"]])
+MANIFEST = ensure_manifest()
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=DBT_PROJECT,
-    dagster_dbt_translator=GoldrlDbtTranslator(),
-)
+# Specs from the manifest (dbt_specs.py): dagster-dbt is imported only when the models build.
+@dbt_multi_asset(manifest=MANIFEST, name="analytics_models")
 def analytics_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, storage: GoldrlStorage
+    context: dg.AssetExecutionContext, dbt: DbtCli, storage: GoldrlStorage
 ) -> Iterator[Any]:
     """Dbt build: staging views over goldrl's tables, marts for analysts, and their tests.
 
@@ -40,7 +28,7 @@ def analytics_models(
     # The profile reads the connection from the environment of the dbt process.
     env = storage.runtime().dbt_env()
     os.environ.update(env)
-    yield from dbt.cli(["build"], context=context).stream()
+    yield from dbt.build(context, MANIFEST)
     try:
         index = generate_docs(env)
     except (DbtCommandError, OSError) as error:

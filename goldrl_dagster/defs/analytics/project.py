@@ -1,11 +1,9 @@
-"""The dbt project location and its manifest, which dagster-dbt reads at load time."""
+"""The dbt project location and its manifest, which the code location reads at load time."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-from dagster_dbt import DbtProject
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[3] / "dbt_project"
 # Parsing needs a complete profile but never connects: placeholders fill unset variables.
@@ -47,5 +45,3 @@ def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
         raise RuntimeError(f"dbt parse failed:\n{done.stdout}\n{done.stderr}")
     return manifest
 
-
-DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)

@@ -11,7 +11,6 @@ import json
 import dagster as dg
 import polars as pl
 
-from expectations.features import validate_features
 from goldrl_dagster.defs.datasets.partitions import dataset_partitions, dataset_request
 from goldrl_dagster.defs.datasets.quality import latest_check_outcomes, quality_findings
 from goldrl_dagster.defs.features.assets import SNAPSHOT_FEATURE_SETS
@@ -84,6 +83,9 @@ def dataset_version(
     count, split, and lineage: candle partitions and sources, feature partitions (read from
     the cache or computed here), the quality-check outcomes they carried and the feature set.
     """
+    # Great Expectations takes seconds to import: loaded by the run, not the code location.
+    from expectations.features import validate_features
+
     runtime = storage.runtime()
     request = dataset_request(context)
     spec = request.spec

@@ -2,7 +2,7 @@
 
 import base64
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -10,15 +10,10 @@ from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import trained_model_for
 from goldrl_dagster.defs.resources import GoldrlStorage
-from goldrl_dagster.lib.backtest.plots import walk_forward_plot_png
-from goldrl_dagster.lib.evaluation.model_evaluation import (
-    EvaluationError,
-    EvaluationSettings,
-    evaluate_model,
-)
-from goldrl_dagster.lib.evaluation.walk_forward import (
-    WalkForwardReport,
-)
+
+if TYPE_CHECKING:
+    # Nautilus, torch, SB3 and matplotlib: imported by the run that evaluates, not on load.
+    from goldrl_dagster.lib.evaluation.walk_forward import WalkForwardReport
 
 _TABLE_METRICS = (
     "net_pnl",
@@ -59,7 +54,7 @@ class EvaluationConfig(dg.Config):
     retrain_timesteps: int = 2048
 
 
-def _metrics_table(report: WalkForwardReport) -> str:
+def _metrics_table(report: "WalkForwardReport") -> str:
     header = "| fold | run | " + " | ".join(_TABLE_METRICS) + " |"
     lines = [header, "|---" * (len(_TABLE_METRICS) + 2) + "|"]
 
@@ -101,6 +96,13 @@ def evaluation_report(
     time), the trades hash and the model, dataset and cost-model fingerprints are stored; the
     equity and drawdown curves per fold against the baselines are attached as an image.
     """
+    from goldrl_dagster.lib.backtest.plots import walk_forward_plot_png
+    from goldrl_dagster.lib.evaluation.model_evaluation import (
+        EvaluationError,
+        EvaluationSettings,
+        evaluate_model,
+    )
+
     runtime = storage.runtime()
     model = trained_model_for(context, runtime)
     try:

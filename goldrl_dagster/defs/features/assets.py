@@ -13,8 +13,6 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from expectations.dagster_adapter import to_check_result
-from expectations.features import validate_features
 from goldrl_dagster.defs.keys import (
     CANDLES,
     FEATURES_GROUP,
@@ -147,6 +145,10 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
                 },
             ) from exc
         features = checked.features
+
+        # Great Expectations takes seconds to import: loaded by the run, not the code location.
+        from expectations.dagster_adapter import to_check_result
+        from expectations.features import validate_features
 
         suite = validate_features(features, spec, candle_rows=day_candles)
         check = to_check_result(suite, asset_key=key, check_name=FEATURES_QUALITY_CHECK)

@@ -4,9 +4,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from expectations.candles import GAP_COLUMN, validate_candles
-from expectations.dagster_adapter import to_check_result
-from expectations.outliers import validate_returns
 from goldrl_dagster.defs.keys import (
     CANDLES,
     CANDLES_QUALITY_CHECK,
@@ -139,6 +136,11 @@ def candles(
     written even when the exchange left a hole, so a partial day is kept and only the hole is
     re-fetched later. ``candles_return_outliers`` (WARN) lists wicks beyond the threshold.
     """
+    # Great Expectations takes seconds to import: loaded by the run, not the code location.
+    from expectations.candles import GAP_COLUMN, validate_candles
+    from expectations.dagster_adapter import to_check_result
+    from expectations.outliers import validate_returns
+
     runtime = storage.runtime()
     symbol, day = instrument_day(context)
     start, end = day_bounds(day)

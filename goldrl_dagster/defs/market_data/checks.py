@@ -16,27 +16,25 @@ Across instruments (a standalone check, run on demand or by a schedule):
 
 from __future__ import annotations
 
-import math
-import os
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from expectations.dagster_adapter import to_check_result
-from expectations.freshness import DEFAULT_ERROR_AFTER, DEFAULT_WARN_AFTER, validate_freshness
-from expectations.outliers import ReturnOutlierReport
 from goldrl_dagster.defs.keys import CANDLES
 from goldrl_dagster.defs.market_data.partitions import market_instrument_partitions
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
+from goldrl_dagster.lib.config import SettingsError, load_settings
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
-from goldrl_dagster.lib.storage.bulk import read_frame
-from goldrl_dagster.lib.storage.gap_store import GapRecord, GapScan
+
+if TYPE_CHECKING:
+    # Great Expectations (seconds to import) loads with the first check a run evaluates.
+    from expectations.outliers import ReturnOutlierReport
+    from goldrl_dagster.lib.storage.gap_store import GapRecord, GapScan
 
 GAPS_CHECK = "candles_no_open_gaps"
 RETURN_OUTLIERS_CHECK = "candles_return_outliers"
 FRESHNESS_CHECK = "candles_freshness"
-FRESHNESS_WARN_ENV = "GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES"
-FRESHNESS_ERROR_ENV = "GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES"
 # The candles asset stores the 1m base series.
 _BASE_INTERVAL = "1m"
 _LISTED = 20
@@ -110,6 +108,8 @@ def gap_check_result(
 
 def outlier_check_result(report: ReturnOutlierReport | None) -> dg.AssetCheckResult:
     """Build the WARN ``candles_return_outliers`` result (None: no bars to judge)."""
+    from expectations.dagster_adapter import to_check_result
+
     if report is None:
         return dg.AssetCheckResult(
             asset_key=CANDLES,
@@ -148,17 +148,21 @@ def outlier_check_result(report: ReturnOutlierReport | None) -> dg.AssetCheckRes
     )
 
 
-def _minutes(name: str, default: timedelta) -> timedelta:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return default
+def freshness_thresholds() -> tuple[timedelta, timedelta]:
+    """The WARN and ERROR candle ages, from the validated settings.
+
+    Raises:
+        dg.Failure: If ``GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES`` or ``…_ERROR_MINUTES`` is not a
+            finite number of minutes > 0 (the message names the variable).
+    """
     try:
-        minutes = float(value)
-    except ValueError as exc:
-        raise dg.Failure(f"{name}={value!r} must be a number of minutes") from exc
-    if not math.isfinite(minutes) or minutes <= 0:
-        raise dg.Failure(f"{name}={value!r} must be a finite number of minutes > 0")
-    return timedelta(minutes=minutes)
+        settings = load_settings()
+    except SettingsError as exc:
+        raise dg.Failure(str(exc)) from exc
+    return (
+        timedelta(minutes=settings.freshness_warn_minutes),
+        timedelta(minutes=settings.freshness_error_minutes),
+    )
 
 
 @dg.asset_check(
@@ -169,6 +173,10 @@ def _minutes(name: str, default: timedelta) -> timedelta:
 )
 def candles_freshness(storage: GoldrlStorage, bingx: BingXMarketData) -> dg.AssetCheckResult:
     """Judge how stale the newest stored candle of every configured instrument is."""
+    from expectations.freshness import validate_freshness
+    from goldrl_dagster.lib.storage.bulk import read_frame
+
+    warn_after, error_after = freshness_thresholds()
     runtime = storage.runtime()
     instruments = market_instrument_partitions.get_partition_keys()
     latest_rows = read_frame(
@@ -189,8 +197,8 @@ def candles_freshness(storage: GoldrlStorage, bingx: BingXMarketData) -> dg.Asse
         latest,
         INTERVAL_MS[_BASE_INTERVAL],
         now,
-        warn_after=_minutes(FRESHNESS_WARN_ENV, DEFAULT_WARN_AFTER),
-        error_after=_minutes(FRESHNESS_ERROR_ENV, DEFAULT_ERROR_AFTER),
+        warn_after=warn_after,
+        error_after=error_after,
     )
     return dg.AssetCheckResult(
         passed=report.level == "ok",

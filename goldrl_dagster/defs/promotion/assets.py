@@ -1,7 +1,7 @@
 """Promotion: per market, judge the pending challenger and move the champion only on a pass."""
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -9,9 +9,6 @@ from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, PROMOTED_M
 from goldrl_dagster.defs.market_data.partitions import market_instrument_partitions
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.learning.cycle import judge_cycle
-from goldrl_dagster.lib.promotion.gate import GateConfig
-from goldrl_dagster.lib.promotion.judge import PromotionVerdict, judge_challenger
-from goldrl_dagster.lib.promotion.plots import decision_plot_png
 from goldrl_dagster.lib.promotion.tables import rules_markdown
 from goldrl_dagster.lib.rollout.config import RolloutConfig
 from goldrl_dagster.lib.runtime import Runtime
@@ -22,6 +19,11 @@ from goldrl_dagster.lib.storage.registry import (
     pending_challengers,
 )
 from goldrl_dagster.lib.storage.rollout_store import RolloutError
+
+if TYPE_CHECKING:
+    # The gate pulls SciPy, arch and the evaluation stack: imported by the run that judges.
+    from goldrl_dagster.lib.promotion.gate import GateConfig
+    from goldrl_dagster.lib.promotion.judge import PromotionVerdict
 
 
 class PromotionConfig(dg.Config):
@@ -52,8 +54,10 @@ class PromotionConfig(dg.Config):
     min_canary_decisions: int = 120
     min_canary_fills: int = 3
 
-    def gate(self) -> GateConfig:
+    def gate(self) -> "GateConfig":
         """The gate thresholds."""
+        from goldrl_dagster.lib.promotion.gate import GateConfig
+
         fields = self.model_dump(
             exclude={"interval", "model_id", "cycle_id", "give_up", "staged", *_ROLLOUT_FIELDS}
         )
@@ -119,6 +123,8 @@ def promoted_model(
             f"report {report_id} scored {scored.instrument} {scored.interval}, not this "
             f"partition's market ({instrument} {config.interval}); nothing was decided"
         )
+    from goldrl_dagster.lib.promotion.judge import judge_challenger
+
     try:
         verdict = judge_challenger(
             runtime, report_id, config.gate(), decided_by="dagster",
@@ -139,7 +145,9 @@ def promoted_model(
     return dg.MaterializeResult(metadata=_verdict_metadata(verdict, report_id))
 
 
-def _verdict_metadata(verdict: PromotionVerdict, report_id: str) -> dict[str, Any]:
+def _verdict_metadata(verdict: "PromotionVerdict", report_id: str) -> dict[str, Any]:
+    from goldrl_dagster.lib.promotion.plots import decision_plot_png  # matplotlib
+
     challenger = verdict.challenger.model_id
     instrument, interval = verdict.challenger.instrument, verdict.challenger.interval
     staged = verdict.rollout_id is not None

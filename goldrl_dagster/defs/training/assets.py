@@ -1,7 +1,7 @@
 """Trained policies: Stable-Baselines3 (PPO by default) on a dataset version's training rows."""
 
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 
@@ -9,8 +9,11 @@ from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import DATASET_VERSION, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import dataset_hash_for
 from goldrl_dagster.defs.resources import GoldrlStorage
-from goldrl_dagster.lib.rl.train import TrainConfig
-from goldrl_dagster.lib.rl.training_run import CostSettings, run_training
+from goldrl_dagster.lib.rl.train_config import TrainConfig
+
+if TYPE_CHECKING:
+    # torch and Stable-Baselines3: imported by the run that trains, not on load.
+    from goldrl_dagster.lib.rl.training_run import CostSettings
 
 _DEFAULTS = TrainConfig()
 
@@ -60,8 +63,10 @@ class TrainedPolicyConfig(dg.Config):
             values.pop(key)
         return TrainConfig.from_dict(values)
 
-    def cost_settings(self) -> CostSettings:
+    def cost_settings(self) -> "CostSettings":
         """Slippage, leverage and funding settings of the cost model."""
+        from goldrl_dagster.lib.rl.training_run import CostSettings
+
         return CostSettings(
             slippage_bps=self.slippage_bps,
             slippage_range_fraction=self.slippage_range_fraction,
@@ -98,6 +103,8 @@ def trained_policy(
         if done >= next_log[0] or done >= total:
             next_log[0] = done + max(1, total // 10)
             context.log.info("training %s: %d / %d steps", train_config.algorithm, done, total)
+
+    from goldrl_dagster.lib.rl.training_run import run_training
 
     try:
         outcome = run_training(

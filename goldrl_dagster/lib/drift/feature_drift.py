@@ -37,7 +37,6 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
-from scipy import stats as scipy_stats
 
 from goldrl_dagster.lib.drift.reference import DriftReference, FeatureReference
 
@@ -219,6 +218,8 @@ def ks_statistic(reference: FeatureReference, values: Any) -> KSResult:
     finite = array[np.isfinite(array)]
     if finite.size == 0:
         raise ValueError(f"{reference.name}: no finite value to test")
+    from scipy import stats as scipy_stats  # heavy: imported by the first test, not on import
+
     result = scipy_stats.kstest(finite, reference.cdf)
     return KSResult(statistic=float(result.statistic), pvalue=float(result.pvalue))
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from river import drift as river_drift
 
 Detector = Literal["adwin", "page_hinkley"]
 _DETECTORS: tuple[str, ...] = ("adwin", "page_hinkley")
@@ -133,6 +132,8 @@ class ReturnDriftMonitor:
         self._warmup = warmup
         self._clip = None if clip is None else float(clip)
         self._detector: Any
+        from river import drift as river_drift  # heavy (pulls scikit-learn): on first monitor
+
         if detector == "adwin":
             self._detector = river_drift.ADWIN(delta=float(adwin_delta), clock=adwin_clock)
         else:

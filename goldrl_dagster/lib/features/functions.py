@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import talib
 
 ParamValue = int | float | str
 
@@ -42,12 +41,17 @@ class _TaLib:
 
     Inputs here are always numpy float64 arrays, so the wrapper's per-call type scan (several
     microseconds per call, much of a live update) buys nothing; the C functions are the same.
+    Loaded on first use: TA-Lib pulls pandas, and importing this module (feature-set specs,
+    the Dagster code location) must stay cheap.
     """
 
-    def __init__(self) -> None:
-        for name in ("ADX", "BBANDS", "EMA", "MACD", "NATR", "OBV", "RSI", "SMA", "STOCH"):
-            function = getattr(talib, name)
-            setattr(self, name, getattr(function, "__wrapped__", function))
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        import talib
+
+        function = getattr(talib, name)
+        function = getattr(function, "__wrapped__", function)
+        setattr(self, name, function)  # later look-ups find the attribute directly
+        return function
 
 
 _ta = _TaLib()

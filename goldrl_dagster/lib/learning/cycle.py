@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,10 +23,7 @@ from goldrl_dagster.lib.datasets.request import (
     parse_feature_set_ref,
 )
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
-from goldrl_dagster.lib.promotion.gate import GateConfig
-from goldrl_dagster.lib.promotion.judge import PromotionVerdict, judge_challenger
 from goldrl_dagster.lib.rl.rewards import reward_shaping
-from goldrl_dagster.lib.rollout.config import RolloutConfig
 from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.cycle_store import (
     LearningCycle,
@@ -37,6 +35,13 @@ from goldrl_dagster.lib.storage.cycle_store import (
 )
 from goldrl_dagster.lib.storage.drift_reports import read_governance_requests
 from goldrl_dagster.lib.storage.registry import load_evaluation
+
+if TYPE_CHECKING:
+    # The gate pulls SciPy, arch and the evaluation stack (Nautilus, torch): imported when a
+    # cycle is judged, not when the code location only plans cycles.
+    from goldrl_dagster.lib.promotion.gate import GateConfig
+    from goldrl_dagster.lib.promotion.judge import PromotionVerdict
+    from goldrl_dagster.lib.rollout.config import RolloutConfig
 
 _DAY_MS = 86_400_000
 
@@ -222,6 +227,8 @@ def judge_cycle(
         finish_cycle(runtime.db, cycle.cycle_id, decision_id=None,
                      outcome=f"no candidate was evaluated ({len(missing)} missing)")  # fmt: skip
         return CycleJudgement(cycle, True, missing)
+    from goldrl_dagster.lib.promotion.judge import judge_challenger
+
     challenger = best_candidate(reports, runtime)
     verdict = judge_challenger(
         runtime, challenger, gate, decided_by=decided_by, cycle=reports, rollout=rollout

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 _POSITIONS = (-1.0, 0.0, 1.0)
 
@@ -123,6 +122,8 @@ def policy_diagnostics(positions: np.ndarray, *, bars_per_day: float) -> PolicyD
     starts = np.flatnonzero(np.diff(path, prepend=np.nan) != 0)
     lengths = np.diff(np.append(starts, bars))
     held = lengths[path[starts] != 0]
+
+    from scipy import stats  # heavy: imported by the first diagnosis, not on import
 
     return PolicyDiagnostics(
         bars=bars,

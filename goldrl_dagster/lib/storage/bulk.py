@@ -20,14 +20,17 @@ import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import adbc_driver_manager.dbapi as adbc_dbapi
-import adbc_driver_postgresql.dbapi as adbc
 import polars as pl
 from psycopg import sql
 
 from goldrl_dagster.lib.storage.server import Database
+
+if TYPE_CHECKING:
+    # The ADBC driver pulls pyarrow.dataset and pandas (a second on import): loaded by the first
+    # connection, so importing this module (the Dagster code location does) stays cheap.
+    import adbc_driver_postgresql.dbapi as adbc
 
 # A key column with at most this many distinct values is matched by list, others by range.
 _KEY_SET_LIMIT = 64
@@ -48,6 +51,8 @@ def arrow_connection(db: Database) -> Iterator[adbc.Connection]:
     Yields:
         An open ADBC connection (closed on exit).
     """
+    import adbc_driver_postgresql.dbapi as adbc
+
     conn = adbc.connect(db.url)
     try:
         with conn.cursor() as cur:
@@ -167,6 +172,8 @@ def _changed_rows(
 
 def _copy_into_target(conn: adbc.Connection, table: str, frame: pl.DataFrame) -> bool:
     """COPY the frame straight into the target; False (rolled back) if a key already exists."""
+    import adbc_driver_manager.dbapi as adbc_dbapi
+
     try:
         with conn.cursor() as cur:
             cur.adbc_ingest(table, frame.to_arrow(), mode="append")

@@ -195,10 +195,12 @@ def test_dataset_refuses_a_window_with_a_hole(world):
     assert built.success
 
 
-@pytest.mark.parametrize("bad", ["nan", "inf", "-5", "soon"])
+@pytest.mark.parametrize("bad", ["nan", "inf", "-5", "0", "soon"])
 def test_freshness_thresholds_must_be_finite_positive_minutes(bad, monkeypatch):
-    from goldrl_dagster.defs.market_data.checks import _minutes
+    from goldrl_dagster.defs.market_data.checks import freshness_thresholds
 
+    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", "30")
+    assert freshness_thresholds()[0] == timedelta(minutes=30)
     monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", bad)
     with pytest.raises(dg.Failure, match="GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES"):
-        _minutes("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", timedelta(minutes=1))
+        freshness_thresholds()
