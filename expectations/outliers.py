@@ -9,9 +9,7 @@ model must either see or have explicitly masked.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +20,7 @@ import polars as pl
 
 from expectations.candles import ExpectationFailure, SuiteResult
 from expectations.engine import gx_context, raise_if_errored, run_suite
+from goldrl_dagster.lib.config import load_settings
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS
 
 SUITE_NAME = "candle_returns"
@@ -77,32 +76,23 @@ class ReturnOutlierReport:
     outlier_count: int
 
 
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a threshold")
-
-
 def return_threshold(interval: str, overrides: Mapping[str, float] | None = None) -> float:
     """Return the outlier threshold of an interval.
 
     Args:
         interval: Bar interval, e.g. ``5m``.
-        overrides: Per-interval thresholds replacing the defaults; by default read from the
-            JSON object in ``GOLDRL_RETURN_OUTLIER_THRESHOLDS`` (e.g. ``{"1m": 0.02}``).
+        overrides: Per-interval thresholds replacing the defaults; by default the JSON object in
+            ``GOLDRL_RETURN_OUTLIER_THRESHOLDS`` (e.g. ``{"1m": 0.02}``), read and validated by
+            :func:`~goldrl_dagster.lib.config.load_settings`.
 
     Raises:
-        ValueError: If the interval is unknown or a threshold is not a positive number.
+        ValueError: If the interval is unknown or a threshold is not a positive number
+            (a ``SettingsError`` naming the variable when the environment's value is bad).
     """
     if interval not in INTERVAL_MS:
         raise ValueError(f"unknown interval {interval!r}; expected one of {list(INTERVAL_MS)}")
     if overrides is None:
-        text = os.environ.get(THRESHOLDS_ENV, "").strip()
-        try:
-            # NaN/Infinity are not JSON numbers: refused rather than read as a threshold.
-            overrides = json.loads(text, parse_constant=_refuse_constant) if text else {}
-        except (json.JSONDecodeError, ValueError) as exc:
-            raise ValueError(f"{THRESHOLDS_ENV} must be a JSON object: {exc}") from exc
-        if not isinstance(overrides, dict):
-            raise ValueError(f'{THRESHOLDS_ENV} must be a JSON object like {{"1m": 0.02}}')
+        overrides = dict(load_settings().return_outlier_thresholds)
     value = overrides.get(interval, DEFAULT_THRESHOLDS[interval])
     if (
         not isinstance(value, int | float)

@@ -6,7 +6,23 @@ deployment (managed PostgreSQL, object storage, the real BingX API).
 
 :func:`load_settings` reads and validates every ``GOLDRL_*`` setting at once. A malformed value
 raises :class:`SettingsError` whose one-line message names the variable, the value (URLs with
-their password redacted) and what is accepted; numbers must be finite and in range.
+their password redacted) and what is accepted; numbers must be finite and in range. Modules
+never read these variables from ``os.environ`` themselves: they call :func:`load_settings`
+(``lib/market/universe.py``, ``lib/market/closures.py``, ``lib/storage/server.py``,
+``expectations/outliers.py``, the Dagster resources and checks).
+
+Read here: ``GOLDRL_HOME``, ``GOLDRL_DATABASE_URL``, ``GOLDRL_ARTIFACT_ROOT``,
+``GOLDRL_BINGX_BASE_URL``, ``GOLDRL_BINGX_WS_URL``, ``GOLDRL_SCHEMA``, ``GOLDRL_INSTRUMENTS``,
+``GOLDRL_MARKET_START``, ``GOLDRL_VENUE_CLOSURES``, ``GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES``,
+``GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES``, ``GOLDRL_RETURN_OUTLIER_THRESHOLDS``,
+``GOLDRL_LEARNING_WINDOW_DAYS``, ``GOLDRL_LEARNING_FEATURE_SETS``, ``GOLDRL_LEARNING_REWARDS``,
+``GOLDRL_LEARNING_TIMESTEPS``, ``GOLDRL_ALERT_WEBHOOK_URL``.
+
+Read elsewhere on purpose: the trading credentials ``GOLDRL_BINGX_API_KEY`` /
+``GOLDRL_BINGX_API_SECRET`` (or their ``_FILE`` variants) only by
+``lib/bingx/credentials.py``, so the secret never sits in a settings object; ``GOLDRL_LOG_FORMAT``
+is the live engine's ``--log-format`` option. ``GOLDRL_PG_*`` are written (``Runtime.dbt_env``)
+for dbt's profile, never read by goldrl; ``GOLDRL_TEST_DATABASE_URL`` is the test suite's.
 """
 
 from __future__ import annotations
@@ -15,6 +31,8 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -135,9 +153,18 @@ def _fail(name: str, value: str, accepted: str, *, url: bool = False) -> Setting
     return SettingsError(f"{name}={_shown(value, url=url)} is not valid: {accepted}")
 
 
+# The environment load_settings reads: the process's, or a mapping a caller passed in.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("goldrl_environ", default=None)
+
+
+def _env() -> Mapping[str, str]:
+    environ = _ENVIRON.get()
+    return os.environ if environ is None else environ
+
+
 def _raw(name: str) -> str | None:
     """The variable's value stripped, or None when unset or blank."""
-    value = os.environ.get(name)
+    value = _env().get(name)
     if value is None or not value.strip():
         return None
     return value.strip()
@@ -193,7 +220,7 @@ def _folder(name: str, default: Path) -> Path:
 
 def _schema() -> str:
     name = "GOLDRL_SCHEMA"
-    value = os.environ.get(name, DEFAULT_SCHEMA)
+    value = _env().get(name, DEFAULT_SCHEMA)
     if not _SCHEMA_RE.match(value) or value.startswith("pg_"):
         raise _fail(
             name,
@@ -374,8 +401,14 @@ def _webhook_url() -> str | None:
     return value
 
 
-def load_settings() -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every ``GOLDRL_*`` setting from the environment.
+
+    Every module reads its ``GOLDRL_*`` variables through this function, never from
+    ``os.environ`` directly, so each value is validated the same way everywhere.
+
+    Args:
+        environ: Variables to read instead of the process environment (tests, dry runs).
 
     Returns:
         The resolved settings; paths are absolute.
@@ -383,6 +416,14 @@ def load_settings() -> Settings:
     Raises:
         SettingsError: If a variable holds a value goldrl cannot use; the message names it.
     """
+    token = _ENVIRON.set(environ)
+    try:
+        return _load()
+    finally:
+        _ENVIRON.reset(token)
+
+
+def _load() -> Settings:
     home = _folder("GOLDRL_HOME", Path(DEFAULT_HOME).expanduser().resolve())
     warn = _minutes("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", DEFAULT_FRESHNESS_WARN_MINUTES)
     error = _minutes("GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES", DEFAULT_FRESHNESS_ERROR_MINUTES)

@@ -21,7 +21,6 @@ A bar whose open time lies in ``[start, end)`` of a window is excused.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -280,6 +279,16 @@ def load_closures(path: Path) -> ClosureCalendar:
 
 
 def configured_closures(env: Mapping[str, str] | None = None) -> ClosureCalendar:
-    """Return the calendar named by ``GOLDRL_VENUE_CLOSURES`` (empty when unset)."""
-    value = (env if env is not None else os.environ).get(CLOSURES_ENV, "").strip()
-    return load_closures(Path(value)) if value else NO_CLOSURES
+    """Return the calendar named by ``GOLDRL_VENUE_CLOSURES`` (empty when unset).
+
+    Args:
+        env: Environment to read (defaults to the process environment).
+
+    Raises:
+        SettingsError: If the variable names a missing or invalid file (or another ``GOLDRL_*``
+            variable is malformed); the message names the variable.
+    """
+    from goldrl_dagster.lib.config import load_settings  # config imports this module's parser
+
+    path = load_settings(env).venue_closures
+    return load_closures(path) if path is not None else NO_CLOSURES

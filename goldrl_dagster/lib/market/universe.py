@@ -1,22 +1,23 @@
 """The configured market universe: which instruments goldrl ingests, and from which day.
 
-Both come from the environment so one deployment can narrow or widen coverage without code
-changes. Values are validated when read; a typo fails loudly instead of ingesting nothing.
+Both come from the environment (``GOLDRL_INSTRUMENTS``, ``GOLDRL_MARKET_START``) so one
+deployment can narrow or widen coverage without code changes. They are read and validated by
+:func:`goldrl_dagster.lib.config.load_settings`, like every ``GOLDRL_*`` variable: a typo fails
+with a :class:`~goldrl_dagster.lib.config.SettingsError` naming the variable instead of
+ingesting nothing.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import date
 
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS, resolve_symbol
+from goldrl_dagster.lib.config import DEFAULT_MARKET_START as DEFAULT_MARKET_START
+from goldrl_dagster.lib.config import load_settings
 
 INSTRUMENTS_ENV = "GOLDRL_INSTRUMENTS"
 MARKET_START_ENV = "GOLDRL_MARKET_START"
-# Early enough for a backfill to reach the first candle of the gold contracts (and the
-# simulator's listing date); partitions before a listing complete empty.
-DEFAULT_MARKET_START = date(2025, 1, 1)
 
 
 def parse_instruments(text: str) -> tuple[str, ...]:
@@ -52,47 +53,29 @@ def configured_instruments(env: Mapping[str, str] | None = None) -> tuple[str, .
     """Return the instruments to ingest, from ``GOLDRL_INSTRUMENTS`` (default: every gold symbol).
 
     Args:
-        env: Environment to read (defaults to ``os.environ``).
+        env: Environment to read (defaults to the process environment).
 
     Returns:
         Exchange symbols, in configured order.
 
     Raises:
-        UnknownSymbolError: If an entry is unknown.
-        ValueError: If the variable is set but names no instrument.
+        SettingsError: If an entry is unknown or the list names no instrument (or another
+            ``GOLDRL_*`` variable is malformed); the message names the variable.
     """
-    environ = os.environ if env is None else env
-    text = environ.get(INSTRUMENTS_ENV)
-    if text is None or text.strip() == "":
-        return GOLD_SYMBOLS
-    return parse_instruments(text)
+    return load_settings(env).instruments
 
 
 def market_start_date(env: Mapping[str, str] | None = None) -> date:
     """Return the first UTC day of market-data partitions, from ``GOLDRL_MARKET_START``.
 
     Args:
-        env: Environment to read (defaults to ``os.environ``).
+        env: Environment to read (defaults to the process environment).
 
     Returns:
         The configured day, or 2025-01-01.
 
     Raises:
-        ValueError: If the value is not a ``YYYY-MM-DD`` date, or lies before 2010 (BingX did
-            not exist; the value is almost certainly a typo).
+        SettingsError: If the value is not a ``YYYY-MM-DD`` date between 2010-01-01 and today
+            (or another ``GOLDRL_*`` variable is malformed); the message names the variable.
     """
-    environ = os.environ if env is None else env
-    text = (environ.get(MARKET_START_ENV) or "").strip()
-    if not text:
-        return DEFAULT_MARKET_START
-    try:
-        if len(text) != 10:
-            raise ValueError
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{MARKET_START_ENV}={text!r} is not a date; use YYYY-MM-DD, e.g. 2025-01-01"
-        ) from None
-    if day.year < 2010:
-        raise ValueError(f"{MARKET_START_ENV}={text!r} is before any BingX listing; check it")
-    return day
+    return load_settings(env).market_start

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
 
-from goldrl_dagster.lib.config import ConfigError, Settings
+from goldrl_dagster.lib.config import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "goldrl"
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -74,18 +73,17 @@ class Database:
         }
 
 
-def schema_name() -> str:
-    """Return the PostgreSQL schema for goldrl's tables, validated.
+def schema_name(environ: Mapping[str, str] | None = None) -> str:
+    """Return the PostgreSQL schema for goldrl's tables (``GOLDRL_SCHEMA``), validated.
+
+    Args:
+        environ: Environment to read (defaults to the process environment).
 
     Raises:
-        ConfigError: If ``GOLDRL_SCHEMA`` is not a plain lower-case identifier.
+        SettingsError: If ``GOLDRL_SCHEMA`` (or another ``GOLDRL_*`` variable) is malformed;
+            the message names the variable.
     """
-    schema = os.environ.get("GOLDRL_SCHEMA", "goldrl")
-    if not _SCHEMA_RE.match(schema):
-        raise ConfigError(
-            f"GOLDRL_SCHEMA={schema!r} must be a lower-case identifier such as 'goldrl'"
-        )
-    return schema
+    return load_settings(environ).schema
 
 
 def _start_embedded(pgdata: Path) -> str:
@@ -117,7 +115,7 @@ def resolve_database(settings: Settings) -> Database:
     Returns:
         The database handle (the server is up and the database exists).
     """
-    schema = schema_name()
+    schema = settings.schema
     if settings.database_url:
         return Database(url=settings.database_url, schema=schema, embedded=False)
     return Database(url=_start_embedded(settings.pgdata), schema=schema, embedded=True)

@@ -4,6 +4,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
+from goldrl_dagster.lib.config import SettingsError
 from goldrl_dagster.lib.market.closures import (
     ClosureCalendar,
     ClosureConfigError,
@@ -172,7 +173,7 @@ def test_bad_closure_configuration_names_the_problem(document, message):
 
 
 def test_missing_closure_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ClosureConfigError, match="cannot read"):
+    with pytest.raises(SettingsError, match=r"GOLDRL_VENUE_CLOSURES=.*nope\.yaml"):
         configured_closures({"GOLDRL_VENUE_CLOSURES": str(tmp_path / "nope.yaml")})
 
 

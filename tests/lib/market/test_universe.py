@@ -1,11 +1,11 @@
-"""Configured instruments and market start date, parsed from the environment."""
+"""Configured instruments and market start date, read through the validated settings."""
 
 from datetime import date
 
 import pytest
 
-from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
+from goldrl_dagster.lib.config import SettingsError
 from goldrl_dagster.lib.market.universe import (
     DEFAULT_MARKET_START,
     configured_instruments,
@@ -28,14 +28,14 @@ def test_single_instrument():
 
 
 def test_unknown_symbol_is_a_clear_error():
-    with pytest.raises(UnknownSymbolError, match="'BTC-USDT'"):
+    with pytest.raises(SettingsError, match="GOLDRL_INSTRUMENTS='XAUT-USDT,BTC-USDT'"):
         configured_instruments({"GOLDRL_INSTRUMENTS": "XAUT-USDT,BTC-USDT"})
-    with pytest.raises(UnknownSymbolError, match="GOLD-USD"):
+    with pytest.raises(SettingsError, match="GOLDRL_INSTRUMENTS='GOLD-USD'"):
         configured_instruments({"GOLDRL_INSTRUMENTS": "GOLD-USD"})
 
 
 def test_a_list_of_only_separators_is_an_error_not_an_empty_universe():
-    with pytest.raises(ValueError, match="names no instrument"):
+    with pytest.raises(SettingsError, match="GOLDRL_INSTRUMENTS"):
         configured_instruments({"GOLDRL_INSTRUMENTS": ",,"})
 
 
@@ -53,10 +53,10 @@ def test_market_start_default_and_value():
 
 @pytest.mark.parametrize("text", ["2025-13-01", "01/02/2025", "2025-1-1", "yesterday", "20250101"])
 def test_market_start_rejects_malformed_dates(text):
-    with pytest.raises(ValueError, match="GOLDRL_MARKET_START"):
+    with pytest.raises(SettingsError, match="GOLDRL_MARKET_START"):
         market_start_date({"GOLDRL_MARKET_START": text})
 
 
 def test_market_start_rejects_implausibly_early_dates():
-    with pytest.raises(ValueError, match="before any BingX listing"):
+    with pytest.raises(SettingsError, match=r"GOLDRL_MARKET_START='1999-01-01'.*2010-01-01"):
         market_start_date({"GOLDRL_MARKET_START": "1999-01-01"})
