@@ -232,10 +232,12 @@ def candle_rows(symbol: str, day: datetime, skip: range) -> pl.DataFrame:
 
 
 def plant_market(db: Database) -> None:
-    # PAXG day 1 lacks 10 bars (a found gap); XAUT has a complete 2024-02-29.
+    # PAXG day 1 lacks 10 bars (a found gap), day 2 is complete; XAUT has a complete 2024-02-29.
     upsert_frame(db, "candles", candle_rows(SYMBOL, DAY1, range(600, 610)),
                  ["instrument", "interval", "open_time"])  # fmt: skip
     upsert_frame(db, "candles", candle_rows("XAUT-USDT", DAY1 - timedelta(days=1), range(0)),
+                 ["instrument", "interval", "open_time"])  # fmt: skip
+    upsert_frame(db, "candles", candle_rows(SYMBOL, DAY2, range(0)),
                  ["instrument", "interval", "open_time"])  # fmt: skip
     gaps = [
         (SYMBOL, at(10), at(10 + 10 / 60), 10, "found"),
@@ -281,10 +283,11 @@ def plant_drift(conn) -> None:
 
 
 def plant_check_outcomes() -> None:
-    """Two real Dagster runs of a stand-in candles asset on PAXG × 2024-03-01.
+    """Three real Dagster runs of a stand-in candles asset.
 
-    The first passes both checks; the second fails candles_no_open_gaps: only the latest
-    outcome of each check counts.
+    On PAXG × 2024-03-01 the first run passes every check, the second fails
+    candles_no_open_gaps (ERROR severity): only the latest outcome of each check counts. On
+    PAXG × 2024-03-02 the WARN-severity outlier check fails.
     """
     instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(open_runtime())))
     partitions = dg.MultiPartitionsDefinition(
@@ -294,7 +297,7 @@ def plant_check_outcomes() -> None:
         }
     )
     key = dg.AssetKey(["market", "candles"])
-    outcome = {"gaps_pass": True}
+    outcome = {"gaps_pass": True, "outliers_pass": True}
 
     @dg.asset(
         key=key,
@@ -302,6 +305,7 @@ def plant_check_outcomes() -> None:
         check_specs=[
             dg.AssetCheckSpec("candles_quality", asset=key),
             dg.AssetCheckSpec("candles_no_open_gaps", asset=key),
+            dg.AssetCheckSpec("candles_return_outliers", asset=key),
         ],
     )
     def candles() -> dg.MaterializeResult:
@@ -309,12 +313,18 @@ def plant_check_outcomes() -> None:
             check_results=[
                 dg.AssetCheckResult(check_name="candles_quality", passed=True),
                 dg.AssetCheckResult(check_name="candles_no_open_gaps", passed=outcome["gaps_pass"]),
+                dg.AssetCheckResult(
+                    check_name="candles_return_outliers",
+                    passed=outcome["outliers_pass"],
+                    severity=dg.AssetCheckSeverity.WARN,
+                ),
             ]
         )
 
-    partition = dg.MultiPartitionKey({"instrument": SYMBOL, "day": "2024-03-01"})
-    for passing in (True, False):
-        outcome["gaps_pass"] = passing
+    runs = [("2024-03-01", True, True), ("2024-03-01", False, True), ("2024-03-02", True, False)]
+    for day, gaps_pass, outliers_pass in runs:
+        outcome.update(gaps_pass=gaps_pass, outliers_pass=outliers_pass)
+        partition = dg.MultiPartitionKey({"instrument": SYMBOL, "day": day})
         result = dg.materialize([candles], instance=instance, partition_key=partition)
         assert result.success
 
@@ -454,13 +464,19 @@ def test_data_quality_by_instrument_and_day(marts):
     assert (paxg["gaps_found"], paxg["gaps_healed"], paxg["gaps_open"]) == (1, 1, 1)
     assert paxg["open_gap_missing_bars"] == 10
     assert (paxg["findings_warning"], paxg["findings_error"]) == (1, 0)
-    # The latest run failed the gap check; the quality check passed both times.
-    assert (paxg["checks_passed"], paxg["checks_failed"]) == (1, 1)
+    # The latest run failed the gap check; the other two passed both times.
+    assert (paxg["checks_passed"], paxg["checks_failed"], paxg["checks_failed_error"]) == (2, 1, 1)
     assert paxg["failed_checks"] == "market/candles:candles_no_open_gaps"
     assert paxg["quality_status"] == "error"
     xaut_full = rows[("XAUT-USDT", date(2024, 2, 29))]
     assert (xaut_full["bars_stored"], xaut_full["coverage_ratio"]) == (1440, 1.0)
     assert xaut_full["quality_status"] == "ok"
+    # A complete day whose only fault is a failed WARN-severity check: warn, not error.
+    paxg_warned = rows[(SYMBOL, DAY2.date())]
+    assert (paxg_warned["bars_stored"], paxg_warned["checks_failed"]) == (1440, 1)
+    assert paxg_warned["checks_failed_error"] == 0
+    assert paxg_warned["failed_checks"] == "market/candles:candles_return_outliers"
+    assert paxg_warned["quality_status"] == "warn"
     xaut_bad = rows[("XAUT-USDT", DAY2.date())]
     assert xaut_bad["bars_stored"] == 0
     assert (xaut_bad["gaps_unrecoverable"], xaut_bad["findings_error"]) == (1, 1)

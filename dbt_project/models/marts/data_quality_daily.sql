@@ -2,8 +2,9 @@
 -- the gaps found in the day (any interval; a gap counts on the day of its first missing bar)
 -- by state, the data-quality findings by severity, and the latest outcome of each asset check
 -- on the instrument-day partition. A day appears when any of these has a row for it.
--- quality_status: 'error' when a check failed, a finding is an error or a gap is
--- unrecoverable; else 'warn' when bars are missing, a gap is open or a finding warns; else 'ok'.
+-- quality_status: 'error' when a check of ERROR severity failed, a finding is an error or a
+-- gap is unrecoverable; else 'warn' when bars are missing, a gap is open, a finding warns or a
+-- WARN-severity check failed; else 'ok'.
 -- A day still in progress shows as incomplete (coverage below 1) until it is over.
 with
 
@@ -70,6 +71,8 @@ checks as (
         partition_date as day,
         count(*) filter (where status = 'SUCCEEDED') as checks_passed,
         count(*) filter (where status = 'FAILED') as checks_failed,
+        count(*) filter (where status = 'FAILED' and severity is distinct from 'WARN')
+            as checks_failed_error,
         string_agg(asset_key || ':' || check_name, ', ' order by asset_key, check_name)
             filter (where status = 'FAILED') as failed_checks
 
@@ -107,6 +110,7 @@ joined as (
         coalesce(findings.findings_error, 0) as findings_error,
         coalesce(checks.checks_passed, 0) as checks_passed,
         coalesce(checks.checks_failed, 0) as checks_failed,
+        coalesce(checks.checks_failed_error, 0) as checks_failed_error,
         checks.failed_checks
 
     from days
@@ -137,11 +141,13 @@ final as (
         findings_error,
         checks_passed,
         checks_failed,
+        checks_failed_error,
         failed_checks,
         case
-            when checks_failed > 0 or findings_error > 0 or gaps_unrecoverable > 0 then 'error'
+            when checks_failed_error > 0 or findings_error > 0 or gaps_unrecoverable > 0
+                then 'error'
             when bars_stored < bars_expected or gaps_found + gaps_healing > 0
-                or findings_warning > 0 then 'warn'
+                or findings_warning > 0 or checks_failed > 0 then 'warn'
             else 'ok'
         end as quality_status
 

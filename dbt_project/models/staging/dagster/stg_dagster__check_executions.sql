@@ -1,4 +1,5 @@
--- Completed asset-check executions with the partition of the materialization they judged.
+-- Completed asset-check executions with their severity and the partition of the
+-- materialization they judged.
 -- A multi-partition key (instrument × day) reads "YYYY-MM-DD|SYMBOL" (dimensions in name
 -- order), so partition_date/partition_instrument are filled only for such keys.
 -- Dagster's tables exist only once Dagster ran against this database: without them the model
@@ -42,6 +43,12 @@ renamed as (
         executions.check_name,
         executions.run_id,
         executions.execution_status as status,
+        -- ERROR or WARN, from the evaluation event (AssetCheckSeverity.ERROR → ERROR).
+        replace(
+            executions.evaluation_event::jsonb
+                #>> '{dagster_event,event_specific_data,severity,__enum__}',
+            'AssetCheckSeverity.', ''
+        ) as severity,
         executions.evaluation_event_timestamp at time zone 'UTC' as evaluated_at,
         events.partition as partition_key
 
@@ -65,6 +72,7 @@ select
     null::text as check_name,
     null::text as run_id,
     null::text as status,
+    null::text as severity,
     null::timestamptz as evaluated_at,
     null::text as partition_key,
     null::date as partition_date,
