@@ -12,6 +12,13 @@ import yaml
 from goldrl_dagster.lib.runtime import Runtime
 
 DAGSTER_SCHEMA = "dagster"
+# Run monitoring: how often the daemon checks in-progress runs, and how long a run may take to
+# start or to cancel. A run whose worker process died is marked failed at the next check.
+RUN_MONITORING_POLL_SECONDS = 30
+RUN_START_TIMEOUT_SECONDS = 180
+RUN_CANCEL_TIMEOUT_SECONDS = 180
+# A run failed by a crash (dead worker, start timeout), not by an asset or op, is re-queued once.
+RUN_RETRIES_AFTER_CRASH = 1
 
 
 def dagster_storage_url(runtime: Runtime) -> str:
@@ -22,7 +29,11 @@ def dagster_storage_url(runtime: Runtime) -> str:
 
 
 def ensure_dagster_home(runtime: Runtime) -> Path:
-    """Write ``$GOLDRL_HOME/dagster/dagster.yaml`` (Postgres storage) and set ``DAGSTER_HOME``.
+    """Write ``$GOLDRL_HOME/dagster/dagster.yaml`` and set ``DAGSTER_HOME``.
+
+    The instance keeps runs and events in PostgreSQL, queues runs (two at once, one training),
+    monitors running runs (a run whose worker process died is marked failed within
+    ``RUN_MONITORING_POLL_SECONDS``) and re-queues a run that crashed once.
 
     Returns:
         The Dagster home folder.
@@ -45,6 +56,24 @@ def ensure_dagster_home(runtime: Runtime) -> Path:
                     {"key": "goldrl/pool", "value": "training", "limit": 1},
                 ],
             },
+        },
+        # Dagster's default launcher, plus a worker health check (goldrl_dagster/run_launcher.py)
+        # so run monitoring can tell a dead run worker from a busy one.
+        "run_launcher": {"module": "goldrl_dagster.run_launcher", "class": "WatchedRunLauncher"},
+        "run_monitoring": {
+            "enabled": True,
+            "start_timeout_seconds": RUN_START_TIMEOUT_SECONDS,
+            "cancel_timeout_seconds": RUN_CANCEL_TIMEOUT_SECONDS,
+            "poll_interval_seconds": RUN_MONITORING_POLL_SECONDS,
+            # Resuming a run in a new worker is for launchers that can (k8s, ECS); a dead local
+            # worker's run is failed and retried from its failed steps instead.
+            "max_resume_run_attempts": 0,
+        },
+        "run_retries": {
+            "enabled": True,
+            "max_retries": RUN_RETRIES_AFTER_CRASH,
+            # Failed checks and assets are not retried (they would fail again): crashes only.
+            "retry_on_asset_or_op_failure": False,
         },
         "telemetry": {"enabled": False},
     }

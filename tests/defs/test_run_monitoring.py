@@ -1,0 +1,149 @@
+"""A run whose worker process is killed mid-step is failed by run monitoring and re-queued.
+
+The instance is goldrl's own (``ensure_dagster_home``: PostgreSQL storage, the queued run
+coordinator, ``WatchedRunLauncher``, run monitoring and run retries). A real code server runs a
+small job; its run worker is SIGKILLed while the step sleeps; one iteration of the daemon's run
+monitoring and one of its automatic re-execution then do what the daemon does every poll.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import PARENT_RUN_ID_TAG
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import PythonFileTarget
+from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
+    consume_new_runs_for_automatic_reexecution,
+)
+from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
+
+from goldrl_dagster.instance import (
+    RUN_MONITORING_POLL_SECONDS,
+    RUN_RETRIES_AFTER_CRASH,
+    ensure_dagster_home,
+)
+from goldrl_dagster.lib.runtime import open_runtime
+from goldrl_dagster.run_launcher import WatchedRunLauncher, process_state
+
+JOB_FILE = """
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+
+
+@dg.op
+def write_then_sleep() -> None:
+    Path(os.environ["GOLDRL_TEST_PID_FILE"]).write_text(str(os.getpid()))
+    time.sleep(120)  # killed long before this ends
+
+
+@dg.job(executor_def=dg.in_process_executor)
+def sleepy_job():
+    write_then_sleep()
+"""
+
+LOG = logging.getLogger(__name__)
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture
+def instance(settings, database, monkeypatch) -> dg.DagsterInstance:
+    monkeypatch.setenv("DAGSTER_HOME", "")
+    home = ensure_dagster_home(open_runtime())
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def test_the_instance_monitors_runs_and_retries_crashes_only(instance):
+    assert isinstance(instance.run_launcher, WatchedRunLauncher)
+    assert instance.run_launcher.supports_check_run_worker_health
+    assert instance.run_monitoring_enabled
+    assert instance.run_monitoring_settings["poll_interval_seconds"] == RUN_MONITORING_POLL_SECONDS
+    assert instance.run_monitoring_max_resume_run_attempts == 0
+    assert instance.run_retries_enabled
+    assert instance.run_retries_max_retries == RUN_RETRIES_AFTER_CRASH
+    assert not instance.run_retries_retry_on_asset_or_op_failure
+
+
+def test_a_killed_run_worker_fails_its_run_and_the_run_is_requeued(
+    instance, tmp_path: Path, monkeypatch
+):
+    job_file = tmp_path / "sleepy_job.py"
+    job_file.write_text(textwrap.dedent(JOB_FILE))
+    pid_file = tmp_path / "worker.pid"
+    monkeypatch.setenv("GOLDRL_TEST_PID_FILE", str(pid_file))
+    target = PythonFileTarget(
+        python_file=str(job_file), attribute=None, working_directory=str(tmp_path),
+        location_name="sleepy",
+    )  # fmt: skip
+    with WorkspaceProcessContext(instance, target) as context:
+        workspace = context.create_request_context()
+        location = workspace.get_code_location("sleepy")
+        [repository] = location.get_repositories().values()
+        remote_job = repository.get_full_job("sleepy_job")
+        spec = importlib.util.spec_from_file_location("sleepy_job", job_file)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        run = instance.create_run_for_job(
+            job_def=module.sleepy_job,
+            remote_job_origin=remote_job.get_remote_origin(),
+            job_code_origin=remote_job.get_python_origin(),
+        )
+        instance.launch_run(run.run_id, workspace)
+
+        # Mid-step: the op has written its pid (the in-process executor: the run worker's).
+        pid = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the step"))
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+        healthy = instance.run_launcher.check_run_worker_health(instance.get_run_by_id(run.run_id))
+        assert healthy.status.value == "RUNNING", healthy
+
+        # A monitoring pass while the worker lives changes nothing.
+        list(execute_run_monitoring_iteration(context, LOG))
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+
+        os.kill(pid, signal.SIGKILL)
+        _wait_for(
+            lambda: (state := process_state(pid)) is None or state[0] in ("Z", "X"),
+            10, "the worker to die",
+        )  # fmt: skip
+        # Nothing but the monitor notices: the run still claims to be running.
+        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+
+        # One daemon poll (every RUN_MONITORING_POLL_SECONDS) marks it failed ...
+        list(execute_run_monitoring_iteration(context, LOG))
+        failed = instance.get_run_by_id(run.run_id)
+        assert failed.status == dg.DagsterRunStatus.FAILURE
+        failure = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE
+        ).records
+        assert f"run worker process {pid}" in failure[-1].event_log_entry.dagster_event.message
+
+        # ... and the automatic re-execution queues a retry of it, once.
+        records = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))
+        list(consume_new_runs_for_automatic_reexecution(context, records, LOG))
+        list(consume_new_runs_for_automatic_reexecution(context, records, LOG))
+        retries = instance.get_runs(dg.RunsFilter(tags={PARENT_RUN_ID_TAG: run.run_id}))
+        assert len(retries) == 1
+        assert retries[0].status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
+        assert retries[0].job_name == "sleepy_job"
