@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from engine_sessions import paper_account, query, running_session
 from live_engine_support import SYMBOL, promote_champion, register_candidate_model
 
 from goldrl_dagster.instance import DAGSTER_SCHEMA
@@ -151,11 +152,6 @@ class EngineThread:
         assert not self._thread.is_alive(), "the paper engine did not stop within 60s"
 
 
-def _query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with open_runtime().db.connect() as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 @pytest.fixture
 def ui_server(database: Database, simulator, tmp_path: Path) -> Iterator[UiServer]:
     """``goldrl ui`` on a free port with the test's GOLDRL_HOME and database (not yet ready)."""
@@ -185,7 +181,7 @@ def paper_engine(database: Database, simulator, tmp_path: Path) -> Iterator[Engi
             rest_url=simulator.base_url,
             ws_url=simulator.ws_url,
             duration_seconds=480.0,  # a safety net: the fixture stops it
-            paper_account=f"paper:browser-{time.time_ns()}",
+            paper_account=paper_account("browser-ui"),
             heartbeat_seconds=1.0,
             control_poll_seconds=2.0,
             ood_guard="off",
@@ -202,12 +198,9 @@ def _session_id(engine: EngineThread, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert engine.alive, f"the paper engine stopped: {engine.error!r}"
-        rows = _query(
-            "SELECT session_id FROM live_sessions WHERE account_id = %s AND stopped_at IS NULL",
-            engine.settings.paper_account,
-        )
-        if rows:
-            return rows[0][0]
+        session_id = running_session(engine.settings.paper_account)
+        if session_id:
+            return session_id
         time.sleep(0.5)
     raise AssertionError("the paper engine never opened its session")
 
@@ -341,7 +334,7 @@ def test_the_operator_sees_the_lineage_and_halts_the_market_from_the_launchpad(
     print(f"halt acknowledged on the run page after {time.monotonic() - started:.0f}s")
 
     # The database agrees: the engine's session applied the command, and audited it.
-    rows = _query(
+    rows = query(
         "SELECT command_id, status, claimed_by, result ->> 'trading_state' FROM control_commands "
         "WHERE action = 'halt' AND instrument = %s AND actor = %s AND reason = %s",
         SYMBOL, ACTOR, REASON,
@@ -349,7 +342,7 @@ def test_the_operator_sees_the_lineage_and_halts_the_market_from_the_launchpad(
     assert len(rows) == 1, rows
     command_id, status, claimed_by, trading_state = rows[0]
     assert (status, claimed_by, trading_state) == ("applied", session_id, "HALTED")
-    audit = _query(
+    audit = query(
         "SELECT action, actor FROM audit_log WHERE (after ->> 'command_id')::bigint = %s "
         "ORDER BY entry_id",
         command_id,
@@ -357,5 +350,5 @@ def test_the_operator_sees_the_lineage_and_halts_the_market_from_the_launchpad(
     assert [action for action, _ in audit] == ["control.issued", "control.halt"], audit
     # And Dagster recorded the run as the Launchpad's, succeeded.
     dagster_schema = f"{open_runtime().db.schema}_{DAGSTER_SCHEMA}"
-    runs = _query(f'SELECT status FROM "{dagster_schema}".runs WHERE run_id = %s', run_id)
+    runs = query(f'SELECT status FROM "{dagster_schema}".runs WHERE run_id = %s', run_id)
     assert runs == [("SUCCESS",)], runs
