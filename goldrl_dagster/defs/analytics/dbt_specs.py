@@ -258,7 +258,8 @@ class DbtCli(dg.ConfigurableResource):
             ]
             names += [key.name for key in context.selected_asset_check_keys]
             # Only the named tests: a test of an unselected model has no check to report to.
-            args += ["--select", *sorted(names), "--indirect-selection", "empty"]
+            # One --select value (space-separated union): dagster-dbt re-parses the argv.
+            args += ["--select", " ".join(sorted(names)), "--indirect-selection", "empty"]
         selected_checks = set(context.selected_asset_check_keys)
         invocation = self.cli_resource().cli(
             args, manifest=data, dagster_dbt_translator=goldrl_dbt_translator()
