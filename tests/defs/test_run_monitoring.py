@@ -24,6 +24,8 @@ from dagster._core.workspace.load_target import PythonFileTarget
 from dagster._daemon.auto_run_reexecution.auto_run_reexecution import (
     consume_new_runs_for_automatic_reexecution,
 )
+from dagster._daemon.auto_run_reexecution.event_log_consumer import EventLogConsumerDaemon
+from dagster._daemon.daemon import MonitoringDaemon
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
 from goldrl_dagster.instance import (
@@ -84,6 +86,9 @@ def test_the_instance_monitors_runs_and_retries_crashes_only(instance):
     assert instance.run_retries_enabled
     assert instance.run_retries_max_retries == RUN_RETRIES_AFTER_CRASH
     assert not instance.run_retries_retry_on_asset_or_op_failure
+    # The daemon `goldrl ui` starts runs both loops exercised below.
+    required = set(instance.get_required_daemon_types())
+    assert {MonitoringDaemon.daemon_type(), EventLogConsumerDaemon.daemon_type()} <= required
 
 
 def test_a_killed_run_worker_fails_its_run_and_the_run_is_requeued(
