@@ -10,6 +10,8 @@ import pytest
 from goldrl_dagster.defs import keys
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.jobs_in_process import load_definitions
+from goldrl_dagster.lib import analytics_docs
+from goldrl_dagster.lib.analytics_docs import DbtProjectPaths
 from goldrl_dagster.lib.datasets.loading import load_dataset
 from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.features.spec import TA_V2
@@ -45,8 +47,11 @@ def _count(db, sql, *params):
 
 
 @pytest.fixture(scope="module")
-def graph_run(settings, database, simulator):
+def graph_run(settings, database, simulator, tmp_path_factory):
     mp = pytest.MonkeyPatch()
+    # The dbt asset writes its docs site here instead of into the checkout.
+    docs = DbtProjectPaths(docs_dir=tmp_path_factory.mktemp("dbt_docs"))
+    mp.setattr(analytics_docs, "default_paths", lambda: docs)
     mp.setenv("GOLDRL_BINGX_BASE_URL", simulator.base_url)
     mp.setenv("GOLDRL_BINGX_WS_URL", simulator.ws_url)
     runtime = open_runtime()
@@ -82,6 +87,7 @@ def graph_run(settings, database, simulator):
         "db": runtime.db,
         "checks": checks,
         "dataset_key": dataset_key,
+        "docs": docs,
     }
     mp.undo()
 
@@ -268,6 +274,22 @@ def test_dbt_views_reflect_the_ingested_candles(graph_run):
     )
     assert daily.height == 2
     assert daily["bar_count"].to_list() == [1440, 1440]
+    quality = read_frame(
+        db,
+        f'SELECT * FROM "{db.schema}_analytics".data_quality_daily WHERE instrument = $1 '
+        "AND day >= $2 AND day < $3 ORDER BY day",
+        [SYMBOL, WINDOW_START.date(), WINDOW_END.date()],
+    )
+    assert quality["bars_stored"].to_list() == [1440, 1440]
+    assert quality["coverage_ratio"].to_list() == [1.0, 1.0]
+
+
+def test_the_dbt_asset_generates_the_docs_site(graph_run):
+    docs = graph_run["docs"]
+    assert analytics_docs.docs_present(docs)
+    catalog = json.loads((docs.docs_dir / "catalog.json").read_text())
+    # The catalog comes from the database the build just wrote.
+    assert "slippage_bps" in catalog["nodes"]["model.goldrl.fill_slippage"]["columns"]
 
 
 def _jsonb(value):
