@@ -516,6 +516,16 @@ def test_leaderboard_knows_the_champion_and_the_market_rank(marts):
     assert board["instrument"].to_list() == [SYMBOL, SYMBOL]
 
 
+def test_freshness_follows_each_feeds_loaded_at_field(marts):
+    result = run_dbt(
+        marts.tmp_path, "source", "freshness",
+        "--select", "source:live.fills", "source:live.ledger_entries",
+    )  # fmt: skip
+    statuses = node_statuses(result)
+    # Fills were recorded just now; the ledger's newest entry is the 2024-03-02 flatten.
+    assert statuses == {"fills": "pass", "ledger_entries": "error"}
+
+
 # The test below adds bad data; it stays last so the read-only tests see the planted case.
 
 
