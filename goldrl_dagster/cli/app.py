@@ -14,6 +14,7 @@ from typer.core import TyperGroup
 
 from goldrl_dagster.cli.account import account
 from goldrl_dagster.cli.audit import audit_app
+from goldrl_dagster.cli.backup import backup, restore
 from goldrl_dagster.cli.dataset import dataset_app
 from goldrl_dagster.cli.db import db_app
 from goldrl_dagster.cli.demo import demo
@@ -66,6 +67,8 @@ app.command("abort-rollout")(abort_rollout)
 app.command("demo")(demo)
 app.command("import-candles")(import_candles_cmd)
 app.command("account")(account)
+app.command("backup")(backup)
+app.command("restore")(restore)
 
 
 def _register_optional(module: str, attribute: str, name: str) -> None:
