@@ -81,7 +81,7 @@ from goldrl_dagster.lib.rl.observation import (
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, PolicyBundleError, load_policy
 from goldrl_dagster.lib.runtime import Runtime, open_runtime
 from goldrl_dagster.lib.storage.account_state import AccountState
-from goldrl_dagster.lib.storage.artifacts import ArtifactIntegrityError
+from goldrl_dagster.lib.storage.artifacts import ArtifactIntegrityError, ArtifactLocationError
 from goldrl_dagster.lib.storage.heartbeat_store import upsert_heartbeat
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import (
@@ -326,7 +326,10 @@ def verify_model(runtime: Runtime, settings: LiveSettings, model: ModelRecord) -
     except LiveEngineError as exc:
         raise ModelRefusedError(str(exc)) from exc
     try:
-        path = runtime.artifacts.path_for(model.artifact)
+        path = runtime.artifacts.local_path(model.artifact)
+    except ArtifactLocationError as exc:
+        raise ModelRefusedError(f"artifact of model {model.model_id} is outside the store: "
+                                f"{exc}") from exc  # fmt: skip
     except ArtifactIntegrityError as exc:
         raise ModelRefusedError(f"artifact checksum mismatch for model {model.model_id}: "
                                 f"{exc}") from exc  # fmt: skip

@@ -16,7 +16,8 @@ Read here: ``GOLDRL_HOME``, ``GOLDRL_DATABASE_URL``, ``GOLDRL_ARTIFACT_ROOT``,
 ``GOLDRL_MARKET_START``, ``GOLDRL_VENUE_CLOSURES``, ``GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES``,
 ``GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES``, ``GOLDRL_RETURN_OUTLIER_THRESHOLDS``,
 ``GOLDRL_LEARNING_WINDOW_DAYS``, ``GOLDRL_LEARNING_FEATURE_SETS``, ``GOLDRL_LEARNING_REWARDS``,
-``GOLDRL_LEARNING_TIMESTEPS``, ``GOLDRL_ALERT_WEBHOOK_URL``.
+``GOLDRL_LEARNING_TIMESTEPS``, ``GOLDRL_ALERT_WEBHOOK_URL``,
+``GOLDRL_ARTIFACT_STORAGE_OPTIONS``.
 
 Read elsewhere on purpose: the trading credentials ``GOLDRL_BINGX_API_KEY`` /
 ``GOLDRL_BINGX_API_SECRET`` (or their ``_FILE`` variants) only by
@@ -36,6 +37,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 DEFAULT_HOME = ".goldrl"
@@ -81,7 +83,8 @@ class Settings:
     Attributes:
         home: Folder for goldrl's local state (embedded PostgreSQL data, artifacts, Dagster home).
         database_url: External PostgreSQL URL, or None to use the embedded server.
-        artifact_root: Folder of the content-addressed artifact store.
+        artifact_root: Root of the content-addressed artifact store: an absolute local folder,
+            or an fsspec URL such as ``s3://bucket/prefix`` (``GOLDRL_ARTIFACT_ROOT``).
         bingx_base_url: REST base URL of BingX (or of the local simulator).
         bingx_ws_url: WebSocket market-stream URL of BingX (or of the local simulator).
         schema: PostgreSQL schema of goldrl's tables (``GOLDRL_SCHEMA``).
@@ -97,11 +100,14 @@ class Settings:
         learning_timesteps: PPO steps per candidate (0: the training default).
         alert_webhook_url: Webhook the SLO alerts are posted to (``GOLDRL_ALERT_WEBHOOK_URL``),
             or None to record alerts without posting. A secret: never in a repr or a message.
+        artifact_storage_options_json: fsspec storage options of a remote artifact root as
+            canonical JSON (``GOLDRL_ARTIFACT_STORAGE_OPTIONS``), or None. May hold keys:
+            never in a repr or a message.
     """
 
     home: Path
     database_url: str | None
-    artifact_root: Path
+    artifact_root: str
     bingx_base_url: str
     bingx_ws_url: str
     schema: str = DEFAULT_SCHEMA
@@ -116,6 +122,12 @@ class Settings:
     learning_rewards: tuple[str, ...] = DEFAULT_LEARNING_REWARDS
     learning_timesteps: int = 0
     alert_webhook_url: str | None = field(default=None, repr=False)
+    artifact_storage_options_json: str | None = field(default=None, repr=False)
+
+    @property
+    def artifact_storage_options(self) -> dict[str, Any]:
+        """The fsspec storage options of the artifact root (empty when unset)."""
+        return json.loads(self.artifact_storage_options_json or "{}")
 
     @property
     def dagster_home(self) -> Path:
@@ -423,6 +435,52 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         _ENVIRON.reset(token)
 
 
+def _artifact_root(home: Path) -> str:
+    """``GOLDRL_ARTIFACT_ROOT``: a local folder, a file:// URI, or an fsspec URL with a location."""
+    name = "GOLDRL_ARTIFACT_ROOT"
+    value = _raw(name)
+    from goldrl_dagster.lib.storage.artifacts import path_from_file_uri, url_scheme
+
+    scheme = None if value is None else url_scheme(value)
+    if value is None or scheme is None:
+        return str(_folder(name, home / "artifacts"))
+    accepted = "a folder path, or an fsspec URL with a location, e.g. s3://bucket/prefix"
+    if scheme == "file":
+        try:
+            path = path_from_file_uri(value)
+        except ValueError:
+            raise _fail(name, value, accepted, url=True) from None
+        if path.exists() and not path.is_dir():
+            raise _fail(name, value, "a folder (or a path to create), not a file", url=True)
+        return str(path)
+    from fsspec.registry import known_implementations, registry
+
+    location = value.split("://", 1)[1].strip("/")
+    if scheme not in known_implementations and scheme not in registry:
+        raise _fail(name, value, f"{accepted} ({scheme}:// is not an fsspec protocol)", url=True)
+    if not location or any(c.isspace() for c in value):
+        raise _fail(name, value, accepted, url=True)
+    return value.rstrip("/")
+
+
+def _storage_options() -> str | None:
+    """``GOLDRL_ARTIFACT_STORAGE_OPTIONS``: a JSON object; may hold keys, so never echoed."""
+    name = "GOLDRL_ARTIFACT_STORAGE_OPTIONS"
+    value = _raw(name)
+    if value is None:
+        return None
+    try:
+        document = json.loads(value)
+    except json.JSONDecodeError:
+        document = None
+    if not isinstance(document, dict):
+        raise SettingsError(
+            f"{name} is not valid: a JSON object of fsspec storage options, e.g. "
+            '{"endpoint_url": "http://127.0.0.1:9000", "key": "…", "secret": "…"}'
+        )
+    return json.dumps(document, sort_keys=True)
+
+
 def _load() -> Settings:
     home = _folder("GOLDRL_HOME", Path(DEFAULT_HOME).expanduser().resolve())
     warn = _minutes("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", DEFAULT_FRESHNESS_WARN_MINUTES)
@@ -435,7 +493,7 @@ def _load() -> Settings:
     return Settings(
         home=home,
         database_url=_database_url(),
-        artifact_root=_folder("GOLDRL_ARTIFACT_ROOT", home / "artifacts"),
+        artifact_root=_artifact_root(home),
         bingx_base_url=_url("GOLDRL_BINGX_BASE_URL", DEFAULT_BINGX_BASE_URL, ("http", "https")),
         bingx_ws_url=_url("GOLDRL_BINGX_WS_URL", DEFAULT_BINGX_WS_URL, ("ws", "wss")),
         schema=_schema(),
@@ -452,4 +510,5 @@ def _load() -> Settings:
         learning_rewards=_names("GOLDRL_LEARNING_REWARDS", DEFAULT_LEARNING_REWARDS),
         learning_timesteps=_whole("GOLDRL_LEARNING_TIMESTEPS", 0, 0, MAX_LEARNING_TIMESTEPS),
         alert_webhook_url=_webhook_url(),
+        artifact_storage_options_json=_storage_options(),
     )

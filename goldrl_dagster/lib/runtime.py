@@ -52,4 +52,9 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
 def _open_runtime(settings: Settings) -> Runtime:
     db = resolve_database(settings)
     migrate(db)
-    return Runtime(settings=settings, db=db, artifacts=ArtifactStore(settings.artifact_root))
+    artifacts = ArtifactStore(
+        settings.artifact_root,
+        storage_options=settings.artifact_storage_options,
+        cache_dir=settings.home / "artifact-cache",
+    )
+    return Runtime(settings=settings, db=db, artifacts=artifacts)

@@ -11,10 +11,10 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
+from artifact_files import overwrite_stored_artifact
 from engine_sessions import paper_account, query, running_session, until
 from live_engine_support import SYMBOL, promote_champion, register_candidate_model
 
@@ -53,13 +53,13 @@ def models(settings, database, simulator, tmp_path_factory) -> dict[str, str]:
     register_candidate_model(simulator.base_url, B, tmp_path_factory.mktemp("ctl-b"), hours=24)
     runtime = open_runtime()
     b = load_model_record(runtime.db, B)
-    bundle = runtime.artifacts.path_for(b.artifact).read_bytes()
+    bundle = runtime.artifacts.get_bytes(b.artifact)
     broken = runtime.artifacts.put_bytes(bundle + b"ctl-corrupted-later", ".zip")
     record_model(
         runtime.db, model_id=BROKEN, artifact=broken, dataset_hash=b.dataset_hash,
         feature_fingerprint=b.feature_fingerprint, algorithm="PPO", seed=1, card={},
     )  # fmt: skip
-    Path(broken.uri.removeprefix("file://")).write_bytes(bundle[: len(bundle) // 2])
+    overwrite_stored_artifact(runtime.artifacts, broken, bundle[: len(bundle) // 2])
     return {"A": A, "B": B}
 
 

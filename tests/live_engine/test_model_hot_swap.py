@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from artifact_files import overwrite_stored_artifact
 from engine_sessions import paper_account, running_session, until
 from live_engine_support import SYMBOL, promote_champion, register_candidate_model
 
@@ -64,10 +65,10 @@ def models(settings, database, simulator, tmp_path_factory) -> dict[str, StoredA
     runtime = open_runtime()
     a = load_model_record(runtime.db, A)
     _register_like(a, A2, a.artifact)
-    bundle = runtime.artifacts.path_for(a.artifact).read_bytes()
+    bundle = runtime.artifacts.get_bytes(a.artifact)
     tampered = runtime.artifacts.put_bytes(bundle + b"tampered-later", ".zip")
     _register_like(a, TAMPERED, tampered)
-    Path(tampered.uri.removeprefix("file://")).write_bytes(bundle[: len(bundle) // 2])
+    overwrite_stored_artifact(runtime.artifacts, tampered, bundle[: len(bundle) // 2])
     return {m: load_model_record(runtime.db, m).artifact for m in (A, A2, B, TAMPERED)}
 
 
@@ -411,19 +412,25 @@ def test_every_check_refuses_a_bad_model_with_its_reason(models, simulator):
     )
     _register_like(a, "ppo-swap-paxg", a.artifact, dataset_hash=paxg_hash)
     _register_like(a, "ppo-swap-unknown-set", a.artifact, feature_fingerprint="0" * 64)
-    ghost = StoredArtifact("ab" * 32, (runtime.artifacts.root / "gone.zip").as_uri(), 1)
+    ghost = StoredArtifact("ab" * 32, (Path(runtime.artifacts.root) / "gone.zip").as_uri(), 1)
+    # A row pointing outside the artifact root (a crafted or stale URI) is never read.
+    outside = StoredArtifact("cd" * 32, "file:///etc/passwd", 1)
     with runtime.db.connect() as conn:
         store_artifact = (
             "INSERT INTO artifacts (sha256, uri, size_bytes, kind) VALUES "
             "(%s, %s, %s, 'model') ON CONFLICT DO NOTHING"
         )
         conn.execute(store_artifact, (ghost.sha256, ghost.uri, ghost.size_bytes))
+        conn.execute(store_artifact, (outside.sha256, outside.uri, outside.size_bytes))
         conn.commit()
     _register_like(a, "ppo-swap-missing", ghost)
+    _register_like(a, "ppo-swap-outside", outside)
     expected = {
         "ppo-swap-paxg": "trained on PAXG-USDT 1m bars; refusing to trade it on XAUT-USDT 1m",
         "ppo-swap-unknown-set": "feature set 000000000000, which this build does not compute",
         "ppo-swap-missing": "artifact of model ppo-swap-missing is missing",
+        "ppo-swap-outside": "artifact of model ppo-swap-outside is outside the store: "
+        ".*'file:///etc/passwd', which is outside the artifact root",
         TAMPERED: "artifact checksum mismatch for model ppo-swap-tampered",
     }
     for model_id, reason in expected.items():

@@ -289,7 +289,7 @@ def evaluate_model(
     """
     try:
         model = load_model_record(runtime.db, model_id)
-        policy = load_policy(runtime.artifacts.path_for(model.artifact))
+        policy = load_policy(runtime.artifacts.local_path(model.artifact))
         dataset = load_dataset(runtime, dataset_hash or model.dataset_hash)
     except (LookupError, OSError, ValueError, ArtifactIntegrityError) as exc:
         raise EvaluationError(f"cannot evaluate {model_id}: {exc}") from exc

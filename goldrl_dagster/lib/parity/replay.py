@@ -43,6 +43,7 @@ from goldrl_dagster.lib.parity.compare import (
 from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.policy import load_policy
 from goldrl_dagster.lib.runtime import Runtime
+from goldrl_dagster.lib.storage.artifacts import ArtifactIntegrityError
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.feeds_store import read_feed
 from goldrl_dagster.lib.storage.market_store import instrument_at, read_candles
@@ -254,9 +255,9 @@ def replay_window(
     model_id = decisions["model_id"][0]
     try:
         model = load_model_record(runtime.db, model_id)
-        policy = load_policy(runtime.artifacts.path_for(model.artifact))
+        policy = load_policy(runtime.artifacts.local_path(model.artifact))
         spec = feature_set_by_fingerprint(decisions["feature_fingerprint"][0])
-    except (LookupError, OSError, ValueError) as exc:
+    except (LookupError, OSError, ValueError, ArtifactIntegrityError) as exc:
         raise ParityError(f"cannot replay model {model_id}: {exc}") from exc
     step = timedelta(milliseconds=INTERVAL_MS[interval])
     first, last = decisions["bar_open_time"][0], decisions["bar_open_time"][-1]
