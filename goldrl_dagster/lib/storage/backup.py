@@ -544,7 +544,7 @@ def _write_backup(runtime: Runtime, work: Path, say: Progress) -> dict[str, Any]
             "server_version": server_version,
             "migration_version": migration_version,
         },
-        "artifact_root": str(runtime.settings.artifact_root),
+        "artifact_root": redact_url(str(runtime.settings.artifact_root)),
         "counts": counts,
         "audit_head": audit_head,
         "files": files,
