@@ -30,11 +30,15 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "", socket.gethostname()}
 _PID_REUSE_SLACK_SECONDS = 5.0
 
 
+# Linux's process table; elsewhere (macOS) only liveness is checked, with os.kill(pid, 0).
+PROC = Path("/proc")
+
+
 def _boot_time() -> float:
-    for line in Path("/proc/stat").read_text().splitlines():
+    for line in (PROC / "stat").read_text().splitlines():
         if line.startswith("btime "):
             return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
+    raise OSError(f"no btime in {PROC / 'stat'}")
 
 
 def process_state(pid: int) -> tuple[str, float] | None:
@@ -44,10 +48,19 @@ def process_state(pid: int) -> tuple[str, float] | None:
         pid: Process id.
 
     Returns:
-        ``(state, started_at)`` read from ``/proc/<pid>/stat`` (``Z`` for a zombie).
+        ``(state, started_at)`` read from ``/proc/<pid>/stat`` (``Z`` for a zombie). Without
+        ``/proc`` the state is ``"?"`` and the start time 0 for any process that exists.
     """
+    if not (PROC / "self" / "stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # exists, owned by someone else
+        return "?", 0.0
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        text = (PROC / str(pid) / "stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # The command name may hold spaces and parentheses: fields follow the last ")".

@@ -28,6 +28,7 @@ from dagster._daemon.auto_run_reexecution.event_log_consumer import EventLogCons
 from dagster._daemon.daemon import MonitoringDaemon
 from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
 
+from goldrl_dagster import run_launcher
 from goldrl_dagster.instance import (
     RUN_MONITORING_POLL_SECONDS,
     RUN_RETRIES_AFTER_CRASH,
@@ -152,3 +153,19 @@ def test_a_killed_run_worker_fails_its_run_and_the_run_is_requeued(
         assert len(retries) == 1
         assert retries[0].status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
         assert retries[0].job_name == "sleepy_job"
+
+
+def test_process_state_tells_live_zombie_and_gone_processes_apart(tmp_path: Path, monkeypatch):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    _wait_for(lambda: (state := process_state(child.pid)) and state[0] == "Z", 10, "a zombie")
+    live = process_state(os.getpid())
+    assert live is not None and live[0] in "RS" and live[1] <= time.time()
+    child.wait()  # reaped: gone
+    assert process_state(child.pid) is None
+    # Without /proc (macOS) only liveness is known.
+    monkeypatch.setattr(run_launcher, "PROC", tmp_path / "no-proc")
+    assert process_state(os.getpid()) == ("?", 0.0)
+    assert process_state(child.pid) is None
