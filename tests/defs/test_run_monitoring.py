@@ -2,8 +2,10 @@
 
 The instance is goldrl's own (``ensure_dagster_home``: PostgreSQL storage, the queued run
 coordinator, ``WatchedRunLauncher``, run monitoring and run retries). A real code server runs a
-small job; its run worker is SIGKILLed while the step sleeps; one iteration of the daemon's run
-monitoring and one of its automatic re-execution then do what the daemon does every poll.
+small job; while its step sleeps the code server and the run worker are SIGKILLed (a live code
+server would report its own child's death; here nothing is left to, as after an OOM kill or a
+reboot); one iteration of the restarted daemon's run monitoring and one of its automatic
+re-execution then do what the daemon does every poll.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ import dagster as dg
 
 @dg.op
 def write_then_sleep() -> None:
-    Path(os.environ["GOLDRL_TEST_PID_FILE"]).write_text(str(os.getpid()))
+    # The run worker (in-process executor) and its parent, the code server that launched it.
+    Path(os.environ["GOLDRL_TEST_PID_FILE"]).write_text(f"{os.getpid()} {os.getppid()}")
     time.sleep(120)  # killed long before this ends
 
 
@@ -92,7 +95,7 @@ def test_the_instance_monitors_runs_and_retries_crashes_only(instance):
     assert {MonitoringDaemon.daemon_type(), EventLogConsumerDaemon.daemon_type()} <= required
 
 
-def test_a_killed_run_worker_fails_its_run_and_the_run_is_requeued(
+def test_a_run_whose_processes_were_killed_is_failed_and_requeued(
     instance, tmp_path: Path, monkeypatch
 ):
     job_file = tmp_path / "sleepy_job.py"
@@ -119,7 +122,8 @@ def test_a_killed_run_worker_fails_its_run_and_the_run_is_requeued(
         instance.launch_run(run.run_id, workspace)
 
         # Mid-step: the op has written its pid (the in-process executor: the run worker's).
-        pid = int(_wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the step"))
+        pids = _wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, "the step")
+        pid, server_pid = (int(p) for p in pids.split())
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
         healthy = instance.run_launcher.check_run_worker_health(instance.get_run_by_id(run.run_id))
         assert healthy.status.value == "RUNNING", healthy
@@ -128,16 +132,23 @@ def test_a_killed_run_worker_fails_its_run_and_the_run_is_requeued(
         list(execute_run_monitoring_iteration(context, LOG))
         assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
 
+        # The machine's processes die (OOM killer, kill -9 of the process group, a reboot):
+        # the code server first, so it cannot report its child's death, then the worker.
+        os.kill(server_pid, signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
-        _wait_for(
-            lambda: (state := process_state(pid)) is None or state[0] in ("Z", "X"),
-            10, "the worker to die",
-        )  # fmt: skip
-        # Nothing but the monitor notices: the run still claims to be running.
-        assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+        def dead(p: int) -> bool:
+            state = process_state(p)
+            return state is None or state[0] in "ZX"
 
-        # One daemon poll (every RUN_MONITORING_POLL_SECONDS) marks it failed ...
-        list(execute_run_monitoring_iteration(context, LOG))
+        _wait_for(lambda: dead(pid) and dead(server_pid), 10, "the processes to die")
+
+    # Nobody noticed: the run still claims to be running (and holds its queue slot).
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+
+    # The daemon, restarted with a new code server, polls every RUN_MONITORING_POLL_SECONDS:
+    with WorkspaceProcessContext(instance, target) as restarted:
+        # one pass marks the run failed ...
+        list(execute_run_monitoring_iteration(restarted, LOG))
         failed = instance.get_run_by_id(run.run_id)
         assert failed.status == dg.DagsterRunStatus.FAILURE
         failure = instance.get_records_for_run(
@@ -147,8 +158,8 @@ def test_a_killed_run_worker_fails_its_run_and_the_run_is_requeued(
 
         # ... and the automatic re-execution queues a retry of it, once.
         records = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))
-        list(consume_new_runs_for_automatic_reexecution(context, records, LOG))
-        list(consume_new_runs_for_automatic_reexecution(context, records, LOG))
+        list(consume_new_runs_for_automatic_reexecution(restarted, records, LOG))
+        list(consume_new_runs_for_automatic_reexecution(restarted, records, LOG))
         retries = instance.get_runs(dg.RunsFilter(tags={PARENT_RUN_ID_TAG: run.run_id}))
         assert len(retries) == 1
         assert retries[0].status in (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
