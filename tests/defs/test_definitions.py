@@ -2,7 +2,7 @@ import dagster as dg
 
 from goldrl_dagster.defs import keys
 from goldrl_dagster.defs.market_data.partitions import market_instrument_partitions
-from goldrl_dagster.demo import load_definitions
+from goldrl_dagster.jobs_in_process import load_definitions
 
 
 def test_definitions_load_with_expected_assets_and_checks():
