@@ -103,7 +103,11 @@ class LearningLoop(dg.ConfigurableResource):
 def resources() -> dg.Definitions:
     """Bind resources from the environment, one configuration for every deployment."""
     settings = load_settings()  # every GOLDRL_* validated once, errors naming the variable
-    storage = GoldrlStorage(database_url=settings.database_url or "")
+    # An external server's URL (with its password) is bound by name, never by value: the UI
+    # shows the variable, the run resolves it.
+    storage = GoldrlStorage(
+        database_url=dg.EnvVar("GOLDRL_DATABASE_URL") if settings.database_url else ""
+    )
     return dg.Definitions(
         resources={
             "storage": storage,
