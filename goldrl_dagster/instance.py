@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 import yaml
 
+from goldrl_dagster.lib.pools import DEFAULT_POOL_LIMIT, POOL_LIMITS
 from goldrl_dagster.lib.runtime import Runtime
 
 DAGSTER_SCHEMA = "dagster"
@@ -33,7 +35,8 @@ def ensure_dagster_home(runtime: Runtime) -> Path:
 
     The instance keeps runs and events in PostgreSQL, queues runs (two at once, one training),
     monitors running runs (a run whose worker process died is marked failed within
-    ``RUN_MONITORING_POLL_SECONDS``) and re-queues a run that crashed once.
+    ``RUN_MONITORING_POLL_SECONDS``) and re-queues a run that crashed once. Concurrency pools
+    get their slot limits (:func:`ensure_pool_limits`).
 
     Returns:
         The Dagster home folder.
@@ -45,17 +48,24 @@ def ensure_dagster_home(runtime: Runtime) -> Path:
         conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     config = {
         "storage": {"postgres": {"postgres_url": dagster_storage_url(runtime)}},
+        # Runs are queued (QueuedRunCoordinator); the queue's limits are under concurrency.runs.
         "run_coordinator": {
             "module": "dagster.core.run_coordinator",
             "class": "QueuedRunCoordinator",
+        },
+        "concurrency": {
             # Two runs at once; of them at most one learning-loop training run, so candidate
             # trainings never take both slots from ingestion and gap healing.
-            "config": {
+            "runs": {
                 "max_concurrent_runs": 2,
                 "tag_concurrency_limits": [
                     {"key": "goldrl/pool", "value": "training", "limit": 1},
                 ],
             },
+            # Concurrency pools (goldrl_dagster/lib/pools.py): slots per step, across runs and
+            # hosts; a pool gets DEFAULT_POOL_LIMIT slots when first seen, goldrl's pools their
+            # own limits (ensure_pool_limits). Run monitoring fails a dead run, freeing its slots.
+            "pools": {"granularity": "op", "default_limit": DEFAULT_POOL_LIMIT},
         },
         # Dagster's default launcher, plus a worker health check (goldrl_dagster/run_launcher.py)
         # so run monitoring can tell a dead run worker from a busy one.
@@ -87,4 +97,27 @@ def ensure_dagster_home(runtime: Runtime) -> Path:
             out.write(text)
     target.chmod(0o600)
     os.environ["DAGSTER_HOME"] = str(home)
+    import dagster as dg  # lazily: writing the file must not cost Dagster's import
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        ensure_pool_limits(instance)
     return home
+
+
+def ensure_pool_limits(instance: Any) -> dict[str, int]:
+    """Give goldrl's concurrency pools their slot limits, unless an operator already set them.
+
+    A limit changed by hand (``dagster instance concurrency set <pool> <n>``) is kept.
+
+    Args:
+        instance: The Dagster instance (``dagster.DagsterInstance``).
+
+    Returns:
+        The limit of every goldrl pool as the instance now holds it.
+    """
+    storage = instance.event_log_storage
+    known = set(storage.get_concurrency_keys())
+    for pool, limit in POOL_LIMITS.items():
+        if pool not in known:
+            storage.set_concurrency_slots(pool, limit)
+    return {pool: storage.get_concurrency_info(pool).slot_count for pool in POOL_LIMITS}

@@ -50,6 +50,11 @@ DEFAULT_FRESHNESS_ERROR_MINUTES = 1560.0
 DEFAULT_LEARNING_WINDOW_DAYS = 30
 DEFAULT_LEARNING_FEATURE_SETS: tuple[str, ...] = ("ta-v2",)
 DEFAULT_LEARNING_REWARDS: tuple[str, ...] = ("equity_change_after_costs", "turnover_penalised")
+# Step executors of the Dagster runs: "multiprocess" (Dagster's default, one machine) or "celery"
+# (steps queued on a broker, run by dagster-celery workers on any host).
+EXECUTORS: tuple[str, ...] = ("multiprocess", "celery")
+DEFAULT_EXECUTOR = "multiprocess"
+DEFAULT_CELERY_BROKER_URL = "amqp://guest@127.0.0.1:5672//"
 
 # Freshness thresholds: at most a year; |log return| outlier thresholds: at most 5 (a x148 move).
 MAX_FRESHNESS_MINUTES = 366 * 24 * 60
@@ -100,6 +105,10 @@ class Settings:
         learning_timesteps: PPO steps per candidate (0: the training default).
         alert_webhook_url: Webhook the SLO alerts are posted to (``GOLDRL_ALERT_WEBHOOK_URL``),
             or None to record alerts without posting. A secret: never in a repr or a message.
+        executor: Step executor of Dagster runs (``GOLDRL_EXECUTOR``): ``multiprocess`` or
+            ``celery``.
+        celery_broker_url: Broker of the Celery executor (``GOLDRL_CELERY_BROKER_URL``). May
+            hold a password: never in a repr; show it with :func:`redact_url`.
         artifact_storage_options_json: fsspec storage options of a remote artifact root as
             canonical JSON (``GOLDRL_ARTIFACT_STORAGE_OPTIONS``), or None. May hold keys:
             never in a repr or a message.
@@ -123,6 +132,8 @@ class Settings:
     learning_timesteps: int = 0
     alert_webhook_url: str | None = field(default=None, repr=False)
     artifact_storage_options_json: str | None = field(default=None, repr=False)
+    executor: str = DEFAULT_EXECUTOR
+    celery_broker_url: str = field(default=DEFAULT_CELERY_BROKER_URL, repr=False)
 
     @property
     def artifact_storage_options(self) -> dict[str, Any]:
@@ -481,6 +492,16 @@ def _storage_options() -> str | None:
     return json.dumps(document, sort_keys=True)
 
 
+def _executor() -> str:
+    """``GOLDRL_EXECUTOR``: ``multiprocess`` (the default) or ``celery``."""
+    value = _raw("GOLDRL_EXECUTOR")
+    if value is None:
+        return DEFAULT_EXECUTOR
+    if value.lower() not in EXECUTORS:
+        raise _fail("GOLDRL_EXECUTOR", value, f"one of {', '.join(EXECUTORS)}")
+    return value.lower()
+
+
 def _load() -> Settings:
     home = _folder("GOLDRL_HOME", Path(DEFAULT_HOME).expanduser().resolve())
     warn = _minutes("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", DEFAULT_FRESHNESS_WARN_MINUTES)
@@ -511,4 +532,10 @@ def _load() -> Settings:
         learning_timesteps=_whole("GOLDRL_LEARNING_TIMESTEPS", 0, 0, MAX_LEARNING_TIMESTEPS),
         alert_webhook_url=_webhook_url(),
         artifact_storage_options_json=_storage_options(),
+        executor=_executor(),
+        celery_broker_url=_url(
+            "GOLDRL_CELERY_BROKER_URL",
+            DEFAULT_CELERY_BROKER_URL,
+            ("amqp", "amqps", "pyamqp", "redis", "rediss"),
+        ),
     )

@@ -9,9 +9,11 @@ from goldrl_dagster.lib.runtime import open_runtime
 def test_the_instance_gives_training_runs_one_slot_of_two(settings, database, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", "")
     instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(open_runtime())))
-    coordinator = instance.run_coordinator
-    assert coordinator.get_run_queue_config().max_concurrent_runs == 2
-    limits = coordinator.get_run_queue_config().tag_concurrency_limits
+    # The queue daemon reads the limits from the instance's concurrency config.
+    queue = instance.get_concurrency_config().run_queue_config
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    assert queue.max_concurrent_runs == 2
+    limits = queue.tag_concurrency_limits
     assert {"key": "goldrl/pool", "value": "training", "limit": 1} in limits
 
 

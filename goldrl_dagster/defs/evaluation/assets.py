@@ -10,6 +10,7 @@ from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import EVALUATION_REPORT, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import trained_model_for
 from goldrl_dagster.defs.resources import GoldrlStorage
+from goldrl_dagster.lib.pools import TRAINING_POOL
 
 if TYPE_CHECKING:
     # Nautilus, torch, SB3 and matplotlib: imported by the run that evaluates, not on load.
@@ -82,6 +83,7 @@ def _metrics_table(report: "WalkForwardReport") -> str:
     deps=[TRAINED_POLICY],
     partitions_def=dataset_partitions,
     kinds={"nautilus", "postgres"},
+    pool=TRAINING_POOL,
 )
 def evaluation_report(
     context: dg.AssetExecutionContext, config: EvaluationConfig, storage: GoldrlStorage

@@ -29,6 +29,7 @@ from goldrl_dagster.lib.market.aggregate import (
     incomplete_findings,
     mismatch_findings,
 )
+from goldrl_dagster.lib.pools import BINGX_REST_POOL
 from goldrl_dagster.lib.storage.feeds_store import write_findings
 from goldrl_dagster.lib.storage.market_store import read_candles, write_candles
 
@@ -59,6 +60,7 @@ def _exchange_bars(
     deps=[CANDLES],
     partitions_def=market_instrument_day_partitions,
     kinds={"postgres"},
+    pool=BINGX_REST_POOL,
 )
 def candles_multi_interval(
     context: dg.AssetExecutionContext,

@@ -25,6 +25,7 @@ from goldrl_dagster.lib.bingx.models import klines_to_frame
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.market.closures import configured_closures
+from goldrl_dagster.lib.pools import BINGX_REST_POOL
 from goldrl_dagster.lib.storage.gap_store import (
     open_gaps,
     record_gaps,
@@ -67,7 +68,7 @@ def closed_bars_window(
     return start_ms, min(int(end.timestamp() * 1000), now_ms - now_ms % step_ms)
 
 
-@dg.asset(key=INSTRUMENTS, group_name=MARKET_GROUP, kinds={"postgres"})
+@dg.asset(key=INSTRUMENTS, group_name=MARKET_GROUP, kinds={"postgres"}, pool=BINGX_REST_POOL)
 def instruments(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
 ) -> dg.MaterializeResult:
@@ -119,6 +120,7 @@ def instruments(
         dg.AssetCheckSpec(CANDLES_QUALITY_CHECK, asset=CANDLES, blocking=True),
         *CANDLE_PARTITION_CHECK_SPECS,
     ],
+    pool=BINGX_REST_POOL,
 )
 def candles(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData

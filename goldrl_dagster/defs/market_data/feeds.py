@@ -38,6 +38,7 @@ from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.lib.bingx.models import Ticker24h, klines_to_frame
 from goldrl_dagster.lib.bingx.rest import DEPTH_LIMITS, MAX_TRADES_LIMIT
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.pools import BINGX_REST_POOL
 from goldrl_dagster.lib.storage import feeds_store
 
 MARK_PRICE_INTERVAL = "1m"
@@ -65,6 +66,7 @@ def _empty_day(
     deps=[INSTRUMENTS],
     partitions_def=market_instrument_day_partitions,
     kinds={"postgres"},
+    pool=BINGX_REST_POOL,
 )
 def funding_rates(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
@@ -109,6 +111,7 @@ def funding_rates(
     deps=[INSTRUMENTS],
     partitions_def=market_instrument_day_partitions,
     kinds={"postgres"},
+    pool=BINGX_REST_POOL,
 )
 def mark_price_candles(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
@@ -152,7 +155,7 @@ def mark_price_candles(
 # -- snapshots of the present ----------------------------------------------------------------
 
 
-@dg.asset(key=PREMIUM_INDEX, group_name=MARKET_GROUP, kinds={"postgres"})
+@dg.asset(key=PREMIUM_INDEX, group_name=MARKET_GROUP, kinds={"postgres"}, pool=BINGX_REST_POOL)
 def premium_index(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
 ) -> dg.MaterializeResult:
@@ -186,7 +189,7 @@ def premium_index(
     )
 
 
-@dg.asset(key=OPEN_INTEREST, group_name=MARKET_GROUP, kinds={"postgres"})
+@dg.asset(key=OPEN_INTEREST, group_name=MARKET_GROUP, kinds={"postgres"}, pool=BINGX_REST_POOL)
 def open_interest(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
 ) -> dg.MaterializeResult:
@@ -211,7 +214,7 @@ def open_interest(
     )
 
 
-@dg.asset(key=TICKER_24H, group_name=MARKET_GROUP, kinds={"postgres"})
+@dg.asset(key=TICKER_24H, group_name=MARKET_GROUP, kinds={"postgres"}, pool=BINGX_REST_POOL)
 def ticker_24h(
     context: dg.AssetExecutionContext, storage: GoldrlStorage, bingx: BingXMarketData
 ) -> dg.MaterializeResult:
@@ -268,7 +271,7 @@ class OrderBookConfig(dg.Config):
         return self.depth_limit
 
 
-@dg.asset(key=ORDER_BOOK, group_name=MARKET_GROUP, kinds={"postgres"})
+@dg.asset(key=ORDER_BOOK, group_name=MARKET_GROUP, kinds={"postgres"}, pool=BINGX_REST_POOL)
 def order_book(
     context: dg.AssetExecutionContext,
     config: OrderBookConfig,
@@ -317,7 +320,7 @@ class RecentTradesConfig(dg.Config):
         return self.limit
 
 
-@dg.asset(key=RECENT_TRADES, group_name=MARKET_GROUP, kinds={"postgres"})
+@dg.asset(key=RECENT_TRADES, group_name=MARKET_GROUP, kinds={"postgres"}, pool=BINGX_REST_POOL)
 def recent_trades(
     context: dg.AssetExecutionContext,
     config: RecentTradesConfig,

@@ -9,6 +9,7 @@ from goldrl_dagster.defs.datasets.partitions import dataset_partitions
 from goldrl_dagster.defs.keys import DATASET_VERSION, MODELS_GROUP, TRAINED_POLICY
 from goldrl_dagster.defs.lineage import dataset_hash_for
 from goldrl_dagster.defs.resources import GoldrlStorage
+from goldrl_dagster.lib.pools import TRAINING_POOL
 from goldrl_dagster.lib.rl.train_config import TrainConfig
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class TrainedPolicyConfig(dg.Config):
     deps=[DATASET_VERSION],
     partitions_def=dataset_partitions,
     kinds={"pytorch", "postgres"},
+    pool=TRAINING_POOL,
 )
 def trained_policy(
     context: dg.AssetExecutionContext, config: TrainedPolicyConfig, storage: GoldrlStorage
