@@ -45,15 +45,16 @@ market_snapshots_schedule = dg.ScheduleDefinition(
 )
 
 
-def daily_run_requests(scheduled_at: datetime) -> list[dg.RunRequest]:
+def daily_run_requests(scheduled_at: datetime, key_prefix: str = "") -> list[dg.RunRequest]:
     """One run per configured instrument for the UTC day that ended before ``scheduled_at``.
 
-    The run key names the partition, so a schedule tick evaluated twice launches each run once.
+    The run key names the partition (after ``key_prefix``, e.g. ``feature_drift|``), so a
+    schedule tick evaluated twice launches each run once.
     """
     day = (scheduled_at.astimezone(UTC) - timedelta(days=1)).date().isoformat()
     return [
         dg.RunRequest(
-            run_key=f"{instrument}|{day}",
+            run_key=f"{key_prefix}{instrument}|{day}",
             partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
             tags={"goldrl/instrument": instrument, "goldrl/day": day},
         )

@@ -17,18 +17,17 @@ fast.
 """
 
 import base64
-from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from goldrl_dagster.defs.keys import CANDLES, MONITORING_GROUP
 from goldrl_dagster.defs.market_data.partitions import (
-    MARKET_INSTRUMENTS,
     instrument_day,
     market_instrument_day_partitions,
 )
+from goldrl_dagster.defs.market_data.schedules import daily_run_requests
 from goldrl_dagster.defs.resources import GoldrlStorage
 
 if TYPE_CHECKING:
@@ -225,12 +224,7 @@ backtest_live_parity_job = dg.define_asset_job(
     # Reads goldrl's own rows and writes its own: safe from the first start.
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-def backtest_live_parity_daily(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+def backtest_live_parity_daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     """Yesterday's parity report per instrument (after the day's candles are stored)."""
     scheduled = context.scheduled_execution_time or datetime.now(UTC)
-    day = (scheduled.astimezone(UTC) - timedelta(days=1)).date().isoformat()
-    for instrument in MARKET_INSTRUMENTS:
-        yield dg.RunRequest(
-            run_key=f"backtest_live_parity|{instrument}|{day}",
-            partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
-        )
+    return daily_run_requests(scheduled, key_prefix="backtest_live_parity|")

@@ -26,6 +26,7 @@ from goldrl_dagster.defs.market_data.partitions import (
     market_instrument_day_partitions,
     market_instrument_partitions,
 )
+from goldrl_dagster.defs.market_data.schedules import daily_run_requests
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.drift.live_performance import live_performance_drift
 from goldrl_dagster.lib.storage.drift_reports import request_governance_action
@@ -168,12 +169,7 @@ feature_drift_job = dg.define_asset_job(
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
-def feature_drift_daily(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+def feature_drift_daily(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     """Yesterday's feature drift per instrument (after the daily feeds and their features)."""
     scheduled = context.scheduled_execution_time or datetime.now(UTC)
-    day = (scheduled.astimezone(UTC) - timedelta(days=1)).date().isoformat()
-    for instrument in MARKET_INSTRUMENTS:
-        yield dg.RunRequest(
-            run_key=f"feature_drift|{instrument}|{day}",
-            partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
-        )
+    return daily_run_requests(scheduled, key_prefix="feature_drift|")
