@@ -112,8 +112,8 @@ def parse_control_notice(payload: str) -> tuple[int, str, str]:
 
 def _mark(loop: DecisionLoop, entry: Decimal) -> Decimal:
     """The price to judge the account at: the newest bar's close (else the entry price)."""
-    recent = loop._recent
-    return Decimal(repr(recent[-1].close)) if recent else entry
+    close = loop.last_close
+    return entry if close is None else Decimal(repr(close))
 
 
 def control_state(loop: DecisionLoop, conn: psycopg.Connection) -> dict[str, Any]:

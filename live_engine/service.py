@@ -646,6 +646,11 @@ class DecisionLoop:
 
     # -- decisions -------------------------------------------------------------------------
 
+    @property
+    def last_close(self) -> float | None:
+        """The newest bar's close the loop has seen (None before the first)."""
+        return self._recent[-1].close if self._recent else None
+
     def assignment(self) -> Assignment:
         """What the session runs now, in the terms of ``market_assignment``."""
         return Assignment(self.model.model_id, self.size_fraction, tuple(self.shadows),

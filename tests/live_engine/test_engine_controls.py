@@ -430,3 +430,40 @@ def test_the_ops_jobs_are_answered_by_the_engine_and_a_refusal_fails_the_run(sim
     assert not refused.success
     failure = refused.get_step_failure_events()[0].step_failure_data.error
     assert "decisions are not paused" in failure.message
+
+
+def test_a_flatten_claimed_by_an_engine_that_crashed_is_applied_by_the_next_one_first(simulator):
+    """The crash window of a command: claimed, not answered. The next session on the market
+    takes it over (the claimer stopped) and applies it before its first decision."""
+    db = open_runtime().db
+    account = paper_account("ctl-crash")
+    flatten = engine_command(db, "flatten", SYMBOL, "1m", actor="ops-test", reason="crash drill")
+    with db.connect() as conn:
+        conn.execute(
+            "INSERT INTO live_sessions (session_id, mode, instrument, stream_url, stopped_at, "
+            "stop_reason) VALUES (%s, 'paper', %s, 'ws://gone', now(), 'crashed: test')",
+            (f"crashed-{flatten.command_id}", SYMBOL),
+        )
+        conn.execute(
+            "UPDATE control_commands SET status = 'claimed', claimed_by = %s, claimed_at = now() "
+            "WHERE command_id = %s",
+            (f"crashed-{flatten.command_id}", flatten.command_id),
+        )
+        conn.commit()
+
+    async def scenario() -> str:
+        stop, engine = _engine(simulator, account)
+        task = asyncio.create_task(engine())
+        session_id = await until(lambda: running_session(account), "a session")
+        await until(lambda: len(_decisions(session_id)) >= 2, "two decisions")
+        stop.set()
+        await task
+        return session_id
+
+    session_id = asyncio.run(scenario())
+    answered = load_command(db, flatten.command_id)
+    assert answered.status == "applied" and answered.claimed_by == session_id
+    assert answered.result["paused"].startswith("paused by ops-test (flatten)")
+    rows = _decisions(session_id)
+    assert rows and all(r[2] == 0 and r[3].startswith("held: paused by ops-test") for r in rows)
+    assert not [o for o in _orders(session_id) if o[0] == "decision"]  # the long policy held

@@ -345,13 +345,23 @@ def acknowledge(
 def wait_for_answer(
     db: Database, command_id: int, timeout: float, poll_seconds: float = 0.05
 ) -> ControlCommand:
-    """The command once the engine answered (or expired it), or as it stands after ``timeout``."""
+    """The command once the engine answered (or expired it), or as it stands after ``timeout``.
+
+    Raises:
+        LookupError: If there is no such command.
+    """
     deadline = time.monotonic() + max(timeout, 0.0)
-    while True:
-        command = load_command(db, command_id)
-        if command.finished or time.monotonic() >= deadline:
-            return command
-        time.sleep(poll_seconds)
+    with db.connect(autocommit=True) as conn:  # one connection for the whole wait
+        while True:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM control_commands WHERE command_id = %s", (command_id,)
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"no control command {command_id}")
+            command = _command(row)
+            if command.finished or time.monotonic() >= deadline:
+                return command
+            time.sleep(poll_seconds)
 
 
 def paused_reason(conn: psycopg.Connection, instrument: str, interval: str) -> str | None:

@@ -29,7 +29,6 @@ from goldrl_dagster.lib.storage.registry import load_dataset_record, record_prom
 from goldrl_dagster.lib.storage.risk_store import store_new_risk_version
 from goldrl_dagster.lib.storage.rollout_store import (
     RolloutError,
-    load_rollout,
     transition_rollout,
 )
 from goldrl_dagster.lib.storage.server import Database
@@ -283,19 +282,6 @@ def change_risk_limits(
         for instrument, interval in markets
     ]  # fmt: skip
     return limits.version, commands
-
-
-def rollout_of(db: Database, rollout_id: int) -> tuple[str, str, str]:
-    """A rollout's market and stage (for messages).
-
-    Raises:
-        ControlCommandError: If there is no such rollout.
-    """
-    try:
-        rollout = load_rollout(db, rollout_id)
-    except LookupError as exc:
-        raise ControlCommandError(str(exc)) from exc
-    return rollout.instrument, rollout.interval, rollout.stage
 
 
 def pending_halt_requests(db: Database) -> list[GovernanceRequest]:
