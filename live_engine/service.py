@@ -694,6 +694,8 @@ class DecisionLoop:
         hold = self._guard(kline, features)
         if self.paused is not None:  # an operator's pause holds every bar
             hold = self.paused
+        elif hold is not None:
+            self.summary.ood_holds += 1
         return self.writer.run(
             lambda conn: self._decide(conn, kline, features.values, bar_time, hold)
         )
@@ -834,7 +836,6 @@ class DecisionLoop:
         """
         if hold is not None:
             self.summary.held += 1
-            self.summary.ood_holds += self.paused is None
             kept = state.position.quantity
             trader.order_quantity = abs(kept) if kept else self._full_quantity
             target = int(kept.compare(0))
