@@ -30,13 +30,19 @@ def dagster_storage_url(runtime: Runtime) -> str:
     return f"{runtime.db.url}{separator}options={quote(f'-c search_path={schema}')}"
 
 
-def ensure_dagster_home(runtime: Runtime) -> Path:
+def ensure_dagster_home(runtime: Runtime, *, pool_limits: bool = True) -> Path:
     """Write ``$GOLDRL_HOME/dagster/dagster.yaml`` and set ``DAGSTER_HOME``.
 
     The instance keeps runs and events in PostgreSQL, queues runs (two at once, one training),
     monitors running runs (a run whose worker process died is marked failed within
     ``RUN_MONITORING_POLL_SECONDS``) and re-queues a run that crashed once. Concurrency pools
     get their slot limits (:func:`ensure_pool_limits`).
+
+    Args:
+        runtime: goldrl's database and settings.
+        pool_limits: Open the instance and set the pools' limits here; a caller that opens the
+            instance itself passes False and calls :func:`ensure_pool_limits` on it (one
+            instance opened instead of two).
 
     Returns:
         The Dagster home folder.
@@ -97,10 +103,11 @@ def ensure_dagster_home(runtime: Runtime) -> Path:
             out.write(text)
     target.chmod(0o600)
     os.environ["DAGSTER_HOME"] = str(home)
-    import dagster as dg  # lazily: writing the file must not cost Dagster's import
+    if pool_limits:
+        import dagster as dg  # lazily: writing the file must not cost Dagster's import
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        ensure_pool_limits(instance)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            ensure_pool_limits(instance)
     return home
 
 

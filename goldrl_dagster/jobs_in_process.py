@@ -188,12 +188,14 @@ def goldrl_jobs(runtime: Runtime | None = None) -> InProcessJobs:
 
     Writes the instance's ``dagster.yaml`` and points ``DAGSTER_HOME`` at it first.
     """
-    from goldrl_dagster.instance import ensure_dagster_home
+    from goldrl_dagster.instance import ensure_dagster_home, ensure_pool_limits
     from goldrl_dagster.lib.runtime import open_runtime
 
     ensure_venv_bin_on_path()
-    ensure_dagster_home(runtime or open_runtime())
-    return InProcessJobs(instance=dg.DagsterInstance.get())
+    ensure_dagster_home(runtime or open_runtime(), pool_limits=False)
+    instance = dg.DagsterInstance.get()
+    ensure_pool_limits(instance)  # on the instance the jobs use: opened once, not twice
+    return InProcessJobs(instance=instance)
 
 
 def build_dataset(
