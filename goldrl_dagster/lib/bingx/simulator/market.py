@@ -51,6 +51,25 @@ CHUNK_MINUTES = CHUNK_DAYS * DAY_MINUTES
 # The simulator serves every BingX interval (see :mod:`.intervals` for the bar alignment).
 SIM_INTERVALS: tuple[str, ...] = BINGX_INTERVALS
 
+# How far back BingX's kline endpoint serves each interval, as a span before "now" (ms); an
+# interval not listed goes back to listing. BingX documents no depth: this profile is the
+# assumption goldrl plans for (minute bars for about a month, hourly bars for about a year,
+# daily and longer bars back to listing) so that backfill and the exchange-bar fallback are
+# exercised; a deployment that learns the real depth overrides it with
+# :meth:`SimulatedMarket.set_history_depth`.
+BINGX_HISTORY_DEPTH: dict[str, int] = {
+    **{i: 30 * DAY_MS for i in ("1m", "3m", "5m")},
+    **{i: 90 * DAY_MS for i in ("15m", "30m")},
+    **{i: 365 * DAY_MS for i in ("1h", "2h", "4h", "6h", "8h", "12h")},
+}
+# Rule fields of a ``/quote/contracts`` row that :meth:`SimulatedMarket.set_contract_rules` may
+# change (identity fields and the listing time are not rules).
+RULE_FIELDS = (
+    "size", "quantityPrecision", "pricePrecision", "feeRate", "makerFeeRate", "takerFeeRate",
+    "tradeMinLimit", "tradeMinQuantity", "tradeMinUSDT", "maxLongLeverage", "maxShortLeverage",
+    "status", "apiStateOpen", "apiStateClose",
+)  # fmt: skip
+
 # -- process parameters (per minute) -------------------------------------------------------
 _PHI = 0.998  # log-vol AR(1) coefficient: half-life ln(0.5)/ln(0.998) ≈ 346 minutes
 _VOL_OF_VOL = 0.025  # innovation scale of the log-vol; stationary sd ≈ 0.4
@@ -152,6 +171,76 @@ class SimulatedMarket:
         self._blocks: list[OrderedDict[int, _Block]] = [OrderedDict() for _ in CONTRACTS]
         self._profiles: dict[int, np.ndarray] = {}
         self._states: list[list[_State]] = self._initial_states()
+        self._listings: dict[str, int] = dict.fromkeys(CONTRACTS, genesis_ms)
+        self._rules: dict[str, dict[str, str]] = {symbol: {} for symbol in CONTRACTS}
+        self._depth: dict[str, int] = {}
+
+    # -- listing, rules and history depth (what the exchange publishes about itself) --------
+
+    def listing_ms(self, symbol: str) -> int:
+        """Listing time of ``symbol`` (epoch ms): its ``launchTime`` and first served bar."""
+        self.contract(symbol)
+        return self._listings[symbol]
+
+    def set_listing(self, symbol: str, launch_ms: int) -> None:
+        """List ``symbol`` later than genesis: no bar of it opens before ``launch_ms``.
+
+        The price path is unchanged (it still starts at genesis); the exchange just does not
+        show it before the listing, as a contract listed on a later day.
+
+        Raises:
+            ValueError: If ``launch_ms`` precedes genesis or is not minute aligned.
+        """
+        self.contract(symbol)
+        if launch_ms < self.genesis_ms or launch_ms % MINUTE_MS:
+            raise ValueError(
+                f"launch time of {symbol} must be a minute at or after genesis "
+                f"({self.genesis_ms}), got {launch_ms}"
+            )
+        with self._lock:
+            self._listings[symbol] = launch_ms
+
+    def set_contract_rules(self, symbol: str, **fields: str) -> None:
+        """Change trading rules of ``symbol`` as the exchange would (e.g. ``takerFeeRate``).
+
+        Values are BingX's strings; later ``/quote/contracts`` answers carry them.
+
+        Raises:
+            ValueError: If a field is not a rule of a contracts row.
+        """
+        self.contract(symbol)
+        unknown = sorted(set(fields) - set(RULE_FIELDS))
+        if unknown:
+            raise ValueError(f"{unknown} are not contract rule fields; use some of {RULE_FIELDS}")
+        with self._lock:
+            self._rules[symbol].update({k: str(v) for k, v in fields.items()})
+
+    def set_history_depth(self, depth: dict[str, int] | None) -> None:
+        """Limit how far back klines are served, per interval (ms before now; None: no limit).
+
+        Use :data:`BINGX_HISTORY_DEPTH` for the profile goldrl assumes for BingX.
+
+        Raises:
+            ValueError: If an interval is unknown or a span is not positive.
+        """
+        depth = dict(depth or {})
+        for interval, span in depth.items():
+            if interval not in SIM_INTERVALS or span <= 0:
+                raise ValueError(
+                    f"history depth needs a BingX interval and a span > 0, got {interval}={span}"
+                )
+        with self._lock:
+            self._depth = depth
+
+    def oldest_served_ms(self, symbol: str, interval: str, now_ms: int) -> int:
+        """Earliest open time the kline endpoint shows for ``symbol``/``interval`` at ``now_ms``.
+
+        The later of the listing and the interval's history depth (bars opening before it are
+        never served, as on BingX where minute history does not reach back to listing).
+        """
+        oldest = self.listing_ms(symbol)
+        span = self._depth.get(interval)
+        return oldest if span is None else max(oldest, now_ms - span)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -194,7 +283,8 @@ class SimulatedMarket:
                 "status": "1",
                 "apiStateOpen": "true",
                 "apiStateClose": "true",
-                "launchTime": str(self.genesis_ms),
+                "launchTime": str(self._listings[c.symbol]),
+                **self._rules[c.symbol],
             }
             for c in CONTRACTS.values()
         ]
@@ -219,7 +309,8 @@ class SimulatedMarket:
 
         Bars of ``interval`` (aggregated from 1m) with ``start_ms <= open_time < end_ms``,
         excluding bars that open after ``now_ms``; the bar containing ``now_ms`` is still open
-        and carries partial values that converge to the final ones at its close.
+        and carries partial values that converge to the final ones at its close. Bars opening
+        before :meth:`oldest_served_ms` (listing, history depth) are not shown.
 
         Raises:
             ValueError: If the interval is not one the simulator serves.
@@ -229,8 +320,9 @@ class SimulatedMarket:
             raise ValueError(
                 f"the simulator serves intervals {list(SIM_INTERVALS)}, not {interval!r}"
             )
-        # Bars that open before listing are left out rather than shown partial.
-        first = ceil_open(max(start_ms, self.genesis_ms), interval)
+        # Bars that open before listing (or beyond the history depth) are left out rather
+        # than shown partial.
+        first = ceil_open(max(start_ms, self.oldest_served_ms(symbol, interval, now_ms)), interval)
         current_minute = now_ms // MINUTE_MS * MINUTE_MS
         stop = min(end_ms, floor_open(now_ms, interval) + 1)  # open times must be < stop
         if first >= stop:

@@ -159,7 +159,7 @@ def _window_bars(
     now = clock.now_ms()
     if start is not None:
         # The first `limit` bars from startTime (up to endTime when given).
-        first = ceil_open(max(start, market.genesis_ms), interval)
+        first = ceil_open(max(start, market.listing_ms(symbol)), interval)
         stop = shift_open(first, limit, interval)
         if end is not None:
             stop = min(stop, end + 1)
@@ -239,7 +239,7 @@ def build_routes(
         start = _int_param(request, "startTime")
         end = _int_param(request, "endTime")
         end = now if end is None else min(end, now)
-        start = market.genesis_ms if start is None else start
+        start = market.listing_ms(symbol) if start is None else start
         # The latest `limit` settlements in the window, newest first.
         times = feeds.funding_times(symbol, start, end + 1)[-limit:]
         return [
