@@ -6,6 +6,11 @@ daily, 52.18 weekly) and calendar-month bars 12 per year. Sharpe and Sortino are
 per-bar return of the equity curve over its standard deviation (sample, ddof=1) or downside
 deviation (root mean square of the negative returns, over all bars), times
 ``sqrt(bars_per_year)``; the risk-free rate is taken as zero.
+
+An instrument that does not trade around the clock (spot gold imported from a vendor, with a
+daily break, weekends and holidays) is annualised by its session calendar instead: bars per
+year = open trading minutes per year of the calendar / interval minutes. Without a calendar,
+or with the empty one of the BingX perpetuals, the 24/7 figure above is used unchanged.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.market.closures import ClosureCalendar
 
 _INTERVAL_RE = re.compile(r"^([1-9][0-9]*)([mhdwM])$")
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1_440, "w": 10_080}
@@ -44,14 +52,17 @@ METRIC_KEYS = (
 """Keys of :func:`performance_metrics`, in report order."""
 
 
-def bars_per_year(interval: str) -> float:
-    """Bars in a year of a 24/7 venue for a BingX-style interval.
+def bars_per_year(interval: str, calendar: ClosureCalendar | None = None) -> float:
+    """Bars in a year for a BingX-style interval, on a 24/7 venue or by a session calendar.
 
     Args:
         interval: ``<steps><unit>``, unit m (minute), h, d, w or M (calendar month).
+        calendar: The instrument's closures; None or the empty calendar means 24/7. Open
+            minutes per year come from :meth:`ClosureCalendar.open_minutes_per_year`.
 
     Returns:
-        e.g. 525,960 for ``"1m"``, 8,766 for ``"1h"``, 12 for ``"1M"``.
+        e.g. 525,960 for ``"1m"``, 8,766 for ``"1h"``, 12 for ``"1M"`` (24/7); about 360,000
+        for ``"1m"`` of spot gold (23 hours a day, 5 days a week). Calendar months stay 12.
 
     Raises:
         ValueError: If the interval is malformed.
@@ -62,7 +73,10 @@ def bars_per_year(interval: str) -> float:
     count, unit = int(match.group(1)), match.group(2)
     if unit == "M":
         return 12.0 / count
-    return _MINUTES_PER_YEAR / (count * _UNIT_MINUTES[unit])
+    minutes = _MINUTES_PER_YEAR
+    if calendar is not None and (calendar.closures or calendar.weekly or calendar.sessions):
+        minutes = calendar.open_minutes_per_year()
+    return minutes / (count * _UNIT_MINUTES[unit])
 
 
 @dataclass(frozen=True)
@@ -169,6 +183,7 @@ def performance_metrics(
     starting_balance: float,
     interval: str,
     total_funding: float = 0.0,
+    calendar: ClosureCalendar | None = None,
 ) -> dict[str, Any]:
     """Compute a run's metrics (keys :data:`METRIC_KEYS`, JSON-ready).
 
@@ -180,6 +195,7 @@ def performance_metrics(
         interval: The bar interval, for annualisation and holding time in bars.
         total_funding: Funding paid over the run (negative when received); it is already in
             the equity curve and only reported here.
+        calendar: The instrument's session calendar for annualisation (None: 24/7).
 
     Returns:
         ``net_pnl`` (final equity - start, after fees and funding), ``total_fees``,
@@ -202,7 +218,7 @@ def performance_metrics(
         raise ValueError("equity curve is empty")
     if not np.all(np.isfinite(equity)):
         raise ValueError("equity curve holds NaN/inf")
-    periods = bars_per_year(interval)
+    periods = bars_per_year(interval, calendar)
     previous = np.concatenate([[starting_balance], equity[:-1]])
     sharpe = sortino = None
     if np.all(previous > 0) and equity.size >= 2:

@@ -187,3 +187,48 @@ def test_ratios_are_none_once_equity_is_not_positive():
 def test_bad_inputs_are_rejected(equity, balance, match):
     with pytest.raises(ValueError, match=match):
         performance_metrics(curve(equity), NO_FILLS, starting_balance=balance, interval="1h")
+
+
+SPOT_GOLD = {
+    "sessions": [
+        {
+            "timezone": "America/New_York",
+            "daily_break": {"start": "17:00", "end": "18:00"},
+            "weekend": {"start": "friday 17:00", "end": "sunday 18:00"},
+        }
+    ]
+}
+
+
+def test_empty_calendar_keeps_the_24_7_numbers_of_the_perpetuals():
+    from goldrl_dagster.lib.market.closures import NO_CLOSURES, parse_closures
+
+    values = [101.0, 100.0, 102.0, 101.5, 103.0]
+    plain = performance_metrics(curve(values), NO_FILLS, starting_balance=100.0, interval="1h")
+    for calendar in (None, NO_CLOSURES, parse_closures({})):
+        assert bars_per_year("1m", calendar) == 525_960.0
+        again = performance_metrics(
+            curve(values), NO_FILLS, starting_balance=100.0, interval="1h", calendar=calendar
+        )
+        assert again == plain  # exactly, not approximately
+
+
+def test_spot_gold_is_annualised_by_its_open_minutes():
+    from goldrl_dagster.lib.market.closures import parse_closures
+
+    calendar = parse_closures(SPOT_GOLD)
+    # Open 115 of the week's 168 hours: Sunday 18:00 to Friday 17:00 New York time, minus a
+    # one-hour break Monday to Thursday. DST switches do not change the local hours.
+    week_share = 115 / 168
+    assert bars_per_year("1m", calendar) == pytest.approx(525_960 * week_share, rel=1e-3)
+    assert bars_per_year("1h", calendar) == pytest.approx(8_766 * week_share, rel=1e-3)
+    assert bars_per_year("1M", calendar) == 12.0
+    values = [101.0, 100.0, 102.0, 101.5, 103.0]
+    plain = performance_metrics(curve(values), NO_FILLS, starting_balance=100.0, interval="5m")
+    gold = performance_metrics(
+        curve(values), NO_FILLS, starting_balance=100.0, interval="5m", calendar=calendar
+    )
+    ratio = math.sqrt(bars_per_year("5m", calendar) / bars_per_year("5m"))
+    assert gold["sharpe"] == pytest.approx(plain["sharpe"] * ratio)
+    assert gold["sortino"] == pytest.approx(plain["sortino"] * ratio)
+    assert gold["sharpe"] < plain["sharpe"]
