@@ -75,23 +75,31 @@ def instruments(
     """Contract metadata of the gold perpetuals (precision, minimums, fees, leverage, listing).
 
     Stored as validity-stamped versions: a change of trading rules adds a row, so backtests use
-    the rules that were valid at their time. Rows fetched from the local simulator are marked
+    the rules that were valid at their time. A new version is valid from the exchange's clock
+    at the fetch (the simulator's virtual time, BingX's server time), so the evaluation of a
+    later bar and the live engine's next rules read pick it up. Refreshed daily by the
+    ``market_instruments_daily`` schedule. Rows fetched from the local simulator are marked
     ``source = simulator``.
     """
     runtime = storage.runtime()
     with bingx.client() as client:
         contracts = client.contracts()
+        observed = datetime.fromtimestamp(client.server_time_ms() / 1000, tz=UTC)
         simulated = client.simulated
     wanted = [c for c in contracts if c.symbol in GOLD_SYMBOLS]
     missing = sorted(set(GOLD_SYMBOLS) - {c.symbol for c in wanted})
     if missing:
         raise dg.Failure(f"exchange lists no contract for {missing}; check the symbols")
-    changed = sync_instruments(runtime.db, wanted, source_label(simulated))
+    try:
+        changed = sync_instruments(runtime.db, wanted, source_label(simulated), now=observed)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
     context.log.info("synced %d contracts, %d new versions", len(wanted), len(changed))
     return dg.MaterializeResult(
         metadata={
             "symbols": [c.symbol for c in wanted],
             "new_versions": changed,
+            "observed_at": observed.isoformat(),
             "simulated": simulated,
             "rules": dg.MetadataValue.json(
                 {
@@ -102,6 +110,8 @@ def instruments(
                         "min_notional": c.min_notional,
                         "taker_fee_rate": c.taker_fee_rate,
                         "maker_fee_rate": c.maker_fee_rate,
+                        "max_long_leverage": c.max_long_leverage,
+                        "max_short_leverage": c.max_short_leverage,
                     }
                     for c in wanted
                 }

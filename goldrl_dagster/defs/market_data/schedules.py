@@ -1,6 +1,6 @@
-"""Schedules of the market feeds: snapshots every minute, history once a day.
+"""Schedules of the market feeds: snapshots every minute, history and contract rules daily.
 
-Both start STOPPED: ingestion against the real exchange begins only when the operator turns a
+All start STOPPED: ingestion against the real exchange begins only when the operator turns a
 schedule on in the UI (or with ``dagster schedule start``).
 """
 
@@ -13,6 +13,7 @@ from goldrl_dagster.defs.keys import (
     CANDLES,
     CANDLES_MULTI_INTERVAL,
     FUNDING_RATES,
+    INSTRUMENTS,
     MARK_PRICE_CANDLES,
     MARKET_SNAPSHOT_KEYS,
 )
@@ -20,6 +21,7 @@ from goldrl_dagster.defs.market_data.partitions import MARKET_INSTRUMENTS
 
 SNAPSHOT_JOB = "market_snapshots_job"
 DAILY_FEEDS_JOB = "market_daily_feeds_job"
+INSTRUMENTS_JOB = "market_instruments_job"
 
 market_snapshots_job = dg.define_asset_job(
     SNAPSHOT_JOB,
@@ -74,3 +76,30 @@ def market_daily_feeds(context: dg.ScheduleEvaluationContext) -> Iterator[dg.Run
     """Ingest yesterday's candles, higher intervals, funding and mark price per instrument."""
     scheduled = context.scheduled_execution_time or datetime.now(UTC)
     yield from daily_run_requests(scheduled)
+
+
+market_instruments_job = dg.define_asset_job(
+    INSTRUMENTS_JOB,
+    selection=dg.AssetSelection.assets(INSTRUMENTS),
+    description="Contract rules (precision, minimums, fees, leverage, listing) from the "
+    "exchange; a changed rule is stored as a new version.",
+)
+
+
+def instruments_run_request(scheduled_at: datetime) -> dg.RunRequest:
+    """The day's contract-rules refresh; the run key names the UTC day (one run per tick)."""
+    day = scheduled_at.astimezone(UTC).date().isoformat()
+    return dg.RunRequest(run_key=f"instruments|{day}", tags={"goldrl/day": day})
+
+
+@dg.schedule(
+    name="market_instruments_daily",
+    job=market_instruments_job,
+    # 00:05 UTC, before the daily feeds (which read the listing time from these rules).
+    cron_schedule="5 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def market_instruments_daily(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """Refresh the gold contracts' trading rules once a day."""
+    return instruments_run_request(context.scheduled_execution_time or datetime.now(UTC))

@@ -42,6 +42,10 @@ def sync_instruments(
 
     Returns:
         The symbols for which a new version was written.
+
+    Raises:
+        ValueError: If a changed symbol's current version is not older than ``now`` (the clock
+            went backwards: versions must follow each other in time).
     """
     now = now or datetime.now(UTC)
     changed: list[str] = []
@@ -49,12 +53,19 @@ def sync_instruments(
         for spec in specs:
             digest = spec.content_sha256()
             current = conn.execute(
-                "SELECT content_sha256 FROM instruments WHERE symbol = %s AND valid_to IS NULL "
-                "FOR UPDATE",
+                "SELECT content_sha256, valid_from FROM instruments "
+                "WHERE symbol = %s AND valid_to IS NULL FOR UPDATE",
                 (spec.symbol,),
             ).fetchone()
             if current is not None and current[0] == digest:
                 continue
+            if current is not None and current[1] >= now:
+                conn.rollback()
+                raise ValueError(
+                    f"{spec.symbol}: rules changed but the current version is valid from "
+                    f"{current[1].isoformat()}, not before {now.isoformat()}; "
+                    "a new version must start after it"
+                )
             conn.execute(
                 "UPDATE instruments SET valid_to = %s WHERE symbol = %s AND valid_to IS NULL",
                 (now, spec.symbol),
@@ -79,6 +90,21 @@ def sync_instruments(
             changed.append(spec.symbol)
         conn.commit()
     return changed
+
+
+def instrument_versions(db: Database, symbol: str) -> list[tuple[datetime, datetime | None, str]]:
+    """Every stored version of a contract's rules, oldest first.
+
+    Returns:
+        ``(valid_from, valid_to, content_sha256)`` per version (``valid_to`` None: current).
+    """
+    with db.connect() as conn:
+        rows = conn.execute(
+            "SELECT valid_from, valid_to, content_sha256 FROM instruments WHERE symbol = %s "
+            "ORDER BY valid_from",
+            (symbol,),
+        ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def instrument_at(db: Database, symbol: str, at: datetime | None = None) -> InstrumentSpec:
