@@ -11,6 +11,7 @@ import itertools
 from datetime import datetime
 
 import dagster as dg
+import polars as pl
 
 from goldrl_dagster.defs.keys import (
     FUNDING_RATES,
@@ -73,10 +74,12 @@ def funding_rates(
 ) -> dg.MaterializeResult:
     """Settled funding rates of one instrument for one UTC day, upserted idempotently.
 
-    The funding interval is stored only as the exchange reports it (BingX's funding history
-    does not, so history rows leave it empty; the current interval is in
-    ``market/premium_index``). It is never assumed to be 8 h: the metadata shows the spacing
-    actually observed between settlements. A day before listing completes empty with a note.
+    BingX's funding history states no interval, and goldrl never assumes 8 h: the interval of
+    each settlement is established point in time (a stated ``fundingIntervalHours``, a stored
+    ``market/premium_index`` snapshot that announced the settlement, or two consecutive equal
+    settlement spacings), with its provenance in ``funding_interval_source``. Rows it cannot
+    establish stay null and are listed in the metadata; stored neighbours the day's rows
+    confirm are updated too. A day before listing completes empty with a note.
     """
     db = storage.runtime().db
     symbol, day = instrument_day(context)
@@ -90,19 +93,49 @@ def funding_rates(
     if not rates:
         return _empty_day(context, symbol, day, listed, end)
     frame = feeds_store.funding_frame(rates, source_label(simulated))
-    written = feeds_store.write_funding_rates(db, frame)
+    outcome = feeds_store.store_funding_rates(db, frame)
+    stored = feeds_store.read_feed(db, "funding_rates", symbol, start, end)
     times = [r.funding_time_ms for r in rates]
     spacing = sorted({(b - a) / 3_600_000 for a, b in itertools.pairwise(times)})
+    for instrument, at in outcome.unresolved:
+        context.log.warning(f"{instrument} {at:%Y-%m-%d %H:%M}: funding interval unknown")
     return dg.MaterializeResult(
         metadata={
-            "rows": written,
+            "rows": outcome.written,
             "first_funding_time": str(frame["funding_time"].min()),
             "last_funding_time": str(frame["funding_time"].max()),
             "observed_interval_hours": dg.MetadataValue.json(spacing),
+            "interval_hours_by_source": dg.MetadataValue.json(_by_source(stored)),
+            "unknown_interval": dg.MetadataValue.json(
+                [at.isoformat() for _, at in outcome.unresolved]
+            ),
+            "interval_conflicts": dg.MetadataValue.json(
+                [
+                    {
+                        "funding_time": c.funding_time.isoformat(),
+                        "premium_index_hours": c.premium_index_hours,
+                        "spacing_hours": c.spacing_hours,
+                    }
+                    for c in outcome.conflicts
+                ]
+            ),
+            "neighbours_updated": outcome.neighbours_updated,
             "mean_funding_rate": float(frame["funding_rate"].mean()),  # type: ignore[arg-type]
             "source": source_label(simulated),
         }
     )
+
+
+def _by_source(stored: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """``source -> {hours: settlements}`` of a day's stored funding rows (``unknown``: null)."""
+    out: dict[str, dict[str, int]] = {}
+    for hours, source in stored.select(
+        "funding_interval_hours", "funding_interval_source"
+    ).iter_rows():
+        bucket = out.setdefault(source or "unknown", {})
+        label = "unknown" if hours is None else str(hours)
+        bucket[label] = bucket.get(label, 0) + 1
+    return out
 
 
 @dg.asset(

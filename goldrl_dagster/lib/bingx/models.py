@@ -357,11 +357,15 @@ class FundingRate:
         symbol: Exchange symbol.
         funding_time_ms: Settlement time, epoch ms UTC.
         funding_rate: Rate paid by longs to shorts (negative: shorts pay), as a fraction.
+        funding_interval_hours: Length of the period this settlement closes, in hours, when
+            the row itself states it (``fundingIntervalHours``); BingX's history does not, so
+            this is normally None and the interval is derived later, never assumed.
     """
 
     symbol: str
     funding_time_ms: int
     funding_rate: float
+    funding_interval_hours: int | None = None
 
 
 @dataclass(frozen=True)
@@ -547,18 +551,24 @@ def _percent(row: Mapping[str, Any], name: str) -> float:
 def parse_funding_rate(row: dict, symbol: str | None = None) -> FundingRate:
     """Parse one funding-history row ``{symbol, fundingRate, fundingTime}``.
 
+    BingX's rows carry no interval; a ``fundingIntervalHours`` field, should a row have one, is
+    kept as the settlement's reported interval.
+
     Args:
         row: The record (numbers may be strings).
         symbol: Symbol to use when the row has none.
 
     Raises:
-        ValueError: If a field is missing or malformed.
+        ValueError: If a field is missing or malformed, or a stated interval is not positive.
     """
     row = mapping(row, "funding rate row")
     name = row.get("symbol") or symbol
     if not name:
         raise ValueError(f"field 'symbol' is missing in {show(row)}")
-    return FundingRate(str(name), _time(row, "fundingTime"), _num(row, "fundingRate"))
+    hours = _optional(row, "fundingIntervalHours", int)
+    if hours is not None and hours <= 0:
+        raise ValueError(f"field 'fundingIntervalHours' is {hours}, not positive, in {show(row)}")
+    return FundingRate(str(name), _time(row, "fundingTime"), _num(row, "fundingRate"), hours)
 
 
 def parse_premium_index(row: dict, received_ms: int) -> PremiumIndex:

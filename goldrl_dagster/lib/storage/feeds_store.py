@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -24,6 +25,12 @@ from goldrl_dagster.lib.market.candles import (
     SOURCES,
     conform_candles,
     empty_candles,
+)
+from goldrl_dagster.lib.market.funding_intervals import (
+    INTERVAL_SOURCES,
+    REPORTED,
+    IntervalConflict,
+    derive_funding_intervals,
 )
 from goldrl_dagster.lib.storage.bulk import read_frame, upsert_frame
 from goldrl_dagster.lib.storage.server import Database
@@ -47,6 +54,8 @@ FUNDING_SCHEMA: dict[str, pl.DataType] = {
     "funding_time": _TIME,
     "funding_rate": _F64,
     "funding_interval_hours": pl.Int32(),
+    # Where the interval came from (lib/market/funding_intervals.py); null with the interval.
+    "funding_interval_source": _STR,
     "source": _STR,
 }
 PREMIUM_INDEX_SCHEMA: dict[str, pl.DataType] = {
@@ -164,6 +173,8 @@ def conform_feed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     if table not in _TABLES:
         raise ValueError(f"unknown feed table {table!r}; expected one of {sorted(_TABLES)}")
     schema, key, _ = _TABLES[table]
+    if table == "funding_rates":
+        frame = _with_stated_source(frame)
     missing = [c for c in schema if c not in frame.columns]
     if missing:
         raise ValueError(f"{table} frame lacks column(s) {missing}")
@@ -174,7 +185,43 @@ def conform_feed(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     bad = out.filter(~pl.col("source").is_in(SOURCES))["source"].unique().to_list()
     if bad:
         raise ValueError(f"unknown source(s) {bad} in {table}; expected one of {SOURCES}")
+    if table == "funding_rates":
+        _check_interval_sources(out)
     return out.sort(list(key))
+
+
+def _with_stated_source(frame: pl.DataFrame) -> pl.DataFrame:
+    """An interval given without provenance was stated by the row's writer: ``reported``."""
+    if "funding_interval_hours" not in frame.columns:
+        return frame
+    if "funding_interval_source" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=_STR).alias("funding_interval_source"))
+    stated = (
+        pl.col("funding_interval_hours").is_not_null() & pl.col("funding_interval_source").is_null()
+    )
+    return frame.with_columns(
+        pl.when(stated)
+        .then(pl.lit(REPORTED))
+        .otherwise(pl.col("funding_interval_source").cast(_STR))
+        .alias("funding_interval_source")
+    )
+
+
+def _check_interval_sources(frame: pl.DataFrame) -> None:
+    sources = frame["funding_interval_source"]
+    bad = sorted(set(sources.drop_nulls().to_list()) - set(INTERVAL_SOURCES))
+    if bad:
+        raise ValueError(
+            f"unknown funding interval source(s) {bad}; expected one of {INTERVAL_SOURCES}"
+        )
+    hours = frame["funding_interval_hours"]
+    if (hours.is_null() != sources.is_null()).any():
+        raise ValueError(
+            "funding_rates rows must have a funding_interval_source exactly when they have a "
+            "funding_interval_hours"
+        )
+    if (hours.drop_nulls() <= 0).any():
+        raise ValueError("funding_interval_hours must be a positive number of hours")
 
 
 def _write(db: Database, table: str, frame: pl.DataFrame, *, update: bool = True) -> int:
@@ -188,10 +235,12 @@ def _write(db: Database, table: str, frame: pl.DataFrame, *, update: bool = True
 def funding_frame(rates: Sequence[FundingRate], source: str) -> pl.DataFrame:
     """Build a ``funding_rates`` frame from funding-history records.
 
-    The interval is left null: the history endpoint does not report it, and goldrl never
-    assumes 8 h. Use :func:`with_funding_interval` when the premium index states it.
+    A row's interval is set only when the record itself states it (source ``reported``);
+    BingX's history does not, so it is normally null here and established per settlement when
+    written (:func:`store_funding_rates`). goldrl never assumes 8 h.
     """
     _check_source(source)
+    hours = [r.funding_interval_hours for r in rates]
     return conform_feed(
         "funding_rates",
         pl.DataFrame(
@@ -199,7 +248,10 @@ def funding_frame(rates: Sequence[FundingRate], source: str) -> pl.DataFrame:
                 "instrument": [r.symbol for r in rates],
                 "funding_time": _ms([r.funding_time_ms for r in rates]),
                 "funding_rate": [r.funding_rate for r in rates],
-                "funding_interval_hours": pl.Series([None] * len(rates), dtype=pl.Int32),
+                "funding_interval_hours": pl.Series(hours, dtype=pl.Int32),
+                "funding_interval_source": pl.Series(
+                    [None if h is None else REPORTED for h in hours], dtype=_STR
+                ),
                 "source": [source] * len(rates),
             },
             schema_overrides={"instrument": _STR, "funding_rate": _F64, "source": _STR},
@@ -207,22 +259,35 @@ def funding_frame(rates: Sequence[FundingRate], source: str) -> pl.DataFrame:
     )
 
 
-def with_funding_interval(frame: pl.DataFrame, hours: int | None) -> pl.DataFrame:
-    """Stamp the exchange-reported funding interval on rows that have none.
+def with_funding_interval(
+    frame: pl.DataFrame, hours: int | None, source: str = REPORTED
+) -> pl.DataFrame:
+    """Stamp a known funding interval on rows that have none.
 
     Args:
         frame: A ``funding_rates`` frame.
-        hours: The interval the exchange reported (``fundingIntervalHours``), or None.
+        hours: The interval, or None (frame returned unchanged).
+        source: Where it came from (one of ``INTERVAL_SOURCES``).
 
     Raises:
-        ValueError: If ``hours`` is not a positive integer.
+        ValueError: If ``hours`` is not a positive integer or ``source`` is unknown.
     """
     if hours is None:
         return frame
     if isinstance(hours, bool) or not isinstance(hours, int) or hours <= 0:
         raise ValueError(f"funding interval must be a positive number of hours, got {hours!r}")
+    if source not in INTERVAL_SOURCES:
+        raise ValueError(f"unknown funding interval source {source!r}; expected {INTERVAL_SOURCES}")
+    unknown = pl.col("funding_interval_hours").is_null()
     return frame.with_columns(
-        pl.col("funding_interval_hours").fill_null(pl.lit(hours, dtype=pl.Int32))
+        pl.when(unknown)
+        .then(pl.lit(hours, dtype=pl.Int32))
+        .otherwise(pl.col("funding_interval_hours"))
+        .alias("funding_interval_hours"),
+        pl.when(unknown)
+        .then(pl.lit(source, dtype=_STR))
+        .otherwise(pl.col("funding_interval_source"))
+        .alias("funding_interval_source"),
     )
 
 
@@ -356,11 +421,154 @@ def trades_frame(trades: Sequence[Trade], source: str) -> pl.DataFrame:
 # -- writers ------------------------------------------------------------------------------------
 
 
-def write_funding_rates(db: Database, frame: pl.DataFrame) -> int:
-    """Upsert funding rates on (instrument, funding_time).
+# Spacing needs the settlements around a row: two periods of the longest interval (8 h) on
+# either side, with room to spare.
+FUNDING_CONTEXT = timedelta(hours=24)
 
-    A row whose stored interval is known keeps it when the new row's interval is null, so a
-    later history re-fetch (which never states the interval) cannot erase it.
+
+@dataclass(frozen=True)
+class FundingWrite:
+    """Outcome of :func:`store_funding_rates`.
+
+    Attributes:
+        written: Rows of the frame written.
+        neighbours_updated: Stored rows around the frame whose interval became known (or more
+            trusted) thanks to the new rows.
+        unresolved: ``(instrument, funding_time)`` of the frame's rows whose interval stays
+            unknown.
+        conflicts: Premium-index intervals the settlement spacing contradicts.
+    """
+
+    written: int
+    neighbours_updated: int
+    unresolved: tuple[tuple[str, datetime], ...]
+    conflicts: tuple[IntervalConflict, ...]
+
+
+def _stored_funding(
+    db: Database, instruments: list[str], lo: datetime, hi: datetime
+) -> pl.DataFrame:
+    schema, _, _ = _TABLES["funding_rates"]
+    frame = read_frame(
+        db,
+        f"SELECT {', '.join(schema)} FROM funding_rates WHERE instrument = ANY($1) "
+        "AND funding_time >= $2 AND funding_time <= $3",
+        [instruments, lo, hi],
+    )
+    if frame.height == 0:
+        return pl.DataFrame(schema=schema)
+    return conform_feed("funding_rates", frame)
+
+
+def _stated_intervals(
+    db: Database, instruments: list[str], lo: datetime, hi: datetime
+) -> pl.DataFrame:
+    frame = read_frame(
+        db,
+        "SELECT instrument, snapshot_time, next_funding_time, funding_interval_hours "
+        "FROM premium_index_snapshots WHERE instrument = ANY($1) AND next_funding_time >= $2 "
+        "AND next_funding_time <= $3 AND funding_interval_hours IS NOT NULL",
+        [instruments, lo, hi],
+    )
+    if frame.height == 0:
+        return frame
+    return frame.with_columns(
+        pl.col("snapshot_time").cast(_TIME), pl.col("next_funding_time").cast(_TIME)
+    )
+
+
+def store_funding_rates(db: Database, frame: pl.DataFrame) -> FundingWrite:
+    """Upsert funding rates on (instrument, funding_time), establishing each one's interval.
+
+    The interval of every settlement is derived point in time from the row itself, the stored
+    premium-index snapshots that named it and the spacing of the stored settlements around it
+    (see :mod:`goldrl_dagster.lib.market.funding_intervals`); a stored interval is replaced
+    only by one from a more trusted source, so a later history re-fetch (which never states the
+    interval) cannot erase it. Stored neighbours whose interval the new rows establish are
+    updated too.
+
+    Args:
+        db: The database.
+        frame: A ``funding_rates`` frame.
+
+    Returns:
+        What was written and what stays unknown.
+    """
+    frame = conform_feed("funding_rates", frame)
+    if frame.height == 0:
+        return FundingWrite(0, 0, (), ())
+    instruments = frame["instrument"].unique().sort().to_list()
+    lo = frame["funding_time"].min() - FUNDING_CONTEXT  # type: ignore[operator]
+    hi = frame["funding_time"].max() + FUNDING_CONTEXT  # type: ignore[operator]
+    stored = _stored_funding(db, instruments, lo, hi)
+    key = ["instrument", "funding_time"]
+    fresh = _keep_trusted(frame, stored)
+    others = stored.join(frame.select(key), on=key, how="anti")
+    combined = pl.concat([fresh.select(stored.columns), others]).sort(key)
+    derived = derive_funding_intervals(combined, _stated_intervals(db, instruments, lo, hi))
+    result = derived.frame.with_columns(
+        pl.struct(key).is_in(frame.select(pl.struct(key)).to_series().implode()).alias("new")
+    )
+    changed_neighbours = (
+        result.filter(~pl.col("new"))
+        .join(others.select(*key, pl.col("funding_interval_source").alias("was")), on=key)
+        .filter(pl.col("funding_interval_source").ne_missing(pl.col("was")))
+    )
+    rows = pl.concat(
+        [result.filter(pl.col("new")).drop("new"), changed_neighbours.drop("new", "was")]
+    )
+    _write(db, "funding_rates", rows)
+    new_keys = {(i, t) for i, t in frame.select(key).iter_rows()}
+    return FundingWrite(
+        written=frame.height,
+        neighbours_updated=changed_neighbours.height,
+        unresolved=tuple(u for u in derived.unresolved if u in new_keys),
+        conflicts=tuple(c for c in derived.conflicts if (c.instrument, c.funding_time) in new_keys),
+    )
+
+
+def _rank(source: pl.Expr) -> pl.Expr:
+    return source.replace_strict(
+        {name: rank for rank, name in enumerate(INTERVAL_SOURCES)},
+        default=len(INTERVAL_SOURCES),
+        return_dtype=pl.Int32,
+    )
+
+
+def _keep_trusted(frame: pl.DataFrame, stored: pl.DataFrame) -> pl.DataFrame:
+    """New rows win on the rate; a more trusted stored interval wins over theirs."""
+    key = ["instrument", "funding_time"]
+    previous = stored.select(
+        *key,
+        pl.col("funding_interval_hours").alias("stored_hours"),
+        pl.col("funding_interval_source").alias("stored_source"),
+    )
+    keep_stored = pl.col("stored_hours").is_not_null() & (
+        pl.col("funding_interval_hours").is_null()
+        | (_rank(pl.col("stored_source")) < _rank(pl.col("funding_interval_source")))
+    )
+    return (
+        frame.join(previous, on=key, how="left")
+        .with_columns(
+            pl.when(keep_stored)
+            .then(pl.col("stored_hours"))
+            .otherwise(pl.col("funding_interval_hours"))
+            .alias("funding_interval_hours"),
+            pl.when(keep_stored)
+            .then(pl.col("stored_source"))
+            .otherwise(pl.col("funding_interval_source"))
+            .alias("funding_interval_source"),
+        )
+        .select(frame.columns)
+    )
+
+
+def write_funding_rates(db: Database, frame: pl.DataFrame) -> int:
+    """Upsert funding rates as given, never losing a more trusted stored interval.
+
+    No interval is derived here (:func:`store_funding_rates` does that): a row whose stored
+    interval comes from a more trusted source than the new row's (or the new row has none)
+    keeps it, so a later history re-fetch (which never states the interval) cannot erase it.
 
     Returns:
         The number of rows written.
@@ -368,30 +576,10 @@ def write_funding_rates(db: Database, frame: pl.DataFrame) -> int:
     frame = conform_feed("funding_rates", frame)
     if frame.height == 0:
         return 0
-    known = read_frame(
-        db,
-        "SELECT instrument, funding_time, funding_interval_hours AS known_hours "
-        "FROM funding_rates WHERE instrument = ANY($1) AND funding_time >= $2 "
-        "AND funding_time <= $3 AND funding_interval_hours IS NOT NULL",
-        [
-            frame["instrument"].unique().to_list(),
-            frame["funding_time"].min(),
-            frame["funding_time"].max(),
-        ],
-    )
-    if known.height:
-        frame = (
-            frame.join(
-                known.with_columns(
-                    pl.col("funding_time").cast(_TIME), pl.col("known_hours").cast(pl.Int32)
-                ),
-                on=["instrument", "funding_time"],
-                how="left",
-            )
-            .with_columns(pl.col("funding_interval_hours").fill_null(pl.col("known_hours")))
-            .drop("known_hours")
-        )
-    return _write(db, "funding_rates", frame)
+    instruments = frame["instrument"].unique().sort().to_list()
+    lo, hi = frame["funding_time"].min(), frame["funding_time"].max()
+    stored = _stored_funding(db, instruments, lo, hi)  # type: ignore[arg-type]
+    return _write(db, "funding_rates", _keep_trusted(frame, stored))
 
 
 def write_premium_index(db: Database, frame: pl.DataFrame) -> int:

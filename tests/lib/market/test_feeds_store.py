@@ -46,8 +46,10 @@ def test_funding_rates_round_trip_and_rerun_is_idempotent(clean_database):
     assert stored.select("funding_time", "funding_rate").rows() == [
         (at(r.funding_time_ms), r.funding_rate) for r in rates
     ]
-    # Never assumed: the history endpoint states no interval, so none is stored.
+    # Never assumed: the history endpoint states no interval, and the plain writer derives
+    # none (store_funding_rates does: tests/lib/market/test_funding_intervals.py).
     assert stored["funding_interval_hours"].null_count() == 3
+    assert stored["funding_interval_source"].null_count() == 3
 
 
 def test_a_reported_funding_interval_survives_a_refetch_without_one(clean_database):
@@ -57,6 +59,7 @@ def test_a_reported_funding_interval_survives_a_refetch_without_one(clean_databa
     fs.write_funding_rates(db, fs.funding_frame(rates, "simulator"))
     stored = fs.read_feed(db, "funding_rates", SYMBOL, *WIDE)
     assert stored["funding_interval_hours"].to_list() == [4, 4]
+    assert stored["funding_interval_source"].to_list() == ["reported", "reported"]
     with pytest.raises(ValueError, match="positive number of hours"):
         fs.with_funding_interval(fs.funding_frame(rates, "simulator"), 0)
 

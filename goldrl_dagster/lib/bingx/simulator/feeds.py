@@ -7,7 +7,10 @@ value served twice is served the same, and every feed agrees with the candles:
   price times ``1 + p``, the index price the last price times ``1 - p`` (so mark > index exactly
   when the premium is positive), and mark-price klines are the candles scaled the same way;
 * funding settles every ``funding_hours[symbol]`` hours (aligned to 00:00 UTC), at a small rate
-  that follows the premium plus seeded noise;
+  that follows the premium plus seeded noise; a symbol's interval may change mid-history (a
+  schedule of ``(change_ms, hours)``). Like BingX, the funding history omits the interval: only
+  the premium index states it (``fundingIntervalHours``, the interval of the period in
+  progress);
 * trades are drawn per minute (seeded count, times, sizes, sides) and priced on the candle's
   intraday path, so every trade lies within its candle; each has a fill id unique to its symbol
   and millisecond (no two trades of a symbol share one);
@@ -21,7 +24,7 @@ the ticker's ``lastQty``, and the book's ``bidsCoin``/``asksCoin`` beside ``bids
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +40,48 @@ _FUNDING_BASE = 1e-4
 _OI_BASE = {"XAUT-USDT": 1500.0, "PAXG-USDT": 600.0}
 _TRADES_PER_MINUTE = 40.0
 _TRADE_LOOKBACK_MINUTES = 120  # how far back recent_trades looks for enough trades
+_FUNDING_HOURS = (1, 2, 4, 8)
+_BEGINNING = -(2**62)
+
+FundingHours = int | Sequence[tuple[int, int]]
+"""A symbol's funding interval: constant hours, or ``(change_ms, hours)`` pairs in time order.
+
+In a schedule the first pair's hours hold from the beginning (its time is ignored); from each
+later ``change_ms`` on, periods last the new hours. ``change_ms`` must be a settlement of the
+old interval and lie on the new interval's grid (e.g. 8 h → 4 h at 16:00 UTC): the settlement
+at ``change_ms`` still closes a period of the old length.
+"""
+
+
+def _segments(symbol: str, spec: FundingHours) -> list[tuple[int, int]]:
+    """``[(segment_start_ms, hours)]`` of a funding spec, validated."""
+    pairs = [(_BEGINNING, spec)] if isinstance(spec, int) else list(spec)
+    if not pairs:
+        raise ValueError(f"funding interval schedule of {symbol} is empty")
+    segments: list[tuple[int, int]] = []
+    for i, pair in enumerate(pairs):
+        try:
+            at, hours = int(pair[0]), pair[1]
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(
+                f"funding interval of {symbol} must be hours or (change_ms, hours) pairs, "
+                f"got {spec!r}"
+            ) from None
+        if isinstance(hours, bool) or hours not in _FUNDING_HOURS:
+            raise ValueError(
+                f"funding interval of {symbol} must be 1, 2, 4 or 8 hours, got {hours!r}"
+            )
+        if i == 0:
+            segments.append((_BEGINNING, hours))
+            continue
+        previous_start, previous_hours = segments[-1]
+        if at <= previous_start or at % (previous_hours * HOUR_MS) or at % (hours * HOUR_MS):
+            raise ValueError(
+                f"funding interval change of {symbol} at {at} must come after the previous one "
+                f"and be a settlement of both the {previous_hours} h and the {hours} h grid"
+            )
+        segments.append((at, hours))
+    return segments
 
 
 @dataclass(frozen=True)
@@ -69,15 +114,16 @@ class SimulatedFeeds:
     """
 
     def __init__(
-        self, market: SimulatedMarket, funding_hours: Mapping[str, int] | None = None
+        self, market: SimulatedMarket, funding_hours: Mapping[str, FundingHours] | None = None
     ) -> None:
         hours = dict(DEFAULT_FUNDING_HOURS if funding_hours is None else funding_hours)
+        self._funding_segments: dict[str, list[tuple[int, int]]] = {}
         for symbol in market.symbols:
-            if hours.get(symbol) not in (1, 2, 4, 8):
+            if symbol not in hours:
                 raise ValueError(
-                    f"funding interval of {symbol} must be 1, 2, 4 or 8 hours, "
-                    f"got {hours.get(symbol)!r}"
+                    f"funding interval of {symbol} must be 1, 2, 4 or 8 hours, got None"
                 )
+            self._funding_segments[symbol] = _segments(symbol, hours[symbol])
         self.market = market
         self.funding_hours = hours
 
@@ -121,7 +167,7 @@ class SimulatedFeeds:
         """The ``premiumIndex`` record at ``now_ms``."""
         last = self.last_price(symbol, now_ms)
         p = self.premium(symbol, now_ms)
-        hours = self.funding_hours[symbol]
+        hours = self._current_hours(symbol, now_ms)
         next_time = (now_ms // (hours * HOUR_MS) + 1) * hours * HOUR_MS
         pp = self.market.contract(symbol).price_precision
         return {
@@ -137,6 +183,15 @@ class SimulatedFeeds:
 
     # -- funding -------------------------------------------------------------------------
 
+    def funding_interval_hours(self, symbol: str, settlement_ms: int) -> int:
+        """Length in hours of the funding period that settles at ``settlement_ms``."""
+        segments = self._funding_segments[symbol]
+        return next(h for start, h in reversed(segments) if start < settlement_ms)
+
+    def _current_hours(self, symbol: str, now_ms: int) -> int:
+        segments = self._funding_segments[symbol]
+        return next(h for start, h in reversed(segments) if start <= now_ms)
+
     def funding_rate(self, symbol: str, funding_time_ms: int) -> float:
         """Rate settled at ``funding_time_ms``: follows the premium, plus seeded noise."""
         noise = self._rng(symbol, 101, funding_time_ms // MINUTE_MS).normal(0.0, 2e-5)
@@ -144,11 +199,18 @@ class SimulatedFeeds:
         return round(min(max(rate, -0.003), 0.003), 6)
 
     def funding_times(self, symbol: str, start_ms: int, end_ms: int) -> list[int]:
-        """Settlement times ``start_ms <= t < end_ms`` after listing."""
-        step = self.funding_hours[symbol] * HOUR_MS
-        first = max(start_ms, self.market.genesis_ms + 1)
-        first = -(-first // step) * step
-        return list(range(first, end_ms, step)) if end_ms > first else []
+        """Settlement times ``start_ms <= t < end_ms`` after listing, across interval changes."""
+        segments = self._funding_segments[symbol]
+        lower = max(start_ms, self.market.genesis_ms + 1)
+        times: list[int] = []
+        for i, (seg_start, hours) in enumerate(segments):
+            step = hours * HOUR_MS
+            # Settlements of this segment: (seg_start, next segment's start] on its grid.
+            seg_end = segments[i + 1][0] + 1 if i + 1 < len(segments) else end_ms
+            lo, hi = max(lower, seg_start + 1), min(end_ms, seg_end)
+            first = -(-lo // step) * step
+            times.extend(range(first, hi, step))
+        return times
 
     # -- open interest -------------------------------------------------------------------
 
