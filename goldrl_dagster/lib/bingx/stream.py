@@ -8,7 +8,11 @@ reordered or missing last pushes) and refills every candle missed while disconne
 (REST trades do carry one: the refill after a reconnection compares them with the pushed trades
 by content, counting repeats, so two distinct fills of the same content are not merged).
 
-Both reconnect with backoff when the connection drops, answer heartbeats, and treat a frame
+:class:`PushStream` is the same machinery for any other channel (book, ticker, mark price…):
+given a parser it yields the typed records of each push, and tells its consumer each time the
+subscription is (re)established, so gaps can be refilled or recorded.
+
+All reconnect with backoff when the connection drops, answer heartbeats, and treat a frame
 that cannot be decoded as a broken connection: it is logged, counted and the connection is
 replaced (the data it carried is recovered over REST when a client is given). A frame that
 decodes but holds a malformed push item (a null price, a time out of range, …) is not a broken
@@ -23,10 +27,13 @@ import contextlib
 import gzip
 import json
 import logging
+import time
 import uuid
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -220,6 +227,101 @@ class _ChannelStream:
         return self._channel.corrupt_frames
 
 
+@dataclass(frozen=True)
+class StreamEvent[T]:
+    """What a :class:`PushStream` yields.
+
+    Attributes:
+        kind: ``"connected"`` when the subscription was (re)acknowledged on a new connection,
+            ``"records"`` for the records of one push.
+        records: The push's records (``"records"`` only).
+        received_ms: Local wall-clock time the event was read, epoch ms.
+    """
+
+    kind: str
+    records: tuple[T, ...] = ()
+    received_ms: int = 0
+
+
+class PushParser[T](Protocol):
+    """Parses one decoded push into records, appending malformed items to ``errors``."""
+
+    def __call__(self, message: dict, received_ms: int, *, errors: list[ValueError]) -> list[T]:
+        """The records of ``message`` (``received_ms``: local receipt time, epoch ms)."""
+        ...
+
+
+class PushStream[T](_ChannelStream):
+    """Typed records of any market channel, through the same connection machinery.
+
+    A push that does not parse (or a parser that fails unexpectedly) is logged, counted in
+    :attr:`malformed_pushes` and skipped: one bad message never ends the stream.
+
+    Args:
+        ws_url: Market-stream URL.
+        data_type: The full ``dataType``, e.g. ``XAUT-USDT@depth20@100ms``.
+        parse: Parser of one push (see :mod:`goldrl_dagster.lib.bingx.market_models`).
+        reconnect_backoff: ``(first, cap)`` delay in seconds between reconnection attempts.
+        idle_timeout: Seconds without any frame after which the connection is replaced.
+        open_timeout: Seconds allowed for the WebSocket handshake.
+
+    Attributes:
+        pushes: Pushes received.
+        malformed_pushes: Pushes (or push items) skipped as malformed.
+    """
+
+    def __init__(
+        self,
+        ws_url: str,
+        data_type: str,
+        parse: PushParser[T],
+        *,
+        reconnect_backoff: tuple[float, float] = (0.2, 5.0),
+        idle_timeout: float = 30.0,
+        open_timeout: float = 10.0,
+    ) -> None:
+        symbol, sep, channel = data_type.partition("@")
+        if not sep or not channel:
+            raise ValueError(f"data_type {data_type!r} must be SYMBOL@channel")
+        self.symbol = resolve_symbol(symbol)
+        self.channel = channel
+        self.data_type = f"{self.symbol}@{channel}"
+        self.pushes = 0
+        self.malformed_pushes = 0
+        self._parse = parse
+        self._channel = _Channel(
+            ws_url, self.data_type, reconnect_backoff, idle_timeout, open_timeout
+        )
+
+    async def events(self) -> AsyncIterator[StreamEvent[T]]:
+        """Yield connection events and parsed records until the consumer stops.
+
+        Yields:
+            A ``connected`` event per acknowledged subscription, a ``records`` event per push
+            that held at least one good record.
+
+        Raises:
+            BingXError: If BingX refuses the subscription.
+        """
+        async with contextlib.aclosing(self._channel) as channel_events:
+            async for kind, message in channel_events:
+                now = int(time.time() * 1000)
+                if kind == "connected":
+                    yield StreamEvent("connected", (), now)
+                    continue
+                assert message is not None
+                self.pushes += 1
+                errors: list[ValueError] = []
+                try:
+                    records = self._parse(message, now, errors=errors)
+                except Exception as exc:  # a parser bug must not end the stream
+                    records = []
+                    errors.append(ValueError(f"parser failed: {exc!r}"))
+                self._skip_malformed(errors)
+                if records:
+                    yield StreamEvent("records", tuple(records), now)
+
+
 class KlineStream(_ChannelStream):
     """Final candles of one symbol and interval from the BingX market stream.
 
@@ -374,8 +476,9 @@ class TradeStream(_ChannelStream):
     Trade pushes carry no id, so a pushed trade is identified by its content and time
     (:attr:`Trade.content_key`); repeats of a trade already yielded are dropped. Trades are
     yielded as they arrive (a late, out-of-order trade is still yielded once). After a
-    reconnection the recent trades are fetched over REST (when a client is given) and the ones
-    not seen yet are yielded, so a short disconnect loses nothing. REST trades carry fill ids,
+    reconnection, and after a push with malformed items, the recent trades are fetched over REST
+    (when a client is given) and the ones not seen yet are yielded, so a short disconnect or a
+    spoilt push loses nothing. REST trades carry fill ids,
     pushes do not: the refill matches them by content with multiplicity (``n`` trades of one
     content already yielded account for ``n`` REST rows of that content), so nothing is
     yielded twice and distinct fills sharing price, size and time are not lost.
@@ -471,6 +574,12 @@ class TradeStream(_ChannelStream):
                 errors: list[ValueError] = []
                 pushed = parse_trade_push(message, errors=errors)
                 self._skip_malformed(errors)
+                if errors and connected_before and self._rest is not None:
+                    # The spoilt items were trades too: REST has them (matched by content, so
+                    # the good items of this push are not yielded twice).
+                    for trade in await self._refill(last_seen_ms):
+                        last_seen_ms = max(last_seen_ms or 0, trade.time_ms)
+                        yield trade
                 for trade in pushed:
                     if trade.symbol != self.symbol or not self._first_time(trade):
                         continue

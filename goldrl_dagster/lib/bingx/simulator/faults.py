@@ -69,6 +69,8 @@ class PushFaults:
         malformed_field: The item field spoilt, or ``"data"`` for the whole push; ``None``
             spoils the item's price (``o`` in a kline item, ``p`` in a trade item).
         malformed_value: The value the spoilt field gets (``None``: JSON ``null``).
+        skip_updates: How many of the next ``incrDepth`` updates are never sent (a skipped
+            ``lastUpdateId``).
     """
 
     def __init__(self) -> None:
@@ -78,6 +80,17 @@ class PushFaults:
         self.malformed = 0
         self.malformed_field: str | None = None
         self.malformed_value: object = None
+        self.skip_updates = 0
+
+    def skip_update(self, message: dict) -> bool:
+        """Whether to drop this push as a skipped ``incrDepth`` update (consumes the fault)."""
+        if self.skip_updates <= 0 or not str(message.get("dataType", "")).endswith("@incrDepth"):
+            return False
+        data = message.get("data")
+        if not isinstance(data, dict) or data.get("action") != "update":
+            return False
+        self.skip_updates -= 1
+        return True
 
     def malform(self, message: dict) -> dict:
         """Apply a pending malformation to a data push (else return it unchanged).

@@ -10,7 +10,9 @@ and a client that has not answered ``Pong`` for ``2 * ping_interval`` is dropped
 requests are acknowledged. ``SYM@kline_<interval>`` receives the open candle every
 ``push_interval`` (real) seconds, and when a candle closes its final values are pushed before the
 next candle's first push, so the stream agrees with REST. ``SYM@trade`` receives the trades
-printed since the previous push as an array of ``{p, q, T, m, s}`` (no trade id).
+printed since the previous push as an array of ``{p, q, T, m, s}`` (no trade id). The other
+market channels (``depth…``, ``incrDepth``, ``ticker``, ``markPrice``, ``bookTicker``,
+``lastPrice``) are built by :mod:`.market_channels`.
 
 Faults are injected on demand through :class:`SimulatorServer`'s public methods.
 """
@@ -54,6 +56,11 @@ from goldrl_dagster.lib.bingx.simulator.feeds import SimulatedFeeds
 from goldrl_dagster.lib.bingx.simulator.intervals import floor_open, shift_open
 from goldrl_dagster.lib.bingx.simulator.limits import IpRateLimiter, SimRateLimits
 from goldrl_dagster.lib.bingx.simulator.market import SIM_INTERVALS, SimulatedMarket
+from goldrl_dagster.lib.bingx.simulator.market_channels import (
+    ChannelState,
+    channel_message,
+    parse_channel,
+)
 from goldrl_dagster.lib.bingx.simulator.rest_api import (
     RATE_LIMITED_CODE,
     KlineRows,
@@ -86,6 +93,7 @@ class _Subscription:
     interval: str | None  # None for the trade channel
     last_open_ms: int | None = None  # open time of the bar pushed last
     last_trade_ms: int = 0  # time of the latest trade pushed (or of the subscription)
+    channel: ChannelState | None = None  # the other market channels (book, ticker, mark…)
 
 
 class _Connection(WsPeer):
@@ -185,7 +193,13 @@ class _Connection(WsPeer):
             self.subscriptions.setdefault(data_type, subscription)
             return None
         if not channel.startswith("kline_"):
-            return f"dataType {data_type!r} not supported (the simulator streams kline and trade)"
+            state = parse_channel(channel)
+            if isinstance(state, str):
+                return f"dataType {data_type!r} not supported: {state}"
+            self.subscriptions.setdefault(
+                data_type, _Subscription(data_type, symbol, None, channel=state)
+            )
+            return None
         interval = channel.removeprefix("kline_")
         if interval not in SIM_INTERVALS:
             return f"dataType {data_type!r} not supported: interval {interval!r}"
@@ -198,10 +212,22 @@ class _Connection(WsPeer):
             now_ms = self.clock.now_ms()
             for subscription in list(self.subscriptions.values()):
                 # Generating a cold stretch of history can take a moment: keep the loop free.
-                build = self._kline_messages if subscription.interval else self._trade_messages
+                if subscription.channel is not None:
+                    build = self._channel_messages
+                elif subscription.interval:
+                    build = self._kline_messages
+                else:
+                    build = self._trade_messages
                 messages = await asyncio.to_thread(build, subscription, now_ms)
                 for message in messages:
+                    if self.faults.skip_update(message):
+                        continue
                     await self.send_push(message)
+
+    def _channel_messages(self, sub: _Subscription, now_ms: int) -> list[dict]:
+        assert sub.channel is not None
+        message = channel_message(self.feeds, sub.symbol, sub.channel, now_ms)
+        return [] if message is None else [message]
 
     def _trade_messages(self, sub: _Subscription, now_ms: int) -> list[dict]:
         trades = self.feeds.trades_between(sub.symbol, sub.last_trade_ms, now_ms)
@@ -528,6 +554,14 @@ class SimulatorServer:
         """Fault injection: hold the next ``n`` data pushes and send them in reverse order."""
         hub: _Hub = self.app.state.hub
         hub.call(lambda: setattr(hub.push_faults, "reorder", hub.push_faults.reorder + n))
+
+    def skip_next_update_ids(self, n: int = 1) -> None:
+        """Fault injection: never send the next ``n`` ``incrDepth`` updates (their ids are lost).
+
+        The book moves on without them, so a client that does not resync holds a wrong book.
+        """
+        hub: _Hub = self.app.state.hub
+        hub.call(lambda: setattr(hub.push_faults, "skip_updates", hub.push_faults.skip_updates + n))
 
     def corrupt_next_frame(self) -> None:
         """Fault injection: replace the next data push with a frame that is not valid gzip."""

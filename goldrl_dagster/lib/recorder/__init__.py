@@ -1,0 +1,1 @@
+"""The streaming recorder (``goldrl record``): every BingX market channel, stored without loss."""

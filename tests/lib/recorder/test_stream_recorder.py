@@ -1,0 +1,190 @@
+"""The streaming recorder against the real simulator and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
+from goldrl_dagster.lib.recorder.service import Recorder
+from goldrl_dagster.lib.storage.server import Database
+from goldrl_dagster.lib.storage.stream_store import recorder_beats
+from tests.support.recorder_support import config_for
+from tests.support.stream_helpers import run
+
+SYMBOLS = ("XAUT-USDT", "PAXG-USDT")
+
+
+def record(
+    db: Database,
+    sim: SimulatorServer,
+    seconds: float,
+    during: Callable[[Recorder], Coroutine[Any, Any, None]] | None = None,
+    **overrides: object,
+) -> tuple[Recorder, dict]:
+    """Run a recorder for ``seconds`` (with ``during`` running beside it); return its counters."""
+    recorder = Recorder(db, config_for(sim, **overrides))
+
+    async def main() -> dict:
+        stop = asyncio.Event()
+        side = asyncio.create_task(during(recorder)) if during else None
+        counters = await recorder.run(stop, duration_seconds=seconds)
+        if side is not None:
+            await side
+        return counters
+
+    return recorder, run(main(), timeout=seconds + 20.0)
+
+
+def count(db: Database, query: str, *params: object) -> Any:
+    with db.connect() as conn:
+        return conn.execute(query, params).fetchone()[0]  # type: ignore[index]
+
+
+def test_every_channel_of_both_symbols_is_recorded(
+    clean_database: Database, rec_sim: SimulatorServer
+) -> None:
+    db = clean_database
+    _, counters = record(db, rec_sim, 3.0)
+    for symbol in SYMBOLS:
+        for table in ("stream_trades", "stream_tickers", "stream_mark_prices",
+                      "stream_book_tickers", "stream_klines"):  # fmt: skip
+            n = count(db, f"SELECT count(*) FROM {table} WHERE symbol = %s", symbol)
+            assert n > 0, f"{table} has no {symbol} rows"
+        for channel in ("depth20@100ms", "incrDepth"):
+            n = count(
+                db, "SELECT count(*) FROM stream_book WHERE symbol = %s AND channel = %s",
+                symbol, channel,
+            )  # fmt: skip
+            assert n > 0, f"no {symbol} {channel} books"
+    crossed = count(db, "SELECT count(*) FROM stream_book WHERE best_bid >= best_ask")
+    assert crossed == 0
+    assert count(db, "SELECT count(*) FROM stream_gaps") == 0
+    assert counters["task_failures"] == 0
+    beats = recorder_beats(db, running_only=False)
+    assert len(beats) == 1 and beats[0].stopped_at is not None
+    assert beats[0].stats["written"]["stream_trades"] == count(
+        db, "SELECT count(*) FROM stream_trades"
+    )
+
+
+def _stored_vs_sent(db: Database, sim: SimulatorServer, symbol: str) -> tuple[list, list]:
+    with db.connect() as conn:
+        stored = conn.execute(
+            "SELECT (extract(epoch FROM time) * 1000)::bigint, price, quantity, is_buyer_maker "
+            "FROM stream_trades WHERE symbol = %s ORDER BY time",
+            (symbol,),
+        ).fetchall()
+    first, last = stored[0][0], stored[-1][0]
+    sent = [
+        (t.time_ms, t.price, t.quantity, t.is_buyer_maker)
+        for t in sim.feeds.trades_between(symbol, first - 1, last)
+    ]
+    return [tuple(r) for r in stored], sent
+
+
+def test_a_disconnect_refills_trades_exactly_and_records_the_book_gap(
+    clean_database: Database, rec_sim: SimulatorServer
+) -> None:
+    db = clean_database
+
+    async def drop(_: Recorder) -> None:
+        await asyncio.sleep(1.5)
+        rec_sim.drop_connections()
+
+    _, counters = record(db, rec_sim, 4.0, drop)
+    assert counters["reconnects"] >= 14  # every channel of both symbols came back
+    for symbol in SYMBOLS:
+        stored, sent = _stored_vs_sent(db, rec_sim, symbol)
+        assert stored == sent  # no trade lost, none twice
+        with db.connect() as conn:
+            gaps = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT channel FROM stream_gaps WHERE symbol = %s AND reason = 'disconnect' "
+                    "AND gap_end > gap_start",
+                    (symbol,),
+                )
+            }
+        assert {"incrDepth", "ticker", "markPrice", "bookTicker"} <= gaps
+        assert "trade" not in gaps
+    assert counters["refilled"] > 0
+
+
+def test_a_skipped_update_id_resyncs_the_book_from_rest(
+    clean_database: Database, rec_sim: SimulatorServer
+) -> None:
+    db = clean_database
+
+    async def skip(_: Recorder) -> None:
+        await asyncio.sleep(1.5)
+        rec_sim.skip_next_update_ids(1)
+
+    _, counters = record(db, rec_sim, 3.0, skip)
+    with db.connect() as conn:
+        ((symbol, detail),) = conn.execute(
+            "SELECT symbol, detail FROM stream_gaps WHERE reason = 'sequence_skip'"
+        ).fetchall()
+        assert "expected lastUpdateId" in detail
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT update_id FROM stream_book WHERE symbol = %s AND channel = 'incrDepth' "
+                "ORDER BY update_id",
+                (symbol,),
+            )
+        ]
+    assert sum(counters["resyncs"].values()) == 1
+    steps = [b - a for a, b in itertools.pairwise(ids)]
+    assert steps.count(2) == 1 and set(steps) <= {1, 2}  # one hole, the skipped id
+    assert count(db, "SELECT count(*) FROM stream_book WHERE best_bid >= best_ask") == 0
+
+
+def test_malformed_and_corrupt_frames_are_skipped_and_recording_goes_on(
+    clean_database: Database, rec_sim: SimulatorServer
+) -> None:
+    db = clean_database
+    seen: dict[str, int] = {}
+
+    async def spoil(recorder: Recorder) -> None:
+        await asyncio.sleep(1.0)
+        rec_sim.malform_next_pushes(5, field="data", value="garbage")
+        await asyncio.sleep(0.3)
+        rec_sim.corrupt_next_frame()
+        await asyncio.sleep(0.5)
+        seen["trades"] = recorder.counters()["offered"]["stream_trades"]
+
+    _, counters = record(db, rec_sim, 3.5, spoil)
+    assert counters["malformed_pushes"] >= 5
+    assert counters["corrupt_frames"] == 1
+    assert counters["task_failures"] == 0
+    # Recording went on after the faults.
+    assert counters["offered"]["stream_trades"] > seen["trades"]
+    for symbol in SYMBOLS:
+        stored, sent = _stored_vs_sent(db, rec_sim, symbol)
+        assert stored == sent
+
+
+def test_writing_the_same_batch_twice_stores_it_once(clean_database: Database) -> None:
+    from goldrl_dagster.lib.bingx.models import _make_trade
+    from goldrl_dagster.lib.recorder import rows
+    from goldrl_dagster.lib.storage.stream_store import StreamStore
+
+    t0 = 1_739_145_600_000
+    trades = [_make_trade("XAUT-USDT", t0 + i, 3100.0 + i, 0.5, i % 2 == 0) for i in range(50)]
+    batch = {
+        "stream_trades": [rows.trade_row(t, 1) for t in trades],
+        "stream_mark_prices": [("XAUT-USDT", rows.utc(t0 + i), 3101.0) for i in range(10)],
+        "stream_gaps": [rows.gap_row("XAUT-USDT", "ticker", t0, t0 + 5000, "disconnect")],
+    }
+    with StreamStore(clean_database) as store:
+        first = store.write(batch)
+        again = store.write(batch)
+        # A batch holding a row twice stores it once.
+        doubled = store.write({"stream_mark_prices": [batch["stream_mark_prices"][0]] * 2})
+    assert first == {"stream_trades": 50, "stream_mark_prices": 10, "stream_gaps": 1}
+    assert again == {"stream_trades": 0, "stream_mark_prices": 0, "stream_gaps": 0}
+    assert doubled == {"stream_mark_prices": 0}
+    assert count(clean_database, "SELECT count(*) FROM stream_trades") == 50
