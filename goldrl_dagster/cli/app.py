@@ -90,3 +90,4 @@ def _register_optional(module: str, attribute: str, name: str) -> None:
 
 
 _register_optional("goldrl_dagster.analytics_cli", "analytics_app", "analytics")
+_register_optional("goldrl_dagster.cli.record", "record_app", "record")
