@@ -14,6 +14,7 @@ from goldrl_dagster.lib.market.candles import (
     INTERVAL_MS,
     conform_candles,
 )
+from goldrl_dagster.lib.market.exchange_bars import FILLED_SCHEMA, fill_from_exchange
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.storage.bulk import read_frame, read_frames_consistent, upsert_frame
 from goldrl_dagster.lib.storage.server import Database
@@ -179,3 +180,51 @@ def read_candles(
         pl.lit(interval, CANDLE_SCHEMA["interval"]).alias("interval"),
         *(pl.col(c).cast(CANDLE_SCHEMA[c]) for c in _READ_COLUMNS),
     ).set_sorted("open_time")
+
+
+def write_exchange_candles(db: Database, candles: pl.DataFrame) -> int:
+    """Idempotently upsert the exchange's own higher-interval bars (``exchange_candles``).
+
+    Returns:
+        The number of rows written.
+
+    Raises:
+        ValueError: If the frame holds 1m bars (the base belongs in ``candles``).
+    """
+    frame = conform_candles(candles)
+    if frame.filter(pl.col("interval") == "1m").height:
+        raise ValueError("exchange_candles holds intervals above 1m; 1m bars go to candles")
+    return upsert_frame(db, "exchange_candles", frame, CANDLE_KEY)
+
+
+def read_exchange_candles(
+    db: Database, instrument: str, interval: str, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """The exchange's bars with ``start <= open_time < end`` as a canonical frame."""
+    frame = read_frame(
+        db,
+        f"SELECT instrument, interval, {', '.join(_READ_COLUMNS)} FROM exchange_candles "
+        "WHERE instrument = $1 AND interval = $2 AND open_time >= $3 AND open_time < $4 "
+        "ORDER BY open_time",
+        [instrument, interval, start, end],
+    )
+    return conform_candles(frame) if frame.height else pl.DataFrame(schema=CANDLE_SCHEMA)
+
+
+def read_candles_with_exchange(
+    db: Database, instrument: str, interval: str, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """Canonical candles completed by the exchange's bars where no canonical bar exists.
+
+    For long horizons that reach before the exchange's 1m history: every bucket comes from
+    ``candles`` when it is there (aggregated from 1m: canonical), else from
+    ``exchange_candles``. The ``origin`` column says which (``canonical`` / ``exchange``).
+
+    Returns:
+        A frame of canonical candle columns plus ``origin``, sorted by time.
+    """
+    canonical = read_candles(db, instrument, interval, start, end)
+    if interval == "1m":
+        return canonical.with_columns(pl.lit("canonical").alias("origin")).cast(FILLED_SCHEMA)
+    exchange = read_exchange_candles(db, instrument, interval, start, end)
+    return fill_from_exchange(canonical, exchange)
