@@ -35,19 +35,39 @@ def build(
     reward: Annotated[str, typer.Option(help="Reward definition of the training env.")] = (
         DEFAULT_REWARD
     ),
+    gaps: Annotated[
+        str,
+        typer.Option(
+            help="Holes in the candles: refuse (default), segments (each run warmed up "
+            "afresh) or carry_forward:N (flat bars at the last close for holes of <= N bars, "
+            "flagged)."
+        ),
+    ] = "refuse",
+    rules_before_listing: Annotated[
+        str,
+        typer.Option(
+            help="Contract rules for history before the listing: refuse (default), earliest "
+            "(the earliest known version) or a JSON rules file (recorded as assumed)."
+        ),
+    ] = "refuse",
 ) -> None:
     """Build (or find again) the dataset version for a window and feature set."""
     from goldrl_dagster.jobs_in_process import JobRunError, build_dataset
+    from goldrl_dagster.lib.datasets.contract_rules import rules_policy_from_option
     from goldrl_dagster.lib.datasets.request import (
         DatasetRequest,
         parse_day,
         parse_feature_set_ref,
     )
     from goldrl_dagster.lib.features.spec import feature_set_by_name
+    from goldrl_dagster.lib.runtime import open_runtime
 
     try:
         name, version = parse_feature_set_ref(feature_set)
         spec = feature_set_by_name(name, version)
+        rules = rules_policy_from_option(
+            lambda: open_runtime().db, rules_before_listing, instrument
+        )
         request = DatasetRequest(
             instrument=instrument,
             interval=interval,
@@ -57,9 +77,13 @@ def build(
             feature_set_version=spec.version,
             holdout_fraction=holdout,
             reward=reward,
+            gap_policy=gaps,
+            rules_before_listing=rules,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None
+    if rules.startswith("assumed:") and rules != rules_before_listing:
+        typer.echo(f"declared contract rules {rules.removeprefix('assumed:')} (assumed)")
     try:
         with status("materializing datasets/dataset_version in this process …"):
             meta = build_dataset(request, echo=typer.echo)

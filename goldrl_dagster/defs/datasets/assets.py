@@ -7,6 +7,8 @@ the same Great Expectations suite) and written back, so the next build reads the
 """
 
 import json
+from datetime import datetime
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -35,13 +37,29 @@ from goldrl_dagster.lib.datasets.build import (
     parquet_bytes,
     split_index,
 )
+from goldrl_dagster.lib.datasets.contract_rules import REFUSE, resolve_contract_rules
 from goldrl_dagster.lib.datasets.feature_days import (
     FeatureLeakageError,
-    checked_day_features,
+    checked_day_features_in_runs,
     day_segment_start,
 )
 from goldrl_dagster.lib.datasets.feature_stats import feature_statistics
+from goldrl_dagster.lib.datasets.gap_policy import (
+    CARRIED_FORWARD,
+    CARRY_FORWARD,
+    SEGMENT,
+    SEGMENTS,
+    GapPolicy,
+    GapPolicyError,
+    carry_forward,
+    find_holes,
+    refuse_gaps,
+    segment_column,
+    split_segments,
+)
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.market.closures import configured_closures
+from goldrl_dagster.lib.market.gaps import Gap
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.feature_inputs import read_feature_inputs
 from goldrl_dagster.lib.storage.feature_store import (
@@ -50,12 +68,71 @@ from goldrl_dagster.lib.storage.feature_store import (
     write_feature_snapshots,
     write_feature_statistics,
 )
+from goldrl_dagster.lib.storage.gap_store import open_gaps
 from goldrl_dagster.lib.storage.market_store import read_candles
 from goldrl_dagster.lib.storage.registry import DatasetRecord, record_dataset
+from goldrl_dagster.lib.storage.server import Database
 
 
 def _partition(day: str, symbol: str) -> str:
     return str(dg.MultiPartitionKey({"instrument": symbol, "day": day}))
+
+
+def _apply_gap_policy(
+    db: Database,
+    symbol: str,
+    interval: str,
+    start: datetime,
+    end: datetime,
+    history: pl.DataFrame,
+    gaps: GapPolicy,
+) -> list[Gap]:
+    """The holes the policy has to handle; under ``refuse``, fail naming any (dg.Failure)."""
+    if gaps.is_default and interval == BASE_INTERVAL:
+        # The 1m base: the gap lifecycle's own refusal, unchanged.
+        ensure_no_open_gaps(db, symbol, start, end, history)
+        return []
+    calendar = configured_closures().for_instrument(symbol)
+    holes = find_holes(history, interval, calendar)
+    if not gaps.is_default:
+        return holes
+    recorded = [
+        f"gap {r.gap_id}: {r.gap_start:%Y-%m-%d %H:%M}..{r.gap_end:%H:%M} UTC, "
+        f"{r.missing_bars} bar(s), {r.status}"
+        for r in open_gaps(db, symbol, interval, start, end)
+    ]
+    try:
+        refuse_gaps(recorded, holes, symbol)
+    except GapPolicyError as exc:
+        raise dg.Failure(description=str(exc), metadata={"instrument": symbol}) from exc
+    return []
+
+
+def _contract_rules(db: Database, symbol: str, start: datetime, policy: str) -> dict[str, Any]:
+    """What contract rules training will apply at the window start (lineage), checked early.
+
+    Under ``refuse`` a window before the listing still builds (training refuses it, naming the
+    choices); a chosen policy whose rules cannot be found fails the build now.
+    """
+    try:
+        return resolve_contract_rules(db, symbol, start, policy).record()
+    except LookupError as exc:
+        if policy == REFUSE:
+            return {"policy": policy, "basis": None, "assumed": None, "unavailable": str(exc)}
+        raise dg.Failure(f"contract rules for {symbol}: {exc}") from exc
+
+
+def _gap_lineage(gaps: GapPolicy, holes: list[Gap], table: pl.DataFrame) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "policy": gaps.spelling,
+        "holes": len(holes),
+        "missing_bars": sum(g.missing_bars for g in holes),
+    }
+    if gaps.kind == CARRY_FORWARD:
+        out["carried_forward_rows"] = int(table[CARRIED_FORWARD].sum())
+    if gaps.kind == SEGMENTS:
+        out["segments"] = int(table[SEGMENT].n_unique())
+    return out
 
 
 @dg.asset(
@@ -90,17 +167,22 @@ def dataset_version(
     request = dataset_request(context)
     spec = request.spec
     symbol, start, end = request.instrument, request.window_start, request.window_end
-    if request.interval != BASE_INTERVAL:
-        raise dg.Failure(
-            f"dataset builds read {BASE_INTERVAL} candles (the gap checks cover them); "
-            f"interval {request.interval} is not supported yet"
-        )
-    interval = request.interval
+    interval, gaps = request.interval, request.gaps
     cfg = request.to_config()
+    rules = _contract_rules(runtime.db, symbol, start, request.rules_before_listing)
     anchor = day_segment_start(request.start_day, interval, spec)
     history = read_candles(runtime.db, symbol, interval, anchor, end)
-    # Datasets never span an unhealed gap, nor compute features over one (dg.Failure names it).
-    ensure_no_open_gaps(runtime.db, symbol, anchor, end, history)
+    holes = _apply_gap_policy(runtime.db, symbol, interval, anchor, end, history, gaps)
+    runs = [history]
+    try:
+        if gaps.kind == CARRY_FORWARD:
+            history = carry_forward(history, holes, interval, gaps.max_bars)
+            runs = [history]
+        elif gaps.kind == SEGMENTS:
+            runs = split_segments(history, holes)
+            history = segment_column(runs) if runs else history
+    except GapPolicyError as exc:
+        raise dg.Failure(f"{symbol} {interval}: {exc}") from exc
     candles = history.filter(pl.col("open_time") >= start)
     if candles.height == 0:
         raise dg.Failure(f"no {interval} candles for {symbol} in {start:%Y-%m-%d}..{end:%Y-%m-%d}")
@@ -109,7 +191,13 @@ def dataset_version(
         .agg(pl.len().alias("n"))
         .iter_rows()
     )
-    stored = snapshot_counts_by_day(runtime.db, symbol, interval, spec, start, end)
+    # Under a gap policy other than refuse the features differ from the stored snapshots
+    # (runs warm up afresh, filled bars): computed here, never read from or written to the cache.
+    stored = (
+        snapshot_counts_by_day(runtime.db, symbol, interval, spec, start, end)
+        if gaps.is_default
+        else {}
+    )
     cached = sorted(d for d, n in candle_days.items() if stored.get(d) == n)
     missing = sorted(d for d in candle_days if d not in cached)
     inputs = (
@@ -117,11 +205,12 @@ def dataset_version(
         if missing and spec.needs_inputs
         else None
     )
+    computed: list[pl.DataFrame] = []
     for day in missing:
         try:
             # The snapshot asset's own path: the same bars proven free of look-ahead.
-            features = checked_day_features(
-                history, spec, day, partition_key=_partition(day.isoformat(), symbol), inputs=inputs
+            features = checked_day_features_in_runs(
+                runs, spec, day, partition_key=_partition(day.isoformat(), symbol), inputs=inputs
             ).features
         except FeatureLeakageError as exc:
             raise dg.Failure(
@@ -134,14 +223,22 @@ def dataset_version(
                 f"features of {symbol} {day} fail the {suite.suite} suite",
                 metadata={"failures": dg.MetadataValue.json(suite.to_metadata()["failures"])},
             )
+        if not gaps.is_default:
+            computed.append(features)
+            continue
         write_feature_snapshots(runtime.db, symbol, interval, spec, features)
         stats = feature_statistics(features, spec)
         write_feature_statistics(runtime.db, symbol, interval, spec, day, stats)
     context.log.info(
-        "%s %s: %d feature day(s) from the cache, %d computed and written back",
+        "%s %s: %d feature day(s) from the cache, %d computed%s",
         symbol, spec.name, len(cached), len(missing),
+        " and written back" if gaps.is_default else f" (gap policy {gaps.spelling})",
     )  # fmt: skip
-    features = read_feature_snapshots(runtime.db, symbol, interval, spec, start, end)
+    features = (
+        read_feature_snapshots(runtime.db, symbol, interval, spec, start, end)
+        if gaps.is_default
+        else pl.concat(computed, how="vertical", rechunk=True)
+    )
     funding = read_frame(
         runtime.db,
         "SELECT funding_time, funding_rate FROM funding_rates WHERE instrument = $1 "
@@ -154,6 +251,7 @@ def dataset_version(
             features,
             spec,
             bar_funding_rates(candles["open_time"], INTERVAL_MS[interval], funding),
+            extra_columns=() if gaps.flag_column is None else (gaps.flag_column,),
         )
         split = split_index(table.height, cfg.holdout_fraction)
     except ValueError as exc:
@@ -171,6 +269,9 @@ def dataset_version(
     ]
     lineage = {
         "partition_key": context.partition_key,
+        "interval": interval,
+        "gap_policy": _gap_lineage(gaps, holes, table),
+        "contract_rules": rules,
         "candle_partitions": partitions,
         "candle_sources": sorted(candles["source"].unique().to_list()),
         "feature_partitions": {

@@ -36,6 +36,11 @@ class DatasetConfig:
         feature_fingerprint: Fingerprint of the feature set.
         holdout_fraction: Share of the rows, at the end, held out for evaluation.
         reward: Name of the reward definition the training env uses.
+        gap_policy: What the build does with holes (``gap_policy.GapPolicy.spelling``).
+        rules_before_listing: Contract rules before the listing (``contract_rules``).
+
+    The last two appear in the canonical JSON (and so in the hash) only when they differ from
+    their default ``refuse``: a dataset built before they existed keeps its hash.
     """
 
     instrument: str
@@ -45,6 +50,8 @@ class DatasetConfig:
     feature_fingerprint: str
     holdout_fraction: float = 0.25
     reward: str = "equity_change_after_costs"
+    gap_policy: str = "refuse"
+    rules_before_listing: str = "refuse"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -57,6 +64,9 @@ class DatasetConfig:
         values = asdict(self)
         values["window_start"] = self.window_start.isoformat()
         values["window_end"] = self.window_end.isoformat()
+        for optional in ("gap_policy", "rules_before_listing"):
+            if values[optional] == "refuse":
+                del values[optional]
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
@@ -94,6 +104,7 @@ def assemble_dataset(
     features: pl.DataFrame,
     spec: FeatureSetSpec,
     funding_rate: pl.Series | None = None,
+    extra_columns: tuple[str, ...] = (),
 ) -> pl.DataFrame:
     """Join candles and features bar by bar, dropping warm-up and missing-input rows.
 
@@ -103,9 +114,12 @@ def assemble_dataset(
         spec: The feature set, which fixes the column order.
         funding_rate: Per-bar funding (``bar_funding_rates``) aligned with ``candles``;
             None means no funding settled in any bar.
+        extra_columns: Per-bar columns of ``candles`` kept after ``funding_rate`` (a gap
+            policy's flag column, ``gap_policy.GapPolicy.flag_column``).
 
     Returns:
-        ``open_time``, OHLCV, ``funding_rate``, then the features; sorted by time.
+        ``open_time``, OHLCV, ``funding_rate``, the extra columns, then the features; sorted
+        by time.
 
     Raises:
         ValueError: If a bar has candles but no features, the funding does not align, or no
@@ -122,6 +136,7 @@ def assemble_dataset(
     joined = (
         candles.select("open_time", *OHLCV)
         .with_columns(funding_rate.cast(pl.Float64).alias(FUNDING_RATE))
+        .with_columns(*(candles[name] for name in extra_columns))
         .join(features.select("open_time", *flags, *names), on="open_time", how="left")
     )
     unmatched = joined.filter(pl.col("is_warmup").is_null())

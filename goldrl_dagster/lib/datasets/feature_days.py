@@ -142,3 +142,47 @@ def checked_day_features(
         if not report.ok:
             raise FeatureLeakageError(report)
     return CheckedFeatureDay(features, len(points))
+
+
+def checked_day_features_in_runs(
+    runs: list[pl.DataFrame],
+    spec: FeatureSetSpec,
+    day: date,
+    *,
+    partition_key: str,
+    inputs: FeatureInputs | None = None,
+) -> CheckedFeatureDay:
+    """A day's features when the history is cut into runs of adjacent bars (gap policies).
+
+    Each run is a history of its own: the day's bars of a run are computed on that run's part
+    of the anchored segment only, so a run starting mid-day warms up afresh and no window spans
+    the hole before it. Every run's part is checked for look-ahead like a whole day.
+
+    Args:
+        runs: Canonical candles cut at the holes (``gap_policy.split_segments``), in order;
+            a single run for a history without holes or with its holes filled.
+        spec: The feature set.
+        day: The UTC day.
+        partition_key: The instrument × day partition key (seeds the leakage sample).
+        inputs: External observations, for sets that need them.
+
+    Returns:
+        The day's features over all runs, in time order, and the bars checked.
+
+    Raises:
+        FeatureLeakageError: If any feature differs without the future.
+    """
+    start, end = day_bounds(day)
+    parts: list[pl.DataFrame] = []
+    checked = 0
+    for index, run in enumerate(runs):
+        in_day = run.filter((pl.col("open_time") >= start) & (pl.col("open_time") < end))
+        if in_day.height == 0:
+            continue
+        key = partition_key if len(runs) == 1 else f"{partition_key}|run{index}"
+        result = checked_day_features(run, spec, day, partition_key=key, inputs=inputs)
+        parts.append(result.features)
+        checked += result.leakage_checked_bars
+    if not parts:
+        return CheckedFeatureDay(compute_features(runs[0].head(0), spec, inputs=inputs), 0)
+    return CheckedFeatureDay(pl.concat(parts, how="vertical", rechunk=True), checked)

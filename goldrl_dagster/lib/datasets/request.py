@@ -6,9 +6,12 @@ spells out the whole request so the UI (and a person reading a run) sees what th
     XAUT-USDT:1m:2025-03-08:2025-03-09:ta-v2:holdout-0.25:equity_change_after_costs
 
 i.e. instrument, interval, first and last UTC day (both included), feature set and version,
-the held-out fraction and the reward definition. Every field has exactly one spelling, so one
-request has exactly one key (``from_partition_key`` refuses anything else with the canonical
-spelling in the message).
+the held-out fraction and the reward definition. Two optional fields follow only when they
+differ from their default ``refuse`` (so keys of earlier requests are unchanged): the gap policy
+(``gaps-segments``, ``gaps-carry_forward-3``) and the contract rules before listing
+(``rules-earliest``, ``rules-assumed-<id>``), in that order. Every field has exactly one
+spelling, so one request has exactly one key (``from_partition_key`` refuses anything else with
+the canonical spelling in the message).
 """
 
 from __future__ import annotations
@@ -21,6 +24,12 @@ from goldrl_dagster.lib.bingx.errors import UnknownSymbolError
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.datasets.build import DatasetConfig
 from goldrl_dagster.lib.datasets.constants import DEFAULT_HOLDOUT_FRACTION
+from goldrl_dagster.lib.datasets.contract_rules import (
+    REFUSE,
+    parse_rules_policy,
+    rules_key_field,
+)
+from goldrl_dagster.lib.datasets.gap_policy import GapPolicy
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_name
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.rl.rewards import DEFAULT_REWARD, reward_shaping
@@ -96,6 +105,9 @@ class DatasetRequest:
         feature_set_version: Its version.
         holdout_fraction: Share of rows, at the end, held out for evaluation, in (0, 1).
         reward: Name of the reward definition the training env uses.
+        gap_policy: ``refuse``, ``segments`` or ``carry_forward:N`` (``gap_policy``).
+        rules_before_listing: ``refuse``, ``earliest`` or ``assumed:<id>``
+            (``contract_rules``).
     """
 
     instrument: str
@@ -106,6 +118,8 @@ class DatasetRequest:
     feature_set_version: int = DEFAULT_DATASET_FEATURE_SET[1]
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
     reward: str = DEFAULT_REWARD
+    gap_policy: str = REFUSE
+    rules_before_listing: str = REFUSE
 
     def __post_init__(self) -> None:
         """Resolve the instrument and validate every field.
@@ -141,6 +155,15 @@ class DatasetRequest:
                 f"reward {self.reward!r} must be a lower-case name (letters, digits, _)"
             )
         reward_shaping(self.reward)  # a reward the training env knows, or a clear error
+        object.__setattr__(self, "gap_policy", GapPolicy.parse(self.gap_policy).spelling)
+        object.__setattr__(
+            self, "rules_before_listing", parse_rules_policy(self.rules_before_listing)
+        )
+
+    @property
+    def gaps(self) -> GapPolicy:
+        """The gap policy."""
+        return GapPolicy.parse(self.gap_policy)
 
     @property
     def spec(self) -> FeatureSetSpec:
@@ -173,6 +196,8 @@ class DatasetRequest:
             feature_fingerprint=self.spec.fingerprint,
             holdout_fraction=self.holdout_fraction,
             reward=self.reward,
+            gap_policy=self.gap_policy,
+            rules_before_listing=self.rules_before_listing,
         )
 
     def partition_key(self) -> str:
@@ -186,6 +211,12 @@ class DatasetRequest:
                 f"{self.feature_set}-v{self.feature_set_version}",
                 f"holdout-{self.holdout_fraction!r}",
                 self.reward,
+                *(() if self.gaps.is_default else (self.gaps.key_field,)),
+                *(
+                    ()
+                    if self.rules_before_listing == REFUSE
+                    else (rules_key_field(self.rules_before_listing),)
+                ),
             )
         )
 
@@ -194,18 +225,30 @@ class DatasetRequest:
         """Parse a partition key written by ``partition_key``.
 
         Raises:
-            ValueError: If the key does not have the seven fields, a field is invalid, or the
-                key is not spelled canonically (the message gives the canonical key).
+            ValueError: If the key does not have the seven fields (plus the optional gap and
+                rules fields), a field is invalid, or the key is not spelled canonically (the
+                message gives the canonical key).
         """
         if not isinstance(key, str):
             raise ValueError(f"dataset partition key must be a string, got {type(key).__name__}")
         parts = key.split(KEY_SEPARATOR)
-        if len(parts) != len(_KEY_FIELDS):
+        if not len(_KEY_FIELDS) <= len(parts) <= len(_KEY_FIELDS) + 2:
             raise ValueError(
                 f"dataset partition key {key!r} must have {len(_KEY_FIELDS)} fields separated "
-                f"by {KEY_SEPARATOR!r}: {KEY_SEPARATOR.join(_KEY_FIELDS)}"
+                f"by {KEY_SEPARATOR!r}: {KEY_SEPARATOR.join(_KEY_FIELDS)}, then optionally "
+                "gaps-POLICY and rules-POLICY"
             )
-        instrument, interval, start, end, feature_set, holdout, reward = parts
+        instrument, interval, start, end, feature_set, holdout, reward = parts[:7]
+        gaps, rules = REFUSE, REFUSE
+        for extra in parts[7:]:
+            if extra.startswith("gaps-") and rules == REFUSE:
+                gaps = extra.removeprefix("gaps-")
+            elif extra.startswith("rules-"):
+                rules = extra.removeprefix("rules-")
+            else:
+                raise ValueError(
+                    f"field {extra!r} in {key!r} must be gaps-POLICY or rules-POLICY (in order)"
+                )
         name, sep, version = feature_set.rpartition("-v")
         if not sep or not version.isdigit():
             raise ValueError(f"feature set {feature_set!r} in {key!r} must be NAME-vVERSION")
@@ -224,6 +267,8 @@ class DatasetRequest:
             feature_set_version=int(version),
             holdout_fraction=fraction,
             reward=reward,
+            gap_policy=gaps,
+            rules_before_listing=rules,
         )
         canonical = request.partition_key()
         if canonical != key:

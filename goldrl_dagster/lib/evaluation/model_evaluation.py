@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from goldrl_dagster.lib.datasets.build import FUNDING_RATE
+from goldrl_dagster.lib.datasets.contract_rules import REFUSE, resolve_contract_rules
 from goldrl_dagster.lib.datasets.loading import LoadedDataset, load_dataset
 from goldrl_dagster.lib.evaluation.folds import FoldConfig
 from goldrl_dagster.lib.evaluation.walk_forward import (
@@ -40,7 +41,6 @@ from goldrl_dagster.lib.rl.train import TrainConfig
 from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.artifacts import ArtifactIntegrityError
 from goldrl_dagster.lib.storage.feature_store import read_feature_snapshots
-from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import (
     EvaluationRecord,
     ModelRecord,
@@ -375,6 +375,8 @@ def _run(
     record = dataset.record
     symbol = record.instruments[0]
     sources = record.lineage.get("candle_sources") or ["bingx_rest"]
+    # Rules before the listing: the dataset's rules_before_listing (declared or earliest).
+    rules_policy = str(record.config.get("rules_before_listing", REFUSE))
     try:
         candles = conform_candles(
             table.with_columns(
@@ -400,7 +402,7 @@ def _run(
             candles,
             _model_features(runtime, model, card, dataset),
             wf_config,
-            lambda when: instrument_at(runtime.db, symbol, when),
+            lambda when: resolve_contract_rules(runtime.db, symbol, when, rules_policy).spec,
             funding_rates=funding,
             policy=policy,
             trainer=trainer,

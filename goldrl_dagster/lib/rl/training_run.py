@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from goldrl_dagster.lib.datasets.build import FUNDING_RATE
+from goldrl_dagster.lib.datasets.contract_rules import REFUSE, resolve_contract_rules
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fingerprint
 from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.policy import load_policy
@@ -27,7 +28,6 @@ from goldrl_dagster.lib.rl.rewards import DEFAULT_REWARD, reward_shaping
 from goldrl_dagster.lib.rl.train import TrainConfig, train_policy
 from goldrl_dagster.lib.runtime import Runtime
 from goldrl_dagster.lib.storage.artifacts import StoredArtifact
-from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.registry import DatasetRecord, load_dataset_record, record_model
 
 
@@ -169,8 +169,10 @@ def run_training(
     """Train on a dataset version's training rows, store the bundle and register the model.
 
     The cost model comes from the instrument's contract metadata valid at the dataset's start
-    plus ``costs``. Idempotent: the same dataset, config and seed give the same weights, so
-    the same model id and registry row.
+    plus ``costs``. A dataset starting before the contract's listing uses the rules its
+    ``rules_before_listing`` names (declared or the earliest known version); the card then
+    carries them under ``contract_rules``, marked assumed. Idempotent: the same dataset, config
+    and seed give the same weights, so the same model id and registry row.
 
     Args:
         runtime: Database and artifact store.
@@ -191,7 +193,13 @@ def run_training(
     data = load_training_data(runtime, dataset_hash)
     config = _with_reward(config, str(data.record.config.get("reward", DEFAULT_REWARD)))
     symbol = data.record.instruments[0]
-    instrument = instrument_at(runtime.db, symbol, data.record.window_start)
+    rules = resolve_contract_rules(
+        runtime.db,
+        symbol,
+        data.record.window_start,
+        str(data.record.config.get("rules_before_listing", REFUSE)),
+    )
+    instrument = rules.spec
     cost_model = CostModel.from_instrument(
         instrument,
         slippage_bps=costs.slippage_bps,
@@ -211,6 +219,8 @@ def run_training(
         "funding_charged": data.funding_rates is not None and cost_model.charge_funding,
         "reward": str(data.record.config.get("reward", DEFAULT_REWARD)),
     }
+    if rules.assumed:
+        card["contract_rules"] = rules.record()
     with tempfile.TemporaryDirectory() as tmp:
         bundle = train_policy(
             data.features, data.closes, cost_model, config, card, Path(tmp) / "policy.zip",
