@@ -154,8 +154,11 @@ def dataset_version(
 ) -> dg.MaterializeResult:
     """A training/evaluation table (OHLCV, funding, features; warm-up excluded) as hashed Parquet.
 
-    The partition key is the dataset request: instrument, interval, window, feature set and
-    label/reward settings. Rows flagged warm-up or missing an input are excluded. The hash
+    The partition key is the dataset request: instrument, interval (any fixed-length one the
+    candles table holds), window, feature set, label/reward settings and, when not ``refuse``,
+    the gap policy and the contract rules before listing. Holes are refused, or handled by the
+    gap policy (``lib/datasets/gap_policy.py``: runs warmed up afresh, or short holes carried
+    forward with a flag column). Rows flagged warm-up or missing an input are excluded. The hash
     covers content and configuration; the registry row records the window, fingerprint, row
     count, split, and lineage: candle partitions and sources, feature partitions (read from
     the cache or computed here), the quality-check outcomes they carried and the feature set.

@@ -143,7 +143,13 @@ class DatasetRequest:
         if self.end_day < self.start_day:
             raise ValueError(f"end_day {self.end_day} is before start_day {self.start_day}")
         # Raises ValueError naming the known sets/versions.
-        feature_set_by_name(self.feature_set, self.feature_set_version)
+        spec = feature_set_by_name(self.feature_set, self.feature_set_version)
+        if spec.base_interval is not None and spec.base_interval != self.interval:
+            raise ValueError(
+                f"feature set {spec.name} v{spec.version} is defined on {spec.base_interval} "
+                f"bars, not {self.interval}; choose a set without a base interval or one "
+                f"defined on {self.interval}"
+            )
         fraction = self.holdout_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, int | float):
             raise ValueError(f"holdout_fraction must be a number, got {fraction!r}")

@@ -140,3 +140,9 @@ def test_segments_warm_up_afresh_and_never_see_across_a_hole():
     assert table.columns[:8] == [
         "open_time", "open", "high", "low", "close", "volume", "funding_rate", "segment",
     ]  # fmt: skip
+
+
+def test_a_feature_set_bound_to_another_interval_is_refused_up_front():
+    with pytest.raises(ValueError, match="defined on 1m bars, not 5m"):
+        DatasetRequest("XAUT-USDT", "5m", date(2025, 3, 8), date(2025, 3, 9), "mtf", 1)
+    assert DatasetRequest("XAUT-USDT", "5m", date(2025, 3, 8), date(2025, 3, 9), "mtf_5m", 1)
