@@ -176,8 +176,7 @@ def checked_day_features_in_runs(
     parts: list[pl.DataFrame] = []
     checked = 0
     for index, run in enumerate(runs):
-        in_day = run.filter((pl.col("open_time") >= start) & (pl.col("open_time") < end))
-        if in_day.height == 0:
+        if run.height == 0 or run["open_time"][0] >= end or run["open_time"][-1] < start:
             continue
         key = partition_key if len(runs) == 1 else f"{partition_key}|run{index}"
         result = checked_day_features(run, spec, day, partition_key=key, inputs=inputs)
