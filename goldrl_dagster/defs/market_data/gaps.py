@@ -1,6 +1,9 @@
-"""Gap healing: a sensor scans stored 1m candles, records gaps and re-requests their days.
+"""Gap healing: sensors scan stored series, record gaps and re-request the days holding them.
 
-Each tick scans every instrument over its materialized days (consecutive days as one window,
+One sensor per feed, the same machinery for each: ``candle_gap_sensor`` (1m candles),
+``mark_price_gap_sensor`` (1m mark-price candles) and ``funding_gap_sensor`` (funding
+settlements, each expected at its own established interval). Each tick scans every instrument
+over its materialized days (consecutive days as one window,
 up to the newest stored bar: bars not fetched yet are not gaps), then:
 
 1. judges recorded gaps against the scan (gone → ``healed``; a heal attempt that settled
@@ -9,8 +12,8 @@ up to the newest stored bar: bars not fetched yet are not gaps), then:
 3. requests a ``market/candles`` run of every day holding a ``found`` gap and marks those
    gaps ``healing``.
 
-The candles run itself re-scans its day after writing, so a healed gap is closed by the run
-that healed it; the sensor only has to notice runs that crashed (after ``HEAL_TIMEOUT``).
+Each feed's run re-scans its day after writing, so a healed gap is closed by the run that
+healed it; the sensor only has to notice runs that crashed (after ``HEAL_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -22,21 +25,25 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from goldrl_dagster.defs.keys import CANDLES
+from goldrl_dagster.defs.keys import CANDLES, FUNDING_RATES, MARK_PRICE_CANDLES
 from goldrl_dagster.defs.market_data.partitions import market_instrument_day_partitions
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.market.closures import ClosureCalendar, configured_closures
 from goldrl_dagster.lib.market.gaps import Gap, days_touched, find_gaps
-from goldrl_dagster.lib.storage.bulk import read_frame
+from goldrl_dagster.lib.storage import gap_store
 from goldrl_dagster.lib.storage.gap_store import (
     DEFAULT_MAX_ATTEMPTS,
+    FUNDING_SERIES,
     GapRecord,
+    GapScan,
     mark_healing,
+    newest_stored,
     open_gaps,
     record_gaps,
     resolve_gaps,
     scan_stored_candles,
+    scan_stored_funding,
 )
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.server import Database
@@ -82,14 +89,27 @@ def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def _newest_bar(db: Database, instrument: str) -> datetime | None:
-    frame = read_frame(
-        db,
-        "SELECT max(open_time) AS newest FROM candles WHERE instrument = $1 AND interval = $2",
-        [instrument, BASE_INTERVAL],
-    )
-    newest = frame["newest"][0] if frame.height else None
-    return newest.astimezone(UTC) if newest is not None else None
+def _series_interval(feed: str) -> str:
+    return FUNDING_SERIES if feed == gap_store.FUNDING_RATES else BASE_INTERVAL
+
+
+def scan_feed(
+    db: Database,
+    feed: str,
+    instrument: str,
+    start: datetime,
+    end: datetime,
+    closures: ClosureCalendar,
+    listed: datetime | None = None,
+) -> GapScan:
+    """Scan one instrument's stored series of ``feed`` over ``[start, end)``.
+
+    Bars (candles, mark-price candles) are expected every minute outside venue closures;
+    funding settlements at each one's own interval, after the listing.
+    """
+    if feed == gap_store.FUNDING_RATES:
+        return scan_stored_funding(db, instrument, start, end, listed=listed)
+    return scan_stored_candles(db, instrument, BASE_INTERVAL, start, end, closures, feed=feed)
 
 
 def plan_heal(
@@ -97,6 +117,7 @@ def plan_heal(
     materialized: dict[str, list[str]],
     closures: ClosureCalendar,
     *,
+    feed: str = gap_store.CANDLES,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     heal_timeout: timedelta = HEAL_TIMEOUT,
     now: datetime | None = None,
@@ -109,6 +130,7 @@ def plan_heal(
         db: The database.
         materialized: Materialized days (``YYYY-MM-DD``) per instrument.
         closures: Venue closures of every instrument.
+        feed: The series to scan (``candles``, ``mark_price_candles``, ``funding_rates``).
         max_attempts: Heal attempts before a gap is unrecoverable.
         heal_timeout: How long a heal attempt may take before it is judged.
         now: Current time (defaults to the wall clock).
@@ -117,14 +139,16 @@ def plan_heal(
         The plan.
     """
     now = now or datetime.now(UTC)
-    step = timedelta(milliseconds=INTERVAL_MS[BASE_INTERVAL])
+    interval = _series_interval(feed)
+    # Rows not fetched yet are not gaps: scan up to just after the newest stored one.
+    step = timedelta(milliseconds=INTERVAL_MS[BASE_INTERVAL] if interval == BASE_INTERVAL else 1)
     plan = HealPlan()
     for instrument, days in sorted(materialized.items()):
         try:
             listed = instrument_at(db, instrument).launch_time
         except LookupError:
-            continue  # no contract metadata yet: the candles asset has not run for it either
-        newest = _newest_bar(db, instrument)
+            continue  # no contract metadata yet: the feed's asset has not run for it either
+        newest = newest_stored(db, feed, instrument, interval)
         if newest is None:
             continue
         calendar = closures.for_instrument(instrument)
@@ -135,7 +159,7 @@ def plan_heal(
             if end <= start:
                 continue
             plan.scanned_windows.setdefault(instrument, []).append((start, end))
-            scan = scan_stored_candles(db, instrument, BASE_INTERVAL, start, end, calendar)
+            scan = scan_feed(db, feed, instrument, start, end, calendar, listed)
             for record in resolve_gaps(
                 db, scan, max_attempts=max_attempts, settle_after=heal_timeout, now=now
             ):
@@ -157,13 +181,60 @@ def days_touched_record(record: GapRecord) -> list[str]:
     return days_touched(Gap(record.gap_start, record.gap_end, record.missing_bars))
 
 
-def _materialized_days(instance: dg.DagsterInstance) -> dict[str, list[str]]:
+def _materialized_days(
+    instance: dg.DagsterInstance, asset: dg.AssetKey = CANDLES
+) -> dict[str, list[str]]:
     by_instrument: dict[str, list[str]] = defaultdict(list)
-    for key in instance.get_materialized_partitions(CANDLES):
+    for key in instance.get_materialized_partitions(asset):
         multi = market_instrument_day_partitions.get_partition_key_from_str(key)
         dims = multi.keys_by_dimension
         by_instrument[dims["instrument"]].append(dims["day"])
     return dict(by_instrument)
+
+
+def heal_tick(
+    context: dg.SensorEvaluationContext, storage: GoldrlStorage, feed: str, asset: dg.AssetKey
+) -> dg.SensorResult | dg.SkipReason:
+    """One tick of a feed's gap sensor: plan the heal and request the affected days of ``asset``.
+
+    Args:
+        context: The sensor's context.
+        storage: goldrl's storage resource.
+        feed: The gap feed (``candles``, ``mark_price_candles``, ``funding_rates``).
+        asset: The daily-partitioned asset that refetches the feed.
+
+    Returns:
+        Run requests of the days to heal, or why there is nothing to do.
+    """
+    materialized = _materialized_days(context.instance, asset)
+    if not materialized:
+        return dg.SkipReason(f"no {asset.to_user_string()} partition is materialized yet")
+    runtime = storage.runtime()
+    plan = plan_heal(runtime.db, materialized, configured_closures(), feed=feed)
+    for record in plan.unrecoverable:
+        context.log.warning(
+            "%s gap %d of %s %s..%s is unrecoverable: %s", feed, record.gap_id,
+            record.instrument, record.gap_start, record.gap_end, record.detail,
+        )  # fmt: skip
+    prefix = "candle-gap-heal" if feed == gap_store.CANDLES else f"{feed}-gap-heal"
+    requests = [
+        dg.RunRequest(
+            partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
+            # Gap ids with their attempt number: a retried tick cannot launch an attempt twice.
+            run_key=f"{prefix}:{instrument}:{day}:{','.join(sorted(labels))}",
+            tags={"goldrl/reason": "gap-heal", "goldrl/gap_attempts": ",".join(labels)},
+        )
+        for (instrument, day), labels in sorted(plan.requests.items())
+    ]
+    summary = (
+        f"scanned {sum(len(w) for w in plan.scanned_windows.values())} window(s); "
+        f"{len(requests)} day(s) requested, {len(plan.healed)} gap(s) healed, "
+        f"{len(plan.unrecoverable)} unrecoverable"
+    )
+    context.log.info(summary)
+    if not requests:
+        return dg.SkipReason(summary)
+    return dg.SensorResult(run_requests=requests)
 
 
 @dg.sensor(
@@ -178,34 +249,38 @@ def candle_gap_sensor(
     context: dg.SensorEvaluationContext, storage: GoldrlStorage
 ) -> dg.SensorResult | dg.SkipReason:
     """Heal gaps in stored candles by re-materializing the days that hold them."""
-    materialized = _materialized_days(context.instance)
-    if not materialized:
-        return dg.SkipReason("no market/candles partition is materialized yet")
-    runtime = storage.runtime()
-    plan = plan_heal(runtime.db, materialized, configured_closures())
-    for record in plan.unrecoverable:
-        context.log.warning(
-            "gap %d of %s %s..%s is unrecoverable: %s", record.gap_id, record.instrument,
-            record.gap_start, record.gap_end, record.detail,
-        )  # fmt: skip
-    requests = [
-        dg.RunRequest(
-            partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
-            # Gap ids with their attempt number: a retried tick cannot launch an attempt twice.
-            run_key=f"candle-gap-heal:{instrument}:{day}:{','.join(sorted(labels))}",
-            tags={"goldrl/reason": "gap-heal", "goldrl/gap_attempts": ",".join(labels)},
-        )
-        for (instrument, day), labels in sorted(plan.requests.items())
-    ]
-    summary = (
-        f"scanned {sum(len(w) for w in plan.scanned_windows.values())} window(s); "
-        f"{len(requests)} day(s) requested, {len(plan.healed)} gap(s) healed, "
-        f"{len(plan.unrecoverable)} unrecoverable"
-    )
-    context.log.info(summary)
-    if not requests:
-        return dg.SkipReason(summary)
-    return dg.SensorResult(run_requests=requests)
+    return heal_tick(context, storage, gap_store.CANDLES, CANDLES)
+
+
+@dg.sensor(
+    name="mark_price_gap_sensor",
+    target=[MARK_PRICE_CANDLES],
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Scans stored 1m mark-price candles of materialized days for missing minutes "
+    "(venue closures excepted), records each gap's lifecycle and re-requests the affected days.",
+)
+def mark_price_gap_sensor(
+    context: dg.SensorEvaluationContext, storage: GoldrlStorage
+) -> dg.SensorResult | dg.SkipReason:
+    """Heal gaps in stored mark-price candles by re-materializing the days that hold them."""
+    return heal_tick(context, storage, gap_store.MARK_PRICE_CANDLES, MARK_PRICE_CANDLES)
+
+
+@dg.sensor(
+    name="funding_gap_sensor",
+    target=[FUNDING_RATES],
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Scans stored funding settlements of materialized days for missing ones (each "
+    "expected at its own established interval), records each gap's lifecycle and re-requests "
+    "the affected days.",
+)
+def funding_gap_sensor(
+    context: dg.SensorEvaluationContext, storage: GoldrlStorage
+) -> dg.SensorResult | dg.SkipReason:
+    """Heal missing funding settlements by re-materializing the days that should hold them."""
+    return heal_tick(context, storage, gap_store.FUNDING_RATES, FUNDING_RATES)
 
 
 def ensure_no_open_gaps(

@@ -1,10 +1,12 @@
-"""The lifecycle of candle gaps: found → healing → healed or unrecoverable.
+"""The lifecycle of gaps in stored series: found → healing → healed or unrecoverable.
 
-A scan of one series over a window (:class:`GapScan`) is the unit of truth: recorded gaps the
-scan no longer sees are healed, new ones are recorded once (a re-scan updates the open gap
-instead of adding a second), and a gap that outlives its heal attempts becomes unrecoverable
-with a reason. Every change to one series runs under a per-series advisory lock, so the gap
-sensor and a partition run that heals a gap never interleave.
+A series is one feed (``candles``, ``mark_price_candles`` or ``funding_rates``: the table it
+lives in) of one instrument at one interval (funding: ``funding``, each settlement at its own
+interval). A scan of one series over a window (:class:`GapScan`) is the unit of truth:
+recorded gaps the scan no longer sees are healed, new ones are recorded once (a re-scan
+updates the open gap instead of adding a second), and a gap that outlives its heal attempts
+becomes unrecoverable with a reason. Every change to one series runs under a per-series
+advisory lock, so the gap sensor and a partition run that heals a gap never interleave.
 """
 
 from __future__ import annotations
@@ -13,21 +15,39 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import polars as pl
 import psycopg
 
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 from goldrl_dagster.lib.market.closures import NO_CLOSURES, ClosureCalendar
-from goldrl_dagster.lib.market.gaps import Gap, find_gaps
+from goldrl_dagster.lib.market.gaps import Gap, find_gaps, find_settlement_gaps
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.server import Database
 
 OPEN_STATUSES = ("found", "healing")
 UNHEALED_STATUSES = ("found", "healing", "unrecoverable")
 DEFAULT_MAX_ATTEMPTS = 3
+CANDLES = "candles"
+MARK_PRICE_CANDLES = "mark_price_candles"
+FUNDING_RATES = "funding_rates"
+# feed -> (time column, what one missing row is called)
+GAP_FEEDS: dict[str, tuple[str, str]] = {
+    CANDLES: ("open_time", "bar(s)"),
+    MARK_PRICE_CANDLES: ("open_time", "bar(s)"),
+    FUNDING_RATES: ("funding_time", "settlement(s)"),
+}
+# The interval label of funding series: each settlement is expected at its own interval.
+FUNDING_SERIES = "funding"
 _COLUMNS = (
     "gap_id", "instrument", "interval", "gap_start", "gap_end", "missing_bars", "status",
-    "attempts", "first_found_at", "updated_at", "detail",
+    "attempts", "first_found_at", "updated_at", "detail", "feed", "reason",
 )  # fmt: skip
+
+
+def _check_feed(feed: str) -> str:
+    if feed not in GAP_FEEDS:
+        raise ValueError(f"unknown gap feed {feed!r}; expected one of {sorted(GAP_FEEDS)}")
+    return feed
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,7 @@ class GapScan:
         start: Window start (inclusive).
         end: Window end (exclusive).
         gaps: Every gap inside the window (an empty tuple means the window is complete).
+        feed: The table the series lives in (``candles`` by default).
     """
 
     instrument: str
@@ -47,8 +68,10 @@ class GapScan:
     start: datetime
     end: datetime
     gaps: tuple[Gap, ...]
+    feed: str = CANDLES
 
     def __post_init__(self) -> None:
+        _check_feed(self.feed)
         if self.end <= self.start:
             raise ValueError(f"scan window ends ({self.end}) before it starts ({self.start})")
         outside = [g for g in self.gaps if g.start < self.start or g.end > self.end]
@@ -75,6 +98,8 @@ class GapRecord:
         first_found_at: When a scan first saw the gap.
         updated_at: Last status or bounds change.
         detail: Why the gap is in its status (operator-facing).
+        feed: The table the series lives in.
+        reason: Why the missing rows were expected (operator-facing), if recorded.
     """
 
     gap_id: int
@@ -88,13 +113,14 @@ class GapRecord:
     first_found_at: datetime
     updated_at: datetime
     detail: str | None
+    feed: str = CANDLES
+    reason: str | None = None
 
 
-def _lock(conn: psycopg.Connection, instrument: str, interval: str) -> None:
-    conn.execute(
-        "SELECT pg_advisory_xact_lock(hashtext('candle_gaps'), hashtext(%s))",
-        (f"{instrument}|{interval}",),
-    )
+def _lock(conn: psycopg.Connection, feed: str, instrument: str, interval: str) -> None:
+    # Candle series keep their historical lock key, so an older process never races a newer.
+    key = f"{instrument}|{interval}" if feed == CANDLES else f"{feed}|{instrument}|{interval}"
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('candle_gaps'), hashtext(%s))", (key,))
 
 
 def _select(
@@ -120,14 +146,15 @@ def _overlapping(
     start: datetime,
     end: datetime,
     *,
+    feed: str = CANDLES,
     lock: bool = False,
 ) -> list[GapRecord]:
     """Records of a series in ``statuses`` that overlap ``[start, end)``."""
     return _select(
         conn,
-        "instrument = %s AND interval = %s AND status = ANY(%s) "
+        "feed = %s AND instrument = %s AND interval = %s AND status = ANY(%s) "
         "AND gap_start < %s AND gap_end > %s",
-        (instrument, interval, list(statuses), end, start),
+        (feed, instrument, interval, list(statuses), end, start),
         lock=lock,
     )
 
@@ -170,32 +197,45 @@ def resolve_gaps(
     """
     now = now or datetime.now(UTC)
     changed: list[int] = []
+    unit = GAP_FEEDS[scan.feed][1]
     with db.connect() as conn:
-        _lock(conn, scan.instrument, scan.interval)
+        _lock(conn, scan.feed, scan.instrument, scan.interval)
         records = _select(
             conn,
-            "instrument = %s AND interval = %s AND status = ANY(%s) "
+            "feed = %s AND instrument = %s AND interval = %s AND status = ANY(%s) "
             "AND gap_start >= %s AND gap_end <= %s",
-            (scan.instrument, scan.interval, list(UNHEALED_STATUSES), scan.start, scan.end),
+            (
+                scan.feed,
+                scan.instrument,
+                scan.interval,
+                list(UNHEALED_STATUSES),
+                scan.start,
+                scan.end,
+            ),
             lock=True,
         )
         for record in records:
             present = [g for g in scan.gaps if _overlaps(record, g)]
             if not present:
                 how = f"after {record.attempts} heal attempt(s)" if record.attempts else "by itself"
-                _set(conn, record.gap_id, now, "healed", f"bars present again {how}")
+                noun = "bars" if unit == "bar(s)" else "settlements"
+                _set(conn, record.gap_id, now, "healed", f"{noun} present again {how}")
                 changed.append(record.gap_id)
             elif record.status == "healing" and record.updated_at <= now - settle_after:
                 missing = sum(g.missing_bars for g in present)
                 if record.attempts >= max_attempts:
+                    excuse = (
+                        " (declare a venue closure if it was one)"
+                        if scan.feed != FUNDING_RATES
+                        else ""
+                    )
                     detail = (
-                        f"{missing} bar(s) still missing after {record.attempts} heal attempt(s); "
-                        "the exchange returned no bars for this range (declare a venue closure "
-                        "if it was one)"
+                        f"{missing} {unit} still missing after {record.attempts} heal "
+                        f"attempt(s); the exchange returned none for this range{excuse}"
                     )
                     _set(conn, record.gap_id, now, "unrecoverable", detail)
                 else:
-                    detail = f"heal attempt {record.attempts} left {missing} bar(s) missing"
+                    detail = f"heal attempt {record.attempts} left {missing} {unit} missing"
                     _set(conn, record.gap_id, now, "found", detail)
                 changed.append(record.gap_id)
         result = _select(conn, "gap_id = ANY(%s)", (changed,)) if changed else []
@@ -221,8 +261,9 @@ def record_gaps(db: Database, scan: GapScan, now: datetime | None = None) -> lis
     """
     now = now or datetime.now(UTC)
     ids: list[int] = []
+    unit = GAP_FEEDS[scan.feed][1]
     with db.connect() as conn:
-        _lock(conn, scan.instrument, scan.interval)
+        _lock(conn, scan.feed, scan.instrument, scan.interval)
         for gap in scan.gaps:
             existing = _overlapping(
                 conn,
@@ -231,6 +272,7 @@ def record_gaps(db: Database, scan: GapScan, now: datetime | None = None) -> lis
                 UNHEALED_STATUSES,
                 gap.start,
                 gap.end,
+                feed=scan.feed,
                 lock=True,
             )
             if existing:
@@ -241,16 +283,18 @@ def record_gaps(db: Database, scan: GapScan, now: datetime | None = None) -> lis
                 if inside and (record.gap_start, record.gap_end) != (gap.start, gap.end):
                     conn.execute(
                         "UPDATE candle_gaps SET gap_start = %s, gap_end = %s, missing_bars = %s, "
-                        "updated_at = %s WHERE gap_id = %s",
-                        (gap.start, gap.end, gap.missing_bars, now, record.gap_id),
-                    )
+                        "reason = coalesce(%s, reason), updated_at = %s WHERE gap_id = %s",
+                        (gap.start, gap.end, gap.missing_bars, gap.reason or None, now,
+                         record.gap_id),
+                    )  # fmt: skip
                 ids.extend(r.gap_id for r in existing)
                 continue
             row = conn.execute(
-                "INSERT INTO candle_gaps (instrument, interval, gap_start, gap_end, missing_bars, "
-                "first_found_at, updated_at, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-                "RETURNING gap_id",
+                "INSERT INTO candle_gaps (feed, instrument, interval, gap_start, gap_end, "
+                "missing_bars, first_found_at, updated_at, detail, reason) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING gap_id",
                 (
+                    scan.feed,
                     scan.instrument,
                     scan.interval,
                     gap.start,
@@ -258,7 +302,8 @@ def record_gaps(db: Database, scan: GapScan, now: datetime | None = None) -> lis
                     gap.missing_bars,
                     now,
                     now,
-                    f"{gap.missing_bars} bar(s) missing",
+                    f"{gap.missing_bars} {unit} missing",
+                    gap.reason or None,
                 ),
             ).fetchone()
             assert row is not None
@@ -302,6 +347,8 @@ def open_gaps(
     start: datetime,
     end: datetime,
     statuses: Sequence[str] = UNHEALED_STATUSES,
+    *,
+    feed: str = CANDLES,
 ) -> list[GapRecord]:
     """Return the gaps of a series overlapping ``[start, end)`` in the given statuses.
 
@@ -312,7 +359,9 @@ def open_gaps(
     if unknown:
         raise ValueError(f"unknown gap status(es) {sorted(unknown)}")
     with db.connect() as conn:
-        return _overlapping(conn, instrument, interval, statuses, start, end)
+        return _overlapping(
+            conn, instrument, interval, statuses, start, end, feed=_check_feed(feed)
+        )
 
 
 def scan_stored_candles(
@@ -322,8 +371,10 @@ def scan_stored_candles(
     start: datetime,
     end: datetime,
     closures: ClosureCalendar = NO_CLOSURES,
+    *,
+    feed: str = CANDLES,
 ) -> GapScan:
-    """Scan the stored candles of one series for gaps over ``[start, end)``.
+    """Scan the stored bars of one series for gaps over ``[start, end)``.
 
     Every bar of the window is expected except those in a closure of ``closures`` (pass the
     calendar of this instrument), so missing bars at either edge count too.
@@ -335,18 +386,94 @@ def scan_stored_candles(
         start: First expected open time.
         end: End of the window (exclusive).
         closures: Venue closures of this instrument.
+        feed: ``candles`` or ``mark_price_candles``.
 
     Returns:
         The scan, ready for :func:`resolve_gaps` and :func:`record_gaps`.
     """
     if interval not in INTERVAL_MS:
         raise ValueError(f"unknown interval {interval!r}; expected one of {list(INTERVAL_MS)}")
+    if feed not in (CANDLES, MARK_PRICE_CANDLES):
+        raise ValueError(f"{feed!r} holds no bars; expected candles or mark_price_candles")
     frame = read_frame(
         db,
-        "SELECT open_time FROM candles WHERE instrument = $1 AND interval = $2 "
+        f"SELECT open_time FROM {feed} WHERE instrument = $1 AND interval = $2 "
         "AND open_time >= $3 AND open_time < $4 ORDER BY open_time",
         [instrument, interval, start, end],
     )
     times = frame["open_time"].dt.convert_time_zone("UTC") if frame.height else []
     gaps = find_gaps(times, INTERVAL_MS[interval], closures, start=start, end=end)
-    return GapScan(instrument, interval, start, end, tuple(gaps))
+    return GapScan(instrument, interval, start, end, tuple(gaps), feed)
+
+
+# Settlements read around a funding window: they decide the interval expected at its edges.
+_FUNDING_CONTEXT = timedelta(hours=24)
+
+
+def scan_stored_funding(
+    db: Database,
+    instrument: str,
+    start: datetime,
+    end: datetime,
+    *,
+    listed: datetime | None = None,
+) -> GapScan:
+    """Scan the stored funding settlements of one instrument for missing ones in ``[start, end)``.
+
+    Each settlement is expected at its own established interval
+    (:func:`goldrl_dagster.lib.market.gaps.find_settlement_gaps`); stored settlements up to a
+    day either side of the window decide what is expected at its edges.
+
+    Args:
+        db: The database.
+        instrument: Exchange symbol.
+        start: Window start.
+        end: Window end (exclusive): settlements due from then on are not expected yet.
+        listed: The contract's listing: no settlement is expected at or before it.
+
+    Returns:
+        The scan (interval ``funding``, feed ``funding_rates``).
+    """
+    frame = read_frame(
+        db,
+        "SELECT funding_time, funding_interval_hours FROM funding_rates WHERE instrument = $1 "
+        "AND funding_time >= $2 AND funding_time < $3 ORDER BY funding_time",
+        [instrument, start - _FUNDING_CONTEXT, end + _FUNDING_CONTEXT],
+    )
+    settlements = (
+        [
+            (t, h)
+            for t, h in frame.select(
+                pl.col("funding_time").dt.convert_time_zone("UTC"), "funding_interval_hours"
+            ).iter_rows()
+        ]
+        if frame.height
+        else []
+    )
+    gaps = find_settlement_gaps(settlements, start, end, after=listed)
+    return GapScan(instrument, FUNDING_SERIES, start, end, tuple(gaps), FUNDING_RATES)
+
+
+def newest_stored(db: Database, feed: str, instrument: str, interval: str) -> datetime | None:
+    """Time of the newest stored row of a series (None: nothing stored).
+
+    Args:
+        db: The database.
+        feed: One of ``GAP_FEEDS``.
+        instrument: Exchange symbol.
+        interval: Bar interval (ignored for funding).
+    """
+    column = GAP_FEEDS[_check_feed(feed)][0]
+    if feed == FUNDING_RATES:
+        query, params = (
+            f"SELECT max({column}) AS newest FROM {feed} WHERE instrument = $1",
+            [instrument],
+        )
+    else:
+        query, params = (
+            f"SELECT max({column}) AS newest FROM {feed} WHERE instrument = $1 AND interval = $2",
+            [instrument, interval],
+        )
+    frame = read_frame(db, query, params)
+    newest = frame["newest"][0] if frame.height else None
+    return newest.astimezone(UTC) if newest is not None else None
