@@ -13,15 +13,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
 import polars as pl
 
-from expectations.candles import ExpectationFailure, SuiteResult
-from expectations.engine import gx_context, raise_if_errored, run_suite
 from goldrl_dagster.lib.config import load_settings
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS
+
+if TYPE_CHECKING:  # GX loads inside the suite functions: the importer uses only bar_moves
+    import great_expectations as gx
+
+    from expectations.candles import SuiteResult
 
 SUITE_NAME = "candle_returns"
 MOVE_COLUMN = "max_abs_log_return"
@@ -108,6 +110,11 @@ def return_threshold(interval: str, overrides: Mapping[str, float] | None = None
 
 def return_outliers_suite() -> gx.ExpectationSuite:
     """Build the suite: every bar's move at most the ``threshold`` suite parameter."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    from expectations.engine import gx_context
+
     gx_context()
     suite = gx.ExpectationSuite(name=SUITE_NAME)
     suite.add_expectation(
@@ -155,6 +162,9 @@ def validate_returns(
     Raises:
         ValueError: If a canonical column is missing or the threshold is not positive.
     """
+    from expectations.candles import ExpectationFailure, SuiteResult
+    from expectations.engine import raise_if_errored, run_suite
+
     missing = [c for c in CANDLE_SCHEMA if c not in candles.columns]
     if missing:
         raise ValueError(f"candle frame lacks column(s) {missing}")

@@ -20,7 +20,7 @@ from goldrl_dagster.cli.db import db_app
 from goldrl_dagster.cli.demo import demo
 from goldrl_dagster.cli.governance import abort_rollout, champions, evaluate, promote
 from goldrl_dagster.cli.live import live
-from goldrl_dagster.cli.market import import_candles_cmd
+from goldrl_dagster.cli.market import import_candles_cmd, market_app
 from goldrl_dagster.cli.ops import ops_app
 from goldrl_dagster.cli.risk import risk_app
 from goldrl_dagster.cli.sim import sim
@@ -56,6 +56,7 @@ app.add_typer(dataset_app, name="dataset")
 app.add_typer(risk_app, name="risk")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ops_app, name="ops")
+app.add_typer(market_app, name="market")
 app.command("sim")(sim)
 app.command("ui")(ui)
 app.command("live")(live)

@@ -1,31 +1,49 @@
 """Import candle history from a CSV or Parquet file (another venue's or a vendor's export).
 
-The file has columns ``ts,open,high,low,close,volume`` (extra columns are ignored); ``ts`` is
-the bar open time as ISO-8601 (UTC; a time without offset is read as UTC) or epoch
-milliseconds. Every row is parsed and checked (numbers, positive prices, non-negative volume,
-OHLC consistency, open time on the interval's grid, no duplicate or out-of-order times) and
-the parsed frame then runs through the same Great Expectations candle suite as exchange data.
-Any failure rejects the whole file with the line numbers of the offending rows and nothing is
-written; a valid file is upserted in one transaction with ``source = import``.
+The file has columns ``ts,open,high,low,close,volume`` (extra columns are ignored), or the
+layout of an MT5 export: tab- or comma-separated ``<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE>
+<TICKVOL> <VOL> <SPREAD>``, whose date and time make the open time and whose tick volume is
+the volume. ``ts`` is the bar open time as ISO-8601 or epoch milliseconds (UTC).
+
+Time zones are never guessed. A time with an offset (``…Z``, ``…+02:00``) and epoch
+milliseconds are exact. A time without offset (a naive time, as in MT5 exports in the broker's
+server time) needs the zone it was written in (``timezone``, an IANA name such as
+``Europe/Athens``); a file with naive times and no zone is refused. A local time that a
+daylight-saving switch skipped is refused with its line. A local time that occurs twice (clocks
+went back) is resolved by file order: within a run of such times, the rows before the local time
+steps back take the first (summer) offset and the rows from there on the second; a run that
+never steps back does not say which is meant and is refused with its lines.
+
+The bar spacing of the file (the most common difference between consecutive open times) must
+be the interval given; a 5m file labelled 1m is refused before anything is written. Every row
+is then parsed and checked (numbers, positive prices, non-negative volume, OHLC consistency,
+open time on the interval's grid, no duplicate or out-of-order times): the same rules as the
+Great Expectations candle suite applies to exchange data, run in polars so that importing does
+not load GX. Any failure rejects the whole file with the line numbers of the offending rows
+(values quoted at most ``QUOTE_CHARS`` characters) and nothing is written; a valid file is
+upserted in one transaction with ``source = import``, and the summary says how many rows were
+inserted, changed and already stored unchanged.
 
 Missing bars inside the file (e.g. a vendor's weekend close) are not errors: they are reported
-as gaps, excused where a venue closure is configured, and healed or flagged like any other gap.
-Large moves are reported as return outliers, never rejected: a crypto-only wick on a gold
-token is real data.
+as gaps, excused where a venue closure or session calendar is configured, and healed or flagged
+like any other gap. Large moves are reported as return outliers, never rejected: a crypto-only
+wick on a gold token is real data.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from expectations.candles import GAP_COLUMN, validate_candles
-from expectations.outliers import ReturnOutlier, validate_returns
+from expectations.outliers import MAX_LISTED, MOVE_COLUMN, ReturnOutlier, bar_moves
+from expectations.outliers import return_threshold as _return_threshold
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.market.candles import CANDLE_KEY, INTERVAL_MS, conform_candles
 from goldrl_dagster.lib.market.closures import NO_CLOSURES, ClosureCalendar
@@ -38,6 +56,8 @@ PRICE_COLUMNS = ("open", "high", "low", "close")
 SOURCE = "import"
 # Enough errors to see the pattern of a bad file; the total is always reported.
 MAX_LISTED_ERRORS = 100
+# Characters of a bad value an error quotes; the rest is counted, never copied.
+QUOTE_CHARS = 80
 # Rows validated per progress step.
 CHUNK_ROWS = 200_000
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -45,8 +65,45 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _MIN_EPOCH_MS = 100_000_000_000
 _WEEK_MS = 7 * 86_400_000
 _MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05, the first Monday after the epoch
+# Spellings of a time with an offset, and of a naive time (vendor and MT5 styles).
+_AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
+_NAIVE_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y.%m.%d %H:%M:%S",
+    "%Y.%m.%d %H:%M",
+)
+NAIVE_HINT = (
+    "pass the time zone the file was written in, e.g. --timezone UTC, or --timezone "
+    "Europe/Athens for an MT5 export in that server time"
+)
 
 Progress = Callable[[str, int, int], None]
+
+
+def quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """Quote a value for an error message, cut to ``limit`` characters.
+
+    Args:
+        value: The value (its ``str``).
+        limit: Characters shown.
+
+    Returns:
+        ``'…'`` with ``… (N more characters)`` appended when it was cut.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text) - limit} more characters)"
+
+
+def _quoted_preview(preview: str | None, length: int | None) -> str:
+    """Quote a value of which only its first characters and its length were fetched."""
+    shown = (preview or "")[:QUOTE_CHARS]
+    more = (length or 0) - len(shown)
+    return f"{shown!r}… ({more} more characters)" if more > 0 else repr(shown)
 
 
 @dataclass(frozen=True)
@@ -54,7 +111,8 @@ class RowError:
     """One problem in the file.
 
     Attributes:
-        line: Line number in a CSV file (header = line 1) or row number in a Parquet file.
+        line: Line number in a CSV file (header = line 1) or row number in a Parquet file;
+            0 for a problem of the whole file.
         column: Column concerned, if one.
         message: What is wrong.
     """
@@ -65,6 +123,8 @@ class RowError:
 
     def __str__(self) -> str:
         where = f" [{self.column}]" if self.column else ""
+        if self.line <= 0:
+            return f"file{where}: {self.message}"
         return f"line {self.line}{where}: {self.message}"
 
 
@@ -103,9 +163,13 @@ class ImportSummary:
         gaps: Missing bars inside the file's range (not excused by a closure).
         outliers: Return outliers found (listed up to a cap; see ``outlier_count``).
         outlier_count: Number of return outliers.
-        written: Rows upserted (0 for a dry run).
+        written: Rows upserted: ``inserted + changed`` (0 for a dry run).
         kept_existing: Rows not written because exchange data for the same bar is stored.
         dry_run: True when nothing was written by request.
+        inserted: Bars that were not stored before.
+        changed: Bars stored by an earlier import whose values this file changes.
+        unchanged: Bars stored by an earlier import with the same values (not rewritten).
+        timezone: Zone the file's naive times were read in (None: the file had none).
     """
 
     path: Path
@@ -120,9 +184,51 @@ class ImportSummary:
     written: int
     kept_existing: int
     dry_run: bool
+    inserted: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    timezone: str | None = None
 
 
 def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {quote(name)}; expected an IANA name such as UTC, "
+            "America/New_York or Europe/Athens"
+        ) from None
+
+
+def _separator(path: Path) -> str:
+    """The field separator of a CSV file: the most frequent of , ; and tab in its header."""
+    with path.open("rb") as handle:
+        head = handle.readline(64_000)
+    counts = {sep: head.count(sep.encode()) for sep in (",", "\t", ";")}
+    return max(counts, key=lambda sep: counts[sep]) if any(counts.values()) else ","
+
+
+def _ragged_line(path: Path, separator: str) -> RowError | None:
+    """Find the first line with more fields than the header (streaming, quotes respected)."""
+    sep = separator.encode()
+    quoted = re.compile(rb'"[^"]*"')
+    with path.open("rb") as handle:
+        expected = None
+        for number, line in enumerate(handle, start=1):
+            fields = quoted.sub(b"", line).count(sep) + 1
+            if expected is None:
+                expected = fields
+            elif fields > expected:
+                return RowError(
+                    number,
+                    None,
+                    f"{fields} fields where the header has {expected}; every line needs the "
+                    "header's columns, separated by " + repr(separator),
+                )
     return None
 
 
@@ -131,50 +237,184 @@ def _read(path: Path) -> tuple[pl.DataFrame, int]:
     if not path.is_file():
         raise CandleImportError(path, [RowError(0, None, "file not found")])
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv", ".txt", ".tsv"):
+        raise CandleImportError(
+            path,
+            [RowError(0, None, f"unsupported file type {quote(suffix)}; use .csv or .parquet")],
+        )
+    separator = ","
     try:
         if suffix == ".parquet":
             return pl.read_parquet(path), 1
-        if suffix in (".csv", ".txt"):
-            # Everything as text: parse errors must name the line, not abort the read.
-            return pl.read_csv(path, infer_schema=False, truncate_ragged_lines=False), 2
+        separator = _separator(path)
+        # Everything as text: parse errors must name the line, not abort the read.
+        frame = pl.read_csv(
+            path, infer_schema=False, truncate_ragged_lines=False, separator=separator
+        )
+        return frame, 2
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise CandleImportError(path, [RowError(0, None, f"unreadable file: {exc}")]) from exc
-    raise CandleImportError(
-        path, [RowError(0, None, f"unsupported file type {suffix!r}; use .csv or .parquet")]
+        if suffix != ".parquet" and "more fields" in str(exc):
+            ragged = _ragged_line(path, separator)
+            if ragged is not None:
+                raise CandleImportError(path, [ragged]) from None
+        detail = quote(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 300)
+        raise CandleImportError(path, [RowError(0, None, f"unreadable file: {detail}")]) from None
+
+
+def _normalise_layout(raw: pl.DataFrame) -> pl.DataFrame:
+    """Map an MT5-style header (``<DATE> <TIME> … <TICKVOL>``) onto ts … volume."""
+    names = [c.strip().strip("<>").strip().lower() for c in raw.columns]
+    if len(set(names)) == len(names):
+        raw = raw.rename(dict(zip(raw.columns, names, strict=True)))
+    if "ts" not in raw.columns and {"date", "time"} <= set(raw.columns):
+        date = pl.col("date").cast(pl.String).str.strip_chars().str.replace_all(r"\.", "-")
+        raw = raw.with_columns(
+            pl.concat_str(
+                [date, pl.col("time").cast(pl.String).str.strip_chars()], separator=" "
+            ).alias("ts")
+        )
+    if "volume" not in raw.columns and "tickvol" in raw.columns:
+        raw = raw.with_columns(pl.col("tickvol").alias("volume"))
+    return raw
+
+
+def _localise(naive: pl.Series, zone: str) -> tuple[pl.Series, pl.Series]:
+    """Naive local times (epoch-like, no zone) to UTC ms, with the reason of each refusal.
+
+    Implements the module's rule: skipped local times are refused; a repeated local time is
+    resolved by file order within its run, or refused when the run never steps back.
+    """
+    earliest = naive.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    latest = naive.dt.replace_time_zone(zone, ambiguous="latest", non_existent="null")
+    frame = pl.DataFrame(
+        {
+            "local": naive.dt.epoch("ms"),
+            "early": earliest.dt.epoch("ms"),
+            "late": latest.dt.epoch("ms"),
+        }
+    ).with_columns(amb=(pl.col("early") != pl.col("late")).fill_null(False))
+    frame = frame.with_columns(
+        run=(pl.col("amb") != pl.col("amb").shift(1)).fill_null(True).cum_sum()
     )
+    back = (pl.col("local").diff().over("run") <= 0).fill_null(False).cum_sum().over("run") > 0
+    frame = frame.with_columns(
+        back=back, stepped=(pl.col("local").diff().over("run") <= 0).any().over("run")
+    )
+    resolved = (
+        pl.when(~pl.col("amb"))
+        .then(pl.col("early"))
+        .when(~pl.col("stepped"))
+        .then(None)
+        .when(pl.col("back"))
+        .then(pl.col("late"))
+        .otherwise(pl.col("early"))
+    )
+    reason = (
+        pl.when(pl.col("local").is_not_null() & pl.col("early").is_null())
+        .then(pl.lit(f"local time does not exist in {zone} (the clocks skipped it)"))
+        .when(pl.col("amb") & ~pl.col("stepped"))
+        .then(
+            pl.lit(
+                f"local time occurs twice in {zone} (the clocks went back) and the file does "
+                "not repeat it, so which one is meant is unknown; export with a UTC offset"
+            )
+        )
+    )
+    out = frame.select(resolved.alias("ms"), reason.alias("reason"))
+    return out["ms"], out["reason"]
 
 
-def _parse_times(ts: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Return (open time as epoch ms or null, reason for each null)."""
+def _parse_times(ts: pl.Series, zone: str | None) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """Return (open time as epoch ms or null, reason for each null, naive flag per row)."""
+    n = ts.len()
+    no_reason = pl.Series([None] * n, dtype=pl.String)
     if isinstance(ts.dtype, pl.Datetime):
-        zoned = ts if ts.dtype.time_zone else ts.dt.replace_time_zone("UTC")
-        ms = zoned.dt.epoch("ms")
-        reason = pl.Series(["missing open time"] * ms.len(), dtype=pl.String)
-        return ms, reason.zip_with(ms.is_null(), pl.Series([None] * ms.len(), dtype=pl.String))
+        if ts.dtype.time_zone:
+            ms = ts.dt.epoch("ms")
+            naive_flags = pl.Series([False] * n)
+            reason = no_reason
+        else:
+            naive_flags = ts.is_not_null()
+            if zone is None:
+                ms, reason = pl.Series([None] * n, dtype=pl.Int64), no_reason
+            else:
+                ms, reason = _localise(ts.cast(pl.Datetime("us")), zone)
+        missing = pl.Series(["missing open time"] * n, dtype=pl.String)
+        reason = reason.zip_with(reason.is_not_null(), missing.zip_with(ts.is_null(), no_reason))
+        return ms, reason, naive_flags
     text = ts.cast(pl.String).str.strip_chars()
     # Fast, vectorised paths for the usual spellings; only the rest is parsed row by row.
     epoch = text.str.extract(r"^(-?\d+)$").cast(pl.Int64, strict=False)
-    iso = text.str.strptime(pl.Datetime("us", "UTC"), "%Y-%m-%dT%H:%M:%S%.f%#z", strict=False)
-    ms = epoch.fill_null(iso.dt.epoch("ms"))
+    aware = pl.select(
+        pl.coalesce(
+            [
+                pl.lit(text).str.strptime(pl.Datetime("us", "UTC"), f, strict=False)
+                for f in _AWARE_FORMATS
+            ]
+        )
+    ).to_series()
+    naive = pl.select(
+        pl.coalesce(
+            [pl.lit(text).str.strptime(pl.Datetime("us"), f, strict=False) for f in _NAIVE_FORMATS]
+        )
+    ).to_series()
+    naive = naive.zip_with(
+        aware.is_null() & epoch.is_null(), pl.Series([None] * n, dtype=naive.dtype)
+    )
+    naive_flags = naive.is_not_null()
+    local_ms: pl.Series = pl.Series([None] * n, dtype=pl.Int64)
+    local_reason = no_reason
+    if zone is not None and naive_flags.any():
+        local_ms, local_reason = _localise(naive, zone)
+    ms = epoch.fill_null(aware.dt.epoch("ms")).fill_null(local_ms)
     values = ms.to_list()
-    reasons: list[str | None] = [None] * len(values)
+    reasons: list[str | None] = local_reason.to_list()
     small = (epoch.abs() < _MIN_EPOCH_MS).fill_null(False)
-    for i in (ms.is_null() | small).arg_true().to_list():
-        raw = text[i]
-        values[i] = None
-        if raw is None or raw == "":
-            reasons[i] = "missing open time"
-        elif small[i]:
-            reasons[i] = f"{raw} looks like epoch seconds; expected epoch milliseconds"
-        else:
-            try:
-                moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            except ValueError:
-                reasons[i] = f"{raw!r} is neither ISO-8601 nor epoch milliseconds"
-                continue
-            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-            values[i] = int(moment.timestamp() * 1000)
-    return pl.Series(values, dtype=pl.Int64), pl.Series(reasons, dtype=pl.String)
+    todo = ((ms.is_null() & ~naive_flags) | small).arg_true()
+    if todo.len():
+        # Only short previews of the bad values reach Python: a huge field is never copied.
+        preview = text.gather(todo).str.slice(0, QUOTE_CHARS).to_list()
+        length = text.gather(todo).str.len_chars().to_list()
+        for i, shown, size in zip(todo.to_list(), preview, length, strict=True):
+            values[i] = None
+            if shown is None or size == 0:
+                reasons[i] = "missing open time"
+            elif small[i]:
+                reasons[i] = f"{shown} looks like epoch seconds; expected epoch milliseconds"
+            else:
+                reasons[i] = (
+                    f"{_quoted_preview(shown, size)} is neither ISO-8601 nor epoch milliseconds"
+                )
+    return pl.Series(values, dtype=pl.Int64), pl.Series(reasons, dtype=pl.String), naive_flags
+
+
+def _spacing_label(step_ms: int) -> str:
+    for name, ms in INTERVAL_MS.items():
+        if ms == step_ms:
+            return name
+    if step_ms % 60_000 == 0:
+        return f"{step_ms // 60_000} minutes"
+    return f"{step_ms / 1000:g} seconds"
+
+
+def detect_spacing(open_ms: pl.Series) -> tuple[int, int, int] | None:
+    """The dominant spacing of a series of open times (epoch ms, file order).
+
+    Args:
+        open_ms: Open times; nulls are skipped.
+
+    Returns:
+        (spacing in ms, how many consecutive steps have it, steps in all), or None when
+        fewer than two distinct times are given.
+    """
+    steps = open_ms.drop_nulls().diff().drop_nulls()
+    steps = steps.filter(steps > 0)
+    if steps.len() == 0:
+        return None
+    counts = steps.value_counts(sort=True)
+    # Ties go to the smaller spacing, so the answer does not depend on hash order.
+    top = counts.filter(pl.col("count") == counts["count"].max()).sort(steps.name)
+    return int(top[steps.name][0]), int(top["count"][0]), steps.len()
 
 
 def _suspect_rows(parsed: pl.DataFrame, interval: str, now_ms: int) -> pl.DataFrame:
@@ -205,6 +445,12 @@ def _row_errors(chunk: pl.DataFrame, interval: str, now_ms: int) -> list[RowErro
     """Check one chunk row by row (columns: line, ms, ms_error, raw_*, and parsed prices)."""
     errors: list[RowError] = []
     step = INTERVAL_MS[interval]
+    # Only the first characters of a raw value reach Python, with its length.
+    numbers = (*PRICE_COLUMNS, "volume")
+    chunk = chunk.with_columns(
+        *[pl.col(f"raw_{c}").str.slice(0, QUOTE_CHARS + 1) for c in numbers],
+        *[pl.col(f"raw_{c}").str.len_chars().alias(f"len_{c}") for c in numbers],
+    )
     for row in chunk.iter_rows(named=True):
         line = row["line"]
         if row["ms_error"] is not None:
@@ -222,11 +468,12 @@ def _row_errors(chunk: pl.DataFrame, interval: str, now_ms: int) -> list[RowErro
                 )
         values: dict[str, float] = {}
         for column in (*PRICE_COLUMNS, "volume"):
-            raw, value = row[f"raw_{column}"], row[column]
-            if raw is None or str(raw).strip() == "":
+            raw, size, value = row[f"raw_{column}"], row[f"len_{column}"], row[column]
+            if raw is None or (size <= QUOTE_CHARS and str(raw).strip() == ""):
                 errors.append(RowError(line, column, "missing value"))
             elif value is None or not math.isfinite(value):
-                errors.append(RowError(line, column, f"{raw!r} is not a finite number"))
+                shown = _quoted_preview(raw, size)
+                errors.append(RowError(line, column, f"{shown} is not a finite number"))
             elif column == "volume" and value < 0:
                 errors.append(RowError(line, column, f"negative volume {value}"))
             elif column != "volume" and value <= 0:
@@ -262,11 +509,66 @@ def _order_errors(parsed: pl.DataFrame) -> list[RowError]:
     return errors
 
 
+def _outliers(frame: pl.DataFrame, interval: str) -> tuple[tuple[ReturnOutlier, ...], int]:
+    """Return outliers of the return-outlier suite, computed in polars (no GX)."""
+    limit = _return_threshold(interval)
+    flagged = bar_moves(frame).filter(pl.col(MOVE_COLUMN) > limit)
+    listed = tuple(
+        ReturnOutlier(
+            instrument=row["instrument"],
+            open_time=row["open_time"].isoformat(),
+            move=float(row[MOVE_COLUMN]),
+            reference_close=float(row["reference_close"]),
+            high=float(row["high"]),
+            low=float(row["low"]),
+        )
+        for row in flagged.head(MAX_LISTED).iter_rows(named=True)
+    )
+    return listed, flagged.height
+
+
+def _naive_error(path: Path, parsed: pl.DataFrame) -> CandleImportError:
+    naive = parsed.filter(pl.col("naive"))
+    line = int(naive["line"][0])
+    return CandleImportError(
+        path,
+        [
+            RowError(
+                line,
+                "ts",
+                f"{naive.height} open time(s) have no UTC offset (first here); naive times "
+                f"are not assumed to be UTC: {NAIVE_HINT}",
+            )
+        ],
+    )
+
+
+def _spacing_error(path: Path, parsed: pl.DataFrame, interval: str) -> CandleImportError | None:
+    found = detect_spacing(parsed["ms"])
+    if found is None or found[0] == INTERVAL_MS[interval]:
+        return None
+    step, count, steps = found
+    label = _spacing_label(step)
+    hint = f"pass --interval {label}" if label in INTERVAL_MS else "resample the file first"
+    return CandleImportError(
+        path,
+        [
+            RowError(
+                0,
+                "ts",
+                f"the bars are {label} apart ({count:,} of {steps:,} consecutive steps), but "
+                f"the interval given is {interval}; {hint} if the file holds {label} bars",
+            )
+        ],
+    )
+
+
 def parse_candle_file(
     path: Path,
     instrument: str,
     interval: str,
     *,
+    timezone: str | None = None,
     closures: ClosureCalendar = NO_CLOSURES,
     progress: Progress = _noop,
     now: datetime | None = None,
@@ -274,9 +576,10 @@ def parse_candle_file(
     """Read, parse and validate a candle file without writing anything.
 
     Args:
-        path: CSV or Parquet file.
+        path: CSV or Parquet file (or an MT5 export, see the module docs).
         instrument: Symbol or alias (``PAXGUSDT``, ``Gold-USDT`` …).
         interval: Bar interval of the file, e.g. ``5m``.
+        timezone: IANA zone of the file's naive times (required when it has any).
         closures: Venue closures, so excused holes are not reported as gaps.
         progress: Called as ``progress(stage, done, total)`` while working.
         now: Latest plausible open time (defaults to the current time).
@@ -285,30 +588,42 @@ def parse_candle_file(
         The canonical candle frame (source ``import``) and a dry-run summary.
 
     Raises:
-        CandleImportError: If the file is unreadable or any row is invalid (all rows listed).
+        CandleImportError: If the file is unreadable, has naive times and no ``timezone``, its
+            bar spacing is not ``interval``, or any row is invalid (all rows listed).
         UnknownSymbolError: If the instrument is not a known gold perpetual.
-        ValueError: If the interval is unknown.
+        ValueError: If the interval or the time zone is unknown.
     """
     symbol = resolve_symbol(instrument)
     if interval not in INTERVAL_MS:
-        raise ValueError(f"unknown interval {interval!r}; expected one of {list(INTERVAL_MS)}")
+        raise ValueError(f"unknown interval {quote(interval)}; expected one of {list(INTERVAL_MS)}")
+    if timezone is not None:
+        _zone(timezone)
     now_ms = int((now or datetime.now(UTC)).timestamp() * 1000)
     raw, first_line = _read(path)
+    raw = _normalise_layout(raw)
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:
         raise CandleImportError(
             path,
-            [RowError(1, None, f"missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)}")],
+            [
+                RowError(
+                    1,
+                    None,
+                    f"missing column(s) {missing}; expected {list(REQUIRED_COLUMNS)} or an "
+                    "MT5 export (<DATE> <TIME> <OPEN> <HIGH> <LOW> <CLOSE> <TICKVOL>)",
+                )
+            ],
         )
     if raw.height == 0:
         raise CandleImportError(path, [RowError(first_line, None, "no data rows")])
     total = raw.height
     progress("parse", 0, total)
-    ms, ms_error = _parse_times(raw["ts"])
+    ms, ms_error, naive = _parse_times(raw["ts"], timezone)
     parsed = raw.select(
         pl.int_range(first_line, first_line + total, dtype=pl.Int64).alias("line"),
         ms.alias("ms"),
         ms_error.alias("ms_error"),
+        naive.alias("naive"),
         *[pl.col(c).cast(pl.String).alias(f"raw_{c}") for c in (*PRICE_COLUMNS, "volume")],
         *[
             pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias(c)
@@ -316,6 +631,12 @@ def parse_candle_file(
         ],
     )
     progress("parse", total, total)
+    if timezone is None and bool(parsed["naive"].any()):
+        raise _naive_error(path, parsed)
+    # A mislabelled interval is refused before the row checks: it would fail every row.
+    spacing = _spacing_error(path, parsed, interval)
+    if spacing is not None:
+        raise spacing
     errors: list[RowError] = []
     for offset in range(0, total, CHUNK_ROWS):
         chunk = _suspect_rows(parsed.slice(offset, CHUNK_ROWS), interval, now_ms)
@@ -337,26 +658,7 @@ def parse_candle_file(
     )
     progress("expectations", 0, 1)
     calendar = closures.for_instrument(symbol)
-    suite = validate_candles(frame, interval_ms=INTERVAL_MS[interval], closures=calendar)
-    # Holes are reported as gaps below; every other failure is a defect of the file.
-    defects = [f for f in suite.failures if f.column != GAP_COLUMN]
-    if defects:
-        line_of = dict(
-            zip(
-                frame["open_time"].map_elements(lambda t: t.isoformat(), return_dtype=pl.String),
-                parsed.sort("ms")["line"],
-                strict=True,
-            )
-        )
-        raise CandleImportError(
-            path,
-            [
-                RowError(line_of.get(t, 0), f.column, f"fails {f.expectation}")
-                for f in defects
-                for t in f.sample or [""]
-            ],
-        )
-    returns = validate_returns(frame, interval)
+    outliers, outlier_count = _outliers(frame, interval)
     progress("expectations", 1, 1)
     gaps = find_gaps(frame["open_time"], INTERVAL_MS[interval], calendar)
     summary = ImportSummary(
@@ -367,13 +669,42 @@ def parse_candle_file(
         first_open_time=frame["open_time"][0],
         last_open_time=frame["open_time"][-1],
         gaps=tuple(gaps),
-        outliers=returns.outliers,
-        outlier_count=returns.outlier_count,
+        outliers=outliers,
+        outlier_count=outlier_count,
         written=0,
         kept_existing=0,
         dry_run=True,
+        timezone=timezone if bool(parsed["naive"].any()) else None,
     )
     return frame, summary
+
+
+def _compare_stored(db: Database, frame: pl.DataFrame, summary: ImportSummary) -> pl.DataFrame:
+    """Tag each row of the frame ``exchange`` / ``insert`` / ``change`` / ``same``."""
+    stored = read_frame(
+        db,
+        "SELECT open_time, open, high, low, close, volume, source FROM candles "
+        "WHERE instrument = $1 AND interval = $2 AND open_time >= $3 AND open_time <= $4",
+        [summary.instrument, summary.interval, summary.first_open_time, summary.last_open_time],
+    )
+    values = ("open", "high", "low", "close", "volume")
+    stored = stored.select(
+        pl.col("open_time").dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC")),
+        *[pl.col(c).alias(f"stored_{c}") for c in values],
+        pl.col("source").alias("stored_source"),
+    )
+    same = pl.all_horizontal([pl.col(c) == pl.col(f"stored_{c}") for c in values])
+    return frame.join(stored, on="open_time", how="left").select(
+        *frame.columns,
+        pl.when(pl.col("stored_source").is_null())
+        .then(pl.lit("insert"))
+        .when(pl.col("stored_source") != SOURCE)
+        .then(pl.lit("exchange"))
+        .when(same)
+        .then(pl.lit("same"))
+        .otherwise(pl.lit("change"))
+        .alias("action"),
+    )
 
 
 def import_candles(
@@ -382,6 +713,7 @@ def import_candles(
     instrument: str,
     interval: str,
     *,
+    timezone: str | None = None,
     dry_run: bool = False,
     closures: ClosureCalendar = NO_CLOSURES,
     progress: Progress = _noop,
@@ -390,48 +722,48 @@ def import_candles(
     """Validate a candle file and upsert it all-or-nothing with ``source = import``.
 
     Bars already stored from the exchange (any source other than ``import``) are kept, not
-    overwritten; bars from an earlier import of the same range are replaced, so re-importing a
-    corrected file is idempotent.
+    overwritten; bars from an earlier import of the same range are replaced where the file
+    changes them and left alone where it does not, so re-importing a file writes nothing and
+    reports every row unchanged.
 
     Args:
         db: The database.
         path: CSV or Parquet file.
         instrument: Symbol or alias.
         interval: Bar interval of the file.
-        dry_run: Validate and summarise only.
+        timezone: IANA zone of the file's naive times (required when it has any).
+        dry_run: Validate, compare with what is stored and summarise; write nothing.
         closures: Venue closures (excused holes are not reported as gaps).
         progress: Called as ``progress(stage, done, total)``.
         now: Latest plausible open time (defaults to the current time).
 
     Returns:
-        The summary.
+        The summary, with rows inserted / changed / unchanged (what would be, for a dry run).
 
     Raises:
         CandleImportError: If the file is rejected (nothing is written).
     """
     frame, summary = parse_candle_file(
-        path, instrument, interval, closures=closures, progress=progress, now=now
-    )
-    if dry_run:
-        return summary
-    progress("write", 0, frame.height)
-    exchange = read_frame(
-        db,
-        "SELECT open_time FROM candles WHERE instrument = $1 AND interval = $2 "
-        "AND open_time >= $3 AND open_time <= $4 AND source <> $5",
-        [summary.instrument, interval, summary.first_open_time, summary.last_open_time, SOURCE],
-    )
-    if exchange.height:
-        keep = exchange.with_columns(pl.col("open_time").dt.convert_time_zone("UTC"))
-        frame = frame.join(keep, on="open_time", how="anti")
-    # One upsert is one transaction: a crash leaves the table as it was.
-    written = upsert_frame(db, "candles", frame, CANDLE_KEY)
-    progress("write", summary.rows, summary.rows)
+        path, instrument, interval, timezone=timezone, closures=closures, progress=progress,
+        now=now,
+    )  # fmt: skip
+    tagged = _compare_stored(db, frame, summary)
+    counts = dict(tagged.group_by("action").len().iter_rows())
+    pending = tagged.filter(pl.col("action").is_in(["insert", "change"])).drop("action")
+    written = 0
+    if not dry_run:
+        progress("write", 0, pending.height)
+        # One upsert is one transaction: a crash leaves the table as it was.
+        written = upsert_frame(db, "candles", pending, CANDLE_KEY)
+        progress("write", pending.height, pending.height)
     return ImportSummary(
         **{
             **summary.__dict__,
             "written": written,
-            "kept_existing": summary.rows - frame.height,
-            "dry_run": False,
+            "kept_existing": counts.get("exchange", 0),
+            "dry_run": dry_run,
+            "inserted": counts.get("insert", 0),
+            "changed": counts.get("change", 0),
+            "unchanged": counts.get("same", 0),
         }
     )

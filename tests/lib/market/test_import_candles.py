@@ -56,7 +56,8 @@ def test_real_5m_perp_file_imports_with_wicks_flagged(clean_database, tmp_path):
     summary = import_candles(db, PERP_5M, "PAXGUSDT", "5m")
     expected_rows = sum(1 for _ in PERP_5M.open()) - 1
     assert summary.instrument == "PAXG-USDT"
-    assert summary.rows == summary.written == expected_rows
+    assert summary.rows == summary.written == summary.inserted == expected_rows
+    assert (summary.changed, summary.unchanged) == (0, 0)
     assert summary.first_open_time == datetime(2025, 7, 4, 11, 50, tzinfo=UTC)
     assert summary.last_open_time == datetime(2025, 12, 31, 11, 45, tzinfo=UTC)
     assert summary.gaps == ()
@@ -70,9 +71,10 @@ def test_real_5m_perp_file_imports_with_wicks_flagged(clean_database, tmp_path):
     # The wick bar is stored exactly as in the file, not clipped.
     wick = stored.filter(pl.col("open_time") == datetime(2025, 10, 10, 21, 20, tzinfo=UTC))
     assert (wick["high"][0], wick["low"][0]) == (4352.72, 3087.0)
-    # Re-importing is idempotent.
+    # Re-importing is idempotent: nothing inserted or changed, every row reported unchanged.
     again = import_candles(db, PERP_5M, "PAXG-USDT", "5m")
-    assert again.written == expected_rows
+    assert (again.inserted, again.changed, again.unchanged) == (0, 0, expected_rows)
+    assert again.written == 0
     assert _count(db) == expected_rows
 
 
@@ -251,10 +253,17 @@ def test_cli_writes_into_the_database(clean_database, tmp_path):
 
     from goldrl_dagster.cli import app
 
-    good = _csv(tmp_path, _good_rows(12), "good.csv")
-    result = CliRunner().invoke(
-        app, ["import-candles", str(good), "--instrument", "PAXG-USDT", "--interval", "5m"]
-    )
+    rows = _good_rows(12)
+    good = _csv(tmp_path, rows, "good.csv")
+    args = ["--instrument", "PAXG-USDT", "--interval", "5m"]
+    result = CliRunner().invoke(app, ["market", "import", str(good), *args])
     assert result.exit_code == 0, result.output
-    assert "written: 12 (source import)" in result.output
+    assert "inserted: 12, changed: 0, unchanged: 0 (source import)" in result.output
     assert _count(clean_database) == 12
+    # A corrected file (one close changed, two bars added) through the old command name.
+    rows[3] = rows[3].replace(",3004.0,3", ",3003.5,3")
+    more = _csv(tmp_path, rows + _good_rows(14)[12:], "more.csv")
+    result = CliRunner().invoke(app, ["import-candles", str(more), *args])
+    assert result.exit_code == 0, result.output
+    assert "inserted: 2, changed: 1, unchanged: 11 (source import)" in result.output
+    assert _count(clean_database) == 14
