@@ -136,6 +136,7 @@ class Recorder:
             "task_failures": 0,
             "write_failures": 0,
             "flushes": 0,
+            "write_seconds": 0.0,  # time spent in batch writes (the sustained write rate)
         }
         self._buffer: dict[str, list[tuple]] = {t: [] for t in STREAM_TABLES}
         self._buffered = 0
@@ -185,6 +186,7 @@ class Recorder:
             return {}
         store = self._store
         assert store is not None, "flush() before run()"
+        started = time.perf_counter()
         try:
             inserted = await asyncio.to_thread(store.write, batch)
         except Exception:
@@ -196,6 +198,7 @@ class Recorder:
                 self._buffered += len(table_rows)
             return {}
         self.stats["flushes"] += 1
+        self.stats["write_seconds"] += time.perf_counter() - started
         return inserted
 
     # -- channel tasks -------------------------------------------------------------------

@@ -231,7 +231,6 @@ class _Connection(WsPeer):
 
     def _trade_messages(self, sub: _Subscription, now_ms: int) -> list[dict]:
         trades = self.feeds.trades_between(sub.symbol, sub.last_trade_ms, now_ms)
-        trades = trades[-MAX_TRADES_PER_PUSH:]
         if not trades:
             return []
         sub.last_trade_ms = trades[-1].time_ms
@@ -247,7 +246,11 @@ class _Connection(WsPeer):
             }
             for t in trades
         ]
-        return [{"code": 0, "dataType": sub.data_type, "data": data}]
+        # Every trade printed is sent: a busy interval goes out in several pushes.
+        return [
+            {"code": 0, "dataType": sub.data_type, "data": data[i : i + MAX_TRADES_PER_PUSH]}
+            for i in range(0, len(data), MAX_TRADES_PER_PUSH)
+        ]
 
     def _kline_messages(self, sub: _Subscription, now_ms: int) -> list[dict]:
         interval = sub.interval
