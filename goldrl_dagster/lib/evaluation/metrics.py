@@ -57,8 +57,9 @@ def bars_per_year(interval: str, calendar: ClosureCalendar | None = None) -> flo
 
     Args:
         interval: ``<steps><unit>``, unit m (minute), h, d, w or M (calendar month).
-        calendar: The instrument's closures; None or the empty calendar means 24/7. Open
-            minutes per year come from :meth:`ClosureCalendar.open_minutes_per_year`.
+        calendar: The instrument's closures; None, or one without weekly windows or sessions
+            (one-off maintenance closures do not count), means 24/7. Open minutes per year come
+            from :meth:`ClosureCalendar.open_minutes_per_year`.
 
     Returns:
         e.g. 525,960 for ``"1m"``, 8,766 for ``"1h"``, 12 for ``"1M"`` (24/7); about 360,000
@@ -74,7 +75,7 @@ def bars_per_year(interval: str, calendar: ClosureCalendar | None = None) -> flo
     if unit == "M":
         return 12.0 / count
     minutes = _MINUTES_PER_YEAR
-    if calendar is not None and (calendar.closures or calendar.weekly or calendar.sessions):
+    if calendar is not None and (calendar.weekly or calendar.sessions):
         minutes = calendar.open_minutes_per_year()
     return minutes / (count * _UNIT_MINUTES[unit])
 

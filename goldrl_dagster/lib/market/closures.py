@@ -333,14 +333,16 @@ class ClosureCalendar:
 
         The span is the 209 weeks from Monday 2024-01-01, so weekly patterns and daylight-saving
         switches count evenly. A 24/7 calendar gives 525,960; spot gold's sessions (115 open
-        hours a week) about 360,000. One-off closures and holidays count only when they fall in
-        the span.
+        hours a week) about 360,000. Only the recurring structure counts: weekly windows and
+        sessions (with their holidays that fall in the span); one-off closures such as a
+        maintenance window do not change how a market's year is annualised.
 
         Returns:
             Open minutes per year.
         """
         years = (_REFERENCE_END_MS - _REFERENCE_START_MS) / (365.25 * 86_400_000)
-        return self.open_minutes(_REFERENCE_START_MS, _REFERENCE_END_MS) / years
+        recurring = ClosureCalendar((), self.weekly, self.sessions)
+        return recurring.open_minutes(_REFERENCE_START_MS, _REFERENCE_END_MS) / years
 
 
 NO_CLOSURES = ClosureCalendar()

@@ -205,7 +205,10 @@ def test_empty_calendar_keeps_the_24_7_numbers_of_the_perpetuals():
 
     values = [101.0, 100.0, 102.0, 101.5, 103.0]
     plain = performance_metrics(curve(values), NO_FILLS, starting_balance=100.0, interval="1h")
-    for calendar in (None, NO_CLOSURES, parse_closures({})):
+    maintenance = parse_closures(
+        {"closures": [{"start": "2025-03-01T02:00:00Z", "end": "2025-03-01T03:30:00Z"}]}
+    )
+    for calendar in (None, NO_CLOSURES, parse_closures({}), maintenance):
         assert bars_per_year("1m", calendar) == 525_960.0
         again = performance_metrics(
             curve(values), NO_FILLS, starting_balance=100.0, interval="1h", calendar=calendar
