@@ -181,6 +181,8 @@ def test_declared_proxy_rules_are_stored_used_and_carried_whole(world):
     assert policy.startswith("assumed:")
     lineage = record.lineage["contract_rules"]
     assert lineage["basis"] == "declared" and lineage["rules"]["taker_fee_rate"] == 0.0003
+    shown = world["runner"].invoke(app, ["dataset", "show", digest])
+    assert "contract rules declared (ASSUMED)" in shown.output
     # The same rules declared again are the same id: the same dataset version.
     again = _build(world, FIVE_MIN_DAYS, "--interval", "5m", "--rules-before-listing", str(path))
     assert again.exit_code == 0 and _hash(again.output) == digest
@@ -227,6 +229,20 @@ def test_segments_build_runs_between_holes_each_warmed_up_afresh(world):
     assert first_of_run == datetime(2019, 7, 2, 10, 2, tzinfo=UTC) + timedelta(minutes=239)
     again = _build(world, THIN_DAYS, "--gaps", "segments")
     assert _hash(again.output) == dataset.record.dataset_hash
+    shown = world["runner"].invoke(app, ["dataset", "show", dataset.record.dataset_hash[:12]])
+    assert shown.exit_code == 0, shown.output
+    assert "policy segments: 2 hole(s), 3 missing bar(s), 3 segment(s)" in shown.output
+    assert "gap_policy=segments" in shown.output
+    assert "none valid at the window start (training refuses it)" in shown.output
+
+
+@pytest.mark.slow
+def test_a_policy_trains_on_segments_with_both_policies_on_the_card(world):
+    result = _build(world, THIN_DAYS, "--gaps", "segments", "--rules-before-listing", "earliest")
+    assert result.exit_code == 0, result.output
+    outcome = run_training(open_runtime(), _hash(result.output), TINY)
+    assert outcome.card["gap_policy"] == "segments"
+    assert outcome.card["contract_rules"]["basis"] == "earliest_known"
 
 
 def test_carry_forward_fills_short_holes_with_flagged_flat_bars(world):

@@ -162,6 +162,7 @@ def describe(view: DatasetView) -> list[str]:
         f"{len(features.get('computed') or [])} computed by the build",
         f"  funding        {lineage.get('funding_events', 0)} event(s) in the window",
     ]
+    lines.extend(_policy_lines(lineage))
     for check, outcomes in sorted((lineage.get("quality_checks") or {}).items()):
         counts: dict[str, int] = {}
         for status in outcomes.values():
@@ -175,6 +176,33 @@ def describe(view: DatasetView) -> list[str]:
         )
     if lineage.get("dagster_run_id"):
         lines.append(f"  dagster run    {lineage['dagster_run_id']}")
+    return lines
+
+
+def _policy_lines(lineage: dict) -> list[str]:
+    """Gap-policy and contract-rules lines (datasets built before they were recorded: none)."""
+    lines = []
+    gaps = lineage.get("gap_policy")
+    if gaps:
+        extra = "".join(
+            f", {gaps[k]} {label}"
+            for k, label in (("segments", "segment(s)"), ("carried_forward_rows", "carried row(s)"))
+            if k in gaps
+        )
+        lines.append(
+            f"  gaps           policy {gaps['policy']}: {gaps['holes']} hole(s), "
+            f"{gaps['missing_bars']} missing bar(s){extra}"
+        )
+    rules = lineage.get("contract_rules")
+    if rules:
+        if rules.get("unavailable"):
+            lines.append("  contract rules none valid at the window start (training refuses it)")
+        else:
+            mark = " (ASSUMED)" if rules.get("assumed") else ""
+            lines.append(
+                f"  contract rules {rules['basis']}{mark}, policy {rules['policy']}, "
+                f"sha256 {str(rules.get('rules_sha256'))[:16]}"
+            )
     return lines
 
 

@@ -221,6 +221,8 @@ def run_training(
     }
     if rules.assumed:
         card["contract_rules"] = rules.record()
+    if "gap_policy" in data.record.config:
+        card["gap_policy"] = str(data.record.config["gap_policy"])
     with tempfile.TemporaryDirectory() as tmp:
         bundle = train_policy(
             data.features, data.closes, cost_model, config, card, Path(tmp) / "policy.zip",
