@@ -169,11 +169,19 @@ def candles(
         simulated = client.simulated
     frame = klines_to_frame(klines, symbol, BASE_INTERVAL, source_label(simulated))
     if frame.height == 0:
-        note = (
-            f"{day} is before {symbol} was listed ({listed:%Y-%m-%d %H:%M}); nothing to fetch"
-            if end <= listed
-            else f"no closed candles for {symbol} on {day} yet"
-        )
+        if end <= listed:
+            note = (
+                f"{day} is before {symbol} was listed ({listed:%Y-%m-%d %H:%M}); nothing to fetch"
+            )
+        elif fetch_end_ms >= int(end.timestamp() * 1000):
+            # A finished day without a single minute: BingX keeps minute klines only so far back.
+            note = (
+                f"the exchange served no 1m candles of {symbol} for the finished day {day} "
+                "(beyond its minute history?); its own 1h/4h/1d bars are in "
+                "market/exchange_candles"
+            )
+        else:
+            note = f"no closed candles for {symbol} on {day} yet"
         context.log.info(note)
         return dg.MaterializeResult(
             metadata={"rows": 0, "note": note},

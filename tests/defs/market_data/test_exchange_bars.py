@@ -98,7 +98,7 @@ def world(clean_database, monkeypatch) -> Iterator[dict]:
             )
 
         run([instruments.key])
-        yield {"db": clean_database, "run": run}
+        yield {"db": clean_database, "run": run, "instance": instance}
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -117,8 +117,17 @@ def test_exchange_bars_stand_in_where_minutes_do_not_reach_and_never_replace_can
     old_start, old_end = _day(OLD_DAY)
 
     # Beyond the exchange's minute history: no 1m bars, but the exchange's own bars are kept.
-    run([candles.key], OLD_DAY, raise_on_error=False)
+    empty = run([candles.key], OLD_DAY, raise_on_error=False)
     assert read_candles(db, SYMBOL, "1m", old_start, old_end).height == 0
+    [note] = [
+        e.event_specific_data.materialization.metadata["note"].value  # type: ignore[union-attr]
+        for e in empty.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    ]
+    assert "beyond its minute history" in note
+    # The day is materialized (empty), so a backfill to listing counts it as done.
+    done = world["instance"].get_materialized_partitions(candles.key)
+    assert str(_key(OLD_DAY)) in done
     meta = _metadata(run([EXCHANGE_CANDLES], OLD_DAY))
     assert meta["rows_per_interval"] == {"1h": 24, "4h": 6, "1d": 1}
     assert meta["interval_mismatches"] == 0
