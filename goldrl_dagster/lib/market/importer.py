@@ -324,6 +324,27 @@ def _localise(naive: pl.Series, zone: str) -> tuple[pl.Series, pl.Series]:
     return out["ms"], out["reason"]
 
 
+def _strptime_first(
+    text: pl.Series, rows: pl.Series, formats: tuple[str, ...], dtype: pl.Datetime
+) -> pl.Series:
+    """Parse ``text`` where ``rows`` is true with the first of ``formats`` that fits (else null).
+
+    Each further format is tried only on the rows still unparsed, so a file in one spelling
+    pays for one parse.
+    """
+    out = pl.Series(text.name, [None] * text.len(), dtype=dtype)
+    pending = rows.arg_true()
+    for fmt in formats:
+        if pending.len() == 0:
+            break
+        parsed = text.gather(pending).str.strptime(dtype, fmt, strict=False)
+        hit = parsed.is_not_null()
+        if hit.any():
+            out = out.scatter(pending.filter(hit), parsed.filter(hit))
+        pending = pending.filter(~hit)
+    return out
+
+
 def _parse_times(ts: pl.Series, zone: str | None) -> tuple[pl.Series, pl.Series, pl.Series]:
     """Return (open time as epoch ms or null, reason for each null, naive flag per row)."""
     n = ts.len()
@@ -345,46 +366,35 @@ def _parse_times(ts: pl.Series, zone: str | None) -> tuple[pl.Series, pl.Series,
     text = ts.cast(pl.String).str.strip_chars()
     # Fast, vectorised paths for the usual spellings; only the rest is parsed row by row.
     epoch = text.str.extract(r"^(-?\d+)$").cast(pl.Int64, strict=False)
-    aware = pl.select(
-        pl.coalesce(
-            [
-                pl.lit(text).str.strptime(pl.Datetime("us", "UTC"), f, strict=False)
-                for f in _AWARE_FORMATS
-            ]
-        )
-    ).to_series()
-    naive = pl.select(
-        pl.coalesce(
-            [pl.lit(text).str.strptime(pl.Datetime("us"), f, strict=False) for f in _NAIVE_FORMATS]
-        )
-    ).to_series()
-    naive = naive.zip_with(
-        aware.is_null() & epoch.is_null(), pl.Series([None] * n, dtype=naive.dtype)
-    )
+    unparsed = epoch.is_null() & text.is_not_null()
+    offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$").fill_null(False)
+    aware = _strptime_first(text, unparsed & offset, _AWARE_FORMATS, pl.Datetime("us", "UTC"))
+    naive = _strptime_first(text, unparsed & ~offset, _NAIVE_FORMATS, pl.Datetime("us"))
     naive_flags = naive.is_not_null()
     local_ms: pl.Series = pl.Series([None] * n, dtype=pl.Int64)
     local_reason = no_reason
     if zone is not None and naive_flags.any():
         local_ms, local_reason = _localise(naive, zone)
     ms = epoch.fill_null(aware.dt.epoch("ms")).fill_null(local_ms)
-    values = ms.to_list()
-    reasons: list[str | None] = local_reason.to_list()
     small = (epoch.abs() < _MIN_EPOCH_MS).fill_null(False)
     todo = ((ms.is_null() & ~naive_flags) | small).arg_true()
-    if todo.len():
-        # Only short previews of the bad values reach Python: a huge field is never copied.
-        preview = text.gather(todo).str.slice(0, QUOTE_CHARS).to_list()
-        length = text.gather(todo).str.len_chars().to_list()
-        for i, shown, size in zip(todo.to_list(), preview, length, strict=True):
-            values[i] = None
-            if shown is None or size == 0:
-                reasons[i] = "missing open time"
-            elif small[i]:
-                reasons[i] = f"{shown} looks like epoch seconds; expected epoch milliseconds"
-            else:
-                reasons[i] = (
-                    f"{_quoted_preview(shown, size)} is neither ISO-8601 nor epoch milliseconds"
-                )
+    if todo.len() == 0:
+        return ms, local_reason, naive_flags
+    values = ms.to_list()
+    reasons: list[str | None] = local_reason.to_list()
+    # Only short previews of the bad values reach Python: a huge field is never copied.
+    preview = text.gather(todo).str.slice(0, QUOTE_CHARS).to_list()
+    length = text.gather(todo).str.len_chars().to_list()
+    for i, shown, size in zip(todo.to_list(), preview, length, strict=True):
+        values[i] = None
+        if shown is None or size == 0:
+            reasons[i] = "missing open time"
+        elif small[i]:
+            reasons[i] = f"{shown} looks like epoch seconds; expected epoch milliseconds"
+        else:
+            reasons[i] = (
+                f"{_quoted_preview(shown, size)} is neither ISO-8601 nor epoch milliseconds"
+            )
     return pl.Series(values, dtype=pl.Int64), pl.Series(reasons, dtype=pl.String), naive_flags
 
 
@@ -498,7 +508,10 @@ def _order_errors(parsed: pl.DataFrame) -> list[RowError]:
     prev = timed.with_columns(
         prev_ms=pl.col("ms").shift(1), prev_line=pl.col("line").shift(1)
     ).filter(pl.col("prev_ms").is_not_null() & (pl.col("ms") <= pl.col("prev_ms")))
-    first_line = dict(timed.group_by("ms").agg(pl.col("line").min()).iter_rows())
+    if prev.height == 0:
+        return errors
+    repeated = timed.filter(pl.col("ms").is_in(prev["ms"].implode()))
+    first_line = dict(repeated.group_by("ms").agg(pl.col("line").min()).iter_rows())
     for line, ms, prev_ms, prev_line in prev.iter_rows():
         if ms == prev_ms or first_line[ms] != line:
             errors.append(
