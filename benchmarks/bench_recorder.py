@@ -5,8 +5,8 @@ symbol: a Poisson count per minute placed at random milliseconds, so single seco
 higher) and run at ``--speed`` (virtual seconds per real second) for ``--minutes`` virtual
 minutes, with one disconnect of every stream in the middle (``--drops``). The simulator runs
 in a child process (its own interpreter, as the exchange would be), and the same seeded tape is
-rebuilt here to count what it printed. ``goldrl record``'s
-:class:`Recorder` records both gold contracts on every channel into a fresh database.
+rebuilt here to count what it printed. ``goldrl record``'s :class:`Recorder` records both gold
+contracts on every channel into a fresh database.
 
 Reported:
 
@@ -15,9 +15,11 @@ Reported:
 * **write rate**: rows written per second of wall time (what the recorder sustained) and per
   second spent writing (the write path's capacity);
 * **baseline**: the same rows written again in one batch by the recorder's path
-  (:meth:`StreamStore.write`: COPY to staging + ``INSERT … ON CONFLICT DO NOTHING``) into
-  emptied tables vs a bare ``COPY`` of the same rows into a table without keys, in the same
-  process and database; the ratio is the price of idempotency.
+  (:meth:`StreamStore.write`: a straight COPY when no key is stored yet) into emptied tables
+  vs a bare ``COPY`` of the same rows into the same emptied tables (same indexes, no conflict
+  handling), and the same rows written a second time (every key stored: the COPY fails, the
+  batch goes through staging and ``ON CONFLICT DO NOTHING``, nothing is written); best of
+  three each, in the same process and database.
 
 Run::
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -93,38 +96,23 @@ def _rows_of(db: Database) -> dict[str, list[tuple]]:
         }
 
 
-def _baseline(db: Database, table_rows: dict[str, list[tuple]]) -> tuple[float, float, int]:
-    """Seconds of the recorder's write path and of a bare COPY for the same rows."""
-    import json
-
-    n = sum(len(r) for r in table_rows.values())
+def _empty(db: Database) -> None:
     with db.connect() as conn:
         conn.execute("TRUNCATE " + ", ".join(STREAM_TABLES))
         conn.execute("CHECKPOINT")
         conn.commit()
-    with StreamStore(db) as store:
-        for table in STREAM_TABLES:  # create the staging tables outside the timing
-            store._stage(table)
-        started = time.perf_counter()
-        store.write(table_rows)
-        recorder_s = time.perf_counter() - started
+
+
+def _bare_copy(db: Database, table_rows: dict[str, list[tuple]]) -> float:
+    """Seconds of a bare COPY of the rows straight into the (empty) tables, one transaction."""
     with db.connect() as conn:
-        for table in STREAM_TABLES:
-            conn.execute(
-                sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(
-                    sql.Identifier(f"bare_{table}"), sql.Identifier(table)
-                )
-            )
-        conn.commit()
         started = time.perf_counter()
         with conn.cursor() as cur:
             for table, rows in table_rows.items():
                 cols = STREAM_TABLES[table]
                 json_at = [i for i, c in enumerate(cols) if c in ("bids", "asks")]
                 names = sql.SQL(", ").join(map(sql.Identifier, cols))
-                copy = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(f"bare_{table}"), names
-                )
+                copy = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), names)
                 with cur.copy(copy) as cp:
                     for row in rows:
                         if json_at:
@@ -133,8 +121,31 @@ def _baseline(db: Database, table_rows: dict[str, list[tuple]]) -> tuple[float, 
                                 row[i] = json.dumps(row[i])
                         cp.write_row(row)
         conn.commit()
-        bare_s = time.perf_counter() - started
-    return recorder_s, bare_s, n
+        return time.perf_counter() - started
+
+
+def _baseline(db: Database, table_rows: dict[str, list[tuple]]) -> tuple[float, float, float, int]:
+    """Best of three: the recorder's write path (fresh, then again), a bare COPY, same rows.
+
+    The bare COPY writes straight into the target tables (same indexes, same WAL) with no
+    conflict handling: the ratio is what idempotent batches cost.
+    """
+    n = sum(len(r) for r in table_rows.values())
+    recorder, again, bare = [], [], []
+    with StreamStore(db) as store:
+        for table in STREAM_TABLES:  # create the staging tables outside the timing
+            store._stage(table)
+        for _ in range(3):
+            _empty(db)
+            started = time.perf_counter()
+            store.write(table_rows)
+            recorder.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            assert not any(store.write(table_rows).values())  # every row stored already
+            again.append(time.perf_counter() - started)
+            _empty(db)
+            bare.append(_bare_copy(db, table_rows))
+    return min(recorder), min(again), min(bare), n
 
 
 @dataclass
@@ -234,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         counters, wall = asyncio.run(_record(db, sim, seconds, args.drops))
         loss = _stored_vs_sent(db, sim.feeds)
         table_rows = _rows_of(db)
-        recorder_s, bare_s, n = _baseline(db, table_rows)
+        recorder_s, again_s, bare_s, n = _baseline(db, table_rows)
     written = counters["written"]
     offered = counters["offered"]
     total_written = sum(written.values())
@@ -274,9 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| sustained write rate (rows / wall s) | {total_written / wall:,.0f} rows/s |")
     print(f"| write path capacity (rows / s spent writing) | "
           f"{total_written / max(counters['write_seconds'], 1e-9):,.0f} rows/s |")  # fmt: skip
-    print(f"| same {n} rows, one batch: recorder path (COPY + ON CONFLICT DO NOTHING) | "
+    print(f"| same {n} rows, one batch, empty tables: recorder path | "
           f"{recorder_s:.2f} s = {n / recorder_s:,.0f} rows/s |")  # fmt: skip
-    print(f"| same rows, bare COPY into a keyless table (baseline) | "
+    print(f"| same rows again, all stored already (staging + ON CONFLICT DO NOTHING) | "
+          f"{again_s:.2f} s = {n / again_s:,.0f} rows/s, 0 written |")  # fmt: skip
+    print(f"| same rows, bare COPY into the same empty tables (baseline) | "
           f"{bare_s:.2f} s = {n / bare_s:,.0f} rows/s |")  # fmt: skip
     print(f"| recorder path / bare COPY | {bare_s / recorder_s:.2f}x the baseline's speed |")
     print()

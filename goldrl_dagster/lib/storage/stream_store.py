@@ -1,9 +1,11 @@
 """Storage of the streaming recorder: idempotent batch writes of every recorded channel.
 
-A batch is COPYed into a per-session staging table and moved with one
-``INSERT … SELECT … ON CONFLICT DO NOTHING``: a row already stored (same unique key: a repeated
-push, a REST refill of a trade already pushed, a re-run) writes nothing, and a crash mid-batch
-leaves the table untouched. Tables come from migration 0022.
+A batch is COPYed straight into its table when none of its keys is stored yet (the usual case
+while streaming); otherwise (the COPY fails on the unique index and is rolled back to a
+savepoint) it is COPYed into a per-session staging table and moved with one
+``INSERT … SELECT … ON CONFLICT DO NOTHING``. Either way a row already stored (same unique key:
+a repeated push, a REST refill of a trade already pushed, a re-run) writes nothing, and a crash
+mid-batch leaves the tables untouched. Tables come from migration 0022.
 """
 
 from __future__ import annotations
@@ -85,6 +87,34 @@ class StreamStore:
             self._staged.add(stage)
         return stage
 
+    def _write_table(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert the rows not stored yet; returns how many were inserted.
+
+        A fresh batch (the usual case while streaming) is COPYed straight into the table under
+        a savepoint; if any key is already stored (a refill, a re-run) the COPY fails on the
+        unique index, is rolled back to the savepoint, and the batch goes through staging and
+        ``ON CONFLICT DO NOTHING`` instead.
+        """
+        _columns(table)
+        with self._conn.cursor() as cur:
+            cur.execute("SAVEPOINT stream_copy")
+            try:
+                _copy(cur, table, table, rows)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT stream_copy")
+            else:
+                cur.execute("RELEASE SAVEPOINT stream_copy")
+                return len(rows)
+            stage = self._stage(table)
+            _copy(cur, stage, table, rows)
+            names = sql.SQL(", ").join(map(sql.Identifier, STREAM_TABLES[table]))
+            cur.execute(
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                    sql.Identifier(table), names, names, sql.Identifier(stage)
+                )
+            )
+            return max(cur.rowcount, 0)  # the staging table empties on commit
+
     def write(self, batches: dict[str, Sequence[Sequence[Any]]]) -> dict[str, int]:
         """Write rows of several tables in one transaction; rows already stored are skipped.
 
@@ -98,33 +128,10 @@ class StreamStore:
             ValueError: If a table is unknown or a row has the wrong number of values.
         """
         inserted: dict[str, int] = {}
-        stages = {table: self._stage(table) for table, rows in batches.items() if rows}
         try:
             for table, rows in batches.items():
-                if not rows:
-                    continue
-                columns = _columns(table)
-                json_at = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
-                names = sql.SQL(", ").join(map(sql.Identifier, columns))
-                stage = sql.Identifier(stages[table])
-                with self._conn.cursor() as cur:
-                    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as cp:
-                        for row in rows:
-                            if len(row) != len(columns):
-                                raise ValueError(
-                                    f"{table} row has {len(row)} values, expected {len(columns)}"
-                                )
-                            if json_at:
-                                row = list(row)
-                                for i in json_at:
-                                    row[i] = json.dumps(row[i])
-                            cp.write_row(row)
-                    cur.execute(
-                        sql.SQL(
-                            "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING"
-                        ).format(sql.Identifier(table), names, names, stage)
-                    )
-                    inserted[table] = max(cur.rowcount, 0)
+                if rows:
+                    inserted[table] = self._write_table(table, rows)
             self._conn.commit()
         except BaseException:
             self._conn.rollback()
@@ -133,6 +140,22 @@ class StreamStore:
             self.offered[table] += len(rows)
             self.written[table] += inserted.get(table, 0)
         return inserted
+
+
+def _copy(cur: psycopg.Cursor, target: str, table: str, rows: Sequence[Sequence[Any]]) -> None:
+    """COPY ``rows`` (in :data:`STREAM_TABLES` order for ``table``) into ``target``."""
+    columns = _columns(table)
+    json_at = [i for i, c in enumerate(columns) if c in _JSON_COLUMNS]
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(target), names)) as cp:
+        for row in rows:
+            if len(row) != len(columns):
+                raise ValueError(f"{table} row has {len(row)} values, expected {len(columns)}")
+            if json_at:
+                row = list(row)
+                for i in json_at:
+                    row[i] = json.dumps(row[i])
+            cp.write_row(row)
 
 
 def _columns(table: str) -> tuple[str, ...]:

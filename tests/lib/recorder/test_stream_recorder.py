@@ -110,6 +110,17 @@ def test_a_disconnect_refills_trades_exactly_and_records_the_book_gap(
             }
         assert {"incrDepth", "ticker", "markPrice", "bookTicker"} <= gaps
         assert "trade" not in gaps
+        with db.connect() as conn:
+            opens = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT open_time FROM stream_klines WHERE symbol = %s ORDER BY open_time",
+                    (symbol,),
+                )
+            ]
+        # Klines are final and contiguous across the disconnect (refilled over REST).
+        assert len(opens) >= 2
+        assert all((b - a).total_seconds() == 60 for a, b in itertools.pairwise(opens))
     assert counters["refilled"] > 0
 
 
