@@ -32,6 +32,7 @@ from goldrl_dagster.lib.storage.market_store import (
     read_candles,
     read_candles_with_exchange,
     read_exchange_candles,
+    write_candles,
     write_exchange_candles,
 )
 
@@ -193,3 +194,24 @@ def test_bad_exchange_intervals_and_minute_bars_are_refused(clean_database):
     minutes = make_candles(SYMBOL, "1m", datetime(2025, 2, 1, tzinfo=UTC), 3)
     with pytest.raises(ValueError, match="1m bars go to candles"):
         write_exchange_candles(clean_database, minutes)
+
+
+def test_read_fills_only_buckets_without_a_canonical_bar(clean_database):
+    db = clean_database
+    start = datetime(2025, 2, 1, tzinfo=UTC)
+    exchange = make_candles(SYMBOL, "1h", start, 4, source="bingx_rest")
+    assert write_exchange_candles(db, exchange) == 4
+    assert write_exchange_candles(db, exchange) == 4  # idempotent upsert
+    write_candles(
+        db, exchange.slice(2, 2).with_columns(pl.col("high") + 2, source=pl.lit("import"))
+    )
+    filled = read_candles_with_exchange(db, SYMBOL, "1h", start, start + timedelta(hours=4))
+    assert filled["origin"].to_list() == ["exchange", "exchange", "canonical", "canonical"]
+    assert filled["source"].to_list() == ["bingx_rest", "bingx_rest", "import", "import"]
+    assert read_exchange_candles(db, SYMBOL, "1h", start, start + timedelta(hours=4)).equals(
+        exchange
+    )
+    minutes = make_candles(SYMBOL, "1m", start, 3)
+    write_candles(db, minutes)
+    base = read_candles_with_exchange(db, SYMBOL, "1m", start, start + timedelta(minutes=3))
+    assert base.height == 3 and set(base["origin"]) == {"canonical"}
