@@ -45,6 +45,7 @@ from goldrl_dagster.lib.storage.gap_store import (
     scan_stored_candles,
     scan_stored_funding,
 )
+from goldrl_dagster.lib.storage.history_bounds import oldest_stored_bar
 from goldrl_dagster.lib.storage.market_store import instrument_at
 from goldrl_dagster.lib.storage.server import Database
 from goldrl_dagster.lib.text import bounded_lines
@@ -151,10 +152,15 @@ def plan_heal(
         newest = newest_stored(db, feed, instrument, interval)
         if newest is None:
             continue
+        # Bars stored before the listing (imported history) are scanned like any other.
+        oldest = None if feed == gap_store.FUNDING_RATES else oldest_stored_bar(
+            db, instrument, interval, feed
+        )  # fmt: skip
+        floor = min(listed, oldest) if listed and oldest else listed
         calendar = closures.for_instrument(instrument)
         to_request: list[GapRecord] = []
         for first, last in _day_runs(days):
-            start = max(_midnight(first), listed) if listed else _midnight(first)
+            start = max(_midnight(first), floor) if floor else _midnight(first)
             end = min(_midnight(last) + timedelta(days=1), newest + step)
             if end <= start:
                 continue
