@@ -65,6 +65,8 @@ _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _MIN_EPOCH_MS = 100_000_000_000
 _WEEK_MS = 7 * 86_400_000
 _MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05, the first Monday after the epoch
+# The longest spelling of an open time (ISO with nanoseconds, offset and padding).
+_MAX_TIME_CHARS = 64
 # Spellings of a time with an offset, and of a naive time (vendor and MT5 styles).
 _AWARE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z")
 _NAIVE_FORMATS = (
@@ -363,7 +365,12 @@ def _parse_times(ts: pl.Series, zone: str | None) -> tuple[pl.Series, pl.Series,
         missing = pl.Series(["missing open time"] * n, dtype=pl.String)
         reason = reason.zip_with(reason.is_not_null(), missing.zip_with(ts.is_null(), no_reason))
         return ms, reason, naive_flags
-    text = ts.cast(pl.String).str.strip_chars()
+    raw_text = ts.cast(pl.String)
+    size = raw_text.str.len_chars()
+    # No time is longer than this: longer values are refused unparsed (and never copied).
+    text = raw_text.zip_with(
+        (size <= _MAX_TIME_CHARS).fill_null(True), pl.Series([None] * n, dtype=pl.String)
+    ).str.strip_chars()
     # Fast, vectorised paths for the usual spellings; only the rest is parsed row by row.
     epoch = text.str.extract(r"^(-?\d+)$").cast(pl.Int64, strict=False)
     unparsed = epoch.is_null() & text.is_not_null()
@@ -383,17 +390,17 @@ def _parse_times(ts: pl.Series, zone: str | None) -> tuple[pl.Series, pl.Series,
     values = ms.to_list()
     reasons: list[str | None] = local_reason.to_list()
     # Only short previews of the bad values reach Python: a huge field is never copied.
-    preview = text.gather(todo).str.slice(0, QUOTE_CHARS).to_list()
-    length = text.gather(todo).str.len_chars().to_list()
-    for i, shown, size in zip(todo.to_list(), preview, length, strict=True):
+    preview = raw_text.str.slice(0, QUOTE_CHARS).gather(todo).to_list()
+    length = size.gather(todo).to_list()
+    for i, shown, chars in zip(todo.to_list(), preview, length, strict=True):
         values[i] = None
-        if shown is None or size == 0:
+        if shown is None or not shown.strip():
             reasons[i] = "missing open time"
         elif small[i]:
-            reasons[i] = f"{shown} looks like epoch seconds; expected epoch milliseconds"
+            reasons[i] = f"{shown.strip()} looks like epoch seconds; expected epoch milliseconds"
         else:
             reasons[i] = (
-                f"{_quoted_preview(shown, size)} is neither ISO-8601 nor epoch milliseconds"
+                f"{_quoted_preview(shown, chars)} is neither ISO-8601 nor epoch milliseconds"
             )
     return pl.Series(values, dtype=pl.Int64), pl.Series(reasons, dtype=pl.String), naive_flags
 
@@ -452,15 +459,9 @@ def _suspect_rows(parsed: pl.DataFrame, interval: str, now_ms: int) -> pl.DataFr
 
 
 def _row_errors(chunk: pl.DataFrame, interval: str, now_ms: int) -> list[RowError]:
-    """Check one chunk row by row (columns: line, ms, ms_error, raw_*, and parsed prices)."""
+    """Check one chunk row by row (line, ms, ms_error, raw_* previews, len_*, parsed prices)."""
     errors: list[RowError] = []
     step = INTERVAL_MS[interval]
-    # Only the first characters of a raw value reach Python, with its length.
-    numbers = (*PRICE_COLUMNS, "volume")
-    chunk = chunk.with_columns(
-        *[pl.col(f"raw_{c}").str.slice(0, QUOTE_CHARS + 1) for c in numbers],
-        *[pl.col(f"raw_{c}").str.len_chars().alias(f"len_{c}") for c in numbers],
-    )
     for row in chunk.iter_rows(named=True):
         line = row["line"]
         if row["ms_error"] is not None:
@@ -637,7 +638,15 @@ def parse_candle_file(
         ms.alias("ms"),
         ms_error.alias("ms_error"),
         naive.alias("naive"),
-        *[pl.col(c).cast(pl.String).alias(f"raw_{c}") for c in (*PRICE_COLUMNS, "volume")],
+        # Only the first characters of a raw value are kept for messages, with its length.
+        *[
+            pl.col(c).cast(pl.String).str.slice(0, QUOTE_CHARS + 1).alias(f"raw_{c}")
+            for c in (*PRICE_COLUMNS, "volume")
+        ],
+        *[
+            pl.col(c).cast(pl.String).str.len_chars().alias(f"len_{c}")
+            for c in (*PRICE_COLUMNS, "volume")
+        ],
         *[
             pl.col(c).cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False).alias(c)
             for c in (*PRICE_COLUMNS, "volume")

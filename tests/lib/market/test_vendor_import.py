@@ -284,3 +284,15 @@ def test_generator_is_deterministic(tmp_path):
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
     history = spot_gold_history(start=date(2025, 3, 3), seed=3)
     assert len(history.flat_bars) >= 19 and history.single_gaps
+
+
+def test_parquet_with_naive_datetimes_needs_a_zone_too(tmp_path, gold_5m):
+    local = gold_5m.bars.with_columns(
+        pl.col("open_time").dt.convert_time_zone(NY).dt.replace_time_zone(None).alias("ts")
+    ).drop("open_time")
+    path = tmp_path / "naive.parquet"
+    local.write_parquet(path)
+    with pytest.raises(CandleImportError, match=r"line 1 \[ts\]: 2\d+ open time\(s\) have no UTC"):
+        parse_candle_file(path, "XAUT-USDT", "5m")
+    frame, summary = parse_candle_file(path, "XAUT-USDT", "5m", timezone=NY)
+    assert _bars(frame).equals(gold_5m.bars) and summary.timezone == NY
