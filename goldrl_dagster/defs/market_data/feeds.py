@@ -8,7 +8,7 @@ content when a trade has none).
 """
 
 import itertools
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -29,6 +29,12 @@ from goldrl_dagster.defs.market_data.assets import (
     listing_time,
     source_label,
 )
+from goldrl_dagster.defs.market_data.checks import (
+    FUNDING_CHECK_SPECS,
+    MARK_PRICE_CHECK_SPECS,
+    funding_check_results,
+    mark_price_check_results,
+)
 from goldrl_dagster.defs.market_data.partitions import (
     MARKET_INSTRUMENTS,
     day_bounds,
@@ -39,26 +45,49 @@ from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.lib.bingx.models import Ticker24h, klines_to_frame
 from goldrl_dagster.lib.bingx.rest import DEPTH_LIMITS, MAX_TRADES_LIMIT
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
+from goldrl_dagster.lib.market.closures import configured_closures
 from goldrl_dagster.lib.pools import BINGX_REST_POOL
-from goldrl_dagster.lib.storage import feeds_store
+from goldrl_dagster.lib.storage import feeds_store, gap_store
+from goldrl_dagster.lib.storage.gap_store import (
+    GapRecord,
+    GapScan,
+    open_gaps,
+    record_gaps,
+    resolve_gaps,
+    scan_stored_candles,
+    scan_stored_funding,
+)
+from goldrl_dagster.lib.storage.server import Database
 
 MARK_PRICE_INTERVAL = "1m"
+# A settlement is published moments after its time; one due within this grace is not missing.
+FUNDING_PUBLISH_GRACE = timedelta(minutes=5)
 
 
 def _ms(at: datetime) -> int:
     return int(at.timestamp() * 1000)
 
 
-def _empty_day(
-    context: dg.AssetExecutionContext, symbol: str, day: str, listed: datetime, end: datetime
-) -> dg.MaterializeResult:
-    note = (
+def _empty_note(symbol: str, day: str, listed: datetime, end: datetime) -> str:
+    return (
         f"{day} is before {symbol} was listed ({listed:%Y-%m-%d %H:%M}); nothing to fetch"
         if end <= listed
         else f"no data for {symbol} on {day} yet"
     )
-    context.log.info(note)
-    return dg.MaterializeResult(metadata={"rows": 0, "note": note})
+
+
+def _judge_gaps(
+    db: Database, scan: GapScan, day_start: datetime, day_end: datetime
+) -> tuple[list[GapRecord], list[GapRecord]]:
+    """Apply a fresh scan of a partition: this run was the heal attempt of any gap in it.
+
+    Returns:
+        The gaps this run healed, and the unhealed gaps of the day afterwards.
+    """
+    healed = [r for r in resolve_gaps(db, scan) if r.status == "healed"]
+    record_gaps(db, scan)
+    unhealed = open_gaps(db, scan.instrument, scan.interval, day_start, day_end, feed=scan.feed)
+    return healed, unhealed
 
 
 @dg.asset(
@@ -67,6 +96,7 @@ def _empty_day(
     deps=[INSTRUMENTS],
     partitions_def=market_instrument_day_partitions,
     kinds={"postgres"},
+    check_specs=FUNDING_CHECK_SPECS,
     pool=BINGX_REST_POOL,
 )
 def funding_rates(
@@ -78,8 +108,13 @@ def funding_rates(
     each settlement is established point in time (a stated ``fundingIntervalHours``, a stored
     ``market/premium_index`` snapshot that announced the settlement, or two consecutive equal
     settlement spacings), with its provenance in ``funding_interval_source``. Rows it cannot
-    establish stay null and are listed in the metadata; stored neighbours the day's rows
-    confirm are updated too. A day before listing completes empty with a note.
+    establish stay null and are reported (``funding_interval_known``, WARN); stored neighbours
+    the day's rows confirm are updated too.
+
+    After writing, the day is scanned for missing settlements (each expected at its own
+    interval): gaps this run filled are healed, the rest recorded for ``funding_gap_sensor``
+    (``funding_no_open_gaps``). ``funding_quality`` runs the Great Expectations funding suite
+    on the day's stored rows. A day before listing completes empty with a note.
     """
     db = storage.runtime().db
     symbol, day = instrument_day(context)
@@ -90,25 +125,40 @@ def funding_rates(
         start_ms, end_ms = _ms(max(start, listed)), min(_ms(end), now_ms + 1)
         rates = client.funding_rates_range(symbol, start_ms, end_ms) if end_ms > start_ms else []
         simulated = client.simulated
-    if not rates:
-        return _empty_day(context, symbol, day, listed, end)
-    frame = feeds_store.funding_frame(rates, source_label(simulated))
-    outcome = feeds_store.store_funding_rates(db, frame)
+    outcome = (
+        feeds_store.store_funding_rates(
+            db, feeds_store.funding_frame(rates, source_label(simulated))
+        )
+        if rates
+        else None
+    )
+    # Settlements due within the grace before now may not be published yet: not expected.
+    due_end = min(end, datetime.fromtimestamp(now_ms / 1000, tz=UTC) - FUNDING_PUBLISH_GRACE)
+    window = (max(start, listed), due_end)
+    scan = (
+        scan_stored_funding(db, symbol, *window, listed=listed) if window[1] > window[0] else None
+    )
+    healed, unhealed = _judge_gaps(db, scan, start, end) if scan else ([], [])
     stored = feeds_store.read_feed(db, "funding_rates", symbol, start, end)
+    unknown = stored.filter(pl.col("funding_interval_hours").is_null())["funding_time"].to_list()
+    for at in unknown:
+        context.log.warning(f"{symbol} {at:%Y-%m-%d %H:%M}: funding interval unknown")
+    note = "" if rates else _empty_note(symbol, day, listed, end)
+    # Nothing stored is not judged by the suite: the gap check says whether something was due.
+    checks = funding_check_results(stored if stored.height else None, scan, unhealed, unknown, note)
+    if outcome is None:
+        context.log.info(note)
+        return dg.MaterializeResult(metadata={"rows": 0, "note": note}, check_results=checks)
     times = [r.funding_time_ms for r in rates]
     spacing = sorted({(b - a) / 3_600_000 for a, b in itertools.pairwise(times)})
-    for instrument, at in outcome.unresolved:
-        context.log.warning(f"{instrument} {at:%Y-%m-%d %H:%M}: funding interval unknown")
     return dg.MaterializeResult(
         metadata={
             "rows": outcome.written,
-            "first_funding_time": str(frame["funding_time"].min()),
-            "last_funding_time": str(frame["funding_time"].max()),
+            "first_funding_time": str(stored["funding_time"].min()),
+            "last_funding_time": str(stored["funding_time"].max()),
             "observed_interval_hours": dg.MetadataValue.json(spacing),
             "interval_hours_by_source": dg.MetadataValue.json(_by_source(stored)),
-            "unknown_interval": dg.MetadataValue.json(
-                [at.isoformat() for _, at in outcome.unresolved]
-            ),
+            "unknown_interval": dg.MetadataValue.json([t.isoformat() for t in unknown]),
             "interval_conflicts": dg.MetadataValue.json(
                 [
                     {
@@ -120,9 +170,12 @@ def funding_rates(
                 ]
             ),
             "neighbours_updated": outcome.neighbours_updated,
-            "mean_funding_rate": float(frame["funding_rate"].mean()),  # type: ignore[arg-type]
+            "missing_settlements": sum(g.missing_bars for g in scan.gaps) if scan else 0,
+            "gaps_healed": len(healed),
+            "mean_funding_rate": float(stored["funding_rate"].mean()),  # type: ignore[arg-type]
             "source": source_label(simulated),
-        }
+        },
+        check_results=checks,
     )
 
 
@@ -144,6 +197,7 @@ def _by_source(stored: pl.DataFrame) -> dict[str, dict[str, int]]:
     deps=[INSTRUMENTS],
     partitions_def=market_instrument_day_partitions,
     kinds={"postgres"},
+    check_specs=MARK_PRICE_CHECK_SPECS,
     pool=BINGX_REST_POOL,
 )
 def mark_price_candles(
@@ -153,7 +207,10 @@ def mark_price_candles(
 
     The mark price (not the last trade) drives liquidations and unrealised PnL. Only candles
     whose bar has closed by the exchange's clock are stored; a day before listing completes
-    empty with a note.
+    empty with a note. After writing, the day's stored minutes are scanned for gaps (venue
+    closures excepted) like the candles: filled ones are healed, the rest recorded for
+    ``mark_price_gap_sensor`` (``mark_price_no_open_gaps``); ``mark_price_quality`` runs the
+    candle suite on the fetched bars.
     """
     db = storage.runtime().db
     symbol, day = instrument_day(context)
@@ -169,10 +226,21 @@ def mark_price_candles(
             else []
         )
         simulated = client.simulated
-    if not klines:
-        return _empty_day(context, symbol, day, listed, end)
     frame = klines_to_frame(klines, symbol, MARK_PRICE_INTERVAL, source_label(simulated))
-    written = feeds_store.write_mark_price_candles(db, frame)
+    written = feeds_store.write_mark_price_candles(db, frame) if frame.height else 0
+    scan = None
+    if end_ms > start_ms:
+        closures = configured_closures().for_instrument(symbol)
+        fetched = (_at(start_ms), _at(end_ms))
+        scan = scan_stored_candles(
+            db, symbol, MARK_PRICE_INTERVAL, *fetched, closures, feed=gap_store.MARK_PRICE_CANDLES
+        )
+    healed, unhealed = _judge_gaps(db, scan, start, end) if scan else ([], [])
+    note = "" if frame.height else _empty_note(symbol, day, listed, end)
+    checks = mark_price_check_results(frame if frame.height else None, scan, unhealed, note)
+    if frame.height == 0:
+        context.log.info(note)
+        return dg.MaterializeResult(metadata={"rows": 0, "note": note}, check_results=checks)
     return dg.MaterializeResult(
         metadata={
             "rows": written,
@@ -180,9 +248,16 @@ def mark_price_candles(
             "first_open_time": str(frame["open_time"].min()),
             "last_open_time": str(frame["open_time"].max()),
             "last_close": float(frame["close"][-1]),
+            "missing_minutes": sum(g.missing_bars for g in scan.gaps) if scan else 0,
+            "gaps_healed": len(healed),
             "source": source_label(simulated),
-        }
+        },
+        check_results=checks,
     )
+
+
+def _at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 # -- snapshots of the present ----------------------------------------------------------------

@@ -153,19 +153,21 @@ def derive_funding_intervals(
             strict=True,
         )
         for at, spaced, (known, source) in zip(times, spacing, stored, strict=True):
-            candidates: list[tuple[int, int, str]] = []
+            # (rank, staleness, hours, source): the most trusted source wins; between equally
+            # trusted ones, what the rows show now wins over what was derived before.
+            candidates: list[tuple[int, int, int, str]] = []
             if known is not None and source is not None:
-                candidates.append((_RANK[source], int(known), source))
+                candidates.append((_RANK[source], 1, int(known), source))
             if at in premium_hours:
-                candidates.append((_RANK[PREMIUM_INDEX], premium_hours[at], PREMIUM_INDEX))
+                candidates.append((_RANK[PREMIUM_INDEX], 0, premium_hours[at], PREMIUM_INDEX))
                 if spaced is not None and spaced != premium_hours[at]:
                     conflicts.append(
                         IntervalConflict(str(instrument), _from_ms(at), premium_hours[at], spaced)
                     )
             if spaced is not None:
-                candidates.append((_RANK[SETTLEMENT_SPACING], spaced, SETTLEMENT_SPACING))
+                candidates.append((_RANK[SETTLEMENT_SPACING], 0, spaced, SETTLEMENT_SPACING))
             if candidates:
-                _, hours, chosen = min(candidates)
+                _, _, hours, chosen = min(candidates)
                 hours_out[(str(instrument), at)] = (hours, chosen)
             else:
                 hours_out[(str(instrument), at)] = (None, None)
