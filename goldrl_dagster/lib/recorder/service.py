@@ -110,6 +110,7 @@ class _Watch:
     last_ms: int | None = None
     gap_from_ms: int | None = None
     connections: int = 0
+    why: str = ""  # what opened the pending gap, when not a plain reconnection
 
 
 class Recorder:
@@ -165,9 +166,9 @@ class Recorder:
         """Note a record's time; close a pending disconnect gap with it."""
         watch = self._watches.setdefault((symbol, channel), _Watch())
         if watch.gap_from_ms is not None:
-            self._gap(symbol, channel, watch.gap_from_ms, time_ms, "disconnect",
-                      f"reconnection {watch.connections - 1}")  # fmt: skip
-            watch.gap_from_ms = None
+            detail = watch.why or f"reconnection {watch.connections - 1}"
+            self._gap(symbol, channel, watch.gap_from_ms, time_ms, "disconnect", detail)
+            watch.gap_from_ms, watch.why = None, ""
         watch.last_ms = time_ms if watch.last_ms is None else max(watch.last_ms, time_ms)
 
     def _connected(self, symbol: str, channel: str) -> None:
@@ -176,6 +177,13 @@ class Recorder:
         watch.connections += 1
         if watch.connections > 1 and watch.last_ms is not None and watch.gap_from_ms is None:
             watch.gap_from_ms = watch.last_ms
+
+    def _restarted(self, symbol: str, channel: str) -> None:
+        """A channel task failed: what its next stream misses is a gap (nothing refills it)."""
+        watch = self._watches.setdefault((symbol, channel), _Watch())
+        if watch.last_ms is not None and watch.gap_from_ms is None:
+            watch.gap_from_ms = watch.last_ms
+            watch.why = "channel task restarted after a failure; not refilled"
 
     async def flush(self) -> dict[str, int]:
         """Write what the buffer holds (one transaction); returns rows inserted per table."""
@@ -231,6 +239,7 @@ class Recorder:
                 if len(self._occurrences) > 200_000:
                     self._occurrences.popitem(last=False)
                 self._add("stream_trades", rows.trade_row(trade, occurrence))
+                self._seen(symbol, "trade", trade.time_ms)
                 last_ms = trade.time_ms if last_ms is None else max(last_ms, trade.time_ms)
 
     async def _klines(self, symbol: str) -> None:
@@ -241,6 +250,7 @@ class Recorder:
         self._streams.append(stream)
         async with contextlib.aclosing(stream.closed_klines()) as klines:
             async for kline in klines:
+                self._seen(symbol, f"kline_{interval}", kline.open_time_ms)
                 self._add("stream_klines", rows.kline_row(symbol, interval, kline))
 
     async def _snapshots(
@@ -285,7 +295,7 @@ class Recorder:
         for symbol in self.config.instruments:
             depth = self.config.depth_channel
             tasks[f"{symbol}@trade"] = lambda s=symbol: self._trades(s)
-            tasks[f"{symbol}@kline"] = lambda s=symbol: self._klines(s)
+            tasks[f"{symbol}@kline_{self.config.kline_interval}"] = lambda s=symbol: self._klines(s)
             tasks[f"{symbol}@incrDepth"] = lambda s=symbol: self._incr_depth(s)
             tasks[f"{symbol}@{depth}"] = lambda s=symbol, d=depth: self._snapshots(
                 s, d, parse_depth_push, "stream_book", rows.book_row
@@ -315,6 +325,8 @@ class Recorder:
             except Exception:
                 self.stats["task_failures"] += 1
                 log.exception("recorder: %s failed; restarting", name)
+                symbol, _, channel = name.partition("@")
+                self._restarted(symbol, channel)
             if time.monotonic() - started > 60.0:
                 attempt = 0
             delay = backoff_delay(attempt, self.config.restart_backoff)

@@ -199,3 +199,42 @@ def test_writing_the_same_batch_twice_stores_it_once(clean_database: Database) -
     assert again == {"stream_trades": 0, "stream_mark_prices": 0, "stream_gaps": 0}
     assert doubled == {"stream_mark_prices": 0}
     assert count(clean_database, "SELECT count(*) FROM stream_trades") == 50
+
+
+def test_a_failing_channel_restarts_and_its_hole_is_recorded(
+    clean_database: Database, rec_sim: SimulatorServer
+) -> None:
+    from goldrl_dagster.lib.bingx.rest import BingXRestClient
+
+    db = clean_database
+    rest = BingXRestClient(rec_sim.base_url, max_retries=0, sleep=lambda _: None)
+    recorder = Recorder(db, config_for(rec_sim), rest_client=rest)
+
+    async def main() -> dict:
+        async def break_rest() -> None:
+            await asyncio.sleep(1.5)
+            # Every REST call after the drop fails: the refills and book snapshots raise.
+            rec_sim.inject_rest_faults(*([500] * 12))
+            rec_sim.drop_connections()
+
+        side = asyncio.create_task(break_rest())
+        counters = await recorder.run(asyncio.Event(), duration_seconds=4.0)
+        await side
+        return counters
+
+    try:
+        counters = run(main(), timeout=30.0)
+    finally:
+        rec_sim.clear_rest_faults()
+        rest.close()
+    assert counters["task_failures"] >= 1
+    with db.connect() as conn:
+        restarted = conn.execute(
+            "SELECT count(*) FROM stream_gaps WHERE detail LIKE 'channel task restarted%%'"
+        ).fetchone()[0]  # type: ignore[index]
+        late = conn.execute(
+            "SELECT count(*) FROM stream_trades WHERE recorded_at > "
+            "(SELECT max(recorded_at) FROM stream_gaps)"
+        ).fetchone()[0]  # type: ignore[index]
+    assert restarted >= 1  # the hole a failed channel left is on record
+    assert late > 0  # and recording went on after it
