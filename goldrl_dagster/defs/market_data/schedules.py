@@ -17,6 +17,7 @@ from goldrl_dagster.defs.keys import (
     MARK_PRICE_CANDLES,
     MARKET_SNAPSHOT_KEYS,
 )
+from goldrl_dagster.defs.market_data.exchange_bars import EXCHANGE_CANDLES
 from goldrl_dagster.defs.market_data.partitions import MARKET_INSTRUMENTS
 
 SNAPSHOT_JOB = "market_snapshots_job"
@@ -32,10 +33,10 @@ market_snapshots_job = dg.define_asset_job(
 market_daily_feeds_job = dg.define_asset_job(
     DAILY_FEEDS_JOB,
     selection=dg.AssetSelection.assets(
-        CANDLES, CANDLES_MULTI_INTERVAL, FUNDING_RATES, MARK_PRICE_CANDLES
+        CANDLES, CANDLES_MULTI_INTERVAL, EXCHANGE_CANDLES, FUNDING_RATES, MARK_PRICE_CANDLES
     ),
-    description="A finished UTC day of one instrument: 1m candles, higher intervals, funding, "
-    "mark price.",
+    description="A finished UTC day of one instrument: 1m candles, higher intervals, the "
+    "exchange's own 1h/4h/1d bars, funding, mark price.",
 )
 
 market_snapshots_schedule = dg.ScheduleDefinition(
@@ -73,7 +74,7 @@ def daily_run_requests(scheduled_at: datetime, key_prefix: str = "") -> list[dg.
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 def market_daily_feeds(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
-    """Ingest yesterday's candles, higher intervals, funding and mark price per instrument."""
+    """Ingest yesterday's candles, higher intervals, exchange bars, funding and mark price."""
     scheduled = context.scheduled_execution_time or datetime.now(UTC)
     yield from daily_run_requests(scheduled)
 
