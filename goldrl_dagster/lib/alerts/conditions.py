@@ -166,20 +166,25 @@ def gap_alerts(db: Database, now: datetime) -> list[Alert]:
     with db.connect() as conn:
         rows = conn.execute(
             "SELECT instrument, interval, count(*), sum(missing_bars), min(gap_start), "
-            "count(*) FILTER (WHERE status = 'unrecoverable') FROM candle_gaps "
+            "count(*) FILTER (WHERE status = 'unrecoverable'), feed FROM candle_gaps "
             "WHERE status = 'unrecoverable' OR (status IN ('found', 'healing') "
-            "AND first_found_at < %s) GROUP BY instrument, interval ORDER BY 1, 2",
+            "AND first_found_at < %s) GROUP BY feed, instrument, interval ORDER BY 1, 2, 7",
             (now - GAP_GRACE,),
         ).fetchall()
+    # Mark-price and funding gaps share the lifecycle table; their keys name the feed.
     return [
         Alert(
-            f"open_candle_gaps:{instrument}:{interval}",
+            f"open_candle_gaps:{instrument}:{interval}"
+            if feed == "candles"
+            else f"open_candle_gaps:{feed}:{instrument}:{interval}",
             "open_candle_gaps",
             "ticket",
-            f"{instrument} {interval}: {gaps} open candle gap(s), {bars} missing bar(s) from "
-            f"{first.isoformat(timespec='minutes')} ({lost} unrecoverable); see candle_gaps",
+            f"{instrument} {interval}: {gaps} open {'candle' if feed == 'candles' else feed} "
+            f"gap(s), {bars} missing {'settlement' if feed == 'funding_rates' else 'bar'}(s) "
+            f"from {first.isoformat(timespec='minutes')} "
+            f"({lost} unrecoverable); see candle_gaps",
         )
-        for instrument, interval, gaps, bars, first, lost in rows
+        for instrument, interval, gaps, bars, first, lost, feed in rows
     ]
 
 
