@@ -20,6 +20,9 @@ from typing import Any
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import polars as pl
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+)
 
 from expectations.engine import column_of, failed_results, gx_context, run_suite
 from goldrl_dagster.lib.market.candles import CANDLE_SCHEMA, INTERVAL_MS, SOURCES
@@ -239,18 +242,38 @@ def validate_candles(
     outcome = run_suite(
         suite, frame.to_pandas(), parameters=parameters, result_format=result_format
     )
+    return summarise(SUITE_NAME, suite, outcome, open_times)
+
+
+def summarise(
+    name: str,
+    suite: gx.ExpectationSuite,
+    outcome: ExpectationSuiteValidationResult,
+    row_labels: list[str],
+) -> SuiteResult:
+    """Summarise a validation of ``suite`` in suite order, naming offending rows by label.
+
+    Args:
+        name: The suite's name.
+        suite: The suite validated.
+        outcome: Its ``run_suite`` result (GX row indexes are row numbers).
+        row_labels: One label per row of the batch (e.g. ISO open times).
+
+    Returns:
+        The summary.
+    """
     failures = [
         ExpectationFailure(
             expectation=item.expectation_config.type,
             column=column_of(item.expectation_config.kwargs),
             unexpected_count=int(item.result.get("unexpected_count") or 0),
-            sample=_sample(open_times, item.result),
+            sample=_sample(row_labels, item.result),
         )
         for item in failed_results(suite, outcome)
     ]
     evaluated = len(outcome.results)
     return SuiteResult(
-        suite=SUITE_NAME,
+        suite=name,
         success=not failures,
         evaluated=evaluated,
         successful=evaluated - len(failures),

@@ -25,9 +25,9 @@ from expectations.candles import (
     SAMPLE_SIZE,
     ExpectationFailure,
     SuiteResult,
+    summarise,
 )
-from expectations.candles import _sample as sample_times
-from expectations.engine import column_of, failed_results, gx_context, run_suite
+from expectations.engine import gx_context, run_suite
 from goldrl_dagster.lib.market.candles import SOURCES
 from goldrl_dagster.lib.market.funding_intervals import FUNDING_INTERVAL_HOURS, INTERVAL_SOURCES
 
@@ -133,16 +133,4 @@ def validate_funding(
         parameters={"min_rate": -max_abs_rate, "max_abs_rate": max_abs_rate},
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE},
     )
-    failures = [
-        ExpectationFailure(
-            expectation=item.expectation_config.type,
-            column=column_of(item.expectation_config.kwargs),
-            unexpected_count=int(item.result.get("unexpected_count") or 0),
-            sample=sample_times(times, item.result),
-        )
-        for item in failed_results(suite, outcome)
-    ]
-    evaluated = len(outcome.results)
-    return SuiteResult(
-        SUITE_NAME, not failures, evaluated, evaluated - len(failures), tuple(failures)
-    )
+    return summarise(SUITE_NAME, suite, outcome, times)

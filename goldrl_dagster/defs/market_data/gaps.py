@@ -243,50 +243,45 @@ def heal_tick(
     return dg.SensorResult(run_requests=requests)
 
 
-@dg.sensor(
-    name="candle_gap_sensor",
-    target=[CANDLES],
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Scans stored 1m candles of materialized days for missing bars (venue "
+def _gap_sensor(name: str, feed: str, asset: dg.AssetKey, description: str) -> dg.SensorDefinition:
+    """The gap sensor of one feed: :func:`heal_tick` every ``SENSOR_INTERVAL_SECONDS``."""
+
+    @dg.sensor(
+        name=name,
+        target=[asset],
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+    def gap_sensor(
+        context: dg.SensorEvaluationContext, storage: GoldrlStorage
+    ) -> dg.SensorResult | dg.SkipReason:
+        return heal_tick(context, storage, feed, asset)
+
+    return gap_sensor
+
+
+candle_gap_sensor = _gap_sensor(
+    "candle_gap_sensor",
+    gap_store.CANDLES,
+    CANDLES,
+    "Scans stored 1m candles of materialized days for missing bars (venue closures excepted), "
+    "records each gap's lifecycle and re-requests the affected days.",
+)
+mark_price_gap_sensor = _gap_sensor(
+    "mark_price_gap_sensor",
+    gap_store.MARK_PRICE_CANDLES,
+    MARK_PRICE_CANDLES,
+    "Scans stored 1m mark-price candles of materialized days for missing minutes (venue "
     "closures excepted), records each gap's lifecycle and re-requests the affected days.",
 )
-def candle_gap_sensor(
-    context: dg.SensorEvaluationContext, storage: GoldrlStorage
-) -> dg.SensorResult | dg.SkipReason:
-    """Heal gaps in stored candles by re-materializing the days that hold them."""
-    return heal_tick(context, storage, gap_store.CANDLES, CANDLES)
-
-
-@dg.sensor(
-    name="mark_price_gap_sensor",
-    target=[MARK_PRICE_CANDLES],
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Scans stored 1m mark-price candles of materialized days for missing minutes "
-    "(venue closures excepted), records each gap's lifecycle and re-requests the affected days.",
+funding_gap_sensor = _gap_sensor(
+    "funding_gap_sensor",
+    gap_store.FUNDING_RATES,
+    FUNDING_RATES,
+    "Scans stored funding settlements of materialized days for missing ones (each expected at "
+    "its own established interval), records each gap's lifecycle and re-requests the days.",
 )
-def mark_price_gap_sensor(
-    context: dg.SensorEvaluationContext, storage: GoldrlStorage
-) -> dg.SensorResult | dg.SkipReason:
-    """Heal gaps in stored mark-price candles by re-materializing the days that hold them."""
-    return heal_tick(context, storage, gap_store.MARK_PRICE_CANDLES, MARK_PRICE_CANDLES)
-
-
-@dg.sensor(
-    name="funding_gap_sensor",
-    target=[FUNDING_RATES],
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Scans stored funding settlements of materialized days for missing ones (each "
-    "expected at its own established interval), records each gap's lifecycle and re-requests "
-    "the affected days.",
-)
-def funding_gap_sensor(
-    context: dg.SensorEvaluationContext, storage: GoldrlStorage
-) -> dg.SensorResult | dg.SkipReason:
-    """Heal missing funding settlements by re-materializing the days that should hold them."""
-    return heal_tick(context, storage, gap_store.FUNDING_RATES, FUNDING_RATES)
 
 
 def ensure_no_open_gaps(
