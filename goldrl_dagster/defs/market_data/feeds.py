@@ -270,7 +270,9 @@ def premium_index(
     """Mark price, index price and current funding (rate, next time, interval) per instrument.
 
     One snapshot per configured instrument per materialization, stamped with the exchange's
-    time; the funding interval is stored as BingX reports it (1, 2, 4 or 8 h, or empty).
+    time; the funding interval is stored as BingX reports it (1, 2, 4 or 8 h, or empty). A
+    snapshot's interval is what ``market/funding_rates`` later stores as the interval of the
+    settlement it announced (``nextFundingTime``; source ``premium_index``).
     """
     db = storage.runtime().db
     with bingx.client() as client:
