@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from goldrl_dagster.cli import app
 from goldrl_dagster.lib.datasets.gap_policy import CARRIED_FORWARD, SEGMENT
 from goldrl_dagster.lib.datasets.loading import load_dataset
+from goldrl_dagster.lib.evaluation.model_evaluation import EvaluationSettings, evaluate_model
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.train import TrainConfig
 from goldrl_dagster.lib.rl.training_run import run_training
@@ -70,6 +71,14 @@ def world(database, settings, tmp_path_factory):
     yield {"db": database, "runner": CliRunner(), "tmp": tmp_path_factory.mktemp("rules")}
     mp.undo()
     with database.connect() as conn:
+        ours = (
+            "SELECT model_id FROM models WHERE dataset_hash IN (SELECT dataset_hash FROM "
+            "dataset_versions WHERE instruments = ARRAY[%s] AND window_start < %s)"
+        )
+        conn.execute(
+            f"DELETE FROM evaluation_reports WHERE model_id IN ({ours})",
+            (SYMBOL, datetime(2020, 1, 1, tzinfo=UTC)),
+        )
         conn.execute(
             "DELETE FROM models WHERE dataset_hash IN (SELECT dataset_hash FROM "
             "dataset_versions WHERE instruments = ARRAY[%s] AND window_start < %s)",
@@ -160,6 +169,10 @@ def test_earliest_rules_train_a_policy_on_5m_recorded_as_assumed(world):
         == instrument_at(runtime.db, SYMBOL, earliest).content_sha256()
     )
     assert card["instrument_rules_sha256"] == card["contract_rules"]["rules_sha256"]
+    # The walk-forward evaluation in Nautilus finds the same rules for the held-out 5m bars.
+    report = evaluate_model(runtime, outcome.model_id, settings=EvaluationSettings(n_folds=2))
+    assert report.record.dataset_hash == digest
+    assert len(report.record.folds) == 2
 
 
 @pytest.mark.slow
