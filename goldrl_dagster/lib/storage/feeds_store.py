@@ -511,11 +511,24 @@ def store_funding_rates(db: Database, frame: pl.DataFrame) -> FundingWrite:
     )
     changed_neighbours = (
         result.filter(~pl.col("new"))
-        .join(others.select(*key, pl.col("funding_interval_source").alias("was")), on=key)
-        .filter(pl.col("funding_interval_source").ne_missing(pl.col("was")))
+        .join(
+            others.select(
+                *key,
+                pl.col("funding_interval_hours").alias("was_hours"),
+                pl.col("funding_interval_source").alias("was"),
+            ),
+            on=key,
+        )
+        .filter(
+            pl.col("funding_interval_source").ne_missing(pl.col("was"))
+            | pl.col("funding_interval_hours").ne_missing(pl.col("was_hours"))
+        )
     )
     rows = pl.concat(
-        [result.filter(pl.col("new")).drop("new"), changed_neighbours.drop("new", "was")]
+        [
+            result.filter(pl.col("new")).drop("new"),
+            changed_neighbours.drop("new", "was", "was_hours"),
+        ]
     )
     _write(db, "funding_rates", rows)
     new_keys = {(i, t) for i, t in frame.select(key).iter_rows()}

@@ -160,3 +160,17 @@ def test_interval_provenance_is_validated(clean_database):
     )
     with pytest.raises(ValueError, match="unknown funding interval source"):
         fs.write_funding_rates(clean_database, worse)
+
+
+def test_settlements_found_later_correct_their_neighbours_intervals(clean_database):
+    db = clean_database
+    # Every other 4 h settlement fetched first looks like an 8 h series ...
+    fs.store_funding_rates(db, frame([T0 + k * 8 * H for k in range(4)]))
+    assert fs.read_feed(db, "funding_rates", SYMBOL, *WIDE)["funding_interval_hours"].to_list() == [
+        None, 8, 8, 8,
+    ]  # fmt: skip
+    # ... until the ones in between arrive: the stored neighbours are re-derived as 4 h.
+    outcome = fs.store_funding_rates(db, frame([T0 + 4 * H + k * 8 * H for k in range(3)]))
+    stored = fs.read_feed(db, "funding_rates", SYMBOL, *WIDE)
+    assert stored["funding_interval_hours"].to_list() == [None] + [4] * 6
+    assert outcome.neighbours_updated == 3
