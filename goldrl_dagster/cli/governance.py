@@ -107,7 +107,7 @@ def evaluate(
 
 
 def _window_request(runtime: Any, model_id: str, start: str, end: str) -> Any:
-    """The dataset request of a window on the model's market, feature set and reward."""
+    """The dataset request of a window on the model's market, feature set, reward and policies."""
     from goldrl_dagster.lib.datasets.request import DatasetRequest, parse_day
     from goldrl_dagster.lib.features.spec import feature_set_by_fingerprint
     from goldrl_dagster.lib.storage.registry import load_dataset_record, load_model_record
@@ -123,6 +123,8 @@ def _window_request(runtime: Any, model_id: str, start: str, end: str) -> Any:
         feature_set=spec.name,
         feature_set_version=spec.version,
         reward=str(trained_on.config.get("reward", "equity_change_after_costs")),
+        gap_policy=str(trained_on.config.get("gap_policy", "refuse")),
+        rules_before_listing=str(trained_on.config.get("rules_before_listing", "refuse")),
     )
 
 
