@@ -6,9 +6,10 @@ connection from a REST depth snapshot, applies the pushes in sequence, and when 
 skipped (an update lost) takes a fresh REST snapshot: the book is never built on a hole. Each
 resync is reported (:class:`BookResync`) so the recorder can store it as an event.
 
-A REST snapshot carries no update id, so levels it holds that later pushes never mention can
-linger: after each update the book drops, on a crossed top, the older of the two crossing
-levels, and keeps at most ``max_levels`` per side.
+A REST snapshot carries no update id: the push that revealed the gap is applied only when it is
+newer than the snapshot (by exchange time), and levels the snapshot holds that later pushes
+never mention can linger. After each update the book therefore drops, on a crossed top, the
+older of the two crossing levels, and keeps at most ``max_levels`` per side.
 """
 
 from __future__ import annotations
@@ -196,11 +197,12 @@ class IncrDepthStream:
                 "%s: lastUpdateId %d after %d (expected %d); resyncing from REST",
                 self.stream.data_type, update.update_id, self._last_id, expected,
             )  # fmt: skip
-            await self._snapshot()
+            snapshot_ms = await self._snapshot()
             out.append(
                 BookResync(self.symbol, update.time_ms, "sequence_skip", expected, update.update_id)
             )
-            self.book.apply(update.bids, update.asks, update.update_id)
+            if update.time_ms > snapshot_ms:  # the snapshot does not include it yet
+                self.book.apply(update.bids, update.asks, update.update_id)
         else:
             self.book.apply(update.bids, update.asks, update.update_id)
         self._last_id = update.update_id
