@@ -108,3 +108,56 @@ def test_the_book_drops_the_older_level_of_a_crossed_top() -> None:
     assert len(book.levels("bids")) == 3  # trimmed to max_levels
     with pytest.raises(ValueError, match="max_levels"):
         OrderBook(0)
+
+
+@pytest.mark.parametrize(
+    ("parse", "message", "problem"),
+    [
+        (
+            parse_depth_push,
+            {"dataType": "X-USDT@depth5", "data": {"bids": [["101", "1"]], "asks": [["100", "1"]]}},
+            "crossed book",
+        ),
+        (
+            parse_depth_push,
+            {"dataType": "X-USDT@depth5", "data": {"bids": "x", "asks": []}},
+            "'bids' is not a list",
+        ),
+        (
+            parse_incr_depth_push,
+            {
+                "dataType": "X-USDT@incrDepth",
+                "data": {"action": "diff", "lastUpdateId": 1, "bids": [], "asks": []},
+            },
+            "'action' is 'diff'",
+        ),
+        (
+            parse_incr_depth_push,
+            {"dataType": "X-USDT@incrDepth", "data": {"action": "update", "bids": [], "asks": []}},
+            "'lastUpdateId' is missing",
+        ),
+        (
+            parse_ticker_push,
+            {"dataType": "X-USDT@ticker", "data": {"c": "1", "o": "1"}},
+            "'h' is missing",
+        ),
+        (
+            parse_mark_price_push,
+            {"dataType": "X-USDT@markPrice", "data": {"p": "-1"}},
+            "not positive",
+        ),
+        (
+            parse_book_ticker_push,
+            {"dataType": "X-USDT@bookTicker", "data": {"b": "2", "B": "1", "a": "1", "A": "1"}},
+            "crossed",
+        ),
+        (parse_mark_price_push, {"dataType": "nonsense", "data": {"p": "1"}}, "not SYMBOL@channel"),
+    ],
+)
+def test_malformed_pushes_are_refused_with_the_problem_named(
+    parse: object, message: dict, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse(message, 0)  # type: ignore[operator]
+    errors: list[ValueError] = []
+    assert parse(message, 0, errors=errors) == [] and len(errors) == 1  # type: ignore[operator]
