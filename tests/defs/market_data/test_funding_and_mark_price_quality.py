@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
+import httpx
 import pytest
 
 from goldrl_dagster.defs import keys
@@ -30,6 +31,7 @@ from goldrl_dagster.defs.market_data.gaps import (
 )
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.jobs_in_process import load_definitions
+from goldrl_dagster.lib.bingx.rest import FUNDING_RATE_PATH, PREMIUM_INDEX_PATH
 from goldrl_dagster.lib.market.closures import NO_CLOSURES
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.bulk import read_frame
@@ -109,6 +111,19 @@ def env(settings, database):
         yield state
         _forget(state["db"])
         mp.undo()
+
+
+def test_the_simulated_history_omits_the_interval_and_the_premium_index_states_it(env):
+    window = {
+        "symbol": SYMBOL,
+        "startTime": int((CHANGE - 16 * H).timestamp() * 1000),
+        "endTime": int((CHANGE + 8 * H).timestamp() * 1000),
+    }
+    history = httpx.get(env["base_url"] + FUNDING_RATE_PATH, params=window).json()["data"]
+    # endTime is inclusive: 00:00, 08:00, 16:00 (8 h), then 20:00 and 00:00 (4 h).
+    assert len(history) == 5 and all("fundingIntervalHours" not in row for row in history)
+    index = httpx.get(env["base_url"] + PREMIUM_INDEX_PATH, params={"symbol": SYMBOL}).json()
+    assert index["data"]["fundingIntervalHours"] == 4  # the interval now, after the change
 
 
 def test_each_settlement_gets_its_own_interval_across_the_change(env):
