@@ -32,6 +32,9 @@ THIN_FIRST = datetime(2019, 7, 1, tzinfo=UTC)
 THIN_DAYS = ("2019-07-02", "2019-07-03")
 # Holes in the 1m thin market: 2 bars on the first dataset day, 1 bar on the second.
 THIN_HOLES = ((1440 + 600, 2), (2 * 1440 + 300, 1))
+# 5m history with a 2-bar hole on its first dataset day (10:20 UTC).
+HOLED_FIRST = datetime(2019, 8, 1, tzinfo=UTC)
+HOLED_DAYS = ("2019-08-02", "2019-08-03")
 LISTED = datetime(2024, 1, 2, tzinfo=UTC)
 RULES = InstrumentSpec(
     symbol=SYMBOL, asset="PAXG", currency="USDT", price_precision=2, quantity_precision=3,
@@ -68,6 +71,10 @@ def world(database, settings, tmp_path_factory):
     _replace_candles(database, five, FIVE_MIN_FIRST, 3)
     thin = thin_market_candles(3 * 1440, 6, start=THIN_FIRST, instrument=SYMBOL, missing=THIN_HOLES)
     _replace_candles(database, thin, THIN_FIRST, 3)
+    holed = thin_market_candles(
+        3 * 288, 7, interval="5m", start=HOLED_FIRST, instrument=SYMBOL, missing=((400, 2),)
+    )
+    _replace_candles(database, holed, HOLED_FIRST, 3)
     yield {"db": database, "runner": CliRunner(), "tmp": tmp_path_factory.mktemp("rules")}
     mp.undo()
     with database.connect() as conn:
@@ -277,3 +284,16 @@ def test_carry_forward_fills_short_holes_with_flagged_flat_bars(world):
     assert refused.exit_code == 1
     assert "longer than the carry_forward limit of 1" in refused.output
     assert "2019-07-02 10:00" in refused.output
+
+
+def test_a_hole_in_5m_history_is_refused_or_built_around_by_policy(world):
+    refused = _build(world, HOLED_DAYS, "--interval", "5m")
+    assert refused.exit_code == 1
+    assert "gap policy refuse" in refused.output
+    assert "hole 2019-08-02 09:20..2019-08-02 09:30 UTC, 2 bar(s)" in refused.output
+    built = _build(world, HOLED_DAYS, "--interval", "5m", "--gaps", "segments")
+    assert built.exit_code == 0, built.output
+    dataset = load_dataset(open_runtime(), _hash(built.output))
+    assert dataset.record.lineage["gap_policy"]["segments"] == 2
+    # The run after the hole warms up afresh: core v1's 239 bars of it are not rows.
+    assert dataset.record.row_count == 2 * 288 - 2 - 239
