@@ -25,7 +25,9 @@ def build(
     instrument: Annotated[str, typer.Option(help="Instrument, e.g. XAUT-USDT (aliases work).")],
     start: Annotated[str, typer.Option(help="First UTC day, YYYY-MM-DD.")],
     end: Annotated[str, typer.Option(help="Last UTC day (included), YYYY-MM-DD.")],
-    interval: Annotated[str, typer.Option(help="Bar interval.")] = "1m",
+    interval: Annotated[
+        str, typer.Option(help="Bar interval of the stored candles (1m, 5m, 15m, 1h, …).")
+    ] = "1m",
     feature_set: Annotated[
         str, typer.Option(help="Feature set NAME[:VERSION]; the highest version by default.")
     ] = "ta",
