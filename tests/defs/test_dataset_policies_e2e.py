@@ -297,3 +297,24 @@ def test_a_hole_in_5m_history_is_refused_or_built_around_by_policy(world):
     assert dataset.record.lineage["gap_policy"]["segments"] == 2
     # The run after the hole warms up afresh: core v1's 239 bars of it are not rows.
     assert dataset.record.row_count == 2 * 288 - 2 - 239
+
+
+@pytest.mark.slow
+def test_the_trained_policy_asset_trains_on_proxy_history_and_says_the_rules_are_assumed(world):
+    from goldrl_dagster.defs.keys import TRAINED_POLICY
+    from goldrl_dagster.jobs_in_process import JobRunError, goldrl_jobs, metadata_values
+
+    jobs = goldrl_jobs()
+    small = {"total_timesteps": 128, "n_envs": 1, "n_steps": 64, "batch_size": 64}
+    run_config = {"ops": {"models__trained_policy": {"config": {**small, "episode_length": 64}}}}
+    refused = _build(world, FIVE_MIN_DAYS, "--interval", "5m")
+    key = load_dataset(open_runtime(), _hash(refused.output)).record.lineage["partition_key"]
+    with pytest.raises(JobRunError, match="--rules-before-listing=earliest"):
+        jobs.materialize([TRAINED_POLICY], partition_key=key, run_config=run_config)
+    chosen = _build(world, FIVE_MIN_DAYS, "--interval", "5m", "--rules-before-listing", "earliest")
+    key = load_dataset(open_runtime(), _hash(chosen.output)).record.lineage["partition_key"]
+    result = jobs.materialize([TRAINED_POLICY], partition_key=key, run_config=run_config)
+    event = result.get_asset_materialization_events()[0]
+    meta = metadata_values(event.step_materialization_data.materialization)
+    assert meta["contract_rules"] == "earliest_known (assumed)"
+    assert meta["card"]["contract_rules"]["assumed"] is True

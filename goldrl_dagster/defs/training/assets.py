@@ -119,8 +119,11 @@ def trained_policy(
         outcome.steps_per_second, outcome.weights_sha256[:12],
     )  # fmt: skip
     card = outcome.card
+    rules = card.get("contract_rules")
     return dg.MaterializeResult(
         metadata={
+            # Rules before the listing are assumed (declared or the earliest known): say so.
+            "contract_rules": f"{rules['basis']} (assumed)" if rules else "exchange",
             "model_id": outcome.model_id,
             "algorithm": train_config.algorithm,
             "dataset_hash": dataset_hash,
