@@ -109,7 +109,8 @@ def funding_rates(
     ``market/premium_index`` snapshot that announced the settlement, or two consecutive equal
     settlement spacings), with its provenance in ``funding_interval_source``. Rows it cannot
     establish stay null and are reported (``funding_interval_known``, WARN); stored neighbours
-    the day's rows confirm are updated too.
+    the day's rows confirm are updated too. A premium-index interval the spacing contradicts
+    is kept and recorded as a ``funding_interval_conflict`` data-quality finding.
 
     After writing, the day is scanned for missing settlements (each expected at its own
     interval): gaps this run filled are healed, the rest recorded for ``funding_gap_sensor``
@@ -132,6 +133,25 @@ def funding_rates(
         if rates
         else None
     )
+    if outcome is not None and outcome.conflicts:
+        # A premium-index statement the settlement spacing contradicts: kept (the index wins),
+        # and recorded for the data-quality marts.
+        feeds_store.write_findings(
+            db,
+            [
+                {
+                    "kind": "funding_interval_conflict",
+                    "instrument": c.instrument,
+                    "at": c.funding_time,
+                    "severity": "warning",
+                    "detail": {
+                        "premium_index_hours": c.premium_index_hours,
+                        "spacing_hours": c.spacing_hours,
+                    },
+                }
+                for c in outcome.conflicts
+            ],
+        )
     # Settlements due within the grace before now may not be published yet: not expected.
     due_end = min(end, datetime.fromtimestamp(now_ms / 1000, tz=UTC) - FUNDING_PUBLISH_GRACE)
     window = (max(start, listed), due_end)

@@ -31,9 +31,11 @@ from goldrl_dagster.defs.market_data.gaps import (
 )
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.jobs_in_process import load_definitions
+from goldrl_dagster.lib.bingx.models import PremiumIndex
 from goldrl_dagster.lib.bingx.rest import FUNDING_RATE_PATH, PREMIUM_INDEX_PATH
 from goldrl_dagster.lib.market.closures import NO_CLOSURES
 from goldrl_dagster.lib.runtime import open_runtime
+from goldrl_dagster.lib.storage import feeds_store as fs
 from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.gap_store import FUNDING_RATES, open_gaps
 
@@ -253,15 +255,61 @@ def test_missing_mark_price_minutes_are_found_healed_and_checked(env):
 def test_mark_price_freshness_judges_the_newest_mark_price_bar(env, monkeypatch):
     storage = GoldrlStorage()
     bingx = BingXMarketData(storage=storage, base_url=env["base_url"])
-    # The newest stored mark-price bar (03-08 23:59) is about a day behind the venue's clock.
-    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", "60")
-    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES", "120")
+    newest = read_frame(
+        env["db"],
+        "SELECT max(open_time) AS t FROM mark_price_candles WHERE instrument = $1 "
+        "AND interval = '1m'",
+        [SYMBOL],
+    )["t"][0].astimezone(UTC)
+    # The simulator's clock runs 60x: the newest stored bar is minutes to days old by now.
+    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", "1")
+    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES", "2")
     stale = mark_price_freshness(storage=storage, bingx=bingx)
     assert not stale.passed and stale.severity == dg.AssetCheckSeverity.ERROR
     series = {s["instrument"]: s for s in stale.metadata["series"].value}
-    assert series[SYMBOL]["latest_open_time"] == (D8 + 24 * H - timedelta(minutes=1)).isoformat()
-    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", str(3 * 24 * 60))
-    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES", str(4 * 24 * 60))
+    assert series[SYMBOL]["latest_open_time"] == newest.isoformat()
+    assert series[SYMBOL]["level"] == "error"
+    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES", str(30 * 24 * 60))
+    monkeypatch.setenv("GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES", str(60 * 24 * 60))
     relaxed = mark_price_freshness(storage=storage, bingx=bingx)
     levels = {s["instrument"]: s["level"] for s in relaxed.metadata["series"].value}
     assert levels[SYMBOL] == "ok"
+
+
+def test_a_premium_index_statement_wins_and_a_contradiction_is_a_finding(env):
+    db = env["db"]
+    settles = CHANGE + 12 * H  # 03-09 04:00, a 4 h settlement by its spacing
+    snapshot = fs.premium_index_frame(
+        [PremiumIndex(SYMBOL, ms(settles - H), 3000.0, 2999.0, 1e-4, ms(settles), 2)], "simulator"
+    )
+    fs.write_premium_index(db, snapshot)
+    try:
+        result = run(env, [keys.FUNDING_RATES], DAYS[2])
+        row = next(r for r in stored_funding(db) if r[0] == settles)
+        assert row[1:] == (2, "premium_index")
+        findings = fs.read_findings(db, kind="funding_interval_conflict", instrument=SYMBOL)
+        assert findings.height == 1
+        finding = findings.row(0, named=True)
+        assert finding["at"] == settles and '"spacing_hours": 4' in finding["detail"]
+        conflicts = result.asset_materializations_for_node("market__funding_rates")[0].metadata
+        assert conflicts["interval_conflicts"].value[0]["premium_index_hours"] == 2
+        # Taken at its word, a 2 h period means 02:00 settled too: a missing settlement.
+        assert not checks(result)[FUNDING_GAPS_CHECK].passed
+    finally:
+        with db.connect() as conn:
+            conn.execute(
+                "DELETE FROM premium_index_snapshots WHERE instrument = %s AND snapshot_time = %s",
+                (SYMBOL, settles - H),
+            )
+            conn.execute(
+                "DELETE FROM data_quality_findings WHERE instrument = %s "
+                "AND kind = 'funding_interval_conflict'",
+                (SYMBOL,),
+            )
+            conn.commit()
+        _delete_settlement(db, settles)
+    assert checks(run(env, [keys.FUNDING_RATES], DAYS[2]))[FUNDING_GAPS_CHECK].passed
+
+
+def ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
