@@ -280,6 +280,8 @@ def test_carry_forward_fills_short_holes_with_flagged_flat_bars(world):
         datetime(2019, 7, 3, 5, 0, tzinfo=UTC),
     ]
     assert (flat["volume"] == 0.0).all() and (flat["high"] == flat["low"]).all()
+    again = _build(world, THIN_DAYS, "--gaps", "carry_forward:2")
+    assert _hash(again.output) == dataset.record.dataset_hash
     refused = _build(world, THIN_DAYS, "--gaps", "carry_forward:1")
     assert refused.exit_code == 1
     assert "longer than the carry_forward limit of 1" in refused.output
