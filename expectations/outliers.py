@@ -180,18 +180,7 @@ def validate_returns(
     )
     (item,) = outcome.results
     raise_if_errored(item)
-    flagged = frame.filter(pl.col(MOVE_COLUMN) > limit)
-    listed = tuple(
-        ReturnOutlier(
-            instrument=row["instrument"],
-            open_time=row["open_time"].isoformat(),
-            move=float(row[MOVE_COLUMN]),
-            reference_close=float(row["reference_close"]),
-            high=float(row["high"]),
-            low=float(row["low"]),
-        )
-        for row in flagged.head(MAX_LISTED).iter_rows(named=True)
-    )
+    listed = listed_outliers(frame.filter(pl.col(MOVE_COLUMN) > limit))
     count = int(item.result.get("unexpected_count") or 0)
     failures = (
         ()
@@ -207,3 +196,25 @@ def validate_returns(
     )
     result = SuiteResult(SUITE_NAME, bool(item.success), 1, int(bool(item.success)), failures)
     return ReturnOutlierReport(result, limit, listed, count)
+
+
+def listed_outliers(flagged: pl.DataFrame) -> tuple[ReturnOutlier, ...]:
+    """The first ``MAX_LISTED`` flagged bars as records.
+
+    Args:
+        flagged: Bars of :func:`bar_moves` whose move is over the threshold.
+
+    Returns:
+        One :class:`ReturnOutlier` per listed bar, in the frame's order.
+    """
+    return tuple(
+        ReturnOutlier(
+            instrument=row["instrument"],
+            open_time=row["open_time"].isoformat(),
+            move=float(row[MOVE_COLUMN]),
+            reference_close=float(row["reference_close"]),
+            high=float(row["high"]),
+            low=float(row["low"]),
+        )
+        for row in flagged.head(MAX_LISTED).iter_rows(named=True)
+    )

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
-from expectations.outliers import MAX_LISTED, MOVE_COLUMN, ReturnOutlier, bar_moves
+from expectations.outliers import MOVE_COLUMN, ReturnOutlier, bar_moves, listed_outliers
 from expectations.outliers import return_threshold as _return_threshold
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.market.candles import CANDLE_KEY, INTERVAL_MS, conform_candles
@@ -527,18 +527,7 @@ def _outliers(frame: pl.DataFrame, interval: str) -> tuple[tuple[ReturnOutlier, 
     """Return outliers of the return-outlier suite, computed in polars (no GX)."""
     limit = _return_threshold(interval)
     flagged = bar_moves(frame).filter(pl.col(MOVE_COLUMN) > limit)
-    listed = tuple(
-        ReturnOutlier(
-            instrument=row["instrument"],
-            open_time=row["open_time"].isoformat(),
-            move=float(row[MOVE_COLUMN]),
-            reference_close=float(row["reference_close"]),
-            high=float(row["high"]),
-            low=float(row["low"]),
-        )
-        for row in flagged.head(MAX_LISTED).iter_rows(named=True)
-    )
-    return listed, flagged.height
+    return listed_outliers(flagged), flagged.height
 
 
 def _naive_error(path: Path, parsed: pl.DataFrame) -> CandleImportError:
