@@ -151,6 +151,7 @@ def _attribution(report):
     return json.loads(values) if isinstance(values, str) else values
 
 
+@pytest.mark.slow  # the paper session and its Nautilus replay: about 45 s for the module
 def test_a_paper_session_agrees_with_its_backtest_on_every_bar(paper_day, database):
     meta, check = _materialize(paper_day["day"])
     decided = paper_day["decisions"].height
@@ -203,6 +204,7 @@ def _live_observation_digests(db, policy, decisions, candles):
     return digests, targets
 
 
+@pytest.mark.slow  # the paper session and its Nautilus replay: about 45 s for the module
 def test_a_planted_candle_is_flagged_on_exactly_the_bars_it_changes(paper_day, database):
     runtime = open_runtime()
     model = load_model_record(database, MODEL_ID)
@@ -263,6 +265,7 @@ def test_a_planted_candle_is_flagged_on_exactly_the_bars_it_changes(paper_day, d
     assert first_divergence == min(changed) == when
 
 
+@pytest.mark.slow  # the paper session and its Nautilus replay: about 45 s for the module
 def test_the_parity_mart_has_one_row_per_report_with_the_gap_by_cause(
     paper_day, database, tmp_path
 ):

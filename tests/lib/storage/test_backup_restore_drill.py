@@ -119,6 +119,8 @@ def _position(account: str) -> Decimal:
     return rows[0][0] if rows else Decimal(0)
 
 
+# About 40 s (a paper session before and after the restore): in the slow suite.
+@pytest.mark.slow
 def test_drill_backup_destroy_home_restore_and_the_engine_reconciles_and_trades_on(
     homes, simulator, monkeypatch, tmp_path
 ):
