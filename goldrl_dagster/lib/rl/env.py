@@ -19,6 +19,12 @@ Timeline of one step at bar ``t`` (bar ``t`` has closed, the agent saw its featu
    ``drawdown_penalty × reward_scale ×`` the growth of the drawdown from the episode's equity
    peak (fraction of the starting equity), so a policy that churns or digs deeper holes than it
    needs to is taught otherwise.
+
+Bar constraints (``constraints``, from a dataset's ``segment`` / ``carried_forward`` columns,
+see ``bar_constraints``): at a segment's last bar the target is forced flat, so the position is
+closed at that bar's close with fee and slippage and the step across the hole holds nothing;
+on a carried (filled) bar the action is ignored and the position held (no order). Without
+constraints every step is exactly as described above.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from goldrl_dagster.lib.rl.bar_constraints import BarConstraints
 from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values
 from goldrl_dagster.lib.rl.observation import (
     ACTION_TO_POSITION,
@@ -94,6 +101,8 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         reward_scale: Multiplies the reward (equity change / initial equity).
         step_info: Return the accounting ``info`` dict from ``step``; training turns it off
             because SB3's vectorised envs deep-copy every info dict on every step.
+        constraints: Segment ends (closed flat at their close) and carried bars (the action
+            is ignored, the position held); ``None``: every bar is tradable.
 
     Raises:
         ValueError: If shapes disagree, values are not finite, closes are not positive, there
@@ -121,6 +130,7 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         step_info: bool = True,
         turnover_penalty: float = 0.0,
         drawdown_penalty: float = 0.0,
+        constraints: BarConstraints | None = None,
     ) -> None:
         super().__init__()
         feats = np.asarray(features)
@@ -159,6 +169,20 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         self._turnover_penalty = _non_negative("turnover_penalty", turnover_penalty)
         self._drawdown_penalty = _non_negative("drawdown_penalty", drawdown_penalty)
         self._peak = self._drawdown = 0.0
+        if constraints is not None and not isinstance(constraints, BarConstraints):
+            raise ValueError(
+                f"constraints must be BarConstraints, got {type(constraints).__name__}"
+            )
+        if constraints is not None and len(constraints) != n:
+            raise ValueError(
+                f"constraints must have one flag per bar ({n}), got {len(constraints)}"
+            )
+        # Lists for the per-step lookups; None keeps the unconstrained path untouched.
+        self._flatten: list[bool] | None = None
+        self._hold: list[bool] | None = None
+        if constraints is not None and constraints.any:
+            self._flatten = constraints.flatten.tolist()
+            self._hold = constraints.hold.tolist()
         slippage = cost_model.slippage_fractions(per_bar_values("bar_ranges", bar_ranges, n))
         funding = per_bar_values("funding_rates", funding_rates, n)
         if not cost_model.charge_funding:
@@ -286,7 +310,8 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
 
         Args:
             action: Index into ``ACTION_TO_POSITION`` (discrete) or a target position in
-                ``[-1, 1]`` (continuous).
+                ``[-1, 1]`` (continuous). Validated always; overridden at a segment's last
+                bar (flat) and on a carried bar (the position held).
 
         Returns:
             ``(observation, reward, terminated, truncated, info)``; ``info`` holds ``t``,
@@ -307,6 +332,12 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         costs = self._cost_model
         fee = slippage = fill = delta = 0.0
         before = self._position
+        closing = False
+        if self._flatten is not None and self._hold is not None:
+            if self._flatten[t]:  # the next bar lies beyond a hole: close here
+                target, closing = 0.0, True
+            elif self._hold[t]:  # a carried bar has no market: hold
+                target = self._position
         # Holding the same target never trades, so equity sizing does not re-size every bar.
         if target != self._position:
             if self._order_quantity is None:
@@ -318,7 +349,9 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
             delta = wanted - self._quantity
         if delta != 0.0:
             size = abs(delta)
-            if self._order_quantity is None or self._continuous:
+            if closing:
+                sendable = True  # closing the whole position is always sent
+            elif self._order_quantity is None or self._continuous:
                 sendable = size >= costs.min_quantity and size * close >= costs.min_notional
             else:
                 sendable = True  # checked once at construction

@@ -34,6 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from goldrl_dagster.lib.rl.bar_constraints import BarConstraints
 from goldrl_dagster.lib.rl.costs import CostModel
 from goldrl_dagster.lib.rl.env import GoldTradingEnv
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, observation_size
@@ -250,6 +251,7 @@ def fit_policy(
     *,
     bar_ranges: np.ndarray | None = None,
     funding_rates: np.ndarray | None = None,
+    constraints: BarConstraints | None = None,
 ) -> TrainedPolicy:
     """Train on ``GoldTradingEnv`` with normalised observations, deterministically.
 
@@ -266,6 +268,7 @@ def fit_policy(
             training and once at the end.
         bar_ranges: Per-bar ``(high - low) / close`` for volatility slippage (``None``: 0).
         funding_rates: Per-bar funding rate of events settling in the bar (``None``: none).
+        constraints: Segment ends and carried bars (see ``GoldTradingEnv``); ``None``: none.
 
     Returns:
         The trained model, its normaliser and checkpoints.
@@ -283,6 +286,8 @@ def fit_policy(
         "bar_ranges": bar_ranges,
         "funding_rates": funding_rates,
     }
+    if constraints is not None:
+        env_kwargs["constraints"] = constraints
     template = GoldTradingEnv(feats, prices, cost_model, **env_kwargs)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -433,6 +438,7 @@ def train_policy(
     *,
     bar_ranges: np.ndarray | None = None,
     funding_rates: np.ndarray | None = None,
+    constraints: BarConstraints | None = None,
 ) -> Path:
     """Train a policy and write its bundle (model, normaliser, card, checkpoints).
 
@@ -448,6 +454,7 @@ def train_policy(
         progress: Called as ``progress(done_steps, total_timesteps)`` during training.
         bar_ranges: Per-bar ``(high - low) / close`` for volatility slippage.
         funding_rates: Per-bar funding rates (events settling in the bar).
+        constraints: Segment ends and carried bars (see ``GoldTradingEnv``).
 
     Returns:
         ``out_path``.
@@ -458,6 +465,6 @@ def train_policy(
     _check_card(card)  # fail before spending the training time
     trained = fit_policy(
         features, closes, cost_model, config, progress,
-        bar_ranges=bar_ranges, funding_rates=funding_rates,
+        bar_ranges=bar_ranges, funding_rates=funding_rates, constraints=constraints,
     )  # fmt: skip
     return write_bundle(trained, card, out_path)

@@ -22,6 +22,7 @@ import polars as pl
 from goldrl_dagster.lib.datasets.build import FUNDING_RATE
 from goldrl_dagster.lib.datasets.contract_rules import REFUSE, resolve_contract_rules
 from goldrl_dagster.lib.features.spec import FeatureSetSpec, feature_set_by_fingerprint
+from goldrl_dagster.lib.rl.bar_constraints import BarConstraints, bar_constraints
 from goldrl_dagster.lib.rl.costs import CostModel, relative_ranges
 from goldrl_dagster.lib.rl.policy import load_policy
 from goldrl_dagster.lib.rl.rewards import DEFAULT_REWARD, reward_shaping
@@ -50,7 +51,11 @@ class CostSettings:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The training part of a dataset version as arrays for the env."""
+    """The training part of a dataset version as arrays for the env.
+
+    ``constraints`` are the segment ends and carried bars of a ``segments`` /
+    ``carry_forward`` dataset (``None`` for a dataset without those columns).
+    """
 
     record: DatasetRecord
     spec: FeatureSetSpec
@@ -58,6 +63,7 @@ class TrainingData:
     closes: np.ndarray
     bar_ranges: np.ndarray
     funding_rates: np.ndarray | None
+    constraints: BarConstraints | None = None
 
     @property
     def rows(self) -> int:
@@ -134,6 +140,7 @@ def load_training_data(runtime: Runtime, dataset_hash: str) -> TrainingData:
             closes,
         ),
         funding_rates=funding,
+        constraints=bar_constraints(train),
     )
 
 
@@ -171,7 +178,9 @@ def run_training(
     The cost model comes from the instrument's contract metadata valid at the dataset's start
     plus ``costs``. A dataset starting before the contract's listing uses the rules its
     ``rules_before_listing`` names (declared or the earliest known version); the card then
-    carries them under ``contract_rules``, marked assumed. Idempotent: the same dataset, config
+    carries them under ``contract_rules``, marked assumed. A ``segments`` / ``carry_forward``
+    dataset trains flat across its holes and never trades a carried bar (card:
+    ``bar_constraints``). Idempotent: the same dataset, config
     and seed give the same weights, so the same model id and registry row.
 
     Args:
@@ -223,10 +232,17 @@ def run_training(
         card["contract_rules"] = rules.record()
     if "gap_policy" in data.record.config:
         card["gap_policy"] = str(data.record.config["gap_policy"])
+    if data.constraints is not None:
+        card["bar_constraints"] = {
+            **data.constraints.summary(),
+            "segment_end": "closed flat at its close",
+            "carried_bar": "action ignored, position held",
+        }
     with tempfile.TemporaryDirectory() as tmp:
         bundle = train_policy(
             data.features, data.closes, cost_model, config, card, Path(tmp) / "policy.zip",
             progress, bar_ranges=data.bar_ranges, funding_rates=data.funding_rates,
+            constraints=data.constraints,
         )  # fmt: skip
         loaded = load_policy(bundle)  # verifies the bundle before it is stored
         artifact = runtime.artifacts.put_file(bundle)
