@@ -79,6 +79,8 @@ class LearningLoop(dg.ConfigurableResource):
     rewards: str = "equity_change_after_costs,turnover_penalised"
     total_timesteps: int = 0
     max_cycle_hours: float = 12.0
+    gap_policy: str = "refuse"
+    rules_before_listing: str = "refuse"
 
     def cycle_config(self) -> CycleConfig:
         """The validated search space."""
@@ -89,6 +91,8 @@ class LearningLoop(dg.ConfigurableResource):
             window_days=self.window_days,
             feature_sets=tuple(s.strip() for s in self.feature_sets.split(",") if s.strip()),
             rewards=tuple(r.strip() for r in self.rewards.split(",") if r.strip()),
+            gap_policy=self.gap_policy,
+            rules_before_listing=self.rules_before_listing,
         )
 
     def training_run_config(self) -> dict:
@@ -117,6 +121,8 @@ def resources() -> dg.Definitions:
                 feature_sets=",".join(settings.learning_feature_sets),
                 rewards=",".join(settings.learning_rewards),
                 total_timesteps=settings.learning_timesteps,
+                gap_policy=settings.learning_gap_policy,
+                rules_before_listing=settings.learning_rules_before_listing,
             ),
             "bingx": BingXMarketData(
                 storage=storage,

@@ -16,7 +16,8 @@ Read here: ``GOLDRL_HOME``, ``GOLDRL_DATABASE_URL``, ``GOLDRL_ARTIFACT_ROOT``,
 ``GOLDRL_MARKET_START``, ``GOLDRL_VENUE_CLOSURES``, ``GOLDRL_CANDLES_FRESHNESS_WARN_MINUTES``,
 ``GOLDRL_CANDLES_FRESHNESS_ERROR_MINUTES``, ``GOLDRL_RETURN_OUTLIER_THRESHOLDS``,
 ``GOLDRL_LEARNING_WINDOW_DAYS``, ``GOLDRL_LEARNING_FEATURE_SETS``, ``GOLDRL_LEARNING_REWARDS``,
-``GOLDRL_LEARNING_TIMESTEPS``, ``GOLDRL_ALERT_WEBHOOK_URL``,
+``GOLDRL_LEARNING_TIMESTEPS``, ``GOLDRL_LEARNING_GAP_POLICY``,
+``GOLDRL_LEARNING_RULES_BEFORE_LISTING``, ``GOLDRL_ALERT_WEBHOOK_URL``,
 ``GOLDRL_ARTIFACT_STORAGE_OPTIONS``, ``GOLDRL_EXECUTOR``, ``GOLDRL_CELERY_BROKER_URL``.
 
 Read elsewhere on purpose: the trading credentials ``GOLDRL_BINGX_API_KEY`` /
@@ -103,6 +104,11 @@ class Settings:
         learning_feature_sets: Feature-set references the learning loop trains.
         learning_rewards: Rewards the learning loop trains.
         learning_timesteps: PPO steps per candidate (0: the training default).
+        learning_gap_policy: Gap policy of the learning loop's datasets
+            (``GOLDRL_LEARNING_GAP_POLICY``): ``refuse``, ``segments`` or ``carry_forward:N``.
+        learning_rules_before_listing: Contract rules of the learning loop's datasets before
+            the listing (``GOLDRL_LEARNING_RULES_BEFORE_LISTING``): ``refuse``, ``earliest``
+            or ``assumed:<rules id>`` (an id printed when rules were declared).
         alert_webhook_url: Webhook the SLO alerts are posted to (``GOLDRL_ALERT_WEBHOOK_URL``),
             or None to record alerts without posting. A secret: never in a repr or a message.
         executor: Step executor of Dagster runs (``GOLDRL_EXECUTOR``): ``multiprocess`` or
@@ -130,6 +136,8 @@ class Settings:
     learning_feature_sets: tuple[str, ...] = DEFAULT_LEARNING_FEATURE_SETS
     learning_rewards: tuple[str, ...] = DEFAULT_LEARNING_REWARDS
     learning_timesteps: int = 0
+    learning_gap_policy: str = "refuse"
+    learning_rules_before_listing: str = "refuse"
     alert_webhook_url: str | None = field(default=None, repr=False)
     artifact_storage_options_json: str | None = field(default=None, repr=False)
     executor: str = DEFAULT_EXECUTOR
@@ -403,6 +411,40 @@ def _names(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     return items
 
 
+def _learning_gap_policy() -> str:
+    name = "GOLDRL_LEARNING_GAP_POLICY"
+    value = _raw(name)
+    if value is None:
+        return "refuse"
+    # Imported here: the datasets package reads these settings itself (no import cycle).
+    from goldrl_dagster.lib.datasets.gap_policy import MAX_CARRY_BARS, GapPolicy
+
+    try:
+        return GapPolicy.parse(value).spelling
+    except ValueError as exc:
+        raise _fail(
+            name, value, f"refuse, segments or carry_forward:N (N bars, 1..{MAX_CARRY_BARS})"
+        ) from exc
+
+
+def _learning_rules_before_listing() -> str:
+    name = "GOLDRL_LEARNING_RULES_BEFORE_LISTING"
+    value = _raw(name)
+    if value is None:
+        return "refuse"
+    from goldrl_dagster.lib.datasets.contract_rules import parse_rules_policy
+
+    try:
+        return parse_rules_policy(value)
+    except ValueError as exc:
+        raise _fail(
+            name,
+            value,
+            "refuse, earliest or assumed:<16 hex digits> (the id `goldrl dataset build "
+            "--rules-before-listing RULES.json` printed)",
+        ) from exc
+
+
 def _webhook_url() -> str | None:
     """``GOLDRL_ALERT_WEBHOOK_URL``: an http(s) URL with a host; its path is a secret."""
     name = "GOLDRL_ALERT_WEBHOOK_URL"
@@ -530,6 +572,8 @@ def _load() -> Settings:
         learning_feature_sets=_names("GOLDRL_LEARNING_FEATURE_SETS", DEFAULT_LEARNING_FEATURE_SETS),
         learning_rewards=_names("GOLDRL_LEARNING_REWARDS", DEFAULT_LEARNING_REWARDS),
         learning_timesteps=_whole("GOLDRL_LEARNING_TIMESTEPS", 0, 0, MAX_LEARNING_TIMESTEPS),
+        learning_gap_policy=_learning_gap_policy(),
+        learning_rules_before_listing=_learning_rules_before_listing(),
         alert_webhook_url=_webhook_url(),
         artifact_storage_options_json=_storage_options(),
         executor=_executor(),

@@ -7,6 +7,11 @@ dataset requests over the window, one per feature set x reward; each is built, t
 evaluated by the ordinary assets. When every candidate has its evaluation, the candidate with
 the best mean daily net PnL is judged by the promotion gate, with all of them as the cycle (the
 probability of backtest overfitting) and as trials on the market (the deflated Sharpe ratio).
+
+Thin markets: a cycle's datasets may use a gap policy (``segments`` or ``carry_forward:N``)
+and contract rules before the listing (``earliest`` or ``assumed:<id>``); with a gap policy
+other than ``refuse`` a window day counts when it has any bar (the dataset build decides what
+its holes allow), otherwise only days with every bar count, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from goldrl_dagster.lib.datasets.contract_rules import parse_rules_policy
+from goldrl_dagster.lib.datasets.gap_policy import REFUSE, GapPolicy
 from goldrl_dagster.lib.datasets.request import (
     DEFAULT_HOLDOUT_FRACTION,
     DatasetRequest,
@@ -56,6 +63,10 @@ class CycleConfig:
         feature_sets: Feature-set references (``ta-v2``, ``core:1``) of the candidates.
         rewards: Named rewards of the candidates (see ``lib/rl/rewards.py``).
         holdout_fraction: Share of each dataset held out for evaluation.
+        gap_policy: Gap policy of the candidates' datasets (``refuse``, ``segments``,
+            ``carry_forward:N``).
+        rules_before_listing: Contract rules before the listing (``refuse``, ``earliest``,
+            ``assumed:<id>``).
     """
 
     interval: str = "1m"
@@ -63,6 +74,8 @@ class CycleConfig:
     feature_sets: tuple[str, ...] = ("ta-v2",)
     rewards: tuple[str, ...] = ("equity_change_after_costs", "turnover_penalised")
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
+    gap_policy: str = REFUSE
+    rules_before_listing: str = REFUSE
 
     def __post_init__(self) -> None:
         """Validate the search space.
@@ -82,6 +95,21 @@ class CycleConfig:
             reward_shaping(reward)
         for ref in self.feature_sets:
             parse_feature_set_ref(ref)
+        try:
+            gaps = GapPolicy.parse(self.gap_policy).spelling
+        except ValueError as exc:
+            raise ValueError(f"learning gap policy: {exc}") from exc
+        try:
+            rules = parse_rules_policy(self.rules_before_listing)
+        except ValueError as exc:
+            raise ValueError(f"learning rules before listing: {exc}") from exc
+        object.__setattr__(self, "gap_policy", gaps)
+        object.__setattr__(self, "rules_before_listing", rules)
+
+    @property
+    def min_bars_per_day(self) -> int:
+        """Bars a window day needs: all of them under ``refuse``, one under another policy."""
+        return self.bars_per_day if self.gap_policy == REFUSE else 1
 
     @property
     def bars_per_day(self) -> int:
@@ -98,7 +126,11 @@ class CycleConfig:
         for ref in self.feature_sets:
             name, version = parse_feature_set_ref(ref)
             for reward in self.rewards:
-                kwargs = {"feature_set": name, "reward": reward}
+                kwargs: dict[str, object] = {"feature_set": name, "reward": reward}
+                if self.gap_policy != REFUSE:
+                    kwargs["gap_policy"] = self.gap_policy
+                if self.rules_before_listing != REFUSE:
+                    kwargs["rules_before_listing"] = self.rules_before_listing
                 if version is not None:
                     kwargs["feature_set_version"] = version
                 out.append(
@@ -146,9 +178,10 @@ def due_cycle(
         return f"{instrument}: no {config.interval} bars stored"
     since = min(today, newest) - timedelta(days=config.window_days + 7)
     days = [d for d in complete_days(runtime.db, instrument, config.interval, since,
-                                      config.bars_per_day) if d < today]  # fmt: skip
+                                      config.min_bars_per_day) if d < today]  # fmt: skip
+    usable = "complete" if config.gap_policy == REFUSE else "traded"
     if not days:
-        return f"{instrument}: no complete {config.interval} day before {today}"
+        return f"{instrument}: no {usable} {config.interval} day before {today}"
     last = days[-1]
     first = last - timedelta(days=config.window_days - 1)
     window = {first + timedelta(days=i) for i in range(config.window_days)}
@@ -156,7 +189,7 @@ def due_cycle(
     if missing:
         return (
             f"{instrument}: the {config.window_days}-day window ending {last} lacks "
-            f"{len(missing)} complete day(s), first {missing[0]}"
+            f"{len(missing)} {usable} day(s), first {missing[0]}"
         )
     previous = latest_cycle(runtime.db, instrument, config.interval)
     retrain = [
