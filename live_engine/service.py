@@ -29,6 +29,11 @@ trading decision on every bar it was taken, each on its own feature stream with 
 virtual position, into ``live_shadow_decisions``; their failures never touch trading.
 A session started with ``--model-id`` is pinned to that model.
 
+The contract rules (quantity step, minimums, fees) are read when the session opens and re-read
+on ``goldrl_instrument_rules`` notifications and every ``rules_poll_seconds``
+(``rules_watch.RulesWatcher``): a new version is applied between two bars, audited, and used
+by the next order.
+
 Every model that trades brings its out-of-distribution guard (``ood_guard``), loaded with it off
 the trading path: a bar whose features fall outside the model's training reference is held
 (recorded, no order, the position kept) before the policy is asked (``LiveSettings.ood_guard``).
@@ -101,6 +106,7 @@ from live_engine.logs import BoundLog
 from live_engine.metrics import EngineMetrics
 from live_engine.model_watch import TRIGGER_STARTUP, AssignmentWatcher, describe_assignment
 from live_engine.ood_guard import OodGuard, load_ood_guard
+from live_engine.rules_watch import RulesWatcher
 from live_engine.settings import LiveSettings
 from live_engine.store import (
     DecisionOutcome,
@@ -185,6 +191,7 @@ class LiveSummary:
     ood_errors: int = 0
     drift_alerts: list[str] = field(default_factory=list)
     unguarded: dict[str, str] = field(default_factory=dict)
+    rules_changes: int = 0
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -210,7 +217,9 @@ class LiveSummary:
             f"({self.fills} filled, {self.blocked} blocked by risk, {self.held} held), "
             f"{self.skipped_stale} stale bars skipped, {self.reconciliations} reconciliations "
             f"({self.failed_reconciliations} failed), position {self.position}, equity "
-            f"{equity}; {self.describe_guard()}; stopped: {self.stop_reason}"
+            f"{equity}; {self.describe_guard()}"
+            + (f"; contract rules changed {self.rules_changes}x" if self.rules_changes else "")
+            + f"; stopped: {self.stop_reason}"
         )
 
     def describe_guard(self) -> str:
@@ -1561,6 +1570,9 @@ async def _run_session(
     )  # fmt: skip
     await asyncio.to_thread(restore_pause, loop)
     await controls.check()
+    # Contract rules stored since the session opened (then on notification and every poll).
+    rules = RulesWatcher(loop, on_thread, poll_seconds=settings.rules_poll_seconds)
+    await rules.check("start-up")
     event_loop = asyncio.get_running_loop()
     if install_signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1584,6 +1596,7 @@ async def _run_session(
             if watcher is not None:
                 tasks.append(group.create_task(watcher.run(), name="assignment"))
             tasks.append(group.create_task(controls.run(), name="controls"))
+            tasks.append(group.create_task(rules.run(), name="contract-rules"))
             timed_out = await _wait_for_stop(stop, settings.duration_seconds)
             tasks[0].cancel()
             await _drain(queue)

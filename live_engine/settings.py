@@ -50,6 +50,9 @@ class LiveSettings:
             pinned with ``model_id`` never swap and run no shadow models).
         control_poll_seconds: How often the session re-reads its market's open operator
             commands in case a ``goldrl_control`` notification was missed.
+        rules_poll_seconds: How often the session re-reads its instrument's newest contract
+            rules in case a ``goldrl_instrument_rules`` notification was missed (a change is
+            applied between two bars; see ``live_engine.rules_watch``).
         ood_guard: The out-of-distribution guard of the trading model (``OOD_GUARDS``). ``on``:
             a bar whose features fall outside the model's training reference (the feature
             statistics of its training days) or are not finite is held — recorded, no order,
@@ -81,6 +84,7 @@ class LiveSettings:
     account_check_seconds: float = 60.0
     champion_poll_seconds: float = 30.0
     control_poll_seconds: float = 5.0
+    rules_poll_seconds: float = 60.0
     ood_guard: Literal["on", "required", "off"] = "on"
     drift_window_bars: int = 1440
     metrics_host: str = "127.0.0.1"
@@ -101,6 +105,7 @@ class LiveSettings:
         _positive("account_check_seconds", self.account_check_seconds)
         _positive("champion_poll_seconds", self.champion_poll_seconds)
         _positive("control_poll_seconds", self.control_poll_seconds)
+        _positive("rules_poll_seconds", self.rules_poll_seconds)
         if self.duration_seconds is not None:
             _positive("duration_seconds", self.duration_seconds)
         if isinstance(self.leverage, bool) or not isinstance(self.leverage, int):

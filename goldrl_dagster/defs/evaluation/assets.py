@@ -97,8 +97,13 @@ def evaluation_report(
     annualised Sharpe and Sortino, drawdown, win rate, trades, turnover, exposure, holding
     time), the trades hash and the model, dataset and cost-model fingerprints are stored; the
     equity and drawdown curves per fold against the baselines are attached as an image.
+
+    Sharpe and Sortino are annualised by the instrument's session calendar
+    (``GOLDRL_VENUE_CLOSURES``; 24/7 for the BingX perpetuals); the calendar used is in the
+    ``annualisation`` metadata and, for a non-24/7 calendar, in the stored configuration.
     """
     from goldrl_dagster.lib.backtest.plots import walk_forward_plot_png
+    from goldrl_dagster.lib.evaluation.annualisation import describe_record
     from goldrl_dagster.lib.evaluation.model_evaluation import (
         EvaluationError,
         EvaluationSettings,
@@ -139,6 +144,7 @@ def evaluation_report(
             "dataset_hash": record.dataset_hash,
             "market": f"{record.instrument} {record.interval}",
             "cost_model_fingerprint": report.cost_model_fingerprint,
+            "annualisation": describe_record(settings.get("annualisation"), record.interval),
             "mode": report.config.mode,
             "folds": len(report.folds),
             "failed_folds": dg.MetadataValue.json(report.failed_folds),

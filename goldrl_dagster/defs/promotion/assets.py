@@ -146,6 +146,7 @@ def promoted_model(
 
 
 def _verdict_metadata(verdict: "PromotionVerdict", report_id: str) -> dict[str, Any]:
+    from goldrl_dagster.lib.evaluation.annualisation import describe_record
     from goldrl_dagster.lib.promotion.plots import decision_plot_png  # matplotlib
 
     challenger = verdict.challenger.model_id
@@ -168,6 +169,9 @@ def _verdict_metadata(verdict: "PromotionVerdict", report_id: str) -> dict[str, 
                 verdict.champion_report.report_id if verdict.champion_report else "none"
             ),
             "trials": verdict.trials,
+            "annualisation": describe_record(
+                verdict.challenger.config.get("annualisation"), interval
+            ),
             "failed_rules": dg.MetadataValue.json(failed),
             "reasons": dg.MetadataValue.json(reasons),
             "rules": dg.MetadataValue.md(rules_markdown(reasons)),

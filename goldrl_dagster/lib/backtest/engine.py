@@ -21,9 +21,9 @@ import contextlib
 import hashlib
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -52,6 +52,9 @@ from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
 from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values, relative_ranges
+
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.market.closures import ClosureCalendar
 
 __all__ = [
     "EQUITY_SCHEMA",
@@ -106,6 +109,8 @@ class BacktestResult:
         funding: Funding paid at each bar (Float64, aligned with ``equity_curve``).
         trades_sha256: SHA-256 of a canonical text of the fills (exact decimal strings) and the
             funding payments.
+        calendar: The instrument's session calendar Sharpe and Sortino are annualised by
+            (None: 24/7, the BingX perpetuals); it never changes the fills or the hash.
     """
 
     name: str
@@ -122,6 +127,7 @@ class BacktestResult:
     fills: pl.DataFrame
     funding: pl.Series
     trades_sha256: str
+    calendar: ClosureCalendar | None = field(default=None, compare=False)
 
     def metrics(self) -> dict[str, Any]:
         """Return the run's metrics as a JSON-ready dict (see ``performance_metrics``).
@@ -135,6 +141,7 @@ class BacktestResult:
             starting_balance=self.starting_balance,
             interval=self.interval,
             total_funding=self.total_funding,
+            calendar=self.calendar,
         )
         metrics.update(net_pnl=self.net_pnl, total_fees=self.total_fees)
         return metrics
@@ -408,6 +415,7 @@ def run_backtest(
     starting_balance: float = 10_000.0,
     cost_model: CostModel | None = None,
     funding_rates: np.ndarray | None = None,
+    calendar: ClosureCalendar | None = None,
 ) -> BacktestResult:
     """Backtest target positions on one instrument's candles with Nautilus.
 
@@ -430,6 +438,8 @@ def run_backtest(
             the instrument's taker fee only.
         funding_rates: Per-bar funding rate (sum of the events settling within each bar);
             ``None`` means no funding events.
+        calendar: The instrument's session calendar, for annualising Sharpe and Sortino
+            (``None``: 24/7); fills, equity and the trades hash do not depend on it.
 
     Returns:
         The run's metrics, equity curve, fills and funding payments.
@@ -512,7 +522,8 @@ def run_backtest(
         )
     equity[-1] = float(final_equity)
     return _result(
-        name, interval, starting_balance, final_equity, fills, close_ns, equity, funding_paid
+        name, interval, starting_balance, final_equity, fills, close_ns, equity, funding_paid,
+        calendar,
     )
 
 
@@ -525,6 +536,7 @@ def _result(
     close_ns: list[int],
     equity: np.ndarray,
     funding_paid: np.ndarray,
+    calendar: ClosureCalendar | None,
 ) -> BacktestResult:
     lines = [fill.canonical() for fill in fills]
     payments = zip(close_ns, funding_paid.tolist(), strict=True)
@@ -550,6 +562,7 @@ def _result(
         starting_balance=starting_balance,
         interval=interval,
         total_funding=total_funding,
+        calendar=calendar,
     )
     return BacktestResult(
         name=name,
@@ -566,6 +579,7 @@ def _result(
         fills=fills_frame,
         funding=pl.Series("funding", funding_paid, dtype=pl.Float64),
         trades_sha256=hashlib.sha256("\n".join(lines).encode()).hexdigest(),
+        calendar=calendar,
     )
 
 
@@ -624,6 +638,7 @@ def evaluate_with_baselines(
     starting_balance: float = 10_000.0,
     cost_model: CostModel | None = None,
     funding_rates: np.ndarray | None = None,
+    calendar: ClosureCalendar | None = None,
 ) -> dict[str, BacktestResult]:
     """Backtest a policy and the baselines with identical engine settings and costs.
 
@@ -635,6 +650,7 @@ def evaluate_with_baselines(
         starting_balance: Starting account balance in the settlement currency.
         cost_model: Shared cost model (see :func:`run_backtest`).
         funding_rates: Per-bar funding rates (see :func:`run_backtest`).
+        calendar: The instrument's session calendar (see :func:`run_backtest`).
 
     Returns:
         Results keyed ``policy``, ``flat`` (always 0), ``buy_and_hold`` (always +1) and
@@ -656,6 +672,7 @@ def evaluate_with_baselines(
             starting_balance=starting_balance,
             cost_model=cost_model,
             funding_rates=funding_rates,
+            calendar=calendar,
         )
         for name, targets in runs.items()
     }

@@ -25,6 +25,7 @@ import polars as pl
 from goldrl_dagster.lib.datasets.build import FUNDING_RATE
 from goldrl_dagster.lib.datasets.contract_rules import REFUSE, resolve_contract_rules
 from goldrl_dagster.lib.datasets.loading import LoadedDataset, load_dataset
+from goldrl_dagster.lib.evaluation.annualisation import Annualisation, instrument_annualisation
 from goldrl_dagster.lib.evaluation.folds import FoldConfig
 from goldrl_dagster.lib.evaluation.walk_forward import (
     WalkForwardConfig,
@@ -36,7 +37,6 @@ from goldrl_dagster.lib.evaluation.walk_forward import (
 from goldrl_dagster.lib.features.spec import feature_set_by_fingerprint
 from goldrl_dagster.lib.market.candles import INTERVAL_MS, conform_candles
 from goldrl_dagster.lib.promotion.diagnostics import policy_diagnostics
-from goldrl_dagster.lib.rl.bar_constraints import bar_constraints
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.rl.train import TrainConfig
 from goldrl_dagster.lib.runtime import Runtime
@@ -252,6 +252,14 @@ def _first_unseen_bar(model_id: str, trained_on: LoadedDataset, other: LoadedDat
     return unseen
 
 
+def _annualisation(runtime: Runtime, symbol: str) -> Annualisation:
+    """The instrument's session calendar (from the runtime's settings), for Sharpe/Sortino."""
+    try:
+        return instrument_annualisation(runtime.settings, symbol)
+    except ValueError as exc:  # ClosureConfigError: the configured file is unusable
+        raise EvaluationError(f"cannot annualise {symbol}'s metrics: {exc}") from exc
+
+
 def _bars_per_day(interval: str) -> float:
     if interval not in INTERVAL_MS:
         raise EvaluationError(f"no bar length for interval {interval!r}")
@@ -320,13 +328,17 @@ def evaluate_model(
     stored_config = wf_config.to_dict()
     if wf_config.mode == "retrain":
         stored_config["retrain_timesteps"] = (settings or EvaluationSettings()).retrain_timesteps
+    annualisation = _annualisation(runtime, record.instruments[0])
+    calendar_record = annualisation.record(record.interval)
+    if calendar_record is not None:  # 24/7 (the BingX perpetuals) stores nothing: unchanged
+        stored_config["annualisation"] = calendar_record
     if reuse:
         found = find_evaluation(
             runtime.db, model_id=model_id, dataset_hash=record.dataset_hash, config=stored_config
         )
         if found is not None:
             return EvaluationOutcome(found, None, reused=True)
-    report = _run(runtime, model, policy, card, dataset, wf_config, stored_config)
+    report = _run(runtime, model, policy, card, dataset, wf_config, stored_config, annualisation)
     for fold in report.folds:
         status = "ok" if fold.ok else f"FAILED ({fold.error})"
         pnl = fold.results["policy"].net_pnl if fold.ok else None
@@ -371,6 +383,7 @@ def _run(
     dataset: LoadedDataset,
     wf_config: WalkForwardConfig,
     stored_config: dict[str, Any],
+    annualisation: Annualisation,
 ) -> WalkForwardReport:
     table = dataset.table
     record = dataset.record
@@ -407,7 +420,7 @@ def _run(
             funding_rates=funding,
             policy=policy,
             trainer=trainer,
-            constraints=bar_constraints(table),
+            calendar=annualisation.calendar,
         )
     except (WalkForwardError, ValueError, LookupError) as exc:
         if isinstance(exc, EvaluationError):

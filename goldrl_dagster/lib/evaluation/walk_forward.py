@@ -17,6 +17,10 @@ buy-and-hold, SMA cross) run in the same engine, window and costs.
 Aggregate metrics stitch the folds together: fold ``k``'s equity curve is shifted by the net
 PnL of folds ``0..k-1`` (each fold starts from the same balance and ends flat) and the metrics
 are computed on that single curve and all fills, so they have the same keys as a fold's.
+
+Sharpe and Sortino (per fold and aggregate) are annualised by the instrument's session calendar
+when one is given (``calendar``), 24/7 otherwise; fills, equity and trades hashes never depend
+on it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -37,11 +41,13 @@ from goldrl_dagster.lib.evaluation.folds import Fold, FoldConfig, walk_forward_f
 from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.rl.bar_constraints import BarConstraints, constrain_targets
 from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values, relative_ranges
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, observation_size
 from goldrl_dagster.lib.rl.policy import LoadedPolicy
 from goldrl_dagster.lib.rl.train import TrainConfig, fit_policy
+
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.market.closures import ClosureCalendar
 
 EvaluationMode = Literal["fixed", "retrain"]
 _MODES = ("fixed", "retrain")
@@ -67,7 +73,6 @@ class FoldTrainingData:
         bar_ranges: Their relative ranges ``(high - low) / close``.
         funding_rates: Their per-bar funding rates.
         cost_model: The cost model of the fold (instrument valid at its test start).
-        constraints: Segment ends and carried bars of the train rows (None: none).
     """
 
     fold: Fold
@@ -76,7 +81,6 @@ class FoldTrainingData:
     bar_ranges: np.ndarray
     funding_rates: np.ndarray
     cost_model: CostModel
-    constraints: BarConstraints | None = None
 
 
 Trainer = Callable[[FoldTrainingData], ActionTablePolicy]
@@ -201,6 +205,7 @@ class WalkForwardReport:
         trades_sha256: SHA-256 over every fold's index, status and policy trades hash.
         cost_model_fingerprint: The folds' common cost-model fingerprint, or (when the
             contract metadata changed between folds) the SHA-256 of their list.
+        calendar: The session calendar Sharpe and Sortino were annualised by (None: 24/7).
     """
 
     config: WalkForwardConfig
@@ -208,6 +213,7 @@ class WalkForwardReport:
     aggregate: dict[str, dict[str, Any]]
     trades_sha256: str
     cost_model_fingerprint: str
+    calendar: ClosureCalendar | None = None
 
     @property
     def policy_metrics(self) -> dict[str, Any]:
@@ -290,7 +296,10 @@ def _stitched(
 
 
 def _aggregate(
-    folds: list[FoldResult], starting_balance: float, interval: str
+    folds: list[FoldResult],
+    starting_balance: float,
+    interval: str,
+    calendar: ClosureCalendar | None = None,
 ) -> dict[str, dict[str, Any]]:
     curves, fills, funding = _stitched([f for f in folds if f.ok], starting_balance)
     aggregate = {}
@@ -301,6 +310,7 @@ def _aggregate(
             starting_balance=starting_balance,
             interval=interval,
             total_funding=funding[name],
+            calendar=calendar,
         )
         metrics["folds"] = sum(1 for f in folds if f.ok)
         aggregate[name] = metrics
@@ -329,7 +339,7 @@ def run_walk_forward(
     funding_rates: np.ndarray | None = None,
     policy: ActionTablePolicy | None = None,
     trainer: Trainer | None = None,
-    constraints: BarConstraints | None = None,
+    calendar: ClosureCalendar | None = None,
 ) -> WalkForwardReport:
     """Run every fold's backtests and aggregate them.
 
@@ -342,9 +352,8 @@ def run_walk_forward(
         funding_rates: Per-bar funding rates (None: no funding events).
         policy: The policy scored in ``fixed`` mode.
         trainer: Trains each fold's policy in ``retrain`` mode.
-        constraints: The dataset's segment ends and carried bars (``bar_constraints``): the
-            policy's targets are flat at a segment's last bar and held on a carried bar, as
-            in training (None: every bar is tradable).
+        calendar: The instrument's session calendar for annualising Sharpe and Sortino
+            (None: 24/7, the BingX perpetuals).
 
     Returns:
         The report with per-fold results and the aggregate.
@@ -360,8 +369,6 @@ def run_walk_forward(
     if config.mode == "retrain" and trainer is None:
         raise ValueError("mode 'retrain' needs a trainer")
     frame, feats, rates = _validated_inputs(candles, features, funding_rates)
-    if constraints is not None and len(constraints) != frame.height:
-        raise ValueError(f"constraints cover {len(constraints)} bars, candles {frame.height}")
     folds = walk_forward_folds(frame.height, config.folds)
     open_times = frame["open_time"]
     closes = frame["close"].to_numpy()
@@ -380,16 +387,13 @@ def run_walk_forward(
                 train = fold.train_indices()
                 scored = trainer(
                     FoldTrainingData(
-                        fold, feats[train], closes[train], ranges[train], rates[train], cost_model,
-                        None if constraints is None else constraints.take(train),
+                        fold, feats[train], closes[train], ranges[train], rates[train], cost_model
                     )
-                )  # fmt: skip
+                )
             table = np.asarray(scored.action_table(feats[start:end]))
             if table.shape != (end - start, len(ACTION_TO_POSITION)):
                 raise ValueError(f"policy action table has shape {table.shape}")
             targets = _POSITIONS[table]
-            if constraints is not None:
-                targets = constrain_targets(targets, constraints.slice(start, end))
             results = evaluate_with_baselines(
                 frame.slice(start, end - start),
                 spec,
@@ -398,6 +402,7 @@ def run_walk_forward(
                 starting_balance=config.starting_balance,
                 cost_model=cost_model,
                 funding_rates=rates[start:end],
+                calendar=calendar,
             )
         except Exception as exc:
             if config.strict:
@@ -429,9 +434,10 @@ def run_walk_forward(
     return WalkForwardReport(
         config=config,
         folds=outcomes,
-        aggregate=_aggregate(outcomes, config.starting_balance, interval),
+        aggregate=_aggregate(outcomes, config.starting_balance, interval, calendar),
         trades_sha256=hashlib.sha256("\n".join(lines).encode()).hexdigest(),
         cost_model_fingerprint=common,
+        calendar=calendar,
     )
 
 
@@ -481,7 +487,6 @@ def ppo_trainer(train_config: TrainConfig) -> Trainer:
             dataclasses.replace(train_config, episode_length=episode),
             bar_ranges=data.bar_ranges,
             funding_rates=data.funding_rates,
-            constraints=data.constraints,
         )
         card = {"observation_size": observation_size(int(data.features.shape[1]))}
         return LoadedPolicy(trained.model, trained.normalizer, card)

@@ -82,6 +82,27 @@ def _cycle_matrix(runtime: Runtime, report_ids: Sequence[str]) -> np.ndarray | N
     return np.array([[s[day] for s in series] for day in days], dtype=float)
 
 
+def _say_calendars(
+    challenger: EvaluationRecord, champion: EvaluationRecord, say: Callable[[str], None]
+) -> None:
+    """Say which calendar annualised both reports, and warn when they differ.
+
+    The gate's statistics work on daily PnL and per-day Sharpe ratios, which no calendar
+    changes; only the reports' annualised Sharpe and Sortino depend on it.
+    """
+    from goldrl_dagster.lib.evaluation.annualisation import describe_record
+
+    ours = challenger.config.get("annualisation")
+    theirs = champion.config.get("annualisation")
+    line = describe_record(ours, challenger.interval)
+    if (ours or {}).get("fingerprint") == (theirs or {}).get("fingerprint"):
+        say(f"both reports annualised by {line}")
+    else:
+        say(f"calendars differ: challenger annualised by {line}, champion's replay by "
+            f"{describe_record(theirs, champion.interval)} (the gate's daily statistics "
+            "do not depend on it)")  # fmt: skip
+
+
 def judge_challenger(
     runtime: Runtime,
     report_id: str,
@@ -137,6 +158,7 @@ def judge_challenger(
                 ),
             )
             champion_report = replay.record
+            _say_calendars(challenger, champion_report, say)
         except EvaluationError as exc:
             # Fail closed: without the champion on the same evidence there is no comparison.
             reason = f"champion {champion_model} could not be replayed: {exc}"

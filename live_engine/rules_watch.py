@@ -1,0 +1,251 @@
+"""Contract rules picked up mid-session: ``LISTEN goldrl_instrument_rules`` plus a periodic re-read.
+
+The daily ``market_instruments`` schedule stores a new version of a contract's rules when the
+exchange changed them (tick size / quantity step as precisions, minimum quantity and notional,
+fees, leverage caps), and migration 0028 announces it on ``goldrl_instrument_rules``. The
+:class:`RulesWatcher` holds a LISTEN connection of its own (a dropped one is re-opened with
+backoff) and re-reads the newest stored version every ``poll_seconds`` and at every
+(re)connection, so a missed notification delays a change by at most one poll.
+
+A version that differs from the rules the session trades on is applied by a job on the trading
+thread, i.e. between two bars' decisions: the trader's instrument (quantity step for order
+rounding, minimums for the risk gate) and, in paper mode, the paper broker's cost model (fees;
+the slippage stays the model card's) are replaced, so the next order uses the new rules. Each
+change is an audit-log entry (``live.contract_rules``, the rules before and after) and a
+warning in the session's log. Nothing here ever ends the session.
+
+A position held across a coarser quantity step may be off the new step (0.0567 under a step of
+0.01): the risk gate refuses every order whose quantity is off the step, so such a position
+cannot be traded out of by the engine; the change is then logged as an error and the audit
+entry carries ``position_off_step`` (close the remainder by hand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from decimal import Decimal
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from goldrl_dagster.lib.storage.audit_log import append_audit
+from goldrl_dagster.lib.storage.instrument_rules import (
+    RULES_CHANNEL,
+    RulesVersion,
+    current_rules,
+    parse_rules_notice,
+    rules_summary,
+)
+from live_engine.listener import listen_forever
+
+if TYPE_CHECKING:
+    from live_engine.service import DecisionLoop
+
+LISTENER_NAME = "goldrl-rules-listener"
+LISTEN_TIMEOUT = 5.0
+LISTEN_BACKOFF = (1.0, 30.0)
+PAYLOAD_LOG_CHARS = 200
+AUDIT_ACTION = "live.contract_rules"
+
+OnThread = Callable[[Callable[[], Any]], asyncio.Future[Any]]
+
+
+def changed_rules(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """``{rule: [old, new]}`` for every rule that differs (the checksum left out)."""
+    return {
+        key: [before[key], after[key]]
+        for key in before
+        if key != "content_sha256" and before[key] != after[key]
+    }
+
+
+def apply_rules(loop: DecisionLoop, version: RulesVersion, trigger: str) -> bool:
+    """Make ``version`` the session's contract rules (on the trading thread, between bars).
+
+    The change is written to the audit log first (on the session's connection); only then
+    are the trader's instrument and the paper broker's cost model replaced.
+
+    Args:
+        loop: The session's decision loop.
+        version: The rules to trade on from the next order.
+        trigger: What made the session look (``notification``, ``poll``, ``start-up``).
+
+    Returns:
+        True when the rules changed, False when they were already in force.
+
+    Raises:
+        ValueError: If the version is another instrument's.
+        psycopg.OperationalError: If the database stays unreachable (nothing was applied).
+    """
+    from live_engine.service import live_cost_model  # the service imports this module
+
+    trader = loop.trading.trader
+    old, new = trader.instrument, version.spec
+    if new.symbol != old.symbol:
+        raise ValueError(f"rules of {new.symbol} offered to a session trading {old.symbol}")
+    if new.content_sha256() == old.content_sha256():
+        return False
+    paper = loop.trading.paper
+    costs = live_cost_model(new, loop.policy.card) if paper is not None else None
+    before, after = rules_summary(old), rules_summary(new)
+    changes = changed_rules(before, after)
+    valid_from = version.valid_from.isoformat()
+    session_id = loop.summary.session_id
+
+    step = Decimal(1).scaleb(-new.quantity_precision)
+    off_step: list[str] = []
+
+    def record(conn: psycopg.Connection) -> None:
+        held = loop.trading.use(conn).read_state().position.quantity
+        off_step[:] = [str(held)] if held % step != 0 else []
+        append_audit(
+            conn, actor=f"goldrl live ({loop.settings.mode})", action=AUDIT_ACTION,
+            subject=f"{loop.trading.account_id} {new.symbol}",
+            reason=f"contract rules valid from {valid_from} applied ({trigger})",
+            before={**before, "session_id": session_id},
+            after={**after, "session_id": session_id, "valid_from": valid_from,
+                   "changed": sorted(changes),
+                   "position_off_step": off_step[0] if off_step else None},
+        )  # fmt: skip
+        conn.commit()
+
+    loop.writer.run(record)
+    trader.instrument = new
+    if paper is not None and costs is not None:
+        paper.costs = costs
+    loop.summary.rules_changes += 1
+    loop.log.warning(
+        "contract rules of %s changed (version valid from %s, seen by %s): %s; the next order "
+        "uses them", new.symbol, valid_from, trigger,
+        ", ".join(f"{key} {old_value} -> {new_value}"
+                  for key, (old_value, new_value) in sorted(changes.items())) or "checksum only",
+    )  # fmt: skip
+    if off_step:
+        loop.log.error(
+            "the position held (%s) is off %s's new quantity step %s: the risk gate refuses "
+            "orders that keep it off the step; close the remainder by hand", off_step[0],
+            new.symbol, step,
+        )  # fmt: skip
+    return True
+
+
+class RulesWatcher:
+    """Keeps a session on the newest stored contract rules of its instrument.
+
+    Args:
+        loop: The session's decision loop.
+        on_thread: Runs a job on the session's trading thread.
+        poll_seconds: How often the rules are re-read regardless of notifications.
+        listen_timeout: How long to wait for notifications before checking the connection.
+        backoff: ``(first, cap)`` seconds between the listener's reconnection attempts.
+
+    Attributes:
+        applied: Rule changes applied; ``malformed``: ignored notifications;
+            ``listener_failures``: lost listener connections.
+    """
+
+    def __init__(
+        self,
+        loop: DecisionLoop,
+        on_thread: OnThread,
+        *,
+        poll_seconds: float,
+        listen_timeout: float = LISTEN_TIMEOUT,
+        backoff: tuple[float, float] = LISTEN_BACKOFF,
+    ) -> None:
+        self.loop = loop
+        self.db = loop.runtime.db
+        self.symbol = loop.settings.instrument
+        self.poll_seconds = poll_seconds
+        self.listen_timeout = listen_timeout
+        self.backoff = backoff
+        self.applied = 0
+        self.malformed = 0
+        self.listener_failures = 0
+        self._on_thread = on_thread
+        self._wake = asyncio.Event()
+        self._trigger = "poll"
+
+    @property
+    def log(self) -> logging.LoggerAdapter:
+        """The session's log as it is now."""
+        return self.loop.log
+
+    async def run(self) -> None:
+        """Listen, poll and apply until cancelled (never returns otherwise)."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._listen(), name="rules-listener")
+            group.create_task(self._follow(), name="rules-follow")
+
+    async def _listen(self) -> None:
+        def failed() -> None:
+            self.listener_failures += 1
+
+        def connected() -> None:
+            self._trigger = "listener (re)connected"
+            self._wake.set()
+
+        await listen_forever(
+            self.db, (RULES_CHANNEL,), on_payload=self.on_payload, on_connected=connected,
+            on_failure=failed, logger=lambda: self.log, what="contract-rules listener",
+            application_name=LISTENER_NAME, timeout=self.listen_timeout, backoff=self.backoff,
+            poll_seconds=self.poll_seconds,
+        )  # fmt: skip
+
+    def on_payload(self, payload: str, channel: str = RULES_CHANNEL) -> None:
+        """Handle one notification (malformed ones and other instruments' are ignored)."""
+        try:
+            symbol = parse_rules_notice(payload)
+        except ValueError as exc:
+            self.malformed += 1
+            self.log.warning("ignored a malformed %s notification %r: %s", channel,
+                             payload[:PAYLOAD_LOG_CHARS], exc)  # fmt: skip
+            return
+        if symbol == self.symbol:
+            self.log.info("new contract rules version stored for %s", symbol)
+            self._trigger = "notification"
+            self._wake.set()
+
+    async def _follow(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            trigger = self._trigger if self._wake.is_set() else "poll"
+            self._wake.clear()
+            self._trigger = "poll"
+            try:
+                await self.check(trigger)
+            except Exception:  # a bug must not end the session: say so, look again later
+                self.log.exception("contract rules not re-read; the next notification or poll "
+                                   "looks again")  # fmt: skip
+
+    async def check(self, trigger: str) -> bool:
+        """Re-read the newest stored rules and apply them if they changed.
+
+        Args:
+            trigger: What made the session look (shown in the log and the audit entry).
+
+        Returns:
+            True when new rules were applied.
+        """
+        try:
+            version = await asyncio.to_thread(current_rules, self.db, self.symbol)
+        except (psycopg.Error, OSError, LookupError) as exc:
+            self.log.warning("contract rules not re-read (%s); retrying at the next poll", exc)
+            return False
+        in_force = self.loop.trading.trader.instrument.content_sha256()
+        if version.spec.content_sha256() == in_force:
+            return False
+        try:
+            applied = await self._on_thread(partial(apply_rules, self.loop, version, trigger))
+        except (psycopg.Error, OSError) as exc:
+            self.log.warning("new contract rules not applied yet (%s); retrying at the next "
+                             "poll", exc)  # fmt: skip
+            return False
+        if applied:
+            self.applied += 1
+        return bool(applied)
