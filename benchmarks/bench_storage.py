@@ -9,10 +9,20 @@ same server and the same data, so the ratio is meaningful even on a noisy machin
 * read: ``market_store.read_candles`` (and the bare ``read_frame``) vs psycopg ``fetchall`` of
   tuples turned into a polars frame.
 
+and against server-bound floors measured in the same process (issue 14, ``--floors``):
+
+* fresh upsert vs a bare binary COPY of the same rows into the same empty table (payload
+  encoded before the clock starts, one transaction): goal >= 0.9x;
+* ``read_candles`` vs the server-only floor: the same query split in two halves, each
+  ``COPY (…) TO '/dev/null' (FORMAT binary)`` on its own connection at the same time (the server
+  serialises every row, no client decodes anything): goal 2M rows/s or >= 0.9x the floor;
+  the previous ADBC read (``_read_candles_arrow``) is timed beside it.
+
 Run::
 
     uv run python benchmarks/bench_storage.py --rows 1000000
     uv run python benchmarks/bench_storage.py --database-url postgresql://postgres@127.0.0.1/test
+    uv run python benchmarks/bench_storage.py --floors-only --repeats 7
 
 Without ``--database-url`` a fresh embedded PostgreSQL is started under a temporary
 ``GOLDRL_HOME`` and removed afterwards; with it, a throwaway schema is created and dropped.
@@ -31,6 +41,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -41,8 +52,9 @@ from psycopg import sql
 
 from goldrl_dagster.lib.config import load_settings
 from goldrl_dagster.lib.market.candles import CANDLE_KEY, CANDLE_SCHEMA, conform_candles
+from goldrl_dagster.lib.storage import pg_binary
 from goldrl_dagster.lib.storage.bulk import read_frame, upsert_frame
-from goldrl_dagster.lib.storage.market_store import read_candles
+from goldrl_dagster.lib.storage.market_store import _READ_COLUMNS, _read_candles_arrow, read_candles
 from goldrl_dagster.lib.storage.migrations import migrate
 from goldrl_dagster.lib.storage.server import Database, resolve_database, stop_embedded
 
@@ -52,6 +64,7 @@ T0 = datetime(2023, 1, 2, tzinfo=UTC)
 UPSERT_TARGET_RATIO = 3.0
 UPSERT_TARGET_RATE = 300_000.0
 READ_TARGET_RATE = 2_000_000.0
+FLOOR_TARGET_RATIO = 0.9
 
 
 @dataclass(frozen=True)
@@ -291,6 +304,138 @@ def bench_read(db: Database, frame: pl.DataFrame, repeats: int) -> list[Result]:
     return results
 
 
+def bare_copy(db: Database, columns: list[str], payload: list[bytes]) -> None:
+    """COPY an already-encoded binary payload into ``candles``: the server's share of a write.
+
+    Args:
+        db: The database.
+        columns: The payload's column order.
+        payload: The payload's chunks (header, rows, trailer).
+    """
+    with db.connect() as conn, conn.cursor() as cur:
+        statement = sql.SQL("COPY candles ({cols}) FROM STDIN (FORMAT binary)").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        )
+        with cur.copy(statement) as copy:
+            for chunk in payload:
+                copy.write(chunk)
+        conn.commit()
+
+
+def server_only_read(db: Database, start: datetime, end: datetime) -> None:
+    """The read's server floor: both halves ``COPY … TO '/dev/null'`` on two connections at once.
+
+    Args:
+        db: The database.
+        start: Inclusive start of the range.
+        end: Exclusive end of the range.
+    """
+    middle = start + (end - start) / 2
+
+    def half(low: datetime, high: datetime) -> None:
+        query = sql.SQL(
+            "COPY (SELECT {cols} FROM candles WHERE instrument = {i} AND interval = {iv} "
+            "AND open_time >= {lo} AND open_time < {hi} ORDER BY open_time) "
+            "TO '/dev/null' (FORMAT binary)"
+        ).format(
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in _READ_COLUMNS),
+            i=sql.Literal(INSTRUMENT),
+            iv=sql.Literal(INTERVAL),
+            lo=sql.Literal(low),
+            hi=sql.Literal(high),
+        )
+        with db.connect() as conn:
+            conn.execute(query)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda bounds: half(*bounds), [(start, middle), (middle, end)]))
+
+
+def bench_floors(db: Database, frame: pl.DataFrame, repeats: int) -> list[Result]:
+    """Time the fresh upsert and the range read against their server-bound floors.
+
+    Each repeat runs goldrl and its floor back to back (alternating which goes first), so
+    both see the same load; the ratio is floor time / goldrl time (1.0 = no client overhead).
+
+    Args:
+        db: A migrated database (its ``candles`` table is truncated).
+        frame: Canonical candles (one instrument and interval).
+        repeats: Runs per case.
+
+    Returns:
+        The upsert-vs-bare-COPY, read-vs-server-floor and previous-read results.
+    """
+    with db.connect() as conn:
+        types = dict(
+            conn.execute(
+                "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'candles'::regclass AND attnum > 0 AND NOT attisdropped"
+            ).fetchall()
+        )
+    plan = pg_binary.copy_plan(frame.schema, types)
+    assert plan is not None
+    columns, chunks = pg_binary.encode_copy(frame, plan)
+    payload = [bytes(chunk) for chunk in chunks]
+    upsert: dict[str, list[float]] = {"goldrl": [], "floor": []}
+    runs: dict[str, Callable[[], object]] = {
+        "goldrl": lambda: upsert_frame(db, "candles", frame, CANDLE_KEY),
+        "floor": lambda: bare_copy(db, columns, payload),
+    }
+    for index in range(repeats):
+        order = ["goldrl", "floor"] if index % 2 == 0 else ["floor", "goldrl"]
+        for name in order:
+            _reset(db)
+            upsert[name].append(_timed(runs[name]))
+            if _count(db) != frame.height:
+                raise AssertionError(f"{name} stored a wrong row count")
+    _vacuum(db)
+    start = frame["open_time"].min()
+    end = frame["open_time"].max() + timedelta(minutes=1)
+    assert isinstance(start, datetime) and isinstance(end, datetime)
+    if not read_candles(db, INSTRUMENT, INTERVAL, start, end).equals(frame):
+        raise AssertionError("read_candles did not return the written candles")
+    expected = (end - start).total_seconds() / 60
+    read: dict[str, list[float]] = {"goldrl": [], "floor": [], "adbc": []}
+    reads: dict[str, Callable[[], object]] = {
+        "goldrl": lambda: read_candles(db, INSTRUMENT, INTERVAL, start, end),
+        "floor": lambda: server_only_read(db, start, end),
+        "adbc": lambda: _read_candles_arrow(db, INSTRUMENT, INTERVAL, start, end, expected),
+    }
+    for index in range(repeats):
+        names = list(reads)
+        for name in names[index % 3 :] + names[: index % 3]:
+            read[name].append(_timed(reads[name]))
+    fresh_ratio = min(upsert["floor"]) / min(upsert["goldrl"])
+    read_ratio = min(read["floor"]) / min(read["goldrl"])
+    read_rate = frame.height / min(read["goldrl"])
+    return [
+        Result(
+            case="upsert into empty table vs bare binary COPY (floor)",
+            rows=frame.height,
+            goldrl=upsert["goldrl"],
+            baseline=upsert["floor"],
+            target=f">= {FLOOR_TARGET_RATIO:g}x the floor",
+            met=fresh_ratio >= FLOOR_TARGET_RATIO,
+        ),
+        Result(
+            case="range read via read_candles vs server-only floor",
+            rows=frame.height,
+            goldrl=read["goldrl"],
+            baseline=read["floor"],
+            target=f">= {READ_TARGET_RATE:,.0f} rows/s or >= {FLOOR_TARGET_RATIO:g}x the floor",
+            met=read_rate >= READ_TARGET_RATE or read_ratio >= FLOOR_TARGET_RATIO,
+        ),
+        Result(
+            case="previous ADBC range read vs server-only floor",
+            rows=frame.height,
+            goldrl=read["adbc"],
+            baseline=read["floor"],
+            target="(reference)",
+            met=True,
+        ),
+    ]
+
+
 @contextlib.contextmanager
 def bench_database(database_url: str | None) -> Iterator[Database]:
     """Yield a migrated throwaway database: a fresh embedded server, or a schema on ``url``.
@@ -354,7 +499,7 @@ def render(results: list[Result]) -> str:
             f"| {min(r.goldrl):.2f} / {statistics.median(r.goldrl):.2f} "
             f"| {r.rate(r.goldrl):,.0f} "
             f"| {min(r.baseline):.2f} / {statistics.median(r.baseline):.2f} "
-            f"| {r.rate(r.baseline):,.0f} | {r.ratio:.1f}x | {r.target} "
+            f"| {r.rate(r.baseline):,.0f} | {r.ratio:.2f}x | {r.target} "
             f"| {'yes' if r.met else 'NO'} |"
         )
     return "\n".join(lines)
@@ -380,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database-url", default=None, help="external PostgreSQL (a throwaway schema is used)"
     )
+    parser.add_argument(
+        "--floors-only",
+        action="store_true",
+        help="only the cases against server-bound floors (bare COPY, COPY TO /dev/null)",
+    )
     args = parser.parse_args(argv)
     if args.rows < 2 or args.repeats < 1:
         parser.error("--rows must be >= 2 and --repeats >= 1")
@@ -387,12 +537,15 @@ def main(argv: list[str] | None = None) -> int:
     load_before = _load()
     with bench_database(args.database_url) as db:
         server = f"PostgreSQL {_server_version(db)} ({'embedded' if db.embedded else 'external'})"
-        results = bench_upsert(db, frame, args.repeats)
-        results += bench_read(db, frame, args.repeats)
+        results = [] if args.floors_only else bench_upsert(db, frame, args.repeats)
+        if not args.floors_only:
+            results += bench_read(db, frame, args.repeats)
+        results += bench_floors(db, frame, args.repeats)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         f", {server}\nload average before / after: {load_before} / {_load()}\n"
-        f"repeats: {args.repeats}; speed-up = baseline best / goldrl best\n"
+        f"repeats: {args.repeats}; speed-up = baseline best / goldrl best "
+        "(for the floor cases: floor best / goldrl best)\n"
     )
     print(render(results))
     return 0 if all(r.met for r in results) else 1

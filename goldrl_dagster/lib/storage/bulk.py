@@ -17,14 +17,18 @@ Every path writes in one transaction, so a crash mid-write leaves the target unt
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import polars as pl
+import psycopg
 from psycopg import sql
 
+from goldrl_dagster.lib.storage import pg_binary
 from goldrl_dagster.lib.storage.server import Database
 
 if TYPE_CHECKING:
@@ -79,6 +83,10 @@ def upsert_frame(
     keep their stored values. Non-key columns must have an equality operator (``jsonb``, not
     ``json``), since the merge compares stored and new rows.
 
+    When every column's type has an exact binary encoding in :mod:`pg_binary` (numbers,
+    booleans, timestamps, dates, text: the candle tables), rows are COPYed in PostgreSQL's
+    binary format built with numpy over psycopg; other frames go through ADBC's COPY.
+
     Args:
         db: The database.
         table: Target table in goldrl's schema; the frame's columns must exist in it.
@@ -97,23 +105,173 @@ def upsert_frame(
         raise ValueError(f"frame for {table} lacks key column(s) {missing}")
     if frame.height == 0:
         return 0
-    if frame.select(key_columns).is_duplicated().any():
+    if _has_duplicate_keys(frame, list(key_columns)):
         raise ValueError(f"frame for {table} holds duplicate keys on {list(key_columns)}")
     keys = list(key_columns)
+    with db.connect() as pg_conn:
+        plan = pg_binary.copy_plan(frame.schema, _column_types(pg_conn, table))
+        if plan is not None:
+            _upsert(_BinarySession(db, pg_conn, plan), table, frame, keys, update=update)
+            return frame.height
     with arrow_connection(db) as conn:
-        pending: pl.DataFrame | None = frame
-        box = _key_box(frame, keys)
-        # The fast paths skip ON CONFLICT, so they are only safe when a unique index backs it.
-        if box is not None and _has_unique_index(conn, table, keys):
-            pending = _pending_rows(conn, table, frame, keys, box, update=update)
-        if pending is not None and pending.height:
-            _merge(conn, table, pending, keys, update=update)
-        conn.commit()
+        _upsert(_ArrowSession(conn), table, frame, keys, update=update)
     return frame.height
 
 
+def _has_duplicate_keys(frame: pl.DataFrame, keys: list[str]) -> bool:
+    """True if two rows share a key.
+
+    A frame sorted by its key (``conform_candles`` sorts) is proven duplicate-free by a strictly
+    increasing key tuple from row to row, a few vectorised comparisons; anything else (unsorted,
+    NULL or NaN keys) is hashed.
+    """
+    increasing: pl.Expr = pl.lit(False)
+    for key in reversed(keys):
+        current, previous = pl.col(key), pl.col(key).shift(1)
+        increasing = (current > previous) | ((current == previous) & increasing)
+    strictly = frame.select(increasing.slice(1).fill_null(False).all()).item()
+    if strictly:
+        return False
+    return bool(frame.select(keys).is_duplicated().any())
+
+
+class _Session(Protocol):
+    """One write transaction: statements, bulk ingestion and a read of stored rows."""
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]:
+        """Run a statement; return its rows (none for statements without a result)."""
+        ...
+
+    def read(self, statement: str) -> pl.DataFrame:
+        """Run a query and return its rows as a frame (Arrow types)."""
+        ...
+
+    def ingest(self, table: str, frame: pl.DataFrame, *, temporary: bool = False) -> None:
+        """COPY the frame into an existing table (raises on a unique violation)."""
+        ...
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        """True if ``exc`` is the unique violation raised by :meth:`ingest`."""
+        ...
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        ...
+
+    def rollback(self) -> None:
+        """Roll the transaction back."""
+        ...
+
+
+class _ArrowSession:
+    """A write transaction over ADBC: Arrow COPY for any type ADBC encodes."""
+
+    def __init__(self, conn: adbc.Connection) -> None:
+        self.conn = conn
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(statement)
+            return list(cur.fetchall()) if cur.description else []
+
+    def read(self, statement: str) -> pl.DataFrame:
+        with self.conn.cursor() as cur:
+            cur.execute(statement)
+            frame = pl.from_arrow(cur.fetch_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def ingest(self, table: str, frame: pl.DataFrame, *, temporary: bool = False) -> None:
+        with self.conn.cursor() as cur:
+            cur.adbc_ingest(table, frame.to_arrow(), mode="append", temporary=temporary)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        import adbc_driver_manager.dbapi as adbc_dbapi
+
+        return (
+            isinstance(exc, adbc_dbapi.IntegrityError)
+            and getattr(exc, "sqlstate", None) == _UNIQUE_VIOLATION
+        )
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+
+class _BinarySession:
+    """A write transaction over psycopg: binary COPY payloads built by :mod:`pg_binary`.
+
+    The read-back of stored rows (a read, outside the write) goes over ADBC/Arrow.
+    """
+
+    def __init__(
+        self, db: Database, conn: psycopg.Connection, plan: list[tuple[str, str]]
+    ) -> None:
+        self.db = db
+        self.conn = conn
+        self.plan = plan
+
+    def query(self, statement: str) -> list[tuple[Any, ...]]:
+        with self.conn.cursor() as cur:
+            cur.execute(statement)
+            return list(cur.fetchall()) if cur.description else []
+
+    def read(self, statement: str) -> pl.DataFrame:
+        return read_frame(self.db, statement)
+
+    def ingest(self, table: str, frame: pl.DataFrame, *, temporary: bool = False) -> None:
+        # An unqualified name finds a temporary table first: ``temporary`` needs no handling.
+        order, chunks = pg_binary.encode_copy(frame, self.plan)
+        statement = sql.SQL("COPY {t} ({cols}) FROM STDIN (FORMAT binary)").format(
+            t=sql.Identifier(table), cols=sql.SQL(", ").join(sql.Identifier(c) for c in order)
+        )
+        # Chunks are encoded while the server ingests the ones already sent.
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def commit(self) -> None:
+        self.conn.commit()
+
+    def rollback(self) -> None:
+        self.conn.rollback()
+
+
+def _column_types(
+    conn: psycopg.Connection, table: str, *, rollback: bool = True
+) -> dict[str, str]:
+    """The table's column names and types (``format_type`` spelling); empty if it is unknown."""
+    rows = conn.execute(
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+        (sql.Identifier(table).as_string(None),),
+    ).fetchall()
+    if rollback:
+        conn.rollback()  # nothing written: leave no transaction open before the write
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def _upsert(
+    session: _Session, table: str, frame: pl.DataFrame, keys: list[str], *, update: bool
+) -> None:
+    """Write the frame through the cheapest path (see the module docstring), then commit."""
+    pending: pl.DataFrame | None = frame
+    box = _key_box(frame, keys)
+    # The fast paths skip ON CONFLICT, so they are only safe when a unique index backs it.
+    if box is not None and _has_unique_index(session, table, keys):
+        pending = _pending_rows(session, table, frame, keys, box, update=update)
+    if pending is not None and pending.height:
+        _merge(session, table, pending, keys, update=update)
+    session.commit()
+
+
 def _pending_rows(
-    conn: adbc.Connection,
+    session: _Session,
     table: str,
     frame: pl.DataFrame,
     keys: list[str],
@@ -126,32 +284,27 @@ def _pending_rows(
     None means the whole frame was COPYed into the target already (uncommitted).
     """
     cap = _DIFF_READ_FACTOR * frame.height
-    with conn.cursor() as cur:
-        cur.execute(
-            _render(
-                sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {box} LIMIT {cap}) AS s"),
-                t=sql.Identifier(table),
-                box=box,
-                cap=sql.Literal(cap + 1),
-            )
+    rows = session.query(
+        _render(
+            sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {t} WHERE {box} LIMIT {cap}) AS s"),
+            t=sql.Identifier(table),
+            box=box,
+            cap=sql.Literal(cap + 1),
         )
-        row = cur.fetchone()
-    stored = int(row[0]) if row else 0
+    )
+    stored = int(rows[0][0]) if rows else 0
     if stored == 0:
-        return None if _copy_into_target(conn, table, frame) else frame
+        return None if _copy_into_target(session, table, frame) else frame
     if stored > cap:
         return frame
-    with conn.cursor() as cur:
-        cur.execute(
-            _render(
-                sql.SQL("SELECT {cols} FROM {t} WHERE {box}"),
-                cols=sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns),
-                t=sql.Identifier(table),
-                box=box,
-            )
+    existing = session.read(
+        _render(
+            sql.SQL("SELECT {cols} FROM {t} WHERE {box}"),
+            cols=sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns),
+            t=sql.Identifier(table),
+            box=box,
         )
-        existing = pl.from_arrow(cur.fetch_arrow_table())
-    assert isinstance(existing, pl.DataFrame)
+    )
     if existing.schema != frame.schema:
         return frame  # types the diff cannot compare exactly: let the server decide
     return _changed_rows(frame, existing, keys, update=update)
@@ -170,23 +323,20 @@ def _changed_rows(
     return joined.filter(pl.col(_PRESENT).is_null() | differs).select(frame.columns)
 
 
-def _copy_into_target(conn: adbc.Connection, table: str, frame: pl.DataFrame) -> bool:
+def _copy_into_target(session: _Session, table: str, frame: pl.DataFrame) -> bool:
     """COPY the frame straight into the target; False (rolled back) if a key already exists."""
-    import adbc_driver_manager.dbapi as adbc_dbapi
-
     try:
-        with conn.cursor() as cur:
-            cur.adbc_ingest(table, frame.to_arrow(), mode="append")
-    except adbc_dbapi.IntegrityError as exc:
-        conn.rollback()
-        if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+        session.ingest(table, frame)
+    except Exception as exc:
+        session.rollback()
+        if not session.is_unique_violation(exc):
             raise
         return False
     return True
 
 
 def _merge(
-    conn: adbc.Connection, table: str, frame: pl.DataFrame, keys: list[str], *, update: bool
+    session: _Session, table: str, frame: pl.DataFrame, keys: list[str], *, update: bool
 ) -> None:
     """COPY the frame into a staging table and merge it with one INSERT … ON CONFLICT."""
     staging = f"staging_{table}_{uuid.uuid4().hex[:12]}"
@@ -207,34 +357,33 @@ def _merge(
         )
     else:
         action = sql.SQL("DO NOTHING")
-    with conn.cursor() as cur:
-        # The staging table copies the target's column types so the COPY cannot coerce silently.
-        cur.execute(
-            _render(
-                sql.SQL(
-                    "CREATE TEMPORARY TABLE {s} ON COMMIT DROP AS SELECT {cols} FROM {t} "
-                    "WITH NO DATA"
-                ),
-                s=sql.Identifier(staging),
-                cols=columns,
-                t=sql.Identifier(table),
-            )
+    # The staging table copies the target's column types so the COPY cannot coerce silently.
+    session.query(
+        _render(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {s} ON COMMIT DROP AS SELECT {cols} FROM {t} "
+                "WITH NO DATA"
+            ),
+            s=sql.Identifier(staging),
+            cols=columns,
+            t=sql.Identifier(table),
         )
-        cur.adbc_ingest(staging, frame.to_arrow(), mode="append", temporary=True)
-        # Key order makes concurrent merges lock rows in the same order (no deadlocks).
-        cur.execute(
-            _render(
-                sql.SQL(
-                    "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY {keys} "
-                    "ON CONFLICT ({keys}) {action}"
-                ),
-                t=sql.Identifier(table),
-                cols=columns,
-                s=sql.Identifier(staging),
-                keys=sql.SQL(", ").join(sql.Identifier(c) for c in keys),
-                action=action,
-            )
+    )
+    session.ingest(staging, frame, temporary=True)
+    # Key order makes concurrent merges lock rows in the same order (no deadlocks).
+    session.query(
+        _render(
+            sql.SQL(
+                "INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} ORDER BY {keys} "
+                "ON CONFLICT ({keys}) {action}"
+            ),
+            t=sql.Identifier(table),
+            cols=columns,
+            s=sql.Identifier(staging),
+            keys=sql.SQL(", ").join(sql.Identifier(c) for c in keys),
+            action=action,
         )
+    )
 
 
 def _key_box(frame: pl.DataFrame, keys: list[str]) -> sql.Composable | None:
@@ -261,22 +410,21 @@ def _key_box(frame: pl.DataFrame, keys: list[str]) -> sql.Composable | None:
     return sql.SQL(" AND ").join(terms) if terms else None
 
 
-def _has_unique_index(conn: adbc.Connection, table: str, keys: list[str]) -> bool:
+def _has_unique_index(session: _Session, table: str, keys: list[str]) -> bool:
     """True if a plain, immediate unique index covers exactly the key columns."""
-    with conn.cursor() as cur:
-        cur.execute(
-            _render(
-                sql.SQL(
-                    "SELECT array_to_string(ARRAY(SELECT a.attname::text FROM pg_attribute a "
-                    "WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-                    "ORDER BY a.attname::text COLLATE \"C\"), ',') FROM pg_index i "
-                    "WHERE i.indrelid = to_regclass({t}) AND i.indisunique AND i.indimmediate "
-                    "AND i.indpred IS NULL AND i.indexprs IS NULL"
-                ),
-                t=sql.Literal(sql.Identifier(table).as_string(None)),
-            )
+    rows = session.query(
+        _render(
+            sql.SQL(
+                "SELECT array_to_string(ARRAY(SELECT a.attname::text FROM pg_attribute a "
+                "WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+                "ORDER BY a.attname::text COLLATE \"C\"), ',') FROM pg_index i "
+                "WHERE i.indrelid = to_regclass({t}) AND i.indisunique AND i.indimmediate "
+                "AND i.indpred IS NULL AND i.indexprs IS NULL"
+            ),
+            t=sql.Literal(sql.Identifier(table).as_string(None)),
         )
-        found = {row[0] for row in cur.fetchall()}
+    )
+    found = {row[0] for row in rows}
     return ",".join(sorted(keys)) in found
 
 
@@ -345,3 +493,193 @@ def read_frames_consistent(
         for conn in conns:
             conn.rollback()  # read-only: nothing to commit
     return frames
+
+
+# polars dtypes read_columns decodes: their pg_binary kind and the server's send function.
+_COLUMN_KINDS: dict[pl.DataType, tuple[str, str]] = {
+    pl.Float64(): ("float8", "float8send"),
+    pl.Float32(): ("float4", "float4send"),
+    pl.Int64(): ("int8", "int8send"),
+    pl.Int32(): ("int4", "int4send"),
+    pl.Int16(): ("int2", "int2send"),
+    pl.Datetime("us", "UTC"): ("timestamptz", "timestamptz_send"),
+    pl.Datetime("us"): ("timestamp", "timestamp_send"),
+}
+# The column types each kind is read from (format_type spelling, type modifier removed). The
+# send functions would accept other types through implicit casts: they are checked first.
+_KIND_TYPES: dict[str, tuple[str, ...]] = {
+    "float8": ("double precision",),
+    "float4": ("real",),
+    "int8": ("bigint",),
+    "int4": ("integer",),
+    "int2": ("smallint",),
+    "timestamptz": ("timestamp with time zone",),
+    "timestamp": ("timestamp without time zone",),
+    "text": ("text", "character varying"),
+}
+
+
+def read_columns(
+    db: Database,
+    table: str,
+    columns: Mapping[str, pl.DataType],
+    where: str,
+    parts: Sequence[Sequence[Any]],
+    order_by: str,
+) -> pl.DataFrame | None:
+    """Read sorted rows as whole columns: one value per column instead of one message per row.
+
+    Each part runs ``SELECT columns FROM table WHERE where ORDER BY order_by`` aggregated on
+    the server into one ``bytea`` per column: the binary values of a fixed-width column
+    concatenated (``string_agg(float8send(x), '')``), or for a text column the byte lengths
+    plus the concatenated text. numpy views decode them without per-row work. Parts run on up
+    to two connections sharing one snapshot (as consistent as one query), so the server
+    aggregates one part while the client receives another, and are concatenated in order.
+
+    The caller's ``order_by`` column must be a unique, fixed-width column whose ranges the parts
+    cover in increasing order: the decoded column is checked to increase strictly, which also
+    proves the server kept the subquery's order through the aggregate.
+
+    Args:
+        db: The database.
+        table: Table (or view) in goldrl's schema.
+        columns: Column names and the polars dtypes to return (numbers, ``Datetime("us")``
+            with or without ``UTC``, ``String``); the table's columns must have exactly the
+            matching PostgreSQL types (``double precision``, ``timestamptz``, ``text``, ...).
+        where: Filter with ``%s`` placeholders.
+        parts: One parameter list per part, in ``order_by`` order.
+        order_by: The column the rows are sorted by.
+
+    Returns:
+        The rows, or None if they cannot be returned exactly this way (a NULL, a type that is
+        not decoded here, a non-UTF-8 server, an infinite timestamp, a value over the
+        server's 1 GB limit): the caller then reads them another way.
+    """
+    kinds: dict[str, tuple[str, str]] = {}
+    for name, dtype in columns.items():
+        if dtype == pl.String:
+            kinds[name] = ("text", "")
+        elif dtype in _COLUMN_KINDS:
+            kinds[name] = _COLUMN_KINDS[dtype]
+        else:
+            return None
+    if order_by not in kinds or kinds[order_by][0] == "text" or not parts:
+        return None
+    outputs: list[sql.Composable] = [sql.SQL("current_setting('server_encoding'), count(*)")]
+    for name, (kind, send) in kinds.items():
+        ident = sql.Identifier(name)
+        if kind == "text":
+            outputs.append(
+                sql.SQL("string_agg(int4send(octet_length({})), ''::bytea)").format(ident)
+            )
+            outputs.append(sql.SQL("convert_to(string_agg({}, ''), 'UTF8')").format(ident))
+        else:
+            # The send function takes the column's own type: a mismatch fails to plan.
+            outputs.append(
+                sql.SQL("string_agg({}({}), ''::bytea)").format(sql.Identifier(send), ident)
+            )
+    query = sql.SQL(
+        "SELECT {outputs} FROM (SELECT {cols} FROM {t} WHERE {where} ORDER BY {order}) AS s"
+    ).format(
+        outputs=sql.SQL(", ").join(outputs),
+        cols=sql.SQL(", ").join(sql.Identifier(c) for c in kinds),
+        t=sql.Identifier(table),
+        where=sql.SQL(where),  # type: ignore[arg-type]
+        order=sql.Identifier(order_by),
+    )
+    try:
+        rows = _fetch_consistent(db, query, parts, _type_check(table, kinds))
+        frames = [_decode_columns(row, kinds, columns) for row in rows]
+    except (
+        pg_binary.UnsupportedBinary,
+        psycopg.errors.ProgramLimitExceeded,
+        psycopg.errors.OutOfMemory,
+        psycopg.errors.UndefinedFunction,
+    ):
+        return None
+    frame = pl.concat(frames) if len(frames) > 1 else frames[0]
+    order = frame[order_by].to_physical().to_numpy()
+    if len(order) > 1 and not (np.diff(order) > 0).all():
+        return None
+    return frame
+
+
+def _decode_columns(
+    row: tuple[Any, ...], kinds: Mapping[str, tuple[str, str]], columns: Mapping[str, pl.DataType]
+) -> pl.DataFrame:
+    """Decode one part's aggregated row (see read_columns) into a frame."""
+    if row[0] != "UTF8":
+        raise pg_binary.UnsupportedBinary(f"server encoding {row[0]}, not UTF8")
+    count = int(row[1])
+    values = iter(row[2:])
+    series: list[pl.Series] = []
+    for name, (kind, _) in kinds.items():
+        if kind == "text":
+            lengths = pg_binary.decode_values(next(values), "int4", count)
+            text = pg_binary.decode_text(lengths, next(values))
+            series.append(pl.Series(name, text, dtype=pl.String))
+        elif kind in ("timestamptz", "timestamp"):
+            micros = pl.Series(name, pg_binary.decode_values(next(values), kind, count))
+            series.append(micros.cast(pl.Datetime("us")).cast(columns[name]))
+        else:
+            array = pg_binary.decode_values(next(values), kind, count)
+            series.append(pl.Series(name, array, dtype=columns[name]))
+    return pl.DataFrame(series)
+
+
+def _type_check(
+    table: str, kinds: Mapping[str, tuple[str, str]]
+) -> Callable[[psycopg.Connection], None]:
+    """A check that the table's columns have exactly the types read_columns decodes."""
+
+    def check(conn: psycopg.Connection) -> None:
+        types = _column_types(conn, table, rollback=False)
+        for name, (kind, _) in kinds.items():
+            found = re.sub(r"\(\d+\)", "", types.get(name, "?"))
+            if found not in _KIND_TYPES[kind]:
+                raise pg_binary.UnsupportedBinary(f"{table}.{name} is {found}, not read as {kind}")
+
+    return check
+
+
+def _fetch_consistent(
+    db: Database,
+    query: sql.Composable,
+    parts: Sequence[Sequence[Any]],
+    check: Callable[[psycopg.Connection], None],
+) -> list[tuple[Any, ...]]:
+    """Run a one-row query once per parameter list on up to two connections, one snapshot.
+
+    ``check`` runs first on the first connection (inside the snapshot) and may raise.
+    """
+    width = min(2, len(parts))
+    with contextlib.ExitStack() as stack:
+        conns = [stack.enter_context(db.connect()) for _ in range(width)]
+        if width > 1:
+            for conn in conns:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            exported = conns[0].execute("SELECT pg_export_snapshot()").fetchone()
+            assert exported is not None
+            for conn in conns[1:]:
+                conn.execute(
+                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0]))
+                )
+        check(conns[0])
+
+        def run(index: int) -> list[tuple[int, tuple[Any, ...]]]:
+            out = []
+            for part in range(index, len(parts), width):
+                cur = conns[index].execute(query, list(parts[part]), binary=True)
+                row = cur.fetchone()
+                assert row is not None  # an aggregate without GROUP BY returns one row
+                out.append((part, row))
+            return out
+
+        if width == 1:
+            results = run(0)
+        else:
+            with ThreadPoolExecutor(max_workers=width) as pool:
+                results = [r for chunk in pool.map(run, range(width)) for r in chunk]
+        for conn in conns:
+            conn.rollback()  # read-only: nothing to commit
+    return [row for _, row in sorted(results, key=lambda item: item[0])]

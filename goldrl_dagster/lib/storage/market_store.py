@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -16,7 +18,12 @@ from goldrl_dagster.lib.market.candles import (
 )
 from goldrl_dagster.lib.market.exchange_bars import FILLED_SCHEMA, fill_from_exchange
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.storage.bulk import read_frame, read_frames_consistent, upsert_frame
+from goldrl_dagster.lib.storage.bulk import (
+    read_columns,
+    read_frame,
+    read_frames_consistent,
+    upsert_frame,
+)
 from goldrl_dagster.lib.storage.server import Database
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -140,8 +147,12 @@ def write_candles(db: Database, candles: pl.DataFrame) -> int:
 
 
 # Above this many expected bars a range read is split across two connections (one snapshot):
-# PostgreSQL serialises each COPY on one core, so one connection caps the read rate.
+# PostgreSQL runs each query on one core, so one connection caps the read rate.
 _SPLIT_READ_BARS = 100_000
+# Expected bars per aggregated part: the server aggregates one part while the client receives
+# another (and a part stays far below the server's 1 GB value limit).
+_PART_BARS = 250_000
+_MAX_PARTS = 64
 _READ_COLUMNS = [c for c in CANDLE_SCHEMA if c not in ("instrument", "interval")]
 
 
@@ -150,16 +161,46 @@ def read_candles(
 ) -> pl.DataFrame:
     """Read candles with ``start <= open_time < end`` as a canonical frame, sorted by time.
 
-    Large ranges are read as two halves in parallel from one consistent snapshot. The
-    instrument and interval columns are fixed by the query, so they are added client-side
-    instead of being serialised a million times by the server.
+    The rows come as whole columns (``bulk.read_columns``: one binary array per column, decoded
+    by numpy views), large ranges as parts read in parallel on two connections from one
+    consistent snapshot. Should that not be exact (a NULL, an exotic server), the rows are read
+    over ADBC instead. The instrument and interval columns are fixed by the query, so they are
+    added client-side instead of being serialised a million times by the server.
     """
+    step_ms = INTERVAL_MS.get(interval)
+    expected = (end - start).total_seconds() * 1000 / step_ms if step_ms else 0
+    count = 1
+    if expected > _SPLIT_READ_BARS:
+        count = min(_MAX_PARTS, max(2, math.ceil(expected / _PART_BARS)))
+    bounds = [start + (end - start) * i / count for i in range(count)] + [end]
+    frame = read_columns(
+        db,
+        "candles",
+        {c: CANDLE_SCHEMA[c] for c in _READ_COLUMNS},
+        "instrument = %s AND interval = %s AND open_time >= %s AND open_time < %s",
+        [[instrument, interval, low, high] for low, high in itertools.pairwise(bounds)],
+        "open_time",
+    )
+    if frame is None:
+        frame = _read_candles_arrow(db, instrument, interval, start, end, expected)
+    if frame.height == 0:
+        return pl.DataFrame(schema=CANDLE_SCHEMA)
+    # Already sorted by the query and of one instrument/interval: cast in place, no re-sort.
+    return frame.select(
+        pl.lit(instrument, CANDLE_SCHEMA["instrument"]).alias("instrument"),
+        pl.lit(interval, CANDLE_SCHEMA["interval"]).alias("interval"),
+        *(pl.col(c).cast(CANDLE_SCHEMA[c]) for c in _READ_COLUMNS),
+    ).set_sorted("open_time")
+
+
+def _read_candles_arrow(
+    db: Database, instrument: str, interval: str, start: datetime, end: datetime, expected: float
+) -> pl.DataFrame:
+    """The same rows over ADBC (binary COPY per row → Arrow), halves in parallel if large."""
     query = (
         f"SELECT {', '.join(_READ_COLUMNS)} FROM candles WHERE instrument = $1 "
         "AND interval = $2 AND open_time >= $3 AND open_time < $4 ORDER BY open_time"
     )
-    step_ms = INTERVAL_MS.get(interval)
-    expected = (end - start).total_seconds() * 1000 / step_ms if step_ms else 0
     if expected > _SPLIT_READ_BARS:
         middle = start + (end - start) / 2
         parts = read_frames_consistent(
@@ -169,17 +210,8 @@ def read_candles(
                 (query, [instrument, interval, middle, end]),
             ],
         )
-        frame = pl.concat(parts)
-    else:
-        frame = read_frame(db, query, [instrument, interval, start, end])
-    if frame.height == 0:
-        return pl.DataFrame(schema=CANDLE_SCHEMA)
-    # Already sorted by the query and of one instrument/interval: cast in place, no re-sort.
-    return frame.select(
-        pl.lit(instrument, CANDLE_SCHEMA["instrument"]).alias("instrument"),
-        pl.lit(interval, CANDLE_SCHEMA["interval"]).alias("interval"),
-        *(pl.col(c).cast(CANDLE_SCHEMA[c]) for c in _READ_COLUMNS),
-    ).set_sorted("open_time")
+        return pl.concat(parts)
+    return read_frame(db, query, [instrument, interval, start, end])
 
 
 def write_exchange_candles(db: Database, candles: pl.DataFrame) -> int:
