@@ -74,3 +74,24 @@ def test_bingx_resource_paces_through_the_shared_postgres_budget(settings, datab
         [started],
     )[0, 0]
     assert granted == 2
+
+
+def test_a_days_features_depend_on_the_candles_of_every_day_their_warm_up_reads():
+    """A backfill materializes the candles of day D-1 before the features of day D."""
+    from goldrl_dagster.defs.features.assets import build_feature_snapshot_asset
+    from goldrl_dagster.defs.market_data.partitions import market_instrument_day_partitions
+    from goldrl_dagster.lib.features.spec import TA_V2
+
+    partitions = market_instrument_day_partitions
+    mapping = build_feature_snapshot_asset(TA_V2).get_partition_mapping(keys.CANDLES)
+
+    def upstream(day: str) -> list[str]:
+        key = dg.MultiPartitionKey({"instrument": "XAUT-USDT", "day": day})
+        subset = partitions.empty_subset().with_partition_keys([key])
+        result = mapping.get_upstream_mapped_partitions_result_for_partitions(
+            subset, partitions, partitions
+        )
+        return sorted(result.partitions_subset.get_partition_keys())
+
+    assert upstream("2025-03-09") == ["2025-03-08|XAUT-USDT", "2025-03-09|XAUT-USDT"]
+    assert upstream("2025-01-01") == ["2025-01-01|XAUT-USDT"]  # the first day: nothing before

@@ -8,6 +8,7 @@ records per-feature statistics for drift checks.
 """
 
 import hashlib
+import warnings
 from datetime import date
 
 import dagster as dg
@@ -70,6 +71,30 @@ def _statistics_markdown(stats: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _warm_up_mapping(spec: FeatureSetSpec) -> dg.MultiPartitionMapping:
+    """Instrument × day of the features → the same instrument's days its warm-up bars span."""
+    day = date(2025, 1, 2)
+    first_bar = day_segment_start(day, BASE_INTERVAL, spec)
+    days_back = (day - first_bar.date()).days  # midnight minus the warm-up, rounded to days
+    with warnings.catch_warnings():  # both are Dagster beta APIs; pinned through uv.lock
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _instrument_and_days_back(days_back)
+
+
+def _instrument_and_days_back(days_back: int) -> dg.MultiPartitionMapping:
+    return dg.MultiPartitionMapping(
+        {
+            "instrument": dg.DimensionPartitionMapping("instrument", dg.IdentityPartitionMapping()),
+            "day": dg.DimensionPartitionMapping(
+                "day",
+                dg.TimeWindowPartitionMapping(
+                    start_offset=-days_back, allow_nonexistent_upstream_partitions=True
+                ),
+            ),
+        }
+    )
+
+
 def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
     """The instrument × day snapshot asset of one feature set (key ``feature_snapshots_key``).
 
@@ -80,9 +105,17 @@ def build_feature_snapshot_asset(spec: FeatureSetSpec) -> dg.AssetsDefinition:
         The asset, with its blocking ``features_quality`` check.
     """
     key = feature_snapshots_key(spec.name, spec.version)
-    deps = (
-        [CANDLES, FUNDING_RATES, PREMIUM_INDEX, OPEN_INTEREST] if spec.needs_inputs else [CANDLES]
-    )
+    # A day's features read its warm-up bars from the days before it: the candles (and funding)
+    # of those days are upstream too, so a backfill materializes them first and a change to
+    # them makes the day's features stale.
+    warmed = _warm_up_mapping(spec)
+    deps: list[dg.AssetKey | dg.AssetDep] = [dg.AssetDep(CANDLES, partition_mapping=warmed)]
+    if spec.needs_inputs:
+        deps += [
+            dg.AssetDep(FUNDING_RATES, partition_mapping=warmed),
+            PREMIUM_INDEX,
+            OPEN_INTEREST,
+        ]
 
     @dg.asset(
         key=key,
