@@ -52,6 +52,14 @@ def build(
             "(the earliest known version) or a JSON rules file (recorded as assumed)."
         ),
     ] = "refuse",
+    exchange_bars: Annotated[
+        bool,
+        typer.Option(
+            "--exchange-bars",
+            help="Complete buckets without a bar aggregated from 1m with the exchange's own "
+            "bars (1h/4h/1d history before the minute klines reach; counted in the lineage).",
+        ),
+    ] = False,
 ) -> None:
     """Build (or find again) the dataset version for a window and feature set."""
     from goldrl_dagster.jobs_in_process import JobRunError, build_dataset
@@ -81,6 +89,7 @@ def build(
             reward=reward,
             gap_policy=gaps,
             rules_before_listing=rules,
+            exchange_bars=exchange_bars,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

@@ -263,6 +263,10 @@ def test_a_policy_trains_on_segments_with_both_policies_on_the_card(world):
     outcome = run_training(open_runtime(), _hash(result.output), TINY)
     assert outcome.card["gap_policy"] == "segments"
     assert outcome.card["contract_rules"]["basis"] == "earliest_known"
+    # The env closed the position at each segment end inside the training rows.
+    constraints = outcome.card["bar_constraints"]
+    assert constraints["carried_bars"] == 0
+    assert 1 <= constraints["segment_ends"] <= 2
 
 
 def test_carry_forward_fills_short_holes_with_flagged_flat_bars(world):

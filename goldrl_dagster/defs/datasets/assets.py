@@ -69,8 +69,12 @@ from goldrl_dagster.lib.storage.feature_store import (
     write_feature_statistics,
 )
 from goldrl_dagster.lib.storage.gap_store import open_gaps
-from goldrl_dagster.lib.storage.market_store import read_candles
-from goldrl_dagster.lib.storage.registry import DatasetRecord, record_dataset
+from goldrl_dagster.lib.storage.market_store import read_candles, read_candles_with_exchange
+from goldrl_dagster.lib.storage.registry import (
+    DatasetRecord,
+    record_dataset,
+    register_feature_set,
+)
 from goldrl_dagster.lib.storage.server import Database
 
 
@@ -86,8 +90,14 @@ def _apply_gap_policy(
     end: datetime,
     history: pl.DataFrame,
     gaps: GapPolicy,
+    *,
+    use_recorded: bool = True,
 ) -> list[Gap]:
-    """The holes the policy has to handle; under ``refuse``, fail naming any (dg.Failure)."""
+    """The holes the policy has to handle; under ``refuse``, fail naming any (dg.Failure).
+
+    ``use_recorded=False`` (history completed with the exchange's bars) judges only the holes left
+    in ``history``: a recorded gap of the canonical bars the exchange's bars fill is no hole.
+    """
     if gaps.is_default and interval == BASE_INTERVAL:
         # The 1m base: the gap lifecycle's own refusal, unchanged.
         ensure_no_open_gaps(db, symbol, start, end, history)
@@ -99,13 +109,27 @@ def _apply_gap_policy(
     recorded = [
         f"gap {r.gap_id}: {r.gap_start:%Y-%m-%d %H:%M}..{r.gap_end:%H:%M} UTC, "
         f"{r.missing_bars} bar(s), {r.status}"
-        for r in open_gaps(db, symbol, interval, start, end)
+        for r in (open_gaps(db, symbol, interval, start, end) if use_recorded else [])
     ]
     try:
         refuse_gaps(recorded, holes, symbol)
     except GapPolicyError as exc:
         raise dg.Failure(description=str(exc), metadata={"instrument": symbol}) from exc
     return []
+
+
+def _exchange_lineage(history: pl.DataFrame, start: datetime) -> dict[str, Any]:
+    """How many of the window's bars came from the exchange's own bars, and which days."""
+    window = history.filter(pl.col("open_time") >= start)
+    exchange = window.filter(pl.col("origin") == "exchange")
+    days = exchange["open_time"].dt.date().unique().sort().to_list()
+    return {
+        "bars": exchange.height,
+        "canonical_bars": window.height - exchange.height,
+        "days": len(days),
+        "first_day": days[0].isoformat() if days else None,
+        "last_day": days[-1].isoformat() if days else None,
+    }
 
 
 def _contract_rules(db: Database, symbol: str, start: datetime, policy: str) -> dict[str, Any]:
@@ -174,8 +198,18 @@ def dataset_version(
     cfg = request.to_config()
     rules = _contract_rules(runtime.db, symbol, start, request.rules_before_listing)
     anchor = day_segment_start(request.start_day, interval, spec)
-    history = read_candles(runtime.db, symbol, interval, anchor, end)
-    holes = _apply_gap_policy(runtime.db, symbol, interval, anchor, end, history, gaps)
+    exchange_bars = None
+    if request.exchange_bars:
+        # Buckets without a canonical bar come from the exchange's own bars (origin column).
+        history = read_candles_with_exchange(runtime.db, symbol, interval, anchor, end)
+        exchange_bars = _exchange_lineage(history, start)
+        history = history.drop("origin")
+    else:
+        history = read_candles(runtime.db, symbol, interval, anchor, end)
+    holes = _apply_gap_policy(
+        runtime.db, symbol, interval, anchor, end, history, gaps,
+        use_recorded=not request.exchange_bars,
+    )  # fmt: skip
     runs = [history]
     try:
         if gaps.kind == CARRY_FORWARD:
@@ -194,12 +228,12 @@ def dataset_version(
         .agg(pl.len().alias("n"))
         .iter_rows()
     )
-    # Under a gap policy other than refuse the features differ from the stored snapshots
-    # (runs warm up afresh, filled bars): computed here, never read from or written to the cache.
+    # Under a gap policy other than refuse, or with exchange bars, the features differ from the
+    # stored snapshots (runs warm up afresh, filled bars, bars not in candles): computed here,
+    # never read from or written to the cache.
+    use_cache = gaps.is_default and not request.exchange_bars
     stored = (
-        snapshot_counts_by_day(runtime.db, symbol, interval, spec, start, end)
-        if gaps.is_default
-        else {}
+        snapshot_counts_by_day(runtime.db, symbol, interval, spec, start, end) if use_cache else {}
     )
     cached = sorted(d for d, n in candle_days.items() if stored.get(d) == n)
     missing = sorted(d for d in candle_days if d not in cached)
@@ -226,7 +260,7 @@ def dataset_version(
                 f"features of {symbol} {day} fail the {suite.suite} suite",
                 metadata={"failures": dg.MetadataValue.json(suite.to_metadata()["failures"])},
             )
-        if not gaps.is_default:
+        if not use_cache:
             computed.append(features)
             continue
         write_feature_snapshots(runtime.db, symbol, interval, spec, features)
@@ -235,11 +269,12 @@ def dataset_version(
     context.log.info(
         "%s %s: %d feature day(s) from the cache, %d computed%s",
         symbol, spec.name, len(cached), len(missing),
-        " and written back" if gaps.is_default else f" (gap policy {gaps.spelling})",
+        " and written back" if use_cache else f" (gap policy {gaps.spelling}"
+        + (", exchange bars)" if request.exchange_bars else ")"),
     )  # fmt: skip
     features = (
         read_feature_snapshots(runtime.db, symbol, interval, spec, start, end)
-        if gaps.is_default
+        if use_cache
         else pl.concat(computed, how="vertical", rechunk=True)
     )
     funding = read_frame(
@@ -275,6 +310,7 @@ def dataset_version(
         "interval": interval,
         "gap_policy": _gap_lineage(gaps, holes, table),
         "contract_rules": rules,
+        **({} if exchange_bars is None else {"exchange_bars": exchange_bars}),
         "candle_partitions": partitions,
         "candle_sources": sorted(candles["source"].unique().to_list()),
         "feature_partitions": {
@@ -298,6 +334,11 @@ def dataset_version(
         "test_rows": table.height - split,
         "dagster_run_id": context.run.run_id,
     }
+    if not use_cache:  # no snapshot was written, which registers the set: register it here
+        register_feature_set(
+            runtime.db, spec.fingerprint, spec.name, spec.version, list(spec.feature_names),
+            spec.canonical_json(),
+        )  # fmt: skip
     created = record_dataset(
         runtime.db,
         DatasetRecord(

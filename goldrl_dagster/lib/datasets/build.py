@@ -38,9 +38,12 @@ class DatasetConfig:
         reward: Name of the reward definition the training env uses.
         gap_policy: What the build does with holes (``gap_policy.GapPolicy.spelling``).
         rules_before_listing: Contract rules before the listing (``contract_rules``).
+        exchange_bars: Buckets without a canonical bar were completed with the exchange's own
+            bars.
 
-    The last two appear in the canonical JSON (and so in the hash) only when they differ from
-    their default ``refuse``: a dataset built before they existed keeps its hash.
+    The last three appear in the canonical JSON (and so in the hash) only when they differ
+    from their defaults (``refuse``, ``false``): a dataset built before they existed keeps its
+    hash.
     """
 
     instrument: str
@@ -52,6 +55,7 @@ class DatasetConfig:
     reward: str = "equity_change_after_costs"
     gap_policy: str = "refuse"
     rules_before_listing: str = "refuse"
+    exchange_bars: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -67,6 +71,8 @@ class DatasetConfig:
         for optional in ("gap_policy", "rules_before_listing"):
             if values[optional] == "refuse":
                 del values[optional]
+        if not self.exchange_bars:
+            del values["exchange_bars"]
         return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 

@@ -6,12 +6,12 @@ spells out the whole request so the UI (and a person reading a run) sees what th
     XAUT-USDT:1m:2025-03-08:2025-03-09:ta-v2:holdout-0.25:equity_change_after_costs
 
 i.e. instrument, interval, first and last UTC day (both included), feature set and version,
-the held-out fraction and the reward definition. Two optional fields follow only when they
-differ from their default ``refuse`` (so keys of earlier requests are unchanged): the gap policy
-(``gaps-segments``, ``gaps-carry_forward-3``) and the contract rules before listing
-(``rules-earliest``, ``rules-assumed-<id>``), in that order. Every field has exactly one
-spelling, so one request has exactly one key (``from_partition_key`` refuses anything else with
-the canonical spelling in the message).
+the held-out fraction and the reward definition. Optional fields follow only when they
+differ from their defaults (so keys of earlier requests are unchanged): the gap policy
+(``gaps-segments``, ``gaps-carry_forward-3``), the contract rules before listing
+(``rules-earliest``, ``rules-assumed-<id>``) and ``exchange-bars``, in that order. Every field
+has exactly one spelling, so one request has exactly one key (``from_partition_key`` refuses
+anything else with the canonical spelling in the message).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ DEFAULT_DATASET_FEATURE_SET = ("ta", 2)
 """Feature set (name, version) a dataset uses unless the request names another."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+EXCHANGE_BARS_FIELD = "exchange-bars"
+"""Last partition-key field of a dataset that completes its candles with the exchange's bars."""
 _KEY_FIELDS = (
     "instrument",
     "interval",
@@ -108,6 +110,8 @@ class DatasetRequest:
         gap_policy: ``refuse``, ``segments`` or ``carry_forward:N`` (``gap_policy``).
         rules_before_listing: ``refuse``, ``earliest`` or ``assumed:<id>``
             (``contract_rules``).
+        exchange_bars: Complete buckets without a canonical bar with the exchange's own bars
+            (``read_candles_with_exchange``); intervals above 1m only.
     """
 
     instrument: str
@@ -120,6 +124,7 @@ class DatasetRequest:
     reward: str = DEFAULT_REWARD
     gap_policy: str = REFUSE
     rules_before_listing: str = REFUSE
+    exchange_bars: bool = False
 
     def __post_init__(self) -> None:
         """Resolve the instrument and validate every field.
@@ -165,6 +170,13 @@ class DatasetRequest:
         object.__setattr__(
             self, "rules_before_listing", parse_rules_policy(self.rules_before_listing)
         )
+        if not isinstance(self.exchange_bars, bool):
+            raise ValueError(f"exchange_bars must be true or false, got {self.exchange_bars!r}")
+        if self.exchange_bars and self.interval == "1m":
+            raise ValueError(
+                "exchange bars complete intervals above 1m (e.g. 1h, 4h, 1d); 1m history is "
+                "the exchange's minute klines themselves"
+            )
 
     @property
     def gaps(self) -> GapPolicy:
@@ -204,6 +216,7 @@ class DatasetRequest:
             reward=self.reward,
             gap_policy=self.gap_policy,
             rules_before_listing=self.rules_before_listing,
+            exchange_bars=self.exchange_bars,
         )
 
     def partition_key(self) -> str:
@@ -223,6 +236,7 @@ class DatasetRequest:
                     if self.rules_before_listing == REFUSE
                     else (rules_key_field(self.rules_before_listing),)
                 ),
+                *((EXCHANGE_BARS_FIELD,) if self.exchange_bars else ()),
             )
         )
 
@@ -238,22 +252,25 @@ class DatasetRequest:
         if not isinstance(key, str):
             raise ValueError(f"dataset partition key must be a string, got {type(key).__name__}")
         parts = key.split(KEY_SEPARATOR)
-        if not len(_KEY_FIELDS) <= len(parts) <= len(_KEY_FIELDS) + 2:
+        if not len(_KEY_FIELDS) <= len(parts) <= len(_KEY_FIELDS) + 3:
             raise ValueError(
                 f"dataset partition key {key!r} must have {len(_KEY_FIELDS)} fields separated "
                 f"by {KEY_SEPARATOR!r}: {KEY_SEPARATOR.join(_KEY_FIELDS)}, then optionally "
-                "gaps-POLICY and rules-POLICY"
+                f"gaps-POLICY, rules-POLICY and {EXCHANGE_BARS_FIELD}"
             )
         instrument, interval, start, end, feature_set, holdout, reward = parts[:7]
-        gaps, rules = REFUSE, REFUSE
+        gaps, rules, exchange = REFUSE, REFUSE, False
         for extra in parts[7:]:
-            if extra.startswith("gaps-") and rules == REFUSE:
+            if extra == EXCHANGE_BARS_FIELD and not exchange:
+                exchange = True
+            elif extra.startswith("gaps-") and rules == REFUSE:
                 gaps = extra.removeprefix("gaps-")
             elif extra.startswith("rules-"):
                 rules = extra.removeprefix("rules-")
             else:
                 raise ValueError(
-                    f"field {extra!r} in {key!r} must be gaps-POLICY or rules-POLICY (in order)"
+                    f"field {extra!r} in {key!r} must be gaps-POLICY or rules-POLICY (in "
+                    f"order), then {EXCHANGE_BARS_FIELD}"
                 )
         name, sep, version = feature_set.rpartition("-v")
         if not sep or not version.isdigit():
@@ -275,6 +292,7 @@ class DatasetRequest:
             reward=reward,
             gap_policy=gaps,
             rules_before_listing=rules,
+            exchange_bars=exchange,
         )
         canonical = request.partition_key()
         if canonical != key:
