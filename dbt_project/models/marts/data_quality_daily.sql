@@ -1,10 +1,13 @@
 -- Data coverage and quality per instrument × UTC day: stored 1m bars against a full day,
--- the gaps found in the day (any interval; a gap counts on the day of its first missing bar)
--- by state, the data-quality findings by severity, and the latest outcome of each asset check
--- on the instrument-day partition. A day appears when any of these has a row for it.
+-- the gaps found in the day by feed (a gap counts on the day of its first missing row): the
+-- 1m candle series by state (gaps_*: feed = 'candles' only, every interval), and the open
+-- and unrecoverable gaps of the mark-price candles (mark_price_gaps_*) and of the funding
+-- settlements (funding_gaps_*); the data-quality findings by severity, and the latest outcome
+-- of each asset check on the instrument-day partition. A day appears when any of these has a
+-- row for it.
 -- quality_status: 'error' when a check of ERROR severity failed, a finding is an error or a
--- gap is unrecoverable; else 'warn' when bars are missing, a gap is open, a finding warns or a
--- WARN-severity check failed; else 'ok'.
+-- gap of any feed is unrecoverable; else 'warn' when bars are missing, a gap of any feed is
+-- open, a finding warns or a WARN-severity check failed; else 'ok'.
 -- A day still in progress shows as incomplete (coverage below 1) until it is over.
 with
 
@@ -29,6 +32,31 @@ gaps as (
         coalesce(sum(missing_bars) filter (where is_open), 0) as open_gap_missing_bars
 
     from {{ ref('stg_market__candle_gaps') }}
+    where feed = 'candles'
+    group by 1, 2
+
+),
+
+-- The other feeds' gaps (mark-price candles, funding settlements), apart from the candles'.
+feed_gaps as (
+
+    select
+        instrument,
+        gap_date as day,
+        count(*) filter (where feed = 'mark_price_candles' and is_open)
+            as mark_price_gaps_open,
+        count(*) filter (where feed = 'mark_price_candles' and status = 'unrecoverable')
+            as mark_price_gaps_unrecoverable,
+        coalesce(sum(missing_bars) filter (where feed = 'mark_price_candles' and is_open), 0)
+            as mark_price_open_missing_bars,
+        count(*) filter (where feed = 'funding_rates' and is_open) as funding_gaps_open,
+        count(*) filter (where feed = 'funding_rates' and status = 'unrecoverable')
+            as funding_gaps_unrecoverable,
+        coalesce(sum(missing_bars) filter (where feed = 'funding_rates' and is_open), 0)
+            as funding_open_missing_settlements
+
+    from {{ ref('stg_market__candle_gaps') }}
+    where feed <> 'candles'
     group by 1, 2
 
 ),
@@ -87,6 +115,8 @@ days as (
     union
     select instrument, day from gaps
     union
+    select instrument, day from feed_gaps
+    union
     select instrument, day from findings
     union
     select instrument, day from checks
@@ -105,6 +135,13 @@ joined as (
         coalesce(gaps.gaps_healed, 0) as gaps_healed,
         coalesce(gaps.gaps_unrecoverable, 0) as gaps_unrecoverable,
         coalesce(gaps.open_gap_missing_bars, 0) as open_gap_missing_bars,
+        coalesce(feed_gaps.mark_price_gaps_open, 0) as mark_price_gaps_open,
+        coalesce(feed_gaps.mark_price_gaps_unrecoverable, 0) as mark_price_gaps_unrecoverable,
+        coalesce(feed_gaps.mark_price_open_missing_bars, 0) as mark_price_open_missing_bars,
+        coalesce(feed_gaps.funding_gaps_open, 0) as funding_gaps_open,
+        coalesce(feed_gaps.funding_gaps_unrecoverable, 0) as funding_gaps_unrecoverable,
+        coalesce(feed_gaps.funding_open_missing_settlements, 0)
+            as funding_open_missing_settlements,
         coalesce(findings.findings_info, 0) as findings_info,
         coalesce(findings.findings_warning, 0) as findings_warning,
         coalesce(findings.findings_error, 0) as findings_error,
@@ -116,6 +153,8 @@ joined as (
     from days
     left join candles on candles.instrument = days.instrument and candles.day = days.day
     left join gaps on gaps.instrument = days.instrument and gaps.day = days.day
+    left join feed_gaps
+        on feed_gaps.instrument = days.instrument and feed_gaps.day = days.day
     left join findings on findings.instrument = days.instrument and findings.day = days.day
     left join checks on checks.instrument = days.instrument and checks.day = days.day
 
@@ -136,6 +175,12 @@ final as (
         gaps_unrecoverable,
         gaps_found + gaps_healing as gaps_open,
         open_gap_missing_bars,
+        mark_price_gaps_open,
+        mark_price_gaps_unrecoverable,
+        mark_price_open_missing_bars,
+        funding_gaps_open,
+        funding_gaps_unrecoverable,
+        funding_open_missing_settlements,
         findings_info,
         findings_warning,
         findings_error,
@@ -145,8 +190,10 @@ final as (
         failed_checks,
         case
             when checks_failed_error > 0 or findings_error > 0 or gaps_unrecoverable > 0
+                or mark_price_gaps_unrecoverable > 0 or funding_gaps_unrecoverable > 0
                 then 'error'
             when bars_stored < bars_expected or gaps_found + gaps_healing > 0
+                or mark_price_gaps_open > 0 or funding_gaps_open > 0
                 or findings_warning > 0 or checks_failed > 0 then 'warn'
             else 'ok'
         end as quality_status

@@ -1,5 +1,7 @@
--- One row per gap in a stored candle series; gap_end is the open time after the last missing
--- bar (exclusive). The gap is attributed to the UTC day of its first missing bar.
+-- One row per gap in a stored series: feed names the table the series lives in (candles,
+-- mark_price_candles, funding_rates), reason why the missing rows were expected. gap_end is
+-- the open time after the last missing bar (exclusive). The gap is attributed to the UTC day
+-- of its first missing bar.
 with
 
 source as (
@@ -12,12 +14,14 @@ renamed as (
 
     select
         gap_id,
+        feed,
         instrument,
         interval,
         gap_start,
         gap_end,
         (gap_start at time zone 'UTC')::date as gap_date,
         missing_bars,
+        reason,
         status,
         status in ('found', 'healing') as is_open,
         attempts,
