@@ -530,9 +530,10 @@ def read_columns(
     """Read sorted rows as whole columns: one value per column instead of one message per row.
 
     Each part runs ``SELECT columns FROM table WHERE where ORDER BY order_by`` aggregated on
-    the server into one ``bytea`` per column: the binary values of a fixed-width column
-    concatenated (``string_agg(float8send(x), '')``), or for a text column the byte lengths
-    plus the concatenated text. numpy views decode them without per-row work. Parts run on up
+    the server into one ``bytea`` of fixed-size records (per row, the binary send values of
+    the fixed-width columns and the byte length of each text column, back to back), plus the
+    concatenated values of each text column. A numpy structured view decodes the records
+    without per-row work. Parts run on up
     to two connections sharing one snapshot (as consistent as one query), so the server
     aggregates one part while the client receives another, and are concatenated in order.
 
@@ -565,19 +566,23 @@ def read_columns(
             return None
     if order_by not in kinds or kinds[order_by][0] == "text" or not parts:
         return None
-    outputs: list[sql.Composable] = [sql.SQL("current_setting('server_encoding'), count(*)")]
-    for name, (kind, send) in kinds.items():
-        ident = sql.Identifier(name)
-        if kind == "text":
-            outputs.append(
-                sql.SQL("string_agg(int4send(octet_length({})), ''::bytea)").format(ident)
-            )
-            outputs.append(sql.SQL("convert_to(string_agg({}, ''), 'UTF8')").format(ident))
-        else:
-            # The send function takes the column's own type: a mismatch fails to plan.
-            outputs.append(
-                sql.SQL("string_agg({}({}), ''::bytea)").format(sql.Identifier(send), ident)
-            )
+    # Per row, one bytea: the send values of the fixed-width columns and the byte length of
+    # every text column, back to back (a fixed-size record); the texts are concatenated apart.
+    record = sql.SQL(" || ").join(
+        sql.SQL("int4send(octet_length({}))").format(sql.Identifier(name))
+        if kind == "text"
+        else sql.SQL("{}({})").format(sql.Identifier(send), sql.Identifier(name))
+        for name, (kind, send) in kinds.items()
+    )
+    outputs: list[sql.Composable] = [
+        sql.SQL("current_setting('server_encoding'), count(*)"),
+        sql.SQL("string_agg({}, ''::bytea)").format(record),
+    ]
+    outputs += [
+        sql.SQL("convert_to(string_agg({}, ''), 'UTF8')").format(sql.Identifier(name))
+        for name, (kind, _) in kinds.items()
+        if kind == "text"
+    ]
     query = sql.SQL(
         "SELECT {outputs} FROM (SELECT {cols} FROM {t} WHERE {where} ORDER BY {order}) AS s"
     ).format(
@@ -611,19 +616,19 @@ def _decode_columns(
     if row[0] != "UTF8":
         raise pg_binary.UnsupportedBinary(f"server encoding {row[0]}, not UTF8")
     count = int(row[1])
-    values = iter(row[2:])
+    layout = {name: "text-length" if kind == "text" else kind for name, (kind, _) in kinds.items()}
+    fields = pg_binary.decode_records(row[2], layout, count)
+    texts = iter(row[3:])
     series: list[pl.Series] = []
     for name, (kind, _) in kinds.items():
         if kind == "text":
-            lengths = pg_binary.decode_values(next(values), "int4", count)
-            text = pg_binary.decode_text(lengths, next(values))
+            text = pg_binary.decode_text(fields[name], next(texts))
             series.append(pl.Series(name, text, dtype=pl.String))
         elif kind in ("timestamptz", "timestamp"):
-            micros = pl.Series(name, pg_binary.decode_values(next(values), kind, count))
+            micros = pl.Series(name, fields[name])
             series.append(micros.cast(pl.Datetime("us")).cast(columns[name]))
         else:
-            array = pg_binary.decode_values(next(values), kind, count)
-            series.append(pl.Series(name, array, dtype=columns[name]))
+            series.append(pl.Series(name, fields[name], dtype=columns[name]))
     return pl.DataFrame(series)
 
 

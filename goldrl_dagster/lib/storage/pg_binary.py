@@ -6,9 +6,9 @@ Two jobs, both for bulk candle I/O (``bulk.py``):
   binary)``: fixed-width columns become one numpy structured array (one record per row), text
   columns are length-prefixed with Arrow's element-wise join, and the row pieces are joined
   into one buffer by Arrow's C++ kernels.
-* :func:`decode_values` and :func:`decode_text` read a column aggregated on the server into one
-  value (the binary send values concatenated; text as byte lengths plus the concatenated
-  text), so a million rows arrive as a few buffers that numpy views decode.
+* :func:`decode_records` and :func:`decode_text` read rows aggregated on the server into a few
+  values (fixed-size records of binary send values; texts concatenated, their byte lengths in
+  the records), so a million rows arrive as a few buffers that numpy views decode.
 
 Only types whose binary layout is encoded here exactly are accepted; anything else returns None
 (encode) or raises :class:`UnsupportedBinary` (decode) so that callers fall back to ADBC.
@@ -338,7 +338,7 @@ def _prefetched(
             worker.join(timeout=0.01)
 
 
-# Binary layouts decode_values reads: big-endian numpy dtypes.
+# Binary layouts decode_records reads: big-endian numpy dtypes.
 VALUE_LAYOUTS: dict[str, str] = {
     "float8": ">f8",
     "float4": ">f4",
@@ -350,34 +350,42 @@ VALUE_LAYOUTS: dict[str, str] = {
 }
 
 
-def decode_values(buf: bytes | memoryview | None, kind: str, count: int) -> np.ndarray:
-    """Decode concatenated binary send values (``string_agg(float8send(x), '')``) into numpy.
+def decode_records(
+    buf: bytes | memoryview | None, layout: Mapping[str, str], count: int
+) -> dict[str, np.ndarray]:
+    """Decode concatenated fixed-size records of binary send values into numpy columns.
 
-    Timestamps come back as int64 microseconds since the Unix epoch.
+    A record is the send values of its fields back to back (``float8send(a) ||
+    timestamptz_send(t) || int4send(octet_length(s))``), so the whole buffer is one numpy
+    structured array. Timestamps come back as int64 microseconds since the Unix epoch.
 
     Args:
-        buf: The concatenated values; None (an aggregate over no rows) gives no values.
-        kind: A key of :data:`VALUE_LAYOUTS`.
-        count: The number of rows aggregated: fewer values mean NULLs were skipped.
+        buf: The records; None (an aggregate over no rows) gives empty columns.
+        layout: Field name -> a key of :data:`VALUE_LAYOUTS`, or ``text-length`` (int4).
+        count: The number of rows aggregated: fewer records mean a NULL dropped a row.
 
     Returns:
-        The values in row order, native byte order.
+        One native-order array per field.
 
     Raises:
-        UnsupportedBinary: If there are not ``count`` values (NULLs) or a timestamp is
-            infinite.
+        UnsupportedBinary: If there are not ``count`` records or a timestamp is infinite.
     """
-    wire = np.dtype(VALUE_LAYOUTS[kind])
-    native = wire.newbyteorder("=")
+    wire = np.dtype(
+        [(n, ">i4" if k == "text-length" else VALUE_LAYOUTS[k]) for n, k in layout.items()]
+    )
     data = b"" if buf is None else buf
     if len(data) != count * wire.itemsize:
-        raise UnsupportedBinary(f"{kind} values do not match the row count (NULLs)")
-    values = np.frombuffer(data, dtype=wire).astype(native)
-    if kind in ("timestamptz", "timestamp"):
-        if count and np.isin(values, _TS_INFINITY).any():
-            raise UnsupportedBinary("infinite timestamp")
-        values += PG_EPOCH_US
-    return values
+        raise UnsupportedBinary("records do not match the row count (NULLs)")
+    records = np.frombuffer(data, dtype=wire)
+    out: dict[str, np.ndarray] = {}
+    for name, kind in layout.items():
+        values = records[name].astype(records.dtype[name].newbyteorder("="))
+        if kind in ("timestamptz", "timestamp"):
+            if count and np.isin(values, _TS_INFINITY).any():
+                raise UnsupportedBinary("infinite timestamp")
+            values += PG_EPOCH_US
+        out[name] = values
+    return out
 
 
 def decode_text(lengths: np.ndarray, data: bytes | None) -> pa.Array:
