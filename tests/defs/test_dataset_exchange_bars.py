@@ -114,3 +114,8 @@ def test_exchange_bars_complete_the_hole_and_are_counted_in_the_lineage(world):
     assert "bingx_rest" in record.lineage["candle_sources"]
     again = _build(world, "--exchange-bars")
     assert digest.split()[1] in again.output and "already registered" in again.output
+    shown = world["runner"].invoke(app, ["dataset", "show", digest.split()[1]])
+    assert shown.exit_code == 0, shown.output
+    assert "exchange bars  48 bar(s) on 2 day(s), 2019-09-14..2019-09-15, 144 canonical" in (
+        shown.output
+    )

@@ -203,6 +203,13 @@ def _policy_lines(lineage: dict) -> list[str]:
                 f"  contract rules {rules['basis']}{mark}, policy {rules['policy']}, "
                 f"sha256 {str(rules.get('rules_sha256'))[:16]}"
             )
+    exchange = lineage.get("exchange_bars")
+    if exchange:
+        span = f", {exchange['first_day']}..{exchange['last_day']}" if exchange["bars"] else ""
+        lines.append(
+            f"  exchange bars  {exchange['bars']} bar(s) on {exchange['days']} day(s){span}, "
+            f"{exchange['canonical_bars']} canonical"
+        )
     return lines
 
 
