@@ -1,4 +1,9 @@
-"""Columnar bulk I/O between polars and PostgreSQL over ADBC (binary COPY, Arrow both ways).
+"""Columnar bulk I/O between polars and PostgreSQL (binary COPY, Arrow, numpy-decoded columns).
+
+Writes of frames whose column types have an exact binary encoding (numbers, booleans,
+timestamps, dates, text: the candle tables) COPY a payload built with numpy
+(:mod:`pg_binary`) over psycopg; other frames go through ADBC's Arrow COPY. Sorted range reads
+(:func:`read_columns`) come as whole columns aggregated on the server and decoded by numpy.
 
 An upsert picks the cheapest path that gives the same result as one ``INSERT … ON CONFLICT``:
 
@@ -398,9 +403,13 @@ def _key_box(frame: pl.DataFrame, keys: list[str]) -> sql.Composable | None:
         column = frame[key]
         dtype = column.dtype
         ident = sql.Identifier(key)
-        unique = column.unique()
-        if unique.len() <= _KEY_SET_LIMIT and (dtype == pl.String or dtype == pl.Boolean):
-            terms.append(sql.SQL("{} = ANY({})").format(ident, sql.Literal(unique.to_list())))
+        if dtype == pl.String or dtype == pl.Boolean:
+            # One value throughout (one instrument per write) is common: no hashing then.
+            first = column.head(1)
+            constant = column.null_count() == 0 and bool((column == first[0]).all())
+            unique = first if constant else column.unique()
+            if unique.len() <= _KEY_SET_LIMIT:
+                terms.append(sql.SQL("{} = ANY({})").format(ident, sql.Literal(unique.to_list())))
         elif dtype.is_numeric() or dtype.is_temporal():
             low, high = column.min(), column.max()
             terms.append(
