@@ -46,6 +46,9 @@ from goldrl_dagster.lib.rl.observation import (
     observation_size,
 )
 
+_FLATTEN, _HOLD = 1, 2
+"""Per-bar constraint flags: close flat at this bar's close / ignore the action and hold."""
+
 
 def _non_negative(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer):
@@ -177,12 +180,13 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
             raise ValueError(
                 f"constraints must have one flag per bar ({n}), got {len(constraints)}"
             )
-        # Lists for the per-step lookups; None keeps the unconstrained path untouched.
-        self._flatten: list[bool] | None = None
-        self._hold: list[bool] | None = None
+        # One flag per bar (0 free, _FLATTEN, _HOLD; flatten wins); None keeps the
+        # unconstrained step path to one attribute test.
+        self._flags: list[int] | None = None
         if constraints is not None and constraints.any:
-            self._flatten = constraints.flatten.tolist()
-            self._hold = constraints.hold.tolist()
+            flags = np.where(constraints.hold, _HOLD, 0)
+            flags[constraints.flatten] = _FLATTEN
+            self._flags = flags.tolist()
         slippage = cost_model.slippage_fractions(per_bar_values("bar_ranges", bar_ranges, n))
         funding = per_bar_values("funding_rates", funding_rates, n)
         if not cost_model.charge_funding:
@@ -333,10 +337,11 @@ class GoldTradingEnv(gym.Env[np.ndarray, Any]):
         fee = slippage = fill = delta = 0.0
         before = self._position
         closing = False
-        if self._flatten is not None and self._hold is not None:
-            if self._flatten[t]:  # the next bar lies beyond a hole: close here
+        if self._flags is not None:
+            flag = self._flags[t]
+            if flag == _FLATTEN:  # the next bar lies beyond a hole: close here
                 target, closing = 0.0, True
-            elif self._hold[t]:  # a carried bar has no market: hold
+            elif flag == _HOLD:  # a carried bar has no market: hold
                 target = self._position
         # Holding the same target never trades, so equity sizing does not re-size every bar.
         if target != self._position:
