@@ -37,6 +37,7 @@ from goldrl_dagster.lib.evaluation.walk_forward import (
 from goldrl_dagster.lib.features.spec import feature_set_by_fingerprint
 from goldrl_dagster.lib.market.candles import INTERVAL_MS, conform_candles
 from goldrl_dagster.lib.promotion.diagnostics import policy_diagnostics
+from goldrl_dagster.lib.rl.bar_constraints import bar_constraints
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
 from goldrl_dagster.lib.rl.train import TrainConfig
 from goldrl_dagster.lib.runtime import Runtime
@@ -420,6 +421,7 @@ def _run(
             funding_rates=funding,
             policy=policy,
             trainer=trainer,
+            constraints=bar_constraints(table),
             calendar=annualisation.calendar,
         )
     except (WalkForwardError, ValueError, LookupError) as exc:

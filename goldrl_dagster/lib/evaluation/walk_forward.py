@@ -41,6 +41,7 @@ from goldrl_dagster.lib.evaluation.folds import Fold, FoldConfig, walk_forward_f
 from goldrl_dagster.lib.evaluation.metrics import performance_metrics
 from goldrl_dagster.lib.market.candles import conform_candles
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
+from goldrl_dagster.lib.rl.bar_constraints import BarConstraints, constrain_targets
 from goldrl_dagster.lib.rl.costs import CostModel, per_bar_values, relative_ranges
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION, observation_size
 from goldrl_dagster.lib.rl.policy import LoadedPolicy
@@ -73,6 +74,7 @@ class FoldTrainingData:
         bar_ranges: Their relative ranges ``(high - low) / close``.
         funding_rates: Their per-bar funding rates.
         cost_model: The cost model of the fold (instrument valid at its test start).
+        constraints: Segment ends and carried bars of the train rows (None: none).
     """
 
     fold: Fold
@@ -81,6 +83,7 @@ class FoldTrainingData:
     bar_ranges: np.ndarray
     funding_rates: np.ndarray
     cost_model: CostModel
+    constraints: BarConstraints | None = None
 
 
 Trainer = Callable[[FoldTrainingData], ActionTablePolicy]
@@ -339,6 +342,7 @@ def run_walk_forward(
     funding_rates: np.ndarray | None = None,
     policy: ActionTablePolicy | None = None,
     trainer: Trainer | None = None,
+    constraints: BarConstraints | None = None,
     calendar: ClosureCalendar | None = None,
 ) -> WalkForwardReport:
     """Run every fold's backtests and aggregate them.
@@ -352,6 +356,9 @@ def run_walk_forward(
         funding_rates: Per-bar funding rates (None: no funding events).
         policy: The policy scored in ``fixed`` mode.
         trainer: Trains each fold's policy in ``retrain`` mode.
+        constraints: The dataset's segment ends and carried bars (``bar_constraints``): the
+            policy's targets are flat at a segment's last bar and held on a carried bar, as
+            in training (None: every bar is tradable).
         calendar: The instrument's session calendar for annualising Sharpe and Sortino
             (None: 24/7, the BingX perpetuals).
 
@@ -369,6 +376,8 @@ def run_walk_forward(
     if config.mode == "retrain" and trainer is None:
         raise ValueError("mode 'retrain' needs a trainer")
     frame, feats, rates = _validated_inputs(candles, features, funding_rates)
+    if constraints is not None and len(constraints) != frame.height:
+        raise ValueError(f"constraints cover {len(constraints)} bars, candles {frame.height}")
     folds = walk_forward_folds(frame.height, config.folds)
     open_times = frame["open_time"]
     closes = frame["close"].to_numpy()
@@ -387,13 +396,16 @@ def run_walk_forward(
                 train = fold.train_indices()
                 scored = trainer(
                     FoldTrainingData(
-                        fold, feats[train], closes[train], ranges[train], rates[train], cost_model
+                        fold, feats[train], closes[train], ranges[train], rates[train], cost_model,
+                        None if constraints is None else constraints.take(train),
                     )
-                )
+                )  # fmt: skip
             table = np.asarray(scored.action_table(feats[start:end]))
             if table.shape != (end - start, len(ACTION_TO_POSITION)):
                 raise ValueError(f"policy action table has shape {table.shape}")
             targets = _POSITIONS[table]
+            if constraints is not None:
+                targets = constrain_targets(targets, constraints.slice(start, end))
             results = evaluate_with_baselines(
                 frame.slice(start, end - start),
                 spec,
@@ -487,6 +499,7 @@ def ppo_trainer(train_config: TrainConfig) -> Trainer:
             dataclasses.replace(train_config, episode_length=episode),
             bar_ranges=data.bar_ranges,
             funding_rates=data.funding_rates,
+            constraints=data.constraints,
         )
         card = {"observation_size": observation_size(int(data.features.shape[1]))}
         return LoadedPolicy(trained.model, trained.normalizer, card)
