@@ -410,8 +410,13 @@ def bench_floors(db: Database, frame: pl.DataFrame, repeats: int) -> list[Result
         names = list(reads)
         for name in names[index % 3 :] + names[: index % 3]:
             read[name].append(_timed(reads[name]))
-    fresh_ratio = min(upsert["floor"]) / min(upsert["goldrl"])
-    read_ratio = min(read["floor"]) / min(read["goldrl"])
+    # Under load single timings swing by ±50 %: the goal is judged on the paired median.
+    fresh_ratio = statistics.median(
+        f / g for f, g in zip(upsert["floor"], upsert["goldrl"], strict=True)
+    )
+    read_ratio = statistics.median(
+        f / g for f, g in zip(read["floor"], read["goldrl"], strict=True)
+    )
     read_rate = frame.height / min(read["goldrl"])
     return [
         Result(
@@ -419,7 +424,7 @@ def bench_floors(db: Database, frame: pl.DataFrame, repeats: int) -> list[Result
             rows=frame.height,
             goldrl=upsert["goldrl"],
             baseline=upsert["floor"],
-            target=f">= {FLOOR_TARGET_RATIO:g}x the floor",
+            target=f">= {FLOOR_TARGET_RATIO:g}x the floor (paired median)",
             met=fresh_ratio >= FLOOR_TARGET_RATIO,
         ),
         Result(
@@ -428,6 +433,7 @@ def bench_floors(db: Database, frame: pl.DataFrame, repeats: int) -> list[Result
             goldrl=read["goldrl"],
             baseline=read["floor"],
             target=f">= {READ_TARGET_RATE:,.0f} rows/s or >= {FLOOR_TARGET_RATIO:g}x the floor",
+            # rows/s of the best run, or the paired median ratio
             met=read_rate >= READ_TARGET_RATE or read_ratio >= FLOOR_TARGET_RATIO,
         ),
         Result(
