@@ -17,6 +17,7 @@ Only types whose binary layout is encoded here exactly are accepted; anything el
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,7 +52,13 @@ _FIXED_TYPES: dict[str, tuple[str, ...]] = {
 _TEXT_TYPES = ("text", "character varying")
 # Rows per block when filling records: a block stays in the CPU cache.
 _BLOCK_BYTES = 256 * 1024
-_NO_SEPARATOR = pa.scalar(b"", pa.large_binary())
+
+
+@functools.cache
+def _no_separator() -> pa.Scalar:
+    # Built on first use: pa.scalar() imports pandas (1.6 s), which data-plane commands such as
+    # a dry-run import never need.
+    return pa.scalar(b"", pa.large_binary())
 
 
 class UnsupportedBinary(ValueError):
@@ -204,10 +211,8 @@ def _text_pieces(series: pl.Series) -> pa.Array:
     lengths = pc.fill_null(pc.binary_length(text), 0).to_numpy().astype(np.int64)
     valid = series.is_not_null().to_numpy()
     header = np.where(valid, lengths, -1).astype(">i4")
-    prefix = _binary_array(
-        header.view(np.uint8), np.arange(series.len() + 1, dtype=np.int64) * 4
-    )
-    return pc.binary_join_element_wise(prefix, text, _NO_SEPARATOR, null_handling="skip")
+    prefix = _binary_array(header.view(np.uint8), np.arange(series.len() + 1, dtype=np.int64) * 4)
+    return pc.binary_join_element_wise(prefix, text, _no_separator(), null_handling="skip")
 
 
 def copy_plan(
@@ -283,7 +288,7 @@ def encode_copy(
                 pieces.append(_text_pieces(part[name]))
             else:
                 pieces.append(_nullable_fixed_pieces(part[name], kind))
-        joined = pc.binary_join_element_wise(*pieces, _NO_SEPARATOR)
+        joined = pc.binary_join_element_wise(*pieces, _no_separator())
         offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
         start = int(offsets[joined.offset])
         end = int(offsets[joined.offset + len(joined)])
