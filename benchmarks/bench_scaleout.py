@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
-from celery_cluster import REPO, CeleryWorker, RunSpec, run_batch
+from celery_cluster import REPO, CeleryWorker, RunSpec, prepare_home, run_batch
 
 INSTRUMENTS = ("XAUT-USDT", "PAXG-USDT")
 ANCHOR = datetime(2025, 4, 10, tzinfo=UTC)
@@ -91,6 +91,7 @@ def _measure(workers: int, args: argparse.Namespace, simulator, root: Path) -> d
 
     _purge(args.broker)
     env = _env(root / f"home-{workers}", simulator, args.broker)
+    prepare_home(env, training_slots=workers)
     pool = [
         CeleryWorker(f"bench-{i}@{workers}", env, root / f"worker-{workers}-{i}.log").start()
         for i in range(workers)
@@ -105,7 +106,6 @@ def _measure(workers: int, args: argparse.Namespace, simulator, root: Path) -> d
     try:
         run_batch([RunSpec(selection=("market/instruments",))], env, at_once=1)
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-            instance.event_log_storage.set_concurrency_slots("training", workers)
             add_dataset_partition(instance, request)
         # Candles of every day first, then features (a day's warm-up reads the day before).
         waves = [

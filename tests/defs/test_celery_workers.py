@@ -22,13 +22,14 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from celery_cluster import REPO, CeleryWorker, RunSpec, run_batch, start_run
+from celery_cluster import REPO, CeleryWorker, RunSpec, prepare_home, run_batch, start_run
 
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.lib.config import load_settings
 from goldrl_dagster.lib.datasets.request import DatasetRequest
 from goldrl_dagster.lib.runtime import open_runtime
 from goldrl_dagster.lib.storage.artifacts import path_from_file_uri, sha256_file
+from goldrl_dagster.lib.storage.server import stop_embedded
 
 pytestmark = pytest.mark.slow
 
@@ -173,20 +174,20 @@ def cluster(broker, simulator, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("celery")
     env = _env(root / "home", simulator, celery=True)
+    prepare_home(env, training_slots=2)  # one training per worker, as the runbook says
     workers = [
         CeleryWorker(name=f"goldrl-{i}", env=env, log=root / f"worker-{i}.log").start()
         for i in (1, 2)
     ]
     try:
-        run_batch([RunSpec(selection=("market/instruments",))], env, at_once=1)
-        with _instance(env) as instance:  # one training per worker, as the runbook says
-            instance.event_log_storage.set_concurrency_slots("training", 2)
         trainings = _build(env, at_once=4, in_process=False)
         yield {"single": single, "celery": env, "root": root, "workers": workers,
                "trainings": trainings}  # fmt: skip
     finally:
         for worker in workers:
             worker.stop()
+        for home in (single, env):  # the homes' embedded servers, started by the runs
+            stop_embedded(load_settings(home))
 
 
 def test_two_workers_store_what_a_single_process_stores(cluster):

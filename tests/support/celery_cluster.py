@@ -225,16 +225,52 @@ def run_batch(
     return [run_ids[i] for i in range(len(specs))]
 
 
+def _prepare(training_slots: int | None) -> int:
+    import dagster as dg
+
+    from goldrl_dagster.instance import ensure_dagster_home, ensure_pool_limits
+    from goldrl_dagster.lib.pools import TRAINING_POOL
+    from goldrl_dagster.lib.runtime import open_runtime
+
+    ensure_dagster_home(open_runtime(), pool_limits=False)
+    with dg.DagsterInstance.get() as instance:
+        ensure_pool_limits(instance)
+        if training_slots is not None:
+            instance.event_log_storage.set_concurrency_slots(TRAINING_POOL, training_slots)
+    return 0
+
+
+def prepare_home(env: Mapping[str, str], *, training_slots: int | None = None) -> None:
+    """Write the home's Dagster instance (PostgreSQL storage, pools) before any worker starts.
+
+    A worker started on an empty ``DAGSTER_HOME`` falls back to a SQLite instance there, and two
+    of them starting at once race to create its tables (one dies).
+
+    Raises:
+        RuntimeError: When the preparation fails (its stderr's tail in the message).
+    """
+    argv = [_python(), str(Path(__file__).resolve()), "prepare"]
+    if training_slots is not None:
+        argv += ["--training-slots", str(training_slots)]
+    done = subprocess.run(argv, env=dict(env), cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"preparing {env.get('GOLDRL_HOME')} failed: {done.stderr[-3000:]}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``run`` one run (see the module docstring)."""
+    """``run`` one run, or ``prepare`` a home's instance (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    prepare = sub.add_parser("prepare")
+    prepare.add_argument("--training-slots", type=int)
     run = sub.add_parser("run")
     run.add_argument("--select", required=True)
     run.add_argument("--partition")
     run.add_argument("--run-config", default="{}")
     run.add_argument("--in-process", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "prepare":
+        return _prepare(args.training_slots)
     spec = RunSpec(
         selection=tuple(args.select.split(",")),
         partition=args.partition,
