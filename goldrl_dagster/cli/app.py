@@ -22,6 +22,7 @@ from goldrl_dagster.cli.governance import abort_rollout, champions, evaluate, pr
 from goldrl_dagster.cli.live import live
 from goldrl_dagster.cli.market import import_candles_cmd, market_app
 from goldrl_dagster.cli.ops import ops_app
+from goldrl_dagster.cli.record import record_app
 from goldrl_dagster.cli.risk import risk_app
 from goldrl_dagster.cli.sim import sim
 from goldrl_dagster.cli.train import train
@@ -57,6 +58,7 @@ app.add_typer(risk_app, name="risk")
 app.add_typer(audit_app, name="audit")
 app.add_typer(ops_app, name="ops")
 app.add_typer(market_app, name="market")
+app.add_typer(record_app, name="record")
 app.command("sim")(sim)
 app.command("ui")(ui)
 app.command("live")(live)
@@ -91,4 +93,3 @@ def _register_optional(module: str, attribute: str, name: str) -> None:
 
 
 _register_optional("goldrl_dagster.analytics_cli", "analytics_app", "analytics")
-_register_optional("goldrl_dagster.cli.record", "record_app", "record")
