@@ -237,9 +237,13 @@ def load_command(db: Database, command_id: int) -> ControlCommand:
         LookupError: If there is none.
     """
     with db.connect() as conn:
-        row = conn.execute(
-            f"SELECT {_COLUMNS} FROM control_commands WHERE command_id = %s", (command_id,)
-        ).fetchone()
+        return _load_command(conn, command_id)
+
+
+def _load_command(conn: psycopg.Connection, command_id: int) -> ControlCommand:
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM control_commands WHERE command_id = %s", (command_id,)
+    ).fetchone()
     if row is None:
         raise LookupError(f"no control command {command_id}")
     return _command(row)
@@ -353,12 +357,7 @@ def wait_for_answer(
     deadline = time.monotonic() + max(timeout, 0.0)
     with db.connect(autocommit=True) as conn:  # one connection for the whole wait
         while True:
-            row = conn.execute(
-                f"SELECT {_COLUMNS} FROM control_commands WHERE command_id = %s", (command_id,)
-            ).fetchone()
-            if row is None:
-                raise LookupError(f"no control command {command_id}")
-            command = _command(row)
+            command = _load_command(conn, command_id)
             if command.finished or time.monotonic() >= deadline:
                 return command
             time.sleep(poll_seconds)
