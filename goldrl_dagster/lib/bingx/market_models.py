@@ -6,7 +6,8 @@ Each parser takes one decoded push and returns its records; a malformed push rai
 (the stream then counts and logs it), exactly like :func:`~.models.parse_trade_push`.
 
 The event time of a record is its ``E`` (or ``T``) field, else the push's ``ts``, else the
-local receipt time passed in.
+local receipt time passed in. The ticker push carries the REST 24-hour ticker's fields, so it
+parses into that record (:class:`~.models.Ticker24h`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from goldrl_dagster.lib.bingx.fields import mapping, pick, show
-from goldrl_dagster.lib.bingx.models import _gather, _integer, _number, _timestamp
+from goldrl_dagster.lib.bingx.models import (
+    Ticker24h,
+    _gather,
+    _integer,
+    _number,
+    _optional,
+    _percent,
+    _timestamp,
+)
 
 Level = tuple[float, float]
 
@@ -65,23 +74,6 @@ class BookUpdate:
     update_id: int
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
-
-
-@dataclass(frozen=True)
-class TickerUpdate:
-    """One ``@ticker`` push: rolling 24-hour statistics."""
-
-    symbol: str
-    time_ms: int
-    last_price: float
-    open_price: float
-    high_price: float
-    low_price: float
-    volume: float
-    quote_volume: float
-    price_change_percent: float
-    bid_price: float | None
-    ask_price: float | None
 
 
 @dataclass(frozen=True)
@@ -203,35 +195,32 @@ def _symbol(record: Mapping[str, Any], data: Mapping[str, Any]) -> str:
     return str(data.get("s") or split_data_type(record)[0])
 
 
-def _opt(data: Mapping[str, Any], name: str) -> float | None:
-    value = data.get(name)
-    return None if value in (None, "") else _number(data, name, value)
-
-
-def _pct(data: Mapping[str, Any], name: str) -> float:
-    raw = pick(data, name)[1]
-    return _number(data, name, raw.strip().removesuffix("%") if isinstance(raw, str) else raw)
-
-
 def parse_ticker_push(
     message: dict, received_ms: int, *, errors: list[ValueError] | None = None
-) -> list[TickerUpdate]:
-    """Parse a ``SYM@ticker`` push (``c`` last, ``o/h/l`` 24 h prices, ``v/q`` volumes…).
+) -> list[Ticker24h]:
+    """Parse a ``SYM@ticker`` push into the REST ticker's record (:class:`~.models.Ticker24h`).
+
+    The push spells the REST fields in one letter: ``c`` last, ``o/h/l`` 24 h prices, ``v/q``
+    volumes, ``P`` change in percent, ``B/b`` best bid and its quantity, ``A/a`` best ask and
+    its quantity (the last four optional). ``time_ms`` is the push's event time.
 
     Raises:
         ValueError: If the push is malformed (only without ``errors``).
     """
 
-    def parse() -> TickerUpdate:
+    def parse() -> Ticker24h:
         record, data = _data(message)
 
         def num(name: str) -> float:
             return _number(data, name, pick(data, name)[1])
 
-        return TickerUpdate(
+        def opt(name: str) -> float | None:
+            return _optional(data, name, float)
+
+        return Ticker24h(
             _symbol(record, data), _event_time(record, data, received_ms),
-            num("c"), num("o"), num("h"), num("l"), num("v"), num("q"), _pct(data, "P"),
-            _opt(data, "B"), _opt(data, "A"),
+            num("c"), num("o"), num("h"), num("l"), num("v"), num("q"), _percent(data, "P"),
+            opt("B"), opt("b"), opt("A"), opt("a"),
         )  # fmt: skip
 
     return _one(parse, errors)

@@ -8,9 +8,8 @@ from goldrl_dagster.lib.bingx.market_models import (
     BookSnapshot,
     BookTickerUpdate,
     MarkPriceUpdate,
-    TickerUpdate,
 )
-from goldrl_dagster.lib.bingx.models import Kline, Trade
+from goldrl_dagster.lib.bingx.models import Kline, Ticker24h, Trade
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -45,8 +44,8 @@ def book_row(book: BookSnapshot) -> tuple:
     )  # fmt: skip
 
 
-def ticker_row(t: TickerUpdate) -> tuple:
-    """A ``stream_tickers`` row."""
+def ticker_row(t: Ticker24h) -> tuple:
+    """A ``stream_tickers`` row (the table keeps no best bid/ask quantities)."""
     return (
         t.symbol, utc(t.time_ms), t.last_price, t.open_price, t.high_price, t.low_price,
         t.volume, t.quote_volume, t.price_change_percent, t.bid_price, t.ask_price,

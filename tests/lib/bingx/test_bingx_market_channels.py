@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -15,6 +16,7 @@ from goldrl_dagster.lib.bingx.market_models import (
     parse_mark_price_push,
     parse_ticker_push,
 )
+from goldrl_dagster.lib.bingx.models import parse_ticker_24h
 from goldrl_dagster.lib.bingx.order_book import OrderBook
 from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from tests.support.stream_helpers import run
@@ -65,6 +67,14 @@ def test_each_channel_pushes_records_that_parse(
         # BingX sends asks worst first; the parser puts the best first.
         asks = [float(p) for p, _ in pushes[0]["data"]["asks"]]
         assert asks == sorted(asks, reverse=True)
+
+
+def test_a_ticker_push_parses_into_the_rest_tickers_record(fast_sim: SimulatorServer) -> None:
+    (push,) = run(_pushes(fast_sim.ws_url, "XAUT-USDT@ticker", 1))
+    (pushed,) = parse_ticker_push(push, 0)
+    rest = parse_ticker_24h(fast_sim.feeds.ticker("XAUT-USDT", push["ts"]))
+    assert pushed.bid_qty is not None and pushed.ask_qty is not None
+    assert pushed == dataclasses.replace(rest, time_ms=push["ts"])
 
 
 def test_incr_depth_sends_the_book_then_updates_with_ids_stepping_by_one(
