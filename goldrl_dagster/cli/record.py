@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from goldrl_dagster.cli.common import configure_logging, fail
+
 record_app = typer.Typer(
     help="Record every BingX market channel of the gold contracts into PostgreSQL.",
     rich_markup_mode=None,
@@ -49,10 +51,9 @@ def record(
     """
     from goldrl_dagster.lib.config import load_settings
     from goldrl_dagster.lib.recorder.run import recorder_config, run_recorder, summary_line
-    from live_engine.logs import configure_logging
 
     try:
-        configure_logging(verbose, log_format, ("goldrl", "goldrl_dagster"))
+        configure_logging(verbose, log_format)
         settings = load_settings()
         config = recorder_config(
             settings,
@@ -63,7 +64,6 @@ def record(
             recorder_id=recorder_id or None,
         )
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(exc), 2) from None
     counters = asyncio.run(run_recorder(config, settings, duration_seconds=duration))
     typer.echo(f"recorder {config.recorder_id} stopped; {summary_line(counters)}")
