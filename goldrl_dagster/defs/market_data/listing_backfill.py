@@ -12,7 +12,8 @@ day by the exchange's clock, and requests the ones not yet done:
   daily feeds share BingX's one per-IP limit;
 * resumable: after a crash (or a stop) the next tick asks only for what is not materialized;
   run keys carry the number of earlier failed runs of the partition, so re-evaluating a tick
-  launches nothing twice while a failed run is retried, up to ``MAX_ATTEMPTS`` times.
+  launches nothing twice while a failed run is retried; after ``MAX_ATTEMPTS`` failed runs
+  the partition is given up.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def listing_backfill_plan(
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Requests every instrument-day from each contract's listing (launchTime) not "
-    "yet materialized, a few runs at a time; resumable, failed runs retried up to 3 times.",
+    "yet materialized, a few runs at a time; resumable, a failing day run at most 3 times.",
 )
 def market_listing_backfill(
     context: dg.SensorEvaluationContext, storage: GoldrlStorage, bingx: BingXMarketData
