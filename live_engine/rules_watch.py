@@ -15,9 +15,11 @@ change is an audit-log entry (``live.contract_rules``, the rules before and afte
 warning in the session's log. Nothing here ever ends the session.
 
 A position held across a coarser quantity step may be off the new step (0.0567 under a step of
-0.01): the risk gate refuses every order whose quantity is off the step, so such a position
-cannot be traded out of by the engine; the change is then logged as an error and the audit
-entry carries ``position_off_step`` (close the remainder by hand).
+0.01). The exchange refuses an off-step quantity and so does the risk gate, so the trader orders
+toward its target on the step (``Trader.rebalance``: sells 0.05 to go flat) and the kill switch
+flattens down to the step; the remainder below one step (0.0067) cannot be ordered. The change
+is then logged as an error and the audit entry carries ``position_off_step`` (close the
+remainder by hand).
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ def apply_rules(loop: DecisionLoop, version: RulesVersion, trigger: str) -> bool
     )  # fmt: skip
     if off_step:
         loop.log.error(
-            "the position held (%s) is off %s's new quantity step %s: the risk gate refuses "
-            "orders that keep it off the step; close the remainder by hand", off_step[0],
+            "the position held (%s) is off %s's new quantity step %s: orders move it on the "
+            "step, the remainder below one step cannot be ordered; close it by hand", off_step[0],
             new.symbol, step,
         )  # fmt: skip
     return True

@@ -7,8 +7,8 @@ notification counts). The next orders are quantized to the new step, carry the n
 checksum and pay the new fee; the change is in the audit log and the session's log.
 
 The policy goes long and flat in turn; it is held flat while the rules change, because a
-position of 0.0567 would be off the new step (0.01) and the risk gate refuses every order that
-keeps a position off the step (see ``live_engine.rules_watch``).
+position of 0.0567 would be off the new step (0.01): no order can carry its remainder below the
+step (see ``live_engine.rules_watch``).
 """
 
 from __future__ import annotations

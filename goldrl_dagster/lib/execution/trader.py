@@ -203,8 +203,12 @@ class Trader:
         """The position a target means, quantized down to the contract's step."""
         if isinstance(target, bool) or target not in (-1, 0, 1):
             raise ValueError(f"target must be -1, 0 or 1, got {target!r}")
-        step = Decimal(1).scaleb(-self.instrument.quantity_precision)
-        return (target * self.order_quantity).quantize(step, rounding=ROUND_DOWN)
+        return (target * self.order_quantity).quantize(self.quantity_step, rounding=ROUND_DOWN)
+
+    @property
+    def quantity_step(self) -> Decimal:
+        """The contract's quantity step (``10**-quantity_precision``) in force now."""
+        return Decimal(1).scaleb(-self.instrument.quantity_precision)
 
     def read_state(self) -> AccountState:
         """The ledger's position and cash, open orders and the latest reconciliation (one read)."""
@@ -287,7 +291,8 @@ class Trader:
         its order: this thread is the account's only writer); it is read now when omitted.
 
         Returns:
-            The placement (refused by risk, or executed), or None when already at target.
+            The placement (refused by risk, or executed), or None when already at target
+            (within one quantity step: a remainder off the step cannot be ordered).
 
         Raises:
             TradingRefusedError: If orders are held (see :meth:`ready`).
@@ -305,7 +310,12 @@ class Trader:
             )  # fmt: skip
             self.kill_switch(halted.reason, bar.close)
             raise TradingRefusedError(f"trading halted: {halted.reason}")
-        delta = wanted - account.position_quantity
+        # Toward zero on the step: a position left off a coarser step by a contract-rules change
+        # (0.0567 under 0.01) still moves (sells 0.05 to go flat) instead of every order being
+        # refused by the gate's step rule; less than one step stays (no order can carry it).
+        delta = (wanted - account.position_quantity).quantize(
+            self.quantity_step, rounding=ROUND_DOWN
+        )
         if delta == 0:
             return None
         blocked = self.ready(state)
