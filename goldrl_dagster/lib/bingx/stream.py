@@ -542,6 +542,13 @@ class TradeStream(_ChannelStream):
             if len(self._fills) > self._memory:
                 self._fills.popitem(last=False)
 
+    def occurrence(self, trade: Trade) -> int:
+        """The number of the trade just yielded among the trades of its content, from 1.
+
+        Read it before the next trade is taken: a later trade of the same content counts on.
+        """
+        return self._counts.get(trade.content_key, 1)
+
     def _first_time(self, trade: Trade) -> bool:
         """Whether a pushed (id-less) trade is new; remembers it if so."""
         if trade.content_key in self._counts:

@@ -23,7 +23,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -143,7 +142,6 @@ class Recorder:
         self._buffered = 0
         self._full = asyncio.Event()
         self._watches: dict[tuple[str, str], _Watch] = {}
-        self._occurrences: OrderedDict[str, int] = OrderedDict()
         self._streams: list[Any] = []
         self._store: StreamStore | None = None
         self._closing = False
@@ -232,13 +230,7 @@ class Recorder:
                     self._gap(
                         symbol, "trade", last_ms, trade.time_ms, "rest_window_exceeded", detail
                     )
-                key = trade.content_key
-                occurrence = self._occurrences.get(key, 0) + 1
-                self._occurrences[key] = occurrence
-                self._occurrences.move_to_end(key)
-                if len(self._occurrences) > 200_000:
-                    self._occurrences.popitem(last=False)
-                self._add("stream_trades", rows.trade_row(trade, occurrence))
+                self._add("stream_trades", rows.trade_row(trade, stream.occurrence(trade)))
                 self._seen(symbol, "trade", trade.time_ms)
                 last_ms = trade.time_ms if last_ms is None else max(last_ms, trade.time_ms)
 

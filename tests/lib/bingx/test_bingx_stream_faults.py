@@ -154,9 +154,12 @@ def test_trade_refill_keeps_a_distinct_fill_sharing_a_pushed_trades_content(star
         if n == 40:
             sim.corrupt_next_frame()
 
+    occurrences: list[tuple[str, int]] = []
+
     async def collect(stream: TradeStream) -> list:
         async for trade in stream.trades():
             received.append(trade)
+            occurrences.append((trade.content_key, stream.occurrence(trade)))
             on_each(len(received))
             if len(received) == 200:
                 return received
@@ -173,6 +176,12 @@ def test_trade_refill_keeps_a_distinct_fill_sharing_a_pushed_trades_content(star
     expected = Counter(sim_trade_keys(sim, first - 1, last))
     expected.update(t.content_key for t in rest.twins)
     assert Counter(t.content_key for t in trades) == expected
+    # The stream numbers the trades of one content 1, 2, … (the recorder's occurrence key).
+    numbered: dict[str, list[int]] = {}
+    for key, occurrence in occurrences:
+        numbered.setdefault(key, []).append(occurrence)
+    assert all(n == list(range(1, len(n) + 1)) for n in numbered.values())
+    assert any(len(n) == 2 for n in numbered.values())
 
 
 def test_malformed_trade_items_are_skipped_and_the_good_ones_in_the_same_push_kept(fast_sim):
