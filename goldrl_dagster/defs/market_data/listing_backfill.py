@@ -23,18 +23,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-from goldrl_dagster.defs.keys import (
-    CANDLES,
-    CANDLES_MULTI_INTERVAL,
-    FUNDING_RATES,
-    MARK_PRICE_CANDLES,
-)
+from goldrl_dagster.defs.keys import CANDLES
 from goldrl_dagster.defs.market_data.exchange_bars import EXCHANGE_CANDLES
 from goldrl_dagster.defs.market_data.partitions import (
     MARKET_INSTRUMENTS,
     MARKET_START_DATE,
     market_instrument_day_partitions,
 )
+from goldrl_dagster.defs.market_data.schedules import DAILY_FEED_ASSETS, instrument_day_run_request
 from goldrl_dagster.defs.resources import BingXMarketData, GoldrlStorage
 from goldrl_dagster.lib.market.listing_backfill import BackfillPlan, backfill_days, plan_backfill
 from goldrl_dagster.lib.storage.market_store import instrument_at
@@ -56,9 +52,7 @@ _ACTIVE = [
 
 market_listing_backfill_job = dg.define_asset_job(
     LISTING_BACKFILL_JOB,
-    selection=dg.AssetSelection.assets(
-        CANDLES, CANDLES_MULTI_INTERVAL, EXCHANGE_CANDLES, FUNDING_RATES, MARK_PRICE_CANDLES
-    ),
+    selection=dg.AssetSelection.assets(*DAILY_FEED_ASSETS),
     description="One instrument-day of history for the backfill to listing: 1m candles, "
     "aggregated intervals, the exchange's own 1h/4h/1d bars, funding and mark price.",
 )
@@ -162,17 +156,11 @@ def market_listing_backfill(
         return dg.SkipReason(f"{missing}; {state}{gave_up}" if missing else state + gave_up)
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(
-                run_key=request.run_key,
-                partition_key=dg.MultiPartitionKey(
-                    {"instrument": request.instrument, "day": request.day.isoformat()}
-                ),
-                tags={
-                    BACKFILL_TAG: BACKFILL_TAG_VALUE,
-                    "goldrl/instrument": request.instrument,
-                    "goldrl/day": request.day.isoformat(),
-                    "goldrl/attempt": str(request.attempt),
-                },
+            instrument_day_run_request(
+                request.instrument,
+                request.day.isoformat(),
+                request.run_key,
+                {BACKFILL_TAG: BACKFILL_TAG_VALUE, "goldrl/attempt": str(request.attempt)},
             )
             for request in plan.requests
         ]

@@ -4,7 +4,7 @@ All start STOPPED: ingestion against the real exchange begins only when the oper
 schedule on in the UI (or with ``dagster schedule start``).
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -30,11 +30,15 @@ market_snapshots_job = dg.define_asset_job(
     description="One snapshot of premium index, open interest, 24h ticker, book and trades.",
 )
 
+# The day-partitioned feeds of one instrument-day: the daily schedule's job and the backfill to
+# listing (defs/market_data/listing_backfill.py) both run exactly these.
+DAILY_FEED_ASSETS = (
+    CANDLES, CANDLES_MULTI_INTERVAL, EXCHANGE_CANDLES, FUNDING_RATES, MARK_PRICE_CANDLES,
+)  # fmt: skip
+
 market_daily_feeds_job = dg.define_asset_job(
     DAILY_FEEDS_JOB,
-    selection=dg.AssetSelection.assets(
-        CANDLES, CANDLES_MULTI_INTERVAL, EXCHANGE_CANDLES, FUNDING_RATES, MARK_PRICE_CANDLES
-    ),
+    selection=dg.AssetSelection.assets(*DAILY_FEED_ASSETS),
     description="A finished UTC day of one instrument: 1m candles, higher intervals, the "
     "exchange's own 1h/4h/1d bars, funding, mark price.",
 )
@@ -56,13 +60,24 @@ def daily_run_requests(scheduled_at: datetime, key_prefix: str = "") -> list[dg.
     """
     day = (scheduled_at.astimezone(UTC) - timedelta(days=1)).date().isoformat()
     return [
-        dg.RunRequest(
-            run_key=f"{key_prefix}{instrument}|{day}",
-            partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
-            tags={"goldrl/instrument": instrument, "goldrl/day": day},
-        )
+        instrument_day_run_request(instrument, day, f"{key_prefix}{instrument}|{day}")
         for instrument in MARKET_INSTRUMENTS
     ]
+
+
+def instrument_day_run_request(
+    instrument: str, day: str, run_key: str, tags: Mapping[str, str] | None = None
+) -> dg.RunRequest:
+    """A run of one instrument × day partition, tagged with both, plus ``tags``.
+
+    The ``goldrl/instrument`` and ``goldrl/day`` tags are what run filters and the listing
+    backfill's bookkeeping read.
+    """
+    return dg.RunRequest(
+        run_key=run_key,
+        partition_key=dg.MultiPartitionKey({"instrument": instrument, "day": day}),
+        tags={"goldrl/instrument": instrument, "goldrl/day": day, **(tags or {})},
+    )
 
 
 @dg.schedule(
