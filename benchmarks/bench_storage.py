@@ -65,6 +65,8 @@ UPSERT_TARGET_RATIO = 3.0
 UPSERT_TARGET_RATE = 300_000.0
 READ_TARGET_RATE = 2_000_000.0
 FLOOR_TARGET_RATIO = 0.9
+# The target of a row shown for comparison only: its "met" cell stays empty.
+REFERENCE = "(reference)"
 
 
 @dataclass(frozen=True)
@@ -441,8 +443,8 @@ def bench_floors(db: Database, frame: pl.DataFrame, repeats: int) -> list[Result
             rows=frame.height,
             goldrl=read["adbc"],
             baseline=read["floor"],
-            target="(reference)",
-            met=True,
+            target=REFERENCE,
+            met=True,  # no target: never fails the run
         ),
     ]
 
@@ -505,13 +507,14 @@ def render(results: list[Result]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in results:
+        met = "" if r.target == REFERENCE else ("yes" if r.met else "NO")
         lines.append(
             f"| {r.case} | {r.rows:,} "
             f"| {min(r.goldrl):.2f} / {statistics.median(r.goldrl):.2f} "
             f"| {r.rate(r.goldrl):,.0f} "
             f"| {min(r.baseline):.2f} / {statistics.median(r.baseline):.2f} "
             f"| {r.rate(r.baseline):,.0f} | {r.ratio:.2f}x | {r.paired_ratio:.2f}x | {r.target} "
-            f"| {'yes' if r.met else 'NO'} |"
+            f"| {met} |"
         )
     return "\n".join(lines)
 
