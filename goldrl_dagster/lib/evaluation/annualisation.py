@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from goldrl_dagster.lib.config import Settings
-from goldrl_dagster.lib.evaluation.metrics import bars_per_year
+from goldrl_dagster.lib.evaluation.metrics import (
+    bars_per_year,
+    open_minutes_per_year,
+    round_the_clock,
+)
 from goldrl_dagster.lib.market.closures import NO_CLOSURES, ClosureCalendar, load_closures
 
 ROUND_THE_CLOCK = "24/7"
-
-
-def round_the_clock(calendar: ClosureCalendar | None) -> bool:
-    """Whether a calendar annualises as 24/7 (no weekly windows, no sessions).
-
-    One-off closures (maintenance) never change annualisation.
-    """
-    return calendar is None or not (calendar.weekly or calendar.sessions)
 
 
 def _recurring_structure(calendar: ClosureCalendar) -> dict[str, Any]:
@@ -109,7 +105,7 @@ class Annualisation:
             "calendar": calendar_name(self.calendar),
             "fingerprint": calendar_fingerprint(self.calendar),
             "bars_per_year": bars_per_year(interval, self.calendar),
-            "open_minutes_per_year": self.calendar.open_minutes_per_year(),
+            "open_minutes_per_year": open_minutes_per_year(self.calendar),
         }
 
     def describe(self, interval: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -74,10 +75,30 @@ def bars_per_year(interval: str, calendar: ClosureCalendar | None = None) -> flo
     count, unit = int(match.group(1)), match.group(2)
     if unit == "M":
         return 12.0 / count
-    minutes = _MINUTES_PER_YEAR
-    if calendar is not None and (calendar.weekly or calendar.sessions):
-        minutes = calendar.open_minutes_per_year()
-    return minutes / (count * _UNIT_MINUTES[unit])
+    return open_minutes_per_year(calendar) / (count * _UNIT_MINUTES[unit])
+
+
+def round_the_clock(calendar: ClosureCalendar | None) -> bool:
+    """Whether a calendar annualises as 24/7 (no weekly windows, no sessions).
+
+    One-off closures (maintenance) never change annualisation.
+    """
+    return calendar is None or not (calendar.weekly or calendar.sessions)
+
+
+def open_minutes_per_year(calendar: ClosureCalendar | None) -> float:
+    """Open minutes per year annualisation uses: 525,960 for 24/7, else the calendar's own.
+
+    A session calendar's figure (:meth:`ClosureCalendar.open_minutes_per_year`, ~10 ms: 209
+    weeks of local days) is computed once per calendar: a walk-forward asks for it on every
+    fold's four backtests and on the aggregate, always with the same calendar.
+    """
+    return _MINUTES_PER_YEAR if round_the_clock(calendar) else _calendar_minutes(calendar)
+
+
+@lru_cache(maxsize=16)
+def _calendar_minutes(calendar: ClosureCalendar) -> float:
+    return calendar.open_minutes_per_year()
 
 
 @dataclass(frozen=True)
