@@ -514,18 +514,6 @@ _COLUMN_KINDS: dict[pl.DataType, tuple[str, str]] = {
     pl.Datetime("us", "UTC"): ("timestamptz", "timestamptz_send"),
     pl.Datetime("us"): ("timestamp", "timestamp_send"),
 }
-# The column types each kind is read from (format_type spelling, type modifier removed). The
-# send functions would accept other types through implicit casts: they are checked first.
-_KIND_TYPES: dict[str, tuple[str, ...]] = {
-    "float8": ("double precision",),
-    "float4": ("real",),
-    "int8": ("bigint",),
-    "int4": ("integer",),
-    "int2": ("smallint",),
-    "timestamptz": ("timestamp with time zone",),
-    "timestamp": ("timestamp without time zone",),
-    "text": ("text", "character varying"),
-}
 
 
 def read_columns(
@@ -650,7 +638,7 @@ def _type_check(
         types = _column_types(conn, table, rollback=False)
         for name, (kind, _) in kinds.items():
             found = re.sub(r"\(\d+\)", "", types.get(name, "?"))
-            if found not in _KIND_TYPES[kind]:
+            if found not in pg_binary.COLUMN_TYPES[kind]:
                 raise pg_binary.UnsupportedBinary(f"{table}.{name} is {found}, not read as {kind}")
 
     return check

@@ -37,8 +37,10 @@ PG_EPOCH_DAYS = 10_957
 # 'infinity' / '-infinity' timestamps: no polars value stands for them.
 _TS_INFINITY = (np.iinfo(np.int64).max, np.iinfo(np.int64).min)
 
-# polars dtype (as matched in _fixed_kind) -> accepted target column types.
-_FIXED_TYPES: dict[str, tuple[str, ...]] = {
+# Binary layout kind (of _fixed_kind, or "text") -> the column types written and read with it
+# (format_type spelling, type modifier removed). The server's receive and send functions would
+# accept other types through implicit casts: callers check the column's type against these.
+COLUMN_TYPES: dict[str, tuple[str, ...]] = {
     "float8": ("double precision",),
     "float4": ("real",),
     "int8": ("bigint",),
@@ -48,8 +50,8 @@ _FIXED_TYPES: dict[str, tuple[str, ...]] = {
     "timestamptz": ("timestamp with time zone",),
     "timestamp": ("timestamp without time zone",),
     "date": ("date",),
+    "text": ("text", "character varying"),
 }
-_TEXT_TYPES = ("text", "character varying")
 # Rows per block when filling records: a block stays in the CPU cache.
 _BLOCK_BYTES = 256 * 1024
 
@@ -65,25 +67,19 @@ class UnsupportedBinary(ValueError):
     """The binary data holds something this module does not decode exactly (caller falls back)."""
 
 
+_FIXED_KINDS: dict[pl.DataType, str] = {
+    pl.Float64(): "float8", pl.Float32(): "float4", pl.Int64(): "int8", pl.Int32(): "int4",
+    pl.Int16(): "int2", pl.Boolean(): "bool", pl.Date(): "date",
+}  # fmt: skip
+
+
 def _fixed_kind(dtype: pl.DataType) -> str | None:
     """The PostgreSQL binary layout a polars dtype is written with, or None if unsupported."""
-    if dtype == pl.Float64:
-        return "float8"
-    if dtype == pl.Float32:
-        return "float4"
-    if dtype == pl.Int64:
-        return "int8"
-    if dtype == pl.Int32:
-        return "int4"
-    if dtype == pl.Int16:
-        return "int2"
-    if dtype == pl.Boolean:
-        return "bool"
-    if dtype == pl.Date:
-        return "date"
-    if isinstance(dtype, pl.Datetime) and dtype.time_unit in ("us", "ms"):
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_unit not in ("us", "ms"):
+            return None
         return "timestamptz" if dtype.time_zone is not None else "timestamp"
-    return None
+    return _FIXED_KINDS.get(dtype)
 
 
 _WIRE = {
@@ -237,12 +233,12 @@ def copy_plan(
         # function, exactly as for ADBC's binary COPY.
         target = re.sub(r"\(\d+\)", "", target).replace("  ", " ")
         if dtype == pl.String:
-            if target not in _TEXT_TYPES:
+            if target not in COLUMN_TYPES["text"]:
                 return None
             plan.append((name, "text"))
             continue
         kind = _fixed_kind(dtype)
-        if kind is None or target not in _FIXED_TYPES[kind]:
+        if kind is None or target not in COLUMN_TYPES[kind]:
             return None
         plan.append((name, kind))
     return plan
