@@ -60,7 +60,20 @@ class StreamStore:
 
     def __init__(self, db: Database) -> None:
         self._conn: psycopg.Connection = db.connect()
-        self._staged: set[str] = set()
+        try:
+            # The staging tables exist before any batch: creating one inside a batch's
+            # transaction would have to commit it, and half the batch with it.
+            for table in STREAM_TABLES:
+                self._conn.execute(
+                    sql.SQL(
+                        "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                        "ON COMMIT DELETE ROWS"
+                    ).format(sql.Identifier(_stage(table)), sql.Identifier(table))
+                )
+            self._conn.commit()
+        except BaseException:
+            self._conn.close()
+            raise
         self.written: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
         self.offered: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
 
@@ -73,19 +86,6 @@ class StreamStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _stage(self, table: str) -> str:
-        stage = f"_stage_{table}"
-        if stage not in self._staged:
-            self._conn.execute(
-                sql.SQL(
-                    "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
-                    "ON COMMIT DELETE ROWS"
-                ).format(sql.Identifier(stage), sql.Identifier(table))
-            )
-            self._conn.commit()
-            self._staged.add(stage)
-        return stage
 
     def _write_table(self, table: str, rows: Sequence[Sequence[Any]]) -> int:
         """Insert the rows not stored yet; returns how many were inserted.
@@ -105,7 +105,7 @@ class StreamStore:
             else:
                 cur.execute("RELEASE SAVEPOINT stream_copy")
                 return len(rows)
-            stage = self._stage(table)
+            stage = _stage(table)
             _copy(cur, stage, table, rows)
             names = sql.SQL(", ").join(map(sql.Identifier, STREAM_TABLES[table]))
             cur.execute(
@@ -156,6 +156,11 @@ def _copy(cur: psycopg.Cursor, target: str, table: str, rows: Sequence[Sequence[
                 for i in json_at:
                     row[i] = json.dumps(row[i])
             cp.write_row(row)
+
+
+def _stage(table: str) -> str:
+    """The session's staging table of ``table`` (emptied at every commit)."""
+    return f"_stage_{table}"
 
 
 def _columns(table: str) -> tuple[str, ...]:

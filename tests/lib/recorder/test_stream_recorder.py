@@ -238,3 +238,33 @@ def test_a_failing_channel_restarts_and_its_hole_is_recorded(
         ).fetchone()[0]  # type: ignore[index]
     assert restarted >= 1  # the hole a failed channel left is on record
     assert late > 0  # and recording went on after it
+
+
+def test_a_batch_failing_after_a_conflict_stores_nothing(clean_database: Database) -> None:
+    """The staging path must not commit half a batch (the first conflict creates the stage)."""
+    from goldrl_dagster.lib.bingx.models import _make_trade
+    from goldrl_dagster.lib.recorder import rows
+    from goldrl_dagster.lib.storage.stream_store import StreamStore
+
+    t0 = 1_739_145_600_000
+    stored = [("XAUT-USDT", rows.utc(t0 + i), 3101.0) for i in range(3)]
+    trades = [_make_trade("XAUT-USDT", t0 + i, 3100.0 + i, 0.5, True) for i in range(5)]
+    batch = {
+        "stream_trades": [rows.trade_row(t, 1) for t in trades],  # fresh: COPYed straight in
+        "stream_mark_prices": stored,  # all stored: goes through the staging table
+        "stream_book_tickers": [("XAUT-USDT", rows.utc(t0), None, None, 1.0, 2.0, 1.0)],
+    }
+    with StreamStore(clean_database) as store:
+        store.write({"stream_mark_prices": stored})
+        try:
+            store.write(batch)
+        except Exception:  # a NULL bid price breaks NOT NULL: the batch fails
+            pass
+        else:
+            raise AssertionError("a row breaking a constraint was written")
+        assert count(clean_database, "SELECT count(*) FROM stream_trades") == 0
+        # The same store still writes (its staging table is usable after the rollback).
+        assert store.write({k: v for k, v in batch.items() if k != "stream_book_tickers"}) == {
+            "stream_trades": 5,
+            "stream_mark_prices": 0,
+        }
