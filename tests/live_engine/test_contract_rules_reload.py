@@ -14,10 +14,11 @@ step (see ``live_engine.rules_watch``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import dagster as dg
@@ -31,8 +32,9 @@ from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.rl.observation import ACTION_TO_POSITION
 from goldrl_dagster.lib.rl.policy import LoadedPolicy
 from goldrl_dagster.lib.runtime import open_runtime
-from goldrl_dagster.lib.storage.audit_log import verify_audit_chain
-from goldrl_dagster.lib.storage.instrument_rules import current_rules
+from goldrl_dagster.lib.storage.audit_log import append_audit, verify_audit_chain
+from goldrl_dagster.lib.storage.instrument_rules import current_rules, rules_summary
+from goldrl_dagster.lib.storage.market_store import sync_instruments
 from live_engine.service import run_live_engine
 from live_engine.settings import LiveSettings
 
@@ -160,4 +162,53 @@ def test_new_contract_rules_are_used_for_the_next_order(
     assert summary.rules_changes == 1
     assert "contract rules of XAUT-USDT changed" in caplog.text
     assert "quantity_precision 4 -> 2" in caplog.text
+    assert verify_audit_chain(db).ok
+
+
+def test_a_session_started_after_a_rules_change_trades_on_the_newest_rules_from_its_first_order(
+    clean_database, own_simulator, tmp_path, monkeypatch
+):
+    """The crash/restart story of the swap. A session that crashed between its audit entry and
+    the swap (or was stopped) leaves nothing the next one needs: the next session opens on the
+    rules stored now, and its start-up re-read (before the first bar) applies a newer version,
+    here one valid from five minutes ahead of this machine's clock (the exchange's clock leads,
+    so the version valid "now" here is still the old one). About 12 s: in the default suite."""
+    sim = own_simulator
+    register_candidate_model(sim.base_url, MODEL, tmp_path)
+    db = open_runtime().db
+    old = current_rules(db, SYMBOL).spec
+    new = dataclasses.replace(old, quantity_precision=2)
+    sync_instruments(db, [new], "simulator", now=datetime.now(UTC) + timedelta(minutes=5))
+    with db.connect() as conn:  # the crashed session's entry: written, the swap never made
+        append_audit(
+            conn, actor="goldrl live (paper)", action="live.contract_rules",
+            subject=f"paper:crashed {SYMBOL}", reason="contract rules applied (notification)",
+            before={**rules_summary(old), "session_id": "crashed"},
+            after={**rules_summary(new), "session_id": "crashed"},
+        )  # fmt: skip
+        conn.commit()
+    monkeypatch.setattr(LoadedPolicy, "act", lambda self, obs: LONG)
+    account = paper_account("rules-restart")
+    settings = LiveSettings(
+        instrument=SYMBOL, interval="1m", rest_url=sim.base_url, ws_url=sim.ws_url,
+        model_id=MODEL, duration_seconds=60.0, paper_account=account, order_quantity=QUANTITY,
+        heartbeat_seconds=1.0, rules_poll_seconds=NEVER, ood_guard="off",
+    )  # fmt: skip
+
+    async def scenario():
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_live_engine(settings, stop=stop, install_signals=False))
+        session_id = await until(lambda: running_session(account), "the session")
+        await until(lambda: _filled(session_id), "the first order")
+        stop.set()
+        return session_id, await task
+
+    session_id, summary = asyncio.run(scenario())
+    [(_, quantity, _, _, contract, _), *_] = _filled(session_id)
+    assert quantity == Decimal("0.05")  # 0.0567 on the new step from the very first order
+    assert contract == new.content_sha256()
+    [(_, reason, before, after)] = _audit(session_id)
+    assert reason.endswith("applied (start-up)")
+    assert before["quantity_precision"] == 4 and after["quantity_precision"] == 2
+    assert summary.rules_changes == 1
     assert verify_audit_chain(db).ok
