@@ -157,6 +157,21 @@ def _engine(simulator, account: str) -> tuple[asyncio.Event, Callable[[], Any]]:
                                          install_signals=False)  # fmt: skip
 
 
+def _run_until_decisions(simulator, account: str, decisions: int) -> str:
+    """Run a session on ``account`` until it has taken ``decisions`` decisions, stop it: its id."""
+
+    async def scenario() -> str:
+        stop, engine = _engine(simulator, account)
+        task = asyncio.create_task(engine())
+        session_id = await until(lambda: running_session(account), "a session")
+        await until(lambda: len(_decisions(session_id)) >= decisions, f"{decisions} decisions")
+        stop.set()
+        await task
+        return session_id
+
+    return asyncio.run(scenario())
+
+
 def test_halt_flattens_a_refused_resume_names_the_cooldown_and_a_later_resume_trades(simulator):
     db = open_runtime().db
     account = paper_account("ctl-halt")
@@ -354,16 +369,7 @@ def test_a_halt_issued_while_no_engine_runs_is_applied_before_the_first_order(si
                           params={"flatten": False})  # fmt: skip
     assert load_command(db, halt.command_id).status == "pending"
 
-    async def scenario() -> str:
-        stop, engine = _engine(simulator, account)
-        task = asyncio.create_task(engine())
-        session_id = await until(lambda: running_session(account), "a session")
-        await until(lambda: len(_decisions(session_id)) >= 3, "three decisions")
-        stop.set()
-        await task
-        return session_id
-
-    session_id = asyncio.run(scenario())
+    session_id = _run_until_decisions(simulator, account, 3)
     answered = load_command(db, halt.command_id)
     assert answered.status == "applied" and answered.claimed_by == session_id
     assert answered.result["trading_state"] == "HALTED"
@@ -451,16 +457,7 @@ def test_a_flatten_claimed_by_an_engine_that_crashed_is_applied_by_the_next_one_
         )
         conn.commit()
 
-    async def scenario() -> str:
-        stop, engine = _engine(simulator, account)
-        task = asyncio.create_task(engine())
-        session_id = await until(lambda: running_session(account), "a session")
-        await until(lambda: len(_decisions(session_id)) >= 2, "two decisions")
-        stop.set()
-        await task
-        return session_id
-
-    session_id = asyncio.run(scenario())
+    session_id = _run_until_decisions(simulator, account, 2)
     answered = load_command(db, flatten.command_id)
     assert answered.status == "applied" and answered.claimed_by == session_id
     assert answered.result["paused"].startswith("paused by ops-test (flatten)")
