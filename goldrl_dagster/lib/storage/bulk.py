@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -571,8 +571,14 @@ def read_columns(
         else sql.SQL("{}({})").format(sql.Identifier(send), sql.Identifier(name))
         for name, (kind, send) in kinds.items()
     )
+    # The column types travel with the rows (checked before decoding): no extra round trip.
     outputs: list[sql.Composable] = [
         sql.SQL("current_setting('server_encoding'), count(*)"),
+        sql.SQL(
+            "(SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod))"
+            " FROM pg_attribute a WHERE a.attrelid = to_regclass({}) AND a.attnum > 0"
+            " AND NOT a.attisdropped)"
+        ).format(sql.Literal(sql.Identifier(table).as_string(None))),
         sql.SQL("string_agg({}, ''::bytea)").format(record),
     ]
     outputs += [
@@ -590,8 +596,8 @@ def read_columns(
         order=sql.Identifier(order_by),
     )
     try:
-        rows = _fetch_consistent(db, query, parts, _type_check(table, kinds))
-        frames = [_decode_columns(row, kinds, columns) for row in rows]
+        rows = _fetch_consistent(db, query, parts)
+        frames = [_decode_columns(row, table, kinds, columns) for row in rows]
     except (
         pg_binary.UnsupportedBinary,
         psycopg.errors.ProgramLimitExceeded,
@@ -607,15 +613,19 @@ def read_columns(
 
 
 def _decode_columns(
-    row: tuple[Any, ...], kinds: Mapping[str, tuple[str, str]], columns: Mapping[str, pl.DataType]
+    row: tuple[Any, ...],
+    table: str,
+    kinds: Mapping[str, tuple[str, str]],
+    columns: Mapping[str, pl.DataType],
 ) -> pl.DataFrame:
     """Decode one part's aggregated row (see read_columns) into a frame."""
     if row[0] != "UTF8":
         raise pg_binary.UnsupportedBinary(f"server encoding {row[0]}, not UTF8")
+    _check_types(table, kinds, row[2] or {})
     count = int(row[1])
     layout = {name: "text-length" if kind == "text" else kind for name, (kind, _) in kinds.items()}
-    fields = pg_binary.decode_records(row[2], layout, count)
-    texts = iter(row[3:])
+    fields = pg_binary.decode_records(row[3], layout, count)
+    texts = iter(row[4:])
     series: list[pl.Series] = []
     for name, (kind, _) in kinds.items():
         if kind == "text":
@@ -629,34 +639,26 @@ def _decode_columns(
     return pl.DataFrame(series)
 
 
-def _type_check(
-    table: str, kinds: Mapping[str, tuple[str, str]]
-) -> Callable[[psycopg.Connection], None]:
-    """A check that the table's columns have exactly the types read_columns decodes."""
-
-    def check(conn: psycopg.Connection) -> None:
-        types = _column_types(conn, table, rollback=False)
-        for name, (kind, _) in kinds.items():
-            found = re.sub(r"\(\d+\)", "", types.get(name, "?"))
-            if found not in pg_binary.COLUMN_TYPES[kind]:
-                raise pg_binary.UnsupportedBinary(f"{table}.{name} is {found}, not read as {kind}")
-
-    return check
+def _check_types(
+    table: str, kinds: Mapping[str, tuple[str, str]], types: Mapping[str, str]
+) -> None:
+    """Refuse unless the table's columns (name → ``format_type``) have the decoded types."""
+    for name, (kind, _) in kinds.items():
+        found = re.sub(r"\(\d+\)", "", types.get(name, "?"))
+        if found not in pg_binary.COLUMN_TYPES[kind]:
+            raise pg_binary.UnsupportedBinary(f"{table}.{name} is {found}, not read as {kind}")
 
 
 def _fetch_consistent(
-    db: Database,
-    query: sql.Composable,
-    parts: Sequence[Sequence[Any]],
-    check: Callable[[psycopg.Connection], None],
+    db: Database, query: sql.Composable, parts: Sequence[Sequence[Any]]
 ) -> list[tuple[Any, ...]]:
     """Run a one-row query once per parameter list on up to two connections, one snapshot.
 
-    ``check`` runs first on the first connection (inside the snapshot) and may raise.
+    One part is one statement on an autocommit connection (a small read pays one round trip).
     """
     width = min(2, len(parts))
     with contextlib.ExitStack() as stack:
-        conns = [stack.enter_context(db.connect()) for _ in range(width)]
+        conns = [stack.enter_context(db.connect(autocommit=width == 1)) for _ in range(width)]
         if width > 1:
             for conn in conns:
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -666,7 +668,6 @@ def _fetch_consistent(
                 conn.execute(
                     sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0]))
                 )
-        check(conns[0])
 
         def run(index: int) -> list[tuple[int, tuple[Any, ...]]]:
             out = []
@@ -682,6 +683,7 @@ def _fetch_consistent(
         else:
             with ThreadPoolExecutor(max_workers=width) as pool:
                 results = [r for chunk in pool.map(run, range(width)) for r in chunk]
-        for conn in conns:
-            conn.rollback()  # read-only: nothing to commit
+        if width > 1:
+            for conn in conns:
+                conn.rollback()  # read-only: nothing to commit
     return [row for _, row in sorted(results, key=lambda item: item[0])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import psycopg
 
 from goldrl_dagster.lib.market.candles import CANDLE_KEY, CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.storage import market_store
@@ -101,3 +102,23 @@ def test_what_cannot_be_decoded_exactly_is_refused(clean_database):
     late = ["XAUT-USDT", "1m", middle, T0 + timedelta(hours=1)]
     assert read_columns(db, "candles", columns, cond, [late, early], "open_time") is None
     assert read_columns(db, "candles", columns, cond, [early, late], "open_time") is not None
+
+
+def test_a_one_day_read_is_one_statement(clean_database, monkeypatch):
+    """The live engine and the feature assets read small ranges: one round trip, no BEGIN."""
+    db = clean_database
+    upsert_frame(db, "candles", _candles(3 * 1_440), CANDLE_KEY)
+    sent: list[tuple[bool, str]] = []
+    execute = psycopg.Connection.execute
+
+    def counting(self, query, *args, **kwargs):
+        sent.append((self.autocommit, str(query)[:40]))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", counting)
+    start = T0 + timedelta(days=1)
+    got = market_store.read_candles(db, "XAUT-USDT", "1m", start, start + timedelta(days=1))
+    monkeypatch.undo()
+    assert got.height == 1_440
+    # autocommit: psycopg sends no BEGIN/ROLLBACK around the one query.
+    assert len(sent) == 1 and sent[0][0] is True
