@@ -31,7 +31,6 @@ applied twice. Nothing here ever ends the session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import logging
@@ -57,7 +56,7 @@ from goldrl_dagster.lib.risk import TradingState
 from goldrl_dagster.lib.risk.state import ResumeRefusedError
 from goldrl_dagster.lib.storage.risk_store import load_risk_config, record_transition
 from goldrl_dagster.lib.storage.rollout_store import market_assignment
-from live_engine.listener import listen_forever
+from live_engine.listener import NotifiedWatcher
 
 if TYPE_CHECKING:
     from live_engine.model_watch import AssignmentWatcher
@@ -66,9 +65,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("goldrl.live")
 
 LISTENER_NAME = "goldrl-control-listener"
-LISTEN_TIMEOUT = 5.0
-LISTEN_BACKOFF = (1.0, 30.0)
-PAYLOAD_LOG_CHARS = 200
 
 OnThread = Callable[[Callable[[], Any]], asyncio.Future[Any]]
 
@@ -327,7 +323,7 @@ def restore_pause(loop: DecisionLoop) -> None:
                          loop.paused)  # fmt: skip
 
 
-class ControlWatcher:
+class ControlWatcher(NotifiedWatcher):
     """Claims, applies and acknowledges the market's operator commands.
 
     Args:
@@ -338,78 +334,43 @@ class ControlWatcher:
         backoff: ``(first, cap)`` seconds between the listener's reconnection attempts.
 
     Attributes:
-        applied: Commands applied; ``refused``: refused; ``malformed``: ignored notifications.
+        applied: Commands applied; ``refused``: refused; ``malformed``: ignored notifications;
+            ``listener_failures``: lost listener connections.
     """
+
+    channels = (CHANNEL,)
+    what = "control listener"
+    application_name = LISTENER_NAME
+    looked_for = "control commands"
 
     def __init__(
         self,
         loop: DecisionLoop,
         apply: Callable[[ControlCommand], Awaitable[Answer]],
-        *,
-        poll_seconds: float,
-        listen_timeout: float = LISTEN_TIMEOUT,
-        backoff: tuple[float, float] = LISTEN_BACKOFF,
+        **listening: Any,
     ) -> None:
-        self.loop = loop
-        self.db = loop.runtime.db
+        super().__init__(loop, **listening)
         self.instrument = loop.settings.instrument
         self.interval = loop.settings.interval
-        self.poll_seconds = poll_seconds
-        self.listen_timeout = listen_timeout
-        self.backoff = backoff
         self.applied = 0
         self.refused = 0
-        self.malformed = 0
-        self.listener_failures = 0
         self._apply = apply
-        self._wake = asyncio.Event()
         self._unacknowledged: list[tuple[ControlCommand, Answer]] = []
-
-    @property
-    def log(self) -> logging.LoggerAdapter:
-        """The session's log as it is now."""
-        return self.loop.log
-
-    async def run(self) -> None:
-        """Listen, poll and apply until cancelled (never returns otherwise)."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._listen(), name="control-listener")
-            group.create_task(self._follow(), name="control-follow")
-
-    async def _listen(self) -> None:
-        def failed() -> None:
-            self.listener_failures += 1
-
-        await listen_forever(
-            self.db, (CHANNEL,), on_payload=self.on_payload, on_connected=self._wake.set,
-            on_failure=failed, logger=lambda: self.log, what="control listener",
-            application_name=LISTENER_NAME, timeout=self.listen_timeout, backoff=self.backoff,
-            poll_seconds=self.poll_seconds,
-        )  # fmt: skip
 
     def on_payload(self, payload: str, channel: str = CHANNEL) -> None:
         """Handle one notification (malformed ones and other markets' are ignored)."""
         try:
             command_id, instrument, interval = parse_control_notice(payload)
         except ValueError as exc:
-            self.malformed += 1
-            self.log.warning("ignored a malformed %s notification %r: %s", channel,
-                             payload[:PAYLOAD_LOG_CHARS], exc)  # fmt: skip
+            self.ignore_malformed(channel, payload, exc)
             return
         if (instrument, interval) == (self.instrument, self.interval):
             self.log.info("control command %d issued", command_id)
-            self._wake.set()
+            self.wake("notification")
 
-    async def _follow(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            self._wake.clear()
-            try:
-                await self.check()
-            except Exception:  # a bug must not end the session: say so, look again later
-                self.log.exception("control commands not handled; the next notification or "
-                                   "poll looks again")  # fmt: skip
+    async def look(self, trigger: str) -> int:
+        """:meth:`check` (the trigger is not needed: every command is its own record)."""
+        return await self.check()
 
     async def check(self) -> int:
         """Acknowledge what is owed, then claim, apply and acknowledge open commands.

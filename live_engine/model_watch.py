@@ -35,7 +35,13 @@ import psycopg
 
 from goldrl_dagster.lib.storage.rollout_store import Assignment, market_assignment
 from goldrl_dagster.lib.storage.server import Database
-from live_engine.listener import listen_forever
+from live_engine.listener import (
+    LISTEN_BACKOFF,
+    LISTEN_TIMEOUT,
+    PAYLOAD_LOG_CHARS,
+    TRIGGER_POLL,
+    listen_forever,
+)
 
 log = logging.getLogger("goldrl.live")
 
@@ -44,16 +50,9 @@ ROLLOUT_CHANNEL = "goldrl_rollout"
 CHANNELS = (CHANNEL, ROLLOUT_CHANNEL)
 # application_name of the listening connection (what pg_stat_activity shows).
 LISTENER_NAME = "goldrl-champion-listener"
-# Backoff of the listener's reconnections (seconds: first, cap).
-LISTEN_BACKOFF = (1.0, 30.0)
-# How long the listener waits for notifications before it checks its connection is alive.
-LISTEN_TIMEOUT = 5.0
-# A payload is logged with at most this many characters.
-PAYLOAD_LOG_CHARS = 200
 
 TRIGGER_NOTIFICATION = "notification"
 TRIGGER_ROLLOUT = "rollout notification"
-TRIGGER_POLL = "poll"
 TRIGGER_CONNECTED = "listener connected"
 TRIGGER_STARTUP = "start-up"
 

@@ -25,8 +25,6 @@ remainder by hand).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
@@ -42,15 +40,12 @@ from goldrl_dagster.lib.storage.instrument_rules import (
     parse_rules_notice,
     rules_summary,
 )
-from live_engine.listener import listen_forever
+from live_engine.listener import NotifiedWatcher
 
 if TYPE_CHECKING:
     from live_engine.service import DecisionLoop
 
 LISTENER_NAME = "goldrl-rules-listener"
-LISTEN_TIMEOUT = 5.0
-LISTEN_BACKOFF = (1.0, 30.0)
-PAYLOAD_LOG_CHARS = 200
 AUDIT_ACTION = "live.contract_rules"
 
 OnThread = Callable[[Callable[[], Any]], asyncio.Future[Any]]
@@ -135,7 +130,7 @@ def apply_rules(loop: DecisionLoop, version: RulesVersion, trigger: str) -> bool
     return True
 
 
-class RulesWatcher:
+class RulesWatcher(NotifiedWatcher):
     """Keeps a session on the newest stored contract rules of its instrument.
 
     Args:
@@ -150,80 +145,31 @@ class RulesWatcher:
             ``listener_failures``: lost listener connections.
     """
 
-    def __init__(
-        self,
-        loop: DecisionLoop,
-        on_thread: OnThread,
-        *,
-        poll_seconds: float,
-        listen_timeout: float = LISTEN_TIMEOUT,
-        backoff: tuple[float, float] = LISTEN_BACKOFF,
-    ) -> None:
-        self.loop = loop
-        self.db = loop.runtime.db
+    channels = (RULES_CHANNEL,)
+    what = "contract-rules listener"
+    application_name = LISTENER_NAME
+    looked_for = "contract rules"
+
+    def __init__(self, loop: DecisionLoop, on_thread: OnThread, **listening: Any) -> None:
+        super().__init__(loop, **listening)
         self.symbol = loop.settings.instrument
-        self.poll_seconds = poll_seconds
-        self.listen_timeout = listen_timeout
-        self.backoff = backoff
         self.applied = 0
-        self.malformed = 0
-        self.listener_failures = 0
         self._on_thread = on_thread
-        self._wake = asyncio.Event()
-        self._trigger = "poll"
-
-    @property
-    def log(self) -> logging.LoggerAdapter:
-        """The session's log as it is now."""
-        return self.loop.log
-
-    async def run(self) -> None:
-        """Listen, poll and apply until cancelled (never returns otherwise)."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._listen(), name="rules-listener")
-            group.create_task(self._follow(), name="rules-follow")
-
-    async def _listen(self) -> None:
-        def failed() -> None:
-            self.listener_failures += 1
-
-        def connected() -> None:
-            self._trigger = "listener (re)connected"
-            self._wake.set()
-
-        await listen_forever(
-            self.db, (RULES_CHANNEL,), on_payload=self.on_payload, on_connected=connected,
-            on_failure=failed, logger=lambda: self.log, what="contract-rules listener",
-            application_name=LISTENER_NAME, timeout=self.listen_timeout, backoff=self.backoff,
-            poll_seconds=self.poll_seconds,
-        )  # fmt: skip
 
     def on_payload(self, payload: str, channel: str = RULES_CHANNEL) -> None:
         """Handle one notification (malformed ones and other instruments' are ignored)."""
         try:
             symbol = parse_rules_notice(payload)
         except ValueError as exc:
-            self.malformed += 1
-            self.log.warning("ignored a malformed %s notification %r: %s", channel,
-                             payload[:PAYLOAD_LOG_CHARS], exc)  # fmt: skip
+            self.ignore_malformed(channel, payload, exc)
             return
         if symbol == self.symbol:
             self.log.info("new contract rules version stored for %s", symbol)
-            self._trigger = "notification"
-            self._wake.set()
+            self.wake("notification")
 
-    async def _follow(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            trigger = self._trigger if self._wake.is_set() else "poll"
-            self._wake.clear()
-            self._trigger = "poll"
-            try:
-                await self.check(trigger)
-            except Exception:  # a bug must not end the session: say so, look again later
-                self.log.exception("contract rules not re-read; the next notification or poll "
-                                   "looks again")  # fmt: skip
+    async def look(self, trigger: str) -> bool:
+        """:meth:`check`."""
+        return await self.check(trigger)
 
     async def check(self, trigger: str) -> bool:
         """Re-read the newest stored rules and apply them if they changed.
