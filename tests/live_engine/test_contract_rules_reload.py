@@ -55,6 +55,15 @@ def own_simulator() -> Iterator[SimulatorServer]:
         yield sim
 
 
+def _settings(sim: SimulatorServer, account: str) -> LiveSettings:
+    """A paper session of ``MODEL`` ordering 0.0567, its rules re-read on notification only."""
+    return LiveSettings(
+        instrument=SYMBOL, interval="1m", rest_url=sim.base_url, ws_url=sim.ws_url,
+        model_id=MODEL, duration_seconds=60.0, paper_account=account, order_quantity=QUANTITY,
+        heartbeat_seconds=1.0, rules_poll_seconds=NEVER, ood_guard="off",
+    )  # fmt: skip
+
+
 def _filled(session_id: str) -> list[tuple[str, Decimal, Decimal, Decimal, str, datetime]]:
     """(order id, quantity, price, fee, contract checksum, created) of filled orders, in order."""
     return query(
@@ -100,11 +109,7 @@ def test_new_contract_rules_are_used_for_the_next_order(
         LoadedPolicy, "act", lambda self, obs: FLAT if flat["held"] else next(actions)
     )
     account = paper_account("rules")
-    settings = LiveSettings(
-        instrument=SYMBOL, interval="1m", rest_url=sim.base_url, ws_url=sim.ws_url,
-        model_id=MODEL, duration_seconds=60.0, paper_account=account, order_quantity=QUANTITY,
-        heartbeat_seconds=1.0, rules_poll_seconds=NEVER, ood_guard="off",
-    )  # fmt: skip
+    settings = _settings(sim, account)
     storage = GoldrlStorage()
     resources = {
         "storage": storage,
@@ -189,11 +194,7 @@ def test_a_session_started_after_a_rules_change_trades_on_the_newest_rules_from_
         conn.commit()
     monkeypatch.setattr(LoadedPolicy, "act", lambda self, obs: LONG)
     account = paper_account("rules-restart")
-    settings = LiveSettings(
-        instrument=SYMBOL, interval="1m", rest_url=sim.base_url, ws_url=sim.ws_url,
-        model_id=MODEL, duration_seconds=60.0, paper_account=account, order_quantity=QUANTITY,
-        heartbeat_seconds=1.0, rules_poll_seconds=NEVER, ood_guard="off",
-    )  # fmt: skip
+    settings = _settings(sim, account)
 
     async def scenario():
         stop = asyncio.Event()
