@@ -125,6 +125,7 @@ def _window_request(runtime: Any, model_id: str, start: str, end: str) -> Any:
         reward=str(trained_on.config.get("reward", "equity_change_after_costs")),
         gap_policy=str(trained_on.config.get("gap_policy", "refuse")),
         rules_before_listing=str(trained_on.config.get("rules_before_listing", "refuse")),
+        exchange_bars=trained_on.config.get("exchange_bars", False) is True,
     )
 
 
