@@ -464,16 +464,12 @@ def newest_stored(db: Database, feed: str, instrument: str, interval: str) -> da
         interval: Bar interval (ignored for funding).
     """
     column = GAP_FEEDS[_check_feed(feed)][0]
-    if feed == FUNDING_RATES:
-        query, params = (
-            f"SELECT max({column}) AS newest FROM {feed} WHERE instrument = $1",
-            [instrument],
-        )
-    else:
-        query, params = (
-            f"SELECT max({column}) AS newest FROM {feed} WHERE instrument = $1 AND interval = $2",
-            [instrument, interval],
-        )
-    frame = read_frame(db, query, params)
-    newest = frame["newest"][0] if frame.height else None
+    query = f"SELECT max({column}) FROM {feed} WHERE instrument = %s"
+    params: tuple[str, ...] = (instrument,)
+    if feed != FUNDING_RATES:
+        query, params = query + " AND interval = %s", (instrument, interval)
+    # One scalar: a psycopg query (an ADBC connection would first load the whole catalog).
+    with db.connect() as conn:
+        row = conn.execute(query, params).fetchone()
+    newest = row[0] if row else None
     return newest.astimezone(UTC) if newest is not None else None

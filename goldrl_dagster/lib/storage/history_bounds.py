@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from goldrl_dagster.lib.storage.bulk import read_frame
 from goldrl_dagster.lib.storage.server import Database
 
 BAR_TABLES = ("candles", "mark_price_candles")
@@ -20,10 +19,11 @@ def oldest_stored_bar(
     """
     if table not in BAR_TABLES:
         raise ValueError(f"table {table!r} is not a bar table; expected one of {BAR_TABLES}")
-    frame = read_frame(
-        db,
-        f"SELECT min(open_time) AS oldest FROM {table} WHERE instrument = $1 AND interval = $2",
-        [instrument, interval],
-    )
-    oldest = frame["oldest"][0] if frame.height else None
+    # One scalar: a psycopg query (an ADBC connection would first load the whole catalog).
+    with db.connect() as conn:
+        row = conn.execute(
+            f"SELECT min(open_time) FROM {table} WHERE instrument = %s AND interval = %s",
+            (instrument, interval),
+        ).fetchone()
+    oldest = row[0] if row else None
     return oldest.astimezone(UTC) if oldest is not None else None
