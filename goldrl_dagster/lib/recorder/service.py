@@ -328,11 +328,18 @@ class Recorder:
     # -- writer and heartbeat ------------------------------------------------------------
 
     async def _writer(self) -> None:
-        """Flush every ``flush_seconds`` or when the buffer fills, until closing."""
+        """Flush every ``flush_seconds`` or when the buffer fills, until closing.
+
+        After a failed write the next try waits ``flush_seconds`` even when the buffer is full:
+        an unreachable database is retried at that pace, not at every push.
+        """
         while not self._closing:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.config.flush_seconds)
+            failures = self.stats["write_failures"]
             await self.flush()
+            if self.stats["write_failures"] > failures and not self._closing:
+                await asyncio.sleep(self.config.flush_seconds)
 
     def counters(self) -> dict[str, Any]:
         """The stats plus the streams' own counters (reconnects, malformed, duplicates)."""

@@ -59,23 +59,29 @@ class StreamStore:
     """
 
     def __init__(self, db: Database) -> None:
-        self._conn: psycopg.Connection = db.connect()
+        self._db = db
+        self._conn = self._open()
+        self.written: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
+        self.offered: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
+
+    def _open(self) -> psycopg.Connection:
+        """A new session with its staging tables."""
+        conn = self._db.connect()
         try:
             # The staging tables exist before any batch: creating one inside a batch's
             # transaction would have to commit it, and half the batch with it.
             for table in STREAM_TABLES:
-                self._conn.execute(
+                conn.execute(
                     sql.SQL(
                         "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
                         "ON COMMIT DELETE ROWS"
                     ).format(sql.Identifier(_stage(table)), sql.Identifier(table))
                 )
-            self._conn.commit()
+            conn.commit()
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
-        self.written: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
-        self.offered: dict[str, int] = dict.fromkeys(STREAM_TABLES, 0)
+        return conn
 
     def close(self) -> None:
         """Close the connection."""
@@ -124,9 +130,16 @@ class StreamStore:
         Returns:
             Rows inserted per table.
 
+        A session lost since the last write (a database restart) is replaced first, so a
+        write that failed with it succeeds when retried.
+
         Raises:
             ValueError: If a table is unknown or a row has the wrong number of values.
+            psycopg.Error: If the database refuses the batch or cannot be reached.
         """
+        if self._conn.broken or self._conn.closed:
+            self._conn.close()
+            self._conn = self._open()
         inserted: dict[str, int] = {}
         try:
             for table, rows in batches.items():
@@ -134,7 +147,8 @@ class StreamStore:
                     inserted[table] = self._write_table(table, rows)
             self._conn.commit()
         except BaseException:
-            self._conn.rollback()
+            if not self._conn.broken:
+                self._conn.rollback()
             raise
         for table, rows in batches.items():
             self.offered[table] += len(rows)

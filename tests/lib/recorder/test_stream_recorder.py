@@ -268,3 +268,32 @@ def test_a_batch_failing_after_a_conflict_stores_nothing(clean_database: Databas
             "stream_trades": 5,
             "stream_mark_prices": 0,
         }
+
+
+def test_a_lost_database_session_is_replaced_and_no_trade_is_lost(
+    clean_database: Database, rec_sim: SimulatorServer
+) -> None:
+    """A database restart kills the store's session: the next flush opens a new one."""
+    db = clean_database
+    killed: list[Any] = []  # the database's clock when the session was killed
+
+    async def kill_session(recorder: Recorder) -> None:
+        await asyncio.sleep(1.5)
+        assert recorder._store is not None
+        pid = recorder._store._conn.info.backend_pid
+        with db.connect() as conn:
+            at = conn.execute(
+                "SELECT clock_timestamp() FROM pg_terminate_backend(%s) AS t(ok) WHERE ok", (pid,)
+            ).fetchone()
+            conn.commit()
+        killed.append(at[0] if at else None)
+
+    _, counters = record(db, rec_sim, 4.0, kill_session)
+    (killed_at,) = killed
+    assert killed_at is not None  # the session was terminated
+    assert counters["write_failures"] >= 1  # the write that found the session gone
+    late = count(db, "SELECT count(*) FROM stream_trades WHERE recorded_at > %s", killed_at)
+    assert late > 0  # written by the new session
+    for symbol in SYMBOLS:
+        stored, sent = _stored_vs_sent(db, rec_sim, symbol)
+        assert stored == sent  # the failed batch was kept and written with the next flush
