@@ -4,7 +4,8 @@
 external asset ``market/recorded_streams`` with four checks (run by ``recorded_streams_checks``):
 
 * ``recorder_heartbeat_fresh`` (ERROR): no running recorder's heartbeat is stale;
-* ``recorded_streams_fresh`` (WARN): every stream of a running recorder received rows lately;
+* ``recorded_streams_fresh`` (WARN): a running recorder's trades, books (depth and incrDepth
+  together), tickers, mark prices and book tickers received rows lately (klines not judged);
 * ``recorded_incr_depth_sequence`` (ERROR): update ids increase, and every hole is a recorded gap;
 * ``recorded_books_sane`` (ERROR): best bid < best ask in every stored book and book ticker.
 
@@ -76,7 +77,8 @@ def recorder_heartbeat_fresh(storage: GoldrlStorage) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=RECORDED_STREAMS,
     name=FRESHNESS_CHECK,
-    description="Every stream of a running recorder's symbols received rows in the last 5 min.",
+    description="Trades, books, tickers, mark prices and book tickers of every running "
+    "recorder's symbols received rows in the last 5 min.",
 )
 def recorded_streams_fresh(storage: GoldrlStorage) -> dg.AssetCheckResult:
     """Warn about streams that went quiet while their recorder runs."""
