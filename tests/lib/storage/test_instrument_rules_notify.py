@@ -21,7 +21,7 @@ from goldrl_dagster.lib.storage.instrument_rules import (
     parse_rules_notice,
     rules_summary,
 )
-from goldrl_dagster.lib.storage.market_store import sync_instruments
+from goldrl_dagster.lib.storage.market_store import instrument_versions, sync_instruments
 from live_engine.rules_watch import changed_rules
 
 T0 = datetime(2025, 3, 10, tzinfo=UTC)
@@ -63,3 +63,19 @@ def test_a_new_version_is_notified_and_becomes_the_current_rules(clean_database)
 def test_malformed_notices_are_refused(payload):
     with pytest.raises(ValueError):
         parse_rules_notice(payload)
+
+
+def test_a_change_not_after_the_current_version_is_refused_and_writes_nothing(clean_database):
+    db = clean_database
+    sync_instruments(db, [XAUT], "simulator", now=T0)  # the first version: valid since listing
+    day1 = T0 + timedelta(days=1)
+    first = dataclasses.replace(XAUT, quantity_precision=2)
+    sync_instruments(db, [first], "simulator", now=day1)
+    before = instrument_versions(db, XAUT.symbol)
+    assert [v[0] for v in before][1:] == [day1] and before[-1][1:] == (None, first.content_sha256())
+    again = dataclasses.replace(XAUT, quantity_precision=1)
+    for clock in (day1, day1 - timedelta(minutes=1)):  # the same instant, or a clock gone back
+        with pytest.raises(ValueError, match="a new version must start after it"):
+            sync_instruments(db, [again], "simulator", now=clock)
+    assert instrument_versions(db, XAUT.symbol) == before
+    assert current_rules(db, XAUT.symbol).spec == first
