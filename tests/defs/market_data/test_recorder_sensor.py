@@ -20,6 +20,7 @@ from goldrl_dagster.defs.market_data.recorder import (
 )
 from goldrl_dagster.defs.monitoring.alerts import slo_alert_sensor
 from goldrl_dagster.defs.resources import GoldrlStorage
+from goldrl_dagster.lib.bingx.models import _make_trade
 from goldrl_dagster.lib.recorder import rows
 from goldrl_dagster.lib.storage.server import Database
 from goldrl_dagster.lib.storage.stream_store import RecorderBeat, StreamStore, upsert_recorder_beat
@@ -115,3 +116,27 @@ def test_sequence_holes_need_a_recorded_gap_and_books_must_not_cross(
         store.write({"stream_book": [crossed]})
         sane = recorded_books_sane(storage=storage)
         assert not sane.passed and "PAXG-USDT@depth20@100ms" in str(sane.description)
+
+
+def test_a_stream_without_rows_for_five_minutes_is_stale(clean_database: Database) -> None:
+    db = clean_database
+    started = datetime.now(UTC) - timedelta(minutes=10)
+    upsert_recorder_beat(db, RecorderBeat("rec-quiet", ("XAUT-USDT",), started, 1.0, {}))
+    storage = GoldrlStorage()
+    quiet = recorded_streams_fresh(storage=storage)
+    assert not quiet.passed and quiet.severity == dg.AssetCheckSeverity.WARN
+    assert "XAUT-USDT@trade: no row since the start" in str(quiet.description)
+    assert quiet.metadata["findings"].value == 5  # trade, book, ticker, markPrice, bookTicker
+    t0 = int(datetime.now(UTC).timestamp() * 1000)
+    at = rows.utc(t0)
+    fresh = {
+        "stream_trades": [rows.trade_row(_make_trade("XAUT-USDT", t0, 3100.0, 0.5, True), 1)],
+        "stream_book": [("XAUT-USDT", "incrDepth", at, 1, 100.0, 100.5, [[100.0, 1.0]],
+                         [[100.5, 1.0]])],
+        "stream_tickers": [("XAUT-USDT", at, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, None, None)],
+        "stream_mark_prices": [("XAUT-USDT", at, 1.0)],
+        "stream_book_tickers": [("XAUT-USDT", at, None, 1.0, 1.0, 2.0, 1.0)],
+    }  # fmt: skip
+    with StreamStore(db) as store:
+        store.write(fresh)
+    assert recorded_streams_fresh(storage=storage).passed
