@@ -41,6 +41,7 @@ MAX_CARRY_BARS = 1440
 LISTED_HOLES = 20
 """Holes an error names; the rest are counted."""
 
+_RUN = "__run"
 _CARRY = re.compile(r"^carry_forward[:-](\d+)$")
 _SPELLINGS = f"{REFUSE}, {SEGMENTS} or {CARRY_FORWARD}:N (N bars, 1..{MAX_CARRY_BARS})"
 
@@ -181,20 +182,12 @@ def split_segments(candles: pl.DataFrame, holes: list[Gap]) -> list[pl.DataFrame
     """
     if candles.height == 0:
         return []
-    cuts = sorted({g.end for g in holes})
-    runs = []
-    lower: datetime | None = None
-    for cut in [*cuts, None]:
-        condition = pl.lit(True)
-        if lower is not None:
-            condition &= pl.col("open_time") >= lower
-        if cut is not None:
-            condition &= pl.col("open_time") < cut
-        run = candles.filter(condition)
-        if run.height:
-            runs.append(run)
-        lower = cut
-    return runs
+    if not holes:
+        return [candles]
+    cuts = pl.Series(sorted({g.end for g in holes}), dtype=candles.schema["open_time"])
+    # A row's run is the number of cuts at or before it: one pass, not one filter per hole.
+    run = cuts.search_sorted(candles["open_time"], side="right").alias(_RUN)
+    return candles.with_columns(run).partition_by(_RUN, maintain_order=True, include_key=False)
 
 
 def carry_forward(
