@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
-from celery_cluster import REPO, CeleryWorker, RunSpec, prepare_home, run_batch
+from celery_cluster import CeleryWorker, RunSpec, home_env, prepare_home, purge_queue, run_batch
 
 INSTRUMENTS = ("XAUT-USDT", "PAXG-USDT")
 ANCHOR = datetime(2025, 4, 10, tzinfo=UTC)
@@ -46,32 +46,6 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672//")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare")
     return parser.parse_args()
-
-
-def _purge(broker: str) -> None:
-    import contextlib
-
-    from kombu import Connection
-
-    with Connection(broker, connect_timeout=3) as connection, contextlib.suppress(Exception):
-        connection.channel().queue_purge("dagster")
-
-
-def _env(home: Path, simulator, broker: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLDRL_", "DAGSTER_"))}
-    env.update(
-        GOLDRL_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        GOLDRL_BINGX_BASE_URL=simulator.base_url,
-        GOLDRL_BINGX_WS_URL=simulator.ws_url,
-        GOLDRL_EXECUTOR="celery",
-        GOLDRL_CELERY_BROKER_URL=broker,
-        PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        TORCH_NUM_THREADS="1",
-        OMP_NUM_THREADS="1",
-    )
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    return env
 
 
 def _training(partition: str, seed: int, timesteps: int) -> RunSpec:
@@ -89,8 +63,8 @@ def _measure(workers: int, args: argparse.Namespace, simulator, root: Path) -> d
     from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
     from goldrl_dagster.lib.datasets.request import DatasetRequest
 
-    _purge(args.broker)
-    env = _env(root / f"home-{workers}", simulator, args.broker)
+    purge_queue(args.broker)
+    env = home_env(root / f"home-{workers}", simulator, args.broker)
     prepare_home(env, training_slots=workers)
     pool = [
         CeleryWorker(f"bench-{i}@{workers}", env, root / f"worker-{workers}-{i}.log").start()

@@ -14,15 +14,21 @@ after.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pytest
-from celery_cluster import REPO, CeleryWorker, RunSpec, prepare_home, run_batch, start_run
+from celery_cluster import (
+    CeleryWorker,
+    RunSpec,
+    home_env,
+    prepare_home,
+    purge_queue,
+    run_batch,
+    start_run,
+)
 
 from goldrl_dagster.defs.datasets.partitions import add_dataset_partition
 from goldrl_dagster.lib.config import load_settings
@@ -62,41 +68,14 @@ BACKFILL = [
 ]
 
 
-def _purge_queue() -> None:
-    from kombu import Connection
-
-    with Connection(BROKER, connect_timeout=3) as connection:
-        channel = connection.channel()
-        with contextlib.suppress(Exception):  # no queue yet: nothing to purge
-            channel.queue_purge(QUEUE)
-
-
 @pytest.fixture(scope="module")
 def broker() -> str:
     try:
-        _purge_queue()
+        purge_queue(BROKER, QUEUE)
     except OSError as exc:
         pytest.skip(f"no RabbitMQ at {BROKER}: {exc}")
     yield BROKER
-    _purge_queue()
-
-
-def _env(home: Path, simulator, celery: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLDRL_", "DAGSTER_"))}
-    env.update(
-        GOLDRL_HOME=str(home),
-        DAGSTER_HOME=str(home / "dagster"),
-        GOLDRL_BINGX_BASE_URL=simulator.base_url,
-        GOLDRL_BINGX_WS_URL=simulator.ws_url,
-        PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(REPO),
-        TORCH_NUM_THREADS="1",
-        OMP_NUM_THREADS="1",
-    )
-    if celery:
-        env.update(GOLDRL_EXECUTOR="celery", GOLDRL_CELERY_BROKER_URL=BROKER)
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    return env
+    purge_queue(BROKER, QUEUE)
 
 
 def _instance(env: dict[str, str]) -> dg.DagsterInstance:
@@ -169,11 +148,11 @@ def _step_window(instance: dg.DagsterInstance, run_id: str, step: str) -> tuple[
 
 @pytest.fixture(scope="module")
 def cluster(broker, simulator, tmp_path_factory):
-    single = _env(tmp_path_factory.mktemp("single"), simulator, celery=False)
+    single = home_env(tmp_path_factory.mktemp("single"), simulator, None)
     _build(single, in_process=True, at_once=1)
 
     root = tmp_path_factory.mktemp("celery")
-    env = _env(root / "home", simulator, celery=True)
+    env = home_env(root / "home", simulator, BROKER)
     prepare_home(env, training_slots=2)  # one training per worker, as the runbook says
     workers = [
         CeleryWorker(name=f"goldrl-{i}", env=env, log=root / f"worker-{i}.log").start()

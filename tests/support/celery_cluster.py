@@ -15,6 +15,7 @@ process do not all start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER_CONFIG = REPO / "deploy" / "celery-worker.yaml"
@@ -53,6 +55,43 @@ class RunSpec:
         if self.run_config:
             args += ["--run-config", json.dumps(self.run_config, sort_keys=True)]
         return args
+
+
+def home_env(home: Path, simulator: Any, broker: str | None) -> dict[str, str]:
+    """The environment of one goldrl home's runs and workers (its ``DAGSTER_HOME`` created).
+
+    The caller's ``GOLDRL_*`` and ``DAGSTER_*`` variables are dropped; BingX is the simulator;
+    with a ``broker``, runs hand every step to dagster-celery workers through it.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOLDRL_", "DAGSTER_"))}
+    env.update(
+        GOLDRL_HOME=str(home),
+        DAGSTER_HOME=str(home / "dagster"),
+        GOLDRL_BINGX_BASE_URL=simulator.base_url,
+        GOLDRL_BINGX_WS_URL=simulator.ws_url,
+        PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=str(REPO),
+        TORCH_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+    )
+    if broker is not None:
+        env.update(GOLDRL_EXECUTOR="celery", GOLDRL_CELERY_BROKER_URL=broker)
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def purge_queue(broker: str, queue: str = "dagster") -> None:
+    """Empty the broker's ``queue`` (none yet: nothing to purge).
+
+    Raises:
+        OSError: If the broker does not answer.
+    """
+    from kombu import Connection
+
+    with Connection(broker, connect_timeout=3) as connection:
+        channel = connection.channel()
+        with contextlib.suppress(Exception):  # no queue yet: nothing to purge
+            channel.queue_purge(queue)
 
 
 def _python() -> str:
