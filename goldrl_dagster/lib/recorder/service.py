@@ -51,9 +51,6 @@ from goldrl_dagster.lib.storage.stream_store import (
 
 log = logging.getLogger("goldrl.recorder")
 
-# Channels whose history REST cannot give back: a disconnect leaves a recorded gap.
-SNAPSHOT_CHANNELS = ("ticker", "markPrice", "bookTicker")
-
 
 @dataclass(frozen=True)
 class RecorderConfig:

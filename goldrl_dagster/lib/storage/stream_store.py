@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -239,30 +239,3 @@ def recorder_beats(db: Database, *, running_only: bool = True) -> list[RecorderB
         RecorderBeat(r[0], tuple(r[1]), r[2], r[3], r[4], beat_at=r[5], stopped_at=r[6])
         for r in rows
     ]
-
-
-def stale_recorders(db: Database, *, missed_beats: float = 3.0) -> list[tuple[RecorderBeat, float]]:
-    """Running recorders whose last beat is older than ``missed_beats`` beat intervals.
-
-    Returns:
-        ``(beat, age_seconds)`` per stale recorder.
-    """
-    with db.connect() as conn:
-        rows = conn.execute(
-            "SELECT recorder_id, EXTRACT(EPOCH FROM now() - beat_at) FROM recorder_heartbeats "
-            "WHERE stopped_at IS NULL AND now() - beat_at > heartbeat_seconds * %s * interval '1s'",
-            (missed_beats,),
-        ).fetchall()
-    ages = {r[0]: float(r[1]) for r in rows}
-    return [(b, ages[b.recorder_id]) for b in recorder_beats(db) if b.recorder_id in ages]
-
-
-def table_counts(db: Database, tables: Iterable[str] = STREAM_TABLES) -> dict[str, int]:
-    """Row counts of the stream tables."""
-    with db.connect() as conn:
-        return {
-            t: conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))
-            ).fetchone()[0]  # type: ignore[index]
-            for t in tables
-        }
