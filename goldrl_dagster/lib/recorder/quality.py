@@ -18,11 +18,10 @@ from datetime import datetime, timedelta
 
 from psycopg import sql
 
+from goldrl_dagster.lib.alerts.conditions import STALE_AFTER_BEATS, STALE_MIN_SECONDS
 from goldrl_dagster.lib.storage.server import Database
 from goldrl_dagster.lib.storage.stream_store import recorder_beats
 
-STALE_AFTER_BEATS = 3.0
-STALE_MIN_SECONDS = 30.0
 DEFAULT_MAX_AGE = timedelta(minutes=5)
 # Tables (and their time column) whose freshness is judged, by channel label.
 FRESHNESS_TABLES = {
@@ -60,7 +59,11 @@ def heartbeat_findings(
     missed_beats: float = STALE_AFTER_BEATS,
     min_seconds: float = STALE_MIN_SECONDS,
 ) -> list[StreamFinding]:
-    """Running recorders whose heartbeat is stale at ``now`` (aware)."""
+    """Running recorders whose heartbeat is stale at ``now`` (aware).
+
+    Stale by the live engine's rule (:mod:`goldrl_dagster.lib.alerts.conditions`): older than
+    ``missed_beats`` beats and ``min_seconds``.
+    """
     out = []
     for beat in recorder_beats(db):
         assert beat.beat_at is not None
