@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from goldrl_dagster.lib.bingx.market_models import (
     BookSnapshot,
     BookTickerUpdate,
     MarkPriceUpdate,
 )
 from goldrl_dagster.lib.bingx.models import Kline, Ticker24h, Trade
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def utc(ms: int) -> datetime:
-    """Epoch milliseconds as an aware UTC datetime (exact)."""
-    return _EPOCH + timedelta(milliseconds=ms)
+from goldrl_dagster.lib.bingx.models import _utc as utc  # epoch ms -> aware UTC, exactly
 
 
 def trade_row(trade: Trade, occurrence: int) -> tuple:
