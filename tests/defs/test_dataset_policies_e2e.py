@@ -305,6 +305,24 @@ def test_a_hole_in_5m_history_is_refused_or_built_around_by_policy(world):
     assert dataset.record.row_count == 2 * 288 - 2 - 239
 
 
+def test_a_recorded_5m_gap_is_named_once_not_again_as_a_hole(world, database):
+    from goldrl_dagster.lib.storage.gap_store import record_gaps, scan_stored_candles
+
+    start = datetime.fromisoformat(HOLED_DAYS[0]).replace(tzinfo=UTC)
+    scan = scan_stored_candles(database, SYMBOL, "5m", start, start + timedelta(days=2))
+    (gap,) = record_gaps(database, scan)
+    try:
+        refused = _build(world, HOLED_DAYS, "--interval", "5m")
+        assert refused.exit_code == 1
+        assert "1 unhealed recorded gap(s) and 0 hole(s)" in refused.output
+        assert f"gap {gap.gap_id}: 2019-08-02 09:20..09:30 UTC, 2 bar(s), found" in refused.output
+        assert "hole 2019-08-02 09:20" not in refused.output
+    finally:
+        with database.connect() as conn:
+            conn.execute("DELETE FROM candle_gaps WHERE gap_id = %s", (gap.gap_id,))
+            conn.commit()
+
+
 @pytest.mark.slow
 def test_the_trained_policy_asset_trains_on_proxy_history_and_says_the_rules_are_assumed(world):
     from goldrl_dagster.defs.keys import TRAINED_POLICY

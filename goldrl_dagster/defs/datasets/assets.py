@@ -27,7 +27,11 @@ from goldrl_dagster.defs.keys import (
 )
 from goldrl_dagster.defs.market_data.assets import BASE_INTERVAL
 from goldrl_dagster.defs.market_data.checks import GAPS_CHECK
-from goldrl_dagster.defs.market_data.gaps import ensure_no_open_gaps
+from goldrl_dagster.defs.market_data.gaps import (
+    ensure_no_open_gaps,
+    recorded_gap_lines,
+    unrecorded_holes,
+)
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.datasets.build import (
     assemble_dataset,
@@ -106,13 +110,9 @@ def _apply_gap_policy(
     holes = find_holes(history, interval, calendar)
     if not gaps.is_default:
         return holes
-    recorded = [
-        f"gap {r.gap_id}: {r.gap_start:%Y-%m-%d %H:%M}..{r.gap_end:%H:%M} UTC, "
-        f"{r.missing_bars} bar(s), {r.status}"
-        for r in (open_gaps(db, symbol, interval, start, end) if use_recorded else [])
-    ]
+    recorded = open_gaps(db, symbol, interval, start, end) if use_recorded else []
     try:
-        refuse_gaps(recorded, holes, symbol)
+        refuse_gaps(recorded_gap_lines(recorded), unrecorded_holes(holes, recorded), symbol)
     except GapPolicyError as exc:
         raise dg.Failure(description=str(exc), metadata={"instrument": symbol}) from exc
     return []

@@ -19,6 +19,7 @@ healed it; the sensor only has to notice runs that crashed (after ``HEAL_TIMEOUT
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -284,6 +285,22 @@ funding_gap_sensor = _gap_sensor(
 )
 
 
+def recorded_gap_lines(recorded: Sequence[GapRecord]) -> list[str]:
+    """One line per recorded, unhealed gap: id, span, missing bars and status."""
+    return [
+        f"gap {r.gap_id}: {r.gap_start:%Y-%m-%d %H:%M}..{r.gap_end:%H:%M} UTC, "
+        f"{r.missing_bars} bar(s), {r.status}"
+        for r in recorded
+    ]
+
+
+def unrecorded_holes(holes: Sequence[Gap], recorded: Sequence[GapRecord]) -> list[Gap]:
+    """The holes between the bars read that no recorded gap overlaps (not listed twice)."""
+    return [
+        g for g in holes if not any(r.gap_start < g.end and g.start < r.gap_end for r in recorded)
+    ]
+
+
 def ensure_no_open_gaps(
     db: Database,
     instrument: str,
@@ -313,14 +330,9 @@ def ensure_no_open_gaps(
     holes = find_gaps(candles["open_time"], INTERVAL_MS[BASE_INTERVAL], calendar)
     if not recorded and not holes:
         return
-    lines = [
-        f"gap {r.gap_id}: {r.gap_start:%Y-%m-%d %H:%M}..{r.gap_end:%H:%M} UTC, "
-        f"{r.missing_bars} bar(s), {r.status}"
-        for r in recorded
-    ] + [
+    lines = recorded_gap_lines(recorded) + [
         f"hole {g.start:%Y-%m-%d %H:%M}..{g.end:%H:%M} UTC, {g.missing_bars} bar(s)"
-        for g in holes
-        if not any(r.gap_start < g.end and g.start < r.gap_end for r in recorded)
+        for g in unrecorded_holes(holes, recorded)
     ]
     raise dg.Failure(
         description=(
