@@ -58,9 +58,8 @@ def database(settings: Settings) -> Iterator[Database]:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(db.schema)))
 
 
-@pytest.fixture
-def clean_database(database: Database) -> Database:
-    """The session database with every goldrl table emptied before the test."""
+def _empty_goldrl_tables(database: Database) -> None:
+    """Truncate every goldrl table but the migration ledger."""
     with database.connect() as conn:
         tables = [
             r[0]
@@ -77,7 +76,18 @@ def clean_database(database: Database) -> Database:
                 )
             )
         conn.commit()
-    return database
+
+
+@pytest.fixture
+def clean_database(database: Database) -> Iterator[Database]:
+    """The session database with every goldrl table emptied before the test and after it.
+
+    Emptied after too, so what a test leaves (a rules version valid from the future, a
+    half-run session) never reaches the next module's fixtures.
+    """
+    _empty_goldrl_tables(database)
+    yield database
+    _empty_goldrl_tables(database)
 
 
 # A fixed simulated "now" makes every simulator-backed test reproducible: the days before it
