@@ -14,6 +14,7 @@ def to_check_result(
     check_name: str,
     note: str | None = None,
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    description: str | None = None,
 ) -> dg.AssetCheckResult:
     """Convert a suite result; a failed suite is an ERROR, which blocks downstream assets.
 
@@ -26,6 +27,7 @@ def to_check_result(
         check_name: The check's name (a constant shared with its spec).
         note: Optional operator note to attach (e.g. why a partition is empty).
         severity: Severity of a failure.
+        description: One line for the UI and alerts (e.g. the failures in words).
 
     Returns:
         The check result with the suite's summary as metadata.
@@ -44,4 +46,5 @@ def to_check_result(
         passed=result.success,
         severity=severity,
         metadata=metadata,
+        description=description,
     )

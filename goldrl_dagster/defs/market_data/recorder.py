@@ -4,40 +4,51 @@
 external asset ``market/recorded_streams`` with four checks (run by ``recorded_streams_checks``):
 
 * ``recorder_heartbeat_fresh`` (ERROR): no running recorder's heartbeat is stale;
-* ``recorded_streams_fresh`` (WARN): a running recorder's trades, books (depth and incrDepth
-  together), tickers, mark prices and book tickers received rows lately (klines not judged);
-* ``recorded_incr_depth_sequence`` (ERROR): update ids increase, and every hole is a recorded gap;
-* ``recorded_books_sane`` (ERROR): best bid < best ask in every stored book and book ticker.
+* ``recorded_streams_fresh`` (WARN, GX suite ``recorded_stream_freshness``): a running
+  recorder's trades, books (depth and incrDepth together), tickers, mark prices and book tickers
+  received rows in the last 5 min (klines not judged);
+* ``recorded_incr_depth_sequence`` (ERROR, GX suite of the same name): update ids increase, and
+  every hole is a recorded gap;
+* ``recorded_books_sane`` (ERROR, GX suite ``recorded_book_sanity``): best bid and ask positive
+  and best bid < best ask in every stored book and book ticker.
 
-``recorder_heartbeat_sensor`` reads the heartbeats every minute: a stale one requests the check
-run at once (once per stale beat), which fails ``recorder_heartbeat_fresh``, and the SLO alert
-sensor posts failed checks; while a recorder runs it also requests the checks every 15 minutes.
+The sequence and book suites judge the last ``CHECK_WINDOW`` of exchange time (twice the
+15-minute period the sensor runs them at, so a late or missed run leaves no row unjudged while a
+recorder runs). ``recorder_heartbeat_sensor`` reads the heartbeats every minute: a stale one
+requests the check run at once (once per stale beat), which fails ``recorder_heartbeat_fresh``,
+and the SLO alert sensor posts failed checks; while a recorder runs it also requests the checks
+every 15 minutes.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from goldrl_dagster.defs.keys import MARKET_GROUP
 from goldrl_dagster.defs.resources import GoldrlStorage
 from goldrl_dagster.lib.recorder.quality import (
+    DEFAULT_MAX_AGE,
     StreamFinding,
-    book_findings,
     heartbeat_findings,
-    sequence_findings,
-    staleness_findings,
+    incr_depth_sequence,
+    recorded_books,
+    stream_ages,
 )
 from goldrl_dagster.lib.storage.stream_store import recorder_beats
+
+if TYPE_CHECKING:
+    from expectations.candles import SuiteResult
 
 RECORDED_STREAMS = dg.AssetKey(["market", "recorded_streams"])
 HEARTBEAT_CHECK = "recorder_heartbeat_fresh"
 FRESHNESS_CHECK = "recorded_streams_fresh"
 SEQUENCE_CHECK = "recorded_incr_depth_sequence"
 BOOK_CHECK = "recorded_books_sane"
-CHECK_WINDOW = timedelta(hours=24)  # sequence and book checks look this far back
 PERIODIC_MINUTES = 15
+CHECK_WINDOW = timedelta(minutes=2 * PERIODIC_MINUTES)  # what the sequence and book suites judge
 
 recorded_streams = dg.AssetSpec(
     RECORDED_STREAMS,
@@ -74,40 +85,69 @@ def recorder_heartbeat_fresh(storage: GoldrlStorage) -> dg.AssetCheckResult:
     return _result(findings, dg.AssetCheckSeverity.ERROR, "every running recorder beats")
 
 
+def _suite_result(
+    result: SuiteResult, check_name: str, severity: dg.AssetCheckSeverity, ok: str
+) -> dg.AssetCheckResult:
+    """A GX suite's result as the check's, with the failures in one line for the alert."""
+    from expectations.dagster_adapter import to_check_result
+
+    said = [
+        f"{f.column}: {f.unexpected_count} row(s), e.g. {', '.join(f.sample[:3])}"
+        for f in result.failures
+    ]
+    return to_check_result(
+        result, asset_key=RECORDED_STREAMS, check_name=check_name, severity=severity,
+        description="; ".join(said) if said else ok,
+    )  # fmt: skip
+
+
 @dg.asset_check(
     asset=RECORDED_STREAMS,
     name=FRESHNESS_CHECK,
-    description="Trades, books, tickers, mark prices and book tickers of every running "
-    "recorder's symbols received rows in the last 5 min.",
+    description="GX suite recorded_stream_freshness: trades, books, tickers, mark prices and "
+    "book tickers of every running recorder's symbols received rows in the last 5 min.",
 )
 def recorded_streams_fresh(storage: GoldrlStorage) -> dg.AssetCheckResult:
     """Warn about streams that went quiet while their recorder runs."""
-    findings = staleness_findings(storage.runtime().db, datetime.now(UTC))
-    return _result(findings, dg.AssetCheckSeverity.WARN, "every recorded stream is fresh")
+    from expectations.recorded_streams import validate_stream_freshness
+
+    ages = stream_ages(storage.runtime().db, datetime.now(UTC))
+    result = validate_stream_freshness(ages, DEFAULT_MAX_AGE.total_seconds())
+    return _suite_result(
+        result, FRESHNESS_CHECK, dg.AssetCheckSeverity.WARN, "every recorded stream is fresh"
+    )
 
 
 @dg.asset_check(
     asset=RECORDED_STREAMS,
     name=SEQUENCE_CHECK,
-    description="incrDepth update ids increase; every hole is a recorded skip or disconnect.",
+    description="GX suite recorded_incr_depth_sequence: incrDepth update ids increase; every "
+    "hole is a recorded skip or disconnect (last 30 min).",
 )
 def recorded_incr_depth_sequence(storage: GoldrlStorage) -> dg.AssetCheckResult:
-    """Fail on update ids that go back or skip without a recorded gap (last 24 h)."""
-    since = datetime.now(UTC) - CHECK_WINDOW
-    findings = sequence_findings(storage.runtime().db, since)
-    return _result(findings, dg.AssetCheckSeverity.ERROR, "update ids in sequence")
+    """Fail on update ids that go back or skip without a recorded gap."""
+    from expectations.recorded_streams import validate_incr_depth_sequence
+
+    books = incr_depth_sequence(storage.runtime().db, datetime.now(UTC) - CHECK_WINDOW)
+    result = validate_incr_depth_sequence(books)
+    return _suite_result(
+        result, SEQUENCE_CHECK, dg.AssetCheckSeverity.ERROR, "update ids in sequence"
+    )
 
 
 @dg.asset_check(
     asset=RECORDED_STREAMS,
     name=BOOK_CHECK,
-    description="Best bid < best ask in every stored book and book ticker (last 24 h).",
+    description="GX suite recorded_book_sanity: best bid and ask positive, best bid < best ask "
+    "in every stored book and book ticker (last 30 min).",
 )
 def recorded_books_sane(storage: GoldrlStorage) -> dg.AssetCheckResult:
-    """Fail on crossed or locked books."""
-    since = datetime.now(UTC) - CHECK_WINDOW
-    findings = book_findings(storage.runtime().db, since)
-    return _result(findings, dg.AssetCheckSeverity.ERROR, "no crossed book")
+    """Fail on crossed, locked or non-positive books."""
+    from expectations.recorded_streams import validate_recorded_books
+
+    books = recorded_books(storage.runtime().db, datetime.now(UTC) - CHECK_WINDOW)
+    result = validate_recorded_books(books)
+    return _suite_result(result, BOOK_CHECK, dg.AssetCheckSeverity.ERROR, "no crossed book")
 
 
 recorded_streams_checks_job = dg.define_asset_job(

@@ -1,14 +1,20 @@
-"""Quality of what the recorder stored: heartbeat, staleness, update-id sequence, book sanity.
+"""Quality of what the recorder stored: the heartbeat, and the frames its GX suites judge.
 
-Each function returns findings (an empty list means healthy); the Dagster checks and the
-recorder sensor (``defs/market_data/recorder.py``) turn them into check results and runs.
+* **heartbeat** (:func:`heartbeat_findings`, findings): a running recorder (not stopped cleanly)
+  whose last beat is older than ``missed_beats`` beat intervals (and ``min_seconds``) has
+  stopped recording. It is about a process, not data, so it is no expectation suite.
+* **staleness** (:func:`stream_ages`): for every (symbol, stream) of a running recorder, how long
+  ago its newest row was received;
+* **sequence** (:func:`incr_depth_sequence`): the ``incrDepth`` books of a window, each with the
+  step from the previous ``lastUpdateId`` and whether a hole is explained by a recorded
+  ``sequence_skip`` or ``disconnect`` gap;
+* **book sanity** (:func:`recorded_books`): best bid and ask of every stored book and book
+  ticker of a window.
 
-* **heartbeat**: a running recorder (not stopped cleanly) whose last beat is older than
-  ``missed_beats`` beat intervals (and ``min_seconds``) has stopped recording;
-* **staleness**: a (symbol, stream) that received nothing for ``max_age`` while a recorder runs;
-* **sequence**: the ``incrDepth`` books' ``lastUpdateId`` must increase, and every hole in it must
-  be explained by a recorded ``sequence_skip`` or ``disconnect`` gap;
-* **book sanity**: best bid < best ask in every stored book and book ticker.
+The frames are judged by the Great Expectations suites in ``expectations.recorded_streams``; the
+Dagster checks and the recorder sensor (``defs/market_data/recorder.py``) run them. Every read
+goes through the tables' ``(symbol[, channel], time)`` indexes, so a check costs what its window
+holds, not what the tables hold.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import polars as pl
+import psycopg
 from psycopg import sql
 
 from goldrl_dagster.lib.alerts.conditions import STALE_AFTER_BEATS, STALE_MIN_SECONDS
@@ -23,6 +31,7 @@ from goldrl_dagster.lib.storage.server import Database
 from goldrl_dagster.lib.storage.stream_store import recorder_beats
 
 DEFAULT_MAX_AGE = timedelta(minutes=5)
+BOOK_CHANNEL_TICKER = "bookTicker"
 # Tables (and their time column) whose freshness is judged, by channel label.
 FRESHNESS_TABLES = {
     "trade": "stream_trades",
@@ -79,94 +88,183 @@ def heartbeat_findings(
     return out
 
 
-def staleness_findings(
-    db: Database, now: datetime, *, max_age: timedelta = DEFAULT_MAX_AGE
-) -> list[StreamFinding]:
-    """Streams of a running recorder's symbols with nothing recorded for ``max_age``."""
+def _book_keys(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Every stored (symbol, channel) of ``stream_book``, by a skip scan of its key index."""
+    return conn.execute(
+        """
+        WITH RECURSIVE keys AS (
+            (SELECT symbol, channel FROM stream_book ORDER BY symbol, channel LIMIT 1)
+            UNION ALL
+            SELECT next.symbol, next.channel FROM keys, LATERAL (
+                SELECT symbol, channel FROM stream_book
+                WHERE (symbol, channel) > (keys.symbol, keys.channel)
+                ORDER BY symbol, channel LIMIT 1
+            ) next
+        )
+        SELECT symbol, channel FROM keys
+        """
+    ).fetchall()
+
+
+def _newest_received(
+    conn: psycopg.Connection, table: str, symbol: str, book_channels: list[str]
+) -> datetime | None:
+    """``recorded_at`` of ``symbol``'s newest row (by exchange time) in ``table``."""
+    if table == "stream_book":
+        query = sql.SQL(
+            "SELECT recorded_at FROM stream_book WHERE symbol = %s AND channel = %s "
+            "ORDER BY time DESC LIMIT 1"
+        )
+        found = [conn.execute(query, (symbol, c)).fetchone() for c in book_channels]
+        return max((row[0] for row in found if row is not None), default=None)
+    row = conn.execute(
+        sql.SQL("SELECT recorded_at FROM {} WHERE symbol = %s ORDER BY time DESC LIMIT 1").format(
+            sql.Identifier(table)
+        ),
+        (symbol,),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def stream_ages(db: Database, now: datetime) -> pl.DataFrame:
+    """How long ago each stream of each running recorder's symbols received its newest row.
+
+    Args:
+        db: The database.
+        now: Aware time the ages are measured at (the clock of ``recorded_at``).
+
+    Returns:
+        One row per (symbol, stream) of a running recorder, streams as in
+        ``FRESHNESS_TABLES`` (klines are not judged: a quiet minute still closes its bar):
+        ``subject`` (``SYMBOL@stream``), ``newest`` (receive time of the newest row; null when
+        none was received) and ``age_seconds`` (since ``newest``, or since the oldest running
+        recorder started when nothing was received). Empty when no recorder runs.
+    """
     running = recorder_beats(db)
     symbols = sorted({s for beat in running for s in beat.instruments})
-    if not symbols:
-        return []
-    out = []
-    with db.connect() as conn:
-        for label, table in FRESHNESS_TABLES.items():
-            latest = dict(
-                conn.execute(
-                    sql.SQL(
-                        "SELECT symbol, max(recorded_at) FROM {} "
-                        "WHERE symbol = ANY(%s) GROUP BY symbol"
-                    ).format(sql.Identifier(table)),
-                    (symbols,),
-                ).fetchall()
-            )
-            started = min(b.started_at for b in running)
-            for symbol in symbols:
-                last = latest.get(symbol)
-                since = last or started
-                if now - since > max_age:
-                    what = f"last row {last.isoformat()}" if last else "no row since the start"
-                    out.append(
-                        StreamFinding(
-                            "staleness", f"{symbol}@{label}",
-                            f"{what}; older than {max_age.total_seconds() / 60:g} min",
-                        )
-                    )  # fmt: skip
-    return out
+    rows: list[tuple[str, datetime | None, float]] = []
+    if symbols:
+        started = min(b.started_at for b in running)
+        with db.connect() as conn:
+            keys = _book_keys(conn)
+            for label, table in FRESHNESS_TABLES.items():
+                for symbol in symbols:
+                    channels = [c for s, c in keys if s == symbol]
+                    newest = _newest_received(conn, table, symbol, channels)
+                    rows.append(
+                        (f"{symbol}@{label}", newest, (now - (newest or started)).total_seconds())
+                    )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "subject": pl.String,
+            "newest": pl.Datetime("us", "UTC"),
+            "age_seconds": pl.Float64,
+        },
+        orient="row",
+    )
 
 
-def sequence_findings(db: Database, since: datetime) -> list[StreamFinding]:
-    """``incrDepth`` update ids since ``since`` that go backwards or skip without a recorded gap."""
+def incr_depth_sequence(db: Database, since: datetime) -> pl.DataFrame:
+    """The ``incrDepth`` books received since ``since``, with their update-id steps.
+
+    Rows are ordered by symbol, then exchange time and update id. The first row of each symbol
+    in the window is compared with the newest row before the window, so a hole at the window's
+    edge is still seen.
+
+    Args:
+        db: The database.
+        since: Aware start of the window (exchange time).
+
+    Returns:
+        ``symbol``, ``time``, ``update_id``, ``id_step`` (``update_id`` minus the previous
+        one's; null for a symbol's very first book), ``hole_explained`` (true when a step above
+        1 has a ``sequence_skip`` or ``disconnect`` gap of the channel starting between the two
+        books; null when the step is 1 or unknown).
+    """
     with db.connect() as conn:
-        rows = conn.execute(
+        symbols = [s for s, c in _book_keys(conn) if c == "incrDepth"]
+        rows = []
+        for symbol in symbols:
+            rows += conn.execute(
+                """
+                WITH window_rows AS (
+                    (SELECT time, update_id FROM stream_book
+                     WHERE symbol = %(s)s AND channel = 'incrDepth' AND time < %(since)s
+                       AND update_id IS NOT NULL
+                     ORDER BY time DESC LIMIT 1)
+                    UNION ALL
+                    SELECT time, update_id FROM stream_book
+                    WHERE symbol = %(s)s AND channel = 'incrDepth' AND time >= %(since)s
+                      AND update_id IS NOT NULL
+                ), seq AS (
+                    SELECT time, update_id,
+                           update_id - lag(update_id) OVER w AS id_step,
+                           lag(time) OVER w AS prev_time
+                    FROM window_rows WINDOW w AS (ORDER BY time, update_id)
+                )
+                SELECT %(s)s, time, update_id, id_step,
+                       CASE WHEN id_step > 1 THEN EXISTS (
+                           SELECT 1 FROM stream_gaps g
+                           WHERE g.symbol = %(s)s AND g.channel = 'incrDepth'
+                             AND g.reason IN ('sequence_skip', 'disconnect')
+                             AND g.gap_start BETWEEN seq.prev_time AND seq.time) END
+                FROM seq WHERE time >= %(since)s ORDER BY time, update_id
+                """,
+                {"s": symbol, "since": since},
+            ).fetchall()
+    return pl.DataFrame(
+        rows,
+        schema={
+            "symbol": pl.String, "time": pl.Datetime("us", "UTC"), "update_id": pl.Int64,
+            "id_step": pl.Int64, "hole_explained": pl.Boolean,
+        },
+        orient="row",
+    )  # fmt: skip
+
+
+def recorded_books(db: Database, since: datetime) -> pl.DataFrame:
+    """Best bid and ask of every book and book ticker received since ``since``.
+
+    Args:
+        db: The database.
+        since: Aware start of the window (exchange time).
+
+    Returns:
+        ``symbol``, ``channel`` (the book's channel, or ``bookTicker``), ``time``,
+        ``best_bid``, ``best_ask`` (null where a stored book's side was empty), ordered by
+        symbol, channel and time.
+    """
+    with db.connect() as conn:
+        rows = []
+        for symbol, channel in _book_keys(conn):
+            rows += conn.execute(
+                "SELECT symbol, channel, time, best_bid, best_ask FROM stream_book "
+                "WHERE symbol = %s AND channel = %s AND time >= %s ORDER BY time",
+                (symbol, channel, since),
+            ).fetchall()
+        ticker_symbols = [r[0] for r in conn.execute(
             """
-            WITH seq AS (
-                SELECT symbol, time, update_id,
-                       lag(update_id) OVER w AS prev_id, lag(time) OVER w AS prev_time
-                FROM stream_book
-                WHERE channel = 'incrDepth' AND update_id IS NOT NULL AND time >= %s
-                WINDOW w AS (PARTITION BY symbol ORDER BY time, update_id)
+            WITH RECURSIVE keys AS (
+                (SELECT symbol FROM stream_book_tickers ORDER BY symbol LIMIT 1)
+                UNION ALL
+                SELECT (SELECT symbol FROM stream_book_tickers WHERE symbol > keys.symbol
+                        ORDER BY symbol LIMIT 1) FROM keys WHERE keys.symbol IS NOT NULL
             )
-            SELECT s.symbol, s.prev_id, s.update_id, s.prev_time, s.time
-            FROM seq s
-            WHERE s.prev_id IS NOT NULL AND s.update_id <> s.prev_id + 1
-              AND (s.update_id <= s.prev_id OR NOT EXISTS (
-                    SELECT 1 FROM stream_gaps g
-                    WHERE g.symbol = s.symbol AND g.channel = 'incrDepth'
-                      AND g.reason IN ('sequence_skip', 'disconnect')
-                      AND g.gap_start BETWEEN s.prev_time AND s.time))
-            ORDER BY s.symbol, s.time
-            LIMIT 100
-            """,
-            (since,),
-        ).fetchall()
-    out = []
-    for symbol, prev_id, update_id, prev_time, time in rows:
-        kind = "went back" if update_id <= prev_id else "skipped without a recorded gap"
-        out.append(
-            StreamFinding(
-                "sequence", f"{symbol}@incrDepth",
-                f"lastUpdateId {prev_id} -> {update_id} ({kind}) between "
-                f"{prev_time.isoformat()} and {time.isoformat()}",
-            )
-        )  # fmt: skip
-    return out
-
-
-def book_findings(db: Database, since: datetime) -> list[StreamFinding]:
-    """Stored books and book tickers since ``since`` whose best bid is not below the best ask."""
-    with db.connect() as conn:
-        rows = conn.execute(
-            "SELECT symbol, channel, count(*), min(time) FROM stream_book "
-            "WHERE time >= %s AND best_bid >= best_ask GROUP BY symbol, channel "
-            "UNION ALL SELECT symbol, 'bookTicker', count(*), min(time) FROM stream_book_tickers "
-            "WHERE time >= %s AND bid_price >= ask_price GROUP BY symbol "
-            "ORDER BY 1, 2",
-            (since, since),
-        ).fetchall()
-    return [
-        StreamFinding(
-            "book", f"{symbol}@{channel}",
-            f"{n} crossed or locked book(s) (best bid >= best ask), first at {first.isoformat()}",
-        )
-        for symbol, channel, n, first in rows
-    ]  # fmt: skip
+            SELECT symbol FROM keys WHERE symbol IS NOT NULL
+            """
+        ).fetchall()]  # fmt: skip
+        for symbol in ticker_symbols:
+            rows += conn.execute(
+                "SELECT symbol, %s, time, bid_price, ask_price FROM stream_book_tickers "
+                "WHERE symbol = %s AND time >= %s ORDER BY time",
+                (BOOK_CHANNEL_TICKER, symbol, since),
+            ).fetchall()
+    return pl.DataFrame(
+        rows,
+        schema={
+            "symbol": pl.String, "channel": pl.String, "time": pl.Datetime("us", "UTC"),
+            "best_bid": pl.Float64, "best_ask": pl.Float64,
+        },
+        orient="row",
+    )  # fmt: skip

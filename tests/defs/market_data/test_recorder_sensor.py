@@ -8,6 +8,7 @@ import dagster as dg
 
 from goldrl_dagster.defs.market_data.recorder import (
     BOOK_CHECK,
+    CHECK_WINDOW,
     HEARTBEAT_CHECK,
     SEQUENCE_CHECK,
     recorded_books_sane,
@@ -98,11 +99,14 @@ def test_sequence_holes_need_a_recorded_gap_and_books_must_not_cross(
         ("XAUT-USDT", "incrDepth", rows.utc(t0 + i), uid, 100.0, 100.5, bids, asks)
         for i, uid in enumerate((10, 11, 13, 14))  # 12 is missing
     ]
+    after_hole = f"XAUT-USDT@incrDepth {rows.utc(t0 + 2).isoformat(timespec='milliseconds')}"
     with StreamStore(db) as store:
         store.write({"stream_book": book})
         storage = GoldrlStorage()
         hole = recorded_incr_depth_sequence(storage=storage)
-        assert not hole.passed and "11 -> 13" in str(hole.description)
+        assert not hole.passed
+        assert hole.description == f"unexplained_hole: 1 row(s), e.g. {after_hole}"
+        assert hole.metadata["suite"].value == "recorded_incr_depth_sequence"
         # The recorder recorded the skip: the hole is explained.
         skip = rows.gap_row("XAUT-USDT", "incrDepth", t0 + 2, t0 + 2, "sequence_skip")
         store.write({"stream_gaps": [skip]})
@@ -110,12 +114,39 @@ def test_sequence_holes_need_a_recorded_gap_and_books_must_not_cross(
         # A book going back is never explained.
         store.write({"stream_book": [("XAUT-USDT", "incrDepth", rows.utc(t0 + 9), 5, 100.0,
                                       100.5, bids, asks)]})  # fmt: skip
-        assert not recorded_incr_depth_sequence(storage=storage).passed
+        back = recorded_incr_depth_sequence(storage=storage)
+        assert not back.passed and str(back.description).startswith("id_step: 1 row(s)")
         assert recorded_books_sane(storage=storage).passed
         crossed = ("PAXG-USDT", "depth20@100ms", rows.utc(t0), None, 101.0, 100.5, bids, asks)
         store.write({"stream_book": [crossed]})
         sane = recorded_books_sane(storage=storage)
-        assert not sane.passed and "PAXG-USDT@depth20@100ms" in str(sane.description)
+        assert not sane.passed and "spread: 1 row(s), e.g. PAXG-USDT@depth20@100ms" in str(
+            sane.description
+        )
+        ticker = ("XAUT-USDT", rows.utc(t0 + 5), 7, 100.5, 1.0, 100.5, 1.0)  # locked
+        store.write({"stream_book_tickers": [ticker]})
+        assert "XAUT-USDT@bookTicker" in str(recorded_books_sane(storage=storage).description)
+
+
+def test_the_window_judges_recent_books_against_the_book_before_it(
+    clean_database: Database,
+) -> None:
+    """Books older than the window are not judged, but the first book inside it is compared with
+    the newest one before it: a hole at the window's edge is not lost."""
+    db = clean_database
+    old = int((datetime.now(UTC) - CHECK_WINDOW - timedelta(minutes=5)).timestamp() * 1000)
+    recent = int(datetime.now(UTC).timestamp() * 1000) - 60_000
+    side = [[100.0, 1.0]]
+    with StreamStore(db) as store:
+        store.write({"stream_book": [
+            ("XAUT-USDT", "depth20@100ms", rows.utc(old), None, 101.0, 100.5, side, side),
+            ("XAUT-USDT", "incrDepth", rows.utc(old), 40, 100.0, 100.5, side, side),
+            ("XAUT-USDT", "incrDepth", rows.utc(recent), 42, 100.0, 100.5, side, side),
+        ]})  # fmt: skip
+    storage = GoldrlStorage()
+    assert recorded_books_sane(storage=storage).passed  # the crossed book is out of the window
+    edge = recorded_incr_depth_sequence(storage=storage)
+    assert not edge.passed and "unexplained_hole: 1 row(s)" in str(edge.description)
 
 
 def test_a_stream_without_rows_for_five_minutes_is_stale(clean_database: Database) -> None:
@@ -125,8 +156,10 @@ def test_a_stream_without_rows_for_five_minutes_is_stale(clean_database: Databas
     storage = GoldrlStorage()
     quiet = recorded_streams_fresh(storage=storage)
     assert not quiet.passed and quiet.severity == dg.AssetCheckSeverity.WARN
-    assert "XAUT-USDT@trade: no row since the start" in str(quiet.description)
-    assert quiet.metadata["findings"].value == 5  # trade, book, ticker, markPrice, bookTicker
+    # trade, book, ticker, markPrice, bookTicker: none received since the start, 10 min ago
+    assert str(quiet.description).startswith("age_seconds: 5 row(s), e.g. XAUT-USDT@trade, ")
+    [failure] = quiet.metadata["failures"].value
+    assert failure["unexpected_count"] == 5
     t0 = int(datetime.now(UTC).timestamp() * 1000)
     at = rows.utc(t0)
     fresh = {
