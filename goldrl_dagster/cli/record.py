@@ -38,6 +38,14 @@ def record(
     recorder_id: Annotated[
         str, typer.Option(help="Id of the heartbeat row (default: a new one per run).")
     ] = "",
+    max_buffered_rows: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Rows kept in memory while the database is unreachable; beyond that they go "
+            "to GOLDRL_HOME/recorder-spool and are replayed when it is back.",
+        ),
+    ] = 200_000,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     log_format: Annotated[
         str, typer.Option(envvar="GOLDRL_LOG_FORMAT", help="text, or json (one object a line).")
@@ -46,8 +54,10 @@ def record(
     """Record trades, klines, book (depth and incrDepth), ticker, mark price and book ticker.
 
     Writes idempotent batches into the stream_* tables; after a disconnect refills trades and
-    klines over REST and records what REST cannot give back in stream_gaps. Stops cleanly on
-    SIGINT/SIGTERM (the buffer is flushed and the heartbeat row marked stopped).
+    klines over REST and records what REST cannot give back in stream_gaps. While the database
+    is unreachable rows wait in memory, then in GOLDRL_HOME/recorder-spool, and are written when
+    it is back. Stops cleanly on SIGINT/SIGTERM (the buffer is flushed, or spooled when the
+    database is away, and the heartbeat row marked stopped).
     """
     from goldrl_dagster.lib.config import load_settings
     from goldrl_dagster.lib.recorder.run import recorder_config, run_recorder, summary_line
@@ -62,6 +72,7 @@ def record(
             flush_seconds=flush_seconds,
             heartbeat_seconds=heartbeat_seconds,
             recorder_id=recorder_id or None,
+            max_buffered_rows=max_buffered_rows,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

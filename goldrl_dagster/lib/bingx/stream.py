@@ -377,6 +377,9 @@ class KlineStream(_ChannelStream):
         self._step = INTERVAL_MS[interval]
         self._rest = rest_client
         self._channel = _Channel(ws_url, "", reconnect_backoff, idle_timeout, open_timeout)
+        # Kept across iterations: iterating again after a failure goes on from the last candle
+        # yielded (the missed ones come from REST), not from scratch.
+        self._tracker = _Tracker()
 
     async def closed_klines(self) -> AsyncIterator[Kline]:
         """Yield each candle once, in open-time order, as soon as it is final.
@@ -391,7 +394,8 @@ class KlineStream(_ChannelStream):
             BingXError: If BingX refuses the subscription, or the REST refill fails.
         """
         self._channel.data_type = self.data_type
-        tracker = _Tracker()
+        tracker = self._tracker
+        tracker.open_is_stale = tracker.open is not None  # from an iteration that failed
         async with contextlib.aclosing(self._channel) as events:
             async for kind, message in events:
                 if kind == "connected":
@@ -498,6 +502,8 @@ class TradeStream(_ChannelStream):
         refilled: Trades recovered over REST after a reconnection.
         unrecovered_gaps: Reconnections after which REST could not reach back to the last trade
             seen (more trades happened than one REST page holds).
+        last_seen_ms: Time of the newest trade yielded (None before the first). Iterating
+            :meth:`trades` again after a failure refills from it, as after a reconnection.
         malformed_pushes: Push items (or whole pushes without a trade list) that did not parse;
             each was logged and skipped, the good items of the same push were kept.
     """
@@ -521,6 +527,7 @@ class TradeStream(_ChannelStream):
         self.refilled = 0
         self.unrecovered_gaps = 0
         self.malformed_pushes = 0
+        self.last_seen_ms: int | None = None
         self._rest = rest_client
         self._memory = memory
         # content key -> trades of that content yielded; fill-id keys of REST trades yielded.
@@ -566,14 +573,15 @@ class TradeStream(_ChannelStream):
         Raises:
             BingXError: If BingX refuses the subscription, or the REST gap fill fails.
         """
-        last_seen_ms: int | None = None
-        connected_before = False
+        # Iterating again after a failure (the consumer restarted its task) is a reconnection:
+        # the first connection refills from the last trade seen before.
+        connected_before = self.last_seen_ms is not None
         async with contextlib.aclosing(self._channel) as events:
             async for kind, message in events:
                 if kind == "connected":
                     if connected_before and self._rest is not None:
-                        for trade in await self._refill(last_seen_ms):
-                            last_seen_ms = max(last_seen_ms or 0, trade.time_ms)
+                        for trade in await self._refill(self.last_seen_ms):
+                            self._saw(trade)
                             yield trade
                     connected_before = True
                     continue
@@ -584,14 +592,17 @@ class TradeStream(_ChannelStream):
                 if errors and connected_before and self._rest is not None:
                     # The spoilt items were trades too: REST has them (matched by content, so
                     # the good items of this push are not yielded twice).
-                    for trade in await self._refill(last_seen_ms):
-                        last_seen_ms = max(last_seen_ms or 0, trade.time_ms)
+                    for trade in await self._refill(self.last_seen_ms):
+                        self._saw(trade)
                         yield trade
                 for trade in pushed:
                     if trade.symbol != self.symbol or not self._first_time(trade):
                         continue
-                    last_seen_ms = max(last_seen_ms or 0, trade.time_ms)
+                    self._saw(trade)
                     yield trade
+
+    def _saw(self, trade: Trade) -> None:
+        self.last_seen_ms = max(self.last_seen_ms or 0, trade.time_ms)
 
     async def _refill(self, last_seen_ms: int | None) -> list[Trade]:
         assert self._rest is not None

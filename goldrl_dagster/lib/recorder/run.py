@@ -13,10 +13,13 @@ from goldrl_dagster.lib.runtime import open_runtime
 
 
 def recorder_config(settings: Settings, **options: Any) -> RecorderConfig:
-    """The recorder configuration from goldrl's settings (BingX URLs) and CLI options.
+    """The recorder configuration from goldrl's settings (BingX URLs, home) and CLI options.
+
+    The spool is ``GOLDRL_HOME/recorder-spool`` unless ``spool_dir`` is given.
 
     Args:
-        settings: goldrl settings (``GOLDRL_BINGX_BASE_URL`` / ``GOLDRL_BINGX_WS_URL``).
+        settings: goldrl settings (``GOLDRL_BINGX_BASE_URL`` / ``GOLDRL_BINGX_WS_URL``,
+            ``GOLDRL_HOME``).
         **options: :class:`RecorderConfig` fields to set (``instruments``, ``depth_channel``…);
             ``None`` values are left at their defaults.
 
@@ -24,6 +27,7 @@ def recorder_config(settings: Settings, **options: Any) -> RecorderConfig:
         ValueError: If an option is invalid.
     """
     given = {k: v for k, v in options.items() if v is not None}
+    given.setdefault("spool_dir", settings.home / "recorder-spool")
     return RecorderConfig(ws_url=settings.bingx_ws_url, rest_url=settings.bingx_base_url, **given)
 
 
@@ -69,8 +73,12 @@ def summary_line(counters: dict[str, Any]) -> str:
         for t in sorted(offered)
         if offered.get(t)
     )
-    return (
+    line = (
         f"stored/offered rows: {tables or 'none'}; reconnects {counters.get('reconnects', 0)}, "
         f"malformed pushes {counters.get('malformed_pushes', 0)}, "
         f"task failures {counters.get('task_failures', 0)}"
     )
+    waiting = counters.get("spooled_rows", 0) - counters.get("replayed_rows", 0)
+    if waiting > 0:
+        line += f"; {waiting} rows wait in the spool for the database (replayed at next start)"
+    return line

@@ -6,12 +6,16 @@ buffer; a writer task flushes the buffer every ``flush_seconds`` (or when it hol
 upserts ``recorder_heartbeats`` with the counters. A channel task that fails (a REST refill
 that keeps failing, a refused subscription) is logged, counted and restarted after a backoff;
 a malformed push is logged, counted and skipped by the stream itself. Nothing one channel does
-stops the others.
+stops the others. While the database is away rows wait in memory up to ``max_buffered_rows``,
+then in the disk spool (:mod:`goldrl_dagster.lib.recorder.spool`), replayed once it is back.
 
 After a disconnect, trades and klines come back over REST (:class:`TradeStream`,
-:class:`KlineStream`); the book, ticker, mark price and book ticker have no REST history, so
+:class:`KlineStream`), and after their task's restart too (their streams are kept across
+restarts, so the new task refills from the last trade or candle the failed one yielded); the
+book, ticker, mark price and book ticker have no REST history, so
 the stretch between the last record before the disconnect and the first after it is stored in
-``stream_gaps`` (reason ``disconnect``). A skipped ``incrDepth`` id resyncs the book from REST
+``stream_gaps`` (reason ``disconnect``), as is the stretch a failed book, ticker, mark-price or
+book-ticker task missed before its restart. A skipped ``incrDepth`` id resyncs the book from REST
 and is stored as a ``sequence_skip`` gap; trades older than one REST page after a long
 disconnect as ``rest_window_exceeded``.
 """
@@ -26,6 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from goldrl_dagster.lib.backoff import backoff_delay
@@ -41,6 +46,7 @@ from goldrl_dagster.lib.bingx.rest import BingXRestClient
 from goldrl_dagster.lib.bingx.stream import KlineStream, PushParser, PushStream, TradeStream
 from goldrl_dagster.lib.bingx.symbols import GOLD_SYMBOLS, resolve_symbol
 from goldrl_dagster.lib.recorder import rows
+from goldrl_dagster.lib.recorder.spool import Spool, SpoolError, load_batch
 from goldrl_dagster.lib.storage.server import Database
 from goldrl_dagster.lib.storage.stream_store import (
     STREAM_TABLES,
@@ -50,6 +56,10 @@ from goldrl_dagster.lib.storage.stream_store import (
 )
 
 log = logging.getLogger("goldrl.recorder")
+
+# Channels whose restarted task refills over REST what the failed one missed (the streams are
+# kept across restarts); the others' restart leaves a gap on record.
+REFILLED_CHANNELS = ("trade", "kline_")
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,10 @@ class RecorderConfig:
         idle_timeout: Seconds without a frame after which a connection is replaced.
         restart_backoff: ``(first, cap)`` seconds before a failed channel task restarts.
         recorder_id: Id of this recorder's heartbeat row (default: a new uuid).
+        spool_dir: Where batches the database cannot take are written (``goldrl record``:
+            ``GOLDRL_HOME/recorder-spool``); None keeps them in memory only.
+        max_buffered_rows: Rows kept in memory while writes fail; beyond that the buffer goes
+            to the spool (with a spool) and memory is freed.
     """
 
     ws_url: str
@@ -85,6 +99,8 @@ class RecorderConfig:
     idle_timeout: float = 30.0
     restart_backoff: tuple[float, float] = (1.0, 30.0)
     recorder_id: str = field(default_factory=lambda: f"recorder-{uuid.uuid4().hex[:12]}")
+    spool_dir: Path | None = None
+    max_buffered_rows: int = 200_000
 
     def __post_init__(self) -> None:
         if not self.instruments:
@@ -97,6 +113,11 @@ class RecorderConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.max_buffered_rows < self.max_batch:
+            raise ValueError(
+                f"max_buffered_rows must be >= max_batch ({self.max_batch}), "
+                f"got {self.max_buffered_rows}"
+            )
 
 
 @dataclass
@@ -134,14 +155,20 @@ class Recorder:
             "write_failures": 0,
             "flushes": 0,
             "write_seconds": 0.0,  # time spent in batch writes (the sustained write rate)
+            "spooled_rows": 0,  # rows written to the disk spool while the database was away
+            "replayed_rows": 0,  # spooled rows written to the database since
+            "spool_bad_files": 0,
         }
         self._buffer: dict[str, list[tuple]] = {t: [] for t in STREAM_TABLES}
         self._buffered = 0
         self._full = asyncio.Event()
         self._watches: dict[tuple[str, str], _Watch] = {}
         self._streams: list[Any] = []
+        self._kept_streams: dict[str, Any] = {}
         self._store: StreamStore | None = None
         self._closing = False
+        self._spool = Spool(config.spool_dir) if config.spool_dir is not None else None
+        self._spool_waiting = self._spool is not None and bool(self._spool.pending())
 
     # -- buffer --------------------------------------------------------------------------
 
@@ -181,11 +208,18 @@ class Recorder:
             watch.why = "channel task restarted after a failure; not refilled"
 
     async def flush(self) -> dict[str, int]:
-        """Write what the buffer holds (one transaction); returns rows inserted per table."""
+        """Write what the buffer holds (one transaction); returns rows inserted per table.
+
+        After a write succeeds, batches waiting in the spool are replayed. When a write fails
+        the rows go back to the buffer for the next flush; beyond ``max_buffered_rows`` they
+        go to the spool instead.
+        """
         batch, self._buffer = self._buffer, {t: [] for t in STREAM_TABLES}
         self._buffered = 0
         self._full.clear()
         if not any(batch.values()):
+            if self._spool_waiting:
+                await self._replay()
             return {}
         store = self._store
         assert store is not None, "flush() before run()"
@@ -199,10 +233,54 @@ class Recorder:
             for table, table_rows in batch.items():
                 self._buffer[table] = table_rows + self._buffer[table]
                 self._buffered += len(table_rows)
+            if self._buffered > self.config.max_buffered_rows:
+                await self.spill(f"{self._buffered} rows waited in memory")
             return {}
         self.stats["flushes"] += 1
         self.stats["write_seconds"] += time.perf_counter() - started
+        if self._spool_waiting:
+            await self._replay()
         return inserted
+
+    async def spill(self, why: str) -> None:
+        """Move the buffer to the spool (nothing happens without one, or with nothing buffered).
+
+        Args:
+            why: Said in the log.
+        """
+        if self._spool is None or not self._buffered:
+            return
+        batch, count = self._buffer, self._buffered
+        self._buffer, self._buffered = {t: [] for t in STREAM_TABLES}, 0
+        self._full.clear()
+        path = await asyncio.to_thread(self._spool.put, batch)
+        self._spool_waiting = True
+        self.stats["spooled_rows"] += count
+        log.warning("recorder: %s; %d rows spooled to %s until the database is back",
+                    why, count, path)  # fmt: skip
+
+    async def _replay(self) -> None:
+        """Write the spooled batches, oldest first; stop at the first failed write."""
+        spool, store = self._spool, self._store
+        assert spool is not None and store is not None
+        for path in await asyncio.to_thread(spool.pending):
+            try:
+                batch = await asyncio.to_thread(load_batch, path)
+            except SpoolError as exc:
+                self.stats["spool_bad_files"] += 1
+                await asyncio.to_thread(spool.quarantine, path, str(exc))
+                continue
+            try:
+                await asyncio.to_thread(store.write, batch)
+            except Exception:
+                self.stats["write_failures"] += 1
+                log.exception("recorder: replaying %s failed; kept for the next flush", path.name)
+                return
+            path.unlink()
+            count = sum(len(r) for r in batch.values())
+            self.stats["replayed_rows"] += count
+            log.info("recorder: replayed %d spooled rows from %s", count, path.name)
+        self._spool_waiting = False
 
     # -- channel tasks -------------------------------------------------------------------
 
@@ -212,13 +290,23 @@ class Recorder:
             "idle_timeout": self.config.idle_timeout,
         }
 
+    def _kept(self, name: str, make: Callable[[], Any]) -> Any:
+        """The channel's stream, made once: a restarted task goes on where the failed one was."""
+        stream = self._kept_streams.get(name)
+        if stream is None:
+            stream = self._kept_streams[name] = make()
+            self._streams.append(stream)
+        return stream
+
     async def _trades(self, symbol: str) -> None:
-        stream = TradeStream(
-            self.config.ws_url, symbol, rest_client=self.rest, **self._stream_kwargs()
+        stream: TradeStream = self._kept(
+            f"{symbol}@trade",
+            lambda: TradeStream(
+                self.config.ws_url, symbol, rest_client=self.rest, **self._stream_kwargs()
+            ),
         )
-        self._streams.append(stream)
-        unrecovered = 0
-        last_ms: int | None = None
+        unrecovered = stream.unrecovered_gaps
+        last_ms = stream.last_seen_ms  # before a restart: where its refill starts from
         async with contextlib.aclosing(stream.trades()) as trades:
             async for trade in trades:
                 if stream.unrecovered_gaps > unrecovered and last_ms is not None:
@@ -233,10 +321,13 @@ class Recorder:
 
     async def _klines(self, symbol: str) -> None:
         interval = self.config.kline_interval
-        stream = KlineStream(
-            self.config.ws_url, symbol, interval, rest_client=self.rest, **self._stream_kwargs()
-        )
-        self._streams.append(stream)
+        stream: KlineStream = self._kept(
+            f"{symbol}@kline_{interval}",
+            lambda: KlineStream(
+                self.config.ws_url, symbol, interval, rest_client=self.rest,
+                **self._stream_kwargs(),
+            ),
+        )  # fmt: skip
         async with contextlib.aclosing(stream.closed_klines()) as klines:
             async for kline in klines:
                 self._seen(symbol, f"kline_{interval}", kline.open_time_ms)
@@ -315,7 +406,8 @@ class Recorder:
                 self.stats["task_failures"] += 1
                 log.exception("recorder: %s failed; restarting", name)
                 symbol, _, channel = name.partition("@")
-                self._restarted(symbol, channel)
+                if not channel.startswith(REFILLED_CHANNELS):
+                    self._restarted(symbol, channel)
             if time.monotonic() - started > 60.0:
                 attempt = 0
             delay = backoff_delay(attempt, self.config.restart_backoff)
@@ -404,6 +496,7 @@ class Recorder:
             self._full.set()
             await asyncio.gather(writer, return_exceptions=True)
             await self.flush()
+            await self.spill("the database could not take the last rows at shutdown")
             try:
                 await asyncio.to_thread(upsert_recorder_beat, self.db, self._beat(), stopped=True)
             finally:

@@ -236,8 +236,21 @@ def test_a_failing_channel_restarts_and_its_hole_is_recorded(
             "SELECT count(*) FROM stream_trades WHERE recorded_at > "
             "(SELECT max(recorded_at) FROM stream_gaps)"
         ).fetchone()[0]  # type: ignore[index]
+        restarted_channels = {
+            row[0]
+            for row in conn.execute(
+                "SELECT channel FROM stream_gaps WHERE detail LIKE 'channel task restarted%%'"
+            )
+        }
     assert restarted >= 1  # the hole a failed channel left is on record
     assert late > 0  # and recording went on after it
+    # Trades and klines have REST history: their restarted tasks refilled what the failed ones
+    # missed, so no hole is on record for them and no trade is missing.
+    assert counters["streams"]["XAUT-USDT@trade"]["refilled"] > 0
+    assert not {c for c in restarted_channels if c == "trade" or c.startswith("kline_")}
+    for symbol in SYMBOLS:
+        stored, sent = _stored_vs_sent(db, rec_sim, symbol)
+        assert stored == sent
 
 
 def test_a_batch_failing_after_a_conflict_stores_nothing(clean_database: Database) -> None:
@@ -297,3 +310,45 @@ def test_a_lost_database_session_is_replaced_and_no_trade_is_lost(
     for symbol in SYMBOLS:
         stored, sent = _stored_vs_sent(db, rec_sim, symbol)
         assert stored == sent  # the failed batch was kept and written with the next flush
+
+
+def test_a_restarted_trade_task_refills_what_the_failed_one_missed(
+    clean_database: Database, rec_sim: SimulatorServer
+) -> None:
+    """The first two refills after a disconnect fail, so the trade task fails twice; each
+    restart goes on from the last trade seen, and the third refill brings the missed trades."""
+    from goldrl_dagster.lib.bingx.errors import BingXError
+    from goldrl_dagster.lib.bingx.rest import BingXRestClient
+
+    db = clean_database
+    rest = BingXRestClient(rec_sim.base_url, max_retries=0, sleep=lambda _: None)
+    real, calls = rest.recent_trades, []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        if len(calls) <= 2:
+            raise BingXError(500, "refill refused (test)", context="recent trades")
+        return real(*args, **kwargs)
+
+    rest.recent_trades = flaky  # type: ignore[method-assign]
+    recorder = Recorder(db, config_for(rec_sim, instruments=("XAUT-USDT",)), rest_client=rest)
+
+    async def main() -> dict:
+        async def drop() -> None:
+            await asyncio.sleep(1.5)
+            rec_sim.drop_connections()
+
+        side = asyncio.create_task(drop())
+        counters = await recorder.run(asyncio.Event(), duration_seconds=4.0)
+        await side
+        return counters
+
+    try:
+        counters = run(main(), timeout=30.0)
+    finally:
+        rest.close()
+    assert len(calls) >= 3 and counters["task_failures"] >= 2
+    assert counters["streams"]["XAUT-USDT@trade"]["refilled"] > 0
+    stored, sent = _stored_vs_sent(db, rec_sim, "XAUT-USDT")
+    assert stored == sent  # nothing the failed tasks missed is missing
+    assert count(db, "SELECT count(*) FROM stream_gaps WHERE channel = 'trade'") == 0
