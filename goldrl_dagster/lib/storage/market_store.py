@@ -18,12 +18,9 @@ from goldrl_dagster.lib.market.candles import (
 )
 from goldrl_dagster.lib.market.exchange_bars import FILLED_SCHEMA, fill_from_exchange
 from goldrl_dagster.lib.market.instrument import InstrumentSpec
-from goldrl_dagster.lib.storage.bulk import (
-    read_columns,
-    read_frame,
-    read_frames_consistent,
-    upsert_frame,
-)
+from goldrl_dagster.lib.storage.bulk import read_frame, read_frames_consistent, upsert_frame
+from goldrl_dagster.lib.storage.candle_blocks import read_candle_blocks
+from goldrl_dagster.lib.storage.columnar_read import read_columns
 from goldrl_dagster.lib.storage.server import Database
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -161,12 +158,25 @@ def read_candles(
 ) -> pl.DataFrame:
     """Read candles with ``start <= open_time < end`` as a canonical frame, sorted by time.
 
-    The rows come as whole columns (``bulk.read_columns``: one binary array per column, decoded
-    by numpy views), large ranges as parts read in parallel on two connections from one
+    Ranges of two or more whole completed UTC days go through day blocks
+    (:mod:`candle_blocks`: the days' aggregates kept until a write changes the day). Otherwise,
+    or when blocks cannot be decoded exactly, the rows come as whole columns
+    (``columnar_read.read_columns``: one binary array per column, decoded by numpy views), large
+    ranges as parts read in parallel on two connections from one
     consistent snapshot. Should that not be exact (a NULL, an exotic server), the rows are read
     over ADBC instead. The instrument and interval columns are fixed by the query, so they are
     added client-side instead of being serialised a million times by the server.
     """
+    blocks = read_candle_blocks(db, instrument, interval, start, end)
+    if blocks is not None and blocks.frame is not None:
+        return _canonical(blocks.frame, instrument, interval)
+    return _read_candles_parts(db, instrument, interval, start, end)
+
+
+def _read_candles_parts(
+    db: Database, instrument: str, interval: str, start: datetime, end: datetime
+) -> pl.DataFrame:
+    """``read_candles`` without day blocks: the range aggregated in parts (or over ADBC)."""
     step_ms = INTERVAL_MS.get(interval)
     expected = (end - start).total_seconds() * 1000 / step_ms if step_ms else 0
     count = 1
@@ -183,6 +193,11 @@ def read_candles(
     )
     if frame is None:
         frame = _read_candles_arrow(db, instrument, interval, start, end, expected)
+    return _canonical(frame, instrument, interval)
+
+
+def _canonical(frame: pl.DataFrame, instrument: str, interval: str) -> pl.DataFrame:
+    """The read columns with the series key added, as a canonical candle frame."""
     if frame.height == 0:
         return pl.DataFrame(schema=CANDLE_SCHEMA)
     # Already sorted by the query and of one instrument/interval: cast in place, no re-sort.

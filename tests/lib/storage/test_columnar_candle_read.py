@@ -1,4 +1,4 @@
-"""read_candles over bulk.read_columns returns exactly the frame the ADBC read returns.
+"""read_candles over columnar_read.read_columns returns exactly the frame the ADBC read returns.
 
 Same dtypes (UTC-aware timestamps), order and values, for one part, many parts on two
 connections, and an empty range; and read_columns refuses (None) what it cannot decode exactly
@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import psycopg
+import pytest
 
 from goldrl_dagster.lib.market.candles import CANDLE_KEY, CANDLE_SCHEMA, conform_candles
 from goldrl_dagster.lib.storage import market_store
-from goldrl_dagster.lib.storage.bulk import read_columns, upsert_frame
+from goldrl_dagster.lib.storage.bulk import upsert_frame
+from goldrl_dagster.lib.storage.columnar_read import read_columns
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -48,7 +50,15 @@ def _arrow_read(db, start: datetime, end: datetime) -> pl.DataFrame:
     )
 
 
-def test_single_part_read_equals_the_adbc_read_and_the_written_frame(clean_database):
+@pytest.fixture(params=["day blocks", "aggregated parts"])
+def read_path(request, monkeypatch) -> str:
+    """Both ways a multi-day read can go: day blocks, or the parts aggregated directly."""
+    if request.param == "aggregated parts":
+        monkeypatch.setattr(market_store, "read_candle_blocks", lambda *a, **k: None)
+    return request.param
+
+
+def test_single_part_read_equals_the_adbc_read_and_the_written_frame(clean_database, read_path):
     db = clean_database
     frame = _candles(3_000)
     upsert_frame(db, "candles", frame, CANDLE_KEY)
@@ -60,7 +70,7 @@ def test_single_part_read_equals_the_adbc_read_and_the_written_frame(clean_datab
     assert got["open_time"].dtype == pl.Datetime("us", "UTC")
 
 
-def test_many_parts_on_two_connections_keep_order_and_values(clean_database):
+def test_many_parts_on_two_connections_keep_order_and_values(clean_database, read_path):
     db = clean_database
     # 2,000 bars spread over ~1.4M minutes: the range is split into parts (some empty).
     frame = _candles(2_000, step_minutes=700)
