@@ -10,7 +10,9 @@ and training batch run:
   ``--timesteps`` each, with the ``training`` pool's slots set to the number of workers.
 
 Reported per configuration: wall time of each phase, instrument-days per minute, trainings per
-minute; the speed-up is the one-worker time over the two-worker time, measured in the same
+minute, and the share of the machine's cores the phase kept busy (``/proc/stat``, every
+process: a phase near 100 % cannot go faster with more workers on this machine); the speed-up
+is the one-worker time over the two-worker time, measured in the same
 process minutes apart. Needs RabbitMQ at ``--broker`` (default the machine's 127.0.0.1:5672).
 
 Run::
@@ -26,6 +28,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -46,6 +49,29 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--broker", default="amqp://guest:guest@127.0.0.1:5672//")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare")
     return parser.parse_args()
+
+
+def _cpu_busy() -> tuple[float, float]:
+    """Machine-wide (busy, total) CPU seconds since boot, from ``/proc/stat``.
+
+    Busy counts every process (run workers, Celery workers, PostgreSQL, RabbitMQ): the share of
+    the cores a phase kept busy says whether more workers could have helped.
+    """
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    total = sum(fields[:8])
+    return (total - idle) / ticks, total / ticks
+
+
+def _phase(run: Callable[[], None]) -> tuple[float, float]:
+    """Run a phase; return its wall seconds and the share of all cores it kept busy."""
+    busy0, total0 = _cpu_busy()
+    started = time.perf_counter()
+    run()
+    wall = time.perf_counter() - started
+    busy1, total1 = _cpu_busy()
+    return wall, (busy1 - busy0) / (total1 - total0)
 
 
 def _training(partition: str, seed: int, timesteps: int) -> RunSpec:
@@ -90,10 +116,11 @@ def _measure(workers: int, args: argparse.Namespace, simulator, root: Path) -> d
             ]
             for asset in ("market/candles", "features/ta_v2_snapshots")
         ]
-        started = time.perf_counter()
-        for wave in waves:
-            run_batch(wave, env, at_once=args.at_once, timeout_s=7200)
-        backfill_s = time.perf_counter() - started
+        def backfill() -> None:
+            for wave in waves:
+                run_batch(wave, env, at_once=args.at_once, timeout_s=7200)
+
+        backfill_s, backfill_busy = _phase(backfill)
         dataset = RunSpec(
             selection=("datasets/dataset_version",), partition=request.partition_key()
         )
@@ -102,13 +129,16 @@ def _measure(workers: int, args: argparse.Namespace, simulator, root: Path) -> d
             _training(request.partition_key(), seed, args.timesteps)
             for seed in range(1, args.trainings + 1)
         ]
-        started = time.perf_counter()
-        run_batch(trainings, env, at_once=args.at_once, timeout_s=7200)
-        training_s = time.perf_counter() - started
+        training_s, training_busy = _phase(
+            lambda: run_batch(trainings, env, at_once=args.at_once, timeout_s=7200)
+        )
     finally:
         for worker in pool:
             worker.stop()
-    return {"backfill_s": backfill_s, "training_s": training_s, "instrument_days": len(waves[0])}
+    return {
+        "backfill_s": backfill_s, "training_s": training_s, "instrument_days": len(waves[0]),
+        "backfill_busy": backfill_busy, "training_busy": training_busy,
+    }  # fmt: skip
 
 
 def main() -> None:
@@ -130,9 +160,11 @@ def main() -> None:
             r = results[workers]
             print(
                 f"{workers} worker(s): backfill {r['instrument_days']} instrument-days in "
-                f"{r['backfill_s']:.1f} s ({60 * r['instrument_days'] / r['backfill_s']:.1f}/min); "
+                f"{r['backfill_s']:.1f} s ({60 * r['instrument_days'] / r['backfill_s']:.1f}/min, "
+                f"cores {100 * r['backfill_busy']:.0f}% busy); "
                 f"{args.trainings} trainings × {args.timesteps} steps in {r['training_s']:.1f} s "
-                f"({60 * args.trainings / r['training_s']:.2f}/min)",
+                f"({60 * args.trainings / r['training_s']:.2f}/min, "
+                f"cores {100 * r['training_busy']:.0f}% busy)",
                 flush=True,
             )
     base = results[counts[0]]
