@@ -7,8 +7,10 @@ fixed-size records. For a completed UTC day of one series that aggregate is kept
 of at least :data:`MIN_BLOCK_DAYS` whole completed days, in one REPEATABLE READ snapshot:
 
 1. fetches the blocks whose version is the day's current one (a few large values per month);
-2. aggregates the days without a valid block in one grouped query, and the partial days at the
-   range's edges (and today, still being written) like :func:`columnar_read.read_columns`;
+2. aggregates the runs of days without a valid block (parts of at most :data:`PART_DAYS`
+   days, shared with a second connection that joins the snapshot) and the partial days at the
+   range's edges (and today, still being written) like :func:`columnar_read.read_columns`, and
+   cuts each run's records into days by ``open_time`` (fixed-size records: slices);
 3. decodes everything at once (the pieces are joined: one numpy view);
 
 then, in a separate short transaction, stores the blocks it had to build, tagged with the
@@ -22,12 +24,15 @@ same records from the same rows, checked the same way (types, UTF8, counts, stri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
 import psycopg
 from psycopg import sql
@@ -50,6 +55,9 @@ log = logging.getLogger(__name__)
 MIN_BLOCK_DAYS = 2
 _TABLE = "candles"
 _DAY = timedelta(days=1)
+_EPOCH = date(1970, 1, 1)
+# Days per aggregated part when blocks are built: about 250k 1m bars, as the direct read's parts.
+PART_DAYS = 170
 # What a block holds: every candle column but the series key (fixed by the query). One text
 # column (``source``), stored apart in ``sources``.
 BLOCK_COLUMNS: dict[str, pl.DataType] = {
@@ -59,6 +67,10 @@ _KINDS = column_kinds(BLOCK_COLUMNS) or {}
 assert [n for n, (k, _) in _KINDS.items() if k == "text"] == ["source"]
 # Blocks built for another layout (a changed column list or encoding) are never used.
 LAYOUT = ",".join(f"{name}:{kind}" for name, (kind, _) in _KINDS.items())
+_WIRE = {
+    name: ">i4" if kind == "text" else pg_binary.VALUE_LAYOUTS[kind]
+    for name, (kind, _) in _KINDS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -126,17 +138,10 @@ def read_candle_blocks(
         "SELECT {outputs} FROM (SELECT {cols} FROM candles WHERE {series} "
         "ORDER BY open_time) AS s"
     ).format(outputs=sql.SQL(", ").join(outputs), cols=cols, series=sql.SQL(series))
-    grouped = sql.SQL(
-        "SELECT day, {outputs} FROM (SELECT (open_time AT TIME ZONE 'UTC')::date AS day, {cols} "
-        "FROM candles WHERE {series}) AS s WHERE day = ANY(%s) GROUP BY day ORDER BY day"
-    ).format(
-        outputs=sql.SQL(", ").join(aggregate_outputs(_TABLE, kinds, order_by="open_time")),
-        cols=cols,
-        series=sql.SQL(series),
-    )
     key = (instrument, interval)
     try:
-        with db.connect() as conn:
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(db.connect())
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             kept = conn.execute(
                 "SELECT d.day::date, coalesce(v.version, 0), current_setting('server_encoding'), "
@@ -157,24 +162,18 @@ def read_candle_blocks(
                 if bars is not None:
                     pieces[day] = AggregatePiece(encoding, bars, types, records, (sources,))
             missing = [d for d in days if d not in pieces]
-            built: dict[date, AggregatePiece] = {}
-            if missing:
-                bounds = (*key, _at(missing[0]), _at(missing[-1] + _DAY), missing)
-                for row in conn.execute(grouped, bounds, binary=True):
-                    built[row[0]] = AggregatePiece.of(row[1:])
-                encoding = kept[0][2]
-                for day in missing:  # a day without a bar is kept as an empty block
-                    built.setdefault(day, AggregatePiece(encoding, 0, {}, b"", (b"",)))
-            head = conn.execute(direct, (*key, start, _at(days[0])), binary=True).fetchone()
-            tail = conn.execute(direct, (*key, _at(days[-1] + _DAY), end), binary=True).fetchone()
-            conn.rollback()
+            runs = _runs(missing)
+            bounds = [(*key, start, _at(days[0])), (*key, _at(days[-1] + _DAY), end)]
+            bounds += [(*key, _at(first), _at(last + _DAY)) for first, last in runs]
+            rows = _fetch_in_snapshot(stack, db, conn, direct, bounds)
     except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
         return BlockRead(None, 0, 0)
-    assert head is not None and tail is not None  # aggregates without GROUP BY: one row
-    ordered = [AggregatePiece.of(head)]
-    ordered += [pieces.get(d) or built[d] for d in days]
-    ordered.append(AggregatePiece.of(tail))
+    head, tail = AggregatePiece.of(rows[0]), AggregatePiece.of(rows[1])
+    built: dict[date, AggregatePiece] = {}
     try:
+        for (first, last), row in zip(runs, rows[2:], strict=True):
+            built.update(_split_by_day(AggregatePiece.of(row), first, last))
+        ordered = [head, *(pieces.get(d) or built[d] for d in days), tail]
         frame = decode_pieces([p for p in ordered if p.count], _TABLE, kinds, columns)
     except pg_binary.UnsupportedBinary:
         return BlockRead(None, 0, 0)
@@ -182,6 +181,88 @@ def read_candle_blocks(
         return BlockRead(None, 0, 0)
     _keep(db, key, built, versions)
     return BlockRead(frame, len(pieces), len(built))
+
+
+def _runs(days: list[date]) -> list[tuple[date, date]]:
+    """Consecutive days as (first, last) runs of at most :data:`PART_DAYS` days."""
+    runs: list[tuple[date, date]] = []
+    for day in days:
+        if runs and runs[-1][1] + _DAY == day and (day - runs[-1][0]).days < PART_DAYS:
+            runs[-1] = (runs[-1][0], day)
+        else:
+            runs.append((day, day))
+    return runs
+
+
+def _fetch_in_snapshot(
+    stack: contextlib.ExitStack,
+    db: Database,
+    conn: psycopg.Connection,
+    query: sql.Composable,
+    bounds: list[tuple[Any, ...]],
+) -> list[tuple[Any, ...]]:
+    """Run the one-row ``query`` once per bounds, in ``conn``'s snapshot; results in order.
+
+    With more than the two edge reads, a second connection joins the snapshot (exported by
+    ``conn``) and the reads are shared between the two, so the server aggregates one part
+    while the client receives another.
+    """
+    conns = [conn]
+    if len(bounds) > 2:
+        exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert exported is not None
+        other = stack.enter_context(db.connect())
+        other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0])))
+        conns.append(other)
+
+    def run(index: int) -> list[tuple[int, tuple[Any, ...]]]:
+        out = []
+        for part in range(index, len(bounds), len(conns)):
+            row = conns[index].execute(query, bounds[part], binary=True).fetchone()
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            out.append((part, row))
+        return out
+
+    if len(conns) == 1:
+        results = run(0)
+    else:
+        with ThreadPoolExecutor(max_workers=len(conns)) as pool:
+            results = [r for chunk in pool.map(run, range(len(conns))) for r in chunk]
+    for c in conns:
+        c.rollback()  # read-only: nothing to commit
+    return [row for _, row in sorted(results, key=lambda item: item[0])]
+
+
+def _split_by_day(piece: AggregatePiece, first: date, last: date) -> dict[date, AggregatePiece]:
+    """Cut a run's aggregate into one piece per day (empty days included) by ``open_time``.
+
+    Records are fixed-size, so a day's records are one slice; its sources are the slice of the
+    concatenated texts given by the byte lengths the records carry.
+
+    Raises:
+        UnsupportedBinary: If the records do not match the piece's row count (NULLs).
+    """
+    wire = np.dtype([(n, _WIRE[n]) for n in _KINDS])
+    data = piece.records or b""
+    if len(data) != piece.count * wire.itemsize:
+        raise pg_binary.UnsupportedBinary("records do not match the row count (NULLs)")
+    records = np.frombuffer(data, dtype=wire)
+    micros = records["open_time"].astype(np.int64) + pg_binary.PG_EPOCH_US
+    epoch_days = micros // 86_400_000_000
+    span = [first + _DAY * i for i in range((last - first).days + 2)]
+    cuts = np.searchsorted(epoch_days, [(d - _EPOCH).days for d in span], side="left")
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum(records["source"].astype(np.int64), out=offsets[1:])
+    texts = piece.texts[0] or b""
+    size = wire.itemsize
+    out = {}
+    for day, lo, hi in zip(span, cuts[:-1], cuts[1:], strict=False):
+        out[day] = AggregatePiece(
+            piece.encoding, int(hi - lo), piece.types, data[lo * size : hi * size],
+            (texts[offsets[lo] : offsets[hi]],),
+        )  # fmt: skip
+    return out
 
 
 def _keep(

@@ -174,3 +174,30 @@ def test_read_candles_goes_through_blocks_and_matches_the_written_frame(clean_da
         got = market_store.read_candles(db, "XAUT-USDT", "1m", T0, T0 + 5 * DAY)
         assert got.schema == CANDLE_SCHEMA and got.equals(frame)
     assert len(_kept_days(db)) == 5
+
+
+def test_blocks_built_in_parts_on_two_connections_are_cut_into_days_exactly(
+    clean_database, monkeypatch
+):
+    """Runs longer than PART_DAYS are aggregated in parts shared by two connections in one
+    snapshot, then cut into days by open_time; a day without a bar is an empty block."""
+    db = clean_database
+    monkeypatch.setattr(candle_blocks, "PART_DAYS", 2)
+    frame = _candles(7).filter(
+        (pl.col("open_time") < T0 + 2 * DAY) | (pl.col("open_time") >= T0 + 3 * DAY)
+    )  # day 2 has no bar
+    upsert_frame(db, "candles", frame, CANDLE_KEY)
+    start, end = T0 + timedelta(minutes=1), T0 + 7 * DAY - timedelta(minutes=1)
+    assert candle_blocks._runs([(T0 + i * DAY).date() for i in range(1, 6)]) == [
+        ((T0 + DAY).date(), (T0 + 2 * DAY).date()),
+        ((T0 + 3 * DAY).date(), (T0 + 4 * DAY).date()),
+        ((T0 + 5 * DAY).date(), (T0 + 5 * DAY).date()),
+    ]
+    first = _read(db, start, end)
+    assert (first.used, first.built) == (0, 5)
+    assert _kept_days(db) == {
+        (T0 + i * DAY).date(): 0 if i == 2 else 1_440 for i in range(1, 6)
+    }
+    again = _read(db, start, end)
+    assert (again.used, again.built) == (5, 0)
+    assert again.frame is not None and again.frame.height == frame.height - 2
