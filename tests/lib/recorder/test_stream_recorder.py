@@ -22,10 +22,11 @@ def record(
     sim: SimulatorServer,
     seconds: float,
     during: Callable[[Recorder], Coroutine[Any, Any, None]] | None = None,
+    rest_client: Any = None,
     **overrides: object,
 ) -> tuple[Recorder, dict]:
     """Run a recorder for ``seconds`` (with ``during`` running beside it); return its counters."""
-    recorder = Recorder(db, config_for(sim, **overrides))
+    recorder = Recorder(db, config_for(sim, **overrides), rest_client=rest_client)
 
     async def main() -> dict:
         stop = asyncio.Event()
@@ -208,22 +209,15 @@ def test_a_failing_channel_restarts_and_its_hole_is_recorded(
 
     db = clean_database
     rest = BingXRestClient(rec_sim.base_url, max_retries=0, sleep=lambda _: None)
-    recorder = Recorder(db, config_for(rec_sim), rest_client=rest)
 
-    async def main() -> dict:
-        async def break_rest() -> None:
-            await asyncio.sleep(1.5)
-            # Every REST call after the drop fails: the refills and book snapshots raise.
-            rec_sim.inject_rest_faults(*([500] * 12))
-            rec_sim.drop_connections()
-
-        side = asyncio.create_task(break_rest())
-        counters = await recorder.run(asyncio.Event(), duration_seconds=4.0)
-        await side
-        return counters
+    async def break_rest(_: Recorder) -> None:
+        await asyncio.sleep(1.5)
+        # Every REST call after the drop fails: the refills and book snapshots raise.
+        rec_sim.inject_rest_faults(*([500] * 12))
+        rec_sim.drop_connections()
 
     try:
-        counters = run(main(), timeout=30.0)
+        _, counters = record(db, rec_sim, 4.0, break_rest, rest_client=rest)
     finally:
         rec_sim.clear_rest_faults()
         rest.close()
@@ -331,20 +325,15 @@ def test_a_restarted_trade_task_refills_what_the_failed_one_missed(
         return real(*args, **kwargs)
 
     rest.recent_trades = flaky  # type: ignore[method-assign]
-    recorder = Recorder(db, config_for(rec_sim, instruments=("XAUT-USDT",)), rest_client=rest)
 
-    async def main() -> dict:
-        async def drop() -> None:
-            await asyncio.sleep(1.5)
-            rec_sim.drop_connections()
-
-        side = asyncio.create_task(drop())
-        counters = await recorder.run(asyncio.Event(), duration_seconds=4.0)
-        await side
-        return counters
+    async def drop(_: Recorder) -> None:
+        await asyncio.sleep(1.5)
+        rec_sim.drop_connections()
 
     try:
-        counters = run(main(), timeout=30.0)
+        _, counters = record(
+            db, rec_sim, 4.0, drop, rest_client=rest, instruments=("XAUT-USDT",)
+        )
     finally:
         rest.close()
     assert len(calls) >= 3 and counters["task_failures"] >= 2
