@@ -45,7 +45,7 @@ from goldrl_dagster.lib.bingx.simulator.server import SimulatorServer
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient
 from goldrl_dagster.lib.execution.broker import BingXBroker
 from goldrl_dagster.lib.execution.order_states import NOT_FINAL_STATES
-from goldrl_dagster.lib.execution.reconcile import reconcile
+from goldrl_dagster.lib.execution.reconcile import DEFAULT_GRACE, reconcile
 from goldrl_dagster.lib.features.spec import DEFAULT_FEATURE_SET
 from goldrl_dagster.lib.risk import DEFAULT_LIMITS
 from goldrl_dagster.lib.rl.policy import LoadedPolicy, load_policy
@@ -325,7 +325,18 @@ def soak_run(soak_simulator, soak_model, soak_limits):
         summary, start_ms, stop_ms = asyncio.run(soak())
     run = SoakRun(summary, time.monotonic() - started, start_ms, stop_ms, injected, actions)
     # A final reconciliation, as the next start-up would run it, resolves whatever the last
-    # faults left in flight; then the ledger and the exchange are read side by side.
+    # faults left in flight; then the ledger and the exchange are read side by side. An order
+    # whose request was lost in the hour's last seconds may still be on its way: like a restart,
+    # the reconciliation judges it only once the grace for orders in flight has passed (before
+    # it, "unknown to the venue" is reported, not guessed).
+    with db.connect() as conn:
+        in_flight = conn.execute(
+            "SELECT max(updated_at) FROM orders WHERE account_id = %s AND state = ANY(%s)",
+            (account_id, [s.value for s in NOT_FINAL_STATES]),
+        ).fetchone()
+        now = conn.execute("SELECT now()").fetchone()
+    if in_flight and in_flight[0] is not None and now:
+        time.sleep(max(0.0, (in_flight[0] + DEFAULT_GRACE - now[0]).total_seconds()) + 0.5)
     with BingXTradingClient(sim.base_url, credentials) as client, db.connect() as conn:
         report = reconcile(conn, BingXBroker(client, account_id, "simulator"), SYMBOL,
                            trigger="soak_final")  # fmt: skip
