@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -45,6 +44,7 @@ from goldrl_dagster.lib.storage.columnar_read import (
     aggregate_outputs,
     column_kinds,
     decode_pieces,
+    fetch_in_snapshot,
     strictly_increasing,
 )
 from goldrl_dagster.lib.storage.server import Database
@@ -165,7 +165,8 @@ def read_candle_blocks(
             runs = _runs(missing)
             bounds = [(*key, start, _at(days[0])), (*key, _at(days[-1] + _DAY), end)]
             bounds += [(*key, _at(first), _at(last + _DAY)) for first, last in runs]
-            rows = _fetch_in_snapshot(stack, db, conn, direct, bounds)
+            # The edges alone are two small reads: no second connection for them.
+            rows = fetch_in_snapshot(stack, db, conn, direct, bounds, parallel=bool(runs))
     except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.OutOfMemory):
         return BlockRead(None, 0, 0)
     head, tail = AggregatePiece.of(rows[0]), AggregatePiece.of(rows[1])
@@ -192,46 +193,6 @@ def _runs(days: list[date]) -> list[tuple[date, date]]:
         else:
             runs.append((day, day))
     return runs
-
-
-def _fetch_in_snapshot(
-    stack: contextlib.ExitStack,
-    db: Database,
-    conn: psycopg.Connection,
-    query: sql.Composable,
-    bounds: list[tuple[Any, ...]],
-) -> list[tuple[Any, ...]]:
-    """Run the one-row ``query`` once per bounds, in ``conn``'s snapshot; results in order.
-
-    With more than the two edge reads, a second connection joins the snapshot (exported by
-    ``conn``) and the reads are shared between the two, so the server aggregates one part
-    while the client receives another.
-    """
-    conns = [conn]
-    if len(bounds) > 2:
-        exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
-        assert exported is not None
-        other = stack.enter_context(db.connect())
-        other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0])))
-        conns.append(other)
-
-    def run(index: int) -> list[tuple[int, tuple[Any, ...]]]:
-        out = []
-        for part in range(index, len(bounds), len(conns)):
-            row = conns[index].execute(query, bounds[part], binary=True).fetchone()
-            assert row is not None  # an aggregate without GROUP BY returns one row
-            out.append((part, row))
-        return out
-
-    if len(conns) == 1:
-        results = run(0)
-    else:
-        with ThreadPoolExecutor(max_workers=len(conns)) as pool:
-            results = [r for chunk in pool.map(run, range(len(conns))) for r in chunk]
-    for c in conns:
-        c.rollback()  # read-only: nothing to commit
-    return [row for _, row in sorted(results, key=lambda item: item[0])]
 
 
 def _split_by_day(piece: AggregatePiece, first: date, last: date) -> dict[date, AggregatePiece]:

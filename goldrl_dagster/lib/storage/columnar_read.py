@@ -242,34 +242,59 @@ def _fetch_consistent(
 
     One part is one statement on an autocommit connection (a small read pays one round trip).
     """
-    width = min(2, len(parts))
     with contextlib.ExitStack() as stack:
-        conns = [stack.enter_context(db.connect(autocommit=width == 1)) for _ in range(width)]
-        if width > 1:
-            for conn in conns:
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            exported = conns[0].execute("SELECT pg_export_snapshot()").fetchone()
-            assert exported is not None
-            for conn in conns[1:]:
-                conn.execute(
-                    sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0]))
-                )
+        if len(parts) == 1:
+            conn = stack.enter_context(db.connect(autocommit=True))
+            row = conn.execute(query, list(parts[0]), binary=True).fetchone()
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            return [row]
+        conn = stack.enter_context(db.connect())
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return fetch_in_snapshot(stack, db, conn, query, parts)
 
-        def run(index: int) -> list[tuple[int, tuple[Any, ...]]]:
-            out = []
-            for part in range(index, len(parts), width):
-                cur = conns[index].execute(query, list(parts[part]), binary=True)
-                row = cur.fetchone()
-                assert row is not None  # an aggregate without GROUP BY returns one row
-                out.append((part, row))
-            return out
 
-        if width == 1:
-            results = run(0)
-        else:
-            with ThreadPoolExecutor(max_workers=width) as pool:
-                results = [r for chunk in pool.map(run, range(width)) for r in chunk]
-        if width > 1:
-            for conn in conns:
-                conn.rollback()  # read-only: nothing to commit
+def fetch_in_snapshot(
+    stack: contextlib.ExitStack,
+    db: Database,
+    conn: psycopg.Connection,
+    query: sql.Composable,
+    parts: Sequence[Sequence[Any]],
+    *,
+    parallel: bool = True,
+) -> list[tuple[Any, ...]]:
+    """Run the one-row ``query`` once per parameter list in ``conn``'s snapshot, in order.
+
+    ``conn`` is in a REPEATABLE READ transaction (it may already have read in it). With more
+    than one part (and ``parallel``) a second connection joins its snapshot (exported by
+    ``conn``, kept open on ``stack``) and the parts are shared between the two, so the
+    server aggregates one part while the client receives another. Both transactions are
+    rolled back (read only).
+
+    Returns:
+        One result row per part, in the order of ``parts``.
+    """
+    conns = [conn]
+    if parallel and len(parts) > 1:
+        exported = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert exported is not None
+        other = stack.enter_context(db.connect())
+        other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(exported[0])))
+        conns.append(other)
+
+    def run(index: int) -> list[tuple[int, tuple[Any, ...]]]:
+        out = []
+        for part in range(index, len(parts), len(conns)):
+            row = conns[index].execute(query, list(parts[part]), binary=True).fetchone()
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            out.append((part, row))
+        return out
+
+    if len(conns) == 1:
+        results = run(0)
+    else:
+        with ThreadPoolExecutor(max_workers=len(conns)) as pool:
+            results = [r for chunk in pool.map(run, range(len(conns))) for r in chunk]
+    for c in conns:
+        c.rollback()  # read-only: nothing to commit
     return [row for _, row in sorted(results, key=lambda item: item[0])]
