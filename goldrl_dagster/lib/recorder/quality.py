@@ -88,22 +88,32 @@ def heartbeat_findings(
     return out
 
 
-def _book_keys(conn: psycopg.Connection) -> list[tuple[str, str]]:
-    """Every stored (symbol, channel) of ``stream_book``, by a skip scan of its key index."""
+def _distinct_keys(conn: psycopg.Connection, table: str, columns: tuple[str, ...]) -> list[tuple]:
+    """Every stored value of ``columns`` (a prefix of ``table``'s key index), by a skip scan.
+
+    One index probe per distinct key, not a scan of the rows.
+    """
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    prev = sql.SQL(", ").join(sql.SQL("keys.{}").format(sql.Identifier(c)) for c in columns)
     return conn.execute(
-        """
-        WITH RECURSIVE keys AS (
-            (SELECT symbol, channel FROM stream_book ORDER BY symbol, channel LIMIT 1)
-            UNION ALL
-            SELECT next.symbol, next.channel FROM keys, LATERAL (
-                SELECT symbol, channel FROM stream_book
-                WHERE (symbol, channel) > (keys.symbol, keys.channel)
-                ORDER BY symbol, channel LIMIT 1
-            ) next
-        )
-        SELECT symbol, channel FROM keys
-        """
+        sql.SQL(
+            """
+            WITH RECURSIVE keys AS (
+                (SELECT {cols} FROM {t} ORDER BY {cols} LIMIT 1)
+                UNION ALL
+                SELECT next.* FROM keys, LATERAL (
+                    SELECT {cols} FROM {t} WHERE ({cols}) > ({prev}) ORDER BY {cols} LIMIT 1
+                ) next
+            )
+            SELECT {cols} FROM keys
+            """
+        ).format(cols=cols, t=sql.Identifier(table), prev=prev)
     ).fetchall()
+
+
+def _book_keys(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """Every stored (symbol, channel) of ``stream_book``."""
+    return _distinct_keys(conn, "stream_book", ("symbol", "channel"))
 
 
 def _newest_received(
@@ -243,17 +253,7 @@ def recorded_books(db: Database, since: datetime) -> pl.DataFrame:
                 "WHERE symbol = %s AND channel = %s AND time >= %s ORDER BY time",
                 (symbol, channel, since),
             ).fetchall()
-        ticker_symbols = [r[0] for r in conn.execute(
-            """
-            WITH RECURSIVE keys AS (
-                (SELECT symbol FROM stream_book_tickers ORDER BY symbol LIMIT 1)
-                UNION ALL
-                SELECT (SELECT symbol FROM stream_book_tickers WHERE symbol > keys.symbol
-                        ORDER BY symbol LIMIT 1) FROM keys WHERE keys.symbol IS NOT NULL
-            )
-            SELECT symbol FROM keys WHERE symbol IS NOT NULL
-            """
-        ).fetchall()]  # fmt: skip
+        ticker_symbols = [r[0] for r in _distinct_keys(conn, "stream_book_tickers", ("symbol",))]
         for symbol in ticker_symbols:
             rows += conn.execute(
                 "SELECT symbol, %s, time, bid_price, ask_price FROM stream_book_tickers "
