@@ -90,6 +90,18 @@ def clean_database(database: Database) -> Iterator[Database]:
     _empty_goldrl_tables(database)
 
 
+@pytest.fixture(scope="module")
+def module_clean_database(database: Database) -> Iterator[Database]:
+    """``clean_database`` for a module's shared fixture: emptied before the module and after it.
+
+    A module fixture that reads what exists (contract rules, candles) must not see what an
+    earlier module left, e.g. rules synced from the simulator that make history "after listing".
+    """
+    _empty_goldrl_tables(database)
+    yield database
+    _empty_goldrl_tables(database)
+
+
 # A fixed simulated "now" makes every simulator-backed test reproducible: the days before it
 # are complete and their candles are a pure function of the seed.
 SIM_ANCHOR = datetime(2025, 3, 10, 0, 0, tzinfo=UTC)

@@ -53,7 +53,8 @@ def _vendor_candles(name: str, interval: str) -> pl.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def world(database, settings, tmp_path_factory):
+def world(module_clean_database, settings, tmp_path_factory):
+    database = module_clean_database
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
     bounds = {}
