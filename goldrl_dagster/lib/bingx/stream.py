@@ -33,7 +33,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -51,6 +51,9 @@ from goldrl_dagster.lib.bingx.rest import MAX_KLINE_LIMIT, MAX_TRADES_LIMIT, Bin
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.bingx.market_connection import MarketConnection, SharedChannel
+
 log = logging.getLogger(__name__)
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -61,7 +64,7 @@ class CorruptFrameError(ValueError):
 
 
 # Failures after which reconnecting can help. Invalid URLs and refused subscriptions cannot.
-_RECONNECTABLE = (ConnectionClosed, OSError, TimeoutError, EOFError, CorruptFrameError)
+RECONNECTABLE = (ConnectionClosed, OSError, TimeoutError, EOFError, CorruptFrameError)
 
 
 def decode_frame(frame: str | bytes) -> str:
@@ -124,7 +127,7 @@ class _Channel:
                 event = await self._next_event()
             except InvalidURI:
                 raise
-            except (*_RECONNECTABLE, InvalidHandshake) as exc:
+            except (*RECONNECTABLE, InvalidHandshake) as exc:
                 await self._lost(exc)
                 continue
             if event is not None:
@@ -203,10 +206,24 @@ class _Tracker:
         self.last_emitted: int | None = None  # open time of the last candle yielded
 
 
-class _ChannelStream:
-    """A stream reading through one :class:`_Channel`, exposing its connection counters."""
+def _open_channel(
+    ws_url: str,
+    data_type: str,
+    connection: MarketConnection | None,
+    backoff: tuple[float, float],
+    idle_timeout: float,
+    open_timeout: float,
+) -> _Channel | SharedChannel:
+    """The stream's subscription: on the shared ``connection`` if given, else its own socket."""
+    if connection is not None:
+        return connection.channel(data_type)
+    return _Channel(ws_url, data_type, backoff, idle_timeout, open_timeout)
 
-    _channel: _Channel
+
+class _ChannelStream:
+    """A stream reading through one channel, exposing its connection counters."""
+
+    _channel: _Channel | SharedChannel
     data_type: str
     malformed_pushes: int
 
@@ -264,6 +281,8 @@ class PushStream[T](_ChannelStream):
         reconnect_backoff: ``(first, cap)`` delay in seconds between reconnection attempts.
         idle_timeout: Seconds without any frame after which the connection is replaced.
         open_timeout: Seconds allowed for the WebSocket handshake.
+        connection: A shared socket to subscribe on (its backoff and timeouts then apply);
+            default: a socket of the stream's own.
 
     Attributes:
         pushes: Pushes received.
@@ -279,6 +298,7 @@ class PushStream[T](_ChannelStream):
         reconnect_backoff: tuple[float, float] = (0.2, 5.0),
         idle_timeout: float = 30.0,
         open_timeout: float = 10.0,
+        connection: MarketConnection | None = None,
     ) -> None:
         symbol, sep, channel = data_type.partition("@")
         if not sep or not channel:
@@ -289,8 +309,8 @@ class PushStream[T](_ChannelStream):
         self.pushes = 0
         self.malformed_pushes = 0
         self._parse = parse
-        self._channel = _Channel(
-            ws_url, self.data_type, reconnect_backoff, idle_timeout, open_timeout
+        self._channel = _open_channel(
+            ws_url, self.data_type, connection, reconnect_backoff, idle_timeout, open_timeout
         )
 
     async def events(self) -> AsyncIterator[StreamEvent[T]]:
@@ -336,6 +356,8 @@ class KlineStream(_ChannelStream):
         idle_timeout: Seconds without any frame (BingX pings every ~5 s) after which the
             connection is considered dead and replaced.
         open_timeout: Seconds allowed for the WebSocket handshake.
+        connection: A shared socket to subscribe on (its backoff and timeouts then apply);
+            default: a socket of the stream's own.
         confirm_with_rest: Take each closed candle's values from REST instead of from the last
             push (default: whenever ``rest_client`` is given). A push stream cannot tell whether
             a candle's last update is still in flight, so only this survives reordered pushes
@@ -360,6 +382,7 @@ class KlineStream(_ChannelStream):
         reconnect_backoff: tuple[float, float] = (0.2, 5.0),
         idle_timeout: float = 30.0,
         open_timeout: float = 10.0,
+        connection: MarketConnection | None = None,
         confirm_with_rest: bool | None = None,
     ) -> None:
         if interval not in BINGX_INTERVALS or interval not in INTERVAL_MS:
@@ -376,7 +399,9 @@ class KlineStream(_ChannelStream):
         self._confirm = rest_client is not None if confirm_with_rest is None else confirm_with_rest
         self._step = INTERVAL_MS[interval]
         self._rest = rest_client
-        self._channel = _Channel(ws_url, "", reconnect_backoff, idle_timeout, open_timeout)
+        self._channel = _open_channel(
+            ws_url, "", connection, reconnect_backoff, idle_timeout, open_timeout
+        )
         # Kept across iterations: iterating again after a failure goes on from the last candle
         # yielded (the missed ones come from REST), not from scratch.
         self._tracker = _Tracker()
@@ -494,6 +519,8 @@ class TradeStream(_ChannelStream):
         reconnect_backoff: ``(first, cap)`` delay in seconds between reconnection attempts.
         idle_timeout: Seconds without any frame after which the connection is replaced.
         open_timeout: Seconds allowed for the WebSocket handshake.
+        connection: A shared socket to subscribe on (its backoff and timeouts then apply);
+            default: a socket of the stream's own.
         memory: How many trade contents (and, separately, fill ids) are remembered for
             deduplication.
 
@@ -517,6 +544,7 @@ class TradeStream(_ChannelStream):
         reconnect_backoff: tuple[float, float] = (0.2, 5.0),
         idle_timeout: float = 30.0,
         open_timeout: float = 10.0,
+        connection: MarketConnection | None = None,
         memory: int = 100_000,
     ) -> None:
         if memory < 1:
@@ -533,8 +561,8 @@ class TradeStream(_ChannelStream):
         # content key -> trades of that content yielded; fill-id keys of REST trades yielded.
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._fills: OrderedDict[str, None] = OrderedDict()
-        self._channel = _Channel(
-            ws_url, self.data_type, reconnect_backoff, idle_timeout, open_timeout
+        self._channel = _open_channel(
+            ws_url, self.data_type, connection, reconnect_backoff, idle_timeout, open_timeout
         )
 
     def _remember(self, trade: Trade) -> None:

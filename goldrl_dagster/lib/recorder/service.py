@@ -1,6 +1,8 @@
 """The streaming recorder: every market channel of the configured symbols, into PostgreSQL.
 
-One asyncio task per (symbol, channel) reads its stream and appends rows to an in-memory
+All channels share one WebSocket (:class:`MarketConnection`; a new socket per 200 topics, BingX's
+limit per connection). One asyncio task per (symbol, channel) reads its stream and appends rows
+to an in-memory
 buffer; a writer task flushes the buffer every ``flush_seconds`` (or when it holds
 ``max_batch`` rows) in one idempotent transaction (:class:`StreamStore`); a heartbeat task
 upserts ``recorder_heartbeats`` with the counters. A channel task that fails (a REST refill
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from goldrl_dagster.lib.backoff import backoff_delay
+from goldrl_dagster.lib.bingx.market_connection import MAX_TOPICS, MarketConnection
 from goldrl_dagster.lib.bingx.market_models import (
     BookSnapshot,
     parse_book_ticker_push,
@@ -60,6 +63,7 @@ log = logging.getLogger("goldrl.recorder")
 # Channels whose restarted task refills over REST what the failed one missed (the streams are
 # kept across restarts); the others' restart leaves a gap on record.
 REFILLED_CHANNELS = ("trade", "kline_")
+CHANNELS_PER_SYMBOL = 7  # trade, kline, incrDepth, depth, ticker, markPrice, bookTicker
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,19 @@ class Recorder:
         self._closing = False
         self._spool = Spool(config.spool_dir) if config.spool_dir is not None else None
         self._spool_waiting = self._spool is not None and bool(self._spool.pending())
+        per_socket = MAX_TOPICS // CHANNELS_PER_SYMBOL
+        self._connections = [
+            MarketConnection(
+                config.ws_url,
+                reconnect_backoff=config.reconnect_backoff,
+                idle_timeout=config.idle_timeout,
+            )
+            for _ in range(0, len(config.instruments), per_socket)
+        ]
+        self._connection_of = {
+            symbol: self._connections[i // per_socket]
+            for i, symbol in enumerate(config.instruments)
+        }
 
     # -- buffer --------------------------------------------------------------------------
 
@@ -284,11 +301,8 @@ class Recorder:
 
     # -- channel tasks -------------------------------------------------------------------
 
-    def _stream_kwargs(self) -> dict[str, Any]:
-        return {
-            "reconnect_backoff": self.config.reconnect_backoff,
-            "idle_timeout": self.config.idle_timeout,
-        }
+    def _stream_kwargs(self, symbol: str) -> dict[str, Any]:
+        return {"connection": self._connection_of[symbol]}
 
     def _kept(self, name: str, make: Callable[[], Any]) -> Any:
         """The channel's stream, made once: a restarted task goes on where the failed one was."""
@@ -302,7 +316,7 @@ class Recorder:
         stream: TradeStream = self._kept(
             f"{symbol}@trade",
             lambda: TradeStream(
-                self.config.ws_url, symbol, rest_client=self.rest, **self._stream_kwargs()
+                self.config.ws_url, symbol, rest_client=self.rest, **self._stream_kwargs(symbol)
             ),
         )
         unrecovered = stream.unrecovered_gaps
@@ -325,7 +339,7 @@ class Recorder:
             f"{symbol}@kline_{interval}",
             lambda: KlineStream(
                 self.config.ws_url, symbol, interval, rest_client=self.rest,
-                **self._stream_kwargs(),
+                **self._stream_kwargs(symbol),
             ),
         )  # fmt: skip
         async with contextlib.aclosing(stream.closed_klines()) as klines:
@@ -337,7 +351,7 @@ class Recorder:
         self, symbol: str, channel: str, parse: PushParser[Any], table: str, to_row: Callable
     ) -> None:
         stream: PushStream[Any] = PushStream(
-            self.config.ws_url, f"{symbol}@{channel}", parse, **self._stream_kwargs()
+            self.config.ws_url, f"{symbol}@{channel}", parse, **self._stream_kwargs(symbol)
         )
         self._streams.append(stream)
         async with contextlib.aclosing(stream.events()) as events:
@@ -352,7 +366,7 @@ class Recorder:
     async def _incr_depth(self, symbol: str) -> None:
         stream = IncrDepthStream(
             self.config.ws_url, symbol, self.rest, max_levels=self.config.book_levels,
-            **self._stream_kwargs(),
+            **self._stream_kwargs(symbol),
         )  # fmt: skip
         self._streams.append(stream.stream)
         self.stats.setdefault("resyncs", {})[symbol] = 0
@@ -445,11 +459,17 @@ class Recorder:
             key: sum(v.get(key, 0) for v in streams.values())
             for key in ("reconnects", "corrupt_frames", "malformed_pushes", "refilled")
         }
+        sockets = [
+            {"topics": len(c.topics), "reconnects": c.reconnects,
+             "corrupt_frames": c.corrupt_frames}
+            for c in self._connections
+        ]  # fmt: skip
+        totals["corrupt_frames"] += sum(c["corrupt_frames"] for c in sockets)
         store = self._store
         written = dict(store.written) if store is not None else {}
         offered = dict(store.offered) if store is not None else {}
         return {**self.stats, **totals, "written": written, "offered": offered,
-                "streams": streams}  # fmt: skip
+                "streams": streams, "connections": sockets}  # fmt: skip
 
     def _beat(self) -> RecorderBeat:
         return RecorderBeat(
@@ -497,6 +517,8 @@ class Recorder:
             await asyncio.gather(writer, return_exceptions=True)
             await self.flush()
             await self.spill("the database could not take the last rows at shutdown")
+            for connection in self._connections:
+                await connection.aclose()
             try:
                 await asyncio.to_thread(upsert_recorder_beat, self.db, self._beat(), stopped=True)
             finally:

@@ -48,7 +48,16 @@ def test_every_channel_of_both_symbols_is_recorded(
     clean_database: Database, rec_sim: SimulatorServer
 ) -> None:
     db = clean_database
-    _, counters = record(db, rec_sim, 3.0)
+    sockets: list = []
+
+    async def look(_: Recorder) -> None:
+        await asyncio.sleep(1.5)
+        sockets.extend(rec_sim.market_subscriptions())
+
+    _, counters = record(db, rec_sim, 3.0, look)
+    # Fourteen subscriptions, one socket.
+    assert len(sockets) == 1 and len(sockets[0]) == 14
+    assert counters["connections"] == [{"topics": 0, "reconnects": 0, "corrupt_frames": 0}]
     for symbol in SYMBOLS:
         for table in ("stream_trades", "stream_tickers", "stream_mark_prices",
                       "stream_book_tickers", "stream_klines"):  # fmt: skip
@@ -97,6 +106,7 @@ def test_a_disconnect_refills_trades_exactly_and_records_the_book_gap(
 
     _, counters = record(db, rec_sim, 4.0, drop)
     assert counters["reconnects"] >= 14  # every channel of both symbols came back
+    assert counters["connections"][0]["reconnects"] == 1  # on one new socket
     for symbol in SYMBOLS:
         stored, sent = _stored_vs_sent(db, rec_sim, symbol)
         assert stored == sent  # no trade lost, none twice

@@ -521,6 +521,15 @@ class SimulatorServer:
         if hub.loop is not None and not hub.loop.is_closed():
             hub.loop.call_soon_threadsafe(hub.drop_all)
 
+    def market_subscriptions(self) -> list[tuple[str, ...]]:
+        """The open market-stream connections, each as the data types it is subscribed to."""
+        hub: _Hub = self.app.state.hub
+        return [
+            tuple(sorted(c.subscriptions))
+            for c in list(hub.connections)
+            if isinstance(c, _Connection)
+        ]
+
     def inject_rest_faults(self, *statuses: int) -> None:
         """Fault injection: answer the next REST requests with these HTTP statuses, in order."""
         self.app.state.faults.push(*(RestFault("status", status=s) for s in statuses))
