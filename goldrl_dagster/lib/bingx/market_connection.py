@@ -23,16 +23,16 @@ import logging
 import uuid
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.errors import BingXError
 from goldrl_dagster.lib.bingx.stream import (
-    CLOSE_TIMEOUT_S,
     RECONNECTABLE,
     CorruptFrameError,
-    decode_frame,
+    open_socket,
+    read_message,
 )
 
 log = logging.getLogger(__name__)
@@ -237,9 +237,7 @@ class MarketConnection:
                 await self._close_socket()
 
     async def _open(self) -> None:
-        self._ws = await connect(
-            self.ws_url, open_timeout=self._open_timeout, close_timeout=CLOSE_TIMEOUT_S
-        )
+        self._ws = await open_socket(self.ws_url, self._open_timeout)
         if self._opened_before:
             self.reconnects += 1
             log.info("market connection: reconnected (%d), resubscribing %d topics",
@@ -280,20 +278,8 @@ class MarketConnection:
 
     async def _next_frame(self) -> None:
         assert self._ws is not None
-        frame = await asyncio.wait_for(self._ws.recv(), timeout=self._idle_timeout)
-        text = decode_frame(frame)
-        if text == "Ping":
-            await self._ws.send("Pong")
-            return
-        try:
-            message = json.loads(text)
-        except ValueError:
-            log.warning("market connection: ignoring a non-JSON frame %.200r", text)
-            return
-        if not isinstance(message, dict):
-            return
-        if "ping" in message:  # JSON heartbeat variant
-            await self._ws.send(json.dumps({"pong": message["ping"], "time": message.get("time")}))
+        message = await read_message(self._ws, self._idle_timeout, "market connection")
+        if message is None:
             return
         request_id = message.get("id")
         if isinstance(request_id, str) and request_id in self._pending:

@@ -86,6 +86,46 @@ def decode_frame(frame: str | bytes) -> str:
 CLOSE_TIMEOUT_S = 1.0  # how long closing a connection waits for the server's close frame
 
 
+async def open_socket(ws_url: str, open_timeout: float) -> ClientConnection:
+    """Open a market-stream WebSocket.
+
+    A connection is closed while pushes may still be queued unread (a refill blocked the
+    reader): the close handshake cannot complete behind a full queue, so closing waits
+    ``CLOSE_TIMEOUT_S``, not the library's default 10 s.
+    """
+    return await connect(ws_url, open_timeout=open_timeout, close_timeout=CLOSE_TIMEOUT_S)
+
+
+async def read_message(ws: ClientConnection, idle_timeout: float, who: str) -> dict | None:
+    """Read one frame: its JSON object, or None for a heartbeat (answered) or a frame of no use.
+
+    Args:
+        ws: The connection.
+        idle_timeout: Seconds to wait for a frame.
+        who: Named in the log when a frame is ignored.
+
+    Raises:
+        TimeoutError: If no frame arrives within ``idle_timeout``.
+        CorruptFrameError: If the frame cannot be decoded.
+    """
+    frame = await asyncio.wait_for(ws.recv(), timeout=idle_timeout)
+    text = decode_frame(frame)
+    if text == "Ping":
+        await ws.send("Pong")
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        log.warning("%s: ignoring a non-JSON frame %.200r", who, text)
+        return None
+    if not isinstance(message, dict):
+        return None
+    if "ping" in message:  # JSON heartbeat variant
+        await ws.send(json.dumps({"pong": message["ping"], "time": message.get("time")}))
+        return None
+    return message
+
+
 class _Channel:
     """One subscription on the market stream, kept alive across reconnections.
 
@@ -141,12 +181,7 @@ class _Channel:
                 await ws.close()
 
     async def _open(self) -> None:
-        # A connection is closed while pushes may still be queued unread (a refill blocked the
-        # reader): the close handshake cannot complete behind a full queue, so do not wait the
-        # library's default 10 s for it.
-        self._ws = await connect(
-            self.ws_url, open_timeout=self._open_timeout, close_timeout=CLOSE_TIMEOUT_S
-        )
+        self._ws = await open_socket(self.ws_url, self._open_timeout)
         if self._connected_before:
             self.reconnects += 1
             log.info("%s: reconnected (%d)", self.data_type, self.reconnects)
@@ -168,20 +203,8 @@ class _Channel:
     async def _next_event(self) -> tuple[str, dict | None] | None:
         """Read one frame: an event, or None for heartbeats and frames of no interest."""
         assert self._ws is not None
-        frame = await asyncio.wait_for(self._ws.recv(), timeout=self._idle_timeout)
-        text = decode_frame(frame)
-        if text == "Ping":
-            await self._ws.send("Pong")
-            return None
-        try:
-            message = json.loads(text)
-        except ValueError:
-            log.warning("%s: ignoring a non-JSON frame %.200r", self.data_type, text)
-            return None
-        if not isinstance(message, dict):
-            return None
-        if "ping" in message:  # JSON heartbeat variant
-            await self._ws.send(json.dumps({"pong": message["ping"], "time": message.get("time")}))
+        message = await read_message(self._ws, self._idle_timeout, self.data_type)
+        if message is None:
             return None
         if message.get("id") == self._request_id:
             code = int(message.get("code") or 0)

@@ -67,6 +67,7 @@ def test_a_dropped_socket_resubscribes_every_channel_on_one_new_socket(fast_sim)
         channels = [connection.channel(t) for t in TOPICS]
         await asyncio.gather(*(_events(c, 2) for c in channels))
         fast_sim.drop_connections()
+
         # Each channel reads on until it is acknowledged on the new socket.
         async def reconnected(channel: SharedChannel) -> None:
             async for kind, _ in channel:
