@@ -3,7 +3,7 @@
 -- gaps it could not recover by reason, and the incrDepth resyncs.
 -- A gap counts on the UTC day it starts (gaps_*); its duration is split over the UTC days it
 -- spans (gap_seconds_*), so a day's gap seconds never exceed the day (unless gaps overlap).
--- resyncs = sequence_skip gaps: each skipped incrDepth id resynced the book from REST once.
+-- resyncs = sequence_skip gaps: each skipped incrDepth id resynced the book once.
 -- A row exists when the channel recorded anything or lost any time on the day.
 -- Channels: trade, kline_<interval>, the depth channel (e.g. depth20@100ms), incrDepth,
 -- ticker, markPrice, bookTicker.

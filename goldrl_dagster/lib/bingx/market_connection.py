@@ -85,6 +85,15 @@ class SharedChannel:
         if self._subscribed:
             await self._connection.unsubscribe(self)
 
+    async def resubscribe(self) -> None:
+        """Drop what is queued and subscribe afresh on the same socket.
+
+        Pushes are dropped until the new subscription is acknowledged (a ``connected`` event);
+        the venue then starts the channel over (``incrDepth``: a whole book first).
+        """
+        if self._subscribed:
+            await self._connection.resubscribe(self)
+
     # -- called by the connection ---------------------------------------------------------
 
     def _reset(self) -> None:
@@ -316,8 +325,15 @@ class MarketConnection:
             "%s: consumer %d pushes behind; resubscribing (its gap is refilled or recorded)",
             channel.data_type, self.queue_limit,
         )  # fmt: skip
+        await self.resubscribe(channel)
+
+    async def resubscribe(self, channel: SharedChannel) -> None:
+        """Unsubscribe ``channel`` and subscribe it again (no-op while the socket reconnects)."""
+        if self._channels.get(channel.data_type) is not channel:
+            return
         channel._reset()
-        assert self._ws is not None
+        if self._ws is None:
+            return  # the reconnection subscribes it afresh
         request = {"id": str(uuid.uuid4()), "reqType": "unsub", "dataType": channel.data_type}
         await self._ws.send(json.dumps(request))
         await self._send_sub(channel)

@@ -1,15 +1,18 @@
-"""A local order book kept from BingX's ``incrDepth`` channel, resynced from REST on a gap.
+"""A local order book kept from BingX's ``incrDepth`` channel, rebuilt whole after a gap.
 
 The stream sends the whole book (``action == "all"``) and then the levels that changed, each
 push's ``lastUpdateId`` one above the previous one. :class:`IncrDepthStream` starts every
-connection from a REST depth snapshot, applies the pushes in sequence, and when an id is
-skipped (an update lost) takes a fresh REST snapshot: the book is never built on a hole. Each
-resync is reported (:class:`BookResync`) so the recorder can store it as an event.
+connection from a REST depth snapshot, replaced by the stream's whole book when it comes, and
+applies the pushes in sequence. When an id is skipped (an update lost) it subscribes afresh
+(on a shared socket that costs no reconnection): pushes are dropped until the new subscription's
+whole book, so the book is never built on a hole, and is exact again at the first push after
+the resync. Each resync is reported (:class:`BookResync`, with the stretch no book covers) so the
+recorder can store it as an event.
 
-A REST snapshot carries no update id: the push that revealed the gap is applied only when it is
-newer than the snapshot (by exchange time), and levels the snapshot holds that later pushes
-never mention can linger. After each update the book therefore drops, on a crossed top, the
-older of the two crossing levels, and keeps at most ``max_levels`` per side.
+Should the venue start a subscription with an update instead of a whole book, the updates go
+onto the REST snapshot, which carries no update id: levels it holds that later pushes never
+mention can linger. After each update the book therefore drops, on a crossed top, the older of
+the two crossing levels, and keeps at most ``max_levels`` per side.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from goldrl_dagster.lib.bingx.market_models import (
     BookSnapshot,
@@ -90,14 +93,16 @@ class OrderBook:
 
 @dataclass(frozen=True)
 class BookResync:
-    """A resync of the local book from a REST snapshot.
+    """A resync of the local book after a skipped id (reported once the book is whole again).
 
     Attributes:
         symbol: Exchange symbol.
-        time_ms: Event time of the push that revealed the gap (or of the connection).
-        reason: ``sequence_skip`` (an id was skipped) or ``connect`` (a new connection).
+        time_ms: Event time of the push that revealed the gap.
+        reason: ``sequence_skip`` (an id was skipped).
         expected_id: The id that should have come next, when known.
         received_id: The id that came instead.
+        resumed_ms: Event time of the first book after the resync: no book covers
+            ``[time_ms, resumed_ms)``.
     """
 
     symbol: str
@@ -105,6 +110,7 @@ class BookResync:
     reason: str
     expected_id: int | None
     received_id: int | None
+    resumed_ms: int | None = None
 
 
 class IncrDepthStream:
@@ -113,7 +119,7 @@ class IncrDepthStream:
     Args:
         ws_url: Market-stream URL.
         symbol: Symbol or alias.
-        rest_client: Source of the snapshots the book starts (and resyncs) from.
+        rest_client: Source of the snapshot each subscription starts from.
         max_levels: Levels kept per side (and REST snapshot limit).
         stream_kwargs: Passed to :class:`PushStream` (backoff, timeouts).
 
@@ -143,6 +149,8 @@ class IncrDepthStream:
         self.stale_updates = 0
         self._rest = rest_client
         self._last_id: int | None = None
+        self._skip: BookResync | None = None  # a resync under way: the skip that started it
+        self._acknowledged = True  # False from a resubscription to its acknowledgement
 
     async def _snapshot(self) -> int:
         """Replace the book with a REST snapshot; returns the snapshot's time."""
@@ -164,9 +172,10 @@ class IncrDepthStream:
         """Yield the book after each applied push, each resync, and ``"connected"`` markers.
 
         Yields:
-            ``"connected"`` per new subscription (the book was reloaded from REST),
-            :class:`BookResync` per resync after a skipped id, and the book
-            (:class:`BookSnapshot` with ``update_id``) after every applied push.
+            ``"connected"`` per new connection (the book was reloaded from REST),
+            :class:`BookResync` when the book is whole again after a skipped id (just before
+            that book), and the book (:class:`BookSnapshot` with ``update_id``) after every
+            applied push.
 
         Raises:
             BingXError: If BingX refuses the subscription or a REST snapshot fails.
@@ -176,7 +185,9 @@ class IncrDepthStream:
                 if event.kind == "connected":
                     await self._snapshot()
                     self._last_id = None  # the next push sets the sequence
-                    yield "connected"
+                    self._acknowledged = True
+                    if self._skip is None:  # not the resync's own resubscription
+                        yield "connected"
                     continue
                 for update in event.records:
                     out = await self._take(update)
@@ -184,27 +195,32 @@ class IncrDepthStream:
                         yield item
 
     async def _take(self, update: BookUpdate) -> list[BookSnapshot | BookResync]:
-        out: list[BookSnapshot | BookResync] = []
+        if not self._acknowledged:
+            return []  # pushed before the resubscription: the new subscription starts over
         if update.action == "all":
             self.book.replace(update.bids, update.asks, update.update_id)
         elif self._last_id is not None and update.update_id <= self._last_id:
             self.stale_updates += 1
-            return out
+            return []
         elif self._last_id is not None and update.update_id != self._last_id + 1:
             expected = self._last_id + 1
             self.resyncs += 1
             log.warning(
-                "%s: lastUpdateId %d after %d (expected %d); resyncing from REST",
+                "%s: lastUpdateId %d after %d (expected %d); subscribing afresh for a whole book",
                 self.stream.data_type, update.update_id, self._last_id, expected,
             )  # fmt: skip
-            snapshot_ms = await self._snapshot()
-            out.append(
-                BookResync(self.symbol, update.time_ms, "sequence_skip", expected, update.update_id)
+            self._skip = BookResync(
+                self.symbol, update.time_ms, "sequence_skip", expected, update.update_id
             )
-            if update.time_ms > snapshot_ms:  # the snapshot does not include it yet
-                self.book.apply(update.bids, update.asks, update.update_id)
+            self._acknowledged = False
+            await self.stream.resubscribe()
+            return []
         else:
             self.book.apply(update.bids, update.asks, update.update_id)
         self._last_id = update.update_id
+        out: list[BookSnapshot | BookResync] = []
+        if self._skip is not None:
+            out.append(replace(self._skip, resumed_ms=update.time_ms))
+            self._skip = None
         out.append(self._state(update.time_ms))
         return out

@@ -180,6 +180,10 @@ class _Channel:
             with contextlib.suppress(Exception):
                 await ws.close()
 
+    async def resubscribe(self) -> None:
+        """Subscribe afresh: on its own socket that means a new connection (counted)."""
+        await self.aclose()
+
     async def _open(self) -> None:
         self._ws = await open_socket(self.ws_url, self._open_timeout)
         if self._connected_before:
@@ -335,6 +339,10 @@ class PushStream[T](_ChannelStream):
         self._channel = _open_channel(
             ws_url, self.data_type, connection, reconnect_backoff, idle_timeout, open_timeout
         )
+
+    async def resubscribe(self) -> None:
+        """Subscribe afresh: pushes are dropped until the next ``connected`` event."""
+        await self._channel.resubscribe()
 
     async def events(self) -> AsyncIterator[StreamEvent[T]]:
         """Yield connection events and parsed records until the consumer stops.

@@ -17,9 +17,9 @@ restarts, so the new task refills from the last trade or candle the failed one y
 book, ticker, mark price and book ticker have no REST history, so
 the stretch between the last record before the disconnect and the first after it is stored in
 ``stream_gaps`` (reason ``disconnect``), as is the stretch a failed book, ticker, mark-price or
-book-ticker task missed before its restart. A skipped ``incrDepth`` id resyncs the book from REST
-and is stored as a ``sequence_skip`` gap; trades older than one REST page after a long
-disconnect as ``rest_window_exceeded``.
+book-ticker task missed before its restart. A skipped ``incrDepth`` id resyncs the book (a fresh
+subscription's whole book) and the stretch without a book is stored as a ``sequence_skip`` gap;
+trades older than one REST page after a long disconnect as ``rest_window_exceeded``.
 """
 
 from __future__ import annotations
@@ -377,7 +377,8 @@ class Recorder:
                 elif isinstance(item, BookResync):
                     self.stats["resyncs"][symbol] += 1
                     detail = f"expected lastUpdateId {item.expected_id}, got {item.received_id}"
-                    self._gap(symbol, "incrDepth", item.time_ms, item.time_ms,
+                    resumed = item.resumed_ms if item.resumed_ms is not None else item.time_ms
+                    self._gap(symbol, "incrDepth", item.time_ms, resumed,
                               "sequence_skip", detail)  # fmt: skip
                 else:
                     assert isinstance(item, BookSnapshot)

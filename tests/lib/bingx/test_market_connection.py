@@ -107,22 +107,33 @@ def test_a_refused_subscription_fails_its_channel_alone(fast_sim) -> None:
 
 
 def test_a_consumer_far_behind_is_resubscribed_without_touching_the_others(fast_sim) -> None:
-    async def main() -> tuple[SharedChannel, SharedChannel, MarketConnection, list[str]]:
-        connection = _connection(fast_sim, queue_limit=3)
+    async def main() -> tuple[SharedChannel, SharedChannel, MarketConnection, list[str], int]:
+        connection = _connection(fast_sim, queue_limit=30)
         slow = connection.channel(f"{XAUT}@ticker")
         busy = connection.channel(f"{XAUT}@trade")
         await _events(slow, 1)
-        # Only `busy` is read: `slow` falls behind its limit of 3 pushes.
-        await _events(busy, 60)
-        kinds = await _events(slow, 6)
+        read = 0
+
+        async def keep_reading() -> None:
+            nonlocal read
+            async for _ in busy:
+                read += 1
+
+        # Only `busy` is read: `slow` falls behind its limit of 30 pushes.
+        reader = asyncio.create_task(keep_reading())
+        await _until(lambda: slow.overflows >= 1, timeout=10.0)
+        kinds = await _events(slow, 3)
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
         await slow.aclose()
         await busy.aclose()
-        return slow, busy, connection, kinds
+        return slow, busy, connection, kinds, read
 
-    slow, busy, connection, kinds = run(main())
-    assert slow.overflows >= 1
-    assert "connected" in kinds  # the consumer is told, so it refills or records the gap
-    assert slow.reconnects >= 1
+    slow, busy, connection, kinds, read = run(main())
+    assert kinds[0] == "connected"  # told first, so it refills or records the gap
+    assert kinds[1:] == ["message", "message"]  # and it is served again
+    assert slow.overflows >= 1 and slow.reconnects >= 1
+    assert read > 30
     assert busy.reconnects == 0 and busy.overflows == 0
     assert connection.reconnects == 0
 

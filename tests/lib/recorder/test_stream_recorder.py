@@ -135,7 +135,7 @@ def test_a_disconnect_refills_trades_exactly_and_records_the_book_gap(
     assert counters["refilled"] > 0
 
 
-def test_a_skipped_update_id_resyncs_the_book_from_rest(
+def test_a_skipped_update_id_resubscribes_and_every_stored_book_is_exact(
     clean_database: Database, rec_sim: SimulatorServer
 ) -> None:
     db = clean_database
@@ -146,21 +146,29 @@ def test_a_skipped_update_id_resyncs_the_book_from_rest(
 
     _, counters = record(db, rec_sim, 3.0, skip)
     with db.connect() as conn:
-        ((symbol, detail),) = conn.execute(
-            "SELECT symbol, detail FROM stream_gaps WHERE reason = 'sequence_skip'"
+        ((symbol, detail, gap_start, gap_end),) = conn.execute(
+            "SELECT symbol, detail, gap_start, gap_end FROM stream_gaps "
+            "WHERE reason = 'sequence_skip'"
         ).fetchall()
-        assert "expected lastUpdateId" in detail
-        ids = [
-            r[0]
-            for r in conn.execute(
-                "SELECT update_id FROM stream_book WHERE symbol = %s AND channel = 'incrDepth' "
-                "ORDER BY update_id",
-                (symbol,),
-            )
-        ]
+        books = conn.execute(
+            "SELECT time, update_id, bids, asks FROM stream_book "
+            "WHERE symbol = %s AND channel = 'incrDepth' ORDER BY update_id",
+            (symbol,),
+        ).fetchall()
+    assert "expected lastUpdateId" in detail
     assert sum(counters["resyncs"].values()) == 1
-    steps = [b - a for a, b in itertools.pairwise(ids)]
-    assert steps.count(2) == 1 and set(steps) <= {1, 2}  # one hole, the skipped id
+    assert count(db, "SELECT count(*) FROM stream_gaps WHERE reason = 'disconnect'") == 0
+    # One hole in the ids; the gap spans it: from the push that revealed it to the first book
+    # of the fresh subscription.
+    holes = [(a, b) for a, b in itertools.pairwise(books) if b[1] - a[1] != 1]
+    assert len(holes) == 1
+    before, after = holes[0]
+    assert before[0] <= gap_start < gap_end == after[0]
+    # Every stored book is the exchange's book at its time, the ones after the resync too.
+    levels = lambda side: [[float(p), float(q)] for p, q in side]  # noqa: E731
+    for time, _, bids, asks in books:
+        book = rec_sim.feeds.depth(symbol, 20, int(time.timestamp() * 1000))
+        assert (levels(bids), levels(asks)) == (levels(book["bids"]), levels(book["asks"]))
     assert count(db, "SELECT count(*) FROM stream_book WHERE best_bid >= best_ask") == 0
 
 
