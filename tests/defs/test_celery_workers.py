@@ -197,7 +197,9 @@ def test_a_worker_killed_mid_training_leaves_one_model_and_the_retry_completes(c
     env, root = cluster["celery"], cluster["root"]
     cluster["workers"][1].stop()
     survivor = cluster["workers"][0]
-    run = start_run(_training(KILLED_SEED, timesteps=30_000), env)
+    # Long enough that a quiet machine is still learning when the worker dies (30,000 steps
+    # once finished within the 3 s below and the model row was already stored).
+    run = start_run(_training(KILLED_SEED, timesteps=150_000), env)
     with _instance(env) as instance:
         deadline = time.monotonic() + 300
         started = None
