@@ -276,8 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     repeats = sum(v.get("duplicates", 0) for v in counters["streams"].values())
     print(f"| repeated trades dropped by the streams before writing | {repeats} |")
     print(f"| trades refilled over REST after disconnects | {counters.get('refilled', 0)} |")
-    print(f"| reconnects / task failures / write failures | {counters['reconnects']} / "
-          f"{counters['task_failures']} / {counters['write_failures']} |")  # fmt: skip
+    print(f"| channel resubscriptions / task failures / write failures | "
+          f"{counters['reconnects']} / {counters['task_failures']} / "
+          f"{counters['write_failures']} |")  # fmt: skip
+    sockets = counters.get("connections", [])
+    print(f"| sockets / socket reconnects | {len(sockets)} / "
+          f"{sum(c['reconnects'] for c in sockets)} |")  # fmt: skip
     print(f"| gaps recorded (book, ticker, mark, book ticker) | {written['stream_gaps']} |")
     print(f"| rows written, all tables | {total_written} |")
     print(f"| sustained write rate (rows / wall s) | {total_written / wall:,.0f} rows/s |")
