@@ -193,7 +193,10 @@ class MarketConnection:
         channel._subscribed = True
         self._channels[channel.data_type] = channel
         if self._ws is not None:
-            await self._send_sub(channel)
+            # A socket dying under the send is the reader's to notice: it reconnects and
+            # subscribes every channel, this one included.
+            with contextlib.suppress(*RECONNECTABLE):
+                await self._send_sub(channel)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read(), name=f"market-ws {self.ws_url}")
 
@@ -335,5 +338,6 @@ class MarketConnection:
         if self._ws is None:
             return  # the reconnection subscribes it afresh
         request = {"id": str(uuid.uuid4()), "reqType": "unsub", "dataType": channel.data_type}
-        await self._ws.send(json.dumps(request))
-        await self._send_sub(channel)
+        with contextlib.suppress(*RECONNECTABLE):  # the reader reconnects and resubscribes
+            await self._ws.send(json.dumps(request))
+            await self._send_sub(channel)
