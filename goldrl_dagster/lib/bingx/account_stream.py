@@ -28,8 +28,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.account import AccountEvent, ListenKeyExpired, parse_account_event
 from goldrl_dagster.lib.bingx.errors import BingXError, RejectedError
+from goldrl_dagster.lib.bingx.stream import CorruptFrameError, decode_frame
 from goldrl_dagster.lib.bingx.trading import BingXTradingClient
-from goldrl_dagster.lib.bingx.ws_frames import CorruptFrameError, decode_frame
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,7 @@ recorder's two symbols) multiplies handshakes, heartbeats and reconnections for 
 push by its ``dataType`` to the :class:`SharedChannel` subscribed to it, and when the socket
 drops (or a frame cannot be decoded) reconnects with backoff and resubscribes every channel.
 
-Every market stream (:mod:`goldrl_dagster.lib.bingx.stream`) reads through a
-:class:`SharedChannel`: on a connection it is given, or on one of its own. A channel yields
+A :class:`SharedChannel` is a drop-in for a stream's private connection: it yields
 ``("connected", None)`` each time its subscription is acknowledged, then ``("message",
 push)``. A refused subscription fails that channel alone. A consumer that falls more than
 ``queue_limit`` pushes behind (a long REST refill) loses its queue and is resubscribed, which
@@ -29,7 +28,7 @@ from websockets.exceptions import InvalidHandshake, InvalidURI
 
 from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
 from goldrl_dagster.lib.bingx.errors import BingXError
-from goldrl_dagster.lib.bingx.ws_frames import (
+from goldrl_dagster.lib.bingx.stream import (
     RECONNECTABLE,
     CorruptFrameError,
     open_socket,

@@ -24,14 +24,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import json
 import logging
 import time
+import uuid
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from goldrl_dagster.lib.bingx.market_connection import MarketConnection, SharedChannel
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from goldrl_dagster.lib.backoff import backoff_delay, check_backoff
+from goldrl_dagster.lib.bingx.errors import BingXError
 from goldrl_dagster.lib.bingx.models import (
     BINGX_INTERVALS,
     Kline,
@@ -43,7 +51,177 @@ from goldrl_dagster.lib.bingx.rest import MAX_KLINE_LIMIT, MAX_TRADES_LIMIT, Bin
 from goldrl_dagster.lib.bingx.symbols import resolve_symbol
 from goldrl_dagster.lib.market.candles import INTERVAL_MS
 
+if TYPE_CHECKING:
+    from goldrl_dagster.lib.bingx.market_connection import MarketConnection, SharedChannel
+
 log = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class CorruptFrameError(ValueError):
+    """A frame that is neither valid gzip nor UTF-8 text."""
+
+
+# Failures after which reconnecting can help. Invalid URLs and refused subscriptions cannot.
+RECONNECTABLE = (ConnectionClosed, OSError, TimeoutError, EOFError, CorruptFrameError)
+
+
+def decode_frame(frame: str | bytes) -> str:
+    """The text of a WebSocket frame: BingX gzips every frame; plain text is tolerated.
+
+    Raises:
+        CorruptFrameError: If the frame is neither valid gzip nor UTF-8 text.
+    """
+    if isinstance(frame, str):
+        return frame
+    try:
+        if frame.startswith(_GZIP_MAGIC):
+            return gzip.decompress(frame).decode()
+        return frame.decode()
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        raise CorruptFrameError(f"undecodable frame ({exc}): {frame[:40]!r}") from None
+
+
+CLOSE_TIMEOUT_S = 1.0  # how long closing a connection waits for the server's close frame
+
+
+async def open_socket(ws_url: str, open_timeout: float) -> ClientConnection:
+    """Open a market-stream WebSocket.
+
+    A connection is closed while pushes may still be queued unread (a refill blocked the
+    reader): the close handshake cannot complete behind a full queue, so closing waits
+    ``CLOSE_TIMEOUT_S``, not the library's default 10 s.
+    """
+    return await connect(ws_url, open_timeout=open_timeout, close_timeout=CLOSE_TIMEOUT_S)
+
+
+async def read_message(ws: ClientConnection, idle_timeout: float, who: str) -> dict | None:
+    """Read one frame: its JSON object, or None for a heartbeat (answered) or a frame of no use.
+
+    Args:
+        ws: The connection.
+        idle_timeout: Seconds to wait for a frame.
+        who: Named in the log when a frame is ignored.
+
+    Raises:
+        TimeoutError: If no frame arrives within ``idle_timeout``.
+        CorruptFrameError: If the frame cannot be decoded.
+    """
+    frame = await asyncio.wait_for(ws.recv(), timeout=idle_timeout)
+    text = decode_frame(frame)
+    if text == "Ping":
+        await ws.send("Pong")
+        return None
+    try:
+        message = json.loads(text)
+    except ValueError:
+        log.warning("%s: ignoring a non-JSON frame %.200r", who, text)
+        return None
+    if not isinstance(message, dict):
+        return None
+    if "ping" in message:  # JSON heartbeat variant
+        await ws.send(json.dumps({"pong": message["ping"], "time": message.get("time")}))
+        return None
+    return message
+
+
+class _Channel:
+    """One subscription on the market stream, kept alive across reconnections.
+
+    An async iterator (not a generator, so closing it never races with the event loop's own
+    generator finalisation): it yields ``("connected", None)`` each time the subscription is
+    acknowledged on a new connection, then ``("message", push)`` for each push of
+    ``data_type``. Connection failures and undecodable frames replace the connection after a
+    jittered backoff; an invalid URL or a refused subscription raises.
+    """
+
+    def __init__(
+        self,
+        ws_url: str,
+        data_type: str,
+        backoff: tuple[float, float],
+        idle_timeout: float,
+        open_timeout: float,
+    ) -> None:
+        self.ws_url = ws_url
+        self.data_type = data_type
+        self.reconnects = 0
+        self.corrupt_frames = 0
+        self._backoff = check_backoff("reconnect_backoff", backoff)
+        self._idle_timeout = idle_timeout
+        self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._request_id = ""
+        self._attempt = 0
+        self._connected_before = False
+
+    def __aiter__(self) -> _Channel:
+        return self
+
+    async def __anext__(self) -> tuple[str, dict | None]:
+        while True:
+            try:
+                if self._ws is None:
+                    await self._open()
+                event = await self._next_event()
+            except InvalidURI:
+                raise
+            except (*RECONNECTABLE, InvalidHandshake) as exc:
+                await self._lost(exc)
+                continue
+            if event is not None:
+                return event
+
+    async def aclose(self) -> None:
+        """Close the current connection, if any."""
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+    async def resubscribe(self) -> None:
+        """Subscribe afresh: on its own socket that means a new connection (counted)."""
+        await self.aclose()
+
+    async def _open(self) -> None:
+        self._ws = await open_socket(self.ws_url, self._open_timeout)
+        if self._connected_before:
+            self.reconnects += 1
+            log.info("%s: reconnected (%d)", self.data_type, self.reconnects)
+        self._connected_before = True
+        self._request_id = str(uuid.uuid4())
+        request = {"id": self._request_id, "reqType": "sub", "dataType": self.data_type}
+        await self._ws.send(json.dumps(request))
+
+    async def _lost(self, exc: BaseException) -> None:
+        if isinstance(exc, CorruptFrameError):
+            self.corrupt_frames += 1
+            log.warning("%s: %s; replacing the connection", self.data_type, exc)
+        await self.aclose()
+        delay = backoff_delay(self._attempt, self._backoff)
+        self._attempt += 1
+        log.warning("%s: connection lost (%s); reconnecting in %.2fs", self.data_type, exc, delay)
+        await asyncio.sleep(delay)
+
+    async def _next_event(self) -> tuple[str, dict | None] | None:
+        """Read one frame: an event, or None for heartbeats and frames of no interest."""
+        assert self._ws is not None
+        message = await read_message(self._ws, self._idle_timeout, self.data_type)
+        if message is None:
+            return None
+        if message.get("id") == self._request_id:
+            code = int(message.get("code") or 0)
+            if code != 0:
+                await self.aclose()
+                raise BingXError(
+                    code, str(message.get("msg", "")), context=f"subscribe {self.data_type}"
+                )
+            self._attempt = 0  # subscribed: the next failure starts backing off afresh
+            return ("connected", None)
+        if message.get("dataType") != self.data_type or not message.get("data"):
+            return None
+        return ("message", message)
 
 
 class _Tracker:
@@ -55,34 +233,26 @@ class _Tracker:
         self.last_emitted: int | None = None  # open time of the last candle yielded
 
 
+def _open_channel(
+    ws_url: str,
+    data_type: str,
+    connection: MarketConnection | None,
+    backoff: tuple[float, float],
+    idle_timeout: float,
+    open_timeout: float,
+) -> _Channel | SharedChannel:
+    """The stream's subscription: on the shared ``connection`` if given, else its own socket."""
+    if connection is not None:
+        return connection.channel(data_type)
+    return _Channel(ws_url, data_type, backoff, idle_timeout, open_timeout)
+
+
 class _ChannelStream:
     """A stream reading through one channel, exposing its connection counters."""
 
-    _channel: SharedChannel
-    _own_connection: MarketConnection | None
+    _channel: _Channel | SharedChannel
     data_type: str
     malformed_pushes: int
-
-    def _open_channel(
-        self,
-        ws_url: str,
-        data_type: str,
-        connection: MarketConnection | None,
-        backoff: tuple[float, float],
-        idle_timeout: float,
-        open_timeout: float,
-    ) -> None:
-        """Subscribe through the shared ``connection`` if given, else a socket of its own."""
-        self._own_connection = None
-        if connection is None:
-            connection = self._own_connection = MarketConnection(
-                ws_url,
-                reconnect_backoff=backoff,
-                idle_timeout=idle_timeout,
-                open_timeout=open_timeout,
-                max_topics=1,
-            )
-        self._channel = connection.channel(data_type)
 
     def _skip_malformed(self, errors: list[ValueError]) -> None:
         """Log and count the push items (or whole pushes) that did not parse."""
@@ -97,13 +267,8 @@ class _ChannelStream:
 
     @property
     def corrupt_frames(self) -> int:
-        """Undecodable frames received on the stream's own socket (each replaced it).
-
-        On a shared socket they are the connection's
-        (:attr:`MarketConnection.corrupt_frames`): 0 here.
-        """
-        own = self._own_connection
-        return own.corrupt_frames if own is not None else 0
+        """Undecodable frames received (each replaced the connection)."""
+        return self._channel.corrupt_frames
 
 
 @dataclass(frozen=True)
@@ -171,7 +336,7 @@ class PushStream[T](_ChannelStream):
         self.pushes = 0
         self.malformed_pushes = 0
         self._parse = parse
-        self._open_channel(
+        self._channel = _open_channel(
             ws_url, self.data_type, connection, reconnect_backoff, idle_timeout, open_timeout
         )
 
@@ -265,7 +430,9 @@ class KlineStream(_ChannelStream):
         self._confirm = rest_client is not None if confirm_with_rest is None else confirm_with_rest
         self._step = INTERVAL_MS[interval]
         self._rest = rest_client
-        self._open_channel(ws_url, "", connection, reconnect_backoff, idle_timeout, open_timeout)
+        self._channel = _open_channel(
+            ws_url, "", connection, reconnect_backoff, idle_timeout, open_timeout
+        )
         # Kept across iterations: iterating again after a failure goes on from the last candle
         # yielded (the missed ones come from REST), not from scratch.
         self._tracker = _Tracker()
@@ -425,7 +592,7 @@ class TradeStream(_ChannelStream):
         # content key -> trades of that content yielded; fill-id keys of REST trades yielded.
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._fills: OrderedDict[str, None] = OrderedDict()
-        self._open_channel(
+        self._channel = _open_channel(
             ws_url, self.data_type, connection, reconnect_backoff, idle_timeout, open_timeout
         )
 
