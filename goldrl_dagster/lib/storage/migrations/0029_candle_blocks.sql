@@ -32,23 +32,17 @@ CREATE TABLE candle_blocks (
 ALTER TABLE candle_blocks ALTER COLUMN records SET STORAGE EXTERNAL,
     ALTER COLUMN sources SET STORAGE EXTERNAL;
 
--- Days are locked in key order (ORDER BY over the few distinct days, not the written rows), so
--- two writers of overlapping days queue on the versions rows instead of deadlocking.
 CREATE FUNCTION candle_days_written() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' THEN  -- a row moved to another day changes both days
         INSERT INTO candle_day_versions AS v (instrument, interval, day)
-        SELECT * FROM (
-            SELECT DISTINCT instrument, interval, (open_time AT TIME ZONE 'UTC')::date
-            FROM (SELECT instrument, interval, open_time FROM written
-                  UNION ALL SELECT instrument, interval, open_time FROM replaced) AS rows
-        ) AS days ORDER BY 1, 2, 3
+        SELECT DISTINCT instrument, interval, (open_time AT TIME ZONE 'UTC')::date
+        FROM (SELECT instrument, interval, open_time FROM written
+              UNION ALL SELECT instrument, interval, open_time FROM replaced) AS rows
         ON CONFLICT (instrument, interval, day) DO UPDATE SET version = v.version + 1;
     ELSE
         INSERT INTO candle_day_versions AS v (instrument, interval, day)
-        SELECT * FROM (
-            SELECT DISTINCT instrument, interval, (open_time AT TIME ZONE 'UTC')::date FROM written
-        ) AS days ORDER BY 1, 2, 3
+        SELECT DISTINCT instrument, interval, (open_time AT TIME ZONE 'UTC')::date FROM written
         ON CONFLICT (instrument, interval, day) DO UPDATE SET version = v.version + 1;
     END IF;
     RETURN NULL;
@@ -58,15 +52,13 @@ $$;
 CREATE TRIGGER candles_inserted_days AFTER INSERT ON candles
     REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION candle_days_written();
 CREATE TRIGGER candles_updated_days AFTER UPDATE ON candles
-    REFERENCING OLD TABLE AS replaced NEW TABLE AS written
-    FOR EACH STATEMENT EXECUTE FUNCTION candle_days_written();
+    REFERENCING OLD TABLE AS replaced NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION candle_days_written();
 CREATE TRIGGER candles_deleted_days AFTER DELETE ON candles
     REFERENCING OLD TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION candle_days_written();
 
 -- TRUNCATE has no transition rows: every day's version moves on.
 CREATE FUNCTION candle_days_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM 1 FROM candle_day_versions ORDER BY instrument, interval, day FOR UPDATE;
     UPDATE candle_day_versions SET version = version + 1;
     DELETE FROM candle_blocks;
     RETURN NULL;
